@@ -1,0 +1,1 @@
+"""The approval queue: park, decide, execute once, deliver."""

@@ -1,0 +1,153 @@
+"""`/api/approvals`: the reviewers' JSON API. Thin: authenticate the reviewer, then call the queue.
+
+    GET  /api/approvals?status=pending,approved|all&agent=&tool=&upstream=&limit=   list, newest first
+    GET  /api/approvals/{id}                                            one approval and its timeline
+    POST /api/approvals/{id}/approve   {"reason": "..."} optional      first decision wins; 409 after
+    POST /api/approvals/{id}/reject    {"reason": "..."} optional
+
+Reviewers authenticate with the token `airlock reviewers add NAME` printed, as
+`Authorization: Bearer <token>`. Agent tokens are refused (403): agents never decide.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from app.approvals.decisions import DecisionError, Verdict, decide
+from app.approvals.outcomes import iso, review_url
+from app.auth import WWW_AUTHENTICATE, bearer_token
+from app.store import approvals as approval_store
+from app.store import audit as audit_store
+from app.store.approvals import ALL_STATUSES, ApprovalRow
+from app.store.audit import AuditRow
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+
+def approval_json(row: ApprovalRow, public_url: str) -> dict[str, Any]:
+    """An approval as the API, the CLI and the inbox's live feed show it."""
+    return {
+        "id": row.id, "status": row.status, "upstream": row.upstream, "tool": row.tool, "agent": row.agent,
+        "arguments": json.loads(row.arguments), "args_sha256": row.args_hash,
+        "policy": {"rule": row.policy_rule, "reason": row.policy_reason, "version": row.policy_version},
+        "reviewers": row.allowed_reviewers, "era": row.era,
+        "created_at": iso(row.created_at), "expires_at": iso(row.expires_at),
+        "decided_by": row.decided_by, "decided_via": row.decided_via, "decided_at": iso(row.decided_at),
+        "decision_reason": row.decision_reason, "executed_at": iso(row.executed_at),
+        "finished_at": iso(row.finished_at), "outcome": row.outcome,
+        "result": json.loads(row.result) if row.result else None, "delivered_at": iso(row.delivered_at),
+        "review_url": review_url(public_url, row.id),
+    }
+
+
+def timeline_json(entry: AuditRow) -> dict[str, Any]:
+    return {"at": iso(entry.at), "event": entry.event, "actor": entry.actor, "outcome": entry.outcome,
+            "detail": entry.detail}
+
+
+def routes(runtime: Runtime) -> list[BaseRoute]:
+    api = ApprovalsApi(runtime)
+    return [
+        Route("/api/approvals", api.list, methods=["GET"]),
+        Route("/api/approvals/{approval_id}", api.show, methods=["GET"]),
+        Route("/api/approvals/{approval_id}/approve", api.approve, methods=["POST"]),
+        Route("/api/approvals/{approval_id}/reject", api.reject, methods=["POST"]),
+    ]
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if status == 401 else None
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+class ApprovalsApi:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def _reviewer(self, request: Request) -> str | JSONResponse:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            return _error(401, "send a reviewer token as 'Authorization: Bearer <token>'")
+        reviewer = await self._runtime.credentials.reviewer_for(token)
+        if reviewer is not None:
+            return reviewer
+        if await self._runtime.credentials.agent_for(token) is not None:
+            return _error(403, "agent tokens cannot review or decide approvals")
+        return _error(401, "unknown or disabled reviewer token")
+
+    async def list(self, request: Request) -> JSONResponse:
+        reviewer = await self._reviewer(request)
+        if isinstance(reviewer, JSONResponse):
+            return reviewer
+        statuses = [s for s in request.query_params.get("status", "").split(",") if s and s != "all"]
+        unknown = [s for s in statuses if s not in ALL_STATUSES]
+        if unknown:
+            return _error(400, f"unknown status {unknown[0]!r}; use one of {', '.join(ALL_STATUSES)}")
+        try:
+            limit = min(max(int(request.query_params.get("limit", "100")), 1), 1000)
+        except ValueError:
+            return _error(400, "limit must be a number")
+        async with self._runtime.db.read() as conn:
+            rows = await approval_store.search(
+                conn, statuses=statuses, agent=request.query_params.get("agent"),
+                tool=request.query_params.get("tool"), upstream=request.query_params.get("upstream"), limit=limit)
+        public_url = self._runtime.settings.public_url
+        return JSONResponse({"approvals": [approval_json(r, public_url) for r in rows]})
+
+    async def show(self, request: Request) -> JSONResponse:
+        reviewer = await self._reviewer(request)
+        if isinstance(reviewer, JSONResponse):
+            return reviewer
+        approval_id = request.path_params["approval_id"]
+        async with self._runtime.db.read() as conn:
+            row = await approval_store.get(conn, approval_id)
+            timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
+        if row is None:
+            return _error(404, f"no approval {approval_id}")
+        body = approval_json(row, self._runtime.settings.public_url)
+        body["timeline"] = [timeline_json(entry) for entry in timeline if entry.event != "call"]
+        return JSONResponse(body)
+
+    async def approve(self, request: Request) -> JSONResponse:
+        return await self._decide(request, "approve")
+
+    async def reject(self, request: Request) -> JSONResponse:
+        return await self._decide(request, "reject")
+
+    async def _decide(self, request: Request, verdict: Verdict) -> JSONResponse:
+        reviewer = await self._reviewer(request)
+        if isinstance(reviewer, JSONResponse):
+            return reviewer
+        reason = await _reason(request)
+        if isinstance(reason, JSONResponse):
+            return reason
+        try:
+            row = await decide(self._runtime.ledger, request.path_params["approval_id"], reviewer=reviewer,
+                               verdict=verdict, via="api", reason=reason)
+        except DecisionError as exc:
+            extra: dict[str, Any] = {}
+            approval = getattr(exc, "approval", None)
+            if approval is not None:
+                extra["approval"] = approval_json(approval, self._runtime.settings.public_url)
+            return _error(exc.status_code, str(exc), **extra)
+        return JSONResponse(approval_json(row, self._runtime.settings.public_url))
+
+
+async def _reason(request: Request) -> str | None | JSONResponse:
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return _error(400, "the body must be JSON, e.g. {\"reason\": \"...\"}")
+    if not isinstance(payload, dict) or not isinstance(payload.get("reason", ""), str | None):
+        return _error(400, "reason must be a string")
+    reason = payload.get("reason")
+    return reason if isinstance(reason, str) else None

@@ -1,0 +1,71 @@
+"""Reviewer-facing channels: how people learn that a call waits for them, and what became of it.
+
+One small interface, `ReviewChannel`, that the log, Slack and the web inbox implement. Channels are
+told after the approval's transaction committed (the row exists before any message about it), and
+must not block: anything slow or fallible (Slack's API) goes through the channel's own durable
+queue. Channels never decide; deciding goes through `app/approvals/decisions.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from app.approvals.outcomes import review_url
+from app.store.approvals import ApprovalRow
+
+logger = logging.getLogger("airlock.approvals")
+
+
+class ReviewChannel(Protocol):
+    name: str
+
+    async def parked(self, approval: ApprovalRow) -> None:
+        """A new approval waits for a decision."""
+
+    async def changed(self, approval: ApprovalRow) -> None:
+        """An approval moved (decided, expired, withdrawn, executed, delivered)."""
+
+
+class LogChannel:
+    """Logs each new approval with its id and review URL, and each change of status."""
+
+    name = "log"
+
+    def __init__(self, public_url: str) -> None:
+        self._public_url = public_url
+
+    async def parked(self, approval: ApprovalRow) -> None:
+        logger.warning("approval needed: %s wants %s on %s (approval %s) - review at %s or run "
+                       "`airlock approvals approve %s`", approval.agent, approval.tool, approval.upstream,
+                       approval.id, review_url(self._public_url, approval.id), approval.id)
+
+    async def changed(self, approval: ApprovalRow) -> None:
+        by = f" by {approval.decided_by}" if approval.decided_by else ""
+        logger.info("approval %s (%s): %s%s", approval.id, approval.tool, approval.status, by)
+
+
+class ChannelFanout:
+    """Tells every configured channel; a failing channel is logged and never affects the others."""
+
+    def __init__(self, channels: Sequence[ReviewChannel]) -> None:
+        self.channels = list(channels)
+
+    async def parked(self, approval: ApprovalRow) -> list[str]:
+        """Tell every channel; returns the names of those that took it."""
+        told: list[str] = []
+        for channel in self.channels:
+            try:
+                await channel.parked(approval)
+                told.append(channel.name)
+            except Exception:
+                logger.exception("review channel %s failed on a new approval", channel.name)
+        return told
+
+    async def changed(self, approval: ApprovalRow) -> None:
+        for channel in self.channels:
+            try:
+                await channel.changed(approval)
+            except Exception:
+                logger.exception("review channel %s failed on a change", channel.name)

@@ -1,0 +1,124 @@
+"""The one way approval state changes: a write transaction, then signals, then reviewer channels.
+
+    async with ledger.change() as change:
+        row = await change.move(id, expected="pending", to="approved", now=now, event="decided", ...)
+    # committed here (row is None if someone else moved it first); signals published on commit,
+    # waiters woken, channels told
+
+That order is DESIGN invariant 2 (durable before acknowledged): nobody hears of a change before
+its transaction commits. Queue, decisions, executor and sweeper all go through `change()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.approvals.channels import ChannelFanout
+from app.approvals.signals import Notifier
+from app.audit import AuditLog
+from app.store import approvals as approval_store
+from app.store.approvals import ApprovalRow, Condition, Status
+from app.store.db import Database
+
+logger = logging.getLogger("airlock.approvals")
+
+
+@dataclass
+class Change:
+    conn: AsyncConnection
+    audit: AuditLog
+    touched: dict[str, bool] = field(default_factory=dict)
+
+    def touch(self, approval_id: str, *, parked: bool = False) -> None:
+        """Mark `approval_id` as changed by this transaction (`parked`: it is new)."""
+        self.touched[approval_id] = self.touched.get(approval_id, False) or parked
+
+    async def move(self, approval_id: str, *, expected: Status | Sequence[Status], to: Status, now: float,
+                   event: str, where: Sequence[Condition] = (), actor: str | None = None,
+                   audit_outcome: str | None = None, audit_detail: str | None = None,
+                   **values: Any) -> ApprovalRow | None:
+        """Compare-and-set one approval's status, write the step to the audit log, mark it touched.
+
+        Args:
+            event, actor, audit_outcome, audit_detail: the audit log entry for this step.
+            values: other columns the transition sets.
+
+        Returns:
+            The approval as moved, or None when this caller lost (the status was not in
+            `expected`, or a `where` condition failed): then nothing was written.
+        """
+        if not await approval_store.transition(self.conn, approval_id, expected=expected, to=to, now=now,
+                                               where=where, **values):
+            return None
+        row = await approval_store.get(self.conn, approval_id)
+        assert row is not None
+        await self.audit.record_step(self.conn, event=event, approval=row, now=now, actor=actor,
+                                     outcome=audit_outcome, detail=audit_detail)
+        self.touch(approval_id)
+        return row
+
+
+class Ledger:
+    def __init__(self, db: Database, notifier: Notifier, channels: ChannelFanout, audit: AuditLog) -> None:
+        self.db = db
+        self.notifier = notifier
+        self.channels = channels
+        self.audit = audit
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @asynccontextmanager
+    async def change(self) -> AsyncIterator[Change]:
+        async with self.db.write() as conn:
+            change = Change(conn, self.audit)
+            yield change
+            for approval_id in change.touched:
+                await self.notifier.publish(conn, approval_id)
+        for approval_id in change.touched:
+            self.notifier.wake(approval_id)
+        if change.touched and self.channels.channels:
+            self.spawn(self._tell_channels(dict(change.touched)))
+
+    async def get(self, approval_id: str) -> ApprovalRow | None:
+        async with self.db.read() as conn:
+            return await approval_store.get(conn, approval_id)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run work that must not be tied to any one request (and must not be garbage-collected)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("background approval work failed", exc_info=task.exception())
+
+    async def _tell_channels(self, touched: dict[str, bool]) -> None:
+        for approval_id, parked in touched.items():
+            row = await self.get(approval_id)
+            if row is None:
+                continue
+            if parked:
+                told = await self.channels.parked(row)
+                if told:
+                    async with self.db.write() as conn:
+                        await self.audit.record_step(conn, event="notified", approval=row, now=time.time(),
+                                                     detail="via " + ", ".join(told))
+            else:
+                await self.channels.changed(row)
+
+    async def shutdown(self) -> None:
+        """Cancel background work (executions in flight keep their lease and are resolved by the sweeper)."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,209 @@
+"""The pending-approval queue: park a call durably, attach identical calls, withdraw, expire, deliver.
+
+Parking writes everything needed to run the call later, byte for byte, before anyone is told:
+the exact `params` text of the request (so the executor sends what was judged), the MCP headers
+that described it, the agent, era and session, the JSON-RPC id and progress token, the policy's
+verdict, and the SHA-256 of the canonical arguments that binds the approval to this call.
+
+An identical call (same agent, upstream, tool and argument hash) attaches to the newest approval
+that is still open or whose outcome the agent has not received yet, instead of piling up
+duplicates; a partial unique index keeps that true when two replicas park the same call at once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from app.approvals.ledger import Change, Ledger
+from app.config import ApprovalSettings
+from app.jsonrpc import canonical_json
+from app.policy.engine import Decision
+from app.store import approvals as approval_store
+from app.store import streams as stream_store
+from app.store.approvals import ApprovalRow
+from app.store.streams import StreamRow
+from app.types import RequestId
+
+
+class TooManyPending(Exception):
+    def __init__(self, agent: str, limit: int) -> None:
+        super().__init__(f"agent {agent!r} already has {limit} calls waiting for review")
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class ParkRequest:
+    upstream: str
+    tool: str
+    agent: str
+    arguments: dict[str, Any]
+    args_hash: str
+    params_text: str
+    forward_headers: dict[str, str]
+    era: str
+    protocol_version: str
+    session_id: str | None
+    request_id: RequestId
+    progress_token: str | int | None
+    decision: Decision
+    policy_version: str
+    hold_seconds: float
+    """How long this request may be held before it is answered "pending"."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A held request's claim on an approval: the approval as parked, and the request's own stream."""
+
+    approval: ApprovalRow
+    stream: StreamRow
+    created: bool
+    attach_seq: int
+    priming_seq: int | None
+
+
+def new_approval_id() -> str:
+    return "apr_" + secrets.token_urlsafe(12)
+
+
+def new_stream_id() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class ApprovalQueue:
+    def __init__(self, ledger: Ledger, settings: ApprovalSettings) -> None:
+        self._ledger = ledger
+        self._settings = settings
+
+    async def park(self, request: ParkRequest, *, priming: bool) -> Attachment:
+        """Attach to an identical open approval, or park a new one; durable when this returns.
+
+        Args:
+            request: the call and the policy's verdict.
+            priming: store a priming event (an id with empty data) as the stream's first event.
+
+        Raises:
+            TooManyPending: the agent already has `max_pending_per_agent` calls waiting.
+        """
+        for attempt in range(3):
+            try:
+                return await self._park_once(request, priming)
+            except IntegrityError:
+                # A concurrent identical call (maybe on another replica) parked first; attach to it.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _park_once(self, request: ParkRequest, priming: bool) -> Attachment:
+        now = time.time()
+        async with self._ledger.change() as change:
+            conn = change.conn
+            if self._ledger.db.is_postgres:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:agent))"), {"agent": request.agent})
+            existing = await approval_store.find_attachable(
+                conn, agent=request.agent, upstream=request.upstream, tool=request.tool,
+                args_hash=request.args_hash, now=now, retention=self._settings.result_retention_seconds)
+            if existing is not None:
+                seq = await approval_store.bump_attach(conn, existing.id, now)
+                approval, created = existing, False
+                await self._ledger.audit.record_step(conn, event="attached", approval=existing, now=now,
+                                                     actor=request.agent)
+            else:
+                approval = await self._insert(change, request, now)
+                seq, created = 0, True
+            stream = StreamRow(
+                id=new_stream_id(), approval_id=approval.id, agent=request.agent, session_id=request.session_id,
+                request_id=json.dumps(request.request_id),
+                progress_token=None if request.progress_token is None else json.dumps(request.progress_token),
+                hold_until=now + request.hold_seconds, created_at=now)
+            await stream_store.insert_stream(conn, stream)
+            priming_seq = await stream_store.append_event(conn, stream.id, "", now) if priming else None
+        return Attachment(approval, stream, created, seq, priming_seq)
+
+    async def _insert(self, change: Change, request: ParkRequest, now: float) -> ApprovalRow:
+        conn = change.conn
+        if await approval_store.count_pending(conn, request.agent) >= self._settings.max_pending_per_agent:
+            raise TooManyPending(request.agent, self._settings.max_pending_per_agent)
+        decision = request.decision
+        timeout = decision.timeout or self._settings.timeout_seconds
+        slack = decision.slack
+        values = {
+            "id": new_approval_id(), "upstream": request.upstream, "tool": request.tool, "agent": request.agent,
+            "arguments": canonical_json(request.arguments), "args_hash": request.args_hash,
+            "params": request.params_text, "forward_headers": json.dumps(request.forward_headers),
+            "era": request.era, "protocol_version": request.protocol_version, "session_id": request.session_id,
+            "request_id": json.dumps(request.request_id),
+            "progress_token": None if request.progress_token is None else json.dumps(request.progress_token),
+            "policy_rule": decision.rule_id or decision.rule, "policy_reason": decision.reason,
+            "policy_version": request.policy_version,
+            "reviewers": None if decision.reviewers is None else json.dumps(list(decision.reviewers)),
+            "slack_routing": None if slack is None else json.dumps(
+                {"channel": slack.channel, "users": list(slack.users), "usergroups": list(slack.usergroups)}),
+            "status": "pending", "created_at": now, "expires_at": now + timeout, "updated_at": now,
+            "attach_seq": 0,
+        }
+        await approval_store.insert(conn, values)
+        row = await approval_store.get(conn, str(values["id"]))
+        assert row is not None
+        await self._ledger.audit.record_step(conn, event="parked", approval=row, now=now, actor=request.agent,
+                                             detail=decision.reason)
+        change.touch(row.id, parked=True)
+        return row
+
+    async def withdraw(self, approval_id: str, *, by: str, reason: str, attach_seq: int | None = None,
+                       delivered: bool = False) -> bool:
+        """Withdraw a pending approval (the agent no longer wants the call); True if this call did it.
+
+        Args:
+            attach_seq: withdraw only if no request attached since this sequence number (the
+                2026-07-28 grace period: an identical retry within it keeps the approval alive).
+            delivered: the agent already knows (it cancelled), so no retry should receive the outcome.
+        """
+        now = time.time()
+        where = [] if attach_seq is None else [approval_store.attach_seq_is(attach_seq)]
+        async with self._ledger.change() as change:
+            row = await change.move(
+                approval_id, expected="pending", to="withdrawn", now=now, where=where, event="withdrawn", actor=by,
+                audit_detail=reason, decided_by=by, decided_via="client", decided_at=now, decision_reason=reason,
+                finished_at=now, delivered_at=now if delivered else None)
+        return row is not None
+
+    async def expire(self, approval_id: str) -> bool:
+        now = time.time()
+        async with self._ledger.change() as change:
+            row = await change.move(approval_id, expected="pending", to="expired", now=now, event="expired",
+                                    where=[approval_store.expired(now)], finished_at=now)
+        return row is not None
+
+    async def store_event(self, stream_id: str, data: str) -> int:
+        """Store one event of a held stream (before it is sent); returns its sequence number."""
+        async with self._ledger.db.write() as conn:
+            return await stream_store.append_event(conn, stream_id, data, time.time())
+
+    async def record_answer(self, stream_id: str, data: str, *, store: bool,
+                            delivering: ApprovalRow | None = None) -> int | None:
+        """Record a held request's answer before it is sent: store it, and mark the outcome delivered.
+
+        Marking before sending is what keeps "an outcome is delivered once" exact: the agent can
+        send its next identical call the instant it reads this answer, and that call must already
+        see the outcome as delivered (and so start a new approval).
+        """
+        now = time.time()
+        async with self._ledger.change() as change:
+            seq = await stream_store.append_event(change.conn, stream_id, data, now) if store else None
+            if delivering is not None and await approval_store.mark_delivered(change.conn, delivering.id, now):
+                await self._ledger.audit.record_step(change.conn, event="delivered", approval=delivering, now=now,
+                                                     actor=delivering.agent, detail=f"stream {stream_id}",
+                                                     outcome=delivering.status)
+                change.touch(delivering.id)
+        return seq
+
+    async def mark_delivered(self, approval: ApprovalRow, *, stream_id: str) -> None:
+        await self.record_answer(stream_id, "", store=False, delivering=approval)

@@ -1,0 +1,130 @@
+"""Background upkeep of the queue, run by every process (every replica): idempotent by construction.
+
+Each pass:
+
+1. expires pending approvals whose time is up (on time: the loop sleeps until the next expiry),
+   whether or not any agent is connected;
+2. marks `executing` rows whose executor's lease lapsed as `outcome_unknown` (a crash mid-call:
+   never re-sent);
+3. runs approved calls nobody is holding (an approved call runs when it is approved; its result
+   waits for the agent's next identical call);
+4. re-reads recently changed approvals and wakes local waiters, in case a signal was missed (the
+   only cross-process wake-up on SQLite, e.g. after `airlock approvals approve` in a terminal).
+
+Every step is a compare-and-set through the same store functions the request paths use, so two
+replicas sweeping at once can only duplicate a read, never an action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Final
+
+from app.approvals.executor import Executor
+from app.approvals.ledger import Ledger
+from app.approvals.queue import ApprovalQueue
+from app.config import ApprovalSettings
+from app.store import approvals as approval_store
+from app.store import ratelimit as rate_store
+
+logger = logging.getLogger("airlock.sweeper")
+
+_HOLDER_HEAD_START: Final = 0.5
+"""Seconds an approved call is left to its holder (which runs it at once) before the sweeper takes it."""
+_POLL_OVERLAP: Final = 2.0
+"""The safety poll re-reads this many seconds before its last pass (commits land out of order)."""
+
+
+class Sweeper:
+    def __init__(self, ledger: Ledger, queue: ApprovalQueue, executor: Executor, settings: ApprovalSettings) -> None:
+        self._ledger = ledger
+        self._queue = queue
+        self._executor = executor
+        self._settings = settings
+        self._kick = asyncio.Event()
+        self._seen: dict[str, float] = {}
+        self._last_poll = time.time()
+        self._last_purge = 0.0
+        self._running: set[str] = set()
+        # Changes this process already signalled (its own, and those NOTIFY delivered) need no
+        # second wake-up from the safety poll: remember when each was signalled.
+        ledger.notifier.add_listener(self._signalled)
+
+    def _signalled(self, approval_id: str) -> None:
+        self._seen[approval_id] = time.time()
+
+    def kick(self) -> None:
+        """Sweep now rather than at the next scheduled pass."""
+        self._kick.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                delay = await self.sweep()
+            except Exception:
+                logger.exception("sweep failed; retrying")
+                delay = self._settings.safety_poll_seconds
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def sweep(self) -> float:
+        """One pass; returns how long to sleep before the next one."""
+        now = time.time()
+        async with self._ledger.db.read() as conn:
+            due = await approval_store.due_for_expiry(conn, now)
+            lost = await approval_store.lost_executions(conn, now)
+            unclaimed = await approval_store.unclaimed_approved(conn, now - _HOLDER_HEAD_START)
+            changes = await approval_store.changed_since(conn, self._last_poll - _POLL_OVERLAP)
+            next_expiry = await approval_store.next_expiry(conn)
+        for approval_id in due:
+            await self._queue.expire(approval_id)
+        for approval_id in lost:
+            await self._mark_lost(approval_id)
+        for approval_id in unclaimed:
+            self._run_unclaimed(approval_id)
+        self._wake_changed(changes, now)
+        await self._purge(now)
+        delay = self._settings.safety_poll_seconds
+        if next_expiry is not None:
+            delay = min(delay, max(0.0, next_expiry - time.time()) + 0.005)
+        return delay
+
+    async def _mark_lost(self, approval_id: str) -> None:
+        now = time.time()
+        async with self._ledger.change() as change:
+            row = await change.move(
+                approval_id, expected="executing", to="outcome_unknown", now=now, event="outcome_unknown",
+                where=[approval_store.lease_lapsed(now)], finished_at=now,
+                outcome="the Airlock process running this call stopped before the upstream answered; "
+                        "it may or may not have taken effect, and it will not be re-sent")
+        if row is not None:
+            logger.error("approval %s: its execution was cut off; marked outcome_unknown (not re-sent)", approval_id)
+
+    def _run_unclaimed(self, approval_id: str) -> None:
+        if approval_id in self._running:
+            return
+        self._running.add(approval_id)
+        task = self._ledger.spawn(self._executor.execute(approval_id))
+        task.add_done_callback(lambda _t: self._running.discard(approval_id))
+
+    def _wake_changed(self, changes: list[tuple[str, float]], now: float) -> None:
+        for approval_id, updated_at in changes:
+            if self._seen.get(approval_id, -1.0) < updated_at:
+                self._seen[approval_id] = updated_at
+                self._ledger.notifier.wake(approval_id)
+        self._last_poll = now
+        if len(self._seen) > 10_000:
+            horizon = now - 10 * _POLL_OVERLAP
+            self._seen = {k: v for k, v in self._seen.items() if v > horizon}
+
+    async def _purge(self, now: float) -> None:
+        if now - self._last_purge < 60:
+            return
+        self._last_purge = now
+        async with self._ledger.db.write() as conn:
+            await rate_store.purge_expired(conn, now)

@@ -1,0 +1,579 @@
+"""The `airlock` command: serve, migrate, demo, tokens, reviewers, policy check, approvals, audit.
+
+Every command takes `--config PATH` (default `./airlock.toml`, or `$AIRLOCK_CONFIG`). Problems the
+user can fix (a bad config, an invalid policy, an unknown approval) print one clear line to stderr
+and exit with status 2; nothing prints a traceback for them. Commands that touch the database
+bring its schema up to date first, so they work on a fresh install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from dotenv import load_dotenv
+
+from app import __version__
+from app.errors import AirlockError, ConfigError, PolicyError
+
+T = TypeVar("T")
+
+CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                             default=None, envvar="AIRLOCK_CONFIG",
+                             help="Configuration file (default: ./airlock.toml).")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"airlock: {message}", err=True)
+    sys.exit(2)
+
+
+def _friendly(function: Callable[..., T]) -> Callable[..., T]:
+    """Turn the errors a user can fix into one line on stderr and exit status 2."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return function(*args, **kwargs)
+        except PolicyError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(2)
+        except (ConfigError, AirlockError) as exc:
+            _fail(str(exc))
+            raise AssertionError("unreachable") from None
+
+    return wrapper
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("httpx", "mcp", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="airlock")
+def main() -> None:
+    """Airlock: an MCP gateway that checks every tool call against a policy and holds the
+    destructive ones for a human's approval.
+
+    Start with `airlock demo`, or write an airlock.toml (see airlock.example.toml) and run
+    `airlock serve`.
+    """
+    load_dotenv(Path.cwd() / ".env", override=False)
+
+
+def _settings(config_path: Path | None, *, require_upstreams: bool = True) -> Any:
+    from app.config import load_settings
+
+    return load_settings(config_path, require_upstreams=require_upstreams)
+
+
+def _migrate(settings: Any) -> None:
+    from app.store.migrate import upgrade
+
+    try:
+        upgrade(settings.database_url)
+    except Exception as exc:  # noqa: BLE001 - reported in one line: the database is unreachable or broken
+        raise ConfigError(f"cannot migrate the database at {_safe_url(settings.database_url)}: {_first_line(exc)}") from None
+
+
+def _safe_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}://{rest}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- serve / migrate
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--host", default=None, help="Address to listen on (default from the config: 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to listen on (default from the config: 8080).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]), help="Logging verbosity.")
+@_friendly
+def serve(config_path: Path | None, host: str | None, port: int | None, log_level: str) -> None:
+    """Run the gateway (applies pending database migrations first)."""
+    import dataclasses
+
+    import uvicorn
+
+    from app.asgi import create_app
+
+    configure_logging(getattr(logging, log_level.upper()))
+    settings = _settings(config_path)
+    if host is not None or port is not None:
+        settings = dataclasses.replace(settings, host=host or settings.host,
+                                       port=settings.port if port is None else port)
+    _migrate(settings)
+    app = create_app(settings)
+    logging.getLogger("airlock").info("Airlock %s listening on http://%s:%d (MCP at /mcp/{upstream})",
+                                      __version__, settings.host, settings.port)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
+                lifespan="on", timeout_graceful_shutdown=5, proxy_headers=False, ws="none")
+
+
+@main.command()
+@CONFIG_OPTION
+@_friendly
+def migrate(config_path: Path | None) -> None:
+    """Bring the database schema up to date."""
+    settings = _settings(config_path, require_upstreams=False)
+    _migrate(settings)
+    click.echo(f"database at {_safe_url(settings.database_url)} is up to date")
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port for Airlock (default from the config: 8080).")
+@_friendly
+def demo(config_path: Path | None, port: int | None) -> None:
+    """Run the demo: an Execution Market-like upstream behind Airlock, with a sample policy (SQLite).
+
+    Uses ./airlock.toml, which ships set up for the demo; the demo upstream listens on the port of
+    the first [[upstreams]] URL. Prints an agent token, a reviewer token and a ready-to-run agent.
+    """
+    from app.demo.run import run_demo
+
+    configure_logging()
+    run_demo(config_path=config_path, port=port)
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@main.group()
+def tokens() -> None:
+    """Issue, list and revoke agent tokens (agents authenticate with them)."""
+
+
+@tokens.command("create")
+@CONFIG_OPTION
+@click.option("--agent", required=True, help="The agent identity the token proves (e.g. claude-desktop).")
+@click.option("--label", default=None, help="A note to tell tokens apart.")
+@_friendly
+def tokens_create(config_path: Path | None, agent: str, label: str | None) -> None:
+    """Create a token for an agent and print it (it is shown only once)."""
+    _check_name(agent, "agent")
+
+    async def create() -> Any:
+        async with _credentials(config_path) as credentials:
+            return await credentials.issue_agent_token(agent, label=label)
+
+    issued = _run(create())
+    click.echo(issued.token)
+    click.echo(f"token {issued.id} for agent {agent!r}; store it now, it is not shown again", err=True)
+
+
+@tokens.command("list")
+@CONFIG_OPTION
+@click.option("--agent", default=None, help="Only this agent's tokens.")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked tokens.")
+@_friendly
+def tokens_list(config_path: Path | None, agent: str | None, include_revoked: bool) -> None:
+    """List agent tokens (never the tokens themselves)."""
+    from app.store import tokens as token_store
+
+    async def fetch() -> Any:
+        async with _database(config_path) as db, db.read() as conn:
+            return await token_store.list_agent_tokens(conn, agent=agent, include_revoked=include_revoked)
+
+    rows = _run(fetch())
+    click.echo(f"{'ID':>4}  {'AGENT':<24} {'TOKEN':<18} {'CREATED':<20} {'STATUS':<8} LABEL")
+    for row in rows:
+        status = "revoked" if row.revoked_at else "active"
+        click.echo(f"{row.id:>4}  {row.agent:<24} {row.prefix + '…':<18} {_when(row.created_at):<20} {status:<8} "
+                   f"{row.label or ''}")
+
+
+@tokens.command("revoke")
+@CONFIG_OPTION
+@click.argument("token_id", type=int, required=False)
+@click.option("--agent", default=None, help="Revoke every token of this agent.")
+@_friendly
+def tokens_revoke(config_path: Path | None, token_id: int | None, agent: str | None) -> None:
+    """Revoke a token by its ID (from `tokens list`), or all of an agent's tokens with --agent."""
+    if (token_id is None) == (agent is None):
+        _fail("give a token ID or --agent NAME (not both)")
+
+    async def revoke() -> int:
+        async with _credentials(config_path) as credentials:
+            revoked: int = await credentials.revoke(token_id=token_id, agent=agent)
+            return revoked
+
+    count = _run(revoke())
+    if count == 0:
+        _fail("no active token matched")
+    click.echo(f"revoked {count} token(s); running gateways stop accepting them within their token cache time")
+
+
+# --------------------------------------------------------------------------- reviewers
+
+
+@main.group()
+def reviewers() -> None:
+    """Add and manage reviewers (the people who approve or reject held calls)."""
+
+
+@reviewers.command("add")
+@CONFIG_OPTION
+@click.argument("name")
+@click.option("--slack-user", default=None, help="The reviewer's Slack user id (U…), for Slack buttons.")
+@_friendly
+def reviewers_add(config_path: Path | None, name: str, slack_user: str | None) -> None:
+    """Create a reviewer and print their API token (also their web inbox password)."""
+    from sqlalchemy.exc import IntegrityError
+
+    _check_name(name, "reviewer")
+
+    async def add() -> Any:
+        async with _credentials(config_path) as credentials:
+            return await credentials.add_reviewer(name, slack_user_id=slack_user)
+
+    try:
+        issued = _run(add())
+    except IntegrityError:
+        _fail(f"a reviewer named {name!r} (or with that Slack user) already exists; use `airlock reviewers rotate {name}`")
+        return
+    click.echo(issued.token)
+    click.echo(f"reviewer {name!r} added; use the token as 'Authorization: Bearer <token>' for /api/approvals "
+               "and to sign in to the web inbox. It is not shown again.", err=True)
+
+
+@reviewers.command("rotate")
+@CONFIG_OPTION
+@click.argument("name")
+@_friendly
+def reviewers_rotate(config_path: Path | None, name: str) -> None:
+    """Give a reviewer a new token (the old one stops working) and print it."""
+
+    async def rotate() -> Any:
+        async with _credentials(config_path) as credentials:
+            return await credentials.rotate_reviewer_token(name)
+
+    issued = _run(rotate())
+    if issued is None:
+        _fail(f"no reviewer named {name!r}")
+    click.echo(issued.token)
+
+
+@reviewers.command("disable")
+@CONFIG_OPTION
+@click.argument("name")
+@_friendly
+def reviewers_disable(config_path: Path | None, name: str) -> None:
+    """Disable a reviewer: their token stops working at once."""
+    from app.store import tokens as token_store
+
+    async def disable() -> bool:
+        async with _database(config_path) as db, db.write() as conn:
+            return await token_store.disable_reviewer(conn, name=name, now=time.time())
+
+    if not _run(disable()):
+        _fail(f"no active reviewer named {name!r}")
+    click.echo(f"reviewer {name!r} disabled")
+
+
+@reviewers.command("enable")
+@CONFIG_OPTION
+@click.argument("name")
+@_friendly
+def reviewers_enable(config_path: Path | None, name: str) -> None:
+    """Enable a disabled reviewer again (their current token works again)."""
+    from app.store import tokens as token_store
+
+    async def enable() -> bool:
+        async with _database(config_path) as db, db.write() as conn:
+            return await token_store.enable_reviewer(conn, name=name)
+
+    if not _run(enable()):
+        _fail(f"no disabled reviewer named {name!r}")
+    click.echo(f"reviewer {name!r} enabled")
+
+
+@reviewers.command("list")
+@CONFIG_OPTION
+@_friendly
+def reviewers_list(config_path: Path | None) -> None:
+    """List reviewers."""
+    from app.store import tokens as token_store
+
+    async def fetch() -> Any:
+        async with _database(config_path) as db, db.read() as conn:
+            return await token_store.list_reviewers(conn)
+
+    click.echo(f"{'NAME':<24} {'SLACK USER':<12} {'CREATED':<20} STATUS")
+    for row in _run(fetch()):
+        click.echo(f"{row.name:<24} {row.slack_user_id or '-':<12} {_when(row.created_at):<20} "
+                   f"{'disabled' if row.disabled_at else 'active'}")
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@main.group()
+def policy() -> None:
+    """Work with policy documents."""
+
+
+@policy.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def policy_check(files: tuple[Path, ...]) -> None:
+    """Validate policy files; print every problem with its location, and exit 1 if any is invalid."""
+    from app.policy.document import load_policy
+
+    invalid = 0
+    for path in files:
+        try:
+            compiled = load_policy(path)
+        except PolicyError as exc:
+            invalid += 1
+            click.echo(str(exc), err=True)
+            continue
+        rules = len(compiled.document.get("rules", []))
+        click.echo(f"{path}: ok ({rules} rules, default {compiled.document.get('default', 'deny')}, "
+                   f"version {compiled.version})")
+    sys.exit(1 if invalid else 0)
+
+
+# --------------------------------------------------------------------------- approvals
+
+
+@main.group()
+def approvals() -> None:
+    """List, inspect and decide held calls from the terminal."""
+
+
+@approvals.command("list")
+@CONFIG_OPTION
+@click.option("--status", default="pending", show_default=True,
+              help="Comma-separated statuses, or 'all'.")
+@click.option("--agent", default=None, help="Only calls made by this agent.")
+@click.option("--tool", default=None, help="Only calls of this tool.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many approvals.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_friendly
+def approvals_list(config_path: Path | None, status: str, agent: str | None, tool: str | None, limit: int,
+                   as_json: bool) -> None:
+    """List approvals, newest first."""
+    from app.approvals.api import approval_json
+    from app.store import approvals as approval_store
+
+    statuses = [] if status == "all" else [s for s in status.split(",") if s]
+    settings = _settings(config_path, require_upstreams=False)
+
+    async def fetch() -> Any:
+        async with _database(config_path) as db, db.read() as conn:
+            return await approval_store.search(conn, statuses=statuses, agent=agent, tool=tool, limit=limit)
+
+    rows = _run(fetch())
+    if as_json:
+        click.echo(json.dumps([approval_json(r, settings.public_url) for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no approvals" + (f" with status {status}" if statuses else ""))
+        return
+    click.echo(f"{'ID':<21} {'STATUS':<16} {'AGENT':<16} {'TOOL':<22} {'CREATED':<20} EXPIRES")
+    for row in rows:
+        click.echo(f"{row.id:<21} {row.status:<16} {row.agent:<16} {row.tool:<22} {_when(row.created_at):<20} "
+                   f"{_when(row.expires_at)}")
+
+
+@approvals.command("show")
+@CONFIG_OPTION
+@click.argument("approval_id")
+@_friendly
+def approvals_show(config_path: Path | None, approval_id: str) -> None:
+    """Show one approval: the call, the policy's reason, the decision, the result and the timeline."""
+    from app.approvals.api import approval_json, timeline_json
+    from app.store import approvals as approval_store
+    from app.store import audit as audit_store
+
+    settings = _settings(config_path, require_upstreams=False)
+
+    async def fetch() -> Any:
+        async with _database(config_path) as db, db.read() as conn:
+            row = await approval_store.get(conn, approval_id)
+            timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
+            return row, timeline
+
+    row, timeline = _run(fetch())
+    if row is None:
+        _fail(f"no approval {approval_id}")
+    body = approval_json(row, settings.public_url)
+    body["timeline"] = [timeline_json(t) for t in timeline if t.event != "call"]
+    click.echo(json.dumps(body, indent=2))
+
+
+def _decide_command(verdict: str) -> Callable[..., None]:
+    @CONFIG_OPTION
+    @click.argument("approval_id")
+    @click.option("--as", "reviewer", default=None, envvar="AIRLOCK_REVIEWER",
+                  help="Reviewer name recorded for the decision (default: $AIRLOCK_REVIEWER, else <os user>@cli).")
+    @click.option("--reason", default=None, help="Why (shown to the agent)." + (" Recommended." if verdict == "reject" else ""))
+    @_friendly
+    def command(config_path: Path | None, approval_id: str, reviewer: str | None, reason: str | None) -> None:
+        from app.approvals.decisions import DecisionError, decide
+
+        name = reviewer or f"{getpass.getuser()}@cli"
+
+        async def run() -> Any:
+            async with _ledger(config_path) as ledger:
+                return await decide(ledger, approval_id, reviewer=name, verdict=verdict,  # type: ignore[arg-type]
+                                    via="cli", reason=reason)
+
+        try:
+            row = _run(run())
+        except DecisionError as exc:
+            _fail(str(exc))
+            return
+        click.echo(f"{row.id} {row.status} by {name}: {row.agent} -> {row.tool}")
+
+    command.__doc__ = ("Approve a held call: the gateway runs it (once) and the agent gets the result."
+                       if verdict == "approve" else
+                       "Reject a held call: it never runs, and the agent gets the reason.")
+    return command
+
+
+approvals.command("approve")(_decide_command("approve"))
+approvals.command("reject")(_decide_command("reject"))
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--agent", default=None, help="Only entries of this agent.")
+@click.option("--tool", default=None, help="Only entries of this tool.")
+@click.option("--upstream", default=None, help="Only entries of this upstream (its name in the config).")
+@click.option("--decision", default=None, help="allow, deny, hidden, rate_limited, approve, invalid")
+@click.option("--event", default=None, help="call, parked, decided, executing, executed, delivered, expired, …")
+@click.option("--approval", "approval_id", default=None, help="Only the timeline of this approval.")
+@click.option("--since", default=None, help="ISO time or a duration such as 15m, 2h, 7d.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many entries.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@_friendly
+def audit(config_path: Path | None, agent: str | None, tool: str | None, upstream: str | None,
+          decision: str | None, event: str | None, approval_id: str | None, since: str | None, limit: int,
+          as_json: bool) -> None:
+    """List audit entries, newest first: every call decision and every approval step."""
+    from app.store import audit as audit_store
+
+    since_ts = _since(since)
+
+    async def fetch() -> Any:
+        async with _database(config_path) as db, db.read() as conn:
+            return await audit_store.search(conn, agent=agent, tool=tool, upstream=upstream, decision=decision,
+                                            event=event, approval_id=approval_id, since=since_ts, limit=limit)
+
+    rows = _run(fetch())
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps({k: getattr(row, k) for k in row.__slots__}))
+            continue
+        latency = f"{row.latency_ms:.1f}ms" if row.latency_ms is not None else ""
+        extra = " ".join(x for x in (row.approval_id or "", row.actor and f"by {row.actor}" or "",
+                                     row.outcome or "") if x)
+        click.echo(f"{_when(row.at)}  {row.event:<10} {row.decision or '':<12} {row.agent or '':<16} "
+                   f"{row.tool or '':<22} {row.rule or '':<14} {latency:>8}  {extra}")
+
+
+def _since(value: str | None) -> float | None:
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return time.time() - int(value[:-1]) * units[value[-1]]
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--since {value!r} is neither an ISO time nor a duration like 15m") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _check_name(name: str, what: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", name):
+        _fail(f"{what} name {name!r} must be 1-64 letters, digits, '.', '_', '@' or '-'")
+
+
+@asynccontextmanager
+async def _database(config_path: Path | None) -> AsyncIterator[Any]:
+    """A migrated database for one CLI command."""
+    from app.store.db import Database
+
+    settings = _settings(config_path, require_upstreams=False)
+    await asyncio.to_thread(_migrate, settings)
+    db = Database(settings.database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@asynccontextmanager
+async def _credentials(config_path: Path | None) -> AsyncIterator[Any]:
+    from app.auth import Credentials
+
+    async with _database(config_path) as db:
+        yield Credentials(db, cache_seconds=0)
+
+
+@asynccontextmanager
+async def _ledger(config_path: Path | None) -> AsyncIterator[Any]:
+    """The approvals ledger, so decisions made here wake the gateways (NOTIFY on PostgreSQL)."""
+    from app.approvals.channels import ChannelFanout
+    from app.approvals.ledger import Ledger
+    from app.approvals.signals import notifier_for
+    from app.audit import AuditLog
+
+    async with _database(config_path) as db:
+        yield Ledger(db, notifier_for(db), ChannelFanout([]), AuditLog(db))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

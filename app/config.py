@@ -1,0 +1,494 @@
+"""Settings: `airlock.toml` plus secrets from the environment, validated once and passed in.
+
+Precedence is environment, then file, then default. Secrets (Slack tokens, upstream credentials,
+the cookie-signing key) come only from the environment or a `.env` file; the TOML file names the
+listen address, database, upstreams and tuning. Relative paths in the file (policies, the data
+directory, a SQLite database) are resolved against the file's own directory, so a config works
+the same from any working directory.
+
+Nothing here is read at import time: `load_settings()` builds a `Settings`, and everything else
+receives it. Every problem is a `ConfigError` whose message is one sentence the CLI prints as is.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from app.errors import ConfigError
+
+DEFAULT_CONFIG_FILE: Final = "airlock.toml"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """One MCP server behind Airlock, reachable at `/mcp/{name}`."""
+
+    name: str
+    url: str
+    policy: Path
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra headers sent upstream (credentials for the upstream; `${VAR}` expands from the environment)."""
+    timeout_seconds: float = 300.0
+    """How long an upstream request may take before Airlock gives up on it."""
+
+
+@dataclass(frozen=True)
+class ApprovalSettings:
+    hold_seconds: float = 50.0
+    """Longest Airlock holds an agent's request before answering "pending" (most clients quit at 60 s)."""
+    timeout_seconds: float = 1800.0
+    """When a pending approval expires if nobody decides (a rule's `timeout` overrides it)."""
+    max_pending_per_agent: int = 20
+    cancel_grace_seconds: float = 10.0
+    """After a 2026-07-28 client drops a held stream, how long an identical retry may re-attach."""
+    progress_interval_seconds: float = 10.0
+    keepalive_seconds: float = 15.0
+    sse_retry_ms: int = 5000
+    """The SSE `retry` hint: how long a handshake-era client waits before it reconnects."""
+    execution_lease_seconds: float = 30.0
+    """An `executing` row whose executor stopped renewing for this long is marked `outcome_unknown`."""
+    safety_poll_seconds: float = 1.0
+    """How often every process re-reads recent approval changes, in case a wake-up signal was missed."""
+    result_retention_seconds: float = 86400.0
+    """How long an outcome not yet delivered waits for the agent's identical retry."""
+    agent_hold_seconds: Mapping[str, float] = field(default_factory=dict)
+    """Per-agent hold budgets, for clients known to wait longer (e.g. the Python SDK)."""
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """Slack approvals (see `docs/slack.md`). Enabled when the bot token and signing secret are set.
+
+    Secrets come only from the environment. Once either is set, the app id, the workspace ids and
+    the default channel must be set too (from the environment or `[slack]`): Airlock refuses to
+    start half configured rather than accept clicks it cannot check.
+    """
+
+    bot_token: str | None = None
+    """`SLACK_BOT_TOKEN` (env only): the bot's `xoxb-…` token for the Web API."""
+    signing_secret: str | None = None
+    """`SLACK_SIGNING_SECRET` (env only): verifies that interaction requests come from Slack."""
+    app_id: str | None = None
+    """`SLACK_APP_ID` / `app_id`: the `A…` id of the Slack app; payloads for any other app are refused."""
+    team_ids: tuple[str, ...] = ()
+    """`SLACK_TEAM_IDS` (comma-separated) / `team_ids`: workspaces (`T…`, or an Enterprise Grid
+    org's `E…`) whose members may click; every other workspace is refused."""
+    default_channel: str | None = None
+    """`SLACK_DEFAULT_CHANNEL` / `default_channel`: channel id for approvals whose rule names none."""
+    api_url: str = "https://slack.com/api/"
+    """`SLACK_API_URL` / `api_url`: the Web API base URL (tests point it at a fake Slack)."""
+    reviewer_users: Mapping[str, str] = field(default_factory=dict)
+    """`SLACK_REVIEWERS` (`U1=alice,U2=bob`) / `[slack.reviewers]`: Slack user id → reviewer name,
+    for users not linked with `airlock reviewers add NAME --slack-user U…` (that link wins)."""
+    usergroup_cache_seconds: float = 60.0
+    """`usergroup_cache_seconds`: how long members of a rule's Slack user group are remembered."""
+    retry_initial_seconds: float = 1.0
+    """`retry_initial_seconds`: first delay before a failed Slack post/update is retried (doubles each time)."""
+    retry_max_seconds: float = 300.0
+    """`retry_max_seconds`: the longest delay between retries (a 429's `Retry-After` is always honoured)."""
+    api_timeout_seconds: float = 10.0
+    """`api_timeout_seconds`: how long one background Web API call (post, update, note) may take."""
+    click_timeout_seconds: float = 2.0
+    """`click_timeout_seconds`: how long Slack calls made while answering a click (`views.open`,
+    user-group lookups) may take; Slack wants the answer within 3 seconds."""
+    poll_seconds: float = 5.0
+    """`poll_seconds`: how often the outbox looks for work it was not woken for (and re-enqueues
+    approvals whose message was never queued)."""
+    lease_seconds: float = 60.0
+    """`lease_seconds`: how long a replica owns a claimed outbox row (must exceed api_timeout_seconds)."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token and self.signing_secret and self.app_id and self.team_ids
+                    and self.default_channel)
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    database_url: str = "sqlite+aiosqlite:///data/airlock.db"
+    database_pool_size: int = 10
+    """Connections each process keeps (and as many again under a burst). Several replicas share
+    PostgreSQL's `max_connections` (100 by default): keep replicas × 2 × pool_size below it."""
+    data_dir: Path = Path("data")
+    upstreams: tuple[UpstreamSettings, ...] = ()
+    max_body_bytes: int = 1_048_576
+    allowed_origins: tuple[str, ...] = ()
+    token_cache_seconds: float = 5.0
+    audit_store_arguments: bool = False
+    secret_key: str = ""
+    approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    config_path: Path | None = None
+
+    def upstream(self, name: str) -> UpstreamSettings | None:
+        return next((u for u in self.upstreams if u.name == name), None)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    require_upstreams: bool = True,
+) -> Settings:
+    """Read `path` (default `./airlock.toml`) and the environment into validated `Settings`.
+
+    Raises:
+        ConfigError: the file is missing or malformed, or a value is invalid (one sentence).
+    """
+    env = os.environ if env is None else env
+    config_path = Path(path) if path is not None else Path(env.get("AIRLOCK_CONFIG", DEFAULT_CONFIG_FILE))
+    document = _read_toml(config_path)
+    return settings_from_document(document, base_dir=config_path.resolve().parent, env=env,
+                                  config_path=config_path.resolve(), require_upstreams=require_upstreams)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no configuration file at {path}; create it (see airlock.example.toml) or pass --config PATH") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+_TOP_KEYS: Final = frozenset({
+    "host", "port", "public_url", "database_url", "database_pool_size", "data_dir", "upstreams", "max_body_bytes",
+    "allowed_origins", "token_cache_seconds", "approvals", "audit", "slack", "agents",
+})
+
+
+def settings_from_document(
+    document: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    env: Mapping[str, str],
+    config_path: Path | None = None,
+    require_upstreams: bool = True,
+) -> Settings:
+    """Build `Settings` from an already-parsed TOML document (also used by the demo and tests)."""
+    unknown = sorted(set(document) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r} in the configuration file")
+    host = str(env.get("AIRLOCK_HOST") or _get(document, "host", str, "127.0.0.1"))
+    port = _port(env.get("AIRLOCK_PORT") or _get(document, "port", int, 8080))
+    data_dir = _resolve(base_dir, env.get("AIRLOCK_DATA_DIR") or _get(document, "data_dir", str, "data"))
+    database_url = _database_url(env.get("DATABASE_URL") or env.get("AIRLOCK_DATABASE_URL")
+                                 or _get(document, "database_url", str, ""), base_dir, data_dir)
+    public_url = (env.get("AIRLOCK_PUBLIC_URL") or _get(document, "public_url", str, "")
+                  or f"http://{_url_host(host)}:{port}").rstrip("/")
+    _check_http_url("public_url", public_url)
+    upstreams = _upstreams(document.get("upstreams", []), base_dir, env)
+    if require_upstreams and not upstreams:
+        raise ConfigError("the configuration names no upstreams; add an [[upstreams]] table with name, url and policy")
+    return Settings(
+        host=host,
+        port=port,
+        public_url=public_url,
+        database_url=database_url,
+        database_pool_size=_positive_int("database_pool_size", _get(document, "database_pool_size", int, 10)),
+        data_dir=data_dir,
+        upstreams=upstreams,
+        max_body_bytes=_positive_int("max_body_bytes", _get(document, "max_body_bytes", int, 1_048_576)),
+        allowed_origins=_origins(_get(document, "allowed_origins", list, [])),
+        token_cache_seconds=_non_negative("token_cache_seconds",
+                                          env.get("AIRLOCK_TOKEN_CACHE_SECONDS")
+                                          or _get(document, "token_cache_seconds", (int, float), 5.0)),
+        audit_store_arguments=_audit(document),
+        secret_key=_secret_key(env, data_dir),
+        approvals=_approvals(document.get("approvals", {}), document.get("agents", {})),
+        slack=_slack(document.get("slack", {}), env),
+        config_path=config_path,
+    )
+
+
+def _get(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = table.get(key, default)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"setting {key!r} must be a {expected}, not {value!r}")
+    return value
+
+
+def _port(value: Any) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"port must be a number, not {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port} is out of range (0-65535)")
+    return port
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number with no fraction, not {value!r}")
+    return value
+
+
+def _seconds(name: str, value: Any) -> float:
+    """A finite number of seconds (TOML allows `nan` and `inf`; they mean nothing here)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number of seconds, not {value!r}")
+    return number
+
+
+def _positive(name: str, value: Any) -> float:
+    number = _seconds(name, value)
+    if number <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds")
+    return number
+
+
+def _non_negative(name: str, value: Any) -> float:
+    number = _seconds(name, value)
+    if number < 0:
+        raise ConfigError(f"{name} cannot be negative")
+    return number
+
+
+def _origins(values: list[Any]) -> tuple[str, ...]:
+    for value in values:
+        if not isinstance(value, str):
+            raise ConfigError(f"allowed_origins must list origins such as \"https://app.example.com\", not {value!r}")
+        _check_http_url("each of allowed_origins", value)
+    return tuple(value.rstrip("/") for value in values)
+
+
+def _resolve(base_dir: Path, value: str) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def _url_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
+
+
+def _check_http_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, not {url!r}")
+
+
+def _database_url(url: str, base_dir: Path, data_dir: Path) -> str:
+    if not url:
+        return f"sqlite+aiosqlite:///{data_dir / 'airlock.db'}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        scheme, _, path = url.partition(":///")
+        if not path:
+            raise ConfigError(f"database_url {url!r} names no SQLite file (use sqlite+aiosqlite:///path/to/file.db)")
+        if scheme != "sqlite+aiosqlite":
+            raise ConfigError("a SQLite database_url must use the async driver: sqlite+aiosqlite:///path")
+        if path != ":memory:" and not Path(path).is_absolute():
+            path = str((base_dir / path).resolve())
+        return f"{scheme}:///{path}"
+    if not url.startswith("postgresql+asyncpg://"):
+        raise ConfigError(f"database_url must be sqlite+aiosqlite:///... or postgresql+asyncpg://..., not {url.split(':')[0]}")
+    return url
+
+
+def _upstreams(tables: Any, base_dir: Path, env: Mapping[str, str]) -> tuple[UpstreamSettings, ...]:
+    if not isinstance(tables, list):
+        raise ConfigError("upstreams must be an array of tables ([[upstreams]])")
+    upstreams: list[UpstreamSettings] = []
+    for index, table in enumerate(tables):
+        upstreams.append(_upstream(index, table, base_dir, env))
+    names = [u.name for u in upstreams]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ConfigError(f"upstream name {duplicate!r} is used twice")
+    return tuple(upstreams)
+
+
+def _upstream(index: int, table: Any, base_dir: Path, env: Mapping[str, str]) -> UpstreamSettings:
+    where = f"upstreams[{index}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - {"name", "url", "policy", "headers", "timeout_seconds"})
+    if unknown:
+        raise ConfigError(f"{where} has an unknown setting {unknown[0]!r}")
+    name, url, policy = table.get("name"), table.get("url"), table.get("policy")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"{where}.name must be a short name of letters, digits, '.', '_' or '-'")
+    if not isinstance(url, str):
+        raise ConfigError(f"upstream {name!r} needs a url")
+    _check_http_url(f"upstream {name!r} url", url)
+    if not isinstance(policy, str):
+        raise ConfigError(f"upstream {name!r} needs a policy file (policy = \"policies/{name}.json\")")
+    headers = table.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError(f"upstream {name!r} headers must be a table of strings")
+    return UpstreamSettings(
+        name=name,
+        url=url,
+        policy=_resolve(base_dir, policy),
+        headers={k: _expand(v, env, f"upstream {name!r} header {k!r}") for k, v in headers.items()},
+        timeout_seconds=_positive(f"upstream {name!r} timeout_seconds", table.get("timeout_seconds", 300.0)),
+    )
+
+
+def _expand(value: str, env: Mapping[str, str], where: str) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise ConfigError(f"{where} refers to ${{{name}}}, which is not set in the environment")
+        return env[name]
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _audit(document: Mapping[str, Any]) -> bool:
+    audit = document.get("audit", {})
+    if not isinstance(audit, dict) or set(audit) - {"store_arguments"}:
+        raise ConfigError("[audit] accepts only store_arguments = true|false")
+    return bool(_get(audit, "store_arguments", bool, False))
+
+
+_APPROVAL_KEYS: Final = {
+    "hold_seconds", "timeout_seconds", "max_pending_per_agent", "cancel_grace_seconds",
+    "progress_interval_seconds", "keepalive_seconds", "sse_retry_ms", "execution_lease_seconds",
+    "safety_poll_seconds", "result_retention_seconds",
+}
+
+
+def _approvals(table: Any, agents: Any) -> ApprovalSettings:
+    if not isinstance(table, dict):
+        raise ConfigError("[approvals] must be a table")
+    unknown = sorted(set(table) - _APPROVAL_KEYS)
+    if unknown:
+        raise ConfigError(f"[approvals] has an unknown setting {unknown[0]!r}")
+    defaults = ApprovalSettings()
+    seconds = {key: _positive(f"approvals.{key}", table.get(key, getattr(defaults, key)))
+               for key in _APPROVAL_KEYS - {"max_pending_per_agent", "sse_retry_ms"}}
+    return ApprovalSettings(
+        max_pending_per_agent=_positive_int("approvals.max_pending_per_agent",
+                                            table.get("max_pending_per_agent", defaults.max_pending_per_agent)),
+        sse_retry_ms=_positive_int("approvals.sse_retry_ms", table.get("sse_retry_ms", defaults.sse_retry_ms)),
+        agent_hold_seconds=_agent_holds(agents),
+        **seconds,
+    )
+
+
+def _agent_holds(agents: Any) -> dict[str, float]:
+    if not isinstance(agents, dict):
+        raise ConfigError("[agents] must be a table of agent names")
+    holds: dict[str, float] = {}
+    for name, table in agents.items():
+        if not isinstance(table, dict) or set(table) - {"hold_seconds"}:
+            raise ConfigError(f"[agents.{name}] accepts only hold_seconds")
+        if "hold_seconds" in table:
+            holds[name] = _positive(f"agents.{name}.hold_seconds", table["hold_seconds"])
+    return holds
+
+
+_SLACK_SECONDS: Final = ("usergroup_cache_seconds", "retry_initial_seconds", "retry_max_seconds",
+                          "api_timeout_seconds", "click_timeout_seconds", "poll_seconds", "lease_seconds")
+_SLACK_KEYS: Final = frozenset({"default_channel", "app_id", "team_ids", "api_url", "reviewers", *_SLACK_SECONDS})
+
+
+def _slack(table: Any, env: Mapping[str, str]) -> SlackSettings:
+    if not isinstance(table, dict):
+        raise ConfigError("[slack] must be a table")
+    unknown = sorted(set(table) - _SLACK_KEYS)
+    if unknown:
+        raise ConfigError(f"[slack] has an unknown setting {unknown[0]!r}")
+    file_team_ids = _get(table, "team_ids", list, [])
+    if not all(isinstance(team, str) for team in file_team_ids):
+        raise ConfigError("[slack] team_ids must be a list of workspace ids such as \"T0123456789\"")
+    team_ids = env.get("SLACK_TEAM_IDS") or ",".join(file_team_ids)
+    defaults = SlackSettings()
+    settings = SlackSettings(
+        bot_token=env.get("SLACK_BOT_TOKEN") or None,
+        signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+        app_id=env.get("SLACK_APP_ID") or _get(table, "app_id", str, "") or None,
+        team_ids=tuple(t.strip() for t in team_ids.split(",") if t.strip()),
+        default_channel=env.get("SLACK_DEFAULT_CHANNEL") or _get(table, "default_channel", str, "") or None,
+        api_url=env.get("SLACK_API_URL") or _get(table, "api_url", str, "") or defaults.api_url,
+        reviewer_users=_slack_reviewers(table.get("reviewers", {}), env.get("SLACK_REVIEWERS")),
+        **{key: _positive(f"slack.{key}", table.get(key, getattr(defaults, key))) for key in _SLACK_SECONDS},
+    )
+    _check_http_url("slack api_url", settings.api_url)
+    if settings.lease_seconds <= settings.api_timeout_seconds:
+        raise ConfigError("slack.lease_seconds must be longer than slack.api_timeout_seconds")
+    if settings.bot_token or settings.signing_secret:
+        missing = [name for name, value in (
+            ("SLACK_BOT_TOKEN", settings.bot_token), ("SLACK_SIGNING_SECRET", settings.signing_secret),
+            ("SLACK_APP_ID", settings.app_id), ("SLACK_TEAM_IDS", settings.team_ids),
+            ("SLACK_DEFAULT_CHANNEL", settings.default_channel)) if not value]
+        if missing:
+            raise ConfigError(f"Slack is only partly configured: set {', '.join(missing)} (see docs/slack.md)")
+    return settings
+
+
+def _slack_reviewers(table: Any, env_value: str | None) -> dict[str, str]:
+    """Slack user id → reviewer name, from `SLACK_REVIEWERS=U1=alice,U2=bob` or else `[slack.reviewers]`."""
+    if env_value:
+        pairs = [item.partition("=") for item in env_value.split(",") if item.strip()]
+        if any(not user.strip() or not name.strip() for user, _, name in pairs):
+            raise ConfigError("SLACK_REVIEWERS must look like U012ABC=alice,U034DEF=bob")
+        return {user.strip(): name.strip() for user, _, name in pairs}
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise ConfigError("[slack] reviewers must map Slack user ids to reviewer names")
+    return dict(table)
+
+
+def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
+    """The key that signs inbox cookies: from AIRLOCK_SECRET_KEY, else generated once into the data dir."""
+    key = env.get("AIRLOCK_SECRET_KEY", "")
+    if key:
+        if len(key) < 32 or key in {"changeme", "change-me", "secret"}:
+            raise ConfigError("AIRLOCK_SECRET_KEY must be at least 32 random characters (python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return key
+    key_file = data_dir / "secret_key"
+    try:
+        stored = key_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        stored = None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {key_file}: {getattr(exc, 'strerror', None) or 'not text'}") from None
+    if stored is not None:
+        if len(stored) < 32:
+            raise ConfigError(f"{key_file} holds no usable key (fewer than 32 characters); delete it to get a new one")
+        return stored
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(key)
+        return key
+    except FileExistsError:
+        return key_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot create {key_file}: {exc.strerror}; set AIRLOCK_SECRET_KEY instead") from None

@@ -1,0 +1,1 @@
+"""The agent-facing MCP transport (Streamable HTTP, both protocol eras)."""

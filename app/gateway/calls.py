@@ -1,0 +1,143 @@
+"""Serve one `tools/call`, the same way in both protocol eras: judge it, then forward, refuse or park.
+
+The era modules supply what differs between them (`CallContext`): how to forward, how to ask the
+upstream for its tools, which session, whether the stream can be resumed. Everything else, the
+verdict, the refusal result, parking, holding and the audit entry, happens here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.approvals.queue import ParkRequest, TooManyPending
+from app.gateway.exchange import Exchange
+from app.gateway.holding import HeldRequest
+from app.gateway.intercept import Verdict
+from app.gateway.relay import Relayed
+from app.gateway.respond import Headers, send_json
+from app.jsonrpc import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    Message,
+    MessageError,
+    ToolCall,
+    arguments_hash,
+    member_text,
+    result_response,
+    tool_call_of,
+    tool_error_result,
+)
+from app.upstream import UpstreamUnavailable, forwardable_headers
+
+
+@dataclass(frozen=True)
+class CallContext:
+    modern: bool
+    protocol_version: str
+    session_id: str | None
+    response_headers: Headers
+    forward: Callable[[bool], Awaitable[Relayed]]
+    """Forward the request upstream and relay the answer (`True`: inspect the final message)."""
+    fetch_catalog: Callable[[], Awaitable[None]]
+    resumable: bool
+    """Whether the held stream gets event ids and a priming event (handshake era, 2025-11-25+)."""
+
+
+async def serve_tool_call(exchange: Exchange, message: Message, context: CallContext) -> None:
+    """Answer a `tools/call`. Raises `MessageError` for an invalid one (the era module answers it)."""
+    call = _call_to_judge(exchange, message)
+    runtime = exchange.runtime
+    verdict = await runtime.interceptor.judge(exchange.upstream, exchange.agent, call, context.fetch_catalog)
+    audit = runtime.audit
+    common = _audit_fields(exchange, call, verdict)
+    if verdict.action == "forward":
+        try:
+            relayed = await context.forward(True)
+        except UpstreamUnavailable as exc:
+            await _refuse(exchange, message, context, f"The upstream server is unreachable ({exc}). The call did not run.")
+            audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome="upstream unreachable", **common)
+            return
+        audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome=_outcome(relayed), **common)
+        return
+    if verdict.action == "refuse":
+        assert verdict.text is not None
+        await _refuse(exchange, message, context, verdict.text)
+        audit.record_call(decision=verdict.audit_decision, latency_ms=exchange.elapsed_ms(), outcome="refused",
+                          **common)
+        return
+    await _park(exchange, message, context, verdict, call)
+
+
+def _audit_fields(exchange: Exchange, call: ToolCall, verdict: Verdict) -> dict[str, Any]:
+    """What every audit entry of a judged call says about it."""
+    return {"agent": exchange.agent, "upstream": exchange.upstream.name, "tool": call.name,
+            "rule": verdict.decision.rule_id or verdict.decision.rule, "policy_version": verdict.policy.version,
+            "arguments": call.arguments}
+
+
+def _call_to_judge(exchange: Exchange, message: Message) -> ToolCall:
+    """The call in `message`. An invalid one is audited (decision `invalid`), then raised as `MessageError`."""
+    try:
+        if message.kind != "request":
+            # A notification gets no answer, so it could carry no verdict: refused, never forwarded.
+            raise MessageError(INVALID_REQUEST, "Invalid Request: tools/call must be a request with an id")
+        return tool_call_of(message)
+    except MessageError as exc:
+        name = message.params.get("name")
+        exchange.runtime.audit.record_call(
+            agent=exchange.agent, upstream=exchange.upstream.name, tool=name if isinstance(name, str) else "",
+            decision="invalid", rule=None, policy_version=None, latency_ms=exchange.elapsed_ms(),
+            outcome=exc.message, arguments=message.params.get("arguments"))
+        raise
+
+
+async def _refuse(exchange: Exchange, message: Message, context: CallContext, text: str) -> None:
+    result = tool_error_result(text, modern=context.modern)
+    await send_json(exchange.send, 200, result_response(message.id, result), context.response_headers)
+
+
+async def _park(exchange: Exchange, message: Message, context: CallContext, verdict: Verdict,
+                call: ToolCall) -> None:
+    runtime = exchange.runtime
+    params_text = member_text(message.raw, "params")
+    if params_text is None or message.id is None:
+        raise MessageError(INVALID_PARAMS, "Invalid params: tools/call needs params", message.id)
+    request = ParkRequest(
+        upstream=exchange.upstream.name, tool=call.name, agent=exchange.agent, arguments=call.arguments,
+        args_hash=arguments_hash(call.arguments), params_text=params_text,
+        forward_headers=forwardable_headers(exchange.headers), era="modern" if context.modern else "handshake",
+        protocol_version=context.protocol_version, session_id=context.session_id, request_id=message.id,
+        progress_token=call.progress_token, decision=verdict.decision, policy_version=verdict.policy.version,
+        hold_seconds=runtime.hold_seconds(exchange.agent, verdict.decision))
+    common = _audit_fields(exchange, call, verdict)
+    try:
+        attachment = await runtime.queue.park(request, priming=context.resumable)
+    except TooManyPending as exc:
+        text = (f"This call to {call.name} needs a human's approval, but you already have {exc.limit} calls "
+                "waiting for review. It did not run; wait for those to be decided first.")
+        await _refuse(exchange, message, context, text)
+        runtime.audit.record_call(decision="approve", latency_ms=exchange.elapsed_ms(), outcome="too many pending",
+                                  **common)
+        return
+    runtime.audit.record_call(decision="approve", latency_ms=exchange.elapsed_ms(),
+                              outcome="parked" if attachment.created else "attached",
+                              approval_id=attachment.approval.id, **common)
+    held = HeldRequest(runtime, exchange, attachment.approval, attachment.stream, modern=context.modern,
+                       resumable=context.resumable, attach_seq=attachment.attach_seq,
+                       headers=context.response_headers)
+    await held.serve(priming_seq=attachment.priming_seq)
+
+
+def _outcome(relayed: Relayed) -> str:
+    if relayed.disconnected:
+        return "client disconnected"
+    final = relayed.final
+    if final is None:
+        return f"HTTP {relayed.status}"
+    if "error" in final:
+        error = final["error"] if isinstance(final["error"], dict) else {}
+        return f"error {error.get('code')}"
+    result = final.get("result")
+    return "tool error" if isinstance(result, dict) and result.get("isError") else "ok"

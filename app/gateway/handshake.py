@@ -1,0 +1,230 @@
+"""The handshake era (2024-11-05 … 2025-11-25): `initialize`, sessions, the GET stream, DELETE.
+
+Airlock proxies each session: `initialize` opens one upstream and Airlock answers with its own
+`Mcp-Session-Id` (see `app/sessions.py`), so every later request is checked against the agent
+that opened the session and mapped to the upstream's session id. Everything the policy does not
+touch is forwarded as it came: notifications, the client's answers to server requests
+(elicitation, sampling), the GET stream (with `Last-Event-ID` for the upstream's own events).
+
+`Last-Event-ID` values are either Airlock's own (`<stream id>.<seq>`, a held call's stream,
+replayed from the database on any replica) or the upstream's (relayed as `u.<id>` and passed back
+without the prefix).
+"""
+
+from __future__ import annotations
+
+import json
+
+from app.gateway.calls import CallContext, serve_tool_call
+from app.gateway.exchange import LAST_EVENT_ID, MCP_SESSION_ID, Exchange
+from app.gateway.holding import HeldRequest, parse_event_id
+from app.gateway.relay import UPSTREAM_EVENT_PREFIX, Relayed, Transform, relay
+from app.gateway.respond import send_body, send_empty, send_error
+from app.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    Message,
+    MessageError,
+    dumps,
+    member_text,
+    parse_message,
+)
+from app.store import streams as stream_store
+from app.store.sessions import SessionRow
+from app.upstream import UpstreamUnavailable, forwardable_headers
+
+DEFAULT_VERSION = "2025-03-26"
+"""What the spec says to assume when a handshake-era request carries no MCP-Protocol-Version."""
+PRIMING_SINCE = "2025-11-25"
+"""Clients older than this cannot parse an event with empty data, so they get no priming event."""
+
+
+async def serve(exchange: Exchange) -> None:
+    if exchange.method == "POST":
+        await _post(exchange)
+    elif exchange.method == "GET":
+        await _get(exchange)
+    elif exchange.method == "DELETE":
+        await _delete(exchange)
+    else:
+        await send_error(exchange.send, 405, INVALID_REQUEST, "Method Not Allowed",
+                         headers=[(b"allow", b"GET, POST, DELETE")])
+
+
+async def _post(exchange: Exchange) -> None:
+    try:
+        message = parse_message(exchange.body)
+    except MessageError as exc:
+        await send_error(exchange.send, 400, exc.code, exc.message, request_id=exc.request_id)
+        return
+    if message.kind == "request" and message.method == "initialize":
+        await _initialize(exchange, message)
+        return
+    session = await _session(exchange)
+    if session is None:
+        return
+    try:
+        await _dispatch(exchange, session, message)
+    except UpstreamUnavailable as exc:
+        await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}", request_id=message.id)
+    except MessageError as exc:
+        await send_error(exchange.send, 400, exc.code, exc.message, request_id=message.id)
+
+
+async def _dispatch(exchange: Exchange, session: SessionRow, message: Message) -> None:
+    interceptor = exchange.runtime.interceptor
+    if message.method == "tools/call":
+        await serve_tool_call(exchange, message, _call_context(exchange, session))
+    elif message.kind == "request" and message.method == "tools/list":
+        await _forward(exchange, session, transform=interceptor.tools_list_filter(exchange.upstream))
+    elif message.kind == "notification" and message.method == "notifications/cancelled":
+        await _withdraw_cancelled(exchange, session, message)
+        await _forward(exchange, session)
+    else:
+        await _forward(exchange, session)
+
+
+def _call_context(exchange: Exchange, session: SessionRow) -> CallContext:
+    upstream = exchange.upstream
+
+    async def fetch_catalog() -> None:
+        envelope = {"accept": "application/json, text/event-stream", "content-type": "application/json",
+                    "mcp-protocol-version": session.protocol_version}
+        await upstream.fetch_catalog(envelope, None, session.upstream_session_id)
+
+    return CallContext(
+        modern=False, protocol_version=session.protocol_version, session_id=session.id,
+        response_headers=_session_header(session), forward=lambda inspect: _forward(exchange, session, inspect=inspect),
+        fetch_catalog=fetch_catalog, resumable=session.protocol_version >= PRIMING_SINCE)
+
+
+def _session_header(session: SessionRow) -> list[tuple[bytes, bytes]]:
+    return [(MCP_SESSION_ID.encode(), session.id.encode())]
+
+
+async def _session(exchange: Exchange) -> SessionRow | None:
+    """The agent's open session named by `Mcp-Session-Id`; answers 400/404 itself when there is none."""
+    session_id = exchange.headers.get(MCP_SESSION_ID)
+    if session_id is None:
+        await send_error(exchange.send, 400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id (initialize first)")
+        return None
+    session = await exchange.runtime.sessions.get(session_id)
+    if session is None or session.agent != exchange.agent or session.upstream != exchange.upstream.name:
+        await send_error(exchange.send, 404, INVALID_REQUEST, "Session not found")
+        return None
+    return session
+
+
+async def _forward(exchange: Exchange, session: SessionRow, *, inspect: bool = False,
+                   transform: Transform | None = None) -> Relayed:
+    headers = forwardable_headers(exchange.headers)
+    if session.upstream_session_id:
+        headers[MCP_SESSION_ID] = session.upstream_session_id
+    async with exchange.upstream.request(exchange.method, headers=headers, body=exchange.body or None) as response:
+        if response.status == 404 and session.upstream_session_id:
+            # The upstream forgot the session (it restarted): end ours too, so the client re-initializes.
+            await exchange.runtime.sessions.close(session.id)
+        # A dropped handshake-era POST stream is not a cancellation (the spec says so): the
+        # upstream's call goes on, and its events stay resumable from the upstream if it keeps them.
+        return await relay(exchange, response, headers=_session_header(session), transform=transform,
+                           inspect=inspect, cancel_on_disconnect=False)
+
+
+async def _initialize(exchange: Exchange, message: Message) -> None:
+    if MCP_SESSION_ID in exchange.headers:
+        await send_error(exchange.send, 400, INVALID_REQUEST, "Bad Request: initialize must not carry a session id",
+                         request_id=message.id)
+        return
+    headers = forwardable_headers(exchange.headers)
+    try:
+        async with exchange.upstream.request("POST", headers=headers, body=exchange.body) as response:
+            upstream_session = response.headers.get(MCP_SESSION_ID)
+            if response.status != 200:
+                await relay(exchange, response)
+                return
+            answer = await response.answer()
+    except UpstreamUnavailable as exc:
+        await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}", request_id=message.id)
+        return
+    if answer is None or "result" not in answer:
+        await send_body(exchange.send, 200, dumps(answer or {"jsonrpc": "2.0", "id": message.id, "error": {
+            "code": INTERNAL_ERROR, "message": "the upstream did not answer initialize"}}))
+        return
+    result = answer["result"] if isinstance(answer["result"], dict) else {}
+    session = await exchange.runtime.sessions.create(
+        agent=exchange.agent, upstream=exchange.upstream.name, upstream_session_id=upstream_session,
+        protocol_version=str(result.get("protocolVersion") or DEFAULT_VERSION),
+        initialize_params=member_text(message.raw, "params") or "{}")
+    await send_body(exchange.send, 200, dumps(answer), _session_header(session))
+
+
+async def _withdraw_cancelled(exchange: Exchange, session: SessionRow, message: Message) -> None:
+    """`notifications/cancelled` for a held request: the agent no longer wants the call."""
+    request_id = message.params.get("requestId")
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+        return
+    runtime = exchange.runtime
+    async with runtime.db.read() as conn:
+        held = await stream_store.streams_for_request(conn, session.id, json.dumps(request_id))
+    reason = message.params.get("reason")
+    for stream in held:
+        await runtime.queue.withdraw(stream.approval_id, by=exchange.agent, delivered=True,
+                                     reason=str(reason)[:500] if reason else "the client cancelled the request")
+
+
+async def _get(exchange: Exchange) -> None:
+    session = await _session(exchange)
+    if session is None:
+        return
+    last_event_id = exchange.headers.get(LAST_EVENT_ID)
+    if last_event_id is not None and not last_event_id.startswith(UPSTREAM_EVENT_PREFIX):
+        await _resume(exchange, session, last_event_id)
+        return
+    headers = forwardable_headers(exchange.headers)
+    headers.pop("content-type", None)
+    if session.upstream_session_id:
+        headers[MCP_SESSION_ID] = session.upstream_session_id
+    if last_event_id is not None:
+        headers[LAST_EVENT_ID] = last_event_id[len(UPSTREAM_EVENT_PREFIX):]
+    try:
+        async with exchange.upstream.request("GET", headers=headers) as response:
+            await relay(exchange, response, headers=_session_header(session))
+    except UpstreamUnavailable as exc:
+        await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}")
+
+
+async def _resume(exchange: Exchange, session: SessionRow, last_event_id: str) -> None:
+    """Resume a held call's stream after `Last-Event-ID`: replay what was stored, then hold on."""
+    runtime = exchange.runtime
+    parsed = parse_event_id(last_event_id)
+    stream = None
+    if parsed is not None:
+        async with runtime.db.read() as conn:
+            stream = await stream_store.get_stream(conn, parsed[0])
+    if stream is None or stream.agent != exchange.agent or stream.session_id != session.id:
+        # Another identity's (or a made-up) event id gets nothing, not even confirmation it exists.
+        await send_error(exchange.send, 404, INVALID_REQUEST, "Not Found: no stream to resume for this event id")
+        return
+    approval = await runtime.ledger.get(stream.approval_id)
+    assert approval is not None and parsed is not None
+    held = HeldRequest(runtime, exchange, approval, stream, modern=False, resumable=True, attach_seq=-1,
+                       headers=_session_header(session))
+    await held.serve(replay_after=parsed[1])
+
+
+async def _delete(exchange: Exchange) -> None:
+    session = await _session(exchange)
+    if session is None:
+        return
+    if session.upstream_session_id:
+        headers = {MCP_SESSION_ID: session.upstream_session_id}
+        if exchange.protocol_version:
+            headers["mcp-protocol-version"] = exchange.protocol_version
+        try:
+            async with exchange.upstream.request("DELETE", headers=headers) as response:
+                await response.read()
+        except UpstreamUnavailable:
+            pass
+    await exchange.runtime.sessions.close(session.id)
+    await send_empty(exchange.send, 200, _session_header(session))
+

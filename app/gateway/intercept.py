@@ -1,0 +1,112 @@
+"""The one policy seam of the gateway: judge each `tools/call`, and filter `tools/list` answers.
+
+Both protocol eras call this module, so a call is judged the same whichever era carried it. A
+verdict says what to do (forward, refuse with a reason the model can act on, or park for a human)
+and what to write in the audit log. Rate limits are counted here, after the policy matched a
+rule that carries one, so a refused call never consumes quota.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app.jsonrpc import ToolCall
+from app.types import JSONObject
+from app.policy.engine import CompiledPolicy, Decision
+from app.policy.ratelimit import RateLimiter
+from app.policy.reloader import PolicyReloader
+from app.upstream import Upstream
+
+logger = logging.getLogger("airlock.gateway")
+
+AnnotationFetch = Callable[[], Awaitable[None]]
+"""Asks the upstream for its tool list (era-specific: it needs the caller's envelope or session)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    action: Literal["forward", "refuse", "park"]
+    decision: Decision
+    policy: CompiledPolicy
+    audit_decision: str
+    """allow | deny | hidden | rate_limited | approve"""
+    text: str | None = None
+    """For a refusal: what the model reads."""
+
+
+class Interceptor:
+    def __init__(self, policies: PolicyReloader, limiter: RateLimiter) -> None:
+        self._policies = policies
+        self._limiter = limiter
+
+    async def judge(self, upstream: Upstream, agent: str, call: ToolCall,
+                    fetch_annotations: AnnotationFetch) -> Verdict:
+        policy = self._policies.current(upstream.name)
+        annotations = await self._annotations(upstream, policy, agent, call, fetch_annotations)
+        decision = policy.evaluate(call.name, call.arguments, agent, annotations)
+        if decision.action == "hidden":
+            return Verdict("refuse", decision, policy, "hidden", f"Unknown tool: {call.name}")
+        if decision.action == "deny":
+            return Verdict("refuse", decision, policy, "deny", _denial_text(call.name, decision))
+        if decision.rate_limit is not None:
+            check = await self._limiter.take(upstream=upstream.name, key=decision.rate_limit_key or decision.rule,
+                                             agent=agent, limit=decision.rate_limit, now=time.time())
+            if not check.allowed:
+                limit = decision.rate_limit
+                text = (f"Rate limit reached for {call.name}: at most {limit.max} calls per {limit.window:g} s "
+                        f"for agent {agent}. This call did not run; it can be retried in {check.retry_after:.0f} s.")
+                return Verdict("refuse", decision, policy, "rate_limited", text)
+        if decision.action == "approve":
+            return Verdict("park", decision, policy, "approve")
+        return Verdict("forward", decision, policy, "allow")
+
+    async def _annotations(self, upstream: Upstream, policy: CompiledPolicy, agent: str, call: ToolCall,
+                           fetch: AnnotationFetch) -> Mapping[str, Any] | None:
+        if not policy.uses_annotations:
+            return None
+        known = upstream.catalog.annotations
+        if call.name in known:
+            return known[call.name]  # evaluate() reads them only if no rule matches
+        if not policy.needs_annotations(call.name, call.arguments, agent):
+            return None
+        try:
+            await fetch()
+        except Exception:
+            # Fail closed: unknown annotations read as the MCP defaults (destructive).
+            logger.warning("could not fetch the tool list of %s to read annotations", upstream.name, exc_info=True)
+        return known.get(call.name)
+
+    def tools_list_filter(self, upstream: Upstream) -> Callable[[JSONObject], JSONObject]:
+        """A relay transform for a `tools/list` answer: hidden tools removed, the rest untouched."""
+
+        def transform(message: JSONObject) -> JSONObject:
+            if "result" not in message:
+                return message
+            return {**message, "result": self.filter_tools(upstream, message["result"])}
+
+        return transform
+
+    def filter_tools(self, upstream: Upstream, result: Any) -> Any:
+        """Remove hidden tools from a `tools/list` result, and learn every tool's annotations."""
+        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+            return result
+        upstream.catalog.learn(result["tools"])
+        policy = self._policies.current(upstream.name)
+        visible = [tool for tool in result["tools"]
+                   if not (isinstance(tool, dict) and isinstance(tool.get("name"), str) and policy.is_hidden(tool["name"]))]
+        return {**result, "tools": visible}
+
+
+def _denial_text(tool: str, decision: Decision) -> str:
+    if decision.reason:
+        why = decision.reason
+    elif decision.rule == "default":
+        why = "no policy rule allows it (the policy's default is deny)"
+    else:
+        why = f"the policy denies it ({decision.rule})"
+    return (f"Airlock policy denied this call to {tool}: {why}. It did not run; "
+            "do not retry it unchanged. Ask a human if it is needed.")

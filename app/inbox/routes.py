@@ -1,0 +1,326 @@
+"""The inbox's HTTP routes: pages, sign-in and sign-out, decisions, and the live feed.
+
+    GET  /inbox                        pending approvals, newest first, updated live
+    GET  /inbox/history                decided approvals and the audit log, filtered
+    GET  /inbox/{approval_id}          one approval: arguments, timeline, result; Approve/Reject while pending
+    POST /inbox/{approval_id}/approve  csrf_token
+    POST /inbox/{approval_id}/reject   csrf_token, reason
+    GET  /inbox/-/login                the sign-in form;  POST: name, token, csrf_token
+    POST /inbox/-/logout               csrf_token
+    GET  /inbox/-/events               the live feed (server-sent events, `app/inbox/live.py`)
+    GET  /inbox/-/static/…             the stylesheet and the script
+
+Fixed paths live under `/-/`, which no approval id (`apr_…`) can be, so `/inbox/{approval_id}`
+(the review link every channel sends) never swallows them.
+
+This module only authenticates the reviewer, checks CSRF and renders outcomes. Deciding goes
+through `app/approvals/decisions.py::decide(via="inbox")`, the path every channel shares (first
+decision wins, no self-approval). The session is re-checked against the reviewers table on every
+request (`_signed_in`), so a disabled reviewer's open page stops deciding at once.
+
+A decision POST answers the script's `fetch` (`Accept: application/json`) with JSON, and a plain
+form with a redirect to the approval (or, on 403/404/409, that page with the message), so the
+inbox still works with JavaScript off, minus the live updates.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
+
+from sse_starlette import EventSourceResponse
+from starlette.datastructures import FormData
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from app.approvals.decisions import AlreadyDecided, DecisionError, Verdict, decide
+from app.auth import token_hash
+from app.inbox import csrf, present
+from app.inbox.headers import SecurityHeaders
+from app.inbox.history import LIMIT, STATUS_CHOICES, parse_filter
+from app.inbox.live import LiveFeed, since_from
+from app.inbox.render import Templates
+from app.inbox.session import (
+    Session,
+    SessionCookie,
+    anonymous_session,
+    reviewer_session,
+)
+from app.store import approvals as approval_store
+from app.store import audit as audit_store
+from app.store import tokens as token_store
+from app.store.approvals import ApprovalRow
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+STATIC_DIR: Final = Path(__file__).parent / "static"
+MAX_FORM_BYTES: Final = 64 * 1024
+PENDING_LIMIT: Final = 500
+PING_SECONDS: Final = 15
+SEND_TIMEOUT_SECONDS: Final = 30.0
+"""A browser that stops reading its feed for this long is dropped (it reconnects if it is alive)."""
+
+AGENT_TOKEN: Final = ("That is an agent token. Agents cannot sign in to the inbox or decide approvals: sign in "
+                      "with the reviewer token that 'airlock reviewers add NAME' printed.")
+BAD_CREDENTIALS: Final = ("That name and token do not belong to an enabled reviewer. Use the token that "
+                          "'airlock reviewers add NAME' (or 'airlock reviewers rotate NAME') printed for that name.")
+SESSION_ENDED: Final = ("Your inbox session has ended (it expired, or your reviewer access was disabled or its "
+                        "token rotated). Sign in again.")
+MISSING_REASON: Final = "Give a reason for rejecting: the agent is told who rejected its call and why."
+
+
+def routes(inbox: InboxRoutes) -> list[BaseRoute]:
+    """The inbox's routes, to mount at the application root."""
+    inner: list[BaseRoute] = [
+        Mount("/-/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+        Route("/-/login", inbox.login_form, methods=["GET"]),
+        Route("/-/login", inbox.login, methods=["POST"]),
+        Route("/-/logout", inbox.logout, methods=["POST"]),
+        Route("/-/events", inbox.events, methods=["GET"]),
+        Route("/", inbox.pending, methods=["GET"]),
+        Route("/history", inbox.history, methods=["GET"]),
+        Route("/{approval_id}", inbox.detail, methods=["GET"]),
+        Route("/{approval_id}/approve", inbox.approve, methods=["POST"]),
+        Route("/{approval_id}/reject", inbox.reject, methods=["POST"]),
+    ]
+    # A Mount matches only below its path, so `/inbox` itself gets its own route.
+    middleware = [Middleware(SecurityHeaders)]
+    return [Route("/inbox", inbox.pending, methods=["GET"], middleware=middleware),
+            Mount("/inbox", routes=inner, middleware=middleware, max_body_size=MAX_FORM_BYTES)]
+
+
+class InboxRoutes:
+    """The handlers. `prefix` is the inbox's path as browsers see it (`/inbox`, or `/airlock/inbox`
+    when `public_url` has a path because a proxy serves Airlock below one); `secure` marks the cookie
+    `Secure` (`public_url` is https)."""
+
+    def __init__(self, runtime: Runtime, *, prefix: str, secure: bool) -> None:
+        self._runtime = runtime
+        self._prefix = prefix
+        self._cookie = SessionCookie(runtime.settings.secret_key, path=prefix, secure=secure)
+        self._templates = Templates(prefix=prefix)
+        self.feed = LiveFeed(runtime.db, runtime.notifier)
+
+    # ------------------------------------------------------------------ sessions
+
+    async def _signed_in(self, request: Request) -> Session | None:
+        """The request's reviewer session, if it is one and the reviewer may still review."""
+        session = self._cookie.read(request)
+        if session is None or not await self._still_valid(session):
+            return None
+        return session
+
+    async def _still_valid(self, session: Session) -> bool:
+        if session.credential is None or session.reviewer is None:
+            return False
+        async with self._runtime.db.read() as conn:
+            reviewer = await token_store.reviewer_for_token(conn, session.credential)
+        return reviewer == session.reviewer
+
+    def _to_sign_in(self, request: Request) -> RedirectResponse:
+        # The path below `/inbox`, under the prefix browsers use (a proxy may have stripped part of it).
+        below = request.url.path.rpartition("/inbox")[2]
+        target = self._prefix + below + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"{self._prefix}/-/login?next={quote(target, safe='/')}", status_code=303)
+
+    def _safe_next(self, target: str | None) -> str:
+        """Where to go after signing in: a page of this inbox, never another site."""
+        if target and (target == self._prefix or target.startswith(self._prefix + "/")) \
+                and "//" not in target and "\\" not in target and target.isprintable():
+            return target
+        return self._prefix
+
+    async def _form(self, request: Request) -> FormData:
+        return await request.form(max_files=0, max_fields=20)
+
+    def _csrf_refusal(self, request: Request, session: Session | None, form: FormData) -> str | None:
+        supplied = form.get(csrf.CSRF_FIELD)
+        return csrf.refusal(
+            expected=None if session is None else session.csrf,
+            supplied=supplied if isinstance(supplied, str) else request.headers.get(csrf.CSRF_HEADER),
+            origin=request.headers.get("origin"), fetch_site=request.headers.get("sec-fetch-site"),
+            own_origins={csrf.origin_of(self._runtime.settings.public_url), csrf.origin_of(str(request.base_url))})
+
+    def _refused(self, request: Request, message: str, status_code: int) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"error": message}, status_code=status_code)
+        return self._templates.page("message.html", status_code=status_code, session=None, now=time.time(),
+                                    title="Refused", message=message)
+
+    # ------------------------------------------------------------------ sign-in and sign-out
+
+    async def login_form(self, request: Request) -> Response:
+        session = self._cookie.read(request)
+        if session is not None and session.signed_in:
+            if await self._still_valid(session):
+                return RedirectResponse(self._safe_next(request.query_params.get("next")), status_code=303)
+            session = None  # a session that ended (reviewer disabled, token rotated): start afresh
+        notice = "You are signed out." if "signed_out" in request.query_params else None
+        if session is not None:
+            return self._login_page(session, request.query_params.get("next"), notice=notice)
+        session = anonymous_session()
+        response = self._login_page(session, request.query_params.get("next"), notice=notice)
+        self._cookie.write(response, session)
+        return response
+
+    def _login_page(self, session: Session, target: str | None, *, error: str | None = None,
+                    notice: str | None = None, name: str = "", status_code: int = 200) -> Response:
+        return self._templates.page("login.html", status_code=status_code, session=None, now=time.time(),
+                                    csrf=session.csrf, next=self._safe_next(target), error=error, notice=notice,
+                                    name=name)
+
+    async def login(self, request: Request) -> Response:
+        form = await self._form(request)
+        session = self._cookie.read(request)
+        refused = self._csrf_refusal(request, session, form)
+        if refused is not None or session is None:
+            return self._refused(request, refused or csrf.MISSING_TOKEN, 403)
+        name, token, target = (str(form.get(key) or "").strip() for key in ("name", "token", "next"))
+        if not name or not token:
+            return self._login_page(session, target, error="Enter your reviewer name and token.", name=name,
+                                    status_code=400)
+        reviewer = await self._runtime.credentials.reviewer_for(token)
+        if reviewer is None and await self._runtime.credentials.agent_for(token) is not None:
+            return self._login_page(session, target, error=AGENT_TOKEN, name=name, status_code=403)
+        if reviewer is None or reviewer != name:
+            return self._login_page(session, target, error=BAD_CREDENTIALS, name=name, status_code=401)
+        response = RedirectResponse(self._safe_next(target), status_code=303)
+        self._cookie.write(response, reviewer_session(reviewer, token_hash(token)))
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        form = await self._form(request)
+        refused = self._csrf_refusal(request, self._cookie.read(request), form)
+        if refused is not None:
+            return self._refused(request, refused, 403)
+        response = RedirectResponse(f"{self._prefix}/-/login?signed_out=1", status_code=303)
+        self._cookie.clear(response)
+        return response
+
+    # ------------------------------------------------------------------ pages
+
+    async def pending(self, request: Request) -> Response:
+        session = await self._signed_in(request)
+        if session is None:
+            return self._to_sign_in(request)
+        async with self._runtime.db.read() as conn:
+            rows = await approval_store.search(conn, statuses=["pending"], limit=PENDING_LIMIT)
+        return self._templates.page("pending.html", session=session, now=time.time(), rows=rows,
+                                    limit=PENDING_LIMIT, current="pending")
+
+    async def history(self, request: Request) -> Response:
+        session = await self._signed_in(request)
+        if session is None:
+            return self._to_sign_in(request)
+        chosen, problems = parse_filter(request.query_params)
+        agent, tool = chosen.agent or None, chosen.tool or None
+        async with self._runtime.db.read() as conn:
+            approvals = await approval_store.search(conn, statuses=chosen.statuses, agent=agent, tool=tool,
+                                                    since=chosen.since_at, until=chosen.until_at, limit=LIMIT)
+            entries = await audit_store.search(conn, agent=agent, tool=tool, since=chosen.since_at,
+                                               until=chosen.until_at, limit=LIMIT)
+        return self._templates.page("history.html", session=session, now=time.time(), current="history",
+                                    filter=chosen, problems=problems, approvals=approvals, entries=entries,
+                                    statuses=STATUS_CHOICES, limit=LIMIT)
+
+    async def detail(self, request: Request) -> Response:
+        session = await self._signed_in(request)
+        if session is None:
+            return self._to_sign_in(request)
+        return await self._detail_page(session, request.path_params["approval_id"])
+
+    async def _detail_page(self, session: Session, approval_id: str, *, error: str | None = None,
+                           status_code: int = 200) -> Response:
+        async with self._runtime.db.read() as conn:
+            row = await approval_store.get(conn, approval_id)
+            timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
+        if row is None:
+            return self._templates.page("message.html", status_code=404, session=session, now=time.time(),
+                                        title="Not found", message=f"There is no approval {approval_id}.")
+        return self._templates.page("detail.html", status_code=status_code, session=session, now=time.time(),
+                                    a=row, timeline=[e for e in timeline if e.event != "call"], error=error,
+                                    current="detail")
+
+    # ------------------------------------------------------------------ decisions
+
+    async def approve(self, request: Request) -> Response:
+        return await self._decide(request, "approve")
+
+    async def reject(self, request: Request) -> Response:
+        return await self._decide(request, "reject")
+
+    async def _decide(self, request: Request, verdict: Verdict) -> Response:
+        form = await self._form(request)
+        session = await self._signed_in(request)
+        if session is None or session.reviewer is None:
+            return self._refused(request, SESSION_ENDED, 401)
+        refused = self._csrf_refusal(request, session, form)
+        if refused is not None:
+            return self._refused(request, refused, 403)
+        approval_id = request.path_params["approval_id"]
+        reason = str(form.get("reason") or "").strip() or None
+        if verdict == "reject" and reason is None:
+            return await self._not_decided(request, session, approval_id, MISSING_REASON, 400)
+        try:
+            row = await decide(self._runtime.ledger, approval_id, reviewer=session.reviewer, verdict=verdict,
+                               via="inbox", reason=reason)
+        except AlreadyDecided as exc:
+            message = present.conflict(exc.approval, session.reviewer)
+            return await self._not_decided(request, session, approval_id, message, 409, exc.approval)
+        except DecisionError as exc:
+            return await self._not_decided(request, session, approval_id, _sentence(str(exc)), exc.status_code)
+        if _wants_json(request):
+            return JSONResponse({"message": present.decided(row, session.reviewer),
+                                 "approval": self.event_payload(row, session)})
+        return RedirectResponse(f"{self._prefix}/{approval_id}", status_code=303)
+
+    async def _not_decided(self, request: Request, session: Session, approval_id: str, message: str,
+                           status_code: int, row: ApprovalRow | None = None) -> Response:
+        if _wants_json(request):
+            body: dict[str, Any] = {"error": message}
+            if row is not None:
+                body["approval"] = self.event_payload(row, session)
+            return JSONResponse(body, status_code=status_code)
+        return await self._detail_page(session, approval_id, error=message, status_code=status_code)
+
+    # ------------------------------------------------------------------ live feed
+
+    async def events(self, request: Request) -> Response:
+        session = await self._signed_in(request)
+        if session is None:
+            return PlainTextResponse(SESSION_ENDED, status_code=401)
+        since = since_from(request.headers.get("last-event-id"), request.query_params.get("since"), now=time.time())
+
+        async def allowed() -> bool:
+            return await self._still_valid(session)
+
+        stream = self.feed.events(since=since, until=session.expires_at, allowed=allowed,
+                                  present=lambda row: self.event_payload(row, session))
+        return EventSourceResponse(stream, ping=PING_SECONDS, send_timeout=SEND_TIMEOUT_SECONDS)
+
+    def event_payload(self, row: ApprovalRow, session: Session) -> dict[str, Any]:
+        """An approval as the page's script applies it: the card rendered for this session, and a sentence."""
+        html = self._templates.fragment("_card.html", a=row, csrf=session.csrf, viewer=session.reviewer,
+                                        now=time.time())
+        return {"id": row.id, "status": row.status, "pending": row.status == "pending", "html": html,
+                "message": present.announcement(row, session.reviewer)}
+
+
+def _wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def _sentence(text: str) -> str:
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."

@@ -1,0 +1,26 @@
+"""The policy engine: what each agent may do with each upstream's tools.
+
+- `document.py`: policy JSON → validated `CompiledPolicy`, or every problem, located.
+- `conditions.py`: argument conditions (`when`) by path, compiled once.
+- `engine.py`: `CompiledPolicy.evaluate(...)` → `Decision`; pure, no I/O.
+- `reloader.py`: watch policy files, swap new versions in, keep the last good one on error.
+
+The format is documented for users in `docs/policy.md` and published as `policy.schema.json`.
+"""
+
+from app.policy.document import POLICY_SCHEMA, compile_policy, load_policy, parse_policy_text
+from app.policy.engine import Action, CompiledPolicy, Decision, RateLimit, SlackRouting
+from app.policy.reloader import PolicyReloader
+
+__all__ = [
+    "POLICY_SCHEMA",
+    "Action",
+    "CompiledPolicy",
+    "Decision",
+    "PolicyReloader",
+    "RateLimit",
+    "SlackRouting",
+    "compile_policy",
+    "load_policy",
+    "parse_policy_text",
+]

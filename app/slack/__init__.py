@@ -1,0 +1,69 @@
+"""Slack approvals: a message with Approve/Reject buttons for each held call (see `docs/slack.md`).
+
+The extension wires four parts together and owns nothing else:
+
+- `channel.py`: a new approval queues its message in the durable outbox (never calls Slack);
+- `outbox.py`: the worker that posts and updates messages, with retries, following every change
+  this process hears of through the notifier (including changes other processes made);
+- `interactions.py`: `POST /slack/interactions`, where clicks are verified, mapped to a reviewer
+  (`reviewers.py`) and decided through the one decision path;
+- `blocks.py` (what the message looks like), `payloads.py` (what Slack sends), `webapi.py` (the
+  Slack calls).
+
+Built only when Slack is configured (`SlackSettings.enabled`); otherwise `build()` returns None and
+nothing about Slack exists in the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from starlette.routing import BaseRoute, Route
+
+from app.approvals.channels import ReviewChannel
+from app.slack.channel import SlackChannel
+from app.slack.interactions import PATH, SlackInteractions
+from app.slack.outbox import Outbox
+from app.slack.reviewers import SlackReviewers
+from app.slack.webapi import SlackApi
+
+if TYPE_CHECKING:
+    from app.extension import Extension
+    from app.runtime import Runtime
+
+
+class SlackExtension:
+    name = "slack"
+
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings.slack
+        self._runtime = runtime
+        self.api = SlackApi(settings)
+        self.outbox = Outbox(runtime.db, self.api, settings, runtime.settings.public_url)
+        self.reviewers = SlackReviewers(settings, runtime.db, self.api)
+        self.interactions = SlackInteractions(runtime.ledger, settings, self.api, self.reviewers,
+                                              runtime.settings.public_url)
+        self._channels: list[ReviewChannel] = [SlackChannel(self.outbox)]
+
+    @property
+    def channels(self) -> Sequence[ReviewChannel]:
+        return self._channels
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return [Route(PATH, self.interactions.handle, methods=["POST"])]
+
+    async def run(self) -> None:
+        """Run the outbox for the life of the process, woken by every approval change it hears of."""
+        remove = self._runtime.notifier.add_listener(self.outbox.kick)
+        try:
+            await self.outbox.run()
+        finally:
+            remove()
+
+
+def build(runtime: Runtime) -> Extension | None:
+    """The Slack extension, or None when Slack is not configured."""
+    if not runtime.settings.slack.enabled:
+        return None
+    return SlackExtension(runtime)

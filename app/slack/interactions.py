@@ -1,0 +1,206 @@
+"""`POST /slack/interactions`: Approve and Reject clicks, and the reject-reason modal's submission.
+
+    verify v0 signature over the raw body ──✗──▶ 401, nothing changes
+        │
+    parse `payload=` ──✗──▶ 400
+        │
+    app id + workspace ─▶ approval (by the button's id) ─▶ stored channel/ts match the click
+        ─▶ Slack user → reviewer ─▶ rule's Slack users/user groups ──✗──▶ 200 + ephemeral note
+        │
+    Approve: decide() (one compare-and-set) ──────────────▶ 200; the outbox updates the message
+    Reject:  views.open(trigger_id) inline, call stays pending ─▶ 200
+    Reason submitted: decide(reject, reason) ─────────────▶ 200 closes the modal, or
+                                                             {"response_action": "errors"}
+
+Slack wants an answer within 3 seconds. The work done before answering is bounded: database
+reads, one compare-and-set, a user-group lookup when the rule names groups and they are not
+cached, and (for Reject only) `views.open`, which must happen now because its `trigger_id` expires
+in about 3 seconds. Those Slack calls share one deadline, `click_timeout_seconds` (default 2 s)
+after the request arrived.
+Everything else happens after the answer: ephemeral notes run as a background task once the
+response is sent, and the message update goes through the durable outbox (woken by the change).
+
+Buttons carry only the approval id, so every click is resolved from the database: a click after a
+restart works, and a copied button (another channel or message) is refused.
+
+Deliberate choices:
+- A rejection needs a reason (the agent is told it, and can act on it): an empty one keeps the
+  modal open with an error. Cancelling the modal sends nothing and leaves the call pending.
+- Decisions go through `app/approvals/decisions.py::decide` with `via="slack"`; nothing here
+  changes an approval any other way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Final
+
+from slack_sdk.signature import SignatureVerifier
+from starlette.background import BackgroundTask
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from app.approvals.decisions import AlreadyDecided, DecisionError, decide
+from app.approvals.ledger import Ledger
+from app.approvals.outcomes import review_url
+from app.config import SlackSettings
+from app.slack.blocks import REASON_BLOCK, cut, escape, reject_modal
+from app.slack.payloads import Actor, ButtonClick, PayloadError, ReasonSubmitted, parse_interaction, reject_metadata
+from app.slack.reviewers import Refused, SlackReviewers
+from app.slack.webapi import SlackApi, describe
+from app.store.approvals import ApprovalRow
+
+logger = logging.getLogger("airlock.slack")
+
+PATH: Final = "/slack/interactions"
+MAX_BODY_BYTES: Final = 256 * 1024
+"""Interaction payloads are a few kilobytes; anything far larger is not from Slack."""
+
+
+class SlackInteractions:
+    def __init__(self, ledger: Ledger, settings: SlackSettings, api: SlackApi, reviewers: SlackReviewers,
+                 public_url: str) -> None:
+        assert settings.signing_secret, "Slack is enabled only with a signing secret"
+        self._ledger = ledger
+        self._settings = settings
+        self._api = api
+        self._reviewers = reviewers
+        self._public_url = public_url
+        self._verifier = SignatureVerifier(settings.signing_secret)
+
+    async def handle(self, request: Request) -> Response:
+        body = await _body(request)
+        if body is None:
+            return JSONResponse({"error": "request too large"}, status_code=413)
+        if not self._verified(body, request.headers):
+            logger.warning("refused a Slack interaction with a missing, stale or wrong signature")
+            return JSONResponse({"error": "invalid request"}, status_code=401)
+        try:
+            interaction = parse_interaction(body)
+        except PayloadError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        if isinstance(interaction, ButtonClick):
+            return await self._click(interaction)
+        if isinstance(interaction, ReasonSubmitted):
+            return await self._submitted(interaction)
+        return Response(status_code=200)
+
+    def _verified(self, body: bytes, headers: Headers) -> bool:
+        try:
+            return self._verifier.is_valid_request(body, dict(headers.items()))
+        except ValueError:
+            # `is_valid` calls int() on the timestamp header: a non-number raises instead of failing.
+            return False
+
+    async def _click(self, click: ButtonClick) -> Response:
+        deadline = time.monotonic() + self._settings.click_timeout_seconds
+        checked = await self._authorize(click.actor, click.approval_id, deadline=deadline,
+                                        message=(click.channel_id, click.message_ts))
+        if isinstance(checked, Refused):
+            logger.info("refused a Slack click by %s on %s: %s", click.actor.user_id, click.approval_id,
+                        checked.message)
+            return self._answer(click, checked.message)
+        reviewer, approval = checked
+        if click.verdict == "approve":
+            return await self._approve(click, reviewer)
+        return await self._ask_reason(click, reviewer, approval, deadline)
+
+    async def _authorize(self, actor: Actor, approval_id: str, *, deadline: float,
+                         message: tuple[str | None, str | None] | None) -> tuple[str, ApprovalRow] | Refused:
+        """The reviewer and the approval, or why not (see `app/slack/reviewers.py` for the order).
+
+        Args:
+            deadline: `time.monotonic()` by which Slack lookups made on the way must have answered.
+            message: the (channel id, ts) the clicked button sits on; it must be the message
+                Airlock posted for this approval. None for a modal, whose metadata Airlock wrote.
+        """
+        refused = self._reviewers.check_origin(actor)
+        if refused is not None:
+            return refused
+        approval = await self._ledger.get(approval_id)
+        if approval is None:
+            return Refused(f"Airlock has no approval {approval_id}; nothing was changed.")
+        if message is not None and (approval.slack_channel, approval.slack_ts) != message:
+            return Refused(f"This button is not on the message Airlock posted for approval {approval.id}; "
+                           "use that message or the web inbox.")
+        reviewer = await self._reviewers.authorize(actor, approval, deadline=deadline)
+        return reviewer if isinstance(reviewer, Refused) else (reviewer, approval)
+
+    async def _approve(self, click: ButtonClick, reviewer: str) -> Response:
+        try:
+            await decide(self._ledger, click.approval_id, reviewer=reviewer, verdict="approve", via="slack")
+        except DecisionError as exc:
+            return self._answer(click, str(exc))
+        logger.info("approval %s approved in Slack by %s (%s)", click.approval_id, reviewer, click.actor.user_id)
+        return Response(status_code=200)
+
+    async def _ask_reason(self, click: ButtonClick, reviewer: str, approval: ApprovalRow,
+                          deadline: float) -> Response:
+        if approval.status != "pending" or approval.expires_at <= time.time():
+            return self._answer(click, str(AlreadyDecided(approval)))
+        allowed = approval.allowed_reviewers
+        if allowed is not None and reviewer not in allowed:
+            # decide() enforces this too; checking now spares the reviewer a form they cannot submit.
+            return self._answer(click, f"The policy rule for {approval.tool} lets only {', '.join(allowed)} decide.")
+        if click.trigger_id is None:
+            return self._answer(click, "Slack sent no trigger for the reason form; please click Reject again.")
+        modal = reject_modal(approval, reject_metadata(approval.id, click.channel_id))
+        try:
+            await self._api.open_view(click.trigger_id, modal, timeout=max(0.05, deadline - time.monotonic()))
+        except Exception as exc:
+            logger.warning("could not open the reject form for %s: %s", approval.id, describe(exc))
+            url = review_url(self._public_url, approval.id)
+            return self._answer(click, "Slack did not open the reason form in time; the call is still pending. "
+                                       f"Click Reject again, or reject it at {url}")
+        return Response(status_code=200)
+
+    async def _submitted(self, submission: ReasonSubmitted) -> Response:
+        deadline = time.monotonic() + self._settings.click_timeout_seconds
+        checked = await self._authorize(submission.actor, submission.approval_id, deadline=deadline, message=None)
+        if isinstance(checked, Refused):
+            return _form_error(checked.message)
+        reviewer, approval = checked
+        reason = submission.reason.strip()
+        if not reason:
+            return _form_error("Please say why you reject this call; the agent is told your reason.")
+        try:
+            await decide(self._ledger, approval.id, reviewer=reviewer, verdict="reject", via="slack", reason=reason)
+        except DecisionError as exc:
+            return _form_error(str(exc))
+        logger.info("approval %s rejected in Slack by %s (%s)", approval.id, reviewer, submission.actor.user_id)
+        return Response(status_code=200)
+
+    def _answer(self, click: ButtonClick, note: str) -> Response:
+        """Acknowledge now; tell the clicker `note` privately once the answer is sent."""
+        if click.channel_id is None:
+            return Response(status_code=200)
+        task = BackgroundTask(self._note, click.channel_id, click.actor.user_id, note)
+        return Response(status_code=200, background=task)
+
+    async def _note(self, channel: str, user: str, note: str) -> None:
+        try:
+            await self._api.post_ephemeral(channel, user, escape(note), timeout=self._settings.api_timeout_seconds)
+        except Exception as exc:
+            logger.warning("could not send a note to Slack user %s: %s", user, describe(exc))
+
+
+def _form_error(message: str) -> JSONResponse:
+    """Keep the modal open and show `message` under the reason field."""
+    return JSONResponse({"response_action": "errors", "errors": {REASON_BLOCK: cut(message, 300)}})
+
+
+async def _body(request: Request) -> bytes | None:
+    """The raw body (the bytes Slack signed), or None when it is larger than any interaction."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:
+        return b""
+    return b"".join(chunks)

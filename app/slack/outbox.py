@@ -1,0 +1,207 @@
+"""The durable outbox that keeps each approval's Slack message in step with the database.
+
+Slack trouble must never lose, block or delay an approval, so nothing about Slack happens on the
+agent's path. Parking a call only inserts an outbox row (after the approval committed); this worker,
+one per Airlock process, makes the Slack calls:
+
+- a row whose approval has no message yet → `chat.postMessage`, then the message's channel and ts
+  are stored on the approval (`set_slack_message`), which is where clicks are checked against;
+- a row whose message shows an older status than the approval → `chat.update` in place.
+
+The approval row is the wanted state and `rendered_status` the shown one, so there is no queue of
+edits to replay: whatever changed, and however often, the next attempt renders the current row.
+That is also the dedupe: every process is woken for every change (`notifier` listeners, fed by
+PostgreSQL NOTIFY or the SQLite safety poll), but a replica renders only after winning the row's
+lease (a compare-and-set, `app/store/slack_outbox.py`) and re-reading that it is still stale, so
+one change costs one `chat.update` however many replicas saw it; a duplicate would only repeat the
+same content.
+
+Failures are rescheduled on the row: exponential backoff from `retry_initial_seconds` up to
+`retry_max_seconds`, or exactly the `Retry-After` of a 429 (and this worker then pauses all calls
+until it has passed). Nothing sleeps inside a Slack call.
+
+Reconcile: a crash between the approval's commit and the outbox insert would leave a pending
+approval that Slack never hears of. Each pass therefore also enqueues pending approvals that have
+neither a message nor an outbox row and were parked more than two polls ago (cheap: an indexed
+query on pending rows). This also announces
+approvals parked while Slack was not configured, or by a replica without it. Finished approvals
+are not announced after the fact; rows that already exist are always brought up to date, so a
+message that was queued while Slack was down still appears, showing the outcome.
+
+Gives up (settles the row, keeping `last_error`) only when the message is gone (`message_not_found`
+and the like) or the approval finished more than `_GIVE_UP_AFTER` ago and Slack still refuses.
+A post whose answer is lost (a crash or timeout after Slack accepted it) is posted again: a
+duplicate message is possible, a lost one is not. Clicks on such a duplicate are refused because
+only the stored channel and ts count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import socket
+import time
+from typing import Final
+
+from app.approvals.outcomes import iso
+from app.config import SlackSettings
+from app.slack.blocks import approval_message
+from app.slack.webapi import SlackApi, describe, error_code, retry_after
+from app.store import approvals as approval_store
+from app.store import slack_outbox as outbox_store
+from app.store.approvals import FINISHED, ApprovalRow
+from app.store.db import Database
+from app.store.slack_outbox import OutboxRow
+
+logger = logging.getLogger("airlock.slack")
+
+_GONE: Final = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+"""`chat.update` errors after which the message can never be updated."""
+_RECONCILE_POLLS: Final = 2
+"""A pending approval with nothing queued is treated as lost once this many polls have passed."""
+_GIVE_UP_AFTER: Final = 86400.0
+"""Seconds after an approval finished when Airlock stops retrying a message Slack keeps refusing."""
+
+
+class Outbox:
+    def __init__(self, db: Database, api: SlackApi, settings: SlackSettings, public_url: str) -> None:
+        self._db = db
+        self._api = api
+        self._settings = settings
+        self._public_url = public_url
+        self._owner = f"{socket.gethostname()[:40]}:{secrets.token_hex(6)}"
+        self._kick = asyncio.Event()
+        self._paused_until = 0.0
+        self._reconciled_at = 0.0
+        self.passes = 0
+        """Completed passes (for health checks and tests that wait for the worker to catch up)."""
+
+    def kick(self, _approval_id: str | None = None) -> None:
+        """Look for work now (a notifier listener: called with the id of every approval that changed)."""
+        self._kick.set()
+
+    def channel_for(self, slack_routing: str | None) -> str:
+        """The channel a new approval's message goes to: its rule's, else the default."""
+        routing = json.loads(slack_routing) if slack_routing else {}
+        channel = routing.get("channel") or self._settings.default_channel
+        assert channel, "Slack is enabled only with a default channel"
+        return str(channel)
+
+    async def enqueue(self, approval: ApprovalRow) -> None:
+        """Queue the first post of `approval`'s message (idempotent), then wake the worker."""
+        async with self._db.write() as conn:
+            await outbox_store.enqueue(conn, approval.id, self.channel_for(approval.slack_routing), time.time())
+        self.kick()
+
+    async def run(self) -> None:
+        """Work until cancelled: a pass whenever kicked, when a retry falls due, and every `poll_seconds`."""
+        while True:
+            self._kick.clear()
+            try:
+                delay = await self.work()
+            except Exception:
+                logger.exception("Slack outbox pass failed; retrying")
+                delay = self._settings.poll_seconds
+            try:
+                await asyncio.wait_for(self._kick.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def work(self) -> float:
+        """One pass: reconcile, then deliver what is due. Returns how long to wait before the next."""
+        await self._reconcile()
+        now = time.time()
+        async with self._db.read() as conn:
+            due = await outbox_store.due(conn, now)
+        for approval_id in due:
+            if time.time() < self._paused_until:
+                break
+            await self._deliver(approval_id)
+        async with self._db.read() as conn:
+            next_attempt = await outbox_store.next_attempt(conn)
+        self.passes += 1
+        delay = self._settings.poll_seconds
+        if next_attempt is not None:
+            delay = min(delay, max(next_attempt, self._paused_until) - time.time())
+        return max(delay, 0.01)
+
+    async def _reconcile(self) -> None:
+        """Queue pending approvals nobody queued (at most once per poll, not on every wake-up)."""
+        now = time.time()
+        if now - self._reconciled_at < self._settings.poll_seconds:
+            return
+        self._reconciled_at = now
+        # The grace keeps this from racing the parking process's own enqueue (harmless, as the
+        # insert is idempotent, but it would log a false alarm).
+        grace = _RECONCILE_POLLS * self._settings.poll_seconds
+        async with self._db.read() as conn:
+            lost = await outbox_store.unannounced(conn, created_before=now - grace)
+        if not lost:
+            return
+        async with self._db.write() as conn:
+            for item in lost:
+                if await outbox_store.enqueue(conn, item.approval_id, self.channel_for(item.slack_routing), now):
+                    logger.warning("approval %s had no Slack message queued; queued it now", item.approval_id)
+
+    async def _deliver(self, approval_id: str) -> None:
+        now = time.time()
+        lease = now + self._settings.lease_seconds
+        async with self._db.write() as conn:
+            if not await outbox_store.claim(conn, approval_id, owner=self._owner, now=now, lease_until=lease):
+                return
+            row = await outbox_store.get(conn, approval_id)
+            approval = await approval_store.get(conn, approval_id)
+        assert row is not None and approval is not None
+        if approval.slack_ts is not None and row.rendered_status == approval.status:
+            await self._release(approval_id)
+            return
+        try:
+            await self._render(row, approval)
+        except Exception as exc:
+            await self._failed(row, approval, exc)
+
+    async def _render(self, row: OutboxRow, approval: ApprovalRow) -> None:
+        message = approval_message(approval, self._public_url)
+        timeout = self._settings.api_timeout_seconds
+        if approval.slack_ts is None or approval.slack_channel is None:
+            channel, ts = await self._api.post_message(row.channel, message, timeout=timeout)
+        else:
+            channel, ts = approval.slack_channel, approval.slack_ts
+            await self._api.update_message(channel, ts, message, timeout=timeout)
+        now = time.time()
+        async with self._db.write() as conn:
+            if approval.slack_ts is None:
+                await approval_store.set_slack_message(conn, approval.id, channel, ts)
+            await outbox_store.rendered(conn, approval.id, owner=self._owner, status=approval.status,
+                                        settled=approval.status in FINISHED, now=now)
+        logger.info("Slack message for approval %s shows %s (%s %s)", approval.id, approval.status, channel, ts)
+
+    async def _failed(self, row: OutboxRow, approval: ApprovalRow, error: BaseException) -> None:
+        now = time.time()
+        reason = describe(error)
+        gone = approval.slack_ts is not None and error_code(error) in _GONE
+        stale = approval.is_finished and now - approval.updated_at > _GIVE_UP_AFTER
+        async with self._db.write() as conn:
+            if gone or stale:
+                await outbox_store.give_up(conn, approval.id, owner=self._owner, error=reason, now=now)
+                logger.error("gave up on the Slack message for approval %s: %s", approval.id, reason)
+                return
+            delay = self._delay(row.attempts, error)
+            await outbox_store.failed(conn, approval.id, owner=self._owner, error=reason, retry_at=now + delay,
+                                      now=now)
+        logger.warning("Slack message for approval %s not sent (%s); retrying at %s", approval.id, reason,
+                       iso(now + delay))
+
+    def _delay(self, attempts: int, error: BaseException) -> float:
+        wait = retry_after(error)
+        if wait is not None:
+            self._paused_until = max(self._paused_until, time.time() + wait)
+            return wait
+        backoff = self._settings.retry_initial_seconds * 2.0 ** min(attempts, 30)
+        return min(self._settings.retry_max_seconds, backoff)
+
+    async def _release(self, approval_id: str) -> None:
+        async with self._db.write() as conn:
+            await outbox_store.release(conn, approval_id, owner=self._owner, now=time.time())

@@ -1,0 +1,1 @@
+"""Persistence: the only package that holds SQL. Store functions never commit; callers own transactions."""

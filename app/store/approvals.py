@@ -1,0 +1,236 @@
+"""Queries for approvals. Every state change is one conditional UPDATE; its row count says who won.
+
+    pending ──▶ approved ──▶ executing ──▶ completed | failed | outcome_unknown
+    pending ──▶ rejected | expired | withdrawn
+
+`transition()` is the only function that moves `status`. Callers own the transaction; nothing here
+commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Final, Literal
+
+from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.models import approvals
+
+Status = Literal["pending", "approved", "executing", "completed", "failed", "outcome_unknown",
+                 "rejected", "expired", "withdrawn"]
+
+OPEN: Final[tuple[Status, ...]] = ("pending", "approved", "executing")
+"""Statuses in which the outcome is still to come."""
+FINISHED: Final[tuple[Status, ...]] = ("completed", "failed", "outcome_unknown", "rejected", "expired", "withdrawn")
+"""Statuses that will never change again."""
+ALL_STATUSES: Final[tuple[Status, ...]] = OPEN + FINISHED
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRow:
+    id: str
+    upstream: str
+    tool: str
+    agent: str
+    arguments: str
+    args_hash: str
+    params: str
+    forward_headers: str
+    era: str
+    protocol_version: str
+    session_id: str | None
+    request_id: str
+    progress_token: str | None
+    policy_rule: str
+    policy_reason: str | None
+    policy_version: str
+    reviewers: str | None
+    slack_routing: str | None
+    status: str
+    created_at: float
+    expires_at: float
+    updated_at: float
+    attach_seq: int
+    decided_by: str | None
+    decided_via: str | None
+    decided_at: float | None
+    decision_reason: str | None
+    executor: str | None
+    lease_until: float | None
+    executed_at: float | None
+    finished_at: float | None
+    result: str | None
+    outcome: str | None
+    delivered_at: float | None
+    slack_channel: str | None
+    slack_ts: str | None
+
+    @property
+    def allowed_reviewers(self) -> tuple[str, ...] | None:
+        return None if self.reviewers is None else tuple(json.loads(self.reviewers))
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+
+_COLUMNS = [approvals.c[f.name] for f in fields(ApprovalRow)]
+
+
+def _row(row: Row[Any]) -> ApprovalRow:
+    return ApprovalRow(**row._mapping)
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(approvals.insert().values(**values))
+
+
+async def get(conn: AsyncConnection, approval_id: str) -> ApprovalRow | None:
+    row = (await conn.execute(select(*_COLUMNS).where(approvals.c.id == approval_id))).first()
+    return None if row is None else _row(row)
+
+
+async def find_attachable(conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str,
+                          now: float, retention: float) -> ApprovalRow | None:
+    """The approval an identical call by the same agent re-attaches to, if any.
+
+    That is the newest one still open, or finished but not yet delivered to the agent (within the
+    retention window). An outcome is delivered once; after that an identical call is a new call.
+    """
+    undelivered = and_(approvals.c.status.in_(FINISHED), approvals.c.delivered_at.is_(None),
+                       approvals.c.updated_at > now - retention)
+    row = (await conn.execute(
+        select(*_COLUMNS)
+        .where(approvals.c.agent == agent, approvals.c.upstream == upstream, approvals.c.tool == tool,
+               approvals.c.args_hash == args_hash, or_(approvals.c.status.in_(OPEN), undelivered))
+        .order_by(approvals.c.created_at.desc())
+        .limit(1))).first()
+    return None if row is None else _row(row)
+
+
+async def count_pending(conn: AsyncConnection, agent: str) -> int:
+    result = await conn.execute(select(func.count()).select_from(approvals)
+                                .where(approvals.c.agent == agent, approvals.c.status == "pending"))
+    return int(result.scalar_one())
+
+
+Condition = Any
+"""An extra WHERE condition for `transition`, built by one of the functions below."""
+
+
+def not_expired(now: float) -> Condition:
+    return approvals.c.expires_at > now
+
+
+def expired(now: float) -> Condition:
+    return approvals.c.expires_at <= now
+
+
+def attach_seq_is(seq: int) -> Condition:
+    return approvals.c.attach_seq == seq
+
+
+def executed_by(executor: str) -> Condition:
+    return approvals.c.executor == executor
+
+
+def lease_lapsed(now: float) -> Condition:
+    return approvals.c.lease_until < now
+
+
+async def transition(conn: AsyncConnection, approval_id: str, *, expected: Status | Sequence[Status],
+                     to: Status, now: float, where: Sequence[Condition] = (), **values: Any) -> bool:
+    """Move one approval from `expected` to `to`, setting `values`; True when this call won.
+
+    The UPDATE's WHERE clause carries the expected status (and any extra `where` conditions), so of
+    several concurrent callers exactly one sees a row count of 1.
+    """
+    statuses = [expected] if isinstance(expected, str) else list(expected)
+    result = await conn.execute(
+        update(approvals)
+        .where(approvals.c.id == approval_id, approvals.c.status.in_(statuses), *where)
+        .values(status=to, updated_at=now, **values))
+    return result.rowcount == 1
+
+
+async def bump_attach(conn: AsyncConnection, approval_id: str, now: float) -> int:
+    """Record that a request (re-)attached; returns the new attach sequence number."""
+    await conn.execute(update(approvals).where(approvals.c.id == approval_id)
+                       .values(attach_seq=approvals.c.attach_seq + 1))
+    result = await conn.execute(select(approvals.c.attach_seq).where(approvals.c.id == approval_id))
+    return int(result.scalar_one())
+
+
+async def mark_delivered(conn: AsyncConnection, approval_id: str, now: float) -> bool:
+    result = await conn.execute(update(approvals).where(approvals.c.id == approval_id,
+                                                        approvals.c.status.in_(FINISHED),
+                                                        approvals.c.delivered_at.is_(None))
+                                .values(delivered_at=now))
+    return result.rowcount == 1
+
+
+async def renew_lease(conn: AsyncConnection, approval_id: str, executor: str, lease_until: float) -> bool:
+    result = await conn.execute(update(approvals).where(approvals.c.id == approval_id,
+                                                        approvals.c.status == "executing",
+                                                        approvals.c.executor == executor)
+                                .values(lease_until=lease_until))
+    return result.rowcount == 1
+
+
+async def set_slack_message(conn: AsyncConnection, approval_id: str, channel: str, ts: str) -> None:
+    await conn.execute(update(approvals).where(approvals.c.id == approval_id)
+                       .values(slack_channel=channel, slack_ts=ts))
+
+
+async def due_for_expiry(conn: AsyncConnection, now: float, limit: int = 500) -> list[str]:
+    rows = await conn.execute(select(approvals.c.id).where(approvals.c.status == "pending",
+                                                           approvals.c.expires_at <= now).limit(limit))
+    return [str(r.id) for r in rows]
+
+
+async def next_expiry(conn: AsyncConnection) -> float | None:
+    result = await conn.execute(select(func.min(approvals.c.expires_at)).where(approvals.c.status == "pending"))
+    value = result.scalar_one_or_none()
+    return None if value is None else float(value)
+
+
+async def lost_executions(conn: AsyncConnection, now: float) -> list[str]:
+    """Executing rows whose executor stopped renewing its lease (it crashed mid-call)."""
+    rows = await conn.execute(select(approvals.c.id).where(approvals.c.status == "executing",
+                                                           approvals.c.lease_until < now))
+    return [str(r.id) for r in rows]
+
+
+async def unclaimed_approved(conn: AsyncConnection, decided_before: float, limit: int = 100) -> list[str]:
+    rows = await conn.execute(select(approvals.c.id).where(approvals.c.status == "approved",
+                                                           approvals.c.decided_at <= decided_before).limit(limit))
+    return [str(r.id) for r in rows]
+
+
+async def changed_since(conn: AsyncConnection, since: float) -> list[tuple[str, float]]:
+    rows = await conn.execute(select(approvals.c.id, approvals.c.updated_at)
+                              .where(approvals.c.updated_at > since).order_by(approvals.c.updated_at))
+    return [(str(r.id), float(r.updated_at)) for r in rows]
+
+
+async def search(conn: AsyncConnection, *, statuses: Sequence[str] = (), agent: str | None = None,
+                 tool: str | None = None, upstream: str | None = None, since: float | None = None,
+                 until: float | None = None, limit: int = 100, newest_first: bool = True) -> list[ApprovalRow]:
+    query = select(*_COLUMNS)
+    if statuses:
+        query = query.where(approvals.c.status.in_(list(statuses)))
+    if agent:
+        query = query.where(approvals.c.agent == agent)
+    if tool:
+        query = query.where(approvals.c.tool == tool)
+    if upstream:
+        query = query.where(approvals.c.upstream == upstream)
+    if since is not None:
+        query = query.where(approvals.c.created_at >= since)
+    if until is not None:
+        query = query.where(approvals.c.created_at < until)
+    order = approvals.c.created_at.desc() if newest_first else approvals.c.created_at.asc()
+    return [_row(r) for r in await conn.execute(query.order_by(order).limit(limit))]

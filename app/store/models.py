@@ -1,0 +1,206 @@
+"""Airlock's tables, as SQLAlchemy Core metadata.
+
+Core rather than the ORM: every query is an explicit statement in a store module, state moves only
+through conditional UPDATEs whose row count says who won, and there is no lazy loading to forbid.
+The schema itself exists only through the Alembic migrations in `migrations/`; this metadata is
+what the store's queries are written against and what `alembic check` compares them with.
+
+Times are UNIX epoch seconds (double precision): the same arithmetic and comparisons in SQLite and
+PostgreSQL, with no time-zone conversion to get wrong.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+agent_tokens = Table(
+    "agent_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent", String(64), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(24), nullable=False),
+    Column("label", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+reviewers = Table(
+    "reviewers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("slack_user_id", String(32), unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("disabled_at", Float),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("agent", String(64), nullable=False),
+    Column("upstream", String(64), nullable=False),
+    Column("upstream_session_id", String(256)),
+    Column("protocol_version", String(32), nullable=False),
+    Column("initialize_params", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("closed_at", Float),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("upstream", String(64), nullable=False),
+    Column("tool", String(256), nullable=False),
+    Column("agent", String(64), nullable=False),
+    Column("arguments", Text, nullable=False),
+    Column("args_hash", String(64), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("forward_headers", Text, nullable=False),
+    Column("era", String(16), nullable=False),
+    Column("protocol_version", String(32), nullable=False),
+    Column("session_id", String(64)),
+    Column("request_id", Text, nullable=False),
+    Column("progress_token", Text),
+    Column("policy_rule", String(200), nullable=False),
+    Column("policy_reason", Text),
+    Column("policy_version", String(64), nullable=False),
+    Column("reviewers", Text),
+    Column("slack_routing", Text),
+    Column("status", String(20), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("attach_seq", Integer, nullable=False, server_default=text("0")),
+    Column("decided_by", String(64)),
+    Column("decided_via", String(16)),
+    Column("decided_at", Float),
+    Column("decision_reason", Text),
+    Column("executor", String(64)),
+    Column("lease_until", Float),
+    Column("executed_at", Float),
+    Column("finished_at", Float),
+    Column("result", Text),
+    Column("outcome", Text),
+    Column("delivered_at", Float),
+    Column("slack_channel", String(64)),
+    Column("slack_ts", String(64)),
+    Index("ix_approvals_status_expires_at", "status", "expires_at"),
+    Index("ix_approvals_updated_at", "updated_at"),
+    Index("ix_approvals_agent_status", "agent", "status"),
+    Index("ix_approvals_call", "agent", "upstream", "tool", "args_hash"),
+    Index(
+        "uq_approvals_one_pending_call",
+        "agent", "upstream", "tool", "args_hash",
+        unique=True,
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
+)
+"""One row per parked call. `status` moves only by compare-and-set (see `app/store/approvals.py`);
+the partial unique index keeps one pending approval per identical call even across replicas."""
+
+streams = Table(
+    "streams",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("approval_id", String(40), ForeignKey("approvals.id"), nullable=False, index=True),
+    Column("agent", String(64), nullable=False),
+    Column("session_id", String(64)),
+    Column("request_id", Text, nullable=False),
+    Column("progress_token", Text),
+    Column("hold_until", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+"""A held request's SSE stream. Its id is the unguessable half of every event id on it."""
+
+stream_events = Table(
+    "stream_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("stream_id", String(40), ForeignKey("streams.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("stream_id", "seq"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("event", String(20), nullable=False),
+    Column("agent", String(64)),
+    Column("upstream", String(64)),
+    Column("tool", String(256)),
+    Column("decision", String(20)),
+    Column("rule", String(200)),
+    Column("policy_version", String(64)),
+    Column("latency_ms", Float),
+    Column("outcome", Text),
+    Column("argument_keys", Text),
+    Column("args_hash", String(64)),
+    Column("arguments", Text),
+    Column("approval_id", String(40), index=True),
+    Column("actor", String(64)),
+    Column("detail", Text),
+)
+
+rate_counters = Table(
+    "rate_counters",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+"""Fixed-window counters shared by every replica: one atomic upsert per rate-limited call."""
+
+slack_outbox = Table(
+    "slack_outbox",
+    metadata,
+    Column("approval_id", String(40), ForeignKey("approvals.id"), primary_key=True),
+    Column("channel", String(100), nullable=False),
+    Column("rendered_status", String(20)),
+    Column("settled", Boolean, nullable=False, server_default=false()),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_slack_outbox_settled_next_attempt_at", "settled", "next_attempt_at"),
+)
+"""Slack's durable outbox: one row per approval that has (or should have) a Slack message.
+
+The wanted state is the approval row itself; `rendered_status` is the status the message in Slack
+shows (NULL: not posted yet). A row is due while the two differ; `settled` marks rows that never
+will again (a finished status is shown, or Airlock gave up). Replicas take a row with a
+compare-and-set lease (`lease_owner`, `lease_until`), see `app/store/slack_outbox.py`."""

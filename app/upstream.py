@@ -1,0 +1,224 @@
+"""HTTP to the upstream MCP servers: one pooled aiohttp session, requests forwarded as bytes.
+
+aiohttp rather than httpx because this is the hot path: measured here on the same loopback
+request, httpx spent about 1.3 ms of CPU per request and aiohttp about 0.3 ms, and the gateway's
+whole budget is about 1 ms.
+
+What is forwarded is decided here and nowhere else: the agent's body bytes unchanged, the MCP
+headers that describe them (`Accept`, `Content-Type`, `MCP-Protocol-Version`, `Mcp-Method`,
+`Mcp-Name`, `Mcp-Param-*`), the upstream's own session id and resumption cursor (mapped by the
+caller), and the credentials configured for the upstream. The agent's `Authorization`, cookies
+and `Origin` never leave Airlock.
+
+This module also keeps what the gateway learns from `tools/list` answers: each tool's annotations
+and input schema, per upstream (the policy's `annotation_defaults` read them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+
+from app.config import UpstreamSettings
+from app.jsonrpc import is_response, json_object
+from app.sse import SSEEvent, SSEParser
+
+FORWARDED_HEADERS: Final = frozenset({"accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name"})
+PARAM_HEADER_PREFIX: Final = "mcp-param-"
+USER_AGENT: Final = "airlock-gateway/0.1"
+
+
+def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The agent's request headers that describe the MCP message (names lowercased)."""
+    return {name: value for name, value in headers.items()
+            if name in FORWARDED_HEADERS or name.startswith(PARAM_HEADER_PREFIX)}
+
+
+class UpstreamUnavailable(Exception):
+    """Airlock could not connect to the upstream: the request was not delivered."""
+
+
+class UpstreamResponse:
+    """A streaming response from the upstream. Read it once: `read()`, `answer()` or `events()`."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = response.headers
+        self.content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    @property
+    def is_sse(self) -> bool:
+        return self.content_type == "text/event-stream"
+
+    @property
+    def is_json(self) -> bool:
+        return self.content_type == "application/json"
+
+    async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
+        body = await self._response.content.read(limit + 1)
+        if len(body) > limit:
+            raise ValueError(f"upstream response exceeds {limit} bytes")
+        return body
+
+    async def events(self, parser: SSEParser | None = None) -> AsyncIterator[SSEEvent]:
+        """The stream's events (continuing `parser`'s state when given)."""
+        parser = parser or SSEParser()
+        async for chunk in self._response.content.iter_any():
+            for event in parser.feed(chunk):
+                yield event
+
+    async def drain(self, timeout: float) -> None:
+        """Read the rest of the body (for at most `timeout` s) so the connection can be reused.
+
+        aiohttp closes, rather than pools, a connection whose response was released unread.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while await self._response.content.readany():
+                    pass
+        except TimeoutError:
+            self._response.close()
+
+    async def read_chunk(self) -> bytes:
+        """The next bytes of the body (b"" at its end). Safe to cancel: nothing is lost."""
+        return await self._response.content.readany()
+
+    async def answer(self) -> dict[str, Any] | None:
+        """The JSON-RPC response this answer carries (read whole, JSON or SSE), or None."""
+        if self.is_sse:
+            async for event in self.events():
+                if event.comment is None and event.data:
+                    message = json_object(event.data)
+                    if message is not None and is_response(message):
+                        return message
+            return None
+        return json_object(await self.read())
+
+    def close(self) -> None:
+        self._response.close()
+
+
+@dataclass
+class ToolCatalog:
+    """What `tools/list` said about each tool of one upstream (latest answer wins)."""
+
+    annotations: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
+    input_schemas: dict[str, Any] = field(default_factory=dict)
+
+    def learn(self, tools: list[Any]) -> None:
+        for tool in tools:
+            if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                annotations = tool.get("annotations")
+                self.annotations[tool["name"]] = annotations if isinstance(annotations, dict) else None
+                self.input_schemas[tool["name"]] = tool.get("inputSchema")
+
+
+class Upstream:
+    """One configured upstream: where it is, how to reach it, and what its tools are."""
+
+    def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.url = settings.url
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=settings.timeout_seconds)
+        self.catalog = ToolCatalog()
+        self._catalog_lock = asyncio.Lock()
+
+    def _headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        merged = {"user-agent": USER_AGENT, **headers}
+        merged.update(self.settings.headers)
+        return merged
+
+    @asynccontextmanager
+    async def request(self, method: str, *, headers: Mapping[str, str],
+                      body: bytes | None = None) -> AsyncIterator[UpstreamResponse]:
+        """Send one HTTP request upstream; the response is streamed and released on exit.
+
+        Raises:
+            UpstreamUnavailable: the connection could not be made (nothing was delivered).
+        """
+        try:
+            response = await self._session.request(method, self.url, data=body, headers=self._headers(headers),
+                                                    timeout=self._timeout, allow_redirects=False)
+        except (aiohttp.ClientConnectorError, aiohttp.ClientConnectorCertificateError) as exc:
+            raise UpstreamUnavailable(f"cannot connect to upstream {self.name!r}: {exc.os_error}") from None
+        try:
+            yield UpstreamResponse(response)
+        finally:
+            response.release()
+
+    async def open_session(self, initialize_params: str, protocol_version: str) -> str | None:
+        """Run the handshake-era `initialize` upstream with the agent's original parameters.
+
+        Returns the upstream's new session id (None for an upstream without sessions).
+
+        Raises:
+            UpstreamUnavailable: cannot connect, or the upstream refused to initialize.
+        """
+        body = ('{"jsonrpc":"2.0","id":"airlock-initialize","method":"initialize","params":'
+                + initialize_params + "}").encode("utf-8")
+        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        async with self.request("POST", headers=headers, body=body) as response:
+            if response.status != 200:
+                raise UpstreamUnavailable(f"upstream {self.name!r} refused initialize (HTTP {response.status})")
+            session_id = response.headers.get("mcp-session-id")
+            await response.read()
+        headers["mcp-protocol-version"] = protocol_version
+        if session_id:
+            headers["mcp-session-id"] = session_id
+        async with self.request("POST", headers=headers,
+                                body=b'{"jsonrpc":"2.0","method":"notifications/initialized"}') as response:
+            await response.read()
+        return session_id
+
+    async def fetch_catalog(self, envelope_headers: Mapping[str, str], params_meta: Mapping[str, Any] | None,
+                            session_id: str | None) -> None:
+        """Ask the upstream for its tools (all pages) and learn their annotations.
+
+        Used when a policy needs a tool's annotations that no `tools/list` relay has shown yet.
+        """
+        async with self._catalog_lock:
+            cursor: str | None = None
+            for page in range(100):
+                params: dict[str, Any] = {}
+                if params_meta:
+                    params["_meta"] = dict(params_meta)
+                if cursor:
+                    params["cursor"] = cursor
+                body = json.dumps({"jsonrpc": "2.0", "id": f"airlock-tools-{page}", "method": "tools/list",
+                                   "params": params}).encode()
+                headers = {**envelope_headers, "mcp-method": "tools/list"}
+                headers.pop("mcp-name", None)
+                if session_id:
+                    headers["mcp-session-id"] = session_id
+                result = await self._call(body, headers)
+                tools = result.get("tools") if isinstance(result, dict) else None
+                if not isinstance(tools, list):
+                    return
+                self.catalog.learn(tools)
+                cursor = result.get("nextCursor")
+                if not isinstance(cursor, str):
+                    return
+
+    async def _call(self, body: bytes, headers: Mapping[str, str]) -> Any:
+        """One request whose JSON-RPC result is read whole; None on any error."""
+        async with self.request("POST", headers=headers, body=body) as response:
+            if response.status != 200:
+                return None
+            answer = await response.answer()
+        return None if answer is None else answer.get("result")
+
+
+def new_client_session() -> aiohttp.ClientSession:
+    """The process-wide pool for upstream traffic (no cookies, no environment proxies)."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=300, keepalive_timeout=30)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
+                                 auto_decompress=True)

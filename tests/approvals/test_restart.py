@@ -1,0 +1,92 @@
+"""Restarts lose nothing: held calls, decisions and outcomes survive SIGKILL, and an execution cut
+off by a crash is reported as outcome_unknown, never re-sent.
+
+Provenance: Airlock-defined behaviour (issue: human approval, "survive restarts"), with Airlock as
+a real child process killed with SIGKILL, the official SDK client, and the demo upstream counting
+executions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from app.demo.upstream import DemoMarket
+from tests.harness import DEFAULT_POLICY, mcp_client, new_task
+from tests.net import wait_for
+from tests.processes import Cluster
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, database_url: str, upstream_url: str) -> AsyncIterator[Cluster]:
+    cluster = await Cluster.create(tmp_path, database_url=database_url, upstream_url=upstream_url,
+                                   policy=DEFAULT_POLICY, approvals={"hold_seconds": 120})
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
+async def test_a_held_call_survives_sigkill_and_the_reconnected_client_gets_the_result(
+        cluster: Cluster, market: DemoMarket) -> None:
+    task = new_task(market)
+    first = await cluster.start()
+    url = cluster.mcp(first)
+    async with mcp_client(url, cluster.agent_token, mode="legacy") as client:
+        call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
+        approval_id = str((await cluster.wait_pending(first))["id"])
+        first.kill()
+        second = await cluster.start(first.port)
+        assert [a["id"] for a in await cluster.pending(second)] == [approval_id], "still pending after the crash"
+        assert await cluster.decide(second, approval_id) == 200
+        async with asyncio.timeout(30):
+            result = await call
+    assert not result.is_error
+    assert result.structured_content["status"] == "cancelled"
+    assert market.calls["em_cancel_task"] == 1
+
+
+async def test_a_2026_client_that_lost_its_connection_gets_the_outcome_on_an_identical_retry(
+        cluster: Cluster, market: DemoMarket) -> None:
+    task = new_task(market)
+    arguments = {"task_id": task.id, "reason": "x"}
+    first = await cluster.start()
+    url = cluster.mcp(first)
+    async with mcp_client(url, cluster.agent_token, mode="auto") as client:
+        call = asyncio.create_task(client.call_tool("em_cancel_task", arguments))
+        approval_id = str((await cluster.wait_pending(first))["id"])
+        first.kill()
+        async with asyncio.timeout(15):
+            lost = await asyncio.gather(call, return_exceptions=True)
+        assert isinstance(lost[0], Exception), "the 2026 client sees its connection drop"
+        second = await cluster.start(first.port)
+        await cluster.decide(second, approval_id)
+        async with asyncio.timeout(15):
+            retry = await client.call_tool("em_cancel_task", arguments)
+    assert not retry.is_error
+    assert market.calls["em_cancel_task"] == 1
+
+
+async def test_an_execution_cut_off_by_a_crash_is_reported_as_outcome_unknown_and_never_resent(
+        cluster: Cluster, market: DemoMarket) -> None:
+    market.delay = 5.0
+    task = new_task(market)
+    first = await cluster.start()
+    url = cluster.mcp(first)
+    async with mcp_client(url, cluster.agent_token, mode="legacy") as client:
+        call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
+        approval_id = str((await cluster.wait_pending(first))["id"])
+        await cluster.decide(first, approval_id)
+        await wait_for(lambda: market.calls["em_cancel_task"] == 1, timeout=15)
+        first.kill()
+        await cluster.start(first.port)
+        async with asyncio.timeout(30):
+            result = await call
+    assert result.is_error
+    text = result.content[0].text
+    assert "may or may not have taken effect" in text and "will NOT re-send" in text
+    assert market.calls["em_cancel_task"] == 1
+
