@@ -174,7 +174,7 @@ def settings_for_test(tmp_path: Path, upstream_url: str, database_url: str, *,
     policy_path = tmp_path / "policy.json"
     if not policy_path.exists() or policy is not None:
         policy_path.write_text(json.dumps(policy or DEFAULT_POLICY), encoding="utf-8")
-    approvals = {"safety_poll_seconds": 0.2, "execution_lease_seconds": 3, "cancel_grace_seconds": 1,
+    approvals = {"safety_poll_seconds": 0.2, "execution_lease_seconds": 3, "cancel_grace_seconds": 3,
                  **overrides.pop("approvals", {})}
     document: dict[str, Any] = {
         "host": "127.0.0.1", "port": port or 8080, "database_url": database_url, "data_dir": str(tmp_path / "data"),

@@ -59,7 +59,7 @@ async def serve(app: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
 
 
 async def wait_for(
-    condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 5.0, interval: float = 0.01
+    condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0, interval: float = 0.01
 ) -> None:
     """Wait until `condition()` is true, checking every `interval` seconds; fail after `timeout`.
 

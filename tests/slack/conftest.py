@@ -108,7 +108,7 @@ async def approval_row(airlock: AirlockUnderTest, approval_id: str) -> ApprovalR
     return row
 
 
-async def posted(airlock: AirlockUnderTest, approval_id: str, *, timeout: float = 5) -> ApprovalRow:
+async def posted(airlock: AirlockUnderTest, approval_id: str, *, timeout: float = 10) -> ApprovalRow:
     """Wait until the approval's Slack message was posted (its channel and ts are stored)."""
     rows: list[ApprovalRow] = []
 
@@ -120,7 +120,7 @@ async def posted(airlock: AirlockUnderTest, approval_id: str, *, timeout: float 
     return rows[0]
 
 
-async def shows(fake: FakeSlack, row: ApprovalRow, text: str, *, timeout: float = 5) -> dict[str, Any]:
+async def shows(fake: FakeSlack, row: ApprovalRow, text: str, *, timeout: float = 10) -> dict[str, Any]:
     """Wait until the message for `row` contains `text` in its blocks; return the message body."""
     assert row.slack_channel is not None and row.slack_ts is not None
     key = (row.slack_channel, row.slack_ts)
