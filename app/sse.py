@@ -100,8 +100,7 @@ class SSEParser:
         if line.startswith(":"):
             return SSEEvent(comment=line[1:].lstrip(" "))
         name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
+        value = value.removeprefix(" ")
         self._size += len(value)
         if self._size > self._max:
             raise ValueError("SSE event exceeds the size limit")

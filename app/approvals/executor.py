@@ -119,7 +119,7 @@ class Executor:
             return Ending("failed", None, f"upstream {row.upstream!r} is no longer configured; the call did not run")
         request_id = f"airlock-{row.id}"
         body = (f'{{"jsonrpc":"2.0","id":{json.dumps(request_id)},"method":"tools/call","params":{row.params}}}'
-                ).encode("utf-8")
+                ).encode()
         headers = json.loads(row.forward_headers)
         headers.setdefault("accept", "application/json, text/event-stream")
         headers["content-type"] = "application/json"
@@ -168,7 +168,7 @@ class Executor:
                 return await self._read_ending(response, request_id, sink)
         except UpstreamUnavailable as exc:
             return Ending("failed", None, f"{exc}; the call did not run")
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             return Ending("outcome_unknown", None,
                           f"the connection to the upstream failed while the call ran ({type(exc).__name__})")
 

@@ -110,7 +110,8 @@ class PostgresNotifier(Notifier):
                 await connection.add_listener(self.channel, self._on_notify)
                 self.listening.set()
                 closed = asyncio.Event()
-                connection.add_termination_listener(lambda _conn: closed.set())
+                # Bound now: a late callback from this connection must not end the next one's wait.
+                connection.add_termination_listener(lambda _conn, closed=closed: closed.set())
                 await closed.wait()
                 logger.warning("lost the approval-change listener connection; reconnecting")
             finally:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from app.jsonrpc import ToolCall
-from app.types import JSONObject
 from app.policy.engine import CompiledPolicy, Decision
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
+from app.types import JSONObject
 from app.upstream import Upstream
 
 logger = logging.getLogger("airlock.gateway")

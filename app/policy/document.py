@@ -433,7 +433,7 @@ def _rule_decision(name: str, rule: dict[str, Any]) -> Decision:
     )
 
 
-def _seconds(value: int | float | None) -> float | None:
+def _seconds(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 

@@ -86,7 +86,7 @@ class Decision:
 class GlobSet:
     """Name globs with `fnmatch.fnmatchcase` semantics, translated to regexes once."""
 
-    __slots__ = ("patterns", "_matchers", "_any")
+    __slots__ = ("_any", "_matchers", "patterns")
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self.patterns = tuple(patterns)
@@ -159,16 +159,16 @@ class CompiledPolicy:
     """
 
     __slots__ = (
-        "version",
-        "source",
-        "document",
-        "uses_annotations",
-        "_hide",
-        "_hidden",
-        "_rules",
-        "_default",
         "_by_class",
         "_by_tool",
+        "_default",
+        "_hidden",
+        "_hide",
+        "_rules",
+        "document",
+        "source",
+        "uses_annotations",
+        "version",
     )
 
     def __init__(
