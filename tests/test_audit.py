@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from app.audit import AuditLog
 from app.cli import main
 from app.demo.upstream import DemoMarket, build_app
-from app.jsonrpc import arguments_hash, canonical_json
+from app.jsonrpc import HEADER_MISMATCH, arguments_hash, canonical_json
 from app.store import audit as audit_store
 from app.store.audit import AuditRow
 from tests.conftest import StartAirlock
@@ -225,6 +225,24 @@ async def test_an_invalid_tools_call_is_audited_as_invalid(airlock: AirlockUnder
     assert (row.event, row.agent, row.tool, row.decision, row.rule) == (
         "call", "agent-1", params.get("name", ""), "invalid", None)
     assert row.outcome is not None and row.outcome.startswith("Invalid params")
+
+
+@pytest.mark.parametrize("header", [{"mcp-name": "em_get_task"}, {"mcp-name": "em_cancel_task", "mcp-method": "tools/list"}],
+                         ids=["name mismatch", "method mismatch"])
+async def test_a_tools_call_refused_by_the_2026_header_checks_is_audited_as_invalid(
+        airlock: AirlockUnderTest, header: dict[str, str]) -> None:
+    """The header checks come before the policy; a refusal there is still a call someone tried."""
+    token = await airlock.agent_token()
+    headers = {"authorization": f"Bearer {token}", "accept": ACCEPT, "content-type": "application/json",
+               "mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/call", **header}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "em_cancel_task", "arguments": {"task_id": "t"}, "_meta": modern_envelope()}}
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(airlock.mcp_url, json=body, headers=headers)
+    assert response.status_code == 400 and response.json()["error"]["code"] == HEADER_MISMATCH
+    [row] = await entries(airlock)
+    assert (row.event, row.agent, row.tool, row.decision) == ("call", "agent-1", "em_cancel_task", "invalid")
+    assert row.outcome is not None and "header" in row.outcome.lower()
 
 
 async def test_an_oversized_tool_name_is_audited_and_does_not_block_later_entries(

@@ -42,7 +42,7 @@ def approval_json(row: ApprovalRow, public_url: str) -> dict[str, Any]:
         "decision_reason": row.decision_reason, "executed_at": iso(row.executed_at),
         "finished_at": iso(row.finished_at), "outcome": row.outcome,
         "result": json.loads(row.result) if row.result else None, "delivered_at": iso(row.delivered_at),
-        "review_url": review_url(public_url, row.id),
+        "review_url": review_url(public_url, row.id), "continues": row.continues,
     }
 
 

@@ -20,7 +20,9 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.approvals.continuation import Continuation, continues
 from app.approvals.ledger import Change, Ledger
 from app.config import ApprovalSettings
 from app.jsonrpc import canonical_json
@@ -56,6 +58,8 @@ class ParkRequest:
     policy_version: str
     hold_seconds: float
     """How long this request may be held before it is answered "pending"."""
+    continuation: Continuation | None = None
+    """What a 2026-07-28 repeat of an `input_required` round carries (see `continuation.py`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +120,11 @@ class ApprovalQueue:
                 await self._ledger.audit.record_step(conn, event="attached", approval=existing, now=now,
                                                      actor=request.agent)
             else:
-                approval = await self._insert(change, request, now)
+                predecessor = await self._continued(conn, request, now)
+                if predecessor is not None:
+                    approval = await self._insert_continuation(change, request, predecessor, now)
+                else:
+                    approval = await self._insert(change, request, now)
                 seq, created = 0, True
             stream = StreamRow(
                 id=new_stream_id(), approval_id=approval.id, agent=request.agent, session_id=request.session_id,
@@ -127,14 +135,59 @@ class ApprovalQueue:
             priming_seq = await stream_store.append_event(conn, stream.id, "", now) if priming else None
         return Attachment(approval, stream, created, seq, priming_seq)
 
+    async def _continued(self, conn: AsyncConnection, request: ParkRequest, now: float) -> ApprovalRow | None:
+        """The approved `input_required` round this request continues, if it is one."""
+        if request.continuation is None or request.era != "modern":
+            return None
+        predecessor = await approval_store.find_continuable(
+            conn, agent=request.agent, upstream=request.upstream, tool=request.tool, args_hash=request.args_hash,
+            since=now - self._settings.result_retention_seconds)
+        if predecessor is None or not continues(predecessor, request.continuation):
+            return None
+        return predecessor
+
     async def _insert(self, change: Change, request: ParkRequest, now: float) -> ApprovalRow:
         conn = change.conn
         if await approval_store.count_pending(conn, request.agent) >= self._settings.max_pending_per_agent:
             raise TooManyPending(request.agent, self._settings.max_pending_per_agent)
+        values = self._values(request, now)
+        await approval_store.insert(conn, values)
+        row = await approval_store.get(conn, str(values["id"]))
+        assert row is not None
+        await self._ledger.audit.record_step(conn, event="parked", approval=row, now=now, actor=request.agent,
+                                             detail=request.decision.reason)
+        change.touch(row.id, parked=True)
+        return row
+
+    async def _insert_continuation(self, change: Change, request: ParkRequest, predecessor: ApprovalRow,
+                                   now: float) -> ApprovalRow:
+        """Insert the repeat of an approved `input_required` round, approved by that round's decision.
+
+        Raises:
+            IntegrityError: another request continued `predecessor` first (the caller re-attaches).
+        """
+        conn = change.conn
+        values = {**self._values(request, now), "status": "approved", "continues": predecessor.id,
+                  "decided_by": predecessor.decided_by, "decided_via": "continuation", "decided_at": now,
+                  "decision_reason": f"continues {predecessor.id}, which {predecessor.decided_by} approved"}
+        await approval_store.insert(conn, values)
+        row = await approval_store.get(conn, str(values["id"]))
+        assert row is not None
+        audit = self._ledger.audit
+        await audit.record_step(conn, event="parked", approval=row, now=now, actor=request.agent,
+                                detail=f"continues {predecessor.id} with the input it asked for")
+        await audit.record_step(conn, event="decided", approval=row, now=now, actor=predecessor.decided_by,
+                                outcome="approved", detail=f"via continuation of {predecessor.id}")
+        # Not `parked=True`: nobody needs to be asked, so no channel posts a request for a decision.
+        change.touch(row.id)
+        return row
+
+    def _values(self, request: ParkRequest, now: float) -> dict[str, Any]:
+        """The new approval row for `request`, pending."""
         decision = request.decision
         timeout = decision.timeout or self._settings.timeout_seconds
         slack = decision.slack
-        values = {
+        return {
             "id": new_approval_id(), "upstream": request.upstream, "tool": request.tool, "agent": request.agent,
             "arguments": canonical_json(request.arguments), "args_hash": request.args_hash,
             "params": request.params_text, "forward_headers": json.dumps(request.forward_headers),
@@ -149,13 +202,6 @@ class ApprovalQueue:
             "status": "pending", "created_at": now, "expires_at": now + timeout, "updated_at": now,
             "attach_seq": 0,
         }
-        await approval_store.insert(conn, values)
-        row = await approval_store.get(conn, str(values["id"]))
-        assert row is not None
-        await self._ledger.audit.record_step(conn, event="parked", approval=row, now=now, actor=request.agent,
-                                             detail=decision.reason)
-        change.touch(row.id, parked=True)
-        return row
 
     async def withdraw(self, approval_id: str, *, by: str, reason: str, attach_seq: int | None = None,
                        delivered: bool = False) -> bool:

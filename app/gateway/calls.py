@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.approvals.queue import ParkRequest, TooManyPending
+from app.approvals.continuation import continuation_of
+from app.approvals.queue import Attachment, ParkRequest, TooManyPending
 from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest
 from app.gateway.intercept import Verdict
@@ -110,7 +111,8 @@ async def _park(exchange: Exchange, message: Message, context: CallContext, verd
         forward_headers=forwardable_headers(exchange.headers), era="modern" if context.modern else "handshake",
         protocol_version=context.protocol_version, session_id=context.session_id, request_id=message.id,
         progress_token=call.progress_token, decision=verdict.decision, policy_version=verdict.policy.version,
-        hold_seconds=runtime.hold_seconds(exchange.agent, verdict.decision))
+        hold_seconds=runtime.hold_seconds(exchange.agent, verdict.decision),
+        continuation=continuation_of(message.params) if context.modern else None)
     common = _audit_fields(exchange, call, verdict)
     try:
         attachment = await runtime.queue.park(request, priming=context.resumable)
@@ -122,12 +124,18 @@ async def _park(exchange: Exchange, message: Message, context: CallContext, verd
                                   **common)
         return
     runtime.audit.record_call(decision="approve", latency_ms=exchange.elapsed_ms(),
-                              outcome="parked" if attachment.created else "attached",
+                              outcome=_parked_outcome(attachment),
                               approval_id=attachment.approval.id, **common)
     held = HeldRequest(runtime, exchange, attachment.approval, attachment.stream, modern=context.modern,
                        resumable=context.resumable, attach_seq=attachment.attach_seq,
                        headers=context.response_headers)
     await held.serve(priming_seq=attachment.priming_seq)
+
+
+def _parked_outcome(attachment: Attachment) -> str:
+    if not attachment.created:
+        return "attached"
+    return "parked" if attachment.approval.continues is None else f"continues {attachment.approval.continues}"
 
 
 def _outcome(relayed: Relayed) -> str:

@@ -55,6 +55,7 @@ async def serve(exchange: Exchange) -> None:
     if message.kind == "request":
         rejection = _ladder(exchange, message)
         if rejection is not None:
+            _audit_refused_call(exchange, message, rejection.message)
             await _reject(exchange, rejection.code, rejection.message, message.id, rejection.data)
             return
     try:
@@ -76,7 +77,11 @@ def _ladder(exchange: Exchange, message: Message) -> InboundLadderRejection | No
 async def _dispatch(exchange: Exchange, message: Message) -> None:
     interceptor = exchange.runtime.interceptor
     if message.method == "tools/call":
-        _check_param_headers(exchange, message)
+        try:
+            _check_param_headers(exchange, message)
+        except MessageError as exc:
+            _audit_refused_call(exchange, message, exc.message)
+            raise
         await serve_tool_call(exchange, message, _call_context(exchange, message))
     elif message.method == "tools/list":
         await _forward(exchange, transform=interceptor.tools_list_filter(exchange.upstream))
@@ -98,6 +103,17 @@ def _check_param_headers(exchange: Exchange, message: Message) -> None:
     rejection = validate_mcp_param_headers(schema, arguments, exchange.headers)
     if rejection is not None:
         raise MessageError(rejection.code, rejection.message, message.id)
+
+
+def _audit_refused_call(exchange: Exchange, message: Message, reason: str) -> None:
+    """Audit a `tools/call` the validation ladder refused (decision `invalid`): it never reached the policy."""
+    if message.method != "tools/call":
+        return
+    name = message.params.get("name")
+    exchange.runtime.audit.record_call(
+        agent=exchange.agent, upstream=exchange.upstream.name, tool=name if isinstance(name, str) else "",
+        decision="invalid", rule=None, policy_version=None, latency_ms=exchange.elapsed_ms(),
+        outcome=reason[:500], arguments=message.params.get("arguments"))
 
 
 def _duplicated_param_header(raw_headers: list[tuple[str, str]]) -> str | None:

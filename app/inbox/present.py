@@ -25,7 +25,8 @@ from app.store.audit import AuditRow
 PREVIEW_CHARS: Final = 4000
 """How much of the arguments a card on the pending page shows (the detail page shows all of them)."""
 
-_VIA: Final = {"api": "the API", "cli": "the CLI", "slack": "Slack", "inbox": "the inbox", "client": "the agent"}
+_VIA: Final = {"api": "the API", "cli": "the CLI", "slack": "Slack", "inbox": "the inbox", "client": "the agent",
+                "continuation": "a continuation"}
 _INVISIBLE: Final = re.compile(r"[^\n\x20-\x7e]")
 
 

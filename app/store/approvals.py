@@ -67,6 +67,8 @@ class ApprovalRow:
     delivered_at: float | None
     slack_channel: str | None
     slack_ts: str | None
+    continues: str | None = None
+    """The approval whose `input_required` round this one continues (2026-07-28), if any."""
 
     @property
     def allowed_reviewers(self) -> tuple[str, ...] | None:
@@ -106,6 +108,21 @@ async def find_attachable(conn: AsyncConnection, *, agent: str, upstream: str, t
         select(*_COLUMNS)
         .where(approvals.c.agent == agent, approvals.c.upstream == upstream, approvals.c.tool == tool,
                approvals.c.args_hash == args_hash, or_(approvals.c.status.in_(OPEN), undelivered))
+        .order_by(approvals.c.created_at.desc())
+        .limit(1))).first()
+    return None if row is None else _row(row)
+
+
+async def find_continuable(conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str,
+                           since: float) -> ApprovalRow | None:
+    """The newest completed, not yet continued approval of this call (see `app/approvals/continuation.py`)."""
+    successor = approvals.alias("successor")
+    continued = select(successor.c.id).where(successor.c.continues == approvals.c.id).exists()
+    row = (await conn.execute(
+        select(*_COLUMNS)
+        .where(approvals.c.agent == agent, approvals.c.upstream == upstream, approvals.c.tool == tool,
+               approvals.c.args_hash == args_hash, approvals.c.status == "completed",
+               approvals.c.updated_at > since, ~continued)
         .order_by(approvals.c.created_at.desc())
         .limit(1))).first()
     return None if row is None else _row(row)

@@ -111,6 +111,7 @@ approvals = Table(
     Column("delivered_at", Float),
     Column("slack_channel", String(64)),
     Column("slack_ts", String(64)),
+    Column("continues", String(40)),
     Index("ix_approvals_status_expires_at", "status", "expires_at"),
     Index("ix_approvals_updated_at", "updated_at"),
     Index("ix_approvals_agent_status", "agent", "status"),
@@ -122,6 +123,7 @@ approvals = Table(
         sqlite_where=text("status = 'pending'"),
         postgresql_where=text("status = 'pending'"),
     ),
+    Index("uq_approvals_continues", "continues", unique=True),
 )
 """One row per parked call. `status` moves only by compare-and-set (see `app/store/approvals.py`);
 the partial unique index keeps one pending approval per identical call even across replicas."""

@@ -1,0 +1,35 @@
+"""approval continuations
+
+A 2026-07-28 call that needs input (`resultType: "input_required"`) finishes its approved round
+without running the tool body; the client repeats it with the answers. `continues` links that
+repeat to the approval it continues, and its unique index lets each approved round be continued
+once (see `app/approvals/continuation.py`).
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-24
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0003'
+down_revision: str | None = '0002'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('approvals', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('continues', sa.String(length=40), nullable=True))
+        batch_op.create_index('uq_approvals_continues', ['continues'], unique=True)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('approvals', schema=None) as batch_op:
+        batch_op.drop_index('uq_approvals_continues')
+        batch_op.drop_column('continues')

@@ -1,0 +1,157 @@
+"""One human decision covers a call that asks for input, in both eras, and cannot be replayed.
+
+Provenance: spec (2026-07-28 MRTR: a server that needs input answers `tools/call` with
+`resultType: "input_required"` without running the tool, and the client repeats the call with
+`inputResponses` and the echoed `requestState`; in the handshake era the same question is an
+`elicitation/create` request on the call's stream) plus Airlock-defined behaviour
+(`app/approvals/continuation.py`: the repeat of an approved round is approved by that decision,
+once, and only when it answers exactly what was asked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from mcp.client.session import ClientRequestContext
+from mcp_types import ElicitRequestParams, ElicitResult, ErrorData, InputRequiredResult
+
+from app.approvals.outcomes import APPROVAL_META_KEY
+from app.demo.upstream import DemoMarket, Task
+from tests.conftest import StartAirlock
+from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task
+
+RATING_NEEDS_APPROVAL = {**DEFAULT_POLICY, "hide": [], "rules": [
+    {"tool": "em_rate_worker", "action": "approve", "reason": "ratings move money"}]}
+
+
+def submitted_task(market: DemoMarket) -> Task:
+    task = new_task(market, title="Count the benches", status="submitted")
+    task.worker_id, task.submission = "worker-7", "12 benches"
+    return task
+
+
+async def rate_four(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult | ErrorData:
+    return ElicitResult(action="accept", content={"rating": 4})
+
+
+async def start(start_airlock: StartAirlock, **approvals: Any) -> AirlockUnderTest:
+    return await start_airlock(policy=RATING_NEEDS_APPROVAL, approvals=approvals)
+
+
+async def test_one_approval_covers_a_call_that_asks_the_user_for_input(
+        start_airlock: StartAirlock, market: DemoMarket, mode: str) -> None:
+    airlock = await start(start_airlock)
+    task = submitted_task(market)
+    async with airlock.client(mode=mode, elicitation_callback=rate_four) as client:
+        call = asyncio.create_task(client.call_tool("em_rate_worker", {"task_id": task.id}))
+        approval = await airlock.wait_pending()
+        assert (await airlock.decide(approval["id"], "approve")).status_code == 200
+        async with asyncio.timeout(10):
+            result = await call
+    assert not result.is_error, result.content
+    assert result.structured_content is not None and result.structured_content["action"] == "accept"
+    assert (task.status, task.rating) == ("completed", 4)
+    assert market.calls["em_rate_worker"] == 1
+    rows = await airlock.approvals("all")
+    assert [row["decided_via"] for row in rows if row["decided_via"] != "continuation"] == ["api"], \
+        "a human decided once"
+    if mode == "auto":
+        [repeat, first] = rows
+        assert repeat["continues"] == first["id"] and repeat["status"] == "completed"
+        assert repeat["decided_by"] == "alice"
+        assert first["result"]["result"]["resultType"] == "input_required"
+    else:
+        assert len(rows) == 1 and rows[0]["status"] == "completed"
+
+
+async def approved_first_round(airlock: AirlockUnderTest, client: Any, task: Task) -> InputRequiredResult:
+    """Drive the 2026 loop by hand: the approved first round's `input_required` answer."""
+    call = asyncio.create_task(client.session.call_tool("em_rate_worker", {"task_id": task.id},
+                                                        allow_input_required=True))
+    approval = await airlock.wait_pending()
+    await airlock.decide(approval["id"], "approve")
+    async with asyncio.timeout(10):
+        first = await call
+    assert isinstance(first, InputRequiredResult) and first.request_state and first.input_requests
+    return first
+
+
+def answers(first: InputRequiredResult, rating: int) -> dict[str, Any]:
+    assert first.input_requests is not None
+    return {key: ElicitResult(action="accept", content={"rating": rating}) for key in first.input_requests}
+
+
+async def test_a_replayed_continuation_does_not_run_again_without_a_human(
+        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    airlock = await start(start_airlock, hold_seconds=1)
+    task = submitted_task(market)
+    async with airlock.client(mode="auto", elicitation_callback=rate_four) as client:
+        first = await approved_first_round(airlock, client, task)
+        seed = {"input_responses": answers(first, 4), "request_state": first.request_state}
+        async with asyncio.timeout(10):
+            done = await client.call_tool("em_rate_worker", {"task_id": task.id}, **seed)
+            replay = await client.call_tool("em_rate_worker", {"task_id": task.id}, **seed)
+    assert not done.is_error and task.rating == 4
+    assert replay.is_error and replay.meta is not None
+    assert replay.meta[APPROVAL_META_KEY]["status"] == "pending", "the replay waits for a human"
+    assert market.calls["em_rate_worker"] == 1
+
+
+async def test_two_racing_repeats_run_the_tool_once_and_both_receive_its_result(
+        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    airlock = await start(start_airlock)
+    task = submitted_task(market)
+    async with airlock.client(mode="auto", elicitation_callback=rate_four) as one, \
+            airlock.client(mode="auto", elicitation_callback=rate_four) as two:
+        first = await approved_first_round(airlock, one, task)
+        seed = {"input_responses": answers(first, 4), "request_state": first.request_state}
+        async with asyncio.timeout(10):
+            results = await asyncio.gather(*(client.call_tool("em_rate_worker", {"task_id": task.id}, **seed)
+                                             for client in (one, two)))
+    assert [result.is_error for result in results] == [False, False]
+    assert market.calls["em_rate_worker"] == 1 and task.rating == 4
+    assert len(await airlock.approvals("all")) == 2, "the second repeat attached to the first one's continuation"
+
+
+async def test_a_repeat_with_a_different_request_state_needs_a_human(
+        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    airlock = await start(start_airlock, hold_seconds=1)
+    task = submitted_task(market)
+    async with airlock.client(mode="auto", elicitation_callback=rate_four) as client:
+        first = await approved_first_round(airlock, client, task)
+        async with asyncio.timeout(10):
+            forged = await client.call_tool("em_rate_worker", {"task_id": task.id},
+                                            input_responses=answers(first, 5), request_state="forged")
+    assert forged.is_error and forged.meta is not None
+    assert forged.meta[APPROVAL_META_KEY]["status"] == "pending"
+    assert (task.status, market.calls["em_rate_worker"]) == ("submitted", 0)
+
+
+async def test_a_repeat_that_does_not_answer_what_was_asked_needs_a_human(
+        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    airlock = await start(start_airlock, hold_seconds=1)
+    task = submitted_task(market)
+    async with airlock.client(mode="auto", elicitation_callback=rate_four) as client:
+        first = await approved_first_round(airlock, client, task)
+        async with asyncio.timeout(10):
+            unanswered = await client.call_tool("em_rate_worker", {"task_id": task.id},
+                                                input_responses={}, request_state=first.request_state)
+    assert unanswered.is_error and unanswered.meta is not None
+    assert unanswered.meta[APPROVAL_META_KEY]["status"] == "pending"
+    assert market.calls["em_rate_worker"] == 0
+
+
+async def test_another_agent_cannot_continue_an_approved_round(
+        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    airlock = await start(start_airlock, hold_seconds=1)
+    task = submitted_task(market)
+    async with airlock.client("agent-1", mode="auto", elicitation_callback=rate_four) as client:
+        first = await approved_first_round(airlock, client, task)
+    async with airlock.client("agent-2", mode="auto", elicitation_callback=rate_four) as other:
+        async with asyncio.timeout(10):
+            stolen = await other.call_tool("em_rate_worker", {"task_id": task.id},
+                                           input_responses=answers(first, 1), request_state=first.request_state)
+    assert stolen.is_error and stolen.meta is not None
+    assert stolen.meta[APPROVAL_META_KEY]["status"] == "pending"
+    assert market.calls["em_rate_worker"] == 0
