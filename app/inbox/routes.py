@@ -125,7 +125,7 @@ class InboxRoutes:
         if session.credential is None or session.reviewer is None:
             return False
         async with self._runtime.db.read() as conn:
-            reviewer = await token_store.reviewer_for_token(conn, session.credential)
+            reviewer = await token_store.reviewer_for_session(conn, session.credential, session.issued_at)
         return reviewer == session.reviewer
 
     def _to_sign_in(self, request: Request) -> RedirectResponse:
@@ -201,9 +201,13 @@ class InboxRoutes:
 
     async def logout(self, request: Request) -> Response:
         form = await self._form(request)
-        refused = self._csrf_refusal(request, self._cookie.read(request), form)
+        session = self._cookie.read(request)
+        refused = self._csrf_refusal(request, session, form)
         if refused is not None:
             return self._refused(request, refused, 403)
+        if session is not None and session.credential is not None and await self._still_valid(session):
+            async with self._runtime.db.write() as conn:
+                await token_store.sign_out_reviewer(conn, session.credential, time.time())
         response = RedirectResponse(f"{self._prefix}/-/login?signed_out=1", status_code=303)
         self._cookie.clear(response)
         return response

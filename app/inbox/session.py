@@ -19,8 +19,11 @@ cannot be turned back into one.
 A visitor who is not signed in gets an anonymous session (no reviewer, only a CSRF token), so the
 sign-in form is CSRF-protected like every other POST; signing in issues a fresh CSRF token.
 
-Sign-out removes the cookie from the browser; a copy taken earlier stays valid until it expires
-or the reviewer's token is rotated (the price of a stateless session, bounded by `Max-Age`).
+Sign-out removes the cookie from the browser and records the moment in the reviewers table:
+every session that reviewer signed in before it, on any device, is over, so a copy of the cookie
+taken earlier is refused too. The moment compared is the sign-in time inside the signed payload
+(`t`, sub-second), not `itsdangerous`'s whole-second timestamp, so signing in again right after
+signing out works.
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ class SessionCookie:
         return _session(payload, signed_at.timestamp())
 
     def write(self, response: Response, session: Session) -> None:
-        value = self._serializer.dumps({"c": session.csrf, "r": session.reviewer, "k": session.credential})
+        value = self._serializer.dumps({"c": session.csrf, "r": session.reviewer, "k": session.credential,
+                                        "t": session.issued_at})
         response.set_cookie(COOKIE_NAME, value, max_age=SESSION_SECONDS, path=self.path, secure=self.secure,
                             httponly=True, samesite="lax")
 
@@ -108,9 +112,11 @@ class SessionCookie:
 def _session(payload: object, signed_at: float) -> Session | None:
     if not isinstance(payload, dict):
         return None
-    csrf, reviewer, credential = payload.get("c"), payload.get("r"), payload.get("k")
+    csrf, reviewer, credential, issued = payload.get("c"), payload.get("r"), payload.get("k"), payload.get("t")
     if not isinstance(csrf, str) or not csrf:
         return None
     if not (isinstance(reviewer, str) and isinstance(credential, str)):
         reviewer = credential = None
-    return Session(csrf=csrf, issued_at=signed_at, reviewer=reviewer, credential=credential)
+    # Signed like the rest; the whole-second signing time is the fallback for older cookies.
+    issued_at = float(issued) if isinstance(issued, int | float) and not isinstance(issued, bool) else signed_at
+    return Session(csrf=csrf, issued_at=issued_at, reviewer=reviewer, credential=credential)

@@ -57,7 +57,9 @@ reviewers = Table(
     Column("slack_user_id", String(32), unique=True),
     Column("created_at", Float, nullable=False),
     Column("disabled_at", Float),
+    Column("signed_out_at", Float),
 )
+"""`signed_out_at`: inbox sessions signed in before it are over (sign-out revokes copies of the cookie)."""
 
 sessions = Table(
     "sessions",

@@ -80,6 +80,21 @@ async def reviewer_for_token(conn: AsyncConnection, token_hash: str) -> str | No
     return None if row is None else str(row.name)
 
 
+async def reviewer_for_session(conn: AsyncConnection, token_hash: str, signed_in_at: float) -> str | None:
+    """The reviewer an inbox session signed in at `signed_in_at` with this token belongs to, if it still counts."""
+    row = (await conn.execute(
+        select(reviewers.c.name, reviewers.c.signed_out_at).where(reviewers.c.token_hash == token_hash,
+                                                                  reviewers.c.disabled_at.is_(None)))).first()
+    if row is None or (row.signed_out_at is not None and signed_in_at <= row.signed_out_at):
+        return None
+    return str(row.name)
+
+
+async def sign_out_reviewer(conn: AsyncConnection, token_hash: str, now: float) -> None:
+    """End every inbox session signed in with this token until now."""
+    await conn.execute(update(reviewers).where(reviewers.c.token_hash == token_hash).values(signed_out_at=now))
+
+
 async def reviewer_named(conn: AsyncConnection, name: str) -> ReviewerRow | None:
     row = (await conn.execute(
         select(reviewers.c.id, reviewers.c.name, reviewers.c.slack_user_id, reviewers.c.created_at,

@@ -121,6 +121,32 @@ async def test_signing_out_clears_the_cookie(airlock: AirlockUnderTest) -> None:
     assert "You are signed out." in form.text
 
 
+async def test_signing_out_also_ends_a_copy_of_the_cookie_and_other_browsers_sessions(
+        airlock: AirlockUnderTest) -> None:
+    async with web_client(airlock) as client, web_client(airlock) as other_browser:
+        csrf = await sign_in(client, airlock)
+        await sign_in(other_browser, airlock)
+        copied = client.cookies[COOKIE_NAME]
+        assert (await client.get("/inbox")).status_code == 200
+        await client.post("/inbox/-/logout", data={"csrf_token": csrf})
+        client.cookies.set(COOKIE_NAME, copied, path="/inbox")
+        replayed_page = await client.get("/inbox")
+        replayed_decision = await client.post("/inbox/apr_whatever/approve", data={"csrf_token": csrf})
+        other_page = await other_browser.get("/inbox")
+    assert replayed_page.status_code == 303
+    assert replayed_decision.status_code == 401 and "Your inbox session has ended" in replayed_decision.text
+    assert other_page.status_code == 303
+
+
+async def test_signing_in_again_right_after_signing_out_works(airlock: AirlockUnderTest) -> None:
+    async with web_client(airlock) as client:
+        csrf = await sign_in(client, airlock)
+        await client.post("/inbox/-/logout", data={"csrf_token": csrf})
+        await sign_in(client, airlock)
+        page = await client.get("/inbox")
+    assert page.status_code == 200
+
+
 async def test_a_disabled_reviewer_is_signed_out_and_can_no_longer_decide(
         airlock: AirlockUnderTest) -> None:
     async with web_client(airlock) as client:

@@ -1,9 +1,12 @@
-"""approval continuations
+"""approval continuations and reviewer sign-out
 
 A 2026-07-28 call that needs input (`resultType: "input_required"`) finishes its approved round
 without running the tool body; the client repeats it with the answers. `continues` links that
 repeat to the approval it continues, and its unique index lets each approved round be continued
 once (see `app/approvals/continuation.py`).
+
+`reviewers.signed_out_at` ends every inbox session a reviewer signed in before it: sign-out
+revokes the signed cookie, including copies of it (see `app/inbox/session.py`).
 
 Revision ID: 0003
 Revises: 0002
@@ -27,9 +30,13 @@ def upgrade() -> None:
     with op.batch_alter_table('approvals', schema=None) as batch_op:
         batch_op.add_column(sa.Column('continues', sa.String(length=40), nullable=True))
         batch_op.create_index('uq_approvals_continues', ['continues'], unique=True)
+    with op.batch_alter_table('reviewers', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('signed_out_at', sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('reviewers', schema=None) as batch_op:
+        batch_op.drop_column('signed_out_at')
     with op.batch_alter_table('approvals', schema=None) as batch_op:
         batch_op.drop_index('uq_approvals_continues')
         batch_op.drop_column('continues')
