@@ -245,6 +245,9 @@ def result_summary(approval: ApprovalRow) -> str:
     result = stored.get("result")
     if not isinstance(result, dict):
         return "no result was recorded"
+    if result.get("resultType") == "input_required":
+        # 2026-07-28: the tool itself has not run yet (see app/approvals/continuation.py).
+        return "the upstream asked the agent for input first; the agent's answer continues this approval"
     texts = [item.get("text", "") for item in result.get("content") or []
              if isinstance(item, dict) and item.get("type") == "text"]
     summary = " ".join(" ".join(texts).split()) or "an empty result"

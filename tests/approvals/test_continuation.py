@@ -11,6 +11,7 @@ once, and only when it answers exactly what was asked).
 from __future__ import annotations
 
 import asyncio
+from html import unescape
 from typing import Any
 
 from mcp.client.session import ClientRequestContext
@@ -20,6 +21,7 @@ from app.approvals.outcomes import APPROVAL_META_KEY
 from app.demo.upstream import DemoMarket, Task
 from tests.conftest import StartAirlock
 from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task
+from tests.inbox.conftest import sign_in, web_client
 
 RATING_NEEDS_APPROVAL = {**DEFAULT_POLICY, "hide": [], "rules": [
     {"tool": "em_rate_worker", "action": "approve", "reason": "ratings move money"}]}
@@ -63,6 +65,25 @@ async def test_one_approval_covers_a_call_that_asks_the_user_for_input(
         assert first["result"]["result"]["resultType"] == "input_required"
     else:
         assert len(rows) == 1 and rows[0]["status"] == "completed"
+
+
+async def test_the_inbox_shows_the_repeat_as_a_continuation_of_the_approved_round(
+        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    airlock = await start(start_airlock)
+    task = submitted_task(market)
+    async with airlock.client(mode="auto", elicitation_callback=rate_four) as client:
+        call = asyncio.create_task(client.call_tool("em_rate_worker", {"task_id": task.id}))
+        approval = await airlock.wait_pending()
+        await airlock.decide(approval["id"], "approve", reviewer="bob")
+        async with asyncio.timeout(10):
+            await call
+    [repeat, first] = await airlock.approvals("all")
+    async with web_client(airlock) as browser:
+        await sign_in(browser, airlock)
+        page = unescape((await browser.get(f"/inbox/{repeat['id']}")).text)
+    assert f'href="/inbox/{first["id"]}"' in page
+    assert "Approved by bob via a continuation" in page
+    assert f"continues {first['id']}, which bob approved" in page
 
 
 async def approved_first_round(airlock: AirlockUnderTest, client: Any, task: Task) -> InputRequiredResult:

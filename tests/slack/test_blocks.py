@@ -160,6 +160,14 @@ def test_a_completed_call_shows_a_short_escaped_summary_of_its_result() -> None:
     assert len(text) < 600
 
 
+def test_a_round_that_asked_for_input_says_so_rather_than_an_empty_result() -> None:
+    result = {"result": {"resultType": "input_required", "inputRequests": {"rating": {}}, "requestState": "s"}}
+    row = approval(status="completed", decided_by="alice", decided_via="api", decided_at=NOW + 1,
+                   result=json.dumps(result))
+    rendered = json.dumps(approval_message(row, PUBLIC_URL).blocks)
+    assert "asked the agent for input first" in rendered and "an empty result" not in rendered
+
+
 def test_an_expired_message_says_nobody_decided() -> None:
     message = approval_message(approval(status="expired"), PUBLIC_URL)
     assert "Expired* at <!date^" in json.dumps(message.blocks)
