@@ -221,6 +221,24 @@ class ApprovalQueue:
                 finished_at=now, delivered_at=now if delivered else None)
         return row is not None
 
+    async def schedule_withdrawal(self, approval_id: str, *, attach_seq: int) -> float | None:
+        """A 2026-07-28 client closed its held stream: record when the approval is withdrawn.
+
+        Durable, so that the withdrawal happens even if this process dies during the grace period
+        (any process's sweeper carries it out). Returns the time it is due, or None when the
+        approval is no longer pending or was attached again since `attach_seq`.
+        """
+        due = time.time() + self._settings.cancel_grace_seconds
+        async with self._ledger.db.write() as conn:
+            scheduled = await approval_store.schedule_withdrawal(conn, approval_id, attach_seq=attach_seq, at=due)
+        return due if scheduled else None
+
+    async def withdraw_abandoned(self, approval_id: str, *, agent: str, attach_seq: int) -> bool:
+        """Carry out a scheduled withdrawal (unless a request attached again since `attach_seq`)."""
+        grace = self._settings.cancel_grace_seconds
+        return await self.withdraw(approval_id, by=agent, attach_seq=attach_seq,
+                                   reason=f"the client closed the request and did not call again within {grace:g} s")
+
     async def expire(self, approval_id: str) -> bool:
         now = time.time()
         async with self._ledger.change() as change:

@@ -3,7 +3,8 @@
 Each pass:
 
 1. expires pending approvals whose time is up (on time: the loop sleeps until the next expiry),
-   whether or not any agent is connected;
+   whether or not any agent is connected, and withdraws those a 2026-07-28 client abandoned
+   (a scheduled withdrawal whose process died before carrying it out);
 2. marks `executing` rows whose executor's lease lapsed as `outcome_unknown` (a crash mid-call:
    never re-sent);
 3. runs approved calls nobody is holding (an approved call runs when it is approved; its result
@@ -77,12 +78,15 @@ class Sweeper:
         now = time.time()
         async with self._ledger.db.read() as conn:
             due = await approval_store.due_for_expiry(conn, now)
+            abandoned = await approval_store.due_withdrawals(conn, now)
             lost = await approval_store.lost_executions(conn, now)
             unclaimed = await approval_store.unclaimed_approved(conn, now - _HOLDER_HEAD_START)
             changes = await approval_store.changed_since(conn, self._last_poll - _POLL_OVERLAP)
-            next_expiry = await approval_store.next_expiry(conn)
+            deadlines = [await approval_store.next_expiry(conn), await approval_store.next_withdrawal(conn)]
         for approval_id in due:
             await self._queue.expire(approval_id)
+        for approval_id, agent, attach_seq in abandoned:
+            await self._queue.withdraw_abandoned(approval_id, agent=agent, attach_seq=attach_seq)
         for approval_id in lost:
             await self._mark_lost(approval_id)
         for approval_id in unclaimed:
@@ -90,8 +94,9 @@ class Sweeper:
         self._wake_changed(changes, now)
         await self._purge(now)
         delay = self._settings.safety_poll_seconds
-        if next_expiry is not None:
-            delay = min(delay, max(0.0, next_expiry - time.time()) + 0.005)
+        for deadline in deadlines:
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - time.time()) + 0.005)
         return delay
 
     async def _mark_lost(self, approval_id: str) -> None:

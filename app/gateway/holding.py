@@ -23,7 +23,8 @@ Deliberate departures, do not "fix" without reading this:
 - 2026-07-28 streams carry no event ids at all: that revision removed resumability, and the SDK
   client would otherwise try a GET resumption the spec forbids. A dropped 2026 stream is the
   client's cancellation; the approval is withdrawn after `cancel_grace_seconds` unless an
-  identical retry re-attaches first.
+  identical retry re-attaches first. The withdrawal is scheduled in the database, so it happens
+  even if this process dies during the grace period.
 - A dropped handshake-era stream is not a cancellation (the spec says so); only
   `notifications/cancelled` withdraws.
 - An approved call runs in its own task, not the request's: an agent that disconnects while its
@@ -211,14 +212,17 @@ class HeldRequest:
         """The agent closed the stream before its answer (2026-07-28: that is a cancellation)."""
         if not self._modern:
             return
-        grace = self._runtime.settings.approvals.cancel_grace_seconds
-        self._runtime.ledger.spawn(self._withdraw_after(grace))
+        self._runtime.ledger.spawn(self._withdraw_after_grace())
 
-    async def _withdraw_after(self, grace: float) -> None:
-        await asyncio.sleep(grace)
-        withdrawn = await self._runtime.queue.withdraw(
-            self._approval_id, by=self._stream.agent, attach_seq=self._attach_seq,
-            reason=f"the client closed the request and did not call again within {grace:g} s")
+    async def _withdraw_after_grace(self) -> None:
+        queue = self._runtime.queue
+        due = await queue.schedule_withdrawal(self._approval_id, attach_seq=self._attach_seq)
+        if due is None:
+            return
+        # On time from here; were this process to die first, a sweeper finds the row due.
+        await asyncio.sleep(max(0.0, due - time.time()))
+        withdrawn = await queue.withdraw_abandoned(self._approval_id, agent=self._stream.agent,
+                                                   attach_seq=self._attach_seq)
         if withdrawn:
             logger.info("approval %s withdrawn: its 2026-07-28 client went away", self._approval_id)
 

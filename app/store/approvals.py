@@ -69,6 +69,9 @@ class ApprovalRow:
     slack_ts: str | None
     continues: str | None = None
     """The approval whose `input_required` round this one continues (2026-07-28), if any."""
+    withdraw_at: float | None = None
+    """When a 2026-07-28 client's closed stream withdraws it, unless attached again since `withdraw_seq`."""
+    withdraw_seq: int | None = None
 
     @property
     def allowed_reviewers(self) -> tuple[str, ...] | None:
@@ -175,10 +178,34 @@ async def transition(conn: AsyncConnection, approval_id: str, *, expected: Statu
 
 async def bump_attach(conn: AsyncConnection, approval_id: str, now: float) -> int:
     """Record that a request (re-)attached; returns the new attach sequence number."""
+    # A new attachment also calls off a withdrawal a closed 2026-07-28 stream had scheduled.
     await conn.execute(update(approvals).where(approvals.c.id == approval_id)
-                       .values(attach_seq=approvals.c.attach_seq + 1))
+                       .values(attach_seq=approvals.c.attach_seq + 1, withdraw_at=None, withdraw_seq=None))
     result = await conn.execute(select(approvals.c.attach_seq).where(approvals.c.id == approval_id))
     return int(result.scalar_one())
+
+
+async def schedule_withdrawal(conn: AsyncConnection, approval_id: str, *, attach_seq: int, at: float) -> bool:
+    """Record that the pending approval is withdrawn at `at` unless attached again after `attach_seq`."""
+    result = await conn.execute(update(approvals).where(approvals.c.id == approval_id,
+                                                        approvals.c.status == "pending",
+                                                        approvals.c.attach_seq == attach_seq)
+                                .values(withdraw_at=at, withdraw_seq=attach_seq))
+    return result.rowcount == 1
+
+
+async def due_withdrawals(conn: AsyncConnection, now: float, limit: int = 500) -> list[tuple[str, str, int]]:
+    """`(id, agent, attach seq)` of pending approvals whose scheduled withdrawal is due."""
+    rows = await conn.execute(select(approvals.c.id, approvals.c.agent, approvals.c.withdraw_seq)
+                              .where(approvals.c.status == "pending", approvals.c.withdraw_at <= now)
+                              .limit(limit))
+    return [(str(r.id), str(r.agent), int(r.withdraw_seq)) for r in rows]
+
+
+async def next_withdrawal(conn: AsyncConnection) -> float | None:
+    result = await conn.execute(select(func.min(approvals.c.withdraw_at)).where(approvals.c.status == "pending"))
+    value = result.scalar_one_or_none()
+    return None if value is None else float(value)
 
 
 async def mark_delivered(conn: AsyncConnection, approval_id: str, now: float) -> bool:

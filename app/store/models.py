@@ -114,6 +114,8 @@ approvals = Table(
     Column("slack_channel", String(64)),
     Column("slack_ts", String(64)),
     Column("continues", String(40)),
+    Column("withdraw_at", Float),
+    Column("withdraw_seq", Integer),
     Index("ix_approvals_status_expires_at", "status", "expires_at"),
     Index("ix_approvals_updated_at", "updated_at"),
     Index("ix_approvals_agent_status", "agent", "status"),
@@ -126,6 +128,7 @@ approvals = Table(
         postgresql_where=text("status = 'pending'"),
     ),
     Index("uq_approvals_continues", "continues", unique=True),
+    Index("ix_approvals_status_withdraw_at", "status", "withdraw_at"),
 )
 """One row per parked call. `status` moves only by compare-and-set (see `app/store/approvals.py`);
 the partial unique index keeps one pending approval per identical call even across replicas."""
