@@ -197,15 +197,21 @@ async def schedule_withdrawal(conn: AsyncConnection, approval_id: str, *, attach
 async def due_withdrawals(conn: AsyncConnection, now: float, limit: int = 500) -> list[tuple[str, str, int]]:
     """`(id, agent, attach seq)` of pending approvals whose scheduled withdrawal is due."""
     rows = await conn.execute(select(approvals.c.id, approvals.c.agent, approvals.c.withdraw_seq)
-                              .where(approvals.c.status == "pending", approvals.c.withdraw_at <= now)
+                              .where(_withdrawal_scheduled(), approvals.c.withdraw_at <= now)
                               .limit(limit))
     return [(str(r.id), str(r.agent), int(r.withdraw_seq)) for r in rows]
 
 
 async def next_withdrawal(conn: AsyncConnection) -> float | None:
-    result = await conn.execute(select(func.min(approvals.c.withdraw_at)).where(approvals.c.status == "pending"))
+    result = await conn.execute(select(func.min(approvals.c.withdraw_at)).where(_withdrawal_scheduled()))
     value = result.scalar_one_or_none()
     return None if value is None else float(value)
+
+
+def _withdrawal_scheduled() -> Condition:
+    # The sequence check keeps a withdrawal that can no longer happen from being due forever.
+    return and_(approvals.c.status == "pending", approvals.c.withdraw_at.is_not(None),
+                approvals.c.withdraw_seq == approvals.c.attach_seq)
 
 
 async def mark_delivered(conn: AsyncConnection, approval_id: str, now: float) -> bool:
