@@ -59,6 +59,13 @@ def new_task(market: DemoMarket, *, title: str = "Photograph the corner bakery",
     return task
 
 
+def submitted_task(market: DemoMarket) -> Task:
+    """A task awaiting its publisher's rating of worker-7's work (what `em_rate_worker` asks about)."""
+    task = new_task(market, title="Count the benches", status="submitted")
+    task.worker_id, task.submission = "worker-7", "12 benches"
+    return task
+
+
 @dataclass
 class AirlockUnderTest:
     url: str

@@ -23,6 +23,15 @@ def modern_envelope() -> dict[str, Any]:
             "io.modelcontextprotocol/clientInfo": {"name": "raw-test", "version": "0"}}
 
 
+def modern_headers(token: str, method: str, name: str | None = None) -> dict[str, str]:
+    """The headers of a 2026-07-28 request from an agent holding `token`."""
+    headers = {"authorization": f"Bearer {token}", "accept": ACCEPT, "content-type": "application/json",
+               "mcp-protocol-version": MODERN_VERSION, "mcp-method": method}
+    if name is not None:
+        headers["mcp-name"] = name
+    return headers
+
+
 class RawSession:
     """One handshake-era session over plain HTTP."""
 

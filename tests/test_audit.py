@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp.shared.exceptions import MCPError
 import pytest_asyncio
 from click.testing import CliRunner
+from mcp.shared.exceptions import MCPError
 
 from app.audit import AuditLog
 from app.cli import main
@@ -38,7 +38,7 @@ from tests.harness import (
     settings_for_test,
 )
 from tests.net import free_port, serve, wait_for
-from tests.rawmcp import ACCEPT, MODERN_VERSION, modern_envelope
+from tests.rawmcp import modern_envelope, modern_headers
 
 PUBLISH = {"title": "t", "description": "d", "bounty_usd": 5}
 
@@ -131,8 +131,7 @@ async def test_the_hash_binds_the_arguments_however_they_were_spelled(
         '{"extra":[1,{"a":1,"b":2}],"task_id":"%s"}' % "".join(f"\\u{ord(c):04x}" for c in task.id),
     ]
     token = await airlock.agent_token()
-    headers = {"authorization": f"Bearer {token}", "accept": ACCEPT, "content-type": "application/json",
-               "mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/call", "mcp-name": "em_get_task"}
+    headers = modern_headers(token, "tools/call", "em_get_task")
     meta = json.dumps(modern_envelope())
     async with httpx.AsyncClient(timeout=10) as http:
         for index, arguments in enumerate(spellings):
@@ -199,8 +198,7 @@ async def test_a_call_to_an_unreachable_upstream_is_audited_as_allowed_and_unrea
         token = await dead.agent_token()
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
             "name": "em_get_task", "arguments": {"task_id": "t"}, "_meta": modern_envelope()}}
-        headers = {"authorization": f"Bearer {token}", "accept": ACCEPT, "content-type": "application/json",
-                   "mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/call", "mcp-name": "em_get_task"}
+        headers = modern_headers(token, "tools/call", "em_get_task")
         async with httpx.AsyncClient(timeout=10) as http:
             response = await http.post(dead.mcp_url, json=body, headers=headers)
         rows = await entries(dead, event="call")
@@ -213,10 +211,7 @@ async def test_a_call_to_an_unreachable_upstream_is_audited_as_allowed_and_unrea
                          ids=["no name", "arguments a list"])
 async def test_an_invalid_tools_call_is_audited_as_invalid(airlock: AirlockUnderTest, params: dict[str, Any]) -> None:
     token = await airlock.agent_token()
-    headers = {"authorization": f"Bearer {token}", "accept": ACCEPT, "content-type": "application/json",
-               "mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/call"}
-    if "name" in params:
-        headers["mcp-name"] = params["name"]
+    headers = modern_headers(token, "tools/call", params.get("name"))
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {**params, "_meta": modern_envelope()}}
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.post(airlock.mcp_url, json=body, headers=headers)
@@ -233,8 +228,7 @@ async def test_a_tools_call_refused_by_the_2026_header_checks_is_audited_as_inva
         airlock: AirlockUnderTest, header: dict[str, str]) -> None:
     """The header checks come before the policy; a refusal there is still a call someone tried."""
     token = await airlock.agent_token()
-    headers = {"authorization": f"Bearer {token}", "accept": ACCEPT, "content-type": "application/json",
-               "mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/call", **header}
+    headers = {**modern_headers(token, "tools/call"), **header}
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": {"name": "em_cancel_task", "arguments": {"task_id": "t"}, "_meta": modern_envelope()}}
     async with httpx.AsyncClient(timeout=10) as http:

@@ -150,12 +150,8 @@ class ApprovalQueue:
         conn = change.conn
         if await approval_store.count_pending(conn, request.agent) >= self._settings.max_pending_per_agent:
             raise TooManyPending(request.agent, self._settings.max_pending_per_agent)
-        values = self._values(request, now)
-        await approval_store.insert(conn, values)
-        row = await approval_store.get(conn, str(values["id"]))
-        assert row is not None
-        await self._ledger.audit.record_step(conn, event="parked", approval=row, now=now, actor=request.agent,
-                                             detail=request.decision.reason)
+        row = await self._insert_row(conn, self._values(request, now), now=now, actor=request.agent,
+                                     detail=request.decision.reason)
         change.touch(row.id, parked=True)
         return row
 
@@ -166,20 +162,25 @@ class ApprovalQueue:
         Raises:
             IntegrityError: another request continued `predecessor` first (the caller re-attaches).
         """
-        conn = change.conn
         values = {**self._values(request, now), "status": "approved", "continues": predecessor.id,
                   "decided_by": predecessor.decided_by, "decided_via": "continuation", "decided_at": now,
                   "decision_reason": f"continues {predecessor.id}, which {predecessor.decided_by} approved"}
+        row = await self._insert_row(change.conn, values, now=now, actor=request.agent,
+                                     detail=f"continues {predecessor.id} with the input it asked for")
+        await self._ledger.audit.record_step(change.conn, event="decided", approval=row, now=now,
+                                             actor=predecessor.decided_by, outcome="approved",
+                                             detail=f"via continuation of {predecessor.id}")
+        # Not `parked=True`: nobody needs to be asked, so no channel posts a request for a decision.
+        change.touch(row.id)
+        return row
+
+    async def _insert_row(self, conn: AsyncConnection, values: dict[str, Any], *, now: float, actor: str,
+                          detail: str | None) -> ApprovalRow:
+        """Insert a new approval and write its `parked` step; returns it as stored."""
         await approval_store.insert(conn, values)
         row = await approval_store.get(conn, str(values["id"]))
         assert row is not None
-        audit = self._ledger.audit
-        await audit.record_step(conn, event="parked", approval=row, now=now, actor=request.agent,
-                                detail=f"continues {predecessor.id} with the input it asked for")
-        await audit.record_step(conn, event="decided", approval=row, now=now, actor=predecessor.decided_by,
-                                outcome="approved", detail=f"via continuation of {predecessor.id}")
-        # Not `parked=True`: nobody needs to be asked, so no channel posts a request for a decision.
-        change.touch(row.id)
+        await self._ledger.audit.record_step(conn, event="parked", approval=row, now=now, actor=actor, detail=detail)
         return row
 
     def _values(self, request: ParkRequest, now: float) -> dict[str, Any]:

@@ -39,12 +39,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from app.approvals.outcomes import (
-    APPROVAL_META_KEY,
-    final_message,
-    pending_result,
-    waiting_message,
-)
+from app.approvals.outcomes import APPROVAL_META_KEY, final_message, pending_result, waiting_message
 from app.gateway.exchange import Exchange
 from app.gateway.relay import until_disconnect
 from app.gateway.respond import Headers, end_stream, send_chunk, start_sse

@@ -26,14 +26,7 @@ from app.gateway.calls import CallContext, serve_tool_call
 from app.gateway.exchange import Exchange
 from app.gateway.relay import Relayed, Transform, relay
 from app.gateway.respond import send_error
-from app.jsonrpc import (
-    HEADER_MISMATCH,
-    INTERNAL_ERROR,
-    INVALID_REQUEST,
-    Message,
-    MessageError,
-    parse_message,
-)
+from app.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, parse_message
 from app.upstream import PARAM_HEADER_PREFIX, UpstreamUnavailable, forwardable_headers
 
 _ENVELOPE_HEADERS: Final = ("accept", "content-type", "mcp-protocol-version")

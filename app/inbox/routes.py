@@ -34,12 +34,7 @@ from sse_starlette import EventSourceResponse
 from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import (
-    JSONResponse,
-    PlainTextResponse,
-    RedirectResponse,
-    Response,
-)
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -50,12 +45,7 @@ from app.inbox.headers import SecurityHeaders
 from app.inbox.history import LIMIT, STATUS_CHOICES, parse_filter
 from app.inbox.live import LiveFeed, since_from
 from app.inbox.render import Templates
-from app.inbox.session import (
-    Session,
-    SessionCookie,
-    anonymous_session,
-    reviewer_session,
-)
+from app.inbox.session import Session, SessionCookie, anonymous_session, reviewer_session
 from app.store import approvals as approval_store
 from app.store import audit as audit_store
 from app.store import tokens as token_store

@@ -8,12 +8,7 @@
 The format is documented for users in `docs/policy.md` and published as `policy.schema.json`.
 """
 
-from app.policy.document import (
-    POLICY_SCHEMA,
-    compile_policy,
-    load_policy,
-    parse_policy_text,
-)
+from app.policy.document import POLICY_SCHEMA, compile_policy, load_policy, parse_policy_text
 from app.policy.engine import Action, CompiledPolicy, Decision, RateLimit, SlackRouting
 from app.policy.reloader import PolicyReloader
 

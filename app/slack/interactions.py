@@ -47,14 +47,7 @@ from app.approvals.ledger import Ledger
 from app.approvals.outcomes import review_url
 from app.config import SlackSettings
 from app.slack.blocks import REASON_BLOCK, cut, escape, reject_modal
-from app.slack.payloads import (
-    Actor,
-    ButtonClick,
-    PayloadError,
-    ReasonSubmitted,
-    parse_interaction,
-    reject_metadata,
-)
+from app.slack.payloads import Actor, ButtonClick, PayloadError, ReasonSubmitted, parse_interaction, reject_metadata
 from app.slack.reviewers import Refused, SlackReviewers
 from app.slack.webapi import SlackApi, describe
 from app.store.approvals import ApprovalRow

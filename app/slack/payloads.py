@@ -14,13 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
-from app.slack.blocks import (
-    APPROVE_ACTION,
-    REASON_BLOCK,
-    REASON_INPUT,
-    REJECT_ACTION,
-    REJECT_CALLBACK,
-)
+from app.slack.blocks import APPROVE_ACTION, REASON_BLOCK, REASON_INPUT, REJECT_ACTION, REJECT_CALLBACK
 
 
 class PayloadError(ValueError):

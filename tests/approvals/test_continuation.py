@@ -11,26 +11,22 @@ once, and only when it answers exactly what was asked).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from html import unescape
 from typing import Any
 
+import pytest
 from mcp.client.session import ClientRequestContext
 from mcp_types import ElicitRequestParams, ElicitResult, ErrorData, InputRequiredResult
 
 from app.approvals.outcomes import APPROVAL_META_KEY
 from app.demo.upstream import DemoMarket, Task
 from tests.conftest import StartAirlock
-from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task
+from tests.harness import DEFAULT_POLICY, AirlockUnderTest, submitted_task
 from tests.inbox.conftest import sign_in, web_client
 
 RATING_NEEDS_APPROVAL = {**DEFAULT_POLICY, "hide": [], "rules": [
     {"tool": "em_rate_worker", "action": "approve", "reason": "ratings move money"}]}
-
-
-def submitted_task(market: DemoMarket) -> Task:
-    task = new_task(market, title="Count the benches", status="submitted")
-    task.worker_id, task.submission = "worker-7", "12 benches"
-    return task
 
 
 async def rate_four(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult | ErrorData:
@@ -137,44 +133,25 @@ async def test_two_racing_repeats_run_the_tool_once(start_airlock: StartAirlock,
     assert market.calls["em_rate_worker"] == 1 and task.rating == 4
 
 
-async def test_a_repeat_with_a_different_request_state_needs_a_human(
-        start_airlock: StartAirlock, market: DemoMarket) -> None:
-    airlock = await start(start_airlock, hold_seconds=1)
-    task = submitted_task(market)
-    async with airlock.client(mode="auto", elicitation_callback=rate_four) as client:
-        first = await approved_first_round(airlock, client, task)
-        async with asyncio.timeout(10):
-            forged = await client.call_tool("em_rate_worker", {"task_id": task.id},
-                                            input_responses=answers(first, 5), request_state="forged")
-    assert forged.is_error and forged.meta is not None
-    assert forged.meta[APPROVAL_META_KEY]["status"] == "pending"
-    assert (task.status, market.calls["em_rate_worker"]) == ("submitted", 0)
+Repeat = Callable[[InputRequiredResult], dict[str, Any]]
+"""What a repeat sends, given the approved round's `input_required` answer (plus `agent`, default agent-1)."""
 
 
-async def test_a_repeat_that_does_not_answer_what_was_asked_needs_a_human(
-        start_airlock: StartAirlock, market: DemoMarket) -> None:
-    airlock = await start(start_airlock, hold_seconds=1)
-    task = submitted_task(market)
-    async with airlock.client(mode="auto", elicitation_callback=rate_four) as client:
-        first = await approved_first_round(airlock, client, task)
-        async with asyncio.timeout(10):
-            unanswered = await client.call_tool("em_rate_worker", {"task_id": task.id},
-                                                input_responses={}, request_state=first.request_state)
-    assert unanswered.is_error and unanswered.meta is not None
-    assert unanswered.meta[APPROVAL_META_KEY]["status"] == "pending"
-    assert market.calls["em_rate_worker"] == 0
-
-
-async def test_another_agent_cannot_continue_an_approved_round(
-        start_airlock: StartAirlock, market: DemoMarket) -> None:
+@pytest.mark.parametrize("repeat", [
+    lambda first: {"input_responses": answers(first, 5), "request_state": "forged"},
+    lambda first: {"input_responses": {}, "request_state": first.request_state},
+    lambda first: {"input_responses": answers(first, 1), "request_state": first.request_state, "agent": "agent-2"},
+], ids=["another request state", "not answering what was asked", "another agent"])
+async def test_a_repeat_that_does_not_continue_the_approved_round_needs_a_human(
+        start_airlock: StartAirlock, market: DemoMarket, repeat: Repeat) -> None:
     airlock = await start(start_airlock, hold_seconds=1)
     task = submitted_task(market)
     async with airlock.client("agent-1", mode="auto", elicitation_callback=rate_four) as client:
         first = await approved_first_round(airlock, client, task)
-    async with airlock.client("agent-2", mode="auto", elicitation_callback=rate_four) as other:
+    seed = repeat(first)
+    async with airlock.client(seed.pop("agent", "agent-1"), mode="auto", elicitation_callback=rate_four) as client:
         async with asyncio.timeout(10):
-            stolen = await other.call_tool("em_rate_worker", {"task_id": task.id},
-                                           input_responses=answers(first, 1), request_state=first.request_state)
-    assert stolen.is_error and stolen.meta is not None
-    assert stolen.meta[APPROVAL_META_KEY]["status"] == "pending"
-    assert market.calls["em_rate_worker"] == 0
+            refused = await client.call_tool("em_rate_worker", {"task_id": task.id}, **seed)
+    assert refused.is_error and refused.meta is not None
+    assert refused.meta[APPROVAL_META_KEY]["status"] == "pending"
+    assert (task.status, market.calls["em_rate_worker"]) == ("submitted", 0)

@@ -101,6 +101,7 @@ async def test_a_2026_cancellation_is_carried_out_even_if_airlock_dies_during_th
     """The closed stream schedules the withdrawal in the database; another process's sweeper does it."""
     cluster = await Cluster.create(tmp_path, database_url=database_url, upstream_url=upstream_url,
                                    policy=DEFAULT_POLICY, approvals={"hold_seconds": 120, "cancel_grace_seconds": 4})
+    db = Database(database_url)
     try:
         task = new_task(market)
         first = await cluster.start()
@@ -109,32 +110,27 @@ async def test_a_2026_cancellation_is_carried_out_even_if_airlock_dies_during_th
                 await client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"},
                                        read_timeout_seconds=1)
         approval_id = str((await cluster.wait_pending(first))["id"])
-        await wait_for(lambda: scheduled_withdrawal(cluster, approval_id), timeout=10)
+
+        async def stored() -> ApprovalRow:
+            async with db.read() as conn:
+                row = await approval_store.get(conn, approval_id)
+            assert row is not None
+            return row
+
+        async def withdrawal_scheduled() -> bool:
+            return (await stored()).withdraw_at is not None
+
+        async def withdrawn() -> bool:
+            return (await stored()).status == "withdrawn"
+
+        await wait_for(withdrawal_scheduled, timeout=10)
         first.kill()
         second = await cluster.start(first.port)
         assert [a["id"] for a in await cluster.pending(second)] == [approval_id], \
             "still pending: the process that saw the client leave died before the grace period ended"
-        await wait_for(lambda: status_is(cluster, approval_id, "withdrawn"), timeout=15)
+        await wait_for(withdrawn, timeout=15)
         assert await cluster.decide(second, approval_id) == 409
     finally:
         cluster.stop_all()
-    assert market.calls["em_cancel_task"] == 0
-
-
-async def approval_row(cluster: Cluster, approval_id: str) -> ApprovalRow:
-    db = Database(cluster.database_url)
-    try:
-        async with db.read() as conn:
-            row = await approval_store.get(conn, approval_id)
-    finally:
         await db.dispose()
-    assert row is not None
-    return row
-
-
-async def scheduled_withdrawal(cluster: Cluster, approval_id: str) -> bool:
-    return (await approval_row(cluster, approval_id)).withdraw_at is not None
-
-
-async def status_is(cluster: Cluster, approval_id: str, status: str) -> bool:
-    return (await approval_row(cluster, approval_id)).status == status
+    assert market.calls["em_cancel_task"] == 0

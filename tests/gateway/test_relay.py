@@ -21,12 +21,12 @@ import pytest
 from mcp.client.session import ClientRequestContext
 from mcp_types import ElicitRequestParams, ElicitResult, ErrorData, LoggingMessageNotificationParams
 
-from app.demo.upstream import DemoMarket, Task, build_app
+from app.demo.upstream import DemoMarket, build_app
 from app.jsonrpc import member_text, parse_json
 from app.types import Message, Receive, Scope, Send
-from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task, running_airlock, settings_for_test
+from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task, running_airlock, settings_for_test, submitted_task
 from tests.net import serve, wait_for
-from tests.rawmcp import ACCEPT, MODERN_VERSION, EventReader, RawSession, modern_envelope
+from tests.rawmcp import ACCEPT, EventReader, RawSession, modern_envelope, modern_headers
 
 ALLOW_RATING = {**DEFAULT_POLICY, "hide": [], "rules": [
     {"id": "rate", "tool": "em_rate_worker", "action": "allow"}, *DEFAULT_POLICY["rules"]]}
@@ -95,12 +95,6 @@ async def recorded(tmp_path: Path, market: DemoMarket, database_url: str) -> Asy
 
 def text_of(result: Any) -> str:
     return " ".join(item.text for item in result.content if getattr(item, "type", "") == "text")
-
-
-def submitted_task(market: DemoMarket) -> Task:
-    task = new_task(market, title="Count the benches", status="submitted")
-    task.worker_id, task.submission = "worker-7", "12 benches"
-    return task
 
 
 # --------------------------------------------------------------------------- through the SDK client
@@ -194,14 +188,6 @@ async def test_tools_list_keeps_every_field_of_every_visible_tool_and_drops_the_
 
 
 # --------------------------------------------------------------------------- raw wire: fields and bytes
-
-
-def modern_headers(token: str, method: str, name: str | None = None) -> dict[str, str]:
-    headers = {"authorization": f"Bearer {token}", "accept": ACCEPT, "content-type": "application/json",
-               "mcp-protocol-version": MODERN_VERSION, "mcp-method": method}
-    if name is not None:
-        headers["mcp-name"] = name
-    return headers
 
 
 def modern_meta_text() -> str:

@@ -19,13 +19,7 @@ from mcp.client.session import ClientRequestContext
 from mcp.server.mcpserver import MCPServer, Resolve, Sample
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp_types import (
-    CreateMessageRequestParams,
-    CreateMessageResult,
-    ErrorData,
-    SamplingMessage,
-    TextContent,
-)
+from mcp_types import CreateMessageRequestParams, CreateMessageResult, ErrorData, SamplingMessage, TextContent
 
 from tests.conftest import StartAirlock
 from tests.net import serve
