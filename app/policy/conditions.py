@@ -99,6 +99,7 @@ class _Unreadable:
 
 UNREADABLE: Final = _Unreadable()
 _CONTAINER_START: Final = frozenset("[{")
+_SEVERAL: Final = object()
 _JSON_SPACE: Final = " \t\r\n"
 
 
@@ -169,6 +170,27 @@ def readings(segments: Sequence[Segment], arguments: Any) -> list[Any]:
     for segment in segments:
         values = [_step(value, segment) for value in _expanded(values)]
     return _expanded(values)
+
+
+def _only_reading(segments: Sequence[Segment], arguments: Any) -> Any:
+    """The hot path of `readings`: the value at `segments` when no string on the way could hold JSON.
+
+    Returns `_SEVERAL` when a string that may hold a JSON array or object is met; the caller then
+    works out every reading.
+    """
+    value = arguments
+    for segment in segments:
+        if isinstance(value, Mapping):
+            value = value.get(segment.key, MISSING)
+        elif isinstance(value, (list, tuple)) and segment.index is not None:
+            value = value[segment.index] if segment.index < len(value) else MISSING
+        elif isinstance(value, str):
+            return _SEVERAL
+        else:
+            return MISSING
+    if isinstance(value, str) and value.lstrip(_JSON_SPACE)[:1] in _CONTAINER_START:
+        return _SEVERAL
+    return value
 
 
 def _expanded(values: list[Any]) -> list[Any]:
@@ -334,9 +356,10 @@ class Condition:
 
         The result is decided only when every reading gives the same answer.
         """
+        value = _only_reading(self.segments, arguments)
+        if value is not _SEVERAL:
+            return self._judge(value)
         values = readings(self.segments, arguments)
-        if len(values) == 1:
-            return self._judge(values[0])
         if any(value is UNREADABLE for value in values):
             return None
         verdicts = {self._judge(value) for value in values}
