@@ -9,17 +9,26 @@ This module has no `from __future__ import annotations`: the SDK reads the tool'
 types from its annotations.
 """
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel
 
+from app.config import UpstreamSettings
+from app.gateway.intercept import Interceptor
+from app.jsonrpc import ToolCall
+from app.policy.ratelimit import RateLimiter
+from app.policy.reloader import PolicyReloader
+from app.upstream import Upstream, UpstreamUnavailable
 from tests.harness import UPSTREAM, AirlockUnderTest, running_airlock, settings_for_test
 from tests.net import serve
 from tests.rawmcp import modern_envelope, modern_headers
@@ -187,3 +196,91 @@ async def test_an_agent_that_calls_without_listing_tools_still_has_its_arguments
     assert result["isError"] is True
     assert 'argument "force" must be a boolean, not the string "true"' in result["content"][0]["text"]
     assert deployments.calls == []
+
+
+# --- the interceptor on its own: catalog fetching and the order of judgement ------------------
+
+TOOLS = [{"name": DEPLOY, "inputSchema": {"type": "object", "properties": {"force": {"type": "boolean"}}}},
+         {"name": "secret", "inputSchema": {"type": "object", "properties": {"x": {"type": "integer"}}}}]
+
+
+@pytest.fixture
+async def interceptor_for(tmp_path: Path) -> AsyncIterator[Callable[..., tuple[Interceptor, Upstream]]]:
+    async with aiohttp.ClientSession() as session:
+
+        def build(document: dict[str, Any], *, strict_arguments: bool = True) -> tuple[Interceptor, Upstream]:
+            path = tmp_path / "policy.json"
+            path.write_text(json.dumps(document), encoding="utf-8")
+            settings = UpstreamSettings(name=UPSTREAM, url="http://127.0.0.1:9/mcp", policy=path,
+                                        strict_arguments=strict_arguments)
+            # The limiter's database is never reached: these policies have no rate limits.
+            return Interceptor(PolicyReloader({UPSTREAM: path}), RateLimiter(None)), Upstream(settings, session)  # type: ignore[arg-type]
+
+        yield build
+
+
+def tool_call(arguments: dict[str, Any], name: str = DEPLOY) -> ToolCall:
+    return ToolCall(name=name, arguments=arguments, progress_token=None)
+
+
+async def test_concurrent_first_calls_share_one_catalog_fetch_and_are_all_checked(
+        interceptor_for: Callable[..., tuple[Interceptor, Upstream]]) -> None:
+    interceptor, upstream = interceptor_for(NO_FORCE)
+    release, fetches = asyncio.Event(), []
+
+    async def fetch() -> None:
+        fetches.append(1)
+        await release.wait()
+        upstream.catalog.learn(TOOLS)
+
+    async with asyncio.timeout(5):
+        judging = [asyncio.create_task(interceptor.judge(upstream, "a", tool_call({"force": "true"}), fetch))
+                   for _ in range(5)]
+        await asyncio.sleep(0)  # let every call reach the fetch (a yield, not a timed wait)
+        release.set()
+        verdicts = await asyncio.gather(*judging)
+    assert fetches == [1]
+    assert {(v.action, v.audit_decision, v.decision.rule) for v in verdicts} == {("refuse", "invalid", "inputSchema")}
+
+
+async def test_when_the_catalog_cannot_be_fetched_the_policy_alone_judges_and_still_fails_closed(
+        interceptor_for: Callable[..., tuple[Interceptor, Upstream]]) -> None:
+    interceptor, upstream = interceptor_for(NO_FORCE)
+    fetches = []
+
+    async def fetch() -> None:
+        fetches.append(1)
+        raise UpstreamUnavailable("down")
+
+    first = await interceptor.judge(upstream, "a", tool_call({"force": "true"}), fetch)
+    second = await interceptor.judge(upstream, "a", tool_call({"force": False}), fetch)
+    assert (first.action, first.audit_decision, first.decision.rule) == ("refuse", "deny", "rules[0]")
+    assert (second.action, second.audit_decision) == ("forward", "allow")
+    assert fetches == [1], "a failed fetch is not retried on every call"
+
+
+async def test_a_hidden_tool_is_refused_as_unknown_before_its_arguments_are_checked(
+        interceptor_for: Callable[..., tuple[Interceptor, Upstream]]) -> None:
+    interceptor, upstream = interceptor_for({"version": "1", "default": "allow", "hide": ["secret"]})
+    upstream.catalog.learn(TOOLS)
+    verdict = await interceptor.judge(upstream, "a", tool_call({"x": "not a number"}, "secret"), _no_fetch)
+    assert (verdict.action, verdict.audit_decision, verdict.text) == ("refuse", "hidden", "Unknown tool: secret")
+
+
+@pytest.mark.parametrize(("strict_arguments", "tool", "audit"), [
+    (True, "not_in_the_catalog", "deny"),
+    (False, DEPLOY, "deny"),
+])
+async def test_without_a_schema_to_check_the_policy_judges_and_fails_closed(
+        interceptor_for: Callable[..., tuple[Interceptor, Upstream]], strict_arguments: bool, tool: str,
+        audit: str) -> None:
+    document = {"version": "1", "rules": [{"tool": "*", "when": {"force": True}, "action": "deny"},
+                                          {"tool": "*", "action": "allow"}]}
+    interceptor, upstream = interceptor_for(document, strict_arguments=strict_arguments)
+    upstream.catalog.learn(TOOLS)
+    verdict = await interceptor.judge(upstream, "a", tool_call({"force": "true"}, tool), _no_fetch)
+    assert (verdict.action, verdict.audit_decision, verdict.decision.rule) == ("refuse", audit, "rules[0]")
+
+
+async def _no_fetch() -> None:
+    raise AssertionError("the catalog is known: no fetch")
