@@ -353,6 +353,17 @@ def _negation(spec: Any) -> Any:
     return {"exists": not operand} if name == "exists" else {"regex": "(?!.*ceo@corp[.]com).*"}
 
 
+@pytest.mark.parametrize(("force", "action"), [
+    (True, "deny"), (False, "allow"),
+    *((value, "deny") for value in ["true", "yes", 1, "false", 0, None, "banana"]),
+])
+def test_issue10_the_documented_force_table_decides_as_written(force: Any, action: str) -> None:
+    """docs/policy.md, "Arguments as the upstream reads them"."""
+    compiled = policy(rules=[{"tool": "deploy", "when": {"force": True}, "action": "deny"},
+                             {"tool": "deploy", "action": "allow"}])
+    assert compiled.evaluate("deploy", {"force": force}, "x").action == action
+
+
 @pytest.mark.parametrize("name", ["abc\n", "abc\r\n", "ABC", "abc def"])
 def test_issue10_an_anchored_allow_regex_does_not_admit_a_trailing_newline(name: str) -> None:
     compiled = policy(rules=[{"tool": "t", "when": {"name": {"regex": "^[a-z]+$"}}, "action": "allow"}])
