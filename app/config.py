@@ -41,6 +41,8 @@ class UpstreamSettings:
     """Extra headers sent upstream (credentials for the upstream; `${VAR}` expands from the environment)."""
     timeout_seconds: float = 300.0
     """How long an upstream request may take before Airlock gives up on it."""
+    strict_arguments: bool = True
+    """Refuse a call whose arguments do not conform, exactly, to the tool's published inputSchema."""
 
 
 @dataclass(frozen=True)
@@ -335,7 +337,7 @@ def _upstream(index: int, table: Any, base_dir: Path, env: Mapping[str, str]) ->
     where = f"upstreams[{index}]"
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
-    unknown = sorted(set(table) - {"name", "url", "policy", "headers", "timeout_seconds"})
+    unknown = sorted(set(table) - {"name", "url", "policy", "headers", "timeout_seconds", "strict_arguments"})
     if unknown:
         raise ConfigError(f"{where} has an unknown setting {unknown[0]!r}")
     name, url, policy = table.get("name"), table.get("url"), table.get("policy")
@@ -355,7 +357,14 @@ def _upstream(index: int, table: Any, base_dir: Path, env: Mapping[str, str]) ->
         policy=_resolve(base_dir, policy),
         headers={k: _expand(v, env, f"upstream {name!r} header {k!r}") for k, v in headers.items()},
         timeout_seconds=_positive(f"upstream {name!r} timeout_seconds", table.get("timeout_seconds", 300.0)),
+        strict_arguments=_flag(f"upstream {name!r} strict_arguments", table.get("strict_arguments", True)),
     )
+
+
+def _flag(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false")
+    return value
 
 
 def _expand(value: str, env: Mapping[str, str], where: str) -> str:

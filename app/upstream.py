@@ -107,17 +107,27 @@ class UpstreamResponse:
 
 @dataclass
 class ToolCatalog:
-    """What `tools/list` said about each tool of one upstream (latest answer wins)."""
+    """What `tools/list` said about each tool of one upstream (latest answer wins).
+
+    `listed` turns true with the first `tools/list` answer seen. An input schema equal to the one
+    already known is kept as the same object, so validators compiled from it (keyed on identity,
+    see `app/policy/arguments.py`) survive an agent listing the tools again.
+    """
 
     annotations: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
     input_schemas: dict[str, Any] = field(default_factory=dict)
+    listed: bool = False
 
     def learn(self, tools: list[Any]) -> None:
         for tool in tools:
             if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                name = tool["name"]
                 annotations = tool.get("annotations")
-                self.annotations[tool["name"]] = annotations if isinstance(annotations, dict) else None
-                self.input_schemas[tool["name"]] = tool.get("inputSchema")
+                self.annotations[name] = annotations if isinstance(annotations, dict) else None
+                schema = tool.get("inputSchema")
+                if self.input_schemas.get(name) != schema:
+                    self.input_schemas[name] = schema
+        self.listed = True
 
 
 class Upstream:
@@ -181,9 +191,10 @@ class Upstream:
 
     async def fetch_catalog(self, envelope_headers: Mapping[str, str], params_meta: Mapping[str, Any] | None,
                             session_id: str | None) -> None:
-        """Ask the upstream for its tools (all pages) and learn their annotations.
+        """Ask the upstream for its tools (all pages) and learn their annotations and input schemas.
 
-        Used when a policy needs a tool's annotations that no `tools/list` relay has shown yet.
+        Used when a policy needs a tool's annotations, or a call's arguments need checking against
+        an input schema, before any `tools/list` relay has shown them.
         """
         async with self._catalog_lock:
             cursor: str | None = None

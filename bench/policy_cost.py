@@ -34,7 +34,7 @@ def thousand_rules() -> dict[str, Any]:
             rules.append({"tool": f"pay_{i}", "when": {"amount": {"gt": i}, "currency": {"in": ["EUR", "USD"]}},
                           "action": "approve"})
         else:
-            rules.append({"tool": [f"get_{i}", f"list_{i}"], "when": {"/filter/owner": {"regex": f"^u{i}-"}},
+            rules.append({"tool": [f"get_{i}", f"list_{i}"], "when": {"/filter/owner": {"regex": f"u{i}-.*"}},
                           "action": "allow"})
     rules.append({"tool": "last_tool", "action": "allow"})
     return {"version": "1", "default": "deny", "hide": ["secret_*"], "rules": rules}

@@ -29,7 +29,7 @@ from typing import Any
 from app.auth import Credentials
 from app.store.db import Database
 from app.store.migrate import upgrade
-from bench import decisions, holding, policy_cost
+from bench import arguments_cost, decisions, holding, policy_cost
 from bench.overhead import Measurement, Target, compare
 from bench.procs import Process, airlock_config, airlock_process, free_port, upstream_process
 
@@ -108,6 +108,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         report["overhead"] = [m.as_dict() for m in await compare(targets, seconds=args.seconds)]
         print("measuring policy decisions …", flush=True)
         report["policy_decision"] = policy_cost.run()
+        print("measuring argument validation …", flush=True)
+        report["argument_validation"] = arguments_cost.run()
         print("measuring decision to result (SQLite) …", flush=True)
         base = f"http://127.0.0.1:{airlock_port}"
         report["decision_to_result_sqlite"] = await decisions.run(base, base, agent, reviewer, upstream_url,
@@ -200,6 +202,10 @@ def table(report: dict[str, Any]) -> str:
     policy = report.get("policy_decision", {})
     if policy:
         lines += ["", "Policy decision (µs): " + ", ".join(f"{k} {v}" for k, v in policy.items())]
+    validation = report.get("argument_validation", {})
+    if validation:
+        lines += ["", "Argument validation against inputSchema (µs per call): "
+                  + ", ".join(f"{k} {v}" for k, v in validation.items())]
     return "\n".join(lines)
 
 

@@ -272,3 +272,15 @@ def test_a_file_that_is_not_utf8_is_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         load_settings(path, env=ENV)
     assert "UTF-8" in one_sentence(refused.value)
+
+
+def test_strict_arguments_is_on_unless_an_upstream_turns_it_off(tmp_path: Path) -> None:
+    """Issue 10: checking arguments against the tool's inputSchema is per upstream, default on."""
+    loaded = settings(tmp_path, {"upstreams": [upstream(), upstream(name="sloppy", strict_arguments=False)]})
+    assert [u.strict_arguments for u in loaded.upstreams] == [True, False]
+
+
+@pytest.mark.parametrize("value", ["false", 0, "no"])
+def test_strict_arguments_must_be_true_or_false(tmp_path: Path, value: Any) -> None:
+    message = config_error(tmp_path, {"upstreams": [upstream(strict_arguments=value)]})
+    assert message == "upstream 'market' strict_arguments must be true or false"

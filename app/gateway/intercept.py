@@ -4,17 +4,30 @@ Both protocol eras call this module, so a call is judged the same whichever era 
 verdict says what to do (forward, refuse with a reason the model can act on, or park for a human)
 and what to write in the audit log. Rate limits are counted here, after the policy matched a
 rule that carries one, so a refused call never consumes quota.
+
+Order of judgement: a hidden tool is refused as unknown first (nothing else about it may leak);
+then, for an upstream with `strict_arguments` (the default), the arguments are checked against
+the tool's published `inputSchema` (`app/policy/arguments.py`, issue 10) and a non-conforming call
+is refused (audit decision `invalid`); then the policy decides.
+
+When no `tools/list` answer has been seen yet (an agent that calls without listing), the catalog
+is fetched once through the caller's era (`fetch_catalog`), so the first call is checked like any
+other. If that fails, or the upstream publishes no schema for the tool (including a tool the
+catalog lacks), the call is judged by the policy alone, whose conditions fail closed on values an
+upstream could read another way. A failed fetch is retried at most every `CATALOG_RETRY_SECONDS`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from app.jsonrpc import ToolCall
+from app.policy.arguments import ArgumentProblem, SchemaCache
 from app.policy.engine import CompiledPolicy, Decision
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
@@ -25,6 +38,11 @@ logger = logging.getLogger("airlock.gateway")
 
 AnnotationFetch = Callable[[], Awaitable[None]]
 """Asks the upstream for its tool list (era-specific: it needs the caller's envelope or session)."""
+
+CATALOG_RETRY_SECONDS: Final = 30.0
+"""After a failed catalog fetch, calls are judged without schemas for this long before the next try."""
+SCHEMA_RULE: Final = "inputSchema"
+"""The `rule` a schema refusal is recorded under."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +60,17 @@ class Interceptor:
     def __init__(self, policies: PolicyReloader, limiter: RateLimiter) -> None:
         self._policies = policies
         self._limiter = limiter
+        self._schemas: dict[str, SchemaCache] = {}
+        self._catalog_locks: dict[str, asyncio.Lock] = {}
+        self._catalog_retry_at: dict[str, float] = {}
 
     async def judge(self, upstream: Upstream, agent: str, call: ToolCall,
                     fetch_annotations: AnnotationFetch) -> Verdict:
         policy = self._policies.current(upstream.name)
+        if upstream.settings.strict_arguments and not policy.is_hidden(call.name):
+            problem = await self._argument_problem(upstream, call, fetch_annotations)
+            if problem is not None:
+                return _invalid(call.name, problem, policy)
         annotations = await self._annotations(upstream, policy, agent, call, fetch_annotations)
         decision = policy.evaluate(call.name, call.arguments, agent, annotations)
         if decision.action == "hidden":
@@ -63,6 +88,32 @@ class Interceptor:
         if decision.action == "approve":
             return Verdict("park", decision, policy, "approve")
         return Verdict("forward", decision, policy, "allow")
+
+    async def _argument_problem(self, upstream: Upstream, call: ToolCall,
+                                fetch: AnnotationFetch) -> ArgumentProblem | None:
+        """What is wrong with the call's arguments by the tool's published schema (None: nothing, or no schema)."""
+        if not upstream.catalog.listed:
+            await self._fetch_catalog_once(upstream, fetch)
+        schema = upstream.catalog.input_schemas.get(call.name)
+        if schema is None:
+            return None
+        checker = self._schemas.setdefault(upstream.name, SchemaCache()).for_tool(call.name, schema)
+        return None if checker is None else checker.check(call.arguments)
+
+    async def _fetch_catalog_once(self, upstream: Upstream, fetch: AnnotationFetch) -> None:
+        """Fetch the catalog unless one is known; concurrent first calls share one fetch."""
+        lock = self._catalog_locks.setdefault(upstream.name, asyncio.Lock())
+        async with lock:
+            if upstream.catalog.listed or time.monotonic() < self._catalog_retry_at.get(upstream.name, 0.0):
+                return
+            try:
+                await fetch()
+            except Exception:
+                # Fail closed but usable: without schemas the policy's conditions still fail closed.
+                logger.warning("could not fetch the tool list of %s to check arguments", upstream.name,
+                               exc_info=True)
+            if not upstream.catalog.listed:
+                self._catalog_retry_at[upstream.name] = time.monotonic() + CATALOG_RETRY_SECONDS
 
     async def _annotations(self, upstream: Upstream, policy: CompiledPolicy, agent: str, call: ToolCall,
                            fetch: AnnotationFetch) -> Mapping[str, Any] | None:
@@ -99,6 +150,13 @@ class Interceptor:
         visible = [tool for tool in result["tools"]
                    if not (isinstance(tool, dict) and isinstance(tool.get("name"), str) and policy.is_hidden(tool["name"]))]
         return {**result, "tools": visible}
+
+
+def _invalid(tool: str, problem: ArgumentProblem, policy: CompiledPolicy) -> Verdict:
+    text = (f"Airlock refused this call to {tool}: {problem.text}, as the tool's input schema requires "
+            "(values are not converted). It did not run; correct the arguments and call again.")
+    decision = Decision(action="deny", rule=SCHEMA_RULE, rule_id=None, reason=problem.text)
+    return Verdict("refuse", decision, policy, "invalid", text)
 
 
 def _denial_text(tool: str, decision: Decision) -> str:

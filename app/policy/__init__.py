@@ -3,6 +3,7 @@
 - `document.py`: policy JSON → validated `CompiledPolicy`, or every problem, located.
 - `conditions.py`: argument conditions (`when`) by path, compiled once.
 - `engine.py`: `CompiledPolicy.evaluate(...)` → `Decision`; pure, no I/O.
+- `arguments.py`: a call's arguments checked against the tool's published `inputSchema`, strictly.
 - `reloader.py`: watch policy files, swap new versions in, keep the last good one on error.
 
 The format is documented for users in `docs/policy.md` and published as `policy.schema.json`.

@@ -5,20 +5,35 @@ dotted (`customer.address.country`, `items.0.sku`) or, when they start with `/`,
 JSON Pointers (`/items/0/sku`, with `~1` for `/` and `~0` for `~`). A segment that is a
 canonical non-negative integer indexes a list; on an object it is an ordinary key.
 
-Evaluation is three-valued: `True`, `False` or `None` for *indeterminate*: the path does not
-resolve (except for `exists`), or the value has a type the operator cannot compare. What an
+Evaluation is three-valued: `True`, `False` or `None` for *indeterminate*. What an
 indeterminate result means for a rule (fail closed) is the engine's business, not this
 module's; here it only has to be reported honestly. `All.evaluate` combines conditions with
 Kleene AND: any `False` wins, then any `None`.
 
+A condition judges the arguments *as the upstream may read them* (issue 10), not only as
+Airlock parsed them. The official Python SDK validates in pydantic's lax mode ("true", "yes"
+and 1 become `True`; "150" becomes 150) and parses a JSON string given for a list or object
+parameter (with its `\\u` escapes decoded); zod can coerce too. So:
+
+- Equality (`eq`, `ne`, `in`, `not_in`, and `contains` on a list) is decided only between
+  values of the same JSON type, at every depth; a value whose type differs from the
+  operand's is indeterminate, since some upstream may coerce it into the operand.
+- A string that parses as a JSON array or object is read both ways, as the string and as
+  what it parses to, wherever it sits on a path or at its end: a condition holds or fails
+  only if both readings agree. The parse is `app.jsonrpc.parse_json`, as strict as the
+  message's own; JSON text that only a lax parser accepts (duplicate keys, NaN, integers
+  beyond 2**53) has no reading Airlock can trust, and makes the condition indeterminate.
+- A missing path is indeterminate, except for `exists`.
+
 Deliberate choices, DO NOT "fix" without reading why:
-- Equality is JSON equality (`1 == 1.0`, but `true != 1` and `"1" != 1`): Python's `==` says
-  `True == 1`, which would let `{"confirm": 1}` satisfy a rule written for `true`.
+- Equality is JSON equality where it is decided (`1 == 1.0`), never Python's (`True == 1`).
 - The numeric operators (`gt`, `gte`, `lt`, `lte`) read a string holding a decimal number
   (`"150"`, `" 1e3 "`) as that number, because upstream servers commonly coerce such strings;
   otherwise `{"bounty_usd": "150"}` would dodge a `gt: 100` approval rule. Only ASCII decimal
   syntax counts: `"NaN"`, `"inf"`, `"0x10"` and `"1_000"` are not numbers (indeterminate).
   Booleans are never numbers.
+- `regex` matches the whole string (`re.fullmatch`): with `re.search`, `^abc$` admits
+  `"abc\\n"`, because `$` also matches before a trailing newline.
 
 This module compiles already-validated `when` objects (see `document.py` for validation) and
 does no I/O. Compilation parses paths and compiles regexes once, so evaluation on the hot path
@@ -27,11 +42,14 @@ only walks the arguments.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
+
+from app.jsonrpc import MessageError, parse_json
 
 Truth: TypeAlias = bool | None
 """The result of a condition: True, False, or None when it cannot be determined."""
@@ -68,6 +86,21 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
+
+
+class _Unreadable:
+    """The type of `UNREADABLE`: JSON text in a string that only a lax parser would accept."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNREADABLE"
+
+
+UNREADABLE: Final = _Unreadable()
+_CONTAINER_START: Final = frozenset("[{")
+_SEVERAL: Final = object()
+_JSON_SPACE: Final = " \t\r\n"
 
 
 class PathSyntaxError(ValueError):
@@ -126,6 +159,87 @@ def resolve(segments: Sequence[Segment], arguments: Any) -> Any:
     return value
 
 
+def readings(segments: Sequence[Segment], arguments: Any) -> list[Any]:
+    """Every value the upstream may see at `segments`: one, unless a string holds JSON.
+
+    A string that parses as a JSON array or object, on the path or at its end, is followed
+    both as the string and as the parsed value. The result may hold `MISSING` and
+    `UNREADABLE` (see `json_in_string`).
+    """
+    values = [arguments]
+    for segment in segments:
+        values = [_step(value, segment) for value in _expanded(values)]
+    return _expanded(values)
+
+
+def _only_reading(segments: Sequence[Segment], arguments: Any) -> Any:
+    """The hot path of `readings`: the value at `segments` when no string on the way could hold JSON.
+
+    Returns `_SEVERAL` when a string that may hold a JSON array or object is met; the caller then
+    works out every reading.
+    """
+    value = arguments
+    for segment in segments:
+        if isinstance(value, Mapping):
+            value = value.get(segment.key, MISSING)
+        elif isinstance(value, (list, tuple)) and segment.index is not None:
+            value = value[segment.index] if segment.index < len(value) else MISSING
+        elif isinstance(value, str):
+            return _SEVERAL
+        else:
+            return MISSING
+    if isinstance(value, str) and value.lstrip(_JSON_SPACE)[:1] in _CONTAINER_START:
+        return _SEVERAL
+    return value
+
+
+def _expanded(values: list[Any]) -> list[Any]:
+    """`values`, each string holding a JSON array or object followed by what it parses to."""
+    if not any(isinstance(value, str) for value in values):
+        return values
+    out: list[Any] = []
+    for value in values:
+        out.append(value)
+        if isinstance(value, str):
+            parsed = json_in_string(value)
+            if parsed is not MISSING:
+                out.append(parsed)
+    return out
+
+
+def _step(value: Any, segment: Segment) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(segment.key, MISSING)
+    if isinstance(value, (list, tuple)) and segment.index is not None:
+        return value[segment.index] if segment.index < len(value) else MISSING
+    return UNREADABLE if value is UNREADABLE else MISSING
+
+
+def json_in_string(text: str) -> Any:
+    """The JSON array or object `text` holds, `MISSING` if it holds none, `UNREADABLE` if unsure.
+
+    Parsed as strictly as a message (`app.jsonrpc.parse_json`). Text that fails that parse but
+    that Python's lenient `json.loads` accepts is `UNREADABLE`: a lenient upstream would read
+    something Airlock cannot vouch for.
+    """
+    start = text.lstrip(_JSON_SPACE)[:1]
+    if start not in _CONTAINER_START:
+        return MISSING
+    try:
+        value = parse_json(text.encode("utf-8"))
+    except (MessageError, UnicodeEncodeError):
+        return UNREADABLE if _lenient_parses(text) else MISSING
+    return value if isinstance(value, (list, dict)) else MISSING
+
+
+def _lenient_parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 def json_equal(left: Any, right: Any) -> bool:
     """Equality as JSON means it: numbers by value, but booleans and strings are never numbers."""
     if isinstance(left, bool) or isinstance(right, bool):
@@ -141,6 +255,59 @@ def json_equal(left: Any, right: Any) -> bool:
     if isinstance(left, Mapping) and isinstance(right, Mapping):
         return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
     return False
+
+
+def equal(value: Any, operand: Any) -> Truth:
+    """JSON equality, decided only where an upstream's coercion could not change the answer.
+
+    None (indeterminate) when the JSON types differ anywhere (`"true"` or 1 against `true`,
+    `"150"` against 150), or when objects that agree on their common keys have different
+    keys (an upstream may ignore the extra ones). Lists of different lengths, and values of
+    the same type that differ, are definitely unequal.
+    """
+    kind = json_type(value)
+    if kind != json_type(operand) or kind == "other":
+        return None
+    if kind == "array":
+        if len(value) != len(operand):
+            return False
+        return _all(map(equal, value, operand))
+    if kind == "object":
+        common = _all(equal(value[key], operand[key]) for key in value.keys() & operand.keys())
+        return None if common is True and value.keys() != operand.keys() else common
+    return json_equal(value, operand)
+
+
+def json_type(value: Any) -> str:
+    """The JSON type of a parsed value: null, boolean, number, string, array, object (or other)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return "other"
+
+
+def _not(truth: Truth) -> Truth:
+    return None if truth is None else not truth
+
+
+def _any(results: Any) -> Truth:
+    """Kleene OR: any True wins, then any None."""
+    outcome: Truth = False
+    for result in results:
+        if result is True:
+            return True
+        if result is None:
+            outcome = None
+    return outcome
 
 
 def _is_number(value: Any) -> bool:
@@ -185,8 +352,22 @@ class Condition:
     tests: tuple[Test, ...]
 
     def evaluate(self, arguments: Any) -> Truth:
-        """Apply every operator to the value at the path, combined with Kleene AND."""
-        value = resolve(self.segments, arguments)
+        """Apply every operator (Kleene AND) to each reading of the value at the path.
+
+        The result is decided only when every reading gives the same answer.
+        """
+        value = _only_reading(self.segments, arguments)
+        if value is not _SEVERAL:
+            return self._judge(value)
+        values = readings(self.segments, arguments)
+        if any(value is UNREADABLE for value in values):
+            return None
+        verdicts = {self._judge(value) for value in values}
+        return verdicts.pop() if len(verdicts) == 1 else None
+
+    def _judge(self, value: Any) -> Truth:
+        if value is UNREADABLE:
+            return None
         return _all(test(value) for test in self.tests)
 
 
@@ -255,28 +436,28 @@ def _exists(wanted: bool) -> Test:
 
 
 def _eq(operand: Any) -> Test:
-    return lambda value: json_equal(value, operand)
+    return lambda value: equal(value, operand)
 
 
 def _ne(operand: Any) -> Test:
-    return lambda value: not json_equal(value, operand)
+    return lambda value: _not(equal(value, operand))
 
 
 def _in(operand: Any) -> Test:
     choices = tuple(operand)
-    return lambda value: any(json_equal(value, choice) for choice in choices)
+    return lambda value: _any(equal(value, choice) for choice in choices)
 
 
 def _not_in(operand: Any) -> Test:
     choices = tuple(operand)
-    return lambda value: not any(json_equal(value, choice) for choice in choices)
+    return lambda value: _not(_any(equal(value, choice) for choice in choices))
 
 
 def _regex(operand: Any) -> Test:
-    search = re.compile(operand).search
+    fullmatch = re.compile(operand).fullmatch
 
     def regex(value: Any) -> Truth:
-        return search(value) is not None if isinstance(value, str) else None
+        return fullmatch(value) is not None if isinstance(value, str) else None
 
     return regex
 
@@ -299,7 +480,7 @@ def _contains(operand: Any) -> Test:
         if isinstance(value, str):
             return operand in value if isinstance(operand, str) else None
         if isinstance(value, (list, tuple)):
-            return any(json_equal(element, operand) for element in value)
+            return _any(equal(element, operand) for element in value)
         return None
 
     return contains

@@ -10,7 +10,9 @@ Evaluation order, for a call of `tool` by `agent` with `arguments`:
 
 Fail closed: a `when` clause that is indeterminate (see `conditions.py`) counts as a match for
 `deny` and `approve` rules and as no match for `allow` rules, so a missing or malformed
-argument can never slip past a restriction. Likewise an annotation that is not exactly
+argument can never slip past a restriction. That includes a value an upstream could read
+another way than Airlock (`"true"` for `true`, a list written as a JSON string): see
+`conditions.py` and issue 10. Likewise an annotation that is not exactly
 `true`/`false` is read the way the MCP specification's defaults read a missing one.
 
 This module does not count rate limits, park approvals or read files: it reports what the

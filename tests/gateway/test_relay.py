@@ -315,7 +315,15 @@ class ScriptedUpstream:
             await send({"type": "lifespan.shutdown.complete"})
             return
         chunks = [(await receive()).get("body", b"")]
-        self.bodies.append(b"".join(chunks))
+        body = b"".join(chunks)
+        if self.json_body is None and b'"tools/list"' in body:
+            # Airlock lists the tools itself before judging a first call (issue 10: it checks the
+            # arguments against each tool's inputSchema); this upstream publishes none.
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": b'{"jsonrpc":"2.0","id":0,"result":{"tools":[]}}'})
+            return
+        self.bodies.append(body)
         if self.json_body is not None:
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/json")]})

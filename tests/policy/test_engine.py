@@ -307,6 +307,67 @@ def test_a_missing_argument_cannot_slip_past_a_deny_to_a_later_allow() -> None:
     assert compiled.evaluate("ship", {}, "x").rule == "rules[0]"
 
 
+# --- issue 10: the arguments as the upstream may read them ---------------------------------
+
+COERCED_TRUE = ["true", "True", "1", "yes", "on", 1, 1.0]
+OPERATOR_CASES = [
+    # (when, a call the upstream may read as matching `when`)
+    ({"force": True}, {"force": value}) for value in COERCED_TRUE
+] + [
+    ({"force": {"in": [True]}}, {"force": "yes"}),
+    ({"limit": 150}, {"limit": "150"}),
+    ({"limit": {"in": [150, 200]}}, {"limit": " 150 "}),
+    ({"recipients": {"contains": "ceo@corp.com"}}, {"recipients": '["ceo\\u0040corp.com"]'}),
+    ({"options": {"eq": {"force": True}}}, {"options": '{"force": true}'}),
+    ({"options.force": {"exists": True}}, {"options": '{"force": 1}'}),
+    ({"name": {"in": ["root"]}}, {"name": '["root"]'}),
+]
+
+
+@pytest.mark.parametrize(("when", "arguments"), OPERATOR_CASES)
+def test_issue10_a_deny_rule_catches_arguments_a_lax_upstream_coerces_into_a_match(
+    when: dict[str, Any], arguments: dict[str, Any]
+) -> None:
+    compiled = policy(rules=[{"tool": "t", "when": when, "action": "deny"}, {"tool": "t", "action": "allow"}])
+    assert compiled.evaluate("t", arguments, "x").rule == "rules[0]"
+
+
+@pytest.mark.parametrize(("when", "arguments"), OPERATOR_CASES)
+def test_issue10_an_allow_rule_never_admits_arguments_it_could_only_read_one_way(
+    when: dict[str, Any], arguments: dict[str, Any]
+) -> None:
+    """The same calls against a restrictive `when` turned into a permission: not a match."""
+    negated = {path: _negation(spec) for path, spec in when.items()}
+    compiled = policy(default="approve", rules=[{"tool": "t", "when": negated, "action": "allow"}])
+    assert compiled.evaluate("t", arguments, "x").rule == "default"
+
+
+def _negation(spec: Any) -> Any:
+    operators = spec if isinstance(spec, dict) else {"eq": spec}
+    (name, operand), = operators.items()
+    flipped = {"eq": "ne", "ne": "eq", "in": "not_in", "not_in": "in"}
+    if name in flipped:
+        return {flipped[name]: operand}
+    return {"exists": not operand} if name == "exists" else {"regex": "(?!.*ceo@corp[.]com).*"}
+
+
+@pytest.mark.parametrize(("force", "action"), [
+    (True, "deny"), (False, "allow"),
+    *((value, "deny") for value in ["true", "yes", 1, "false", 0, None, "banana"]),
+])
+def test_issue10_the_documented_force_table_decides_as_written(force: Any, action: str) -> None:
+    """docs/policy.md, "Arguments as the upstream reads them"."""
+    compiled = policy(rules=[{"tool": "deploy", "when": {"force": True}, "action": "deny"},
+                             {"tool": "deploy", "action": "allow"}])
+    assert compiled.evaluate("deploy", {"force": force}, "x").action == action
+
+
+def test_issue10_an_anchored_allow_regex_does_not_admit_a_trailing_newline() -> None:
+    compiled = policy(rules=[{"tool": "t", "when": {"name": {"regex": "^[a-z]+$"}}, "action": "allow"}])
+    assert compiled.evaluate("t", {"name": "abc"}, "x").action == "allow"
+    assert compiled.evaluate("t", {"name": "abc\n"}, "x").action == "deny"
+
+
 # --- annotation_defaults --------------------------------------------------------------------
 
 
