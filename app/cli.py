@@ -157,8 +157,10 @@ def migrate(config_path: Path | None) -> None:
               help="Port for Airlock (default from the config: 8080).")
 @click.option("--upstream-port", type=click.IntRange(1, 65535), default=None,
               help="Port for the demo upstream (default: the port of the first [[upstreams]] URL, 9100).")
+@click.option("--fake-slack", is_flag=True,
+              help="Also send approvals to a local fake Slack with working buttons (replaces any Slack settings).")
 @_friendly
-def demo(config_path: Path | None, port: int | None, upstream_port: int | None) -> None:
+def demo(config_path: Path | None, port: int | None, upstream_port: int | None, fake_slack: bool) -> None:
     """Run the demo: an Execution Market-like upstream behind Airlock, with a sample policy (SQLite).
 
     Uses ./airlock.toml, which ships set up for the demo. Prints an agent token, a reviewer token
@@ -168,7 +170,7 @@ def demo(config_path: Path | None, port: int | None, upstream_port: int | None) 
     from app.demo.run import run_demo
 
     configure_logging()
-    run_demo(config_path=config_path, port=port, upstream_port=upstream_port)
+    run_demo(config_path=config_path, port=port, upstream_port=upstream_port, fake_slack=fake_slack)
 
 
 # --------------------------------------------------------------------------- tokens

@@ -30,6 +30,7 @@ import uvicorn
 from app.asgi import create_app
 from app.auth import Credentials
 from app.config import Settings, load_settings
+from app.demo.fake_slack import BOT_TOKEN, FakeSlack, Workspace
 from app.demo.lock import DemoAddress, demo_lock
 from app.demo.upstream import DemoMarket, build_app
 from app.errors import ConfigError
@@ -41,8 +42,9 @@ DEMO_REVIEWER = "demo-reviewer"
 AGENT_PLACEHOLDERS = ('URL = "http://127.0.0.1:8080/mcp/execution-market"', 'TOKEN = "alk_agent_..."')
 
 
-def run_demo(*, config_path: Path | None = None, port: int | None = None, upstream_port: int | None = None) -> None:
-    """Run the demo until SIGINT/SIGTERM.
+def run_demo(*, config_path: Path | None = None, port: int | None = None, upstream_port: int | None = None,
+             fake_slack: bool = False) -> None:
+    """Run the demo until SIGINT/SIGTERM; with `fake_slack`, approvals also go to a local fake Slack.
 
     Raises:
         ConfigError: The configuration is unusable, a demo already runs on this data directory
@@ -53,6 +55,9 @@ def run_demo(*, config_path: Path | None = None, port: int | None = None, upstre
     upstream_port = _demo_upstream_port(upstream.url)
     with demo_lock(settings.data_dir, DemoAddress(airlock=settings.public_url, upstream=upstream.url)):
         _check_free(settings.host, settings.port, "127.0.0.1", upstream_port)
+        slack = None
+        if fake_slack:
+            settings, slack = _with_fake_slack(settings)
         try:
             upgrade(settings.database_url)
         except Exception as exc:  # noqa: BLE001 - one line for the user
@@ -62,8 +67,8 @@ def run_demo(*, config_path: Path | None = None, port: int | None = None, upstre
         script = agent_script(endpoint, agent_token)
         script_file = settings.data_dir / "demo_agent.py"
         script_file.write_text(script, encoding="utf-8")
-        banner = _banner(settings, endpoint, upstream.url, agent_token, reviewer_token, script_file)
-        asyncio.run(_serve(settings, upstream_port, banner))
+        banner = _banner(settings, endpoint, upstream.url, agent_token, reviewer_token, script_file, slack)
+        asyncio.run(_serve(settings, upstream_port, banner, slack))
 
 
 def agent_script(endpoint: str, token: str) -> str:
@@ -86,6 +91,19 @@ def _with_ports(settings: Settings, port: int | None, upstream_port: int | None)
         raise ConfigError(f"Airlock and the demo upstream cannot share port {settings.port}; "
                           "pass --port or --upstream-port")
     return settings
+
+
+def _with_fake_slack(settings: Settings) -> tuple[Settings, FakeSlack]:
+    """Settings that send approvals to a fake Slack on a free loopback port, whose user is the demo reviewer."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    workspace = Workspace(airlock_url=f"http://{host}:{settings.port}")
+    fake = FakeSlack(workspace)
+    fake.bind()
+    slack = dataclasses.replace(
+        settings.slack, bot_token=BOT_TOKEN, signing_secret=workspace.signing_secret, app_id=workspace.app_id,
+        team_ids=(workspace.team_id,), default_channel=workspace.channel, api_url=fake.api_url,
+        reviewer_users={workspace.user: DEMO_REVIEWER})
+    return dataclasses.replace(settings, slack=slack), fake
 
 
 def _demo_upstream_port(url: str) -> int:
@@ -129,7 +147,12 @@ async def _issue_tokens(settings: Settings) -> tuple[str, str]:
         await db.dispose()
 
 
-async def _serve(settings: Settings, upstream_port: int, banner: str) -> None:
+async def _serve(settings: Settings, upstream_port: int, banner: str, slack: FakeSlack | None) -> None:
+    async with slack.serving() if slack else contextlib.nullcontext():
+        await _serve_demo(settings, upstream_port, banner)
+
+
+async def _serve_demo(settings: Settings, upstream_port: int, banner: str) -> None:
     upstream_server = _Server(uvicorn.Config(build_app(DemoMarket()), host="127.0.0.1", port=upstream_port,
                                              log_level="warning", lifespan="on", ws="none"))
     airlock_server = _Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
@@ -164,7 +187,7 @@ class _Server(uvicorn.Server):
 
 
 def _banner(settings: Settings, endpoint: str, upstream_url: str, agent_token: str, reviewer_token: str,
-            script_file: Path) -> str:
+            script_file: Path, slack: FakeSlack | None) -> str:
     python = Path(sys.executable)
     airlock = python.with_name("airlock")
     config = "" if settings.config_path == (Path.cwd() / "airlock.toml").resolve() else f" --config {settings.config_path}"
@@ -192,7 +215,17 @@ as {DEMO_REVIEWER} with the reviewer token) or from a third terminal:
 
   {airlock} approvals list{config}
   {airlock} approvals approve <ID>{config}        # or: reject <ID> --reason "..."
-
+{_slack_lines(slack, python)}
 {rule}
 Press Ctrl+C to stop.
+"""
+
+
+def _slack_lines(slack: FakeSlack | None, python: Path) -> str:
+    if slack is None:
+        return ""
+    return f"""
+or in the fake Slack: open {slack.url}/ (the #approvals channel, with the buttons), or run
+
+  {python} -m app.demo.fake_slack click <ID> approve --slack {slack.url}   # or: reject <ID> --reason "..."
 """
