@@ -119,7 +119,7 @@ def _check_free(host: str, port: int, upstream_host: str, upstream_port: int) ->
     if not _free(upstream_host, upstream_port):
         taken.append(f"{upstream_port} on {upstream_host} (the demo upstream; move it with --upstream-port N)")
     if taken:
-        raise ConfigError(f"port {' and '.join(taken)} is in use by another program")
+        raise ConfigError(f"in use by another program: port {'; port '.join(taken)}")
 
 
 def _free(host: str, port: int) -> bool:
