@@ -153,19 +153,24 @@ def migrate(config_path: Path | None) -> None:
 
 @main.command()
 @CONFIG_OPTION
-@click.option("--port", type=click.IntRange(0, 65535), default=None,
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
               help="Port for Airlock (default from the config: 8080).")
+@click.option("--upstream-port", type=click.IntRange(1, 65535), default=None,
+              help="Port for the demo upstream (default: the port of the first [[upstreams]] URL, 9100).")
+@click.option("--fake-slack", is_flag=True,
+              help="Also send approvals to a local fake Slack with working buttons (replaces any Slack settings).")
 @_friendly
-def demo(config_path: Path | None, port: int | None) -> None:
+def demo(config_path: Path | None, port: int | None, upstream_port: int | None, fake_slack: bool) -> None:
     """Run the demo: an Execution Market-like upstream behind Airlock, with a sample policy (SQLite).
 
-    Uses ./airlock.toml, which ships set up for the demo; the demo upstream listens on the port of
-    the first [[upstreams]] URL. Prints an agent token, a reviewer token and a ready-to-run agent.
+    Uses ./airlock.toml, which ships set up for the demo. Prints an agent token, a reviewer token
+    and where to find a ready-to-run agent. If a demo already runs with the same data directory
+    (on any ports), prints where and exits with status 2, changing nothing.
     """
     from app.demo.run import run_demo
 
     configure_logging()
-    run_demo(config_path=config_path, port=port)
+    run_demo(config_path=config_path, port=port, upstream_port=upstream_port, fake_slack=fake_slack)
 
 
 # --------------------------------------------------------------------------- tokens

@@ -2,8 +2,13 @@
 
 It reads the configuration like `airlock serve` (./airlock.toml by default, which ships set up
 for the demo), starts the Execution Market-like upstream on the port its `[[upstreams]]` URL
-names, issues a fresh agent token and a reviewer token, prints how to use them, and writes the
-printed agent snippet to `<data_dir>/demo_agent.py` so it can be run as is.
+names (or `--upstream-port`), issues a fresh agent token and a reviewer token, prints how to use
+them, and writes the demo agent (`app/demo/agent.py` with this demo's URL and token) to
+`<data_dir>/demo_agent.py` so it can be run as is.
+
+Everything that could stop the demo is checked before anything changes: the data directory's
+demo lock (a demo already running there, on any ports) and both ports. A second `airlock demo`
+therefore says where the first one runs and leaves its tokens and files alone.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import signal
 import socket
 import sys
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,6 +30,8 @@ import uvicorn
 from app.asgi import create_app
 from app.auth import Credentials
 from app.config import Settings, load_settings
+from app.demo.fake_slack import BOT_TOKEN, FakeSlack, Workspace
+from app.demo.lock import DemoAddress, demo_lock
 from app.demo.upstream import DemoMarket, build_app
 from app.errors import ConfigError
 from app.store.db import Database
@@ -30,59 +39,71 @@ from app.store.migrate import upgrade
 
 DEMO_AGENT = "demo-agent"
 DEMO_REVIEWER = "demo-reviewer"
-
-SNIPPET = '''\
-import asyncio
-
-import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-
-URL = "{url}"
-TOKEN = "{token}"
+AGENT_PLACEHOLDERS = ('URL = "http://127.0.0.1:8080/mcp/execution-market"', 'TOKEN = "alk_agent_..."')
 
 
-async def main() -> None:
-    headers = {{"Authorization": f"Bearer {{TOKEN}}"}}
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)) as http:
-        async with Client(streamable_http_client(URL, http_client=http)) as client:
-            tools = await client.list_tools()
-            print("tools:", [tool.name for tool in tools.tools])
-            listing = await client.call_tool("em_list_tasks", {{"status": "published"}})
-            if not listing.structured_content["tasks"]:
-                print("no published task left to cancel; restart the demo")
-                return
-            task_id = listing.structured_content["tasks"][0]["id"]
-            print("first published task:", task_id)
-            print("cancelling it: a human must approve (see the other terminal)...")
-            result = await client.call_tool("em_cancel_task", {{"task_id": task_id, "reason": "demo"}})
-            print("error:" if result.is_error else "result:", result.content[0].text)
+def run_demo(*, config_path: Path | None = None, port: int | None = None, upstream_port: int | None = None,
+             fake_slack: bool = False) -> None:
+    """Run the demo until SIGINT/SIGTERM; with `fake_slack`, approvals also go to a local fake Slack.
 
-
-asyncio.run(main())
-'''
-
-
-def run_demo(*, config_path: Path | None = None, port: int | None = None) -> None:
-    settings = load_settings(config_path)
-    if port is not None:
-        settings = dataclasses.replace(settings, port=port, public_url=f"http://{settings.host}:{port}")
+    Raises:
+        ConfigError: The configuration is unusable, a demo already runs on this data directory
+            (`DemoAlreadyRunning`), or a port is taken; nothing was changed then.
+    """
+    settings = _with_ports(load_settings(config_path), port, upstream_port)
     upstream = settings.upstreams[0]
     upstream_port = _demo_upstream_port(upstream.url)
-    try:
-        upgrade(settings.database_url)
-    except Exception as exc:  # noqa: BLE001 - one line for the user
-        raise ConfigError(f"cannot prepare the database: {exc}") from None
-    agent_token, reviewer_token = asyncio.run(_issue_tokens(settings))
-    endpoint = f"{settings.public_url}/mcp/{upstream.name}"
-    snippet = SNIPPET.format(url=endpoint, token=agent_token)
-    snippet_file = settings.data_dir / "demo_agent.py"
-    snippet_file.parent.mkdir(parents=True, exist_ok=True)
-    snippet_file.write_text(snippet, encoding="utf-8")
-    _check_free(settings.host, settings.port)
-    _check_free("127.0.0.1", upstream_port)
-    banner = _banner(settings, endpoint, upstream.url, agent_token, reviewer_token, snippet, snippet_file)
-    asyncio.run(_serve(settings, upstream_port, banner))
+    with demo_lock(settings.data_dir, DemoAddress(airlock=settings.public_url, upstream=upstream.url)):
+        _check_free(settings.host, settings.port, "127.0.0.1", upstream_port)
+        slack = None
+        if fake_slack:
+            settings, slack = _with_fake_slack(settings)
+        try:
+            upgrade(settings.database_url)
+        except Exception as exc:  # noqa: BLE001 - one line for the user
+            raise ConfigError(f"cannot prepare the database: {exc}") from None
+        agent_token, reviewer_token = asyncio.run(_issue_tokens(settings))
+        endpoint = f"{settings.public_url}/mcp/{upstream.name}"
+        script = agent_script(endpoint, agent_token)
+        script_file = settings.data_dir / "demo_agent.py"
+        script_file.write_text(script, encoding="utf-8")
+        banner = _banner(settings, endpoint, upstream.url, agent_token, reviewer_token, script_file, slack)
+        asyncio.run(_serve(settings, upstream_port, banner, slack))
+
+
+def agent_script(endpoint: str, token: str) -> str:
+    """The demo agent's source (`app/demo/agent.py`) set up for this endpoint and agent token."""
+    source = (resources.files("app.demo") / "agent.py").read_text(encoding="utf-8")
+    url_line, token_line = AGENT_PLACEHOLDERS
+    return (source.replace(url_line, f"URL = {json.dumps(endpoint)}", 1)
+            .replace(token_line, f"TOKEN = {json.dumps(token)}", 1))
+
+
+def _with_ports(settings: Settings, port: int | None, upstream_port: int | None) -> Settings:
+    if port is not None:
+        settings = dataclasses.replace(settings, port=port, public_url=f"http://{settings.host}:{port}")
+    if upstream_port is not None:
+        first, *others = settings.upstreams
+        url = urlsplit(first.url)
+        moved = url._replace(netloc=f"{url.hostname}:{upstream_port}").geturl()
+        settings = dataclasses.replace(settings, upstreams=(dataclasses.replace(first, url=moved), *others))
+    if settings.port == _demo_upstream_port(settings.upstreams[0].url):
+        raise ConfigError(f"Airlock and the demo upstream cannot share port {settings.port}; "
+                          "pass --port or --upstream-port")
+    return settings
+
+
+def _with_fake_slack(settings: Settings) -> tuple[Settings, FakeSlack]:
+    """Settings that send approvals to a fake Slack on a free loopback port, whose user is the demo reviewer."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    workspace = Workspace(airlock_url=f"http://{host}:{settings.port}")
+    fake = FakeSlack(workspace)
+    fake.bind()
+    slack = dataclasses.replace(
+        settings.slack, bot_token=BOT_TOKEN, signing_secret=workspace.signing_secret, app_id=workspace.app_id,
+        team_ids=(workspace.team_id,), default_channel=workspace.channel, api_url=fake.api_url,
+        reviewer_users={workspace.user: DEMO_REVIEWER})
+    return dataclasses.replace(settings, slack=slack), fake
 
 
 def _demo_upstream_port(url: str) -> int:
@@ -92,7 +113,16 @@ def _demo_upstream_port(url: str) -> int:
     return parts.port
 
 
-def _check_free(host: str, port: int) -> None:
+def _check_free(host: str, port: int, upstream_host: str, upstream_port: int) -> None:
+    """Raise one sentence naming every taken port and the option that moves it."""
+    taken = [f"{port} on {host} (Airlock; move it with --port N)"] if not _free(host, port) else []
+    if not _free(upstream_host, upstream_port):
+        taken.append(f"{upstream_port} on {upstream_host} (the demo upstream; move it with --upstream-port N)")
+    if taken:
+        raise ConfigError(f"in use by another program: port {'; port '.join(taken)}")
+
+
+def _free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         # SO_REUSEADDR as uvicorn sets it: connections of a demo just stopped linger in TIME_WAIT
         # and would make a plain bind fail although the server can listen.
@@ -100,7 +130,8 @@ def _check_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError:
-            raise ConfigError(f"port {port} on {host} is in use (another demo running?); stop it or pass --port") from None
+            return False
+        return True
 
 
 async def _issue_tokens(settings: Settings) -> tuple[str, str]:
@@ -116,7 +147,12 @@ async def _issue_tokens(settings: Settings) -> tuple[str, str]:
         await db.dispose()
 
 
-async def _serve(settings: Settings, upstream_port: int, banner: str) -> None:
+async def _serve(settings: Settings, upstream_port: int, banner: str, slack: FakeSlack | None) -> None:
+    async with slack.serving() if slack else contextlib.nullcontext():
+        await _serve_demo(settings, upstream_port, banner)
+
+
+async def _serve_demo(settings: Settings, upstream_port: int, banner: str) -> None:
     upstream_server = _Server(uvicorn.Config(build_app(DemoMarket()), host="127.0.0.1", port=upstream_port,
                                              log_level="warning", lifespan="on", ws="none"))
     airlock_server = _Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
@@ -151,10 +187,11 @@ class _Server(uvicorn.Server):
 
 
 def _banner(settings: Settings, endpoint: str, upstream_url: str, agent_token: str, reviewer_token: str,
-            snippet: str, snippet_file: Path) -> str:
+            script_file: Path, slack: FakeSlack | None) -> str:
     python = Path(sys.executable)
     airlock = python.with_name("airlock")
     config = "" if settings.config_path == (Path.cwd() / "airlock.toml").resolve() else f" --config {settings.config_path}"
+    hold = settings.approvals.agent_hold_seconds.get(DEMO_AGENT, settings.approvals.hold_seconds)
     rule = "-" * 78
     return f"""
 {rule}
@@ -167,18 +204,28 @@ Airlock demo is running.
   reviewer token ({DEMO_REVIEWER}): {reviewer_token}
   policy                  : {settings.upstreams[0].policy}  (edit it: changes load without a restart)
 
-Try it: in another terminal run the agent below (also saved as {snippet_file}):
+Try it: in another terminal run the demo agent (a short script; read it):
 
-  {python} {snippet_file}
+  {python} {script_file}
 
-It lists the tools, then tries em_cancel_task, which the policy holds for a human. Approve it from
-a third terminal (the id is in the log line "approval needed", or list them first):
+It lists the tools, then cancels a task with em_cancel_task, which the policy holds for a human.
+Airlock answers "pending" after {hold:g} s; the agent prints the approval and calls again with the
+same arguments until someone decides, however long that takes. Decide in the web inbox (sign in
+as {DEMO_REVIEWER} with the reviewer token) or from a third terminal:
 
   {airlock} approvals list{config}
   {airlock} approvals approve <ID>{config}        # or: reject <ID> --reason "..."
-
+{_slack_lines(slack, python)}
 {rule}
-{snippet}{rule}
 Press Ctrl+C to stop.
 """
 
+
+def _slack_lines(slack: FakeSlack | None, python: Path) -> str:
+    if slack is None:
+        return ""
+    return f"""
+or in the fake Slack: open {slack.url}/ (the #approvals channel, with the buttons), or run
+
+  {python} -m app.demo.fake_slack click <ID> approve --slack {slack.url}   # or: reject <ID> --reason "..."
+"""

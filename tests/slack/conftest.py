@@ -22,9 +22,9 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from app.config import Settings, settings_from_document
+from app.demo.fake_slack import BOT_TOKEN, FakeSlack
 from app.store import tokens
 from app.store.approvals import ApprovalRow
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.harness import SECRET_KEY, AirlockUnderTest, running_airlock, settings_for_test
 from tests.net import wait_for
 

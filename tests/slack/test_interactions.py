@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from app.demo.fake_slack import FakeSlack, Reply
 from app.demo.upstream import DemoMarket
 from app.store.approvals import ApprovalRow
-from tests.fakes.slack_api import FakeSlack, Reply
 from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task
 from tests.net import wait_for
 from tests.slack.conftest import (

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from app.approvals.outcomes import APPROVAL_META_KEY
+from app.demo.fake_slack import FakeSlack, Reply
 from app.demo.upstream import DemoMarket
 from app.slack import SlackExtension
 from app.store import slack_outbox as outbox_store
-from tests.fakes.slack_api import FakeSlack, Reply
 from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task, running_airlock, settings_for_test
 from tests.net import wait_for
 from tests.slack.conftest import (
