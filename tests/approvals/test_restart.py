@@ -27,8 +27,10 @@ from tests.processes import Cluster
 
 @pytest.fixture
 async def cluster(tmp_path: Path, database_url: str, upstream_url: str) -> AsyncIterator[Cluster]:
+    # The SDK client reconnects at most twice, `retry` ms apart: a 10 s hint gives a restarted
+    # process 20 s to come up, which a loaded machine can need (the default 5 s gives it 10 s).
     cluster = await Cluster.create(tmp_path, database_url=database_url, upstream_url=upstream_url,
-                                   policy=DEFAULT_POLICY, approvals={"hold_seconds": 120})
+                                   policy=DEFAULT_POLICY, approvals={"hold_seconds": 120, "sse_retry_ms": 10_000})
     try:
         yield cluster
     finally:
