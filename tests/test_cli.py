@@ -367,6 +367,8 @@ async def parked_cancel(airlock: AirlockUnderTest, market: DemoMarket,
 async def test_approvals_are_listed_shown_and_approved_from_the_cli(
         airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
     config = str(write_config(tmp_path, airlock.settings.database_url))
+    for reviewer in ("carol", "dave"):
+        await airlock.reviewer_token(reviewer)
     async with parked_cancel(airlock, market) as (call, approval):
         listing = await acli("approvals", "list", "--config", config)
         assert listing.exit_code == 0, listing.output
@@ -402,6 +404,7 @@ async def test_approvals_are_listed_shown_and_approved_from_the_cli(
 async def test_a_rejection_from_the_cli_reaches_the_agent_with_its_reason(
         airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
     config = str(write_config(tmp_path, airlock.settings.database_url))
+    await airlock.reviewer_token("carol")
     async with parked_cancel(airlock, market) as (call, approval):
         rejected = await acli("approvals", "reject", approval["id"], "--as", "carol", "--reason", "still needed",
                               "--config", config)
@@ -416,10 +419,12 @@ async def test_a_rejection_from_the_cli_reaches_the_agent_with_its_reason(
 async def test_approval_commands_refuse_unknown_ids_and_self_approval_in_one_line(
         airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
     config = str(write_config(tmp_path, airlock.settings.database_url))
+    await airlock.reviewer_token("erin")
     async with parked_cancel(airlock, market, agent="erin") as (_, approval):
         unknown = one_line_error(await acli("approvals", "show", "nope", "--config", config))
         assert unknown == "airlock: no approval nope"
-        assert "no approval nope" in one_line_error(await acli("approvals", "approve", "nope", "--config", config))
+        assert "no approval nope" in one_line_error(
+            await acli("approvals", "approve", "nope", "--as", "erin", "--config", config))
         own = one_line_error(await acli("approvals", "approve", approval["id"], "--as", "erin", "--config", config))
         assert "erin made this call and cannot approve it" in own
     assert market.calls["em_cancel_task"] == 0
