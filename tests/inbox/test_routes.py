@@ -142,7 +142,8 @@ async def test_attacker_controlled_arguments_are_escaped_and_invisible_character
         assert "<script>alert" not in page.text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
         assert "\u202e" not in page.text and "\u200b" not in page.text
-        assert "\\u202eevil\\u202c \\u200b" in page.text
+        assert '>\\u202e</span>evil<span class="hidden-char"' in page.text
+        assert 'title="hidden character U+200B ZERO WIDTH SPACE">\\u200b</span>' in page.text
 
 
 async def test_every_inbox_response_carries_a_strict_csp_and_refuses_framing(airlock: AirlockUnderTest) -> None:
