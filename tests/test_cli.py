@@ -501,7 +501,8 @@ async def test_the_cli_decides_as_the_only_enabled_reviewer_and_the_audit_says_v
             await call
     assert approved.stdout == f"{approval['id']} approved by demo-reviewer: agent-1 -> em_cancel_task\n"
     await airlock.runtime.audit.flush()
-    [line] = (await acli("audit", "--approval", approval["id"], "--event", "decided", "--config", config)).stdout.splitlines()
+    audit = await acli("audit", "--approval", approval["id"], "--event", "decided", "--config", config)
+    [line] = audit.stdout.splitlines()
     assert "by demo-reviewer" in line and "(via cli)" in line
 
 
@@ -515,9 +516,12 @@ async def test_the_cli_refuses_names_no_enabled_reviewer_holds_and_asks_for_as_a
         async with airlock.runtime.db.write() as conn:
             await token_store.disable_reviewer(conn, name="dave", now=time.time())
         several = one_line_error(await acli("approvals", "approve", approval["id"], "--config", config))
-        nobody = one_line_error(await acli("approvals", "approve", approval["id"], "--as", "root@cli", "--config", config))
-        disabled = one_line_error(await acli("approvals", "approve", approval["id"], "--as", "dave", "--config", config))
-        no_reason = one_line_error(await acli("approvals", "reject", approval["id"], "--as", "carol", "--config", config))
+        nobody = one_line_error(await acli("approvals", "approve", approval["id"], "--as", "root@cli",
+                                           "--config", config))
+        disabled = one_line_error(await acli("approvals", "approve", approval["id"], "--as", "dave",
+                                             "--config", config))
+        no_reason = one_line_error(await acli("approvals", "reject", approval["id"], "--as", "carol",
+                                              "--config", config))
         current = await airlock.approval(approval["id"])
     assert "say which reviewer decides with --as NAME" in several and "carol" in several
     assert "root@cli is not an Airlock reviewer" in nobody

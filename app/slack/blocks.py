@@ -8,7 +8,8 @@ untrusted text. In `mrkdwn` it is escaped (`&`, `<`, `>`), so `<!channel>` or `<
 inside arguments is shown, never acted on; `plain_text` objects are not parsed and need no
 escaping. Both kinds first go through `app/reveal.py`: invisible and bidirectional control
 characters are shown as `\u202e`-style escapes, so what a reviewer reads in Slack is what runs
-(names on one line: their newlines and tabs are revealed too). Every piece is cut to Block Kit's limits (header 150, section 3000, field 2000), and the
+(names on one line: their newlines and tabs are revealed too). Every piece is cut to Block Kit's
+limits (header 150, section 3000, field 2000), and the
 arguments get a fixed budget so the whole message stays far below the ~13k characters at which
 Slack answers `msg_blocks_too_long`; what is cut is linked to the web inbox.
 
@@ -130,7 +131,8 @@ def fallback_text(approval: ApprovalRow) -> str:
         line = (f"{title}: {name(approval.agent)} wants to call {name(approval.tool)} on {name(approval.upstream)} "
                 f"({approval.id})")
     elif approval.decided_by and approval.status not in ("expired",):
-        line = f"{title} by {name(approval.decided_by)}: {name(approval.tool)} for {name(approval.agent)} ({approval.id})"
+        line = (f"{title} by {name(approval.decided_by)}: {name(approval.tool)} for {name(approval.agent)} "
+                f"({approval.id})")
     else:
         line = f"{title}: {name(approval.tool)} for {name(approval.agent)} ({approval.id})"
     return escape(cut(line, FALLBACK_LIMIT))
@@ -143,7 +145,8 @@ def _block_id(approval: ApprovalRow, part: str) -> str:
 def _header(approval: ApprovalRow) -> dict[str, Any]:
     title = _OUTCOME_TITLES.get(approval.status, approval.status)
     return {"type": "header", "block_id": _block_id(approval, "header"),
-            "text": {"type": "plain_text", "text": cut(f"{title}: {name(approval.tool)}", HEADER_LIMIT), "emoji": False}}
+            "text": {"type": "plain_text", "text": cut(f"{title}: {name(approval.tool)}", HEADER_LIMIT),
+                     "emoji": False}}
 
 
 def _field(label: str, value: str) -> dict[str, str]:

@@ -90,7 +90,8 @@ class SlackReviewers:
                                "nothing was changed. Please try again in a moment.")
             if user_id in members:
                 return None
-        return Refused(f"The policy rule for {reveal(approval.tool, line=True)} names other Slack reviewers for this call; "
+        return Refused(f"The policy rule for {reveal(approval.tool, line=True)} names other Slack reviewers "
+                       "for this call; "
                        "your click changed nothing.")
 
     async def authorize(self, actor: Actor, approval: ApprovalRow, *, deadline: float) -> str | Refused:

@@ -36,10 +36,11 @@ async def test_every_page_and_the_live_feed_show_the_tool_names_and_arguments_hi
         assert page.status_code == 200, name
         assert trojan.revealed(page.text), name
         assert f"em_cancel{STYLED_OVERRIDE}_task" in page.text, name
-    assert "<title>em_cancel\\u202e_task\\u200b (pending)" in pages["detail"].text, "plain escapes where no markup can go"
+    assert "<title>em_cancel\\u202e_task\\u200b (pending)" in pages["detail"].text, "plain escapes: no markup there"
     assert "no \\u202e thanks" in pages["detail after"].text.replace(STYLED_OVERRIDE, "\\u202e")
     for payload in (event, rejected):
         assert trojan.revealed(payload["html"]) and STYLED_OVERRIDE in payload["html"]
-        assert "em_cancel\\u202e_task\\u200b" in payload["message"] and not any(c in payload["message"] for c in trojan.RAW)
+        message = payload["message"]
+        assert "em_cancel\\u202e_task\\u200b" in message and not any(raw in message for raw in trojan.RAW)
     assert decided.status_code == 200, decided.text
     assert "em_cancel\\u202e_task\\u200b" in decided.json()["message"]
