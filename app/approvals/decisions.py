@@ -45,6 +45,12 @@ class DecisionError(Exception):
 
     status_code = 400
 
+    def sentence(self) -> str:
+        """The reason as a sentence on its own (capitalised, with a full stop), for Slack and the inbox;
+        the API and the CLI show `str(exc)` inside their own framing."""
+        text = str(self)
+        return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
 
 class ApprovalNotFound(DecisionError):
     status_code = 404

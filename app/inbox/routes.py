@@ -271,7 +271,7 @@ class InboxRoutes:
             message = present.conflict(exc.approval, session.reviewer)
             return await self._not_decided(request, session, approval_id, message, 409, exc.approval)
         except DecisionError as exc:
-            return await self._not_decided(request, session, approval_id, _sentence(str(exc)), exc.status_code)
+            return await self._not_decided(request, session, approval_id, exc.sentence(), exc.status_code)
         if _wants_json(request):
             return JSONResponse({"message": present.decided(row, session.reviewer),
                                  "approval": self.event_payload(row, session)})
@@ -311,8 +311,3 @@ class InboxRoutes:
 
 def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
-
-
-def _sentence(text: str) -> str:
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."

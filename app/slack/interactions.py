@@ -135,7 +135,7 @@ class SlackInteractions:
         try:
             await decide(self._ledger, click.approval_id, reviewer=reviewer, verdict="approve", via="slack")
         except DecisionError as exc:
-            return self._answer(click, str(exc))
+            return self._answer(click, exc.sentence())
         logger.info("approval %s approved in Slack by %s (%s)", click.approval_id, reviewer, click.actor.user_id)
         return Response(status_code=200)
 
@@ -143,7 +143,7 @@ class SlackInteractions:
                           deadline: float) -> Response:
         refused = await refusal(self._ledger, approval, reviewer=reviewer, verdict="reject")
         if refused is not None:
-            return self._answer(click, str(refused))
+            return self._answer(click, refused.sentence())
         if click.trigger_id is None:
             return self._answer(click, "Slack sent no trigger for the reason form; please click Reject again.")
         modal = reject_modal(approval, reject_metadata(approval.id, click.channel_id))
@@ -166,7 +166,7 @@ class SlackInteractions:
             await decide(self._ledger, approval.id, reviewer=reviewer, verdict="reject", via="slack",
                          reason=submission.reason)
         except DecisionError as exc:
-            return _form_error(str(exc))
+            return _form_error(exc.sentence())
         logger.info("approval %s rejected in Slack by %s (%s)", approval.id, reviewer, submission.actor.user_id)
         return Response(status_code=200)
 
