@@ -8,6 +8,12 @@ Verification is on every MCP request, so positive answers are cached in memory f
 `token_cache_seconds` (default 5 s): a revocation made by another process (the CLI, another
 replica) takes effect within that time; one made through this process's own `revoke` at once.
 Unknown tokens are not cached, so a freshly issued token works immediately.
+
+Names are stored as given, but one identity has one spelling: issuing a token for an agent, or
+adding a reviewer, whose name matches an existing agent or reviewer name spelled differently
+(after NFKC and case folding, `app/identity.py`) is refused with `NameCollision`. The same
+spelling may be both an agent and a reviewer (then that reviewer never approves that agent's
+calls).
 """
 
 from __future__ import annotations
@@ -18,6 +24,11 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.errors import AirlockError
+from app.identity import identity_key
+from app.reveal import reveal
 from app.store import tokens as token_store
 from app.store.db import Database
 
@@ -43,6 +54,24 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not value or " " in value:
         return None
     return value
+
+
+class NameCollision(AirlockError):
+    """A new agent or reviewer name that is an existing identity spelled differently."""
+
+
+async def check_spelling(conn: AsyncConnection, name: str) -> None:
+    """Refuse `name` when an existing agent or reviewer is the same identity under another spelling.
+
+    Raises:
+        NameCollision: with the existing spelling to use instead.
+    """
+    key = identity_key(name)
+    for existing in sorted(await token_store.identity_names(conn)):
+        if existing != name and identity_key(existing) == key:
+            raise NameCollision(f"{reveal(name, line=True)!r} is the same identity as the existing name "
+                                f"{reveal(existing, line=True)!r} (names are compared ignoring case and "
+                                "Unicode compatibility forms); use that spelling")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +110,10 @@ class Credentials:
             return await token_store.reviewer_for_token(conn, token_hash(token))
 
     async def issue_agent_token(self, agent: str, *, label: str | None = None) -> IssuedToken:
+        """A new token for `agent`. Raises `NameCollision` (see the module docstring)."""
         token = new_token(AGENT_TOKEN_PREFIX)
         async with self._db.write() as conn:
+            await check_spelling(conn, agent)
             token_id = await token_store.insert_agent_token(
                 conn, agent=agent, token_hash=token_hash(token), prefix=token[: len(AGENT_TOKEN_PREFIX) + 4],
                 label=label, now=time.time())
@@ -95,8 +126,10 @@ class Credentials:
         return count
 
     async def add_reviewer(self, name: str, *, slack_user_id: str | None = None) -> IssuedToken:
+        """A new reviewer and their token. Raises `NameCollision` (see the module docstring)."""
         token = new_token(REVIEWER_TOKEN_PREFIX)
         async with self._db.write() as conn:
+            await check_spelling(conn, name)
             reviewer_id = await token_store.insert_reviewer(
                 conn, name=name, token_hash=token_hash(token), slack_user_id=slack_user_id, now=time.time())
         return IssuedToken(reviewer_id, name, token)

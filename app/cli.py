@@ -9,7 +9,6 @@ bring its schema up to date first, so they work on a fresh install.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import logging
 import sys
@@ -187,7 +186,13 @@ def tokens() -> None:
 @click.option("--label", default=None, help="A note to tell tokens apart.")
 @_friendly
 def tokens_create(config_path: Path | None, agent: str, label: str | None) -> None:
-    """Create a token for an agent and print it (it is shown only once)."""
+    """Create a token for an agent and print it (it is shown only once).
+
+    Names are one identity ignoring case and Unicode compatibility forms (NFKC): an agent name
+    that matches an existing agent or reviewer spelled differently (`RT-Agent` when `rt-agent`
+    exists) is refused; use the existing spelling. A reviewer never approves calls made under
+    their own identity.
+    """
     _check_name(agent, "agent")
 
     async def create() -> Any:
@@ -255,7 +260,12 @@ def reviewers() -> None:
 @click.option("--slack-user", default=None, help="The reviewer's Slack user id (U…), for Slack buttons.")
 @_friendly
 def reviewers_add(config_path: Path | None, name: str, slack_user: str | None) -> None:
-    """Create a reviewer and print their API token (also their web inbox password)."""
+    """Create a reviewer and print their API token (also their web inbox password).
+
+    Names are one identity ignoring case and Unicode compatibility forms (NFKC): a name that
+    matches an existing reviewer or agent spelled differently is refused; use the existing
+    spelling. A reviewer with an agent's exact name never approves that agent's calls.
+    """
     from sqlalchemy.exc import IntegrityError
 
     _check_name(name, "reviewer")
@@ -296,7 +306,7 @@ def reviewers_rotate(config_path: Path | None, name: str) -> None:
 @click.argument("name")
 @_friendly
 def reviewers_disable(config_path: Path | None, name: str) -> None:
-    """Disable a reviewer: their token stops working at once."""
+    """Disable a reviewer: they decide nothing more, in any channel (API, CLI, Slack, inbox), at once."""
     from app.store import tokens as token_store
 
     async def disable() -> bool:
@@ -410,8 +420,8 @@ def approvals_list(config_path: Path | None, status: str, agent: str | None, too
         return
     click.echo(f"{'ID':<21} {'STATUS':<16} {'AGENT':<16} {'TOOL':<22} {'CREATED':<20} EXPIRES")
     for row in rows:
-        click.echo(f"{row.id:<21} {row.status:<16} {row.agent:<16} {row.tool:<22} {_when(row.created_at):<20} "
-                   f"{_when(row.expires_at)}")
+        click.echo(f"{row.id:<21} {row.status:<16} {_shown(row.agent):<16} {_shown(row.tool):<22} "
+                   f"{_when(row.created_at):<20} {_when(row.expires_at)}")
 
 
 @approvals.command("show")
@@ -444,30 +454,49 @@ def _decide_command(verdict: str) -> Callable[..., None]:
     @CONFIG_OPTION
     @click.argument("approval_id")
     @click.option("--as", "reviewer", default=None, envvar="AIRLOCK_REVIEWER",
-                  help="Reviewer name recorded for the decision (default: $AIRLOCK_REVIEWER, else <os user>@cli).")
-    @click.option("--reason", default=None, help="Why (shown to the agent)." + (" Recommended." if verdict == "reject" else ""))
+                  help="The reviewer deciding: an existing, enabled reviewer (see `airlock reviewers list`). "
+                       "Default: $AIRLOCK_REVIEWER, else the only enabled reviewer; with several, --as is required.")
+    @click.option("--reason", default=None,
+                  help="Why (shown to the agent)." + (" Required: every rejection needs a reason."
+                                                      if verdict == "reject" else ""))
     @_friendly
     def command(config_path: Path | None, approval_id: str, reviewer: str | None, reason: str | None) -> None:
         from app.approvals.decisions import DecisionError, decide
+        from app.reveal import reveal
 
-        name = reviewer or f"{getpass.getuser()}@cli"
-
-        async def run() -> Any:
+        async def run() -> tuple[Any, str]:
             async with _ledger(config_path) as ledger:
+                name = reviewer or await _only_reviewer(ledger.db)
                 return await decide(ledger, approval_id, reviewer=name, verdict=verdict,  # type: ignore[arg-type]
-                                    via="cli", reason=reason)
+                                    via="cli", reason=reason), name
 
         try:
-            row = _run(run())
+            row, name = _run(run())
         except DecisionError as exc:
             _fail(str(exc))
             return
-        click.echo(f"{row.id} {row.status} by {name}: {row.agent} -> {row.tool}")
+        click.echo(reveal(f"{row.id} {row.status} by {name}: {row.agent} -> {row.tool}", line=True))
 
     command.__doc__ = ("Approve a held call: the gateway runs it (once) and the agent gets the result."
                        if verdict == "approve" else
-                       "Reject a held call: it never runs, and the agent gets the reason.")
+                       "Reject a held call: it never runs, and the agent gets the reason (--reason, required).")
+    command.__doc__ += ("\n\nThe CLI is an operator's tool: it decides as any existing, enabled reviewer (--as), "
+                        "never as a name no reviewer holds, and the audit log records the decision as made via cli.")
     return command
+
+
+async def _only_reviewer(db: Any) -> str:
+    """The reviewer the CLI decides as when --as is not given: the only enabled one."""
+    from app.store import tokens as token_store
+
+    async with db.read() as conn:
+        enabled = [row.name for row in await token_store.list_reviewers(conn) if row.disabled_at is None]
+    if len(enabled) == 1:
+        return enabled[0]
+    if not enabled:
+        raise ConfigError("no enabled reviewer to decide as; add one with `airlock reviewers add NAME`")
+    raise ConfigError(f"say which reviewer decides with --as NAME (or $AIRLOCK_REVIEWER); enabled reviewers: "
+                      f"{', '.join(enabled[:10])}" + (", …" if len(enabled) > 10 else ""))
 
 
 approvals.command("approve")(_decide_command("approve"))
@@ -510,9 +539,9 @@ def audit(config_path: Path | None, agent: str | None, tool: str | None, upstrea
             continue
         latency = f"{row.latency_ms:.1f}ms" if row.latency_ms is not None else ""
         extra = " ".join(x for x in (row.approval_id or "", row.actor and f"by {row.actor}" or "",
-                                     row.outcome or "") if x)
-        click.echo(f"{_when(row.at)}  {row.event:<10} {row.decision or '':<12} {row.agent or '':<16} "
-                   f"{row.tool or '':<22} {row.rule or '':<14} {latency:>8}  {extra}")
+                                     row.outcome or "", row.detail and f"({row.detail})" or "") if x)
+        click.echo(f"{_when(row.at)}  {row.event:<10} {row.decision or '':<12} {_shown(row.agent):<16} "
+                   f"{_shown(row.tool):<22} {_shown(row.rule):<14} {latency:>8}  {_shown(extra)}")
 
 
 def _since(value: str | None) -> float | None:
@@ -531,6 +560,16 @@ def _since(value: str | None) -> float | None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _shown(text: str | None) -> str:
+    """Agent-chosen text on one terminal line, hidden characters revealed (`app/reveal.py`).
+
+    JSON output needs nothing: `json.dumps` writes every non-ASCII character as an escape.
+    """
+    from app.reveal import reveal
+
+    return reveal(text or "", line=True)
 
 
 def _when(timestamp: float | None) -> str:

@@ -372,7 +372,7 @@ async def test_airlock_audit_shows_one_approvals_timeline(
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
         await wait_for(lambda: _pending(airlock), timeout=10)
         [approval] = await airlock.approvals("pending")
-        await airlock.decide(approval["id"], "reject", reviewer="bob")
+        await airlock.decide(approval["id"], "reject", reviewer="bob", reason="keep it")
         async with asyncio.timeout(10):
             await call
     await airlock.runtime.audit.flush()

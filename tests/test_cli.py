@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +23,8 @@ from click.testing import CliRunner, Result
 
 from app.cli import main
 from app.demo.upstream import DemoMarket
+from app.store import tokens as token_store
+from tests import trojan
 from tests.harness import DEFAULT_POLICY, SECRET_KEY, AirlockUnderTest, new_task
 from tests.net import wait_for
 
@@ -367,6 +370,8 @@ async def parked_cancel(airlock: AirlockUnderTest, market: DemoMarket,
 async def test_approvals_are_listed_shown_and_approved_from_the_cli(
         airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
     config = str(write_config(tmp_path, airlock.settings.database_url))
+    for reviewer in ("carol", "dave"):
+        await airlock.reviewer_token(reviewer)
     async with parked_cancel(airlock, market) as (call, approval):
         listing = await acli("approvals", "list", "--config", config)
         assert listing.exit_code == 0, listing.output
@@ -402,6 +407,7 @@ async def test_approvals_are_listed_shown_and_approved_from_the_cli(
 async def test_a_rejection_from_the_cli_reaches_the_agent_with_its_reason(
         airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
     config = str(write_config(tmp_path, airlock.settings.database_url))
+    await airlock.reviewer_token("carol")
     async with parked_cancel(airlock, market) as (call, approval):
         rejected = await acli("approvals", "reject", approval["id"], "--as", "carol", "--reason", "still needed",
                               "--config", config)
@@ -416,10 +422,12 @@ async def test_a_rejection_from_the_cli_reaches_the_agent_with_its_reason(
 async def test_approval_commands_refuse_unknown_ids_and_self_approval_in_one_line(
         airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
     config = str(write_config(tmp_path, airlock.settings.database_url))
+    await airlock.reviewer_token("erin")
     async with parked_cancel(airlock, market, agent="erin") as (_, approval):
         unknown = one_line_error(await acli("approvals", "show", "nope", "--config", config))
         assert unknown == "airlock: no approval nope"
-        assert "no approval nope" in one_line_error(await acli("approvals", "approve", "nope", "--config", config))
+        assert "no approval nope" in one_line_error(
+            await acli("approvals", "approve", "nope", "--as", "erin", "--config", config))
         own = one_line_error(await acli("approvals", "approve", approval["id"], "--as", "erin", "--config", config))
         assert "erin made this call and cannot approve it" in own
     assert market.calls["em_cancel_task"] == 0
@@ -450,3 +458,85 @@ async def test_audit_since_15m_as_json_lines(airlock: AirlockUnderTest, market: 
 def test_audit_since_that_is_neither_a_duration_nor_a_time_is_one_line(tmp_path: Path, since: str) -> None:
     line = one_line_error(cli("audit", "--since", since, "--config", str(write_config(tmp_path))))
     assert "is neither an ISO time nor a duration like 15m" in line
+
+
+# --------------------------------------------------------------------------- what reviewers read, and who decides
+
+
+async def test_approvals_and_audit_show_hidden_characters_in_tool_names_and_arguments_as_escapes(
+        airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
+    """Issue 10, class 6: the CLI reveals bidi and zero-width characters (tables and JSON alike)."""
+    config = str(write_config(tmp_path, airlock.settings.database_url))
+    airlock.set_policy(trojan.POLICY)
+    await airlock.reviewer_token("carol")
+    async with airlock.client() as client:
+        call = asyncio.create_task(client.call_tool(trojan.TOOL, trojan.ARGUMENTS))
+        try:
+            approval = await airlock.wait_pending()
+            listing = (await acli("approvals", "list", "--config", config)).stdout
+            shown = (await acli("approvals", "show", approval["id"], "--config", config)).stdout
+            decided = await acli("approvals", "reject", approval["id"], "--as", "carol", "--reason", "no",
+                                 "--config", config)
+        finally:
+            call.cancel()
+    await airlock.runtime.audit.flush()
+    table = (await acli("audit", "--approval", approval["id"], "--config", config)).stdout
+    for output in (listing, shown, decided.stdout, table):
+        assert trojan.revealed(output), output
+    assert "em_cancel\\u202e_task\\u200b" in listing and "em_cancel\\u202e_task\\u200b" in table
+    assert json.loads(shown)["arguments"] == trojan.ARGUMENTS, "the JSON still reads as the exact arguments"
+
+
+async def test_the_cli_decides_as_the_only_enabled_reviewer_and_the_audit_says_via_cli(
+        airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
+    """Issue 10, class 4: as after `make demo`, `airlock approvals approve ID` needs no --as."""
+    config = str(write_config(tmp_path, airlock.settings.database_url))
+    await airlock.reviewer_token("demo-reviewer")
+    async with parked_cancel(airlock, market) as (call, approval):
+        async with airlock.runtime.db.write() as conn:  # `airlock.approvals()` added an observer reviewer
+            await token_store.disable_reviewer(conn, name="observer", now=time.time())
+        approved = await acli("approvals", "approve", approval["id"], "--config", config)
+        assert approved.exit_code == 0, approved.output
+        async with asyncio.timeout(10):
+            await call
+    assert approved.stdout == f"{approval['id']} approved by demo-reviewer: agent-1 -> em_cancel_task\n"
+    await airlock.runtime.audit.flush()
+    audit = await acli("audit", "--approval", approval["id"], "--event", "decided", "--config", config)
+    [line] = audit.stdout.splitlines()
+    assert "by demo-reviewer" in line and "(via cli)" in line
+
+
+async def test_the_cli_refuses_names_no_enabled_reviewer_holds_and_asks_for_as_among_several(
+        airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
+    """Issue 10, class 4: never a name no one holds, never a disabled reviewer, one line each."""
+    config = str(write_config(tmp_path, airlock.settings.database_url))
+    for name in ("carol", "dave"):
+        await airlock.reviewer_token(name)
+    async with parked_cancel(airlock, market) as (_call, approval):
+        async with airlock.runtime.db.write() as conn:
+            await token_store.disable_reviewer(conn, name="dave", now=time.time())
+        several = one_line_error(await acli("approvals", "approve", approval["id"], "--config", config))
+        nobody = one_line_error(await acli("approvals", "approve", approval["id"], "--as", "root@cli",
+                                           "--config", config))
+        disabled = one_line_error(await acli("approvals", "approve", approval["id"], "--as", "dave",
+                                             "--config", config))
+        no_reason = one_line_error(await acli("approvals", "reject", approval["id"], "--as", "carol",
+                                              "--config", config))
+        current = await airlock.approval(approval["id"])
+    assert "say which reviewer decides with --as NAME" in several and "carol" in several
+    assert "root@cli is not an Airlock reviewer" in nobody
+    assert "reviewer dave is disabled and cannot decide" in disabled
+    assert "a rejection needs a reason" in no_reason
+    assert current["status"] == "pending" and market.calls["em_cancel_task"] == 0
+
+
+def test_a_name_that_is_an_existing_identity_spelled_differently_is_refused_at_creation(tmp_path: Path) -> None:
+    """Issue 10, class 4: `RT-Agent` is `rt-agent`; one identity has one spelling."""
+    config = str(write_config(tmp_path))
+    assert cli("tokens", "create", "--agent", "rt-agent", "--config", config).exit_code == 0
+    assert cli("tokens", "create", "--agent", "rt-agent", "--config", config).exit_code == 0, "same spelling: fine"
+    agent = one_line_error(cli("tokens", "create", "--agent", "RT-Agent", "--config", config))
+    reviewer = one_line_error(cli("reviewers", "add", "RT-AGENT", "--config", config))
+    for line in (agent, reviewer):
+        assert "is the same identity as the existing name 'rt-agent'" in line and "use that spelling" in line
+    assert cli("reviewers", "add", "rt-agent", "--config", config).exit_code == 0, "an agent's exact name may review"

@@ -3,10 +3,13 @@
     GET  /api/approvals?status=pending,approved|all&agent=&tool=&upstream=&limit=   list, newest first
     GET  /api/approvals/{id}                                            one approval and its timeline
     POST /api/approvals/{id}/approve   {"reason": "..."} optional      first decision wins; 409 after
-    POST /api/approvals/{id}/reject    {"reason": "..."} optional
+    POST /api/approvals/{id}/reject    {"reason": "..."} required      400 without one
 
 Reviewers authenticate with the token `airlock reviewers add NAME` printed, as
-`Authorization: Bearer <token>`. Agent tokens are refused (403): agents never decide.
+`Authorization: Bearer <token>`. Agent tokens are refused (403): agents never decide. The rules
+about the decision itself (an enabled reviewer, no self-approval, the rule's reviewers, a reason
+to reject) are `decide`'s, the same for every channel; their refusals come back as
+`{"error": "<one sentence>"}` with the exception's status code.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """How the inbox shows an approval to a person: sentences, times and pretty-printed JSON.
 
-The arguments of a held call are written by the agent, so they are attacker-controlled. The
-templates escape everything (autoescape); on top of that, `pretty_json` makes invisible characters
-visible: control and format characters (bidirectional overrides, zero-width spaces, BOMs) are
-shown as `\\uXXXX`, so a reviewer never approves text that reads differently from what will run
-("Trojan Source", CVE-2021-42574). The escapes are valid JSON, so the display still reads as the
-exact arguments.
+Agent-chosen text (names, arguments, results, reasons) is returned as it is; the templates make
+hidden characters visible (`app/inbox/render.py`, on top of `app/reveal.py`). The sentences that
+reach the page's script as JSON (`announcement`, `decided`, `conflict`) are revealed here, since
+the script shows them as text without a template.
 
 Pure module: builds strings from an approval row; no I/O.
 """
@@ -13,12 +11,11 @@ Pure module: builds strings from an approval row; no I/O.
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from app.approvals.outcomes import human_duration, iso
+from app.reveal import reveal
 from app.store.approvals import ApprovalRow
 from app.store.audit import AuditRow
 
@@ -27,7 +24,6 @@ PREVIEW_CHARS: Final = 4000
 
 _VIA: Final = {"api": "the API", "cli": "the CLI", "slack": "Slack", "inbox": "the inbox", "client": "the agent",
                 "continuation": "a continuation"}
-_INVISIBLE: Final = re.compile(r"[^\n\x20-\x7e]")
 
 
 def when(timestamp: float | None) -> str:
@@ -50,26 +46,9 @@ def time_left(expires_at: float, now: float) -> str:
     return f"in {human_duration(expires_at - now)}" if expires_at > now else "now"
 
 
-def visible(text: str) -> str:
-    """`text` with control and format characters replaced by `\\uXXXX` escapes (newlines kept)."""
-    return _INVISIBLE.sub(_escape_invisible, text)
-
-
-def _escape_invisible(match: re.Match[str]) -> str:
-    char = match.group()
-    if unicodedata.category(char) in ("Cc", "Cf", "Co", "Cn", "Zl", "Zp"):
-        return "".join(f"\\u{unit:04x}" for unit in _utf16_units(char))
-    return char
-
-
-def _utf16_units(char: str) -> list[int]:
-    data = char.encode("utf-16-be")
-    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
-
-
 def pretty_json(value: Any, *, limit: int | None = None) -> str:
-    """`value` as indented JSON with invisible characters made visible, cut at `limit` characters."""
-    text = visible(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False))
+    """`value` as indented JSON, cut at `limit` characters (hidden characters are revealed by the template)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
     if limit is not None and len(text) > limit:
         return text[:limit] + "\n… (cut here; the detail page shows everything)"
     return text
@@ -90,7 +69,7 @@ def result_parts(row: ApprovalRow) -> list[tuple[str, str]]:
     stored = json.loads(row.result) if row.result else {}
     if isinstance(stored.get("error"), dict):
         error = stored["error"]
-        return [("Error", visible(f"{error.get('code')}: {error.get('message')}"))]
+        return [("Error", f"{error.get('code')}: {error.get('message')}")]
     result = stored.get("result")
     if not isinstance(result, dict):
         return []
@@ -105,7 +84,7 @@ def _readable(text: str) -> str:
     try:
         return pretty_json(json.loads(text))
     except ValueError:
-        return visible(text)
+        return text
 
 
 def decider(row: ApprovalRow, viewer: str | None) -> str:
@@ -116,7 +95,7 @@ def decider(row: ApprovalRow, viewer: str | None) -> str:
 def outcome(row: ApprovalRow, viewer: str | None = None) -> str:
     """One sentence: what became of the approval, who decided, how and when."""
     who, at, via = decider(row, viewer), when(row.decided_at), _VIA.get(row.decided_via or "", row.decided_via)
-    reason = f" Reason: {visible(row.decision_reason)}" if row.decision_reason else ""
+    reason = f" Reason: {row.decision_reason}" if row.decision_reason else ""
     if row.status == "pending":
         return f"Waiting for a decision; expires {when(row.expires_at)}."
     if row.status == "expired":
@@ -146,20 +125,20 @@ def conflict(row: ApprovalRow, viewer: str | None) -> str:
         return f"Too late: the agent withdrew this call at {when(row.decided_at)}. It did not run."
     verb = "rejected" if row.status == "rejected" else "approved"
     via = _VIA.get(row.decided_via or "", row.decided_via)
-    return f"Too late: {decider(row, viewer)} already {verb} this call via {via} at {when(row.decided_at)}."
+    return reveal(f"Too late: {decider(row, viewer)} already {verb} this call via {via} at {when(row.decided_at)}.")
 
 
 def decided(row: ApprovalRow, viewer: str | None) -> str:
     """The confirmation the deciding reviewer sees."""
     verb = "rejected" if row.status == "rejected" else "approved"
-    return f"You {verb} {row.tool} for {row.agent} ({row.id})."
+    return reveal(f"You {verb} {row.tool} for {row.agent} ({row.id}).")
 
 
 def announcement(row: ApprovalRow, viewer: str | None) -> str:
     """What a screen reader hears when an approval changes on the page."""
     if row.status == "pending":
-        return f"New approval: {row.agent} wants to call {row.tool} on {row.upstream}."
-    return f"{row.tool} for {row.agent}: {outcome(row, viewer)}"
+        return reveal(f"New approval: {row.agent} wants to call {row.tool} on {row.upstream}.")
+    return reveal(f"{row.tool} for {row.agent}: {outcome(row, viewer)}")
 
 
 def timeline_label(entry: AuditRow) -> str:

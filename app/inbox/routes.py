@@ -14,9 +14,10 @@ Fixed paths live under `/-/`, which no approval id (`apr_…`) can be, so `/inbo
 (the review link every channel sends) never swallows them.
 
 This module only authenticates the reviewer, checks CSRF and renders outcomes. Deciding goes
-through `app/approvals/decisions.py::decide(via="inbox")`, the path every channel shares (first
-decision wins, no self-approval). The session is re-checked against the reviewers table on every
-request (`_signed_in`), so a disabled reviewer's open page stops deciding at once.
+through `app/approvals/decisions.py::decide(via="inbox")`, the path every channel shares and the
+one place its rules live (first decision wins, an enabled reviewer, no self-approval, a rejection
+needs a reason). The session is re-checked against the reviewers table on every request
+(`_signed_in`), so a disabled reviewer's open page stops deciding at once.
 
 A decision POST answers the script's `fetch` (`Accept: application/json`) with JSON, and a plain
 form with a redirect to the approval (or, on 403/404/409, that page with the message), so the
@@ -67,7 +68,6 @@ BAD_CREDENTIALS: Final = ("That name and token do not belong to an enabled revie
                           "'airlock reviewers add NAME' (or 'airlock reviewers rotate NAME') printed for that name.")
 SESSION_ENDED: Final = ("Your inbox session has ended (it expired, or your reviewer access was disabled or its "
                         "token rotated). Sign in again.")
-MISSING_REASON: Final = "Give a reason for rejecting: the agent is told who rejected its call and why."
 
 
 def routes(inbox: InboxRoutes) -> list[BaseRoute]:
@@ -263,9 +263,7 @@ class InboxRoutes:
         if refused is not None:
             return self._refused(request, refused, 403)
         approval_id = request.path_params["approval_id"]
-        reason = str(form.get("reason") or "").strip() or None
-        if verdict == "reject" and reason is None:
-            return await self._not_decided(request, session, approval_id, MISSING_REASON, 400)
+        reason = str(form.get("reason") or "")
         try:
             row = await decide(self._runtime.ledger, approval_id, reviewer=session.reviewer, verdict=verdict,
                                via="inbox", reason=reason)
@@ -273,7 +271,7 @@ class InboxRoutes:
             message = present.conflict(exc.approval, session.reviewer)
             return await self._not_decided(request, session, approval_id, message, 409, exc.approval)
         except DecisionError as exc:
-            return await self._not_decided(request, session, approval_id, _sentence(str(exc)), exc.status_code)
+            return await self._not_decided(request, session, approval_id, exc.sentence(), exc.status_code)
         if _wants_json(request):
             return JSONResponse({"message": present.decided(row, session.reviewer),
                                  "approval": self.event_payload(row, session)})
@@ -313,8 +311,3 @@ class InboxRoutes:
 
 def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
-
-
-def _sentence(text: str) -> str:
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."

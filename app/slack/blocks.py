@@ -6,7 +6,10 @@ Pure module: builds dictionaries from an approval row; no I/O.
 Everything that came from an agent (tool name, arguments, agent and upstream names, results) is
 untrusted text. In `mrkdwn` it is escaped (`&`, `<`, `>`), so `<!channel>` or `<http://evil|x>`
 inside arguments is shown, never acted on; `plain_text` objects are not parsed and need no
-escaping. Every piece is cut to Block Kit's limits (header 150, section 3000, field 2000), and the
+escaping. Both kinds first go through `app/reveal.py`: invisible and bidirectional control
+characters are shown as `\u202e`-style escapes, so what a reviewer reads in Slack is what runs
+(names on one line: their newlines and tabs are revealed too). Every piece is cut to Block Kit's
+limits (header 150, section 3000, field 2000), and the
 arguments get a fixed budget so the whole message stays far below the ~13k characters at which
 Slack answers `msg_blocks_too_long`; what is cut is linked to the web inbox.
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from app.approvals.outcomes import iso, review_url
+from app.reveal import reveal
 from app.store.approvals import ApprovalRow
 
 APPROVE_ACTION: Final = "airlock_approve"
@@ -67,8 +71,13 @@ class Message:
 
 
 def escape(text: str) -> str:
-    """Escape untrusted text for `mrkdwn` (Slack's three control characters, and nothing else)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Untrusted text as `mrkdwn`: hidden characters revealed, then Slack's three control characters escaped."""
+    return reveal(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def name(text: str) -> str:
+    """An agent-chosen name (tool, agent, upstream) on one line, hidden characters revealed (not yet escaped)."""
+    return reveal(text, line=True)
 
 
 def cut(text: str, limit: int) -> str:
@@ -119,11 +128,13 @@ def fallback_text(approval: ApprovalRow) -> str:
     """The message's `text`: what notifications and screen readers show (escaped mrkdwn)."""
     title = _OUTCOME_TITLES.get(approval.status, approval.status)
     if approval.status == "pending":
-        line = f"{title}: {approval.agent} wants to call {approval.tool} on {approval.upstream} ({approval.id})"
+        line = (f"{title}: {name(approval.agent)} wants to call {name(approval.tool)} on {name(approval.upstream)} "
+                f"({approval.id})")
     elif approval.decided_by and approval.status not in ("expired",):
-        line = f"{title} by {approval.decided_by}: {approval.tool} for {approval.agent} ({approval.id})"
+        line = (f"{title} by {name(approval.decided_by)}: {name(approval.tool)} for {name(approval.agent)} "
+                f"({approval.id})")
     else:
-        line = f"{title}: {approval.tool} for {approval.agent} ({approval.id})"
+        line = f"{title}: {name(approval.tool)} for {name(approval.agent)} ({approval.id})"
     return escape(cut(line, FALLBACK_LIMIT))
 
 
@@ -134,7 +145,8 @@ def _block_id(approval: ApprovalRow, part: str) -> str:
 def _header(approval: ApprovalRow) -> dict[str, Any]:
     title = _OUTCOME_TITLES.get(approval.status, approval.status)
     return {"type": "header", "block_id": _block_id(approval, "header"),
-            "text": {"type": "plain_text", "text": cut(f"{title}: {approval.tool}", HEADER_LIMIT), "emoji": False}}
+            "text": {"type": "plain_text", "text": cut(f"{title}: {name(approval.tool)}", HEADER_LIMIT),
+                     "emoji": False}}
 
 
 def _field(label: str, value: str) -> dict[str, str]:
@@ -143,15 +155,15 @@ def _field(label: str, value: str) -> dict[str, str]:
 
 def _fields(approval: ApprovalRow) -> dict[str, Any]:
     return {"type": "section", "block_id": _block_id(approval, "fields"), "fields": [
-        _field("Agent", escape(cut(approval.agent, 200))),
-        _field("Upstream", escape(cut(approval.upstream, 200))),
+        _field("Agent", escape(cut(name(approval.agent), 200))),
+        _field("Upstream", escape(cut(name(approval.upstream), 200))),
         _field("Approval", f"`{escape(approval.id)}`"),
         _field("Expires" if approval.status == "pending" else "Expiry", slack_date(approval.expires_at)),
     ]}
 
 
 def _policy(approval: ApprovalRow) -> list[dict[str, Any]]:
-    rule = escape(cut(approval.policy_rule, 200))
+    rule = escape(cut(name(approval.policy_rule), 200))
     text = f"*Policy:* {escape(cut(approval.policy_reason, REASON_BUDGET))} (rule `{rule}`)" \
         if approval.policy_reason else f"*Policy:* rule `{rule}`"
     return [{"type": "section", "block_id": _block_id(approval, "policy"), "text": {"type": "mrkdwn", "text": text}}]
@@ -184,11 +196,12 @@ def _mentions(approval: ApprovalRow) -> list[dict[str, Any]]:
 
 def _buttons(approval: ApprovalRow) -> dict[str, Any]:
     value = approval.id[:BUTTON_VALUE_LIMIT]
-    tool = cut(approval.tool, 80)
+    tool = cut(name(approval.tool), 80)
     confirm = {
         "title": {"type": "plain_text", "text": "Approve this call?"},
         "text": {"type": "plain_text", "text": cut(
-            f"{approval.agent} will run {tool} on {approval.upstream} with the arguments shown, once.", 300)},
+            f"{name(approval.agent)} will run {tool} on {name(approval.upstream)} with the arguments shown, once.",
+            300)},
         "confirm": {"type": "plain_text", "text": "Approve"},
         "deny": {"type": "plain_text", "text": "Cancel"},
         "style": "primary",
@@ -208,7 +221,7 @@ def _outcome(approval: ApprovalRow) -> dict[str, Any]:
 
 def outcome_line(approval: ApprovalRow) -> str:
     """Who decided, when, and what came of it, as escaped mrkdwn."""
-    who = escape(approval.decided_by or "someone")
+    who = escape(name(approval.decided_by or "someone"))
     via = f" via {escape(approval.decided_via)}" if approval.decided_via else ""
     when = slack_date(approval.decided_at) if approval.decided_at else "an unknown time"
     reason = f"\n*Reason:* {escape(cut(approval.decision_reason, REASON_BUDGET))}" if approval.decision_reason else ""
@@ -262,7 +275,7 @@ def _context(approval: ApprovalRow, text: str, part: str) -> dict[str, Any]:
 
 def reject_modal(approval: ApprovalRow, private_metadata: str) -> dict[str, Any]:
     """The modal that asks a reviewer why they reject `approval` (submitting it rejects the call)."""
-    intro = (f"Reject *{escape(cut(approval.tool, 200))}* for *{escape(cut(approval.agent, 100))}* "
+    intro = (f"Reject *{escape(cut(name(approval.tool), 200))}* for *{escape(cut(name(approval.agent), 100))}* "
              f"(`{escape(approval.id)}`)? The agent is told who rejected it and why.")
     return {
         "type": "modal", "callback_id": REJECT_CALLBACK, "private_metadata": private_metadata[:3000],

@@ -24,10 +24,13 @@ Buttons carry only the approval id, so every click is resolved from the database
 restart works, and a copied button (another channel or message) is refused.
 
 Deliberate choices:
-- A rejection needs a reason (the agent is told it, and can act on it): an empty one keeps the
-  modal open with an error. Cancelling the modal sends nothing and leaves the call pending.
+- A rejection needs a reason (a rule of the decision path, as in every channel): an empty one
+  keeps the modal open with the decision path's sentence. Cancelling the modal sends nothing and
+  leaves the call pending.
 - Decisions go through `app/approvals/decisions.py::decide` with `via="slack"`; nothing here
-  changes an approval any other way.
+  changes an approval any other way. Before opening the reason form, `decisions.refusal` runs the
+  same checks (an enabled reviewer, the rule's reviewers, the approval still pending), so nobody
+  fills in a form they cannot submit; the submission is checked again when it decides.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from app.approvals.decisions import AlreadyDecided, DecisionError, decide
+from app.approvals.decisions import DecisionError, decide, refusal
 from app.approvals.ledger import Ledger
 from app.approvals.outcomes import review_url
 from app.config import SlackSettings
@@ -132,18 +135,15 @@ class SlackInteractions:
         try:
             await decide(self._ledger, click.approval_id, reviewer=reviewer, verdict="approve", via="slack")
         except DecisionError as exc:
-            return self._answer(click, str(exc))
+            return self._answer(click, exc.sentence())
         logger.info("approval %s approved in Slack by %s (%s)", click.approval_id, reviewer, click.actor.user_id)
         return Response(status_code=200)
 
     async def _ask_reason(self, click: ButtonClick, reviewer: str, approval: ApprovalRow,
                           deadline: float) -> Response:
-        if approval.status != "pending" or approval.expires_at <= time.time():
-            return self._answer(click, str(AlreadyDecided(approval)))
-        allowed = approval.allowed_reviewers
-        if allowed is not None and reviewer not in allowed:
-            # decide() enforces this too; checking now spares the reviewer a form they cannot submit.
-            return self._answer(click, f"The policy rule for {approval.tool} lets only {', '.join(allowed)} decide.")
+        refused = await refusal(self._ledger, approval, reviewer=reviewer, verdict="reject")
+        if refused is not None:
+            return self._answer(click, refused.sentence())
         if click.trigger_id is None:
             return self._answer(click, "Slack sent no trigger for the reason form; please click Reject again.")
         modal = reject_modal(approval, reject_metadata(approval.id, click.channel_id))
@@ -162,13 +162,11 @@ class SlackInteractions:
         if isinstance(checked, Refused):
             return _form_error(checked.message)
         reviewer, approval = checked
-        reason = submission.reason.strip()
-        if not reason:
-            return _form_error("Please say why you reject this call; the agent is told your reason.")
         try:
-            await decide(self._ledger, approval.id, reviewer=reviewer, verdict="reject", via="slack", reason=reason)
+            await decide(self._ledger, approval.id, reviewer=reviewer, verdict="reject", via="slack",
+                         reason=submission.reason)
         except DecisionError as exc:
-            return _form_error(str(exc))
+            return _form_error(exc.sentence())
         logger.info("approval %s rejected in Slack by %s (%s)", approval.id, reviewer, submission.actor.user_id)
         return Response(status_code=200)
 

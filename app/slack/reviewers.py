@@ -12,8 +12,11 @@ clicker, shown as an ephemeral note; nothing changes):
    or a member of one of those groups (`usergroups.users.list`, cached briefly; a lookup that fails
    refuses, it does not allow).
 
-The approval's own `reviewers` list and "no approving your own call" are not checked here: the one
-decision path (`app/approvals/decisions.py`) enforces them for every channel.
+Whether that reviewer exists and is enabled, the approval's own `reviewers` list and "no approving
+your own call" are not checked here: the one decision path (`app/approvals/decisions.py`) enforces
+them for every channel, at the moment of deciding. So a `[slack] reviewers` entry names a reviewer
+added with `airlock reviewers add NAME`; it does not create one, and disabling that reviewer stops
+their clicks too.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 from app.config import SlackSettings
+from app.reveal import reveal
 from app.slack.payloads import Actor
 from app.slack.webapi import SlackApi, describe
 from app.store import tokens as token_store
@@ -86,7 +90,8 @@ class SlackReviewers:
                                "nothing was changed. Please try again in a moment.")
             if user_id in members:
                 return None
-        return Refused(f"The policy rule for {approval.tool} names other Slack reviewers for this call; "
+        return Refused(f"The policy rule for {reveal(approval.tool, line=True)} names other Slack reviewers "
+                       "for this call; "
                        "your click changed nothing.")
 
     async def authorize(self, actor: Actor, approval: ApprovalRow, *, deadline: float) -> str | Refused:

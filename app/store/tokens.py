@@ -66,6 +66,13 @@ async def revoke_agent_tokens(conn: AsyncConnection, *, now: float, token_id: in
     return (await conn.execute(query)).rowcount
 
 
+async def identity_names(conn: AsyncConnection) -> set[str]:
+    """Every agent name (revoked tokens included) and every reviewer name, as stored."""
+    agents = await conn.execute(select(agent_tokens.c.agent).distinct())
+    names = await conn.execute(select(reviewers.c.name))
+    return {str(row[0]) for row in agents} | {str(row[0]) for row in names}
+
+
 async def insert_reviewer(conn: AsyncConnection, *, name: str, token_hash: str, slack_user_id: str | None,
                           now: float) -> int:
     result = await conn.execute(reviewers.insert().values(

@@ -54,6 +54,7 @@ async def test_a_decision_made_by_another_process_arrives_on_the_feed(
     try:
         async with web_client(airlock) as client:
             await sign_in(client, airlock)
+            await airlock.reviewer_token("carol")
             async with live_feed(client, since=time.time()) as feed, held_call(airlock, market) as (call, approval):
                 await feed.until(approval["id"], "pending")
                 await decide(other_process, approval["id"], reviewer="carol", verdict="approve", via="cli")

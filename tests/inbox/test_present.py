@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.inbox import present
+from app.reveal import reveal
 from app.store.approvals import ApprovalRow
 
 T0 = 1_795_000_000.0
@@ -57,9 +58,9 @@ def test_a_late_decision_names_who_was_first() -> None:
     assert present.conflict(row(status="expired"), "alice").startswith("Too late: this call expired at")
 
 
-def test_arguments_are_pretty_printed_with_invisible_characters_made_visible() -> None:
+def test_arguments_are_pretty_printed_and_revealed_they_read_as_the_exact_arguments() -> None:
     arguments = {"note": "pay \u202eevil\u202c\u200b now", "tab": "a\tb", "emoji": "ok \U0001F600", "accent": "café"}
-    text = present.pretty_json(arguments)
+    text = reveal(present.pretty_json(arguments))
     assert "\u202e" not in text and "\u200b" not in text
     assert '"note": "pay \\u202eevil\\u202c\\u200b now"' in text
     assert '"tab": "a\\tb"' in text

@@ -35,7 +35,7 @@ CHANNEL = "C0APPROVALS"
 ALICE = "U0ALICE"
 """Linked in the reviewers table (`airlock reviewers add alice --slack-user U0ALICE`)."""
 BOB = "U0BOB"
-"""Mapped in the environment (`SLACK_REVIEWERS=U0BOB=bob`)."""
+"""Mapped in the environment (`SLACK_REVIEWERS=U0BOB=bob`) to bob, a reviewer added without a Slack link."""
 MALLORY = "U0MALLORY"
 """A member of the workspace who is no Airlock reviewer."""
 
@@ -73,7 +73,8 @@ async def start_slack_airlock(tmp_path: Path, upstream_url: str, database_url: s
                               slack: FakeSlack) -> AsyncIterator[StartSlackAirlock]:
     """`await start_slack_airlock(policy=..., slack_table={...}, env={...}, enabled=True)`.
 
-    Every Airlock started shares the test's database; alice is a linked reviewer in it.
+    Every Airlock started shares the test's database; alice is a linked reviewer in it, bob an
+    unlinked one that `SLACK_REVIEWERS` maps his Slack user to.
     """
     async with AsyncExitStack() as stack:
 
@@ -95,11 +96,12 @@ async def slack_airlock(start_slack_airlock: StartSlackAirlock) -> AirlockUnderT
 
 
 async def link_alice(airlock: AirlockUnderTest) -> None:
-    """Make alice a reviewer linked to her Slack user (once per database)."""
-    async with airlock.runtime.db.read() as conn:
-        if await tokens.reviewer_named(conn, "alice") is not None:
-            return
-    await airlock.reviewer_token("alice", slack_user_id=ALICE)
+    """Make alice a reviewer linked to her Slack user, and bob one without a link (once per database)."""
+    for name, user in (("alice", ALICE), ("bob", None)):
+        async with airlock.runtime.db.read() as conn:
+            if await tokens.reviewer_named(conn, name) is not None:
+                continue
+        await airlock.reviewer_token(name, slack_user_id=user)
 
 
 async def approval_row(airlock: AirlockUnderTest, approval_id: str) -> ApprovalRow:

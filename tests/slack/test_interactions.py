@@ -19,6 +19,7 @@ import pytest
 
 from app.demo.fake_slack import FakeSlack, Reply
 from app.demo.upstream import DemoMarket
+from app.store import tokens
 from app.store.approvals import ApprovalRow
 from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task
 from tests.net import wait_for
@@ -181,6 +182,25 @@ async def test_an_approve_click_from_someone_who_is_not_a_reviewer_changes_nothi
         assert await still_pending(slack_airlock, row)
     assert "not an Airlock reviewer" in ephemeral_texts(slack, MALLORY)[0]
     assert f"--slack-user {MALLORY}" in ephemeral_texts(slack, MALLORY)[0]
+    assert slack.calls_to("views.open") == []
+    assert market.calls["em_cancel_task"] == 0
+
+
+async def test_a_reviewer_disabled_after_being_mapped_by_slack_reviewers_decides_nothing_by_click(
+        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    """Issue 10, class 4: the decision path checks the reviewer's state, so the env mapping cannot bypass it."""
+    async with slack_airlock.runtime.db.write() as conn:
+        assert await tokens.disable_reviewer(conn, name="bob", now=time.time())
+    async with held_call(slack_airlock, market) as (_call, row):
+        approve = await interact(slack_airlock, click_payload(row, "approve", user=BOB))
+        reject = await interact(slack_airlock, click_payload(row, "reject", user=BOB))
+        submitted = await interact(slack_airlock, reason_payload(row.id, "no", user=BOB))
+        assert approve.status_code == 200 and reject.status_code == 200
+        await wait_for(lambda: len(ephemeral_texts(slack, BOB)) == 2)
+        assert await still_pending(slack_airlock, row)
+    assert all(text.startswith("Reviewer bob is disabled and cannot decide; an admin can run")
+               for text in ephemeral_texts(slack, BOB))
+    assert "bob is disabled" in submitted.json()["errors"]["airlock_reason"]
     assert slack.calls_to("views.open") == []
     assert market.calls["em_cancel_task"] == 0
 
