@@ -11,7 +11,7 @@ import json
 
 from app.demo.upstream import DemoMarket
 from tests import trojan
-from tests.fakes.slack_api import FakeSlack
+from app.demo.fake_slack import FakeSlack
 from tests.harness import AirlockUnderTest
 from tests.net import wait_for
 from tests.slack.conftest import BOB, click_payload, interact, posted
