@@ -86,6 +86,20 @@ def pending_result(approval: ApprovalRow, public_url: str, *, modern: bool) -> d
     return tool_error_result(text, meta={APPROVAL_META_KEY: approval_meta(approval, public_url)}, modern=modern)
 
 
+def too_large_text(tool: str, size: int | None, limit: int) -> str:
+    """What the agent reads when a call ran but its result is larger than Airlock relays."""
+    size_text = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return (f"The call to {tool} ran, but its result ({size_text}) is larger than Airlock relays "
+            f"(max_response_bytes = {limit} bytes), so it was not relayed. Calling it again would run it "
+            "again. Ask for a smaller result, or ask the operator to raise max_response_bytes.")
+
+
+def too_large_outcome(size: int | None, limit: int) -> str:
+    """The approval's outcome line (status `completed`) for a call whose result was too large to relay."""
+    size_text = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return f"ran; its result ({size_text}) exceeds max_response_bytes ({limit} bytes) and was not relayed"
+
+
 def final_message(approval: ApprovalRow, public_url: str, *, modern: bool) -> dict[str, Any]:
     """The `result` or `error` member of the final JSON-RPC response for a finished approval."""
     meta = {APPROVAL_META_KEY: approval_meta(approval, public_url)}

@@ -30,7 +30,8 @@ from app.jsonrpc import (
     tool_call_of,
     tool_error_result,
 )
-from app.upstream import UpstreamUnavailable, forwardable_headers
+from app.approvals.outcomes import too_large_text
+from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
         except UpstreamUnavailable as exc:
             await _refuse(exchange, message, context, f"The upstream server is unreachable ({exc}). The call did not run.")
             audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome="upstream unreachable", **common)
+            return
+        except ResponseTooLarge as exc:
+            await _refuse(exchange, message, context, too_large_text(call.name, exc.size, exc.limit))
+            audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome="result too large", **common)
             return
         audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome=_outcome(relayed), **common)
         return
