@@ -133,11 +133,13 @@ async def _park(exchange: Exchange, message: Message, context: CallContext, verd
                               approval_id=attachment.approval.id, **common)
     held = HeldRequest(runtime, exchange, attachment.approval, attachment.stream, modern=context.modern,
                        resumable=context.resumable, attach_seq=attachment.attach_seq,
-                       headers=context.response_headers)
+                       headers=context.response_headers, replay=attachment.replayed)
     await held.serve(priming_seq=attachment.priming_seq)
 
 
 def _parked_outcome(attachment: Attachment) -> str:
+    if attachment.replayed:
+        return "replayed"
     if not attachment.created:
         return "attached"
     return "parked" if attachment.approval.continues is None else f"continues {attachment.approval.continues}"
