@@ -35,6 +35,8 @@ class BigAnswerUpstream:
         """The exact bytes of each JSON-RPC answer to a `tools/call` (the SSE event's data for "sse")."""
         self.lines: asyncio.Queue[bytes | None] = asyncio.Queue()
         """JSON lines of the `subscriptions/listen` answer; `None` ends it."""
+        self.instructions = ""
+        """The `instructions` of the `initialize` answer (as large as a test wants)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -57,7 +59,7 @@ class BigAnswerUpstream:
             await _send(send, 202, b"", b"application/json")
         elif method == "initialize":
             result = {"protocolVersion": request["params"]["protocolVersion"], "capabilities": {"tools": {}},
-                      "serverInfo": {"name": "big-answers", "version": "0"}}
+                      "serverInfo": {"name": "big-answers", "version": "0"}, "instructions": self.instructions}
             await _send(send, 200, _answer(request["id"], result), b"application/json",
                         [(b"mcp-session-id", SESSION_ID.encode())])
         elif method == "tools/call":

@@ -188,6 +188,15 @@ async def test_a_json_lines_answer_is_relayed_chunk_by_chunk_to_its_end(tmp_path
     assert received == b"".join(lines)
 
 
+async def test_a_large_initialize_answer_arrives_whole(tmp_path: Path, database_url: str) -> None:
+    async with big_airlock(tmp_path, database_url) as (airlock, upstream):
+        upstream.instructions = big_text(1_500_000)
+        async with httpx.AsyncClient(timeout=30) as http:
+            session = RawSession(http, airlock.mcp_url, await airlock.agent_token())
+            answer = await session.initialize()
+    assert answer["result"]["instructions"] == upstream.instructions
+
+
 def test_max_response_bytes_is_a_validated_setting(tmp_path: Path) -> None:
     from app.config import settings_from_document
     from app.errors import ConfigError
