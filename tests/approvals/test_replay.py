@@ -18,11 +18,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from app.approvals.outcomes import APPROVAL_META_KEY
 from app.demo.upstream import DemoMarket
 from tests.fakes.cutting_proxy import CuttingProxy
-from tests.harness import UPSTREAM, AirlockUnderTest, new_task
+from tests.harness import UPSTREAM, AirlockUnderTest, mcp_client, new_task
 from tests.rawmcp import EventReader, RawSession, modern_envelope, modern_headers
 
 
@@ -139,3 +140,25 @@ async def test_a_rejected_outcome_is_not_replayed_an_identical_call_waits_for_a_
     assert fresh["id"] != approval["id"], "a new approval: the rejected call never ran"
     assert await airlock.steps(approval["id"], "replayed") == 0
     assert market.calls["em_cancel_task"] == 0
+
+
+async def test_the_sdk_client_gets_a_lost_outcome_on_its_identical_retry_in_2026(
+        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    """The same through the official SDK client (2026-07-28: a broken stream is an error to the caller)."""
+    task = new_task(market)
+    arguments = {"task_id": task.id, "reason": "duplicate"}
+    async with proxied(airlock) as proxy:
+        async with mcp_client(f"{proxy.url}/mcp/{UPSTREAM}", await airlock.agent_token(), mode="auto") as client:
+            proxy.arm(b'"result"')
+            call = asyncio.create_task(client.call_tool("em_cancel_task", arguments))
+            approval = await airlock.wait_pending()
+            await airlock.decide(approval["id"], "approve")
+            async with asyncio.timeout(10):
+                await proxy.cut.wait()
+                with pytest.raises(MCPError):
+                    await call
+                retry = await client.call_tool("em_cancel_task", arguments)
+    assert not retry.is_error and retry.structured_content["status"] == "cancelled"
+    assert retry.meta is not None and retry.meta[APPROVAL_META_KEY]["replay"] is True
+    assert market.calls["em_cancel_task"] == 1
+    assert len(await airlock.approvals("all")) == 1
