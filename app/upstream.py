@@ -130,9 +130,10 @@ class UpstreamResponse:
         """Parse `chunk`; an over-long event raises `ResponseTooLarge` (not the parser's `ValueError`)."""
         try:
             return list(parser.feed(chunk))
-        except EventTooLarge as exc:
+        except EventTooLarge:
+            # How long the event would have been is not known without reading it all: say "more than".
             self._response.close()
-            raise ResponseTooLarge(exc.size, self.max_bytes) from None
+            raise ResponseTooLarge(None, self.max_bytes) from None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, chunk by chunk, to its end (for streams that are not SSE)."""

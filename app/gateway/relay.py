@@ -9,7 +9,8 @@ apart from the ids of Airlock's own held streams (see `holding.py`).
 
 An answer (or one event) larger than `max_response_bytes` raises `ResponseTooLarge` when nothing
 has been sent yet, so the caller answers with a clear error; when a stream has already begun, it
-ends with a JSON-RPC error event for the request saying so.
+ends with a last event answering the request with that error (for a `tools/call`, a tool error
+result saying the call ran).
 
 A relay stops when the agent disconnects, and closes the upstream response then: in 2026-07-28
 closing the stream is how a client cancels, and the upstream must hear it.

@@ -2,7 +2,8 @@
 
 Raw ASGI rather than the SDK, so a test controls every byte: the tool `big_text` (and its twin
 `big_text_reviewed`, for an `approve` rule) answers with a text of `arguments.size` characters,
-as `application/json` or as one SSE event (`arguments.mode`: "json" or "sse"), in chunks of
+as `application/json` or as one SSE event (`arguments.mode`: "json" or "sse"; "sse-after-log"
+sends a log notification first, so a relay commits to the stream before the answer), in chunks of
 `CHUNK` bytes, so a reader that stops at the first buffered bytes gets a truncated answer.
 `subscriptions/listen` answers with JSON lines that the test writes one by one (`lines`).
 It speaks just enough of both eras: `initialize` (with a session id), notifications (202),
@@ -78,8 +79,10 @@ class BigAnswerUpstream:
             result["resultType"] = "complete"
         answer = _answer(request["id"], result)
         self.answers.append(answer)
-        if arguments.get("mode") == "sse":
-            await _send(send, 200, b"event: message\r\ndata: " + answer + b"\r\n\r\n", b"text/event-stream")
+        if arguments.get("mode") in ("sse", "sse-after-log"):
+            log = b'{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"working"}}'
+            first = b"event: message\r\ndata: " + log + b"\r\n\r\n" if arguments["mode"] == "sse-after-log" else b""
+            await _send(send, 200, first + b"event: message\r\ndata: " + answer + b"\r\n\r\n", b"text/event-stream")
         else:
             await _send(send, 200, answer, b"application/json")
 

@@ -144,6 +144,22 @@ async def test_an_allowed_answer_over_the_limit_gets_a_clear_error_saying_it_ran
     assert answer_bytes(small) == upstream.answers[-1], "an answer under the limit still passes"
 
 
+@pytest.mark.parametrize("era", ["modern", "handshake"])
+async def test_a_stream_already_relaying_ends_with_the_too_large_answer_when_the_result_is_over_the_limit(
+        tmp_path: Path, database_url: str, era: str) -> None:
+    async with big_airlock(tmp_path, database_url, max_response_bytes=50_000) as (airlock, upstream):
+        async with httpx.AsyncClient(timeout=30) as http:
+            agent = await Agent(http, airlock, era).start()
+            async with http.stream("POST", airlock.mcp_url, json=agent.call("big_text", 200_000, "sse-after-log"),
+                                   headers=await agent.headers("tools/call", "big_text")) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                answer = await final_message(response)
+    assert answer["id"] == 1 and answer["result"]["isError"] is True
+    assert "ran" in text_of(answer["result"]) and "not relayed" in text_of(answer["result"])
+    assert ("resultType" in answer["result"]) == (era == "modern")
+    assert upstream.calls["big_text"] == 1
+
+
 @pytest.mark.parametrize("mode", ["json", "sse"])
 @pytest.mark.parametrize("era", ["modern", "handshake"])
 async def test_an_approved_call_whose_result_is_over_the_limit_is_completed_and_says_it_ran(
