@@ -125,9 +125,11 @@ async def test_a_2026_cancellation_is_carried_out_even_if_airlock_dies_during_th
 
         await wait_for(withdrawal_scheduled, timeout=10)
         first.kill()
+        # Checked with no Airlock running (not after the restart, which may take longer than the
+        # grace period on a loaded machine): the process that saw the client leave died first.
+        assert (await stored()).status == "pending", \
+            "the process that saw the client leave died before the grace period ended"
         second = await cluster.start(first.port)
-        assert [a["id"] for a in await cluster.pending(second)] == [approval_id], \
-            "still pending: the process that saw the client leave died before the grace period ended"
         await wait_for(withdrawn, timeout=15)
         assert await cluster.decide(second, approval_id) == 409
     finally:
