@@ -128,6 +128,8 @@ class Settings:
     data_dir: Path = Path("data")
     upstreams: tuple[UpstreamSettings, ...] = ()
     max_body_bytes: int = 1_048_576
+    max_response_bytes: int = 64 * 1024 * 1024
+    """The largest upstream answer (or SSE event) Airlock relays or stores; larger ones get a clear error."""
     allowed_origins: tuple[str, ...] = ()
     token_cache_seconds: float = 5.0
     audit_store_arguments: bool = False
@@ -179,7 +181,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 _TOP_KEYS: Final = frozenset({
     "host", "port", "public_url", "database_url", "database_pool_size", "data_dir", "upstreams", "max_body_bytes",
-    "allowed_origins", "token_cache_seconds", "approvals", "audit", "slack", "agents",
+    "max_response_bytes", "allowed_origins", "token_cache_seconds", "approvals", "audit", "slack", "agents",
 })
 
 
@@ -215,6 +217,8 @@ def settings_from_document(
         data_dir=data_dir,
         upstreams=upstreams,
         max_body_bytes=_positive_int("max_body_bytes", _get(document, "max_body_bytes", int, 1_048_576)),
+        max_response_bytes=_positive_int("max_response_bytes",
+                                         _get(document, "max_response_bytes", int, 64 * 1024 * 1024)),
         allowed_origins=_origins(_get(document, "allowed_origins", list, [])),
         token_cache_seconds=_non_negative("token_cache_seconds",
                                           env.get("AIRLOCK_TOKEN_CACHE_SECONDS")

@@ -78,7 +78,8 @@ class Runtime:
         self._started = True
         self._http = new_client_session()
         for upstream in self.settings.upstreams:
-            self.upstreams[upstream.name] = Upstream(upstream, self._http)
+            self.upstreams[upstream.name] = Upstream(upstream, self._http,
+                                                     max_response_bytes=self.settings.max_response_bytes)
         tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in (
             ("policy-reloader", self.policies.run()),
             ("audit-writer", self.audit.run()),

@@ -46,11 +46,27 @@ def comment(text: str) -> bytes:
     return "".join(f": {line}\r\n" for line in text.split("\n")).encode("utf-8") + b"\r\n"
 
 
+class EventTooLarge(ValueError):
+    """One event (or one line of it) is longer than the parser's `max_event_bytes`."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"SSE event of at least {size} bytes exceeds the size limit ({limit} bytes)")
+        self.size = size
+        self.limit = limit
+
+
 class SSEParser:
-    """Feed bytes as they arrive; get complete events back."""
+    """Feed bytes as they arrive; get complete events back.
+
+    Linear in the stream's length however it is chunked: the buffer is a `bytearray` consumed from
+    the front, and a line that is still incomplete is not searched again from its start (an event
+    of several MB arriving in 64 KB chunks would otherwise be rescanned a hundred times).
+    """
 
     def __init__(self, max_event_bytes: int = 16 * 1024 * 1024) -> None:
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._scanned = 0
+        """How much of `_buffer` is known to hold no line ending."""
         self._data: list[str] = []
         self._event = ""
         self._id: str | None = None
@@ -65,21 +81,22 @@ class SSEParser:
         while True:
             line, found = self._next_line()
             if not found:
-                if len(self._buffer) > self._max:
-                    raise ValueError("SSE event exceeds the size limit")
+                if self._size + len(self._buffer) > self._max:
+                    raise EventTooLarge(self._size + len(self._buffer), self._max)
                 return
             event = self._process(line)
             if event is not None:
                 yield event
 
     def _next_line(self) -> tuple[str, bool]:
-        if self._after_cr and self._buffer:
-            self._after_cr = False
-            if self._buffer.startswith(b"\n"):
-                self._buffer = self._buffer[1:]
         buffer = self._buffer
-        newline, carriage = buffer.find(b"\n"), buffer.find(b"\r")
+        if self._after_cr and buffer:
+            self._after_cr = False
+            if buffer[0] == 10:
+                del buffer[0]
+        newline, carriage = buffer.find(b"\n", self._scanned), buffer.find(b"\r", self._scanned)
         if newline < 0 and carriage < 0:
+            self._scanned = len(buffer)
             return "", False
         if carriage < 0 or 0 <= newline < carriage:
             index, end = newline, newline + 1
@@ -91,8 +108,10 @@ class SSEParser:
                 self._after_cr = True
             elif buffer[end] == 10:
                 end += 1
-        self._buffer = buffer[end:]
-        return buffer[:index].decode("utf-8", errors="replace"), True
+        line = bytes(buffer[:index]).decode("utf-8", errors="replace")
+        del buffer[:end]
+        self._scanned = 0
+        return line, True
 
     def _process(self, line: str) -> SSEEvent | None:
         if not line:
@@ -103,7 +122,7 @@ class SSEParser:
         value = value.removeprefix(" ")
         self._size += len(value)
         if self._size > self._max:
-            raise ValueError("SSE event exceeds the size limit")
+            raise EventTooLarge(self._size, self._max)
         if name == "data":
             self._data.append(value)
         elif name == "event":

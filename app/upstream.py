@@ -10,6 +10,11 @@ headers that describe them (`Accept`, `Content-Type`, `MCP-Protocol-Version`, `M
 caller), and the credentials configured for the upstream. The agent's `Authorization`, cookies
 and `Origin` never leave Airlock.
 
+Bodies are read to their end, never "what is buffered so far": aiohttp's `StreamReader.read(n)`
+returns as soon as any bytes arrive, which cut answers of a few hundred KB off at random (issue
+10, class 3). Every answer up to `max_response_bytes` is read whole; a larger one raises
+`ResponseTooLarge`, which says how large it was, so callers can tell the agent exactly that.
+
 This module also keeps what the gateway learns from `tools/list` answers: each tool's annotations
 and input schema, per upstream (the policy's `annotation_defaults` read them).
 """
@@ -17,6 +22,7 @@ and input schema, per upstream (the policy's `annotation_defaults` read them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -27,8 +33,11 @@ import aiohttp
 
 from app.config import UpstreamSettings
 from app.jsonrpc import is_response, json_object
-from app.sse import SSEEvent, SSEParser
+from app.sse import EventTooLarge, SSEEvent, SSEParser
 
+DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+_COUNT_LIMIT_FACTOR: Final = 4
+"""An over-long body is read (and discarded) up to this many times the limit, to report its size."""
 FORWARDED_HEADERS: Final = frozenset({"accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name"})
 PARAM_HEADER_PREFIX: Final = "mcp-param-"
 USER_AGENT: Final = "airlock-gateway/0.1"
@@ -44,14 +53,26 @@ class UpstreamUnavailable(Exception):
     """Airlock could not connect to the upstream: the request was not delivered."""
 
 
-class UpstreamResponse:
-    """A streaming response from the upstream. Read it once: `read()`, `answer()` or `events()`."""
+class ResponseTooLarge(Exception):
+    """The upstream's answer (or one event of it) is larger than `max_response_bytes`."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, size: int | None, limit: int) -> None:
+        self.size = size
+        """The answer's size in bytes when known (its Content-Length, or what was read), else None."""
+        self.limit = limit
+        size_text = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+        super().__init__(f"the upstream's answer ({size_text}) exceeds max_response_bytes ({limit} bytes)")
+
+
+class UpstreamResponse:
+    """A streaming response from the upstream. Read it once: `read()`, `answer()`, `events()` or `chunks()`."""
+
+    def __init__(self, response: aiohttp.ClientResponse, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self._response = response
         self.status = response.status
         self.headers = response.headers
         self.content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        self.max_bytes = max_bytes
 
     @property
     def is_sse(self) -> bool:
@@ -61,18 +82,63 @@ class UpstreamResponse:
     def is_json(self) -> bool:
         return self.content_type == "application/json"
 
-    async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
-        body = await self._response.content.read(limit + 1)
-        if len(body) > limit:
-            raise ValueError(f"upstream response exceeds {limit} bytes")
-        return body
+    async def read(self) -> bytes:
+        """The whole body, to its end.
+
+        Raises:
+            ResponseTooLarge: the body is longer than `max_bytes` (nothing of it is returned).
+        """
+        declared = self._response.content_length
+        if declared is not None and declared > self.max_bytes:
+            self._response.close()
+            raise ResponseTooLarge(declared, self.max_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await self._response.content.readany():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise ResponseTooLarge(await self._count_rest(size), self.max_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _count_rest(self, size: int) -> int | None:
+        """Read and discard the rest of an over-long body, to say how long it was (None: too long to count)."""
+        while size <= _COUNT_LIMIT_FACTOR * self.max_bytes:
+            chunk = await self._response.content.readany()
+            if not chunk:
+                return size
+            size += len(chunk)
+        self._response.close()
+        return None
+
+    def parser(self) -> SSEParser:
+        """An SSE parser that refuses events larger than this response may be."""
+        return SSEParser(max_event_bytes=self.max_bytes)
 
     async def events(self, parser: SSEParser | None = None) -> AsyncIterator[SSEEvent]:
-        """The stream's events (continuing `parser`'s state when given)."""
-        parser = parser or SSEParser()
+        """The stream's events (continuing `parser`'s state when given).
+
+        Raises:
+            ResponseTooLarge: one event is larger than `max_bytes`.
+        """
+        parser = parser or self.parser()
         async for chunk in self._response.content.iter_any():
-            for event in parser.feed(chunk):
+            for event in self.feed(parser, chunk):
                 yield event
+
+    def feed(self, parser: SSEParser, chunk: bytes) -> list[SSEEvent]:
+        """Parse `chunk`; an over-long event raises `ResponseTooLarge` (not the parser's `ValueError`)."""
+        try:
+            return list(parser.feed(chunk))
+        except EventTooLarge:
+            # How long the event would have been is not known without reading it all: say "more than".
+            self._response.close()
+            raise ResponseTooLarge(None, self.max_bytes) from None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, chunk by chunk, to its end (for streams that are not SSE)."""
+        async for chunk in self._response.content.iter_any():
+            yield chunk
 
     async def drain(self, timeout: float) -> None:
         """Read the rest of the body (for at most `timeout` s) so the connection can be reused.
@@ -91,7 +157,11 @@ class UpstreamResponse:
         return await self._response.content.readany()
 
     async def answer(self) -> dict[str, Any] | None:
-        """The JSON-RPC response this answer carries (read whole, JSON or SSE), or None."""
+        """The JSON-RPC response this answer carries (read whole, JSON or SSE), or None.
+
+        Raises:
+            ResponseTooLarge: the answer is larger than `max_bytes`.
+        """
         if self.is_sse:
             async for event in self.events():
                 if event.comment is None and event.data:
@@ -133,8 +203,10 @@ class ToolCatalog:
 class Upstream:
     """One configured upstream: where it is, how to reach it, and what its tools are."""
 
-    def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession, *,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self.settings = settings
+        self.max_response_bytes = max_response_bytes
         self.name = settings.name
         self.url = settings.url
         self._session = session
@@ -161,7 +233,7 @@ class Upstream:
         except (aiohttp.ClientConnectorError, aiohttp.ClientConnectorCertificateError) as exc:
             raise UpstreamUnavailable(f"cannot connect to upstream {self.name!r}: {exc.os_error}") from None
         try:
-            yield UpstreamResponse(response)
+            yield UpstreamResponse(response, self.max_response_bytes)
         finally:
             response.release()
 
@@ -180,13 +252,13 @@ class Upstream:
             if response.status != 200:
                 raise UpstreamUnavailable(f"upstream {self.name!r} refused initialize (HTTP {response.status})")
             session_id = response.headers.get("mcp-session-id")
-            await response.read()
+            await _discard(response)
         headers["mcp-protocol-version"] = protocol_version
         if session_id:
             headers["mcp-session-id"] = session_id
         async with self.request("POST", headers=headers,
                                 body=b'{"jsonrpc":"2.0","method":"notifications/initialized"}') as response:
-            await response.read()
+            await _discard(response)
         return session_id
 
     async def fetch_catalog(self, envelope_headers: Mapping[str, str], params_meta: Mapping[str, Any] | None,
@@ -226,6 +298,12 @@ class Upstream:
                 return None
             answer = await response.answer()
         return None if answer is None else answer.get("result")
+
+
+async def _discard(response: UpstreamResponse) -> None:
+    """Read a body nobody needs to its end (so the connection is reused); its size does not matter."""
+    with contextlib.suppress(ResponseTooLarge):
+        await response.read()
 
 
 def new_client_session() -> aiohttp.ClientSession:

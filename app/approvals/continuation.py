@@ -14,8 +14,9 @@ for a second one. It is bound tightly:
 - only to the newest approved round whose stored result is `input_required`;
 - only when the repeat echoes that result's `requestState` (when it had one) and answers exactly
   the input requests it listed;
-- once: the `continues` column is unique, so a replayed repeat finds nothing to continue and is
-  parked as a new call for a human.
+- once: the `continues` column is unique, so a repeat finds nothing more to continue. An
+  identical repeat of a delivered round gets that round's stored outcome again (a replay, see
+  `queue.py`); any other repeat is parked as a new call for a human.
 
 Anything else about the repeat is judged as usual first: a policy that now denies it, denies it.
 """

@@ -20,7 +20,12 @@ How each ending is classified:
 | a JSON-RPC result (even `isError: true`)        | `completed`       |
 | a JSON-RPC error                                | `failed`          |
 | could not connect, or refused with HTTP 4xx     | `failed` (did not run) |
+| an answer larger than `max_response_bytes`      | `completed` (see below) |
 | HTTP 5xx, timeout, connection lost mid-answer   | `outcome_unknown` |
+
+A too-large answer is `completed`, not `outcome_unknown`: the upstream answered, so the call ran;
+only its result cannot be relayed. The stored result is an `isError` result that says so (and the size), so the agent and the
+reviewers read the same thing, and the call is never offered to run again.
 """
 
 from __future__ import annotations
@@ -37,11 +42,12 @@ from typing import Any, Protocol, overload
 import aiohttp
 
 from app.approvals.ledger import Ledger
-from app.jsonrpc import is_response, json_object
+from app.approvals.outcomes import too_large_outcome, too_large_text
+from app.jsonrpc import is_response, json_object, tool_error_result
 from app.sessions import SessionRegistry
 from app.store import approvals as approval_store
 from app.store.approvals import ApprovalRow, Status
-from app.upstream import Upstream, UpstreamResponse, UpstreamUnavailable
+from app.upstream import ResponseTooLarge, Upstream, UpstreamResponse, UpstreamUnavailable
 
 logger = logging.getLogger("airlock.executor")
 
@@ -123,9 +129,14 @@ class Executor:
         headers = json.loads(row.forward_headers)
         headers.setdefault("accept", "application/json, text/event-stream")
         headers["content-type"] = "application/json"
-        if row.era == "handshake":
-            return await self._run_in_session(row, upstream, body, headers, request_id, sink)
-        return await self._send(upstream, body, headers, request_id, sink)
+        try:
+            if row.era == "handshake":
+                return await self._run_in_session(row, upstream, body, headers, request_id, sink)
+            return await self._send(upstream, body, headers, request_id, sink)
+        except ResponseTooLarge as exc:
+            text = too_large_text(row.tool, exc.size, exc.limit)
+            return Ending("completed", {"result": tool_error_result(text, modern=row.era == "modern")},
+                          too_large_outcome(exc.size, exc.limit))
 
     async def _run_in_session(self, row: ApprovalRow, upstream: Upstream, body: bytes, headers: dict[str, str],
                               request_id: str, sink: EventSink | None) -> Ending:

@@ -8,7 +8,8 @@ a machine-readable `_meta` entry under `APPROVAL_META_KEY`:
      "reviewUrl": "https://airlock.example/inbox/apr_…", "retry": "identical"}
 
 `retry: "identical"` tells a client that calling the same tool with the same arguments re-attaches
-to this approval instead of creating a new one.
+to this approval instead of creating a new one. An outcome sent again to such a call after it was
+delivered once (see `queue.py`, replays) also carries `"replay": true` and `"executedAt"`.
 
 Pure module: builds dictionaries from an approval row; no I/O.
 """
@@ -86,9 +87,31 @@ def pending_result(approval: ApprovalRow, public_url: str, *, modern: bool) -> d
     return tool_error_result(text, meta={APPROVAL_META_KEY: approval_meta(approval, public_url)}, modern=modern)
 
 
-def final_message(approval: ApprovalRow, public_url: str, *, modern: bool) -> dict[str, Any]:
-    """The `result` or `error` member of the final JSON-RPC response for a finished approval."""
-    meta = {APPROVAL_META_KEY: approval_meta(approval, public_url)}
+def too_large_text(tool: str, size: int | None, limit: int) -> str:
+    """What the agent reads when a call ran but its result is larger than Airlock relays."""
+    size_text = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return (f"The call to {tool} ran, but its result ({size_text}) is larger than Airlock relays "
+            f"(max_response_bytes = {limit} bytes), so it was not relayed. Calling it again would run it "
+            "again. Ask for a smaller result, or ask the operator to raise max_response_bytes.")
+
+
+def too_large_outcome(size: int | None, limit: int) -> str:
+    """The approval's outcome line (status `completed`) for a call whose result was too large to relay."""
+    size_text = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return f"ran; its result ({size_text}) exceeds max_response_bytes ({limit} bytes) and was not relayed"
+
+
+def final_message(approval: ApprovalRow, public_url: str, *, modern: bool, replay: bool = False) -> dict[str, Any]:
+    """The `result` or `error` member of the final JSON-RPC response for a finished approval.
+
+    Args:
+        replay: the outcome was delivered before and is sent again to an identical call: say so
+            (`replay`, `executedAt` in the approval metadata; an error gets them as its `data`).
+    """
+    approval_data = approval_meta(approval, public_url)
+    if replay:
+        approval_data.update(replay=True, executedAt=iso(approval.executed_at))
+    meta = {APPROVAL_META_KEY: approval_data}
     if approval.status in ("completed", "failed") and approval.result:
         stored = json.loads(approval.result)
         if "result" in stored and isinstance(stored["result"], dict):
@@ -96,8 +119,15 @@ def final_message(approval: ApprovalRow, public_url: str, *, modern: bool) -> di
             result["_meta"] = {**(result.get("_meta") or {}), **meta}
             return {"result": result}
         if "error" in stored:
-            return {"error": stored["error"]}
-    return {"result": tool_error_result(_refusal_text(approval), meta=meta, modern=modern)}
+            error = stored["error"]
+            if replay and isinstance(error, dict) and "data" not in error:
+                error = {**error, "data": meta}
+            return {"error": error}
+    text = _refusal_text(approval)
+    if replay:
+        text = (f"Replay: Airlock sends this stored outcome again because this exact call already ran at "
+                f"{iso(approval.executed_at)} (approved by {approval.decided_by}). {text}")
+    return {"result": tool_error_result(text, meta=meta, modern=modern)}
 
 
 def _refusal_text(approval: ApprovalRow) -> str:

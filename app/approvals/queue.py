@@ -8,6 +8,20 @@ verdict, and the SHA-256 of the canonical arguments that binds the approval to t
 An identical call (same agent, upstream, tool and argument hash) attaches to the newest approval
 that is still open or whose outcome the agent has not received yet, instead of piling up
 duplicates; a partial unique index keeps that true when two replicas park the same call at once.
+
+**Replays** (issue 10, class 2: an outcome lost on the way must never lead to a second
+execution). An outcome counts as delivered once it is written to the agent's stream, but a
+proxy or a flaky network can still lose it, and the agent's identical retry would then park a
+new approval for a call that already ran. So an identical call within `result_retention_seconds`
+of a delivered outcome of a call that *ran* (see `approval_store.ran`: completed, tool error,
+result too large, upstream error, outcome_unknown) gets that stored outcome again, marked
+`replay` in its `_meta` and as a `replayed` step in the audit log, and no new approval. For a
+2026-07-28 continuation round, "identical" also means the same `requestState` and
+`inputResponses`, so the repeat that continues an approved `input_required` round is not a replay
+of it. Outcomes of calls that did not run (rejected, expired, withdrawn, failed before reaching
+the upstream) are not replayed: an identical call after one of those is a new call for a human.
+The price: to run the same call deliberately again within the retention window, an agent changes
+its arguments, or the operator lowers `result_retention_seconds`.
 """
 
 from __future__ import annotations
@@ -71,6 +85,16 @@ class Attachment:
     created: bool
     attach_seq: int
     priming_seq: int | None
+    replayed: bool = False
+    """The approval's outcome was delivered before; this request gets it again (see the module docstring)."""
+
+
+def _same_round(stored_params: str, params_text: str) -> bool:
+    """Whether two calls with the same arguments are the same round: the same 2026-07-28 continuation
+    (`requestState` and `inputResponses`), or both first rounds."""
+    stored, sent = json.loads(stored_params), json.loads(params_text)
+    return all(canonical_json(stored.get(key)) == canonical_json(sent.get(key))
+               for key in ("requestState", "inputResponses"))
 
 
 def new_approval_id() -> str:
@@ -114,11 +138,17 @@ class ApprovalQueue:
             existing = await approval_store.find_attachable(
                 conn, agent=request.agent, upstream=request.upstream, tool=request.tool,
                 args_hash=request.args_hash, now=now, retention=self._settings.result_retention_seconds)
+            replayed = None if existing is not None else await self._replayable(conn, request, now)
             if existing is not None:
                 seq = await approval_store.bump_attach(conn, existing.id, now)
                 approval, created = existing, False
                 await self._ledger.audit.record_step(conn, event="attached", approval=existing, now=now,
                                                      actor=request.agent)
+            elif replayed is not None:
+                approval, created, seq = replayed, False, replayed.attach_seq
+                await self._ledger.audit.record_step(
+                    conn, event="replayed", approval=replayed, now=now, actor=request.agent, outcome=replayed.status,
+                    detail="an identical call got the stored outcome again; it did not run again")
             else:
                 predecessor = await self._continued(conn, request, now)
                 if predecessor is not None:
@@ -133,7 +163,14 @@ class ApprovalQueue:
                 hold_until=now + request.hold_seconds, created_at=now)
             await stream_store.insert_stream(conn, stream)
             priming_seq = await stream_store.append_event(conn, stream.id, "", now) if priming else None
-        return Attachment(approval, stream, created, seq, priming_seq)
+        return Attachment(approval, stream, created, seq, priming_seq, replayed=replayed is not None)
+
+    async def _replayable(self, conn: AsyncConnection, request: ParkRequest, now: float) -> ApprovalRow | None:
+        """The newest delivered outcome of this very call that ran, within the retention window."""
+        candidates = await approval_store.find_replayable(
+            conn, agent=request.agent, upstream=request.upstream, tool=request.tool, args_hash=request.args_hash,
+            since=now - self._settings.result_retention_seconds)
+        return next((row for row in candidates if _same_round(row.params, request.params_text)), None)
 
     async def _continued(self, conn: AsyncConnection, request: ParkRequest, now: float) -> ApprovalRow | None:
         """The approved `input_required` round this request continues, if it is one."""
@@ -256,9 +293,9 @@ class ApprovalQueue:
                             delivering: ApprovalRow | None = None) -> int | None:
         """Record a held request's answer before it is sent: store it, and mark the outcome delivered.
 
-        Marking before sending is what keeps "an outcome is delivered once" exact: the agent can
-        send its next identical call the instant it reads this answer, and that call must already
-        see the outcome as delivered (and so start a new approval).
+        Marking before sending means the agent's next identical call, which it can send the
+        instant it reads this answer, already sees the outcome as delivered (and so gets it as a
+        replay rather than attaching as if it were still on its way).
         """
         now = time.time()
         async with self._ledger.change() as change:

@@ -30,7 +30,8 @@ from app.jsonrpc import (
     tool_call_of,
     tool_error_result,
 )
-from app.upstream import UpstreamUnavailable, forwardable_headers
+from app.approvals.outcomes import too_large_text
+from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
         except UpstreamUnavailable as exc:
             await _refuse(exchange, message, context, f"The upstream server is unreachable ({exc}). The call did not run.")
             audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome="upstream unreachable", **common)
+            return
+        except ResponseTooLarge as exc:
+            await _refuse(exchange, message, context, too_large_text(call.name, exc.size, exc.limit))
+            audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome="result too large", **common)
             return
         audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome=_outcome(relayed), **common)
         return
@@ -128,11 +133,13 @@ async def _park(exchange: Exchange, message: Message, context: CallContext, verd
                               approval_id=attachment.approval.id, **common)
     held = HeldRequest(runtime, exchange, attachment.approval, attachment.stream, modern=context.modern,
                        resumable=context.resumable, attach_seq=attachment.attach_seq,
-                       headers=context.response_headers)
+                       headers=context.response_headers, replay=attachment.replayed)
     await held.serve(priming_seq=attachment.priming_seq)
 
 
 def _parked_outcome(attachment: Attachment) -> str:
+    if attachment.replayed:
+        return "replayed"
     if not attachment.created:
         return "attached"
     return "parked" if attachment.approval.continues is None else f"continues {attachment.approval.continues}"

@@ -31,7 +31,7 @@ from app.jsonrpc import (
 )
 from app.store import streams as stream_store
 from app.store.sessions import SessionRow
-from app.upstream import UpstreamUnavailable, forwardable_headers
+from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 DEFAULT_VERSION = "2025-03-26"
 """What the spec says to assume when a handshake-era request carries no MCP-Protocol-Version."""
@@ -67,6 +67,9 @@ async def _post(exchange: Exchange) -> None:
         await _dispatch(exchange, session, message)
     except UpstreamUnavailable as exc:
         await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}", request_id=message.id)
+    except ResponseTooLarge as exc:
+        await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}; it was not relayed",
+                         request_id=message.id)
     except MessageError as exc:
         await send_error(exchange.send, 400, exc.code, exc.message, request_id=message.id)
 
@@ -143,7 +146,7 @@ async def _initialize(exchange: Exchange, message: Message) -> None:
                 await relay(exchange, response)
                 return
             answer = await response.answer()
-    except UpstreamUnavailable as exc:
+    except (UpstreamUnavailable, ResponseTooLarge) as exc:
         await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}", request_id=message.id)
         return
     if answer is None or "result" not in answer:
@@ -223,7 +226,7 @@ async def _delete(exchange: Exchange) -> None:
         try:
             async with exchange.upstream.request("DELETE", headers=headers) as response:
                 await response.read()
-        except UpstreamUnavailable:
+        except (UpstreamUnavailable, ResponseTooLarge):
             pass
     await exchange.runtime.sessions.close(session.id)
     await send_empty(exchange.send, 200, _session_header(session))

@@ -73,7 +73,7 @@ class HeldRequest:
     """One held request: drives its SSE response and relays an approved call's in-flight messages."""
 
     def __init__(self, runtime: Runtime, exchange: Exchange, approval: ApprovalRow, stream: StreamRow, *,
-                 modern: bool, resumable: bool, attach_seq: int, headers: Headers = ()) -> None:
+                 modern: bool, resumable: bool, attach_seq: int, headers: Headers = (), replay: bool = False) -> None:
         self._runtime = runtime
         self._exchange = exchange
         self._approval_id = approval.id
@@ -82,6 +82,8 @@ class HeldRequest:
         self._resumable = resumable
         self._attach_seq = attach_seq
         self._headers = headers
+        self._replayed_outcome = replay
+        """The outcome was delivered before: it is sent again, marked as a replay (`queue.py`)."""
         self._request_id = json.loads(stream.request_id)
         self._progress_token = None if stream.progress_token is None else json.loads(stream.progress_token)
         self._answered = False
@@ -179,7 +181,8 @@ class HeldRequest:
 
     async def _answer_outcome(self, row: ApprovalRow) -> None:
         message = {"jsonrpc": "2.0", "id": self._request_id,
-                   **final_message(row, self._runtime.settings.public_url, modern=self._modern)}
+                   **final_message(row, self._runtime.settings.public_url, modern=self._modern,
+                                   replay=self._replayed_outcome)}
         await self._answer(message, delivering=row)
 
     async def _answer_pending(self, row: ApprovalRow) -> None:

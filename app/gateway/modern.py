@@ -27,7 +27,7 @@ from app.gateway.exchange import Exchange
 from app.gateway.relay import Relayed, Transform, relay
 from app.gateway.respond import send_error
 from app.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, parse_message
-from app.upstream import PARAM_HEADER_PREFIX, UpstreamUnavailable, forwardable_headers
+from app.upstream import PARAM_HEADER_PREFIX, ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 _ENVELOPE_HEADERS: Final = ("accept", "content-type", "mcp-protocol-version")
 
@@ -57,6 +57,9 @@ async def serve(exchange: Exchange) -> None:
         await _reject(exchange, exc.code, exc.message, message.id)
     except UpstreamUnavailable as exc:
         await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}", request_id=message.id)
+    except ResponseTooLarge as exc:
+        await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}; it was not relayed",
+                         request_id=message.id)
 
 
 def _ladder(exchange: Exchange, message: Message) -> InboundLadderRejection | None:

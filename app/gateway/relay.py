@@ -1,10 +1,16 @@
 """Forward an agent's message upstream and relay the answer to the agent as it arrives.
 
-JSON answers are relayed whole; event streams event by event (keep-alive comments included), so
-notifications, progress and server-to-client requests reach the agent the moment the upstream
-sends them (a POST's event stream that turns out to hold only the answer goes back as JSON). An
-upstream event id is relayed as `u.<id>`, which tells a later `Last-Event-ID` apart from the ids
-of Airlock's own held streams (see `holding.py`).
+JSON answers are relayed whole (read to their end: see `app/upstream.py`); event streams event by
+event (keep-alive comments included), so notifications, progress and server-to-client requests
+reach the agent the moment the upstream sends them (a POST's event stream that turns out to hold
+only the answer goes back as JSON); any other body (JSON lines, say) chunk by chunk as it arrives,
+to its end. An upstream event id is relayed as `u.<id>`, which tells a later `Last-Event-ID`
+apart from the ids of Airlock's own held streams (see `holding.py`).
+
+An answer (or one event) larger than `max_response_bytes` raises `ResponseTooLarge` when nothing
+has been sent yet, so the caller answers with a clear error; when a stream has already begun, it
+ends with a last event answering the request with that error (for a `tools/call`, a tool error
+result saying the call ran).
 
 A relay stops when the agent disconnects, and closes the upstream response then: in 2026-07-28
 closing the stream is how a client cancels, and the upstream must hear it.
@@ -18,19 +24,29 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 
+from app.approvals.outcomes import too_large_text
 from app.gateway.exchange import Exchange
 from app.gateway.respond import Headers, end_stream, send_body, send_chunk, start_sse
-from app.jsonrpc import is_response, json_object
+from app.jsonrpc import (
+    INTERNAL_ERROR,
+    dumps,
+    error_response,
+    is_response,
+    json_object,
+    result_response,
+    tool_error_result,
+)
 from app.sse import SSEEvent, SSEParser, comment, encode
 from app.types import JSONObject, Receive
-from app.upstream import UpstreamResponse
+from app.upstream import ResponseTooLarge, UpstreamResponse
 
 UPSTREAM_EVENT_PREFIX: Final = "u."
 _FIRST_EVENT_WINDOW: Final = 0.05
 """Seconds to wait for an upstream stream's first event before committing to a stream ourselves."""
 _DRAIN_WINDOW: Final = 0.005
 """Seconds to wait for a stream to end after its answer (then the connection is dropped instead)."""
-_MAX_BUFFERED: Final = 64 * 1024 * 1024
+
+_MODERN_ENVELOPE_KEY: Final = "io.modelcontextprotocol/protocolVersion"
 
 Transform = Callable[[JSONObject], JSONObject]
 
@@ -60,7 +76,9 @@ async def relay(exchange: Exchange, response: UpstreamResponse, *, headers: Head
     if response.is_sse and response.status == 200:
         return await _relay_events(exchange, response, headers, transform, inspect, cancel_on_disconnect,
                                    lone_answer_as_json=exchange.method == "POST")
-    body = await response.read(_MAX_BUFFERED)
+    if response.status == 200 and not response.is_json and response.content_type:
+        return await _relay_chunks(exchange, response, headers, cancel_on_disconnect)
+    body = await response.read()
     final: JSONObject | None = None
     if (transform is not None or inspect) and response.is_json:
         message = json_object(body)
@@ -91,7 +109,7 @@ async def _relay_events(exchange: Exchange, response: UpstreamResponse, headers:
     arrive from then on. A GET (a resumed or standalone stream) is always relayed as a stream:
     clients read their resumption GETs as event streams only.
     """
-    parser = SSEParser()
+    parser = response.parser()
     held: list[SSEEvent] = []
     if not lone_answer_as_json:
         return await _pump_events(exchange, response, parser, held, headers, transform, inspect,
@@ -102,7 +120,7 @@ async def _relay_events(exchange: Exchange, response: UpstreamResponse, headers:
                 chunk = await response.read_chunk()
                 if not chunk:
                     break
-                held.extend(parser.feed(chunk))
+                held.extend(response.feed(parser, chunk))
     except TimeoutError:
         pass
     answer = _lone_answer(held[0]) if len(held) == 1 else None
@@ -128,8 +146,12 @@ async def _pump_events(exchange: Exchange, response: UpstreamResponse, parser: S
     async def pump() -> None:
         for event in held:
             await _send_event(exchange, event, transform, inspect, outcome)
-        async for event in response.events(parser):
-            await _send_event(exchange, event, transform, inspect, outcome)
+        try:
+            async for event in response.events(parser):
+                await _send_event(exchange, event, transform, inspect, outcome)
+        except ResponseTooLarge as exc:
+            outcome.final = _too_large_error(exchange, exc)
+            await send_chunk(exchange.send, encode(dumps(outcome.final).decode("utf-8")))
 
     if not cancel_on_disconnect:
         await pump()
@@ -141,6 +163,45 @@ async def _pump_events(exchange: Exchange, response: UpstreamResponse, parser: S
         outcome.disconnected = True
         response.close()
     return outcome
+
+
+async def _relay_chunks(exchange: Exchange, response: UpstreamResponse, headers: Headers,
+                        cancel_on_disconnect: bool) -> Relayed:
+    """Relay a body that is neither JSON nor SSE (e.g. JSON lines) chunk by chunk, to its end."""
+    await exchange.send({"type": "http.response.start", "status": response.status, "headers": [
+        (b"content-type", response.headers.get("content-type", "").encode("latin-1")), *headers]})
+
+    async def pump() -> None:
+        async for chunk in response.chunks():
+            await send_chunk(exchange.send, chunk)
+
+    outcome = Relayed(response.status)
+    if not cancel_on_disconnect:
+        await pump()
+    elif not await until_disconnect(exchange.receive, pump()):
+        outcome.disconnected = True
+        response.close()
+        return outcome
+    await end_stream(exchange.send)
+    return outcome
+
+
+def _too_large_error(exchange: Exchange, exc: ResponseTooLarge) -> JSONObject:
+    """The answer that ends a stream whose next event was too large to relay.
+
+    For a `tools/call`, the same tool error result `calls.py` sends when nothing was relayed yet
+    (the call ran); for anything else, a JSON-RPC error.
+    """
+    request = json_object(exchange.body) if exchange.body else None
+    request_id = request.get("id") if request is not None else None
+    request_id = request_id if isinstance(request_id, str | int) else None
+    params = request.get("params") if request is not None else None
+    if request is not None and request.get("method") == "tools/call" and isinstance(params, dict):
+        meta = params.get("_meta")
+        modern = isinstance(meta, dict) and _MODERN_ENVELOPE_KEY in meta  # only 2026-07-28 requests carry it
+        text = too_large_text(str(params.get("name")), exc.size, exc.limit)
+        return result_response(request_id, tool_error_result(text, modern=modern))
+    return error_response(request_id, INTERNAL_ERROR, f"{exc}; it was not relayed")
 
 
 def _lone_answer(event: SSEEvent) -> JSONObject | None:

@@ -103,7 +103,7 @@ async def find_attachable(conn: AsyncConnection, *, agent: str, upstream: str, t
     """The approval an identical call by the same agent re-attaches to, if any.
 
     That is the newest one still open, or finished but not yet delivered to the agent (within the
-    retention window). An outcome is delivered once; after that an identical call is a new call.
+    retention window). A delivered outcome is not attached to; `find_replayable` finds those.
     """
     undelivered = and_(approvals.c.status.in_(FINISHED), approvals.c.delivered_at.is_(None),
                        approvals.c.updated_at > now - retention)
@@ -114,6 +114,35 @@ async def find_attachable(conn: AsyncConnection, *, agent: str, upstream: str, t
         .order_by(approvals.c.created_at.desc())
         .limit(1))).first()
     return None if row is None else _row(row)
+
+
+def ran() -> Condition:
+    """Finished in a way that means the upstream received the call and answered (or may have run it).
+
+    `completed` (a result, a tool error, or a result too large to relay), `outcome_unknown`, and
+    `failed` with a stored upstream error. `failed` without a stored result is Airlock's "it did
+    not run" (unreachable upstream, unknown session, HTTP 4xx); rejected, expired and withdrawn
+    never ran either.
+    """
+    return or_(approvals.c.status.in_(("completed", "outcome_unknown")),
+               and_(approvals.c.status == "failed", approvals.c.result.is_not(None)))
+
+
+async def find_replayable(conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str,
+                          since: float, limit: int = 20) -> list[ApprovalRow]:
+    """Delivered outcomes of identical calls that ran and finished after `since`, newest first.
+
+    An identical call gets one of these again, marked as a replay, instead of a new approval (see
+    `app/approvals/queue.py`): a delivered outcome may have been lost on the way to the agent.
+    """
+    rows = await conn.execute(
+        select(*_COLUMNS)
+        .where(approvals.c.agent == agent, approvals.c.upstream == upstream, approvals.c.tool == tool,
+               approvals.c.args_hash == args_hash, approvals.c.delivered_at.is_not(None), ran(),
+               approvals.c.finished_at > since)
+        .order_by(approvals.c.created_at.desc())
+        .limit(limit))
+    return [_row(row) for row in rows]
 
 
 async def find_continuable(conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str,

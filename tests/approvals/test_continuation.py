@@ -1,11 +1,13 @@
-"""One human decision covers a call that asks for input, in both eras, and cannot be replayed.
+"""One human decision covers a call that asks for input, in both eras, and never runs it twice.
 
 Provenance: spec (2026-07-28 MRTR: a server that needs input answers `tools/call` with
 `resultType: "input_required"` without running the tool, and the client repeats the call with
 `inputResponses` and the echoed `requestState`; in the handshake era the same question is an
 `elicitation/create` request on the call's stream) plus Airlock-defined behaviour
 (`app/approvals/continuation.py`: the repeat of an approved round is approved by that decision,
-once, and only when it answers exactly what was asked).
+once, and only when it answers exactly what was asked; `app/approvals/queue.py`: an identical
+repeat of a round whose outcome was delivered gets that outcome again, marked as a replay, and
+never runs again).
 """
 
 from __future__ import annotations
@@ -99,9 +101,9 @@ def answers(first: InputRequiredResult, rating: int) -> dict[str, Any]:
     return {key: ElicitResult(action="accept", content={"rating": rating}) for key in first.input_requests}
 
 
-async def test_a_replayed_continuation_does_not_run_again_without_a_human(
+async def test_a_replayed_continuation_gets_the_stored_outcome_and_does_not_run_again(
         start_airlock: StartAirlock, market: DemoMarket) -> None:
-    airlock = await start(start_airlock, hold_seconds=1)
+    airlock = await start(start_airlock)
     task = submitted_task(market)
     async with airlock.client(mode="auto", elicitation_callback=rate_four) as client:
         first = await approved_first_round(airlock, client, task)
@@ -110,15 +112,18 @@ async def test_a_replayed_continuation_does_not_run_again_without_a_human(
             done = await client.call_tool("em_rate_worker", {"task_id": task.id}, **seed)
             replay = await client.call_tool("em_rate_worker", {"task_id": task.id}, **seed)
     assert not done.is_error and task.rating == 4
-    assert replay.is_error and replay.meta is not None
-    assert replay.meta[APPROVAL_META_KEY]["status"] == "pending", "the replay waits for a human"
+    assert not replay.is_error and replay.meta is not None
+    assert replay.structured_content == done.structured_content
+    meta = replay.meta[APPROVAL_META_KEY]
+    assert meta["replay"] is True and meta["id"] == done.meta[APPROVAL_META_KEY]["id"], "the same outcome, again"
     assert market.calls["em_rate_worker"] == 1
+    assert len(await airlock.approvals("all")) == 2, "the first round and its continuation; nothing new to approve"
 
 
 async def test_two_racing_repeats_run_the_tool_once(start_airlock: StartAirlock, market: DemoMarket) -> None:
     """The second repeat attaches to the first one's continuation if it is still open; if that outcome
-    was already delivered, the second is a replay and waits for a human. Never a second run."""
-    airlock = await start(start_airlock, hold_seconds=1)
+    was already delivered, the second gets it again as a replay. Either way, one run and one result."""
+    airlock = await start(start_airlock)
     task = submitted_task(market)
     async with airlock.client(mode="auto", elicitation_callback=rate_four) as one, \
             airlock.client(mode="auto", elicitation_callback=rate_four) as two:
@@ -127,9 +132,8 @@ async def test_two_racing_repeats_run_the_tool_once(start_airlock: StartAirlock,
         async with asyncio.timeout(10):
             results = await asyncio.gather(*(client.call_tool("em_rate_worker", {"task_id": task.id}, **seed)
                                              for client in (one, two)))
-    ran = [result for result in results if not result.is_error]
-    waiting = [result for result in results if result.is_error]
-    assert ran and all(result.meta and result.meta[APPROVAL_META_KEY]["status"] == "pending" for result in waiting)
+    assert all(not result.is_error and result.meta for result in results)
+    assert len({result.meta[APPROVAL_META_KEY]["id"] for result in results if result.meta}) == 1
     assert market.calls["em_rate_worker"] == 1 and task.rating == 4
 
 
@@ -144,14 +148,15 @@ Repeat = Callable[[InputRequiredResult], dict[str, Any]]
 ], ids=["another request state", "not answering what was asked", "another agent"])
 async def test_a_repeat_that_does_not_continue_the_approved_round_needs_a_human(
         start_airlock: StartAirlock, market: DemoMarket, repeat: Repeat) -> None:
-    airlock = await start(start_airlock, hold_seconds=1)
+    airlock = await start(start_airlock)
     task = submitted_task(market)
     async with airlock.client("agent-1", mode="auto", elicitation_callback=rate_four) as client:
         first = await approved_first_round(airlock, client, task)
     seed = repeat(first)
     async with airlock.client(seed.pop("agent", "agent-1"), mode="auto", elicitation_callback=rate_four) as client:
-        async with asyncio.timeout(10):
-            refused = await client.call_tool("em_rate_worker", {"task_id": task.id}, **seed)
-    assert refused.is_error and refused.meta is not None
-    assert refused.meta[APPROVAL_META_KEY]["status"] == "pending"
+        held = asyncio.create_task(client.call_tool("em_rate_worker", {"task_id": task.id}, **seed))
+        waiting = await airlock.wait_pending()
+        held.cancel()
+    [parked] = [row for row in await airlock.approvals("all") if row["id"] == waiting["id"]]
+    assert parked["continues"] is None and parked["decided_via"] is None, "parked for a human, not continued"
     assert (task.status, market.calls["em_rate_worker"]) == ("submitted", 0)

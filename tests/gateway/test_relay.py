@@ -372,9 +372,13 @@ async def test_sse_events_are_relayed_one_by_one_as_the_upstream_sends_them(
     assert last.data == final, "the answer is relayed as the upstream wrote it, unknown fields and all"
 
 
-async def test_a_json_answer_is_relayed_byte_for_byte(scripted: tuple[AirlockUnderTest, ScriptedUpstream]) -> None:
+@pytest.mark.parametrize("padding", [0, 3_000_000], ids=["small", "3 MB"])
+async def test_a_json_answer_is_relayed_byte_for_byte(scripted: tuple[AirlockUnderTest, ScriptedUpstream],
+                                                      padding: int) -> None:
+    """Regression (issue 10, class 3): a large JSON answer was cut off where the first read stopped."""
     airlock, upstream = scripted
-    upstream.json_body = (b'{ "jsonrpc":"2.0", "id":1, "result":{"content":[{"type":"text","text":"caf\\u00e9"}],'
+    upstream.json_body = (b'{ "jsonrpc":"2.0", "id":1, "result":{"content":[{"type":"text","text":"caf\\u00e9'
+                          + "caf\u00e9 \u2615 ".encode() * (padding // 10) + b'"}],'
                           b' "structuredContent":{"n":1.50}, "_meta":{"com.example/k":[]}, "x-new":true}}')
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.post(airlock.mcp_url, json=get_task_call(), headers=modern_headers(
