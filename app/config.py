@@ -50,6 +50,9 @@ class ApprovalSettings:
     timeout_seconds: float = 1800.0
     """When a pending approval expires if nobody decides (a rule's `timeout` overrides it)."""
     max_pending_per_agent: int = 20
+    max_held_per_agent: int = 40
+    """Requests one agent may have held open at once, attached duplicates included (default: twice
+    `max_pending_per_agent`). Counted per process: with N replicas an agent may hold up to N times this."""
     cancel_grace_seconds: float = 10.0
     """After a 2026-07-28 client drops a held stream, how long an identical retry may re-attach."""
     progress_interval_seconds: float = 10.0
@@ -378,8 +381,9 @@ def _audit(document: Mapping[str, Any]) -> bool:
 _APPROVAL_KEYS: Final = {
     "hold_seconds", "timeout_seconds", "max_pending_per_agent", "cancel_grace_seconds",
     "progress_interval_seconds", "keepalive_seconds", "sse_retry_ms", "execution_lease_seconds",
-    "safety_poll_seconds", "result_retention_seconds",
+    "safety_poll_seconds", "result_retention_seconds", "max_held_per_agent",
 }
+_APPROVAL_COUNTS: Final = frozenset({"max_pending_per_agent", "sse_retry_ms", "max_held_per_agent"})
 
 
 def _approvals(table: Any, agents: Any) -> ApprovalSettings:
@@ -390,10 +394,13 @@ def _approvals(table: Any, agents: Any) -> ApprovalSettings:
         raise ConfigError(f"[approvals] has an unknown setting {unknown[0]!r}")
     defaults = ApprovalSettings()
     seconds = {key: _positive(f"approvals.{key}", table.get(key, getattr(defaults, key)))
-               for key in _APPROVAL_KEYS - {"max_pending_per_agent", "sse_retry_ms"}}
+               for key in _APPROVAL_KEYS - _APPROVAL_COUNTS}
+    max_pending = _positive_int("approvals.max_pending_per_agent",
+                                table.get("max_pending_per_agent", defaults.max_pending_per_agent))
     return ApprovalSettings(
-        max_pending_per_agent=_positive_int("approvals.max_pending_per_agent",
-                                            table.get("max_pending_per_agent", defaults.max_pending_per_agent)),
+        max_pending_per_agent=max_pending,
+        max_held_per_agent=_positive_int("approvals.max_held_per_agent",
+                                         table.get("max_held_per_agent", 2 * max_pending)),
         sse_retry_ms=_positive_int("approvals.sse_retry_ms", table.get("sse_retry_ms", defaults.sse_retry_ms)),
         agent_hold_seconds=_agent_holds(agents),
         **seconds,

@@ -27,6 +27,7 @@ from app.auth import Credentials
 from app.config import Settings
 from app.extension import Extension
 from app.gateway.intercept import Interceptor
+from app.gateway.limits import HeldLimits
 from app.policy.engine import Decision
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
@@ -50,6 +51,7 @@ class Runtime:
         self.queue = ApprovalQueue(self.ledger, settings.approvals)
         self.sessions = SessionRegistry(self.db)
         self.upstreams: dict[str, Upstream] = {}
+        self.held = HeldLimits(settings.approvals.max_held_per_agent)
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
         self.executor = Executor(self.ledger, self.upstreams, self.sessions,
                                  lease_seconds=settings.approvals.execution_lease_seconds)

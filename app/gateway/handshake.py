@@ -18,6 +18,7 @@ import json
 from app.gateway.calls import CallContext, serve_tool_call
 from app.gateway.exchange import LAST_EVENT_ID, MCP_SESSION_ID, Exchange
 from app.gateway.holding import HeldRequest, parse_event_id
+from app.gateway.limits import TooManyHeld
 from app.gateway.relay import UPSTREAM_EVENT_PREFIX, Relayed, Transform, relay
 from app.gateway.respond import send_body, send_empty, send_error
 from app.jsonrpc import (
@@ -207,9 +208,16 @@ async def _resume(exchange: Exchange, session: SessionRow, last_event_id: str) -
         return
     approval = await runtime.ledger.get(stream.approval_id)
     assert approval is not None and parsed is not None
-    held = HeldRequest(runtime, exchange, approval, stream, modern=False, resumable=True, attach_seq=-1,
-                       headers=_session_header(session))
-    await held.serve(replay_after=parsed[1])
+    try:
+        slot = runtime.held.acquire(exchange.agent)
+    except TooManyHeld as exc:
+        await send_error(exchange.send, 429, INVALID_REQUEST,
+                         f"Too Many Requests: {exc}; wait for one of them to finish, then resume")
+        return
+    with slot:
+        held = HeldRequest(runtime, exchange, approval, stream, modern=False, resumable=True, attach_seq=-1,
+                           headers=_session_header(session))
+        await held.serve(replay_after=parsed[1])
 
 
 async def _delete(exchange: Exchange) -> None:
