@@ -70,6 +70,19 @@ class ApprovalSettings:
 
 
 @dataclass(frozen=True)
+class SessionSettings:
+    """Handshake-era sessions (`[sessions]`): Airlock's own, each backed by one upstream session."""
+
+    max_per_agent: int = 64
+    """Open sessions one agent may have (all upstreams together). Opening one more closes the agent's
+    least recently used session, and the upstream session behind it."""
+    idle_seconds: float = 3600.0
+    """A session no request used for this long is closed, and the upstream session behind it released."""
+    retention_seconds: float = 86400.0
+    """How long a closed session's record is kept (an approved call of a closed session still runs)."""
+
+
+@dataclass(frozen=True)
 class SlackSettings:
     """Slack approvals (see `docs/slack.md`). Enabled when the bot token and signing secret are set.
 
@@ -134,6 +147,7 @@ class Settings:
     audit_store_arguments: bool = False
     secret_key: str = ""
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     config_path: Path | None = None
 
@@ -181,6 +195,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 _TOP_KEYS: Final = frozenset({
     "host", "port", "public_url", "database_url", "database_pool_size", "data_dir", "upstreams", "max_body_bytes",
     "allowed_origins", "token_cache_seconds", "approvals", "audit", "slack", "agents",
+    "sessions",
 })
 
 
@@ -223,6 +238,7 @@ def settings_from_document(
         audit_store_arguments=_audit(document),
         secret_key=_secret_key(env, data_dir),
         approvals=_approvals(document.get("approvals", {}), document.get("agents", {})),
+        sessions=_sessions(document.get("sessions", {})),
         slack=_slack(document.get("slack", {}), env),
         config_path=config_path,
     )
@@ -417,6 +433,21 @@ def _agent_holds(agents: Any) -> dict[str, float]:
         if "hold_seconds" in table:
             holds[name] = _positive(f"agents.{name}.hold_seconds", table["hold_seconds"])
     return holds
+
+
+def _sessions(table: Any) -> SessionSettings:
+    if not isinstance(table, dict):
+        raise ConfigError("[sessions] must be a table")
+    unknown = sorted(set(table) - {"max_per_agent", "idle_seconds", "retention_seconds"})
+    if unknown:
+        raise ConfigError(f"[sessions] has an unknown setting {unknown[0]!r}")
+    defaults = SessionSettings()
+    return SessionSettings(
+        max_per_agent=_positive_int("sessions.max_per_agent", table.get("max_per_agent", defaults.max_per_agent)),
+        idle_seconds=_positive("sessions.idle_seconds", table.get("idle_seconds", defaults.idle_seconds)),
+        retention_seconds=_positive("sessions.retention_seconds",
+                                    table.get("retention_seconds", defaults.retention_seconds)),
+    )
 
 
 _SLACK_SECONDS: Final = ("usergroup_cache_seconds", "retry_initial_seconds", "retry_max_seconds",

@@ -9,6 +9,10 @@ touch is forwarded as it came: notifications, the client's answers to server req
 `Last-Event-ID` values are either Airlock's own (`<stream id>.<seq>`, a held call's stream,
 replayed from the database on any replica) or the upstream's (relayed as `u.<id>` and passed back
 without the prefix).
+
+Sessions are bounded per agent and expire when idle (see `app/sessions.py`); a session that was
+closed for any reason answers 404, which the spec tells the client to take as "initialize again".
+Ending a session (DELETE) releases the upstream session behind it.
 """
 
 from __future__ import annotations
@@ -224,15 +228,6 @@ async def _delete(exchange: Exchange) -> None:
     session = await _session(exchange)
     if session is None:
         return
-    if session.upstream_session_id:
-        headers = {MCP_SESSION_ID: session.upstream_session_id}
-        if exchange.protocol_version:
-            headers["mcp-protocol-version"] = exchange.protocol_version
-        try:
-            async with exchange.upstream.request("DELETE", headers=headers) as response:
-                await response.read()
-        except UpstreamUnavailable:
-            pass
-    await exchange.runtime.sessions.close(session.id)
+    await exchange.runtime.sessions.end(session)
     await send_empty(exchange.send, 200, _session_header(session))
 
