@@ -65,6 +65,8 @@ class ApprovalSettings:
     """How often every process re-reads recent approval changes, in case a wake-up signal was missed."""
     result_retention_seconds: float = 86400.0
     """How long an outcome not yet delivered waits for the agent's identical retry."""
+    stream_retention_seconds: float = 86400.0
+    """How long a held stream and its stored events stay resumable after its hold ended; then purged."""
     agent_hold_seconds: Mapping[str, float] = field(default_factory=dict)
     """Per-agent hold budgets, for clients known to wait longer (e.g. the Python SDK)."""
 
@@ -397,7 +399,7 @@ def _audit(document: Mapping[str, Any]) -> bool:
 _APPROVAL_KEYS: Final = {
     "hold_seconds", "timeout_seconds", "max_pending_per_agent", "cancel_grace_seconds",
     "progress_interval_seconds", "keepalive_seconds", "sse_retry_ms", "execution_lease_seconds",
-    "safety_poll_seconds", "result_retention_seconds", "max_held_per_agent",
+    "safety_poll_seconds", "result_retention_seconds", "stream_retention_seconds", "max_held_per_agent",
 }
 _APPROVAL_COUNTS: Final = frozenset({"max_pending_per_agent", "sse_retry_ms", "max_held_per_agent"})
 

@@ -25,18 +25,21 @@ def test_the_held_cap_defaults_to_twice_the_pending_cap(tmp_path: Path) -> None:
     assert settings(tmp_path, approvals={"max_held_per_agent": 3}).approvals.max_held_per_agent == 3
 
 
-def test_sessions_are_bounded_and_kept_a_day_after_they_close_by_default(tmp_path: Path) -> None:
+def test_sessions_are_bounded_and_retention_is_a_day_by_default(tmp_path: Path) -> None:
     defaults = settings(tmp_path)
     assert (defaults.sessions.max_per_agent, defaults.sessions.idle_seconds) == (64, 3600.0)
-    assert defaults.sessions.retention_seconds == 86400.0
-    chosen = settings(tmp_path, sessions={"max_per_agent": 8, "idle_seconds": 60, "retention_seconds": 600})
+    assert defaults.sessions.retention_seconds == defaults.approvals.stream_retention_seconds == 86400.0
+    chosen = settings(tmp_path, sessions={"max_per_agent": 8, "idle_seconds": 60, "retention_seconds": 600},
+                      approvals={"stream_retention_seconds": 120})
     assert (chosen.sessions.max_per_agent, chosen.sessions.idle_seconds, chosen.sessions.retention_seconds) == (
         8, 60.0, 600.0)
+    assert chosen.approvals.stream_retention_seconds == 120.0
 
 
 @pytest.mark.parametrize(("document", "expected"), [
     ({"approvals": {"max_held_per_agent": 0}}, "approvals.max_held_per_agent must be a positive number"),
     ({"approvals": {"max_held_per_agent": 2.5}}, "approvals.max_held_per_agent must be a positive number"),
+    ({"approvals": {"stream_retention_seconds": 0}}, "approvals.stream_retention_seconds must be a positive"),
     ({"sessions": {"max_per_agent": 0}}, "sessions.max_per_agent must be a positive number"),
     ({"sessions": {"idle_seconds": -1}}, "sessions.idle_seconds must be a positive number of seconds"),
     ({"sessions": {"retention_seconds": "long"}}, "sessions.retention_seconds must be a number of seconds"),
