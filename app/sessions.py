@@ -53,7 +53,8 @@ _CACHE_SIZE: Final = 50_000
 _BATCH: Final = 200
 """Rows one janitor transaction closes or deletes: a pass never holds the database for long."""
 _MAX_BATCHES: Final = 20
-MCP_SESSION_ID: Final = "mcp-session-id"
+_MCP_SESSION_ID: Final = "mcp-session-id"
+"""The Streamable HTTP session header (as in `app/gateway/exchange.py`, which this layer does not import)."""
 
 
 class SessionRegistry:
@@ -144,7 +145,7 @@ class SessionRegistry:
         upstream = self._upstreams.get(row.upstream)
         if row.upstream_session_id is None or upstream is None:
             return
-        headers = {MCP_SESSION_ID: row.upstream_session_id, "mcp-protocol-version": row.protocol_version}
+        headers = {_MCP_SESSION_ID: row.upstream_session_id, "mcp-protocol-version": row.protocol_version}
         try:
             async with upstream.request("DELETE", headers=headers) as response:
                 await response.read()
