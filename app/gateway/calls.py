@@ -106,9 +106,8 @@ async def _park(exchange: Exchange, message: Message, context: CallContext, verd
     try:
         slot = exchange.runtime.held.acquire(exchange.agent)
     except TooManyHeld as exc:
-        text = (f"This call to {call.name} needs a human's approval, but agent {exc.agent} already holds "
-                f"{exc.limit} requests open waiting for approval. It did not run; wait for one of them to "
-                "finish, then call again.")
+        text = (f"This call to {call.name} needs a human's approval, but {exc} waiting for approval. "
+                "It did not run; wait for one of them to finish, then call again.")
         await _refuse(exchange, message, context, text)
         exchange.runtime.audit.record_call(decision="approve", latency_ms=exchange.elapsed_ms(),
                                            outcome="too many held", **_audit_fields(exchange, call, verdict))

@@ -19,7 +19,7 @@ from types import TracebackType
 
 class TooManyHeld(Exception):
     def __init__(self, agent: str, limit: int) -> None:
-        super().__init__(f"agent {agent} already holds {limit} requests open")
+        super().__init__(f"agent {agent} already holds {limit} request{'' if limit == 1 else 's'} open")
         self.agent = agent
         self.limit = limit
 

@@ -60,6 +60,26 @@ async def test_an_agent_over_its_held_cap_is_refused_with_a_reason_it_can_act_on
     await held_count_is_zero(airlock)
 
 
+async def test_both_eras_refuse_a_call_over_the_held_cap_through_the_sdk_client(
+        start_airlock: StartAirlock, market: DemoMarket, mode: str) -> None:
+    airlock = await start_airlock(approvals={"max_held_per_agent": 1})
+    first, second = new_task(market), new_task(market)
+    async with airlock.client(mode=mode) as client:
+        held = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": first.id, "reason": "x"}))
+        approval = await airlock.wait_pending()
+        await wait_for(lambda: airlock.runtime.held.count("agent-1") == 1)
+        refused = await client.call_tool("em_cancel_task", {"task_id": second.id, "reason": "x"})
+        await airlock.decide(approval["id"], "reject", reason="no")
+        async with asyncio.timeout(10):
+            await held
+    assert refused.is_error
+    text = " ".join(getattr(item, "text", "") for item in refused.content)
+    assert "agent agent-1 already holds 1 request open" in text
+    assert len(await airlock.approvals("rejected")) == 1 and await airlock.approvals("pending") == []
+    assert market.calls["em_cancel_task"] == 0
+    await held_count_is_zero(airlock)
+
+
 async def _end_by_outcome(airlock: AirlockUnderTest, session: RawSession, task_id: str) -> None:
     async with session.stream("POST", cancel_call(task_id)) as held:
         await held.next_event()
@@ -142,7 +162,7 @@ async def test_a_resumed_stream_holds_a_slot_too(start_airlock: StartAirlock, ma
             assert resumed.response.status_code == 200
             await wait_for(lambda: airlock.runtime.held.count("agent-1") == 1)
     assert refused.status_code == 429
-    assert "agent agent-1 already holds 1 requests open" in refused.json()["error"]["message"]
+    assert "agent agent-1 already holds 1 request open" in refused.json()["error"]["message"]
     await held_count_is_zero(airlock)
 
 
