@@ -52,6 +52,9 @@ class ApprovalSettings:
     timeout_seconds: float = 1800.0
     """When a pending approval expires if nobody decides (a rule's `timeout` overrides it)."""
     max_pending_per_agent: int = 20
+    max_held_per_agent: int = 40
+    """Requests one agent may have held open at once, attached duplicates included (default: twice
+    `max_pending_per_agent`). Counted per process: with N replicas an agent may hold up to N times this."""
     cancel_grace_seconds: float = 10.0
     """After a 2026-07-28 client drops a held stream, how long an identical retry may re-attach."""
     progress_interval_seconds: float = 10.0
@@ -64,8 +67,23 @@ class ApprovalSettings:
     """How often every process re-reads recent approval changes, in case a wake-up signal was missed."""
     result_retention_seconds: float = 86400.0
     """How long an outcome not yet delivered waits for the agent's identical retry."""
+    stream_retention_seconds: float = 86400.0
+    """How long a held stream and its stored events stay resumable after its hold ended; then purged."""
     agent_hold_seconds: Mapping[str, float] = field(default_factory=dict)
     """Per-agent hold budgets, for clients known to wait longer (e.g. the Python SDK)."""
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """Handshake-era sessions (`[sessions]`): Airlock's own, each backed by one upstream session."""
+
+    max_per_agent: int = 64
+    """Open sessions one agent may have (all upstreams together). Opening one more closes the agent's
+    least recently used session, and the upstream session behind it."""
+    idle_seconds: float = 3600.0
+    """A session no request used for this long is closed, and the upstream session behind it released."""
+    retention_seconds: float = 86400.0
+    """How long a closed session's record is kept (an approved call of a closed session still runs)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +153,7 @@ class Settings:
     audit_store_arguments: bool = False
     secret_key: str = ""
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     config_path: Path | None = None
 
@@ -182,6 +201,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 _TOP_KEYS: Final = frozenset({
     "host", "port", "public_url", "database_url", "database_pool_size", "data_dir", "upstreams", "max_body_bytes",
     "max_response_bytes", "allowed_origins", "token_cache_seconds", "approvals", "audit", "slack", "agents",
+    "sessions",
 })
 
 
@@ -226,6 +246,7 @@ def settings_from_document(
         audit_store_arguments=_audit(document),
         secret_key=_secret_key(env, data_dir),
         approvals=_approvals(document.get("approvals", {}), document.get("agents", {})),
+        sessions=_sessions(document.get("sessions", {})),
         slack=_slack(document.get("slack", {}), env),
         config_path=config_path,
     )
@@ -391,8 +412,9 @@ def _audit(document: Mapping[str, Any]) -> bool:
 _APPROVAL_KEYS: Final = {
     "hold_seconds", "timeout_seconds", "max_pending_per_agent", "cancel_grace_seconds",
     "progress_interval_seconds", "keepalive_seconds", "sse_retry_ms", "execution_lease_seconds",
-    "safety_poll_seconds", "result_retention_seconds",
+    "safety_poll_seconds", "result_retention_seconds", "stream_retention_seconds", "max_held_per_agent",
 }
+_APPROVAL_COUNTS: Final = frozenset({"max_pending_per_agent", "sse_retry_ms", "max_held_per_agent"})
 
 
 def _approvals(table: Any, agents: Any) -> ApprovalSettings:
@@ -403,10 +425,13 @@ def _approvals(table: Any, agents: Any) -> ApprovalSettings:
         raise ConfigError(f"[approvals] has an unknown setting {unknown[0]!r}")
     defaults = ApprovalSettings()
     seconds = {key: _positive(f"approvals.{key}", table.get(key, getattr(defaults, key)))
-               for key in _APPROVAL_KEYS - {"max_pending_per_agent", "sse_retry_ms"}}
+               for key in _APPROVAL_KEYS - _APPROVAL_COUNTS}
+    max_pending = _positive_int("approvals.max_pending_per_agent",
+                                table.get("max_pending_per_agent", defaults.max_pending_per_agent))
     return ApprovalSettings(
-        max_pending_per_agent=_positive_int("approvals.max_pending_per_agent",
-                                            table.get("max_pending_per_agent", defaults.max_pending_per_agent)),
+        max_pending_per_agent=max_pending,
+        max_held_per_agent=_positive_int("approvals.max_held_per_agent",
+                                         table.get("max_held_per_agent", 2 * max_pending)),
         sse_retry_ms=_positive_int("approvals.sse_retry_ms", table.get("sse_retry_ms", defaults.sse_retry_ms)),
         agent_hold_seconds=_agent_holds(agents),
         **seconds,
@@ -423,6 +448,21 @@ def _agent_holds(agents: Any) -> dict[str, float]:
         if "hold_seconds" in table:
             holds[name] = _positive(f"agents.{name}.hold_seconds", table["hold_seconds"])
     return holds
+
+
+def _sessions(table: Any) -> SessionSettings:
+    if not isinstance(table, dict):
+        raise ConfigError("[sessions] must be a table")
+    unknown = sorted(set(table) - {"max_per_agent", "idle_seconds", "retention_seconds"})
+    if unknown:
+        raise ConfigError(f"[sessions] has an unknown setting {unknown[0]!r}")
+    defaults = SessionSettings()
+    return SessionSettings(
+        max_per_agent=_positive_int("sessions.max_per_agent", table.get("max_per_agent", defaults.max_per_agent)),
+        idle_seconds=_positive("sessions.idle_seconds", table.get("idle_seconds", defaults.idle_seconds)),
+        retention_seconds=_positive("sessions.retention_seconds",
+                                    table.get("retention_seconds", defaults.retention_seconds)),
+    )
 
 
 _SLACK_SECONDS: Final = ("usergroup_cache_seconds", "retry_initial_seconds", "retry_max_seconds",

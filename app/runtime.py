@@ -2,8 +2,8 @@
 
 `Runtime.run()` is entered once from the Starlette lifespan: it opens the upstream connection
 pool, then supervises the background work (policy reloader, audit writer, approval sweeper,
-cross-replica wake-ups) until shutdown, when it cancels them, writes what the audit log still
-holds, and disposes the engine. Nothing here is created at import time.
+cross-replica wake-ups, session janitor) until shutdown, when it cancels them, writes what the
+audit log still holds, and disposes the engine. Nothing here is created at import time.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from app.auth import Credentials
 from app.config import Settings
 from app.extension import Extension
 from app.gateway.intercept import Interceptor
+from app.gateway.limits import HeldLimits
 from app.policy.engine import Decision
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
@@ -48,8 +49,9 @@ class Runtime:
         self.channels = ChannelFanout([LogChannel(settings.public_url), *channels])
         self.ledger = Ledger(self.db, self.notifier, self.channels, self.audit)
         self.queue = ApprovalQueue(self.ledger, settings.approvals)
-        self.sessions = SessionRegistry(self.db)
         self.upstreams: dict[str, Upstream] = {}
+        self.sessions = SessionRegistry(self.db, settings.sessions, self.upstreams)
+        self.held = HeldLimits(settings.approvals.max_held_per_agent)
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
         self.executor = Executor(self.ledger, self.upstreams, self.sessions,
                                  lease_seconds=settings.approvals.execution_lease_seconds)
@@ -85,6 +87,7 @@ class Runtime:
             ("audit-writer", self.audit.run()),
             ("approval-sweeper", self.sweeper.run()),
             ("approval-signals", self.notifier.run()),
+            ("session-janitor", self.sessions.run()),
             *((f"extension-{e.name}", e.run()) for e in self.extensions),
         )]
         for task in tasks:

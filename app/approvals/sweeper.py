@@ -10,7 +10,10 @@ Each pass:
 3. runs approved calls nobody is holding (an approved call runs when it is approved; its result
    waits for the agent's next identical call);
 4. re-reads recently changed approvals and wakes local waiters, in case a signal was missed (the
-   only cross-process wake-up on SQLite, e.g. after `airlock approvals approve` in a terminal).
+   only cross-process wake-up on SQLite, e.g. after `airlock approvals approve` in a terminal);
+5. about once a minute, purges expired rate-limit windows and held streams (with their stored
+   events) whose hold ended more than `stream_retention_seconds` ago, in bounded batches.
+   Sessions are purged by their own janitor (`app/sessions.py`).
 
 Every step is a compare-and-set through the same store functions the request paths use, so two
 replicas sweeping at once can only duplicate a read, never an action.
@@ -29,6 +32,7 @@ from app.approvals.queue import ApprovalQueue
 from app.config import ApprovalSettings
 from app.store import approvals as approval_store
 from app.store import ratelimit as rate_store
+from app.store import streams as stream_store
 
 logger = logging.getLogger("airlock.sweeper")
 
@@ -36,6 +40,8 @@ _HOLDER_HEAD_START: Final = 0.5
 """Seconds an approved call is left to its holder (which runs it at once) before the sweeper takes it."""
 _POLL_OVERLAP: Final = 2.0
 """The safety poll re-reads this many seconds before its last pass (commits land out of order)."""
+_PURGE_BATCH: Final = 500
+_PURGE_BATCHES: Final = 20
 
 
 class Sweeper:
@@ -131,5 +137,22 @@ class Sweeper:
         if now - self._last_purge < 60:
             return
         self._last_purge = now
+        await self.purge(now)
+
+    async def purge(self, now: float) -> int:
+        """Delete what outlived its retention at `now`; returns how many streams went.
+
+        Streams go in batches of `_PURGE_BATCH`, one transaction each, so a pass never holds the
+        database for long; what a pass leaves (more than `_PURGE_BATCHES` batches) goes next time.
+        """
         async with self._ledger.db.write() as conn:
             await rate_store.purge_expired(conn, now)
+        ended_before = now - self._settings.stream_retention_seconds
+        purged = 0
+        for _ in range(_PURGE_BATCHES):
+            async with self._ledger.db.write() as conn:
+                batch = await stream_store.purge_ended(conn, ended_before, _PURGE_BATCH)
+            purged += batch
+            if batch < _PURGE_BATCH:
+                break
+        return purged

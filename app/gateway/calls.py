@@ -16,6 +16,7 @@ from app.approvals.queue import Attachment, ParkRequest, TooManyPending
 from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest
 from app.gateway.intercept import Verdict
+from app.gateway.limits import TooManyHeld
 from app.gateway.relay import Relayed
 from app.gateway.respond import Headers, send_json
 from app.jsonrpc import (
@@ -106,6 +107,22 @@ async def _refuse(exchange: Exchange, message: Message, context: CallContext, te
 
 async def _park(exchange: Exchange, message: Message, context: CallContext, verdict: Verdict,
                 call: ToolCall) -> None:
+    """Park and hold the call, if the agent has a held-request slot left (released however the hold ends)."""
+    try:
+        slot = exchange.runtime.held.acquire(exchange.agent)
+    except TooManyHeld as exc:
+        text = (f"This call to {call.name} needs a human's approval, but {exc} waiting for approval. "
+                "It did not run; wait for one of them to finish, then call again.")
+        await _refuse(exchange, message, context, text)
+        exchange.runtime.audit.record_call(decision="approve", latency_ms=exchange.elapsed_ms(),
+                                           outcome="too many held", **_audit_fields(exchange, call, verdict))
+        return
+    with slot:
+        await _park_and_hold(exchange, message, context, verdict, call)
+
+
+async def _park_and_hold(exchange: Exchange, message: Message, context: CallContext, verdict: Verdict,
+                         call: ToolCall) -> None:
     runtime = exchange.runtime
     params_text = member_text(message.raw, "params")
     if params_text is None or message.id is None:

@@ -9,6 +9,10 @@ touch is forwarded as it came: notifications, the client's answers to server req
 `Last-Event-ID` values are either Airlock's own (`<stream id>.<seq>`, a held call's stream,
 replayed from the database on any replica) or the upstream's (relayed as `u.<id>` and passed back
 without the prefix).
+
+Sessions are bounded per agent and expire when idle (see `app/sessions.py`); a session that was
+closed for any reason answers 404, which the spec tells the client to take as "initialize again".
+Ending a session (DELETE) releases the upstream session behind it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 from app.gateway.calls import CallContext, serve_tool_call
 from app.gateway.exchange import LAST_EVENT_ID, MCP_SESSION_ID, Exchange
 from app.gateway.holding import HeldRequest, parse_event_id
+from app.gateway.limits import TooManyHeld
 from app.gateway.relay import UPSTREAM_EVENT_PREFIX, Relayed, Transform, relay
 from app.gateway.respond import send_body, send_empty, send_error
 from app.jsonrpc import (
@@ -210,24 +215,22 @@ async def _resume(exchange: Exchange, session: SessionRow, last_event_id: str) -
         return
     approval = await runtime.ledger.get(stream.approval_id)
     assert approval is not None and parsed is not None
-    held = HeldRequest(runtime, exchange, approval, stream, modern=False, resumable=True, attach_seq=-1,
-                       headers=_session_header(session))
-    await held.serve(replay_after=parsed[1])
+    try:
+        slot = runtime.held.acquire(exchange.agent)
+    except TooManyHeld as exc:
+        await send_error(exchange.send, 429, INVALID_REQUEST,
+                         f"Too Many Requests: {exc}; wait for one of them to finish, then resume")
+        return
+    with slot:
+        held = HeldRequest(runtime, exchange, approval, stream, modern=False, resumable=True, attach_seq=-1,
+                           headers=_session_header(session))
+        await held.serve(replay_after=parsed[1])
 
 
 async def _delete(exchange: Exchange) -> None:
     session = await _session(exchange)
     if session is None:
         return
-    if session.upstream_session_id:
-        headers = {MCP_SESSION_ID: session.upstream_session_id}
-        if exchange.protocol_version:
-            headers["mcp-protocol-version"] = exchange.protocol_version
-        try:
-            async with exchange.upstream.request("DELETE", headers=headers) as response:
-                await response.read()
-        except (UpstreamUnavailable, ResponseTooLarge):
-            pass
-    await exchange.runtime.sessions.close(session.id)
+    await exchange.runtime.sessions.end(session)
     await send_empty(exchange.send, 200, _session_header(session))
 

@@ -72,7 +72,12 @@ sessions = Table(
     Column("initialize_params", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("closed_at", Float),
+    Column("last_used_at", Float, nullable=False),
+    Index("ix_sessions_agent_closed_at", "agent", "closed_at"),
+    Index("ix_sessions_closed_at_last_used_at", "closed_at", "last_used_at"),
 )
+"""A handshake-era session. `last_used_at` is refreshed at most every few seconds (see
+`app/sessions.py`); a session idle past `[sessions] idle_seconds` is closed by the janitor."""
 
 approvals = Table(
     "approvals",
@@ -144,6 +149,7 @@ streams = Table(
     Column("progress_token", Text),
     Column("hold_until", Float, nullable=False),
     Column("created_at", Float, nullable=False),
+    Index("ix_streams_hold_until", "hold_until"),
 )
 """A held request's SSE stream. Its id is the unguessable half of every event id on it."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import stream_events, streams
@@ -60,3 +60,14 @@ async def events_after(conn: AsyncConnection, stream_id: str, seq: int) -> list[
                               .where(stream_events.c.stream_id == stream_id, stream_events.c.seq > seq)
                               .order_by(stream_events.c.seq))
     return [StoredEvent(int(r.seq), str(r.data)) for r in rows]
+
+
+async def purge_ended(conn: AsyncConnection, ended_before: float, limit: int) -> int:
+    """Delete up to `limit` streams whose hold ended before `ended_before`, with their events."""
+    ids = (await conn.execute(select(streams.c.id).where(streams.c.hold_until < ended_before)
+                              .limit(limit))).scalars().all()
+    if not ids:
+        return 0
+    await conn.execute(delete(stream_events).where(stream_events.c.stream_id.in_(ids)))
+    await conn.execute(delete(streams).where(streams.c.id.in_(ids)))
+    return len(ids)
