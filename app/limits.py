@@ -13,14 +13,14 @@
 `RequestTimeout` is the ASGI middleware for `request_timeout_seconds`. Neither of uvicorn's HTTP
 implementations (h11, httptools) limits how long a request's body may take, so a client that sends
 headers and then trickles or withholds the body would hold its connection and its request
-forever. The middleware gives the body a deadline, counted from the request's start; once the
-body is complete the deadline is gone, so a response may take as long as it needs (held calls,
-event streams, which listen on `receive` for the client's disconnect).
+forever. The middleware gives the body a budget: the time the app spends waiting in `receive` for
+body bytes, in all. Once the body is complete there is no limit, so a response may take as long as
+it needs (held calls, event streams, which listen on `receive` for the client's disconnect).
 
 Deliberate departures (DO NOT "fix" without reading why):
 
-- The deadline applies only while the app waits in `receive` for body bytes, not while the app
-  itself works before reading: a slow database must not turn into a 408 blamed on the client.
+- Only time spent waiting for body bytes counts, not the app's own work before or between reads
+  (checking a token in a slow database): that must not turn into a 408 blamed on the client.
 - A late request is cancelled, not told `http.disconnect`. A disconnect raises `ClientDisconnect`
   in Starlette routes, which `FailClosed` would log as a failure with a traceback; cancellation
   passes through `except Exception` handlers untouched, and this class answers 408 itself.
@@ -63,7 +63,7 @@ class RequestTimeout:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = _TimedRequest(receive, send, asyncio.get_running_loop().time() + self.seconds)
+        request = _TimedRequest(receive, send, self.seconds)
         try:
             async with asyncio.timeout(None) as request.deadline:
                 await self.app(scope, request.receive, request.send)
@@ -77,12 +77,12 @@ class RequestTimeout:
 
 
 class _TimedRequest:
-    """One request's `receive` with a deadline while body bytes are awaited, and a `send` that notes the start."""
+    """One request's `receive`, with a budget for the time spent awaiting body bytes, and a `send` that notes the start."""
 
-    def __init__(self, receive: Receive, send: Send, due: float) -> None:
+    def __init__(self, receive: Receive, send: Send, budget: float) -> None:
         self._receive = receive
         self._send = send
-        self._due = due
+        self._left = budget
         self.deadline: asyncio.Timeout | None = None
         self.body_complete = False
         self.started = False
@@ -90,10 +90,13 @@ class _TimedRequest:
     async def receive(self) -> Message:
         if self.body_complete or self.deadline is None:
             return await self._receive()
-        self.deadline.reschedule(self._due)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        self.deadline.reschedule(began + self._left)
         try:
             message = await self._receive()
         finally:
+            self._left -= loop.time() - began
             if not self.deadline.expired():
                 self.deadline.reschedule(None)
         if message["type"] != "http.request" or not message.get("more_body", False):

@@ -22,7 +22,7 @@ from app.asgi import create_app
 from app.config import ServerSettings, Settings, settings_from_document
 from app.demo.upstream import DemoMarket
 from app.errors import ConfigError
-from app.limits import uvicorn_limits
+from app.limits import RequestTimeout, uvicorn_limits
 from tests.harness import UPSTREAM, AirlockUnderTest, new_task, settings_for_test
 from tests.net import serve, wait_for
 from tests.processes import AirlockProcess, write_config
@@ -197,6 +197,25 @@ async def _content_length(reader: asyncio.StreamReader) -> int:
         if name.lower() == "content-length":
             length = int(value)
     return length
+
+
+async def test_only_waiting_for_the_body_counts_not_the_apps_own_work_before_reading_it() -> None:
+    async def slow_to_read(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await asyncio.sleep(TIMEOUT * 2)  # the app's own work (say, a slow token check), not the client's
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    async with serve(RequestTimeout(slow_to_read, TIMEOUT)) as url, httpx.AsyncClient(timeout=BOUND) as http:
+        answer = await http.post(url, content=b"x" * 4_000_000)
+    assert (answer.status_code, len(answer.content)) == (200, 4_000_000)
 
 
 @pytest.mark.xfail(strict=True, reason="known gap: uvicorn has no timeout for request headers; "
