@@ -26,6 +26,7 @@ from app.approvals.channels import ReviewChannel
 from app.config import Settings
 from app.failclosed import FailClosed
 from app.gateway.endpoint import McpEndpoint
+from app.limits import RequestTimeout
 from app.policy.document import POLICY_SCHEMA
 from app.runtime import Runtime
 from app.types import ASGIApp, Receive, Scope, Send
@@ -54,9 +55,11 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         *approvals_api.routes(runtime),
         *(route for extension in runtime.extensions for route in extension.routes()),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(FailClosed)])
+    request_timeout = settings.server.request_timeout_seconds
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(RequestTimeout, seconds=request_timeout), Middleware(FailClosed)])
     app.state.runtime = runtime
-    return McpFirst(FailClosed(McpEndpoint(runtime)), app)
+    return McpFirst(RequestTimeout(FailClosed(McpEndpoint(runtime)), request_timeout), app)
 
 
 class McpFirst:

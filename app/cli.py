@@ -123,6 +123,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
     import uvicorn
 
     from app.asgi import create_app
+    from app.limits import uvicorn_limits
 
     configure_logging(getattr(logging, log_level.upper()))
     settings = _settings(config_path)
@@ -134,7 +135,8 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
     logging.getLogger("airlock").info("Airlock %s listening on http://%s:%d (MCP at /mcp/{upstream})",
                                       __version__, settings.host, settings.port)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
-                lifespan="on", timeout_graceful_shutdown=5, proxy_headers=False, ws="none")
+                lifespan="on", timeout_graceful_shutdown=5, proxy_headers=False, ws="none",
+                **uvicorn_limits(settings.server))
 
 
 @main.command()

@@ -87,6 +87,28 @@ class SessionSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """`[server]`: limits of the HTTP server, so that one client cannot hold what others need.
+
+    uvicorn enforces the connection cap and the keep-alive timeout; `app/limits.py` enforces the
+    request timeout (uvicorn has none for bodies). Neither covers slowly sent request headers:
+    put a reverse proxy in front for that (README, "Running in production").
+    """
+
+    request_timeout_seconds: float = 30.0
+    """How long a client may take to send a request's body once its headers are in; a request
+    still incomplete then gets 408 and its connection is closed. Responses (held calls, event
+    streams) are not limited by it."""
+    max_connections: int = 16384
+    """Open connections (idle keep-alive and held calls included) above which new requests get 503.
+    The default leaves room for the 10,000 held calls the benchmark measures; the process's file
+    descriptor limit (`ulimit -n`) must be higher still."""
+    keepalive_timeout_seconds: float = 5.0
+    """How long an idle keep-alive connection stays open between requests. Behind a load balancer,
+    make it longer than the balancer's own idle timeout."""
+
+
+@dataclass(frozen=True)
 class SlackSettings:
     """Slack approvals (see `docs/slack.md`). Enabled when the bot token and signing secret are set.
 
@@ -154,6 +176,7 @@ class Settings:
     secret_key: str = ""
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     config_path: Path | None = None
 
@@ -201,7 +224,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 _TOP_KEYS: Final = frozenset({
     "host", "port", "public_url", "database_url", "database_pool_size", "data_dir", "upstreams", "max_body_bytes",
     "max_response_bytes", "allowed_origins", "token_cache_seconds", "approvals", "audit", "slack", "agents",
-    "sessions",
+    "sessions", "server",
 })
 
 
@@ -247,6 +270,7 @@ def settings_from_document(
         secret_key=_secret_key(env, data_dir),
         approvals=_approvals(document.get("approvals", {}), document.get("agents", {})),
         sessions=_sessions(document.get("sessions", {})),
+        server=_server(document.get("server", {})),
         slack=_slack(document.get("slack", {}), env),
         config_path=config_path,
     )
@@ -462,6 +486,22 @@ def _sessions(table: Any) -> SessionSettings:
         idle_seconds=_positive("sessions.idle_seconds", table.get("idle_seconds", defaults.idle_seconds)),
         retention_seconds=_positive("sessions.retention_seconds",
                                     table.get("retention_seconds", defaults.retention_seconds)),
+    )
+
+
+def _server(table: Any) -> ServerSettings:
+    if not isinstance(table, dict):
+        raise ConfigError("[server] must be a table")
+    defaults = ServerSettings()
+    unknown = sorted(set(table) - set(vars(defaults)))
+    if unknown:
+        raise ConfigError(f"[server] has an unknown setting {unknown[0]!r}")
+    return ServerSettings(
+        request_timeout_seconds=_positive("server.request_timeout_seconds",
+                                          table.get("request_timeout_seconds", defaults.request_timeout_seconds)),
+        max_connections=_positive_int("server.max_connections", table.get("max_connections", defaults.max_connections)),
+        keepalive_timeout_seconds=_positive("server.keepalive_timeout_seconds",
+                                            table.get("keepalive_timeout_seconds", defaults.keepalive_timeout_seconds)),
     )
 
 

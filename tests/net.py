@@ -25,8 +25,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @asynccontextmanager
-async def serve(app: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Run `app` under uvicorn on an ephemeral port; yield its base URL (no trailing slash)."""
+async def serve(app: Any, host: str = "127.0.0.1", **options: Any) -> AsyncIterator[str]:
+    """Run `app` under uvicorn on an ephemeral port; yield its base URL (no trailing slash).
+
+    `options` go to `uvicorn.Config` as they are (e.g. the limits of `app.limits.uvicorn_limits`).
+    """
     # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets
     # created with it, and with Nagle on every request after the first on a kept-alive
     # connection waits ~40 ms for a delayed ACK.
@@ -40,6 +43,7 @@ async def serve(app: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
         lifespan="on",
         timeout_graceful_shutdown=1,
         ws="none",
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -34,6 +34,7 @@ from app.demo.fake_slack import BOT_TOKEN, FakeSlack, Workspace
 from app.demo.lock import DemoAddress, demo_lock
 from app.demo.upstream import DemoMarket, build_app
 from app.errors import ConfigError
+from app.limits import uvicorn_limits
 from app.store.db import Database
 from app.store.migrate import upgrade
 
@@ -157,7 +158,7 @@ async def _serve_demo(settings: Settings, upstream_port: int, banner: str) -> No
                                              log_level="warning", lifespan="on", ws="none"))
     airlock_server = _Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                                             log_level="warning", lifespan="on", access_log=False, ws="none",
-                                            timeout_graceful_shutdown=3))
+                                            timeout_graceful_shutdown=3, **uvicorn_limits(settings.server)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
