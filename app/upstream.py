@@ -41,6 +41,7 @@ _COUNT_LIMIT_FACTOR: Final = 4
 FORWARDED_HEADERS: Final = frozenset({"accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name"})
 PARAM_HEADER_PREFIX: Final = "mcp-param-"
 USER_AGENT: Final = "airlock-gateway/0.1"
+POOL_IDLE_SECONDS: Final = 2.0
 
 
 def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -220,22 +221,31 @@ class Upstream:
         return merged
 
     @asynccontextmanager
-    async def request(self, method: str, *, headers: Mapping[str, str],
-                      body: bytes | None = None) -> AsyncIterator[UpstreamResponse]:
+    async def request(self, method: str, *, headers: Mapping[str, str], body: bytes | None = None,
+                      fresh_connection: bool = False) -> AsyncIterator[UpstreamResponse]:
         """Send one HTTP request upstream; the response is streamed and released on exit.
+
+        Args:
+            fresh_connection: send it on a new connection rather than a pooled one. For calls that
+                must run at most once: a pooled connection the upstream is closing at that moment
+                resets, and then nobody can tell whether the call ran (`outcome_unknown`).
 
         Raises:
             UpstreamUnavailable: the connection could not be made (nothing was delivered).
         """
-        try:
-            response = await self._session.request(method, self.url, data=body, headers=self._headers(headers),
-                                                    timeout=self._timeout, allow_redirects=False)
-        except (aiohttp.ClientConnectorError, aiohttp.ClientConnectorCertificateError) as exc:
-            raise UpstreamUnavailable(f"cannot connect to upstream {self.name!r}: {exc.os_error}") from None
-        try:
-            yield UpstreamResponse(response, self.max_response_bytes)
-        finally:
-            response.release()
+        async with contextlib.AsyncExitStack() as stack:
+            session = self._session
+            if fresh_connection:
+                session = await stack.enter_async_context(new_client_session(force_close=True))
+            try:
+                response = await session.request(method, self.url, data=body, headers=self._headers(headers),
+                                                 timeout=self._timeout, allow_redirects=False)
+            except (aiohttp.ClientConnectorError, aiohttp.ClientConnectorCertificateError) as exc:
+                raise UpstreamUnavailable(f"cannot connect to upstream {self.name!r}: {exc.os_error}") from None
+            try:
+                yield UpstreamResponse(response, self.max_response_bytes)
+            finally:
+                response.release()
 
     async def open_session(self, initialize_params: str, protocol_version: str) -> str | None:
         """Run the handshake-era `initialize` upstream with the agent's original parameters.
@@ -306,8 +316,15 @@ async def _discard(response: UpstreamResponse) -> None:
         await response.read()
 
 
-def new_client_session() -> aiohttp.ClientSession:
-    """The process-wide pool for upstream traffic (no cookies, no environment proxies)."""
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=300, keepalive_timeout=30)
+def new_client_session(*, force_close: bool = False) -> aiohttp.ClientSession:
+    """The process-wide pool for upstream traffic (no cookies, no environment proxies).
+
+    Idle connections are dropped after `POOL_IDLE_SECONDS`, well before common servers close them
+    (uvicorn and Node.js after 5 s): a request written on a connection the server is closing at
+    that moment is reset, and the client cannot tell whether the server read it.
+    """
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=300,
+                                     keepalive_timeout=None if force_close else POOL_IDLE_SECONDS,
+                                     force_close=force_close)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                                  auto_decompress=True)

@@ -173,7 +173,7 @@ class Executor:
                     sink: EventSink | None, *, session_lost_ok: bool = False) -> Ending | None:
         """Send the call; None only when `session_lost_ok` and the upstream answered 404."""
         try:
-            async with upstream.request("POST", headers=headers, body=body) as response:
+            async with upstream.request("POST", headers=headers, body=body, fresh_connection=True) as response:
                 if response.status == 404 and session_lost_ok:
                     return None  # the upstream no longer knows the session: nothing ran; open a new one
                 return await self._read_ending(response, request_id, sink)
