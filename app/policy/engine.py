@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
-from app.policy.conditions import All
+from app.policy.conditions import All, Truth
 
 Action: TypeAlias = Literal["allow", "deny", "approve"]
 ToolClass: TypeAlias = Literal["read_only", "destructive", "additive"]
@@ -127,7 +127,14 @@ class CompiledRule:
             return False
         if self.when is None:
             return True
-        holds = self.when.evaluate(arguments)
+        return self.counts_as_match(self.when.evaluate(arguments))
+
+    def counts_as_match(self, holds: Truth) -> bool:
+        """Whether a `when` result makes this rule match: indeterminate fails closed.
+
+        Indeterminate (None) matches `deny` and `approve` rules and not `allow` rules.
+        `explain.py` reads the same answer, so the two never disagree.
+        """
         if holds is None:
             return self.decision.action != "allow"
         return holds
@@ -205,6 +212,19 @@ class CompiledPolicy:
 
     def __repr__(self) -> str:
         return f"<CompiledPolicy {self.version} from {self.source}>"
+
+    @property
+    def rules(self) -> tuple[CompiledRule, ...]:
+        """The rules in document order (`rules[i]` is `rules[i]` of the document)."""
+        return self._rules
+
+    @property
+    def hide_patterns(self) -> tuple[str, ...]:
+        return self._hide.patterns
+
+    def hidden_by(self, tool: str) -> Decision | None:
+        """The `hide[i]` decision that hides `tool`, or None when it is visible."""
+        return self._for_tool(tool)[0]
 
     def is_hidden(self, tool: str) -> bool:
         """True when `tool` must vanish from `tools/list` and be refused as unknown."""
