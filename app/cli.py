@@ -459,7 +459,7 @@ def policy_explain(config_path: Path | None, upstream: str | None, agent: str, p
         return
     click.echo(explanation_text(result, upstream=target.name))
     if catalog is None:
-        click.echo(f"  catalog: the upstream's tools/list {note}")
+        click.echo(f"  catalog: {note}")
 
 
 def _call_arguments(text: str) -> dict[str, Any]:

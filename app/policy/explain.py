@@ -173,7 +173,7 @@ def check_rule(index: int, rule: CompiledRule, tool: str, arguments: Mapping[str
             return RuleCheck(**base, why=why, agent_pattern=None)
         agent_pattern = rule.agents.patterns[agent_at]
     conditions = _condition_checks(index, rule, arguments)
-    return RuleCheck(**base, why=_when_why(where, rule, conditions, matched), agent_pattern=agent_pattern,
+    return RuleCheck(**base, why=_when_why(rule, conditions, matched), agent_pattern=agent_pattern,
                      conditions=conditions)
 
 
@@ -184,18 +184,18 @@ def _condition_checks(index: int, rule: CompiledRule, arguments: Mapping[str, An
                  for c in rule.when.conditions)
 
 
-def _when_why(where: str, rule: CompiledRule, conditions: tuple[ConditionCheck, ...], matched: bool) -> str:
+def _when_why(rule: CompiledRule, conditions: tuple[ConditionCheck, ...], matched: bool) -> str:
     if rule.when is None:
-        return f"{where} matches: tool and agents match and it has no when"
+        return "tool and agents match, and it has no when"
     false = [c.location for c in conditions if c.result is False]
     unknown = [c.location for c in conditions if c.result is None]
     if false:
         return f"{' and '.join(false)} {'is' if len(false) == 1 else 'are'} false"
     if not unknown:
-        return f"{where} matches: every when condition holds"
+        return "tool and agents match, and every when condition holds"
     subject = f"{' and '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} {_INDETERMINATE}"
     if matched:
-        return (f"{where} matches (fail closed): {subject}, which counts as a match for "
+        return (f"fail closed: {subject}, which counts as a match for "
                 f"{'an' if rule.decision.action == 'approve' else 'a'} {rule.decision.action} rule")
     return f"{subject}, which counts as no match for an allow rule (fail closed)"
 
@@ -231,8 +231,8 @@ def _unchecked(hidden: bool) -> ArgumentsCheck:
 
 def _arguments_check(facts: ToolFacts | None, fetched: bool, arguments: Mapping[str, Any]) -> ArgumentsCheck:
     if not fetched:
-        return ArgumentsCheck("not_checked", "not checked: the upstream's catalog was not fetched; the gateway "
-                                             "checks them against the tool's inputSchema when it knows it")
+        return ArgumentsCheck("not_checked", "not checked: the upstream's tools/list was not fetched, so the "
+                                             "tool's inputSchema is unknown")
     schema = None if facts is None else compile_schema(facts.input_schema)
     if schema is None:
         return ArgumentsCheck("not_checked", "not checked: the upstream publishes no usable inputSchema for "
