@@ -224,9 +224,8 @@ def test_the_reference_examples_table_is_what_explain_answers(
     assert outcome in row or (outcome == "hidden" and "hidden" in row)
 
 
-def readme_explain_examples() -> list[tuple[list[str], list[str]]]:
-    """Each `$ airlock policy explain …` in README's Policies section, with the lines it shows."""
-    section = README[README.index("## Policies"):README.index("## Human approval")]
+def explain_examples(section: str) -> list[tuple[list[str], list[str]]]:
+    """Each `$ airlock policy explain …` in `section`, with the lines it shows."""
     examples = []
     for block in re.findall(r"```text\n(.*?)```", section, re.S):
         lines = block.splitlines()
@@ -241,9 +240,14 @@ def _shell_words(command: str) -> list[str]:
     return shlex.split(command[2:])
 
 
-def test_the_readme_explain_examples_print_what_the_readme_shows() -> None:
-    examples = readme_explain_examples()
-    assert len(examples) >= 2
+README_POLICIES = README[README.index("## Policies"):README.index("## Human approval")]
+DOCS_TESTING = DOCS[DOCS.index("## Testing a policy"):DOCS.index("## Editing a live policy")]
+
+
+@pytest.mark.parametrize(("section", "count"), [(README_POLICIES, 2), (DOCS_TESTING, 1)], ids=["README", "docs"])
+def test_the_documented_explain_examples_print_what_the_documents_show(section: str, count: int) -> None:
+    examples = explain_examples(section)
+    assert len(examples) == count
     compiled = compile_policy(EXAMPLE)
     for words, shown in examples:
         agent = words[words.index("--agent") + 1]

@@ -134,3 +134,16 @@ def test_names_the_upstream_does_not_have_are_reported(document: dict[str, Any],
 def test_a_finding_reads_as_one_line_with_its_location() -> None:
     [finding] = lint_against_catalog(rules({"tool": "em_x", "action": "allow"}), DEMO_SCHEMAS, "market")
     assert str(finding) == 'rules[0].tool: "em_x" matches no tool of upstream market'
+
+
+def test_the_reference_shows_what_check_warns_about_its_example() -> None:
+    """docs/policy.md, "Rules that can never match": the example policy and the warnings shown."""
+    import json
+    import re
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[2] / "docs" / "policy.md").read_text(encoding="utf-8")
+    section = docs[docs.index("### Rules that can never match"):]
+    document = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
+    shown = re.search(r"```text\n(.*?)```", section, re.S).group(1).splitlines()  # type: ignore[union-attr]
+    assert [f"policy.json: warning: {finding}" for finding in lint(document)] == shown[1:]
