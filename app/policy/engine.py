@@ -15,6 +15,9 @@ another way than Airlock (`"true"` for `true`, a list written as a JSON string):
 `conditions.py` and issue 10. Likewise an annotation that is not exactly
 `true`/`false` is read the way the MCP specification's defaults read a missing one.
 
+`explain.py` explains a decision with this module's own code (`CompiledRule.applies` and
+`counts_as_match`, and `evaluate` for the decision), so an explanation cannot disagree with it.
+
 This module does not count rate limits, park approvals or read files: it reports what the
 policy says (`Decision`) and the gateway acts on it. Building a `CompiledPolicy` from JSON,
 with validation, lives in `document.py`; each rule's `Decision` is built once there, so a
@@ -217,14 +220,6 @@ class CompiledPolicy:
     def rules(self) -> tuple[CompiledRule, ...]:
         """The rules in document order (`rules[i]` is `rules[i]` of the document)."""
         return self._rules
-
-    @property
-    def hide_patterns(self) -> tuple[str, ...]:
-        return self._hide.patterns
-
-    def hidden_by(self, tool: str) -> Decision | None:
-        """The `hide[i]` decision that hides `tool`, or None when it is visible."""
-        return self._for_tool(tool)[0]
 
     def is_hidden(self, tool: str) -> bool:
         """True when `tool` must vanish from `tools/list` and be refused as unknown."""

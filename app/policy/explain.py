@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
 from app.policy.arguments import ArgumentProblem, compile_schema
@@ -114,7 +114,6 @@ class Explanation:
     in_catalog: bool | None
     policy_version: str
     policy_source: str
-    notes: tuple[str, ...] = field(default=())
 
 
 def explain(policy: CompiledPolicy, tool: str, arguments: Mapping[str, Any], agent: str, *,

@@ -14,12 +14,17 @@ import asyncio
 import json
 from typing import Final
 
+import aiohttp
+
 from app.config import UpstreamSettings
 from app.policy.explain import ToolFacts
 from app.upstream import ToolCatalog, Upstream, UpstreamUnavailable, new_client_session
 
 PROTOCOL_VERSION: Final = "2025-06-18"
-"""A handshake-era version every MCP server of the last year speaks."""
+"""A handshake-era version every MCP server of the last year speaks.
+
+An upstream that speaks only 2026-07-28 (no `initialize`) cannot be probed yet: it is reported as
+unavailable, and `explain` then says annotations and schemas are unknown."""
 CLIENT_INFO: Final = {"name": "airlock-policy", "version": "1"}
 PROBE_TIMEOUT: Final = 15.0
 
@@ -48,6 +53,8 @@ async def fetch_tools(settings: UpstreamSettings, *, timeout: float = PROBE_TIME
                 await _list_tools(upstream)
         except UpstreamUnavailable as exc:
             raise CatalogUnavailable(str(exc)) from None
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise CatalogUnavailable(f"upstream {settings.name!r} failed: {exc or type(exc).__name__}") from None
         except TimeoutError:
             raise CatalogUnavailable(f"upstream {settings.name!r} did not list its tools within {timeout:g} s") from None
     if not upstream.catalog.listed:
@@ -64,5 +71,13 @@ async def _list_tools(upstream: Upstream) -> None:
         await upstream.fetch_catalog(headers, None, session_id)
     finally:
         if session_id:
-            async with upstream.request("DELETE", headers={**headers, "mcp-session-id": session_id}):
-                pass
+            await _end_session(upstream, {**headers, "mcp-session-id": session_id})
+
+
+async def _end_session(upstream: Upstream, headers: dict[str, str]) -> None:
+    """Best effort: a server that keeps the session until it expires is not an error."""
+    try:
+        async with upstream.request("DELETE", headers=headers):
+            pass
+    except (UpstreamUnavailable, aiohttp.ClientError):
+        pass
