@@ -27,6 +27,7 @@ from app.config import Settings
 from app.failclosed import FailClosed
 from app.gateway.endpoint import McpEndpoint
 from app.limits import RequestTimeout
+from app.policy import api as policy_api
 from app.policy.document import POLICY_SCHEMA
 from app.runtime import Runtime
 from app.types import ASGIApp, Receive, Scope, Send
@@ -53,6 +54,7 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         Route("/healthz", health),
         Route("/schemas/policy.json", policy_schema),
         *approvals_api.routes(runtime),
+        *policy_api.routes(runtime),
         *(route for extension in runtime.extensions for route in extension.routes()),
     ]
     request_timeout = settings.server.request_timeout_seconds

@@ -363,13 +363,29 @@ def policy() -> None:
 
 
 @policy.command("check")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-def policy_check(files: tuple[Path, ...]) -> None:
-    """Validate policy files; print every problem with its location, and exit 1 if any is invalid."""
-    from app.policy.document import load_policy
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@CONFIG_OPTION
+@click.option("--upstream", default=None,
+              help="Also check against this upstream's tools (its name in the config); with no FILES, "
+                   "check its configured policy.")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (rules that never match, unknown tools).")
+@_friendly
+def policy_check(files: tuple[Path, ...], config_path: Path | None, upstream: str | None, strict: bool) -> None:
+    """Validate policy files; print every problem with its location, and exit 1 if any is invalid.
 
-    invalid = 0
-    for path in files:
+    Also warns, one line each, about rules that can never match (shadowed by an earlier rule, or
+    naming only hidden tools) and, with --upstream, about tool patterns the upstream has no tool
+    for and `when` paths the tool's inputSchema does not declare.
+    """
+    from app.policy.document import load_policy
+    from app.policy.lint import lint, lint_against_catalog
+
+    if not files and upstream is None:
+        _fail("name policy FILES, or --upstream NAME to check that upstream's policy")
+    target = _policy_upstream(config_path, upstream) if upstream else None
+    schemas = None if target is None else _upstream_schemas(target)
+    invalid = warned = 0
+    for path in files or (target.policy,):
         try:
             compiled = load_policy(path)
         except PolicyError as exc:
@@ -379,7 +395,95 @@ def policy_check(files: tuple[Path, ...]) -> None:
         rules = len(compiled.document.get("rules", []))
         click.echo(f"{path}: ok ({rules} rules, default {compiled.document.get('default', 'deny')}, "
                    f"version {compiled.version})")
-    sys.exit(1 if invalid else 0)
+        findings = lint(compiled.document)
+        if schemas is not None:
+            findings += lint_against_catalog(compiled.document, schemas, upstream or "")
+        for finding in findings:
+            click.echo(f"{path}: warning: {finding}")
+        warned += len(findings)
+    sys.exit(1 if invalid or (strict and warned) else 0)
+
+
+def _policy_upstream(config_path: Path | None, name: str | None) -> Any:
+    """The configured upstream called `name` (or the only one, when `name` is None)."""
+    settings = _settings(config_path)
+    if name is None:
+        if len(settings.upstreams) != 1:
+            names = ", ".join(u.name for u in settings.upstreams)
+            raise ConfigError(f"the configuration has several upstreams ({names}); choose one with --upstream")
+        return settings.upstreams[0]
+    found = settings.upstream(name)
+    if found is None:
+        names = ", ".join(u.name for u in settings.upstreams)
+        raise ConfigError(f"no upstream named {name!r} in the configuration (it has: {names})")
+    return found
+
+
+def _upstream_schemas(upstream: Any) -> dict[str, Any]:
+    from app.policy.probe import CatalogUnavailable, fetch_tools
+
+    try:
+        catalog = _run(fetch_tools(upstream))
+    except CatalogUnavailable as exc:
+        raise ConfigError(f"cannot list the tools of upstream {upstream.name!r}: {exc}") from None
+    return {name: catalog.input_schemas.get(name) for name in catalog.annotations}
+
+
+@policy.command("explain")
+@CONFIG_OPTION
+@click.option("--upstream", default=None,
+              help="The upstream (its name in the config); may be left out when the config has only one.")
+@click.option("--agent", required=True, help="The agent identity making the call (the name bound to its token).")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Explain with this policy file instead of the upstream's configured one (e.g. an edit).")
+@click.option("--no-fetch", is_flag=True,
+              help="Do not ask the upstream for its tools: annotations and input schemas are then unknown.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.argument("tool")
+@click.argument("arguments", default="{}")
+@_friendly
+def policy_explain(config_path: Path | None, upstream: str | None, agent: str, policy_path: Path | None,
+                   no_fetch: bool, as_json: bool, tool: str, arguments: str) -> None:
+    """Say what the policy would do with a call of TOOL with ARGUMENTS (a JSON object), and why.
+
+    Prints the decision, the rule that matched and why each earlier rule did not, and whether
+    hide, a rate limit, annotation_defaults or the tool's input schema came into it. Nothing is
+    sent to the upstream except a tools/list (skip it with --no-fetch).
+    """
+    from app.policy.document import load_policy
+    from app.policy.explain import explain, explanation_json, explanation_text
+    from app.policy.probe import CatalogUnavailable, fetch_tools, tool_facts
+
+    parsed = _call_arguments(arguments)
+    target = _policy_upstream(config_path, upstream)
+    compiled = load_policy(policy_path or target.policy)
+    catalog, note = None, "not fetched (--no-fetch)"
+    if not no_fetch:
+        try:
+            catalog = tool_facts(_run(fetch_tools(target)))
+        except CatalogUnavailable as exc:
+            note = f"could not be fetched: {exc}"
+    result = explain(compiled, tool, parsed, agent, catalog=catalog, strict_arguments=target.strict_arguments)
+    if as_json:
+        body = explanation_json(result, upstream=target.name)
+        body["catalog"] = "fetched" if catalog is not None else note
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+        return
+    click.echo(explanation_text(result, upstream=target.name))
+    if catalog is None:
+        click.echo(f"  catalog: {note}")
+
+
+def _call_arguments(text: str) -> dict[str, Any]:
+    from app.jsonrpc import MessageError, parse_json
+
+    try:
+        value = parse_json(text.encode("utf-8"))
+    except MessageError as exc:
+        raise ConfigError(f"ARGUMENTS must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError("ARGUMENTS must be a JSON object, such as '{\"bounty_usd\": 150}'")
+    return value
 
 
 # --------------------------------------------------------------------------- approvals

@@ -15,6 +15,9 @@ another way than Airlock (`"true"` for `true`, a list written as a JSON string):
 `conditions.py` and issue 10. Likewise an annotation that is not exactly
 `true`/`false` is read the way the MCP specification's defaults read a missing one.
 
+`explain.py` explains a decision with this module's own code (`CompiledRule.applies` and
+`counts_as_match`, and `evaluate` for the decision), so an explanation cannot disagree with it.
+
 This module does not count rate limits, park approvals or read files: it reports what the
 policy says (`Decision`) and the gateway acts on it. Building a `CompiledPolicy` from JSON,
 with validation, lives in `document.py`; each rule's `Decision` is built once there, so a
@@ -29,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
-from app.policy.conditions import All
+from app.policy.conditions import All, Truth
 
 Action: TypeAlias = Literal["allow", "deny", "approve"]
 ToolClass: TypeAlias = Literal["read_only", "destructive", "additive"]
@@ -127,7 +130,14 @@ class CompiledRule:
             return False
         if self.when is None:
             return True
-        holds = self.when.evaluate(arguments)
+        return self.counts_as_match(self.when.evaluate(arguments))
+
+    def counts_as_match(self, holds: Truth) -> bool:
+        """Whether a `when` result makes this rule match: indeterminate fails closed.
+
+        Indeterminate (None) matches `deny` and `approve` rules and not `allow` rules.
+        `explain.py` reads the same answer, so the two never disagree.
+        """
         if holds is None:
             return self.decision.action != "allow"
         return holds
@@ -205,6 +215,11 @@ class CompiledPolicy:
 
     def __repr__(self) -> str:
         return f"<CompiledPolicy {self.version} from {self.source}>"
+
+    @property
+    def rules(self) -> tuple[CompiledRule, ...]:
+        """The rules in document order (`rules[i]` is `rules[i]` of the document)."""
+        return self._rules
 
     def is_hidden(self, tool: str) -> bool:
         """True when `tool` must vanish from `tools/list` and be refused as unknown."""
