@@ -30,7 +30,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +46,9 @@ from app.store import streams as stream_store
 from app.store.approvals import ApprovalRow
 from app.store.streams import StreamRow
 from app.types import RequestId
+
+_CANCELLATION_MEMORY_SECONDS: Final = 3600.0
+"""How long a cancellation is remembered for a call it overtook (it is parked within seconds)."""
 
 
 class TooManyPending(Exception):
@@ -122,12 +125,39 @@ class ApprovalQueue:
         """
         for attempt in range(3):
             try:
-                return await self._park_once(request, priming)
+                attachment = await self._park_once(request, priming)
+                break
             except IntegrityError:
                 # A concurrent identical call (maybe on another replica) parked first; attach to it.
                 if attempt == 2:
                     raise
-        raise AssertionError("unreachable")
+        if request.session_id is not None and request.era == "handshake":
+            await self._withdraw_if_cancelled(attachment, request.session_id)
+        return attachment
+
+    async def cancel_request(self, session_id: str, request_id: RequestId, *, by: str, reason: str) -> None:
+        """A handshake-era client cancelled a request: withdraw what it holds, now or once it is parked.
+
+        The cancellation may overtake the call (still being judged or parked), so it is recorded
+        before the held streams are looked up, and `park` looks for it after its own commit: in
+        any order of the two, one of them sees the other.
+        """
+        now = time.time()
+        key = json.dumps(request_id)
+        async with self._ledger.db.write() as conn:
+            await stream_store.record_cancellation(conn, session_id, key, now)
+            await stream_store.purge_cancellations(conn, now - _CANCELLATION_MEMORY_SECONDS)
+        async with self._ledger.db.read() as conn:
+            held = await stream_store.streams_for_request(conn, session_id, key)
+        for stream in held:
+            await self.withdraw(stream.approval_id, by=by, delivered=True, reason=reason)
+
+    async def _withdraw_if_cancelled(self, attachment: Attachment, session_id: str) -> None:
+        async with self._ledger.db.read() as conn:
+            cancelled = await stream_store.was_cancelled(conn, session_id, attachment.stream.request_id)
+        if cancelled:
+            await self.withdraw(attachment.approval.id, by=attachment.stream.agent, delivered=True,
+                                reason="the client cancelled the request")
 
     async def _park_once(self, request: ParkRequest, priming: bool) -> Attachment:
         now = time.time()

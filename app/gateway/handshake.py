@@ -17,23 +17,13 @@ Ending a session (DELETE) releases the upstream session behind it.
 
 from __future__ import annotations
 
-import json
-
 from app.gateway.calls import CallContext, serve_tool_call
 from app.gateway.exchange import LAST_EVENT_ID, MCP_SESSION_ID, Exchange
 from app.gateway.holding import HeldRequest, parse_event_id
 from app.gateway.limits import TooManyHeld
 from app.gateway.relay import UPSTREAM_EVENT_PREFIX, Relayed, Transform, relay
 from app.gateway.respond import send_body, send_empty, send_error
-from app.jsonrpc import (
-    INTERNAL_ERROR,
-    INVALID_REQUEST,
-    Message,
-    MessageError,
-    dumps,
-    member_text,
-    parse_message,
-)
+from app.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, dumps, member_text, parse_message
 from app.store import streams as stream_store
 from app.store.sessions import SessionRow
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
@@ -171,13 +161,9 @@ async def _withdraw_cancelled(exchange: Exchange, session: SessionRow, message: 
     request_id = message.params.get("requestId")
     if not isinstance(request_id, str | int) or isinstance(request_id, bool):
         return
-    runtime = exchange.runtime
-    async with runtime.db.read() as conn:
-        held = await stream_store.streams_for_request(conn, session.id, json.dumps(request_id))
     reason = message.params.get("reason")
-    for stream in held:
-        await runtime.queue.withdraw(stream.approval_id, by=exchange.agent, delivered=True,
-                                     reason=str(reason)[:500] if reason else "the client cancelled the request")
+    await exchange.runtime.queue.cancel_request(session.id, request_id, by=exchange.agent,
+                                                reason=str(reason)[:500] if reason else "the client cancelled the request")
 
 
 async def _get(exchange: Exchange) -> None:

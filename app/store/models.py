@@ -153,6 +153,17 @@ streams = Table(
 )
 """A held request's SSE stream. Its id is the unguessable half of every event id on it."""
 
+cancelled_requests = Table(
+    "cancelled_requests",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("request_id", Text, primary_key=True),
+    Column("cancelled_at", Float, nullable=False, index=True),
+)
+"""`notifications/cancelled` seen for a handshake-era request, kept a while: a cancellation can
+overtake the call it cancels (the call is still being judged or parked), and the call must then be
+withdrawn as soon as it is parked (see `ApprovalQueue.cancel_request`)."""
+
 stream_events = Table(
     "stream_events",
     metadata,

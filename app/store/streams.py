@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import stream_events, streams
+from app.store.models import cancelled_requests, stream_events, streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +72,22 @@ async def purge_ended(conn: AsyncConnection, ended_before: float, limit: int) ->
     await conn.execute(delete(stream_events).where(stream_events.c.stream_id.in_(ids)))
     await conn.execute(delete(streams).where(streams.c.id.in_(ids)))
     return len(ids)
+
+
+async def record_cancellation(conn: AsyncConnection, session_id: str, request_id: str, now: float) -> None:
+    """Remember that the client cancelled this request (once; a repeated cancellation changes nothing)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    await conn.execute(insert(cancelled_requests)
+                       .values(session_id=session_id, request_id=request_id, cancelled_at=now)
+                       .on_conflict_do_nothing(index_elements=["session_id", "request_id"]))
+
+
+async def was_cancelled(conn: AsyncConnection, session_id: str, request_id: str) -> bool:
+    found = await conn.execute(select(cancelled_requests.c.cancelled_at).where(
+        cancelled_requests.c.session_id == session_id, cancelled_requests.c.request_id == request_id))
+    return found.first() is not None
+
+
+async def purge_cancellations(conn: AsyncConnection, before: float) -> int:
+    result = await conn.execute(delete(cancelled_requests).where(cancelled_requests.c.cancelled_at < before))
+    return int(result.rowcount or 0)
