@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from app.approvals.outcomes import review_url
+from app.reveal import reveal
 from app.store.approvals import ApprovalRow
 
 logger = logging.getLogger("airlock.approvals")
@@ -38,12 +39,12 @@ class LogChannel:
 
     async def parked(self, approval: ApprovalRow) -> None:
         logger.warning("approval needed: %s wants %s on %s (approval %s) - review at %s or run "
-                       "`airlock approvals approve %s`", approval.agent, approval.tool, approval.upstream,
-                       approval.id, review_url(self._public_url, approval.id), approval.id)
+                       "`airlock approvals approve %s`", reveal(approval.agent, line=True),
+                       reveal(approval.tool, line=True), reveal(approval.upstream, line=True), approval.id, review_url(self._public_url, approval.id), approval.id)
 
     async def changed(self, approval: ApprovalRow) -> None:
-        by = f" by {approval.decided_by}" if approval.decided_by else ""
-        logger.info("approval %s (%s): %s%s", approval.id, approval.tool, approval.status, by)
+        by = f" by {reveal(approval.decided_by, line=True)}" if approval.decided_by else ""
+        logger.info("approval %s (%s): %s%s", approval.id, reveal(approval.tool, line=True), approval.status, by)
 
 
 class ChannelFanout:
