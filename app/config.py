@@ -91,14 +91,13 @@ class ServerSettings:
     """`[server]`: limits of the HTTP server, so that one client cannot hold what others need.
 
     uvicorn enforces the connection cap and the keep-alive timeout; `app/limits.py` enforces the
-    request timeout (uvicorn has none for bodies). Neither covers slowly sent request headers:
-    put a reverse proxy in front for that (README, "Running in production").
+    request timeout, for request headers and bodies alike (uvicorn has none).
     """
 
     request_timeout_seconds: float = 30.0
-    """How long a client may take to send a request's body once its headers are in; a request
-    still incomplete then gets 408 and its connection is closed. Responses (held calls, event
-    streams) are not limited by it."""
+    """How long a client may take to send a request's headers, and then its body: a connection
+    whose headers are late is closed, a request whose body is late gets 408 and is closed.
+    Responses (held calls, event streams) are not limited by it."""
     max_connections: int = 16384
     """Open connections (idle keep-alive and held calls included) above which new requests get 503.
     The default leaves room for the 10,000 held calls the benchmark measures; the process's file

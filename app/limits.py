@@ -9,6 +9,8 @@
   requests, the refused one's own connection included: so it is given `max_connections + 1`, for
   `max_connections` connections to be served.
 - `keepalive_timeout_seconds` → `timeout_keep_alive`: an idle connection is closed after it.
+- `request_timeout_seconds` → `http`: uvicorn's httptools protocol with a header timeout
+  (`HeaderTimeoutProtocol`).
 
 `RequestTimeout` is the ASGI middleware for `request_timeout_seconds`. Neither of uvicorn's HTTP
 implementations (h11, httptools) limits how long a request's body may take, so a client that sends
@@ -24,10 +26,11 @@ Deliberate departures (DO NOT "fix" without reading why):
 - A late request is cancelled, not told `http.disconnect`. A disconnect raises `ClientDisconnect`
   in Starlette routes, which `FailClosed` would log as a failure with a traceback; cancellation
   passes through `except Exception` handlers untouched, and this class answers 408 itself.
-- Slowly sent *headers* are not covered: the app is only called once the headers are complete,
-  and uvicorn has no header timeout (verified by `tests/test_server_limits.py`). Production
-  deployments put a reverse proxy in front (nginx `client_header_timeout`, HAProxy
-  `timeout http-request`), as the README says.
+- Slowly sent *headers* never reach the app (it is only called once they are complete), and
+  uvicorn has no header timeout. `HeaderTimeoutProtocol` adds one to uvicorn's httptools
+  protocol: a connection whose request headers are not complete within `request_timeout_seconds`
+  of its first byte (or of the connection, for one that sends nothing) is closed. Between
+  requests on a kept-alive connection, uvicorn's own keep-alive timeout applies instead.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any, Final
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import ServerSettings
 from app.jsonrpc import INVALID_REQUEST, dumps, error_response
@@ -47,7 +52,56 @@ REQUEST_TIMEOUT_STATUS: Final = 408
 
 def uvicorn_limits(server: ServerSettings) -> dict[str, Any]:
     """The keyword arguments of `uvicorn.run` / `uvicorn.Config` that apply `[server]`."""
-    return {"limit_concurrency": server.max_connections + 1, "timeout_keep_alive": server.keepalive_timeout_seconds}
+    return {"limit_concurrency": server.max_connections + 1, "timeout_keep_alive": server.keepalive_timeout_seconds,
+            "http": header_timeout_protocol(server.request_timeout_seconds)}
+
+
+def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, closing connections whose request headers take over `seconds`."""
+    return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": seconds})
+
+
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol plus a deadline for each request's headers (see the module docstring)."""
+
+    header_timeout: float = 30.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._await_headers()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._await_headers()
+
+    def on_headers_complete(self) -> None:
+        self._headers_arrived()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._headers_arrived()
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _headers_arrived(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_late(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            logger.warning("%s: request headers did not arrive within %g s; connection closed",
+                           _peer(self.client), self.header_timeout)
+            self.transport.close()
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return "a client" if client is None else f"{client[0]}:{client[1]}"
 
 
 class RequestTimeout:
