@@ -2,7 +2,7 @@
 
 Airlock hands the agent its own unguessable `Mcp-Session-Id` and keeps the upstream's session id
 behind it. That binds every session, and every stream and event id within it, to the agent
-identity that opened it (DESIGN invariant 4): another agent presenting the id gets 404, exactly
+identity that opened it (invariant 4, docs/architecture.md): another agent presenting the id gets 404, exactly
 as if it did not exist. Sessions live in the database so any replica can serve a session and a
 client whose replica died can resume on another; each process caches the rows it has seen.
 

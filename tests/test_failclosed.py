@@ -1,6 +1,6 @@
 """Fail closed: when the database is unreachable, Airlock refuses with a reason and never answers 500.
 
-Provenance: Airlock-defined (DESIGN invariant 8), against a database URL nothing listens on.
+Provenance: Airlock-defined (invariant 8, docs/architecture.md), against a database URL nothing listens on.
 """
 
 from __future__ import annotations

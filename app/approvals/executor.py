@@ -1,7 +1,7 @@
 """Run an approved call upstream at most once, and record what happened.
 
-Only the winner of the `approved → executing` compare-and-set calls the upstream (DESIGN
-invariant 3); every other holder, replica, sweeper or repeated click loses that UPDATE and waits
+Only the winner of the `approved → executing` compare-and-set calls the upstream (invariant 3
+of docs/architecture.md); every other holder, replica, sweeper or repeated click loses that UPDATE and waits
 for the stored result. The winner holds a lease it renews while the call runs; if the process
 dies, the lease lapses and the sweeper marks the row `outcome_unknown`, which is reported as such
 and never re-sent.

@@ -5,7 +5,7 @@
     # committed here (row is None if someone else moved it first); signals published on commit,
     # waiters woken, channels told
 
-That order is DESIGN invariant 2 (durable before acknowledged): nobody hears of a change before
+That order is invariant 2 of docs/architecture.md (durable before acknowledged): nobody hears of a change before
 its transaction commits. Queue, decisions, executor and sweeper all go through `change()`.
 """
 

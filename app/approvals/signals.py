@@ -1,6 +1,6 @@
 """Wake-ups: "approval X changed", from whoever changed it to whoever waits on it.
 
-Signals are hints, the database is the truth (DESIGN invariant 7): a woken holder re-reads the row,
+Signals are hints, the database is the truth (invariant 7, docs/architecture.md): a woken holder re-reads the row,
 and a missed signal costs latency, never correctness, because every process also re-reads recent
 changes on a slow safety poll (`app/approvals/sweeper.py`).
 

@@ -3,7 +3,7 @@
 Each browser connection subscribes to `runtime.notifier` (every change this process sees: its
 own, other replicas' through PostgreSQL NOTIFY, other processes' through the sweeper's safety
 poll) with a set of changed approval ids. The feed re-reads those approvals from the database,
-because the row is the truth and a signal is only a hint (DESIGN invariant 7), and sends one
+because the row is the truth and a signal is only a hint (invariant 7, docs/architecture.md), and sends one
 `approval` event per approval. The page supplies `present(row)`, the event's payload (the card
 rendered for this session), so this module knows nothing of HTML.
 

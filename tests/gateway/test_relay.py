@@ -2,7 +2,7 @@
 
 Provenance: spec (Streamable HTTP: notifications, progress, log messages and, in the handshake era,
 server-to-client requests such as elicitation ride the call's SSE stream; the client answers with a
-POST), plus Airlock-defined invariants (DESIGN 1, "what was judged is what runs": the agent's
+POST), plus Airlock-defined invariants (invariant 1 of docs/architecture.md, "what was judged is what runs": the agent's
 exact bytes are forwarded, and an approved call's stored `params` are re-sent byte for byte).
 Driven by the official SDK client, and by raw HTTP against a recording upstream for the bytes.
 """
