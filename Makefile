@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 # Tests whose code paths differ by database (SKIP LOCKED, upserts, advisory locks, NOTIFY):
 # `make test` runs them a second time on PostgreSQL. `make test-postgres` runs everything there.
-POSTGRES_AGAIN := tests/approvals tests/slack tests/gateway/test_policy_enforcement.py \
+POSTGRES_AGAIN := tests/approvals tests/slack tests/gateway/test_policy_enforcement.py tests/gateway/test_sessions.py \
                   tests/test_audit.py tests/inbox/test_live.py
 
 help:  ## Show the targets.
