@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+
+from tests.fakes.tcp import LoopbackProxy, pipe
 
 
-class CuttingProxy:
+class CuttingProxy(LoopbackProxy):
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
-        self.url = ""
         self.marker: bytes | None = None
         self.cut = asyncio.Event()
         """Set when a connection was cut."""
-        self._server: asyncio.Server | None = None
 
     def arm(self, marker: bytes) -> None:
         """Cut the next server-to-client stream that carries `marker` (once)."""
@@ -32,7 +31,7 @@ class CuttingProxy:
         except OSError:
             writer.close()
             return
-        to_server = asyncio.ensure_future(_pipe(reader, upstream_writer))
+        to_server = asyncio.ensure_future(pipe(reader, upstream_writer))
         try:
             await self._pipe_back(upstream_reader, writer)
         finally:
@@ -60,22 +59,3 @@ class CuttingProxy:
                     tail = seen[-len(marker):]
                 writer.write(chunk)
                 await writer.drain()
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[CuttingProxy]:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        try:
-            yield self
-        finally:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), timeout=2)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while chunk := await reader.read(65536):
-            writer.write(chunk)
-            await writer.drain()

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+
+from tests.fakes.tcp import LoopbackProxy, pipe
 
 
-class StaleConnectionProxy:
+class StaleConnectionProxy(LoopbackProxy):
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
-        self.url = ""
         self._generation = 0
-        self._server: asyncio.Server | None = None
 
     def stale(self) -> None:
         """From now on, a connection opened before this call is dropped when it is written to again."""
@@ -31,7 +30,7 @@ class StaleConnectionProxy:
         except OSError:
             writer.close()
             return
-        back = asyncio.ensure_future(_pipe(server_reader, writer))
+        back = asyncio.ensure_future(pipe(server_reader, writer))
         try:
             with contextlib.suppress(ConnectionError, OSError):
                 while chunk := await reader.read(65536):
@@ -45,22 +44,3 @@ class StaleConnectionProxy:
             for w in (writer, server_writer):
                 with contextlib.suppress(Exception):
                     w.close()
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[StaleConnectionProxy]:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        try:
-            yield self
-        finally:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), timeout=2)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while chunk := await reader.read(65536):
-            writer.write(chunk)
-            await writer.drain()
