@@ -125,6 +125,11 @@ def test_a_tool_error_quotes_the_first_line_of_its_text_revealed_and_cut() -> No
     assert "second line" not in outcome.detail
 
 
+def test_a_json_result_is_quoted_on_one_line_not_as_its_opening_brace() -> None:
+    approval = replace(ROWS[Kind.SUCCEEDED], result=result('{\n  "status": "cancelled"\n}'))
+    assert wording.outcome_of(approval).detail == '{"status": "cancelled"}'
+
+
 def test_a_tool_error_without_text_still_says_the_tool_reported_an_error() -> None:
     approval = replace(ROWS[Kind.TOOL_ERROR], result=json.dumps({"result": {"content": [], "isError": True}}))
     assert wording.phrase(wording.outcome_of(approval)) == \

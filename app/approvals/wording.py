@@ -35,6 +35,8 @@ DETAIL_LIMIT: Final = 200
 """Characters of a detail (a tool's error line, an upstream error) shown inside a sentence."""
 TOO_LARGE_PREFIX: Final = "ran; its result ("
 """How `too_large_outcome` begins; `outcome_of` recognises a too-large result by it."""
+_JSON_PARSE_LIMIT: Final = 100_000
+"""Longer texts are not parsed as JSON to quote them on one line (every render derives the outcome)."""
 _NOT_RUN_TAIL: Final = re.compile(r"[;,.]?\s*(the call|it) did not run\.?\s*$", re.IGNORECASE)
 
 
@@ -138,7 +140,15 @@ def cut(text: str, limit: int) -> str:
 
 
 def first_line(text: str, limit: int = DETAIL_LIMIT) -> str:
-    """The first non-blank line of `text`, revealed and cut: what a sentence quotes of a longer text."""
+    """The first non-blank line of `text`, revealed and cut: what a sentence quotes of a longer text.
+
+    Text that is JSON is quoted on one line, compact, rather than as its opening `{`.
+    """
+    if len(text) <= _JSON_PARSE_LIMIT and text.lstrip()[:1] in ("{", "["):
+        try:
+            text = json.dumps(json.loads(text), ensure_ascii=False)
+        except (ValueError, RecursionError):
+            pass
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return cut(reveal(line, line=True), limit)
 
