@@ -72,6 +72,11 @@ class Outcome:
     """Revealed, one line, at most `DETAIL_LIMIT` characters; None when there is nothing to add."""
 
 
+VIA: Final = {"api": "the API", "cli": "the CLI", "slack": "Slack", "inbox": "the inbox", "client": "the agent",
+              "continuation": "a continuation"}
+"""The channels a decision came through, as a sentence names them."""
+
+
 @dataclass(frozen=True, slots=True)
 class Voice:
     """How one channel writes the parts of a sentence that are not words: times and agent-chosen names."""
@@ -85,9 +90,6 @@ class Voice:
     """The verb a decision sentence opens with (`Approved`), for channels that can stress it."""
     via: Callable[[str], str] = lambda via: VIA.get(via, via)
 
-
-VIA: Final = {"api": "the API", "cli": "the CLI", "slack": "Slack", "inbox": "the inbox", "client": "the agent",
-              "continuation": "a continuation"}
 
 _LABELS: Final = {
     Kind.PENDING: "pending", Kind.APPROVED: "approved", Kind.RUNNING: "running", Kind.SUCCEEDED: "succeeded",
