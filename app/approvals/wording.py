@@ -161,10 +161,6 @@ def sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
-ISO_VOICE: Final = Voice(time=lambda t: iso(t) or "an unknown time")
-"""The agent's voice: ISO times, names as they are (the agent chose them)."""
-
-
 # --------------------------------------------------------------------------- the outcome
 
 
