@@ -524,10 +524,17 @@ def approvals_list(config_path: Path | None, status: str, agent: str | None, too
     if not rows:
         click.echo("no approvals" + (f" with status {status}" if statuses else ""))
         return
-    click.echo(f"{'ID':<21} {'STATUS':<16} {'AGENT':<16} {'TOOL':<22} {'CREATED':<20} EXPIRES")
+    click.echo(f"{'ID':<21} {'STATUS':<16} {'AGENT':<16} {'TOOL':<22} {'CREATED':<20} {'EXPIRES':<20} OUTCOME")
     for row in rows:
         click.echo(f"{row.id:<21} {row.status:<16} {_shown(row.agent):<16} {_shown(row.tool):<22} "
-                   f"{_when(row.created_at):<20} {_when(row.expires_at)}")
+                   f"{_when(row.created_at):<20} {_when(row.expires_at):<20} {_outcome(row)}")
+
+
+def _outcome(row: Any) -> str:
+    """What became of the call, in the words every channel uses (`app/approvals/wording.py`)."""
+    from app.approvals.wording import outcome_of, phrase
+
+    return _shown(phrase(outcome_of(row)))
 
 
 @approvals.command("show")

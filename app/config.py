@@ -275,11 +275,18 @@ def settings_from_document(
     )
 
 
+_KIND_NAMES: Final = {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
+                      list: "a list", dict: "a table"}
+"""What a setting's type is called in an error (not `a int`: issue 13)."""
+
+
 def _get(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
     value = table.get(key, default)
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ConfigError(f"setting {key!r} must be a {expected}, not {value!r}")
+        kinds = (kind,) if isinstance(kind, type) else kind
+        expected = "a number" if set(kinds) == {int, float} else " or ".join(
+            _KIND_NAMES.get(k, k.__name__) for k in kinds)
+        raise ConfigError(f"setting {key!r} must be {expected}, not {value!r}")
     return value
 
 

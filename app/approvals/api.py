@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from app.approvals.decisions import DecisionError, Verdict, decide
-from app.approvals.outcomes import iso, review_url
+from app.approvals.wording import iso, outcome_of, phrase, review_url
 from app.auth import WWW_AUTHENTICATE, bearer_token
 from app.store import approvals as approval_store
 from app.store import audit as audit_store
@@ -34,7 +34,14 @@ if TYPE_CHECKING:
 
 
 def approval_json(row: ApprovalRow, public_url: str) -> dict[str, Any]:
-    """An approval as the API, the CLI and the inbox's live feed show it."""
+    """An approval as the API and the CLI show it.
+
+    `outcome_kind` and `outcome_summary` say what became of the call (`app/approvals/wording.py`):
+    `"tool_error"` and `"ran; the tool reported an error: …"` for a call whose tool answered
+    `isError: true`, which `status` alone (`completed`) does not tell. `outcome` is the executor's
+    raw outcome line, as the audit log records it.
+    """
+    outcome = outcome_of(row)
     return {
         "id": row.id, "status": row.status, "upstream": row.upstream, "tool": row.tool, "agent": row.agent,
         "arguments": json.loads(row.arguments), "args_sha256": row.args_hash,
@@ -43,7 +50,8 @@ def approval_json(row: ApprovalRow, public_url: str) -> dict[str, Any]:
         "created_at": iso(row.created_at), "expires_at": iso(row.expires_at),
         "decided_by": row.decided_by, "decided_via": row.decided_via, "decided_at": iso(row.decided_at),
         "decision_reason": row.decision_reason, "executed_at": iso(row.executed_at),
-        "finished_at": iso(row.finished_at), "outcome": row.outcome,
+        "finished_at": iso(row.finished_at), "outcome_kind": outcome.kind.value,
+        "outcome_summary": phrase(outcome), "outcome": row.outcome,
         "result": json.loads(row.result) if row.result else None, "delivered_at": iso(row.delivered_at),
         "review_url": review_url(public_url, row.id), "continues": row.continues,
     }

@@ -27,7 +27,7 @@ from typing import Final, Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.approvals.ledger import Ledger
-from app.approvals.outcomes import iso
+from app.approvals.wording import iso, outcome_of, phrase
 from app.identity import same_identity
 from app.reveal import reveal
 from app.store import approvals as approval_store
@@ -78,9 +78,10 @@ class AlreadyDecided(DecisionError):
             return f"approval {a.id} expired at {iso(a.expires_at)} before anyone decided"
         if a.status == "withdrawn":
             return f"approval {a.id} was withdrawn by {_name(a.decided_by)} at {iso(a.decided_at)}"
-        verb = "rejected" if a.status == "rejected" else "approved"
-        return (f"approval {a.id} was already {verb} by {_name(a.decided_by)} at {iso(a.decided_at)} "
-                f"(now {a.status})")
+        if a.status == "rejected":
+            return f"approval {a.id} was already rejected by {_name(a.decided_by)} at {iso(a.decided_at)}"
+        return (f"approval {a.id} was already approved by {_name(a.decided_by)} at {iso(a.decided_at)} "
+                f"(now: {phrase(outcome_of(a))})")
 
 
 async def decide(ledger: Ledger, approval_id: str, *, reviewer: str, verdict: Verdict, via: Via,

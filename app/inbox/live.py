@@ -13,6 +13,12 @@ everything changed since then (a page's first connection replays from the time i
 Replays overlap by a couple of seconds because commits land out of order; applying an event twice
 is harmless. A page older than `STALE_AFTER` is told to reload instead.
 
+An execution's end is a change like any other: the executor moves the row through the ledger, which
+publishes it, so a card that said "It is about to run." is replaced by what came of the call (a
+tool error reads as one: `app/approvals/wording.py`). Each card carries its row's `updated_at`
+(`data-updated`), and the page never lets an older card replace a newer one: a decision's own
+reply can arrive after the feed already showed the call finished.
+
 The subscription lives exactly as long as the response's generator: sse-starlette cancels it when
 the browser goes away, and the `finally` of `subscribe()` removes the listener.
 

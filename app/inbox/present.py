@@ -5,6 +5,9 @@ hidden characters visible (`app/inbox/render.py`, on top of `app/reveal.py`). Th
 reach the page's script as JSON (`announcement`, `decided`, `conflict`) are revealed here, since
 the script shows them as text without a template.
 
+The sentences themselves are `app/approvals/wording.py`'s; this module picks the inbox's voice (UTC
+times to the second, "you (alice)" for the viewer) and the pieces each template shows.
+
 Pure module: builds strings from an approval row; no I/O.
 """
 
@@ -14,7 +17,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from app.approvals.outcomes import human_duration, iso
+from app.approvals import wording
+from app.approvals.wording import human_duration, iso
 from app.reveal import reveal
 from app.store.approvals import ApprovalRow
 from app.store.audit import AuditRow
@@ -22,8 +26,6 @@ from app.store.audit import AuditRow
 PREVIEW_CHARS: Final = 4000
 """How much of the arguments a card on the pending page shows (the detail page shows all of them)."""
 
-_VIA: Final = {"api": "the API", "cli": "the CLI", "slack": "Slack", "inbox": "the inbox", "client": "the agent",
-                "continuation": "a continuation"}
 
 
 def when(timestamp: float | None) -> str:
@@ -87,58 +89,57 @@ def _readable(text: str) -> str:
         return text
 
 
+VOICE: Final = wording.Voice(time=lambda t: when(t))
+"""The inbox's voice: UTC times to the second; names as they are (the templates reveal them)."""
+
+
 def decider(row: ApprovalRow, viewer: str | None) -> str:
-    name = row.decided_by or "someone"
-    return f"you ({name})" if name == viewer else name
+    return wording.decider(row, VOICE, viewer)
 
 
 def outcome(row: ApprovalRow, viewer: str | None = None) -> str:
-    """One sentence: what became of the approval, who decided, how and when."""
-    who, at, via = decider(row, viewer), when(row.decided_at), _VIA.get(row.decided_via or "", row.decided_via)
-    reason = f" Reason: {row.decision_reason}" if row.decision_reason else ""
-    if row.status == "pending":
-        return f"Waiting for a decision; expires {when(row.expires_at)}."
-    if row.status == "expired":
-        return f"Expired at {when(row.finished_at or row.expires_at)}: nobody decided in time. It did not run."
-    if row.status == "withdrawn":
-        return f"Withdrawn by the agent at {at} before anyone decided.{reason} It did not run."
-    if row.status == "rejected":
-        return f"Rejected by {who} via {via} at {at}.{reason} It did not run."
-    return f"Approved by {who} via {via} at {at}.{reason} {_after_approval(row)}"
+    """One paragraph: what became of the approval, who decided, how and when."""
+    return wording.account(row, VOICE, viewer)
 
 
-def _after_approval(row: ApprovalRow) -> str:
-    return {
-        "approved": "It is about to run.",
-        "executing": "It is running now.",
-        "completed": "It ran.",
-        "failed": f"It could not be delivered to the upstream: {row.outcome or 'unknown error'}.",
-        "outcome_unknown": "Airlock lost track of the upstream while it ran; it may or may not have taken effect.",
-    }.get(row.status, f"Now {row.status}.")
+def label(row: ApprovalRow) -> str:
+    """The status badge: what became of the call (`tool error`, `succeeded`…), not only its status."""
+    return wording.label(wording.outcome_of(row).kind)
+
+
+def kind(row: ApprovalRow) -> str:
+    """The outcome kind, for `data-outcome` and CSS."""
+    return wording.outcome_of(row).kind.value
+
+
+def summary(row: ApprovalRow) -> str:
+    """A short clause for the history table (`ran; the tool reported an error: …`)."""
+    return wording.phrase(wording.outcome_of(row))
+
+
+def result_line(row: ApprovalRow) -> str:
+    """What became of the call itself, above its result (`It ran, and the tool reported an error: …`)."""
+    return wording.result_sentence(wording.outcome_of(row))
+
+
+def no_result(row: ApprovalRow) -> str:
+    """What the result section says when nothing was stored."""
+    return wording.no_result(wording.outcome_of(row))
 
 
 def conflict(row: ApprovalRow, viewer: str | None) -> str:
     """Why a decision came too late, for the reviewer who tried (HTTP 409)."""
-    if row.status in ("pending", "expired"):
-        return f"Too late: this call expired at {when(row.expires_at)} before anyone decided. It did not run."
-    if row.status == "withdrawn":
-        return f"Too late: the agent withdrew this call at {when(row.decided_at)}. It did not run."
-    verb = "rejected" if row.status == "rejected" else "approved"
-    via = _VIA.get(row.decided_via or "", row.decided_via)
-    return reveal(f"Too late: {decider(row, viewer)} already {verb} this call via {via} at {when(row.decided_at)}.")
+    return reveal(wording.too_late(row, VOICE, viewer))
 
 
 def decided(row: ApprovalRow, viewer: str | None) -> str:
     """The confirmation the deciding reviewer sees."""
-    verb = "rejected" if row.status == "rejected" else "approved"
-    return reveal(f"You {verb} {row.tool} for {row.agent} ({row.id}).")
+    return reveal(wording.confirmation(row))
 
 
 def announcement(row: ApprovalRow, viewer: str | None) -> str:
     """What a screen reader hears when an approval changes on the page."""
-    if row.status == "pending":
-        return reveal(f"New approval: {row.agent} wants to call {row.tool} on {row.upstream}.")
-    return reveal(f"{row.tool} for {row.agent}: {outcome(row, viewer)}")
+    return reveal(wording.announcement(row, VOICE, viewer))
 
 
 def timeline_label(entry: AuditRow) -> str:

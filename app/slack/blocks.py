@@ -1,7 +1,9 @@
 """Block Kit for an approval: the channel message (with buttons while pending, the outcome after), the
 reject-reason modal, and their plain-text fallbacks.
 
-Pure module: builds dictionaries from an approval row; no I/O.
+Pure module: builds dictionaries from an approval row; no I/O. The words (titles, the outcome
+paragraph) are `app/approvals/wording.py`'s; this module gives them Slack's voice (escaped mrkdwn,
+`<!date…>` times, the verb in bold) and an emoji per outcome kind.
 
 Everything that came from an agent (tool name, arguments, agent and upstream names, results) is
 untrusted text. In `mrkdwn` it is escaped (`&`, `<`, `>`), so `<!channel>` or `<http://evil|x>`
@@ -30,7 +32,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from app.approvals.outcomes import iso, review_url
+from app.approvals import wording
+from app.approvals.wording import Kind, iso, review_url
 from app.reveal import reveal
 from app.store.approvals import ApprovalRow
 
@@ -55,10 +58,12 @@ _FENCE: Final = "```"
 _SLACK_USER: Final = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _SLACK_USERGROUP: Final = re.compile(r"^S[A-Z0-9]{2,}$")
 
-_OUTCOME_TITLES: Final = {
-    "pending": "Approval needed", "approved": "Approved", "executing": "Approved", "completed": "Approved",
-    "failed": "Approved, not delivered", "outcome_unknown": "Approved, outcome unknown", "rejected": "Rejected",
-    "expired": "Expired", "withdrawn": "Withdrawn",
+_EMOJI: Final = {
+    Kind.APPROVED: ":hourglass_flowing_sand:", Kind.RUNNING: ":hourglass_flowing_sand:",
+    Kind.SUCCEEDED: ":white_check_mark:", Kind.TOOL_ERROR: ":warning:", Kind.TOO_LARGE: ":warning:",
+    Kind.INPUT_REQUIRED: ":speech_balloon:", Kind.UPSTREAM_ERROR: ":warning:", Kind.NOT_DELIVERED: ":warning:",
+    Kind.UNKNOWN: ":grey_question:", Kind.REJECTED: ":x:", Kind.EXPIRED: ":hourglass:",
+    Kind.WITHDRAWN: ":leftwards_arrow_with_hook:",
 }
 
 
@@ -126,16 +131,11 @@ def approval_message(approval: ApprovalRow, public_url: str) -> Message:
 
 def fallback_text(approval: ApprovalRow) -> str:
     """The message's `text`: what notifications and screen readers show (escaped mrkdwn)."""
-    title = _OUTCOME_TITLES.get(approval.status, approval.status)
-    if approval.status == "pending":
-        line = (f"{title}: {name(approval.agent)} wants to call {name(approval.tool)} on {name(approval.upstream)} "
-                f"({approval.id})")
-    elif approval.decided_by and approval.status not in ("expired",):
-        line = (f"{title} by {name(approval.decided_by)}: {name(approval.tool)} for {name(approval.agent)} "
-                f"({approval.id})")
-    else:
-        line = f"{title}: {name(approval.tool)} for {name(approval.agent)} ({approval.id})"
-    return escape(cut(line, FALLBACK_LIMIT))
+    return escape(cut(wording.headline(approval, _PLAIN_NAMES), FALLBACK_LIMIT))
+
+
+_PLAIN_NAMES: Final = wording.Voice(time=slack_date, name=name)
+"""For the fallback text, which is escaped as a whole."""
 
 
 def _block_id(approval: ApprovalRow, part: str) -> str:
@@ -143,7 +143,7 @@ def _block_id(approval: ApprovalRow, part: str) -> str:
 
 
 def _header(approval: ApprovalRow) -> dict[str, Any]:
-    title = _OUTCOME_TITLES.get(approval.status, approval.status)
+    title = wording.title(wording.outcome_of(approval).kind)
     return {"type": "header", "block_id": _block_id(approval, "header"),
             "text": {"type": "plain_text", "text": cut(f"{title}: {name(approval.tool)}", HEADER_LIMIT),
                      "emoji": False}}
@@ -219,53 +219,18 @@ def _outcome(approval: ApprovalRow) -> dict[str, Any]:
             "text": {"type": "mrkdwn", "text": cut(outcome_line(approval), SECTION_LIMIT)}}
 
 
+VOICE: Final = wording.Voice(
+    time=slack_date, name=lambda text: escape(cut(name(text), 200)),
+    text=lambda text: escape(cut(text, REASON_BUDGET)), strong=lambda verb: f"*{verb}*",
+)
+"""Slack's voice: dates each reader sees in their own time zone, escaped names and text, a bold verb."""
+
+
 def outcome_line(approval: ApprovalRow) -> str:
-    """Who decided, when, and what came of it, as escaped mrkdwn."""
-    who = escape(name(approval.decided_by or "someone"))
-    via = f" via {escape(approval.decided_via)}" if approval.decided_via else ""
-    when = slack_date(approval.decided_at) if approval.decided_at else "an unknown time"
-    reason = f"\n*Reason:* {escape(cut(approval.decision_reason, REASON_BUDGET))}" if approval.decision_reason else ""
-    status = approval.status
-    if status == "expired":
-        return f":hourglass: *Expired* at {slack_date(approval.expires_at)} before anyone decided. It did not run."
-    if status == "withdrawn":
-        return f":leftwards_arrow_with_hook: *Withdrawn* by {who} at {when}; it did not run.{reason}"
-    if status == "rejected":
-        return f":x: *Rejected* by {who}{via} at {when}; it did not run.{reason}"
-    decided = f"*Approved* by {who}{via} at {when}"
-    if status in ("approved", "executing"):
-        return f":hourglass_flowing_sand: {decided}; running now.{reason}"
-    if status == "completed":
-        return f":white_check_mark: {decided}; ran: {escape(result_summary(approval))}{reason}"
-    if status == "failed":
-        detail = escape(cut(approval.outcome or "unknown error", SUMMARY_BUDGET))
-        return f":warning: {decided}, but it could not be delivered to the upstream: {detail}{reason}"
-    if status == "outcome_unknown":
-        return (f":grey_question: {decided}, but Airlock lost track of the upstream while it ran; "
-                f"it may or may not have taken effect and will not be re-sent.{reason}")
-    return f"*{escape(status)}*"
-
-
-def result_summary(approval: ApprovalRow) -> str:
-    """A one-line summary of the stored upstream result (plain text, not yet escaped)."""
-    try:
-        stored = json.loads(approval.result or "{}")
-    except ValueError:
-        return "a result that could not be read"
-    if isinstance(stored.get("error"), dict):
-        error = stored["error"]
-        return cut(f"the upstream answered error {error.get('code')}: {error.get('message')}", SUMMARY_BUDGET)
-    result = stored.get("result")
-    if not isinstance(result, dict):
-        return "no result was recorded"
-    if result.get("resultType") == "input_required":
-        # 2026-07-28: the tool itself has not run yet (see app/approvals/continuation.py).
-        return "the upstream asked the agent for input first; the agent's answer continues this approval"
-    texts = [item.get("text", "") for item in result.get("content") or []
-             if isinstance(item, dict) and item.get("type") == "text"]
-    summary = " ".join(" ".join(texts).split()) or "an empty result"
-    prefix = "the tool reported an error: " if result.get("isError") else ""
-    return cut(prefix + summary, SUMMARY_BUDGET)
+    """Who decided, when, and what came of it, as escaped mrkdwn (`app/approvals/wording.py`'s account)."""
+    emoji = _EMOJI.get(wording.outcome_of(approval).kind)
+    text = wording.account(approval, VOICE)
+    return f"{emoji} {text}" if emoji else text
 
 
 def _context(approval: ApprovalRow, text: str, part: str) -> dict[str, Any]:

@@ -145,7 +145,7 @@ def test_a_rejection_names_who_when_and_why() -> None:
     row = approval(status="rejected", decided_by="bob", decided_via="slack", decided_at=NOW + 60,
                    decision_reason="<!channel> not today")
     outcome = json.dumps(approval_message(row, PUBLIC_URL).blocks)
-    assert "Rejected* by bob via slack at <!date^1795000060^" in outcome
+    assert "Rejected* by bob via Slack at <!date^1795000060^" in outcome
     assert "&lt;!channel&gt; not today" in outcome
 
 
@@ -156,7 +156,7 @@ def test_a_completed_call_shows_a_short_escaped_summary_of_its_result() -> None:
     blocks = approval_message(row, PUBLIC_URL).blocks
     outcome = next(block for block in blocks if block["block_id"].startswith("outcome"))
     text = outcome["text"]["text"]
-    assert "Approved* by alice via api" in text and "ran: cancelled &lt;!here&gt;" in text
+    assert "Approved* by alice via the API" in text and "It ran and succeeded: cancelled &lt;!here&gt;." in text
     assert len(text) < 600
 
 
@@ -165,7 +165,7 @@ def test_a_round_that_asked_for_input_says_so_rather_than_an_empty_result() -> N
     row = approval(status="completed", decided_by="alice", decided_via="api", decided_at=NOW + 1,
                    result=json.dumps(result))
     rendered = json.dumps(approval_message(row, PUBLIC_URL).blocks)
-    assert "asked the agent for input first" in rendered and "an empty result" not in rendered
+    assert "asked the agent for input before the tool runs" in rendered and "an empty result" not in rendered
 
 
 def test_an_expired_message_says_nobody_decided() -> None:
@@ -200,3 +200,17 @@ def test_every_message_and_the_modal_pass_slack_sdks_own_block_kit_validators(st
     for block in Block.parse_all(approval_message(row, PUBLIC_URL).blocks):
         block.validate_json()
     View(**reject_modal(row, '{"approval": "apr_abc123"}')).validate_json()
+
+
+def test_a_tool_error_reads_as_an_error_not_as_success() -> None:
+    """Regression (issues 11 and 13): an approved call whose tool answered `isError: true` read "ran"."""
+    result = {"result": {"content": [{"type": "text", "text": "Task 'nope' not found <!here>"}], "isError": True}}
+    row = approval(status="completed", decided_by="alice", decided_via="slack", decided_at=NOW + 1,
+                   result=json.dumps(result))
+    message = approval_message(row, PUBLIC_URL)
+    outcome = next(block for block in message.blocks if block["block_id"].startswith("outcome"))["text"]["text"]
+    assert outcome.startswith(":warning: *Approved* by alice via Slack at <!date^")
+    assert "It ran, and the tool reported an error: Task 'nope' not found &lt;!here&gt;." in outcome
+    assert "succeeded" not in outcome
+    assert message.blocks[0]["text"]["text"] == "Approved, tool error: em_cancel_task"
+    assert message.text.startswith("Approved, tool error: em_cancel_task for")

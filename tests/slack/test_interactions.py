@@ -81,9 +81,9 @@ async def test_approve_click_runs_the_held_call_once_and_the_message_shows_who_a
     assert market.calls["em_cancel_task"] == 1
     decided = await approval_row(slack_airlock, row.id)
     assert (decided.decided_by, decided.decided_via) == ("alice", "slack")
-    message = await shows(slack, row, "ran:")
+    message = await shows(slack, row, "It ran and succeeded")
     assert not has_buttons(message)
-    assert "Approved* by alice via slack" in json.dumps(message["blocks"])
+    assert "Approved* by alice via Slack" in json.dumps(message["blocks"])
     assert all(call.body["ts"] == row.slack_ts for call in slack.calls_to("chat.update"))
     assert len(slack.calls_to("chat.postMessage")) == 1
 

@@ -75,7 +75,7 @@ async def test_slack_being_down_never_delays_the_call_and_the_message_catches_up
     assert queued is not None and queued.rendered_status is None, "nothing reached Slack yet"
     slack.recover()
     row = await posted(airlock, approval["id"])
-    message = await shows(slack, row, "ran:")
+    message = await shows(slack, row, "It ran and succeeded")
     assert not has_buttons(message)
 
 
@@ -132,7 +132,7 @@ async def test_the_message_follows_a_decision_made_by_another_process(
             await call
     message = await shows(slack, row, "Rejected")
     assert "carol" in str(message["blocks"]) and "not today" in str(message["blocks"])
-    assert "via api" in str(message["blocks"])
+    assert "via the API" in str(message["blocks"])
     assert not has_buttons(message)
 
 
@@ -217,7 +217,7 @@ async def test_a_click_after_a_restart_is_resolved_from_the_database(
         async with after.client() as client:
             async with asyncio.timeout(10):
                 retry = await client.call_tool("em_cancel_task", arguments)
-        message = await shows(slack, await approval_row(after, approval_id), "ran:")
+        message = await shows(slack, await approval_row(after, approval_id), "It ran and succeeded")
     assert not retry.is_error, text_of(retry)
     assert market.calls["em_cancel_task"] == 1
     assert not has_buttons(message)

@@ -93,6 +93,9 @@
     } else {
       if (!existing) return;
       const card = element(approval.html);
+      // A decision's reply can arrive after the feed already showed what came next (the call ran):
+      // never let an older card replace a newer one, or "It is about to run." would stay up.
+      if (Number(card.dataset.updated) < Number(existing.dataset.updated)) return;
       const hadFocus = focus || existing.contains(document.activeElement);
       if (existing.parentElement === pending) {
         existing.remove();

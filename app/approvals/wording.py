@@ -1,0 +1,419 @@
+"""Every sentence a person reads about an approval's status and outcome, in one place.
+
+The agent's result text, the web inbox (card, detail page, history, live feed), Slack (the message
+and its updates), the CLI (`approvals list` / `show`) and the JSON API all word an approval from
+here. A channel formats (HTML, mrkdwn, plain text, its own times); it never writes its own sentence.
+Before this module the same sentence was written four times and the copies disagreed: an approved
+call whose tool answered `isError: true` read "It ran." as if it had succeeded (issues 11 and 13).
+
+What became of an approval is derived once, by `outcome_of(row)`, as an `Outcome`: a `Kind` and,
+where there is one, a `detail` (the first line of the tool's error or result text, the upstream's
+error, why the call could not be delivered), already revealed (`app/reveal.py`) and cut to
+`DETAIL_LIMIT` characters. Nothing new is stored: the kind follows from the row's status, its
+stored result and its outcome line.
+
+Sentences that carry names and times take a `Voice`: how the channel writes a time and an
+agent-chosen name. The words stay here.
+
+Pure module: strings from an approval row; no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from app.reveal import reveal
+from app.store.approvals import ApprovalRow
+
+DETAIL_LIMIT: Final = 200
+"""Characters of a detail (a tool's error line, an upstream error) shown inside a sentence."""
+TOO_LARGE_PREFIX: Final = "ran; its result ("
+"""How `too_large_outcome` begins; `outcome_of` recognises a too-large result by it."""
+_JSON_PARSE_LIMIT: Final = 100_000
+"""Longer texts are not parsed as JSON to quote them on one line (every render derives the outcome)."""
+_NOT_RUN_TAIL: Final = re.compile(r"[;,.]?\s*(the call|it) did not run\.?\s*$", re.IGNORECASE)
+
+
+class Kind(StrEnum):
+    """What became of an approval, as every channel tells it."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    """Approved; the call has not started yet."""
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    TOOL_ERROR = "tool_error"
+    """It ran, and the tool answered with `isError: true`."""
+    TOO_LARGE = "too_large"
+    """It ran, but its result was larger than Airlock relays."""
+    INPUT_REQUIRED = "input_required"
+    """2026-07-28: the upstream asked the agent for input before the tool runs."""
+    UPSTREAM_ERROR = "upstream_error"
+    """The upstream answered with a JSON-RPC error."""
+    NOT_DELIVERED = "not_delivered"
+    """Approved, but it never reached the upstream: it did not run."""
+    UNKNOWN = "unknown"
+    """Airlock lost track of the upstream while it ran: it may or may not have taken effect."""
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: Kind
+    detail: str | None = None
+    """Revealed, one line, at most `DETAIL_LIMIT` characters; None when there is nothing to add."""
+
+
+VIA: Final = {"api": "the API", "cli": "the CLI", "slack": "Slack", "inbox": "the inbox", "client": "the agent",
+              "continuation": "a continuation"}
+"""The channels a decision came through, as a sentence names them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """How one channel writes the parts of a sentence that are not words: times and agent-chosen names."""
+
+    time: Callable[[float], str]
+    name: Callable[[str], str] = lambda text: text
+    """An agent-chosen name (tool, agent, upstream, reviewer) on one line."""
+    text: Callable[[str], str] = lambda text: text
+    """Free text inside a sentence: a reason, a tool's error line (already revealed and cut here)."""
+    strong: Callable[[str], str] = lambda text: text
+    """The verb a decision sentence opens with (`Approved`), for channels that can stress it."""
+    via: Callable[[str], str] = lambda via: VIA.get(via, via)
+
+
+_LABELS: Final = {
+    Kind.PENDING: "pending", Kind.APPROVED: "approved", Kind.RUNNING: "running", Kind.SUCCEEDED: "succeeded",
+    Kind.TOOL_ERROR: "tool error", Kind.TOO_LARGE: "result too large", Kind.INPUT_REQUIRED: "needs input",
+    Kind.UPSTREAM_ERROR: "upstream error", Kind.NOT_DELIVERED: "not delivered", Kind.UNKNOWN: "outcome unknown",
+    Kind.REJECTED: "rejected", Kind.EXPIRED: "expired", Kind.WITHDRAWN: "withdrawn",
+}
+_TITLES: Final = {
+    Kind.PENDING: "Approval needed", Kind.APPROVED: "Approved", Kind.RUNNING: "Approved, running",
+    Kind.SUCCEEDED: "Approved, ran", Kind.TOOL_ERROR: "Approved, tool error",
+    Kind.TOO_LARGE: "Approved, result too large", Kind.INPUT_REQUIRED: "Approved, input needed",
+    Kind.UPSTREAM_ERROR: "Approved, upstream error", Kind.NOT_DELIVERED: "Approved, not delivered",
+    Kind.UNKNOWN: "Approved, outcome unknown", Kind.REJECTED: "Rejected", Kind.EXPIRED: "Expired",
+    Kind.WITHDRAWN: "Withdrawn",
+}
+DID_NOT_RUN: Final = frozenset({Kind.PENDING, Kind.APPROVED, Kind.NOT_DELIVERED, Kind.REJECTED, Kind.EXPIRED,
+                                Kind.WITHDRAWN})
+"""Kinds in which the call has not run (yet, or ever)."""
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def iso(timestamp: float | None) -> str | None:
+    """A UTC ISO 8601 time to the millisecond (`2026-11-24T10:30:00.000Z`), as agents and the API read it."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def human_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def review_url(public_url: str, approval_id: str) -> str:
+    return f"{public_url}/inbox/{approval_id}"
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` shortened to at most `limit` characters, with an ellipsis when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def first_line(text: str, limit: int = DETAIL_LIMIT) -> str:
+    """The first non-blank line of `text`, revealed and cut: what a sentence quotes of a longer text.
+
+    Text that is JSON is quoted on one line, compact, rather than as its opening `{`.
+    """
+    if len(text) <= _JSON_PARSE_LIMIT and text.lstrip()[:1] in ("{", "["):
+        try:
+            text = json.dumps(json.loads(text), ensure_ascii=False)
+        except (ValueError, RecursionError):
+            pass
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return cut(reveal(line, line=True), limit)
+
+
+def sentence(text: str) -> str:
+    """`text` ending in a full stop (unless it already ends a sentence)."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
+
+
+# --------------------------------------------------------------------------- the outcome
+
+
+def outcome_of(row: ApprovalRow) -> Outcome:
+    """What became of `row`: the one derivation every channel words."""
+    status = row.status
+    simple = {"pending": Kind.PENDING, "approved": Kind.APPROVED, "executing": Kind.RUNNING,
+              "rejected": Kind.REJECTED, "expired": Kind.EXPIRED, "withdrawn": Kind.WITHDRAWN}
+    if status in simple:
+        return Outcome(simple[status])
+    if status == "outcome_unknown":
+        return Outcome(Kind.UNKNOWN, first_line(row.outcome) if row.outcome else None)
+    stored = _stored(row.result)
+    if status == "failed":
+        error = stored.get("error")
+        if isinstance(error, dict):
+            return Outcome(Kind.UPSTREAM_ERROR, first_line(f"{error.get('code')}: {error.get('message')}"))
+        return Outcome(Kind.NOT_DELIVERED, _not_delivered_detail(row.outcome))
+    if status == "completed":
+        return _completed(row, stored.get("result"))
+    return Outcome(Kind.UNKNOWN, first_line(f"status {status}"))
+
+
+def _stored(result: str | None) -> dict[str, Any]:
+    try:
+        stored = json.loads(result) if result else {}
+    except ValueError:
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def _completed(row: ApprovalRow, result: Any) -> Outcome:
+    line = row.outcome or ""
+    if line.startswith(TOO_LARGE_PREFIX):
+        return Outcome(Kind.TOO_LARGE, cut(line.removeprefix("ran; "), DETAIL_LIMIT * 2))
+    if not isinstance(result, dict):
+        return Outcome(Kind.SUCCEEDED)
+    if result.get("resultType") == "input_required":
+        return Outcome(Kind.INPUT_REQUIRED)
+    text = "\n".join(str(item.get("text", "")) for item in result.get("content") or []
+                     if isinstance(item, dict) and item.get("type") == "text")
+    detail = first_line(text) or None
+    if result.get("isError"):
+        return Outcome(Kind.TOOL_ERROR, detail or "the tool gave no error text")
+    return Outcome(Kind.SUCCEEDED, detail)
+
+
+def _not_delivered_detail(outcome: str | None) -> str | None:
+    # The executor's lines end in "; the call did not run"; the sentence says that once itself.
+    if not outcome:
+        return None
+    return first_line(_NOT_RUN_TAIL.sub("", outcome)) or None
+
+
+# --------------------------------------------------------------------------- short forms
+
+
+def label(kind: Kind) -> str:
+    """A badge: `tool error`, `succeeded`, `not delivered`…"""
+    return _LABELS[kind]
+
+
+def title(kind: Kind) -> str:
+    """A headline: `Approval needed`, `Approved, tool error`…"""
+    return _TITLES[kind]
+
+
+def phrase(outcome: Outcome) -> str:
+    """A short clause for a table column or a parenthesis: `ran; the tool reported an error: …`."""
+    detail = outcome.detail
+    return {
+        Kind.PENDING: "waiting for a decision",
+        Kind.APPROVED: "approved; about to run",
+        Kind.RUNNING: "running now",
+        Kind.SUCCEEDED: "ran and succeeded",
+        Kind.TOOL_ERROR: f"ran; the tool reported an error: {detail}",
+        Kind.TOO_LARGE: f"ran; {detail}",
+        Kind.INPUT_REQUIRED: "waiting for the agent's input",
+        Kind.UPSTREAM_ERROR: f"the upstream answered with an error: {detail}",
+        Kind.NOT_DELIVERED: "did not run: could not be delivered to the upstream"
+                            + (f" ({detail})" if detail else ""),
+        Kind.UNKNOWN: "outcome unknown: may or may not have taken effect",
+        Kind.REJECTED: "rejected; did not run",
+        Kind.EXPIRED: "expired; did not run",
+        Kind.WITHDRAWN: "withdrawn; did not run",
+    }[outcome.kind]
+
+
+# --------------------------------------------------------------------------- sentences for reviewers
+
+
+def result_sentence(outcome: Outcome, voice: Voice | None = None) -> str:
+    """What happened to the call itself, as one or two sentences (empty while pending)."""
+    detail = outcome.detail if voice is None or outcome.detail is None else voice.text(outcome.detail)
+    return {
+        Kind.PENDING: "",
+        Kind.APPROVED: "It is about to run.",
+        Kind.RUNNING: "It is running now.",
+        Kind.SUCCEEDED: sentence(f"It ran and succeeded: {detail}") if detail else "It ran and succeeded.",
+        Kind.TOOL_ERROR: sentence(f"It ran, and the tool reported an error: {detail}"),
+        Kind.TOO_LARGE: sentence(f"It ran, but {detail}"),
+        Kind.INPUT_REQUIRED: "The upstream asked the agent for input before the tool runs; the agent's answer "
+                             "continues this approval.",
+        Kind.UPSTREAM_ERROR: sentence(f"The upstream answered with an error: {detail}")
+                             + " It may or may not have taken effect.",
+        Kind.NOT_DELIVERED: (sentence(f"It could not be delivered to the upstream: {detail}") if detail
+                             else "It could not be delivered to the upstream.") + " It did not run.",
+        Kind.UNKNOWN: "Airlock lost track of the upstream while it ran; it may or may not have taken effect, "
+                      "and Airlock will not re-send it.",
+        Kind.REJECTED: "It did not run.",
+        Kind.EXPIRED: "It did not run.",
+        Kind.WITHDRAWN: "It did not run.",
+    }[outcome.kind]
+
+
+def decision_sentence(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
+    """Who decided, how and when (or that nobody has)."""
+    at = voice.time(row.decided_at) if row.decided_at is not None else "an unknown time"
+    if row.status == "pending":
+        return f"{voice.strong('Waiting')} for a decision; expires {voice.time(row.expires_at)}."
+    if row.status == "expired":
+        return f"{voice.strong('Expired')} at {voice.time(row.finished_at or row.expires_at)}: nobody decided in time."
+    if row.status == "withdrawn":
+        return f"{voice.strong('Withdrawn')} by the agent at {at} before anyone decided."
+    who = decider(row, voice, viewer)
+    via = voice.via(row.decided_via) if row.decided_via else "an unknown channel"
+    verb = "Rejected" if row.status == "rejected" else "Approved"
+    return f"{voice.strong(verb)} by {who} via {via} at {at}."
+
+
+def reason_sentence(row: ApprovalRow, voice: Voice) -> str:
+    return sentence(f"Reason: {voice.text(row.decision_reason)}") if row.decision_reason else ""
+
+
+def decider(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
+    name = voice.name(row.decided_by or "someone")
+    return f"you ({name})" if viewer is not None and row.decided_by == viewer else name
+
+
+def account(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
+    """The whole story in one paragraph: the decision, its reason, and what became of the call."""
+    parts = (decision_sentence(row, voice, viewer), reason_sentence(row, voice),
+             result_sentence(outcome_of(row), voice))
+    return " ".join(part for part in parts if part)
+
+
+def headline(row: ApprovalRow, voice: Voice) -> str:
+    """One line for a notification: the outcome's title, the call, and who decided."""
+    kind = outcome_of(row).kind
+    if kind is Kind.PENDING:
+        return (f"{title(kind)}: {voice.name(row.agent)} wants to call {voice.name(row.tool)} on "
+                f"{voice.name(row.upstream)} ({row.id})")
+    line = f"{title(kind)}: {voice.name(row.tool)} for {voice.name(row.agent)} ({row.id})"
+    if row.decided_by and kind not in (Kind.EXPIRED, Kind.WITHDRAWN):
+        line += f"; decided by {voice.name(row.decided_by)}"
+    return line
+
+
+def confirmation(row: ApprovalRow) -> str:
+    """What the reviewer who just decided reads."""
+    verb = "rejected" if row.status == "rejected" else "approved"
+    return f"You {verb} {row.tool} for {row.agent} ({row.id})."
+
+
+def announcement(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
+    """What a live page announces when an approval appears or changes."""
+    if row.status == "pending":
+        return (f"New approval: {voice.name(row.agent)} wants to call {voice.name(row.tool)} on "
+                f"{voice.name(row.upstream)}.")
+    return f"{voice.name(row.tool)} for {voice.name(row.agent)}: {account(row, voice, viewer)}"
+
+
+def no_result(outcome: Outcome) -> str:
+    """What the result section says when there is no stored result."""
+    if outcome.kind in (Kind.PENDING, Kind.APPROVED, Kind.RUNNING):
+        return "No result yet."
+    if outcome.kind in DID_NOT_RUN:
+        return "The call did not run, so there is no result."
+    return result_sentence(outcome)
+
+
+def too_late(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
+    """Why a decision came too late, for the reviewer who tried."""
+    if row.status in ("pending", "expired"):
+        return f"Too late: this call expired at {voice.time(row.expires_at)} before anyone decided. It did not run."
+    at = voice.time(row.decided_at) if row.decided_at is not None else "an unknown time"
+    if row.status == "withdrawn":
+        return f"Too late: the agent withdrew this call at {at}. It did not run."
+    verb = "rejected" if row.status == "rejected" else "approved"
+    via = voice.via(row.decided_via) if row.decided_via else "an unknown channel"
+    return f"Too late: {decider(row, voice, viewer)} already {verb} this call via {via} at {at}."
+
+
+# --------------------------------------------------------------------------- sentences for agents
+
+
+def agent_waiting(row: ApprovalRow, url: str, seconds_left: float) -> str:
+    """The progress message a held request shows while it waits."""
+    return (f"Waiting for human approval of {row.tool} (approval {row.id}); "
+            f"review at {url}; expires in {human_duration(seconds_left)}")
+
+
+def agent_not_yet(row: ApprovalRow, url: str) -> str:
+    """The answer to a request whose hold budget ran out before the outcome was known."""
+    if row.status == "pending":
+        state = (f"A human reviewer must approve this exact call to {row.tool} before it runs, and "
+                 f"nobody has decided yet (approval {row.id}, expires {iso(row.expires_at)}). It has NOT run.")
+    else:
+        state = (f"This call to {row.tool} was approved by {row.decided_by} and is running now "
+                 f"(approval {row.id}); its result is not back yet.")
+    return (f"{state} To get the outcome, call {row.tool} again with exactly the same arguments: "
+            "that call waits for the decision and returns the real result (the call never runs twice). "
+            f"Reviewers: {url}")
+
+
+def agent_refusal(row: ApprovalRow) -> str:
+    """The result text of an approval that ended without a result of its own (it did not run, or may have)."""
+    tool, who, when = row.tool, row.decided_by, iso(row.decided_at)
+    reason = " " + sentence(f"Reason: {row.decision_reason}") if row.decision_reason else " No reason was given."
+    outcome = outcome_of(row)
+    if outcome.kind is Kind.REJECTED:
+        return f"A human reviewer ({who}) rejected this call to {tool} at {when}.{reason} It did not run."
+    if outcome.kind is Kind.EXPIRED:
+        return (f"Nobody approved this call to {tool} before its approval expired at {iso(row.expires_at)}. "
+                "It did not run. Ask a human before trying again.")
+    if outcome.kind is Kind.WITHDRAWN:
+        return (f"This call to {tool} was withdrawn before anyone approved it "
+                f"({row.decision_reason or 'the client cancelled it'}). It did not run.")
+    if outcome.kind is Kind.UNKNOWN:
+        return (f"This call to {tool} was approved by {who}, but Airlock lost track of the upstream while it ran "
+                "(a crash or a lost connection). It may or may not have taken effect. Airlock will NOT re-send it. "
+                "Check the current state before trying again.")
+    if outcome.kind is Kind.NOT_DELIVERED:
+        return (f"This call to {tool} was approved by {who} but could not be delivered to the upstream: "
+                f"{outcome.detail or 'unknown error'}. It did not run.")
+    return f"This call to {tool} ended with status {row.status}."
+
+
+def agent_replay(row: ApprovalRow, text: str) -> str:
+    """`text` sent again to an identical call after it was delivered once."""
+    return (f"Replay: Airlock sends this stored outcome again because this exact call already ran at "
+            f"{iso(row.executed_at)} (approved by {row.decided_by}). {text}")
+
+
+def too_large_text(tool: str, size: int | None, limit: int) -> str:
+    """What the agent reads when a call ran but its result is larger than Airlock relays."""
+    size_text = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return (f"The call to {tool} ran, but its result ({size_text}) is larger than Airlock relays "
+            f"(max_response_bytes = {limit} bytes), so it was not relayed. Calling it again would run it "
+            "again. Ask for a smaller result, or ask the operator to raise max_response_bytes.")
+
+
+def too_large_outcome(size: int | None, limit: int) -> str:
+    """The approval's outcome line (status `completed`) for a call whose result was too large to relay."""
+    size_text = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return f"{TOO_LARGE_PREFIX}{size_text}) exceeds max_response_bytes ({limit} bytes) and was not relayed"

@@ -1,0 +1,163 @@
+"""Every outcome kind, derived once and worded once: the table every channel renders from.
+
+Provenance: Airlock-defined (issue 11 item 3, issue 13 item 2: "outcomes read true everywhere");
+pure functions over approval rows, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from app.approvals import wording
+from app.approvals.wording import Kind, Outcome
+from app.store.approvals import ApprovalRow
+
+T0 = 1_795_000_000.0
+DECIDED: dict[str, Any] = {"decided_by": "bob", "decided_via": "slack", "decided_at": T0 + 60}
+VOICE = wording.Voice(time=lambda t: f"T+{int(t - T0)}")
+
+
+def row(**changes: Any) -> ApprovalRow:
+    base = ApprovalRow(
+        id="apr_1", upstream="market", tool="em_cancel_task", agent="agent-1", arguments='{"task_id":"t1"}',
+        args_hash="h", params="{}", forward_headers="{}", era="modern", protocol_version="2026-07-28",
+        session_id=None, request_id="1", progress_token=None, policy_rule="cancel", policy_reason="irreversible",
+        policy_version="v1", reviewers=None, slack_routing=None, status="pending", created_at=T0,
+        expires_at=T0 + 1800, updated_at=T0, attach_seq=0, decided_by=None, decided_via=None, decided_at=None,
+        decision_reason=None, executor=None, lease_until=None, executed_at=None, finished_at=None, result=None,
+        outcome=None, delivered_at=None, slack_channel=None, slack_ts=None)
+    return replace(base, **changes)
+
+
+def result(text: str, *, is_error: bool = False) -> str:
+    return json.dumps({"result": {"content": [{"type": "text", "text": text}], "isError": is_error}})
+
+
+ROWS: dict[Kind, ApprovalRow] = {
+    Kind.PENDING: row(),
+    Kind.APPROVED: row(status="approved", **DECIDED),
+    Kind.RUNNING: row(status="executing", **DECIDED),
+    Kind.SUCCEEDED: row(status="completed", result=result('{"status": "cancelled"}'), outcome="ok: …", **DECIDED),
+    Kind.TOOL_ERROR: row(status="completed", result=result("Task 'nope' not found\nTraceback…", is_error=True),
+                         outcome="tool error: Task 'nope' not found", **DECIDED),
+    Kind.TOO_LARGE: row(status="completed", result=result("too big", is_error=True),
+                        outcome=wording.too_large_outcome(90_000, 50_000), **DECIDED),
+    Kind.INPUT_REQUIRED: row(status="completed", result=json.dumps({"result": {"resultType": "input_required"}}),
+                             **DECIDED),
+    Kind.UPSTREAM_ERROR: row(status="failed", result=json.dumps({"error": {"code": -32603, "message": "boom"}}),
+                             outcome="upstream error -32603: boom", **DECIDED),
+    Kind.NOT_DELIVERED: row(status="failed", outcome="upstream unreachable; the call did not run", **DECIDED),
+    Kind.UNKNOWN: row(status="outcome_unknown", outcome="the upstream answered HTTP 502", **DECIDED),
+    Kind.REJECTED: row(status="rejected", decision_reason="still needed", **DECIDED),
+    Kind.EXPIRED: row(status="expired", finished_at=T0 + 1800),
+    Kind.WITHDRAWN: row(status="withdrawn", decided_by="agent-1", decided_via="client", decided_at=T0 + 9,
+                        decision_reason="the client cancelled it"),
+}
+
+TABLE: list[tuple[Kind, str | None, str, str, str]] = [
+    # kind, detail, label, phrase, account (decision + reason + result)
+    (Kind.PENDING, None, "pending", "waiting for a decision",
+     "Waiting for a decision; expires T+1800."),
+    (Kind.APPROVED, None, "approved", "approved; about to run",
+     "Approved by bob via Slack at T+60. It is about to run."),
+    (Kind.RUNNING, None, "running", "running now",
+     "Approved by bob via Slack at T+60. It is running now."),
+    (Kind.SUCCEEDED, '{"status": "cancelled"}', "succeeded", "ran and succeeded",
+     'Approved by bob via Slack at T+60. It ran and succeeded: {"status": "cancelled"}.'),
+    (Kind.TOOL_ERROR, "Task 'nope' not found", "tool error", "ran; the tool reported an error: Task 'nope' not found",
+     "Approved by bob via Slack at T+60. It ran, and the tool reported an error: Task 'nope' not found."),
+    (Kind.TOO_LARGE, "its result (90000 bytes) exceeds max_response_bytes (50000 bytes) and was not relayed",
+     "result too large", "ran; its result (90000 bytes) exceeds max_response_bytes (50000 bytes) and was not relayed",
+     "Approved by bob via Slack at T+60. It ran, but its result (90000 bytes) exceeds max_response_bytes "
+     "(50000 bytes) and was not relayed."),
+    (Kind.INPUT_REQUIRED, None, "needs input", "waiting for the agent's input",
+     "Approved by bob via Slack at T+60. The upstream asked the agent for input before the tool runs; "
+     "the agent's answer continues this approval."),
+    (Kind.UPSTREAM_ERROR, "-32603: boom", "upstream error", "the upstream answered with an error: -32603: boom",
+     "Approved by bob via Slack at T+60. The upstream answered with an error: -32603: boom. "
+     "It may or may not have taken effect."),
+    (Kind.NOT_DELIVERED, "upstream unreachable", "not delivered",
+     "did not run: could not be delivered to the upstream (upstream unreachable)",
+     "Approved by bob via Slack at T+60. It could not be delivered to the upstream: upstream unreachable. "
+     "It did not run."),
+    (Kind.UNKNOWN, "the upstream answered HTTP 502", "outcome unknown",
+     "outcome unknown: may or may not have taken effect",
+     "Approved by bob via Slack at T+60. Airlock lost track of the upstream while it ran; it may or may not have "
+     "taken effect, and Airlock will not re-send it."),
+    (Kind.REJECTED, None, "rejected", "rejected; did not run",
+     "Rejected by bob via Slack at T+60. Reason: still needed. It did not run."),
+    (Kind.EXPIRED, None, "expired", "expired; did not run",
+     "Expired at T+1800: nobody decided in time. It did not run."),
+    (Kind.WITHDRAWN, None, "withdrawn", "withdrawn; did not run",
+     "Withdrawn by the agent at T+9 before anyone decided. Reason: the client cancelled it. It did not run."),
+]
+
+
+def test_the_table_covers_every_outcome_kind() -> None:
+    assert [entry[0] for entry in TABLE] == list(Kind)
+    assert set(ROWS) == set(Kind)
+
+
+@pytest.mark.parametrize(("kind", "detail", "label", "phrase", "account"), TABLE, ids=[k.value for k, *_ in TABLE])
+def test_each_outcome_kind_is_derived_once_and_worded_once(
+        kind: Kind, detail: str | None, label: str, phrase: str, account: str) -> None:
+    approval = ROWS[kind]
+    outcome = wording.outcome_of(approval)
+    assert outcome == Outcome(kind, detail)
+    assert wording.label(kind) == label
+    assert wording.phrase(outcome) == phrase
+    assert wording.account(approval, VOICE) == account
+    assert wording.title(kind)
+    assert "It ran." not in account, "never a bare 'It ran.' that hides whether it worked"
+    assert ".." not in account and "It did not run. It did not run." not in account
+
+
+def test_a_tool_error_quotes_the_first_line_of_its_text_revealed_and_cut() -> None:
+    text = "\n\n  Task \u202e'x' not found " + "y" * 500 + "\nsecond line"
+    outcome = wording.outcome_of(replace(ROWS[Kind.TOOL_ERROR], result=result(text, is_error=True)))
+    assert outcome.kind is Kind.TOOL_ERROR and outcome.detail is not None
+    assert outcome.detail.startswith("Task \\u202e'x' not found yyy") and "\u202e" not in outcome.detail
+    assert len(outcome.detail) == wording.DETAIL_LIMIT and outcome.detail.endswith("…")
+    assert "second line" not in outcome.detail
+
+
+def test_a_json_result_is_quoted_on_one_line_not_as_its_opening_brace() -> None:
+    approval = replace(ROWS[Kind.SUCCEEDED], result=result('{\n  "status": "cancelled"\n}'))
+    assert wording.outcome_of(approval).detail == '{"status": "cancelled"}'
+
+
+def test_a_tool_error_without_text_still_says_the_tool_reported_an_error() -> None:
+    approval = replace(ROWS[Kind.TOOL_ERROR], result=json.dumps({"result": {"content": [], "isError": True}}))
+    assert wording.phrase(wording.outcome_of(approval)) == \
+        "ran; the tool reported an error: the tool gave no error text"
+
+
+@pytest.mark.parametrize("reason", ["still needed", "still needed.", "Why? Because!"])
+def test_a_reason_ends_in_exactly_one_full_stop(reason: str) -> None:
+    approval = replace(ROWS[Kind.REJECTED], decision_reason=reason)
+    text = wording.account(approval, VOICE)
+    assert f"Reason: {reason.rstrip('.')}" in text and ".." not in text
+    assert wording.agent_refusal(approval).count("It did not run.") == 1
+    assert ".." not in wording.agent_refusal(approval)
+
+
+def test_an_undelivered_call_tells_the_agent_it_did_not_run_once() -> None:
+    """Regression: "… the call did not run. It did not run."."""
+    text = wording.agent_refusal(ROWS[Kind.NOT_DELIVERED])
+    assert text == ("This call to em_cancel_task was approved by bob but could not be delivered to the upstream: "
+                    "upstream unreachable. It did not run.")
+
+
+def test_the_viewer_reads_you() -> None:
+    assert wording.account(ROWS[Kind.APPROVED], VOICE, "bob").startswith("Approved by you (bob) via Slack")
+
+
+def test_a_late_decision_names_who_was_first_and_the_expiry() -> None:
+    assert wording.too_late(ROWS[Kind.TOOL_ERROR], VOICE, "alice") == \
+        "Too late: bob already approved this call via Slack at T+60."
+    assert wording.too_late(ROWS[Kind.EXPIRED], VOICE) == \
+        "Too late: this call expired at T+1800 before anyone decided. It did not run."
