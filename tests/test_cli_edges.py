@@ -7,6 +7,7 @@ approval can have, a log line written twice, and seven Alembic lines before ever
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import sqlite3
@@ -20,9 +21,10 @@ from pathlib import Path
 import pytest
 
 import app.store.db as db_module
-from tests.harness import SECRET_KEY
+from app.demo.upstream import DemoMarket
+from tests.harness import SECRET_KEY, AirlockUnderTest
 from tests.processes import AirlockProcess
-from tests.test_cli import cli, one_line_error, write_config
+from tests.test_cli import cli, one_line_error, parked_cancel, write_config
 
 
 @pytest.fixture
@@ -156,6 +158,27 @@ def test_known_statuses_and_all_are_accepted(tmp_path: Path, status: str) -> Non
 
 
 # --------------------------------------------------------------------------- log lines
+
+
+async def test_each_change_of_status_is_logged_once_not_again_when_the_outcome_is_delivered(
+        airlock: AirlockUnderTest, market: DemoMarket, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="airlock.approvals")
+    await airlock.reviewer_token("carol")
+    async with parked_cancel(airlock, market) as (call, approval):
+        await airlock.decide(approval["id"], "approve", reviewer="carol")
+        async with asyncio.timeout(10):
+            await call
+        await airlock.wait_steps(approval["id"], "delivered")
+    async with parked_cancel(airlock, market) as (call, rejected):
+        await airlock.decide(rejected["id"], "reject", reviewer="carol", reason="not now")
+        async with asyncio.timeout(10):
+            await call
+        await airlock.wait_steps(rejected["id"], "delivered")
+    async with asyncio.timeout(5):  # channels are told in background tasks, after each change commits
+        await asyncio.gather(*airlock.runtime.ledger._background)
+    lines = [record.getMessage() for record in caplog.records if record.name == "airlock.approvals"]
+    assert sum(line.endswith(f"{approval['id']} (em_cancel_task): completed by carol") for line in lines) == 1, lines
+    assert sum(line.endswith(f"{rejected['id']} (em_cancel_task): rejected by carol") for line in lines) == 1, lines
 
 
 async def test_serve_logs_its_own_lines_but_not_the_libraries_informational_chatter(tmp_path: Path) -> None:
