@@ -2,8 +2,11 @@
 
 Every command takes `--config PATH` (default `./airlock.toml`, or `$AIRLOCK_CONFIG`). Problems the
 user can fix (a bad config, an invalid policy, an unknown approval) print one clear line to stderr
-and exit with status 2; nothing prints a traceback for them. Commands that touch the database
-bring its schema up to date first, so they work on a fresh install.
+and exit with status 2; nothing prints a traceback for them. That includes a taken port and a
+database the command cannot use (read-only, unreachable, missing tables: `_database_error`).
+Commands that touch the database bring its schema up to date first, so they work on a fresh
+install. Times print in UTC marked `Z` (`_when`); logging is set up once, in the group, with
+libraries at WARNING unless `--verbose`.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ LOG_TIME_FORMAT: Final = "%H:%M:%SZ"
 
 
 def configure_logging(*, verbose: bool = False) -> None:
-    """Airlock's own log lines at INFO; libraries' (Alembic, uvicorn, httpx…) at WARNING, INFO with --verbose.
+    """Airlock's own log lines at INFO; libraries' (Alembic, httpx…) at WARNING, INFO with --verbose.
 
     Once per process, times in UTC like every time the CLI prints. A host that configured logging
     before (a program embedding Airlock, pytest) keeps its own configuration.
@@ -98,7 +101,7 @@ STATUS_CHOICE: Final = _CommaChoice(["all", *ALL_STATUSES])
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="airlock")
 @click.option("-v", "--verbose", is_flag=True,
-              help="Also show the libraries' informational log lines (Alembic, uvicorn…) and Airlock's debug lines.")
+              help="Also show the libraries' informational log lines (Alembic, httpx…) and Airlock's debug lines.")
 def main(verbose: bool) -> None:
     """Airlock: an MCP gateway that checks every tool call against a policy and holds the
     destructive ones for a human's approval.
@@ -147,7 +150,7 @@ def _first_line(exc: BaseException) -> str:
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Port to listen on (default from the config: 8080).")
 @click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]),
-              help="Level of Airlock's own log lines and uvicorn's (default: info for Airlock, warning for uvicorn).")
+              help="Level of Airlock's own log lines and uvicorn's (default: info).")
 @_friendly
 def serve(config_path: Path | None, host: str | None, port: int | None, log_level: str | None) -> None:
     """Run the gateway (applies pending database migrations first).
@@ -172,8 +175,9 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
         app = create_app(settings)
         logging.getLogger("airlock").info("Airlock %s listening on http://%s:%d (MCP at /mcp/{upstream})",
                                           __version__, settings.host, listener.getsockname()[1])
-        uvicorn_level = log_level or ("info" if logging.getLogger().isEnabledFor(logging.INFO) else "warning")
-        config = uvicorn.Config(app, log_level=uvicorn_level, access_log=False, lifespan="on",
+        # uvicorn's own lifecycle lines (started, shutdown complete) stay at INFO: an operator reads
+        # a graceful stop from them, and tests/test_packaging.py does too.
+        config = uvicorn.Config(app, log_level=log_level or "info", access_log=False, lifespan="on",
                                 timeout_graceful_shutdown=5, proxy_headers=False, ws="none",
                                 **uvicorn_limits(settings.server))
         server = uvicorn.Server(config)
