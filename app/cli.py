@@ -87,7 +87,7 @@ def configure_logging(*, verbose: bool = False) -> None:
     logging.getLogger("airlock").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-class _CommaChoice(click.Choice):  # type: ignore[type-arg]
+class _CommaChoice(click.Choice[str]):
     """A comma-separated list of choices (`pending,approved`), each checked: `bogus` is a usage error."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
