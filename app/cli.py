@@ -2,15 +2,20 @@
 
 Every command takes `--config PATH` (default `./airlock.toml`, or `$AIRLOCK_CONFIG`). Problems the
 user can fix (a bad config, an invalid policy, an unknown approval) print one clear line to stderr
-and exit with status 2; nothing prints a traceback for them. Commands that touch the database
-bring its schema up to date first, so they work on a fresh install.
+and exit with status 2; nothing prints a traceback for them. That includes a taken port and a
+database the command cannot use (read-only, unreachable, missing tables: `_database_error`).
+Commands that touch the database bring its schema up to date first, so they work on a fresh
+install. Times print in UTC marked `Z` (`_when`); logging is set up once, in the group, with
+libraries at WARNING unless `--verbose`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -18,13 +23,14 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 from dotenv import load_dotenv
 
 from app import __version__
 from app.errors import AirlockError, ConfigError, PolicyError
+from app.store.approvals import ALL_STATUSES
 
 T = TypeVar("T")
 
@@ -59,16 +65,44 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    for noisy in ("httpx", "mcp", "aiosqlite", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+LOG_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+LOG_TIME_FORMAT: Final = "%H:%M:%SZ"
+
+
+def configure_logging(*, verbose: bool = False) -> None:
+    """Airlock's own log lines at INFO; libraries' (Alembic, httpx…) at WARNING, INFO with --verbose.
+
+    Once per process, times in UTC like every time the CLI prints. A host that configured logging
+    before (a program embedding Airlock, pytest) keeps its own configuration.
+    """
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    formatter = logging.Formatter(LOG_FORMAT, LOG_TIME_FORMAT)
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("airlock").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+class _CommaChoice(click.Choice[str]):
+    """A comma-separated list of choices (`pending,approved`), each checked: `bogus` is a usage error."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return ",".join(str(super(_CommaChoice, self).convert(part, param, ctx))
+                        for part in str(value).split(",") if part)
+
+
+STATUS_CHOICE: Final = _CommaChoice(["all", *ALL_STATUSES])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="airlock")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also show the libraries' informational log lines (Alembic, httpx…) and Airlock's debug lines.")
+def main(verbose: bool) -> None:
     """Airlock: an MCP gateway that checks every tool call against a policy and holds the
     destructive ones for a human's approval.
 
@@ -76,6 +110,7 @@ def main() -> None:
     `airlock serve`.
     """
     load_dotenv(Path.cwd() / ".env", override=False)
+    configure_logging(verbose=verbose)
 
 
 def _settings(config_path: Path | None, *, require_upstreams: bool = True) -> Any:
@@ -90,7 +125,8 @@ def _migrate(settings: Any) -> None:
     try:
         upgrade(settings.database_url)
     except Exception as exc:  # noqa: BLE001 - reported in one line: the database is unreachable or broken
-        raise ConfigError(f"cannot migrate the database at {_safe_url(settings.database_url)}: {_first_line(exc)}") from None
+        raise ConfigError(f"cannot migrate the database at {_safe_url(settings.database_url)}: "
+                          f"{_database_problem(exc)}") from None
 
 
 def _safe_url(url: str) -> str:
@@ -113,11 +149,14 @@ def _first_line(exc: BaseException) -> str:
 @click.option("--host", default=None, help="Address to listen on (default from the config: 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Port to listen on (default from the config: 8080).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]), help="Logging verbosity.")
+@click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Level of Airlock's own log lines and uvicorn's (default: info).")
 @_friendly
-def serve(config_path: Path | None, host: str | None, port: int | None, log_level: str) -> None:
-    """Run the gateway (applies pending database migrations first)."""
+def serve(config_path: Path | None, host: str | None, port: int | None, log_level: str | None) -> None:
+    """Run the gateway (applies pending database migrations first).
+
+    Refuses in one line, before migrating anything, when the address is taken.
+    """
     import dataclasses
 
     import uvicorn
@@ -125,18 +164,47 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
     from app.asgi import create_app
     from app.limits import uvicorn_limits
 
-    configure_logging(getattr(logging, log_level.upper()))
+    if log_level is not None:
+        logging.getLogger("airlock").setLevel(log_level.upper())
     settings = _settings(config_path)
     if host is not None or port is not None:
         settings = dataclasses.replace(settings, host=host or settings.host,
                                        port=settings.port if port is None else port)
-    _migrate(settings)
-    app = create_app(settings)
-    logging.getLogger("airlock").info("Airlock %s listening on http://%s:%d (MCP at /mcp/{upstream})",
-                                      __version__, settings.host, settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
-                lifespan="on", timeout_graceful_shutdown=5, proxy_headers=False, ws="none",
-                **uvicorn_limits(settings.server))
+    with _listening_socket(settings.host, settings.port) as listener:
+        _migrate(settings)
+        app = create_app(settings)
+        logging.getLogger("airlock").info("Airlock %s listening on http://%s:%d (MCP at /mcp/{upstream})",
+                                          __version__, settings.host, listener.getsockname()[1])
+        # uvicorn's own lifecycle lines (started, shutdown complete) stay at INFO: an operator reads
+        # a graceful stop from them, and tests/test_packaging.py does too.
+        config = uvicorn.Config(app, log_level=log_level or "info", access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=5, proxy_headers=False, ws="none",
+                                **uvicorn_limits(settings.server))
+        server = uvicorn.Server(config)
+        server.run(sockets=[listener])
+    if not server.started:
+        sys.exit(3)  # as `uvicorn.run` does: the application failed to start; its error is logged above
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound here so that a taken port is one line before anything starts.
+
+    uvicorn then serves on this very socket (`Server.run(sockets=...)`), so there is no window
+    between the check and the listening in which another process could take the port.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart over TIME_WAIT
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is in use; stop what listens there, or choose another "
+                              "port with --port (or port in the config)") from None
+        raise ConfigError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    listener.set_inheritable(True)
+    return listener
 
 
 @main.command()
@@ -496,7 +564,7 @@ def approvals() -> None:
 
 @approvals.command("list")
 @CONFIG_OPTION
-@click.option("--status", default="pending", show_default=True,
+@click.option("--status", default="pending", show_default=True, type=STATUS_CHOICE,
               help="Comma-separated statuses, or 'all'.")
 @click.option("--agent", default=None, help="Only calls made by this agent.")
 @click.option("--tool", default=None, help="Only calls of this tool.")
@@ -627,7 +695,7 @@ approvals.command("reject")(_decide_command("reject"))
 @click.option("--decision", default=None, help="allow, deny, hidden, rate_limited, approve, invalid")
 @click.option("--event", default=None, help="call, parked, decided, executing, executed, delivered, expired, …")
 @click.option("--approval", "approval_id", default=None, help="Only the timeline of this approval.")
-@click.option("--since", default=None, help="ISO time or a duration such as 15m, 2h, 7d.")
+@click.option("--since", default=None, help="ISO time (UTC unless it names a zone) or a duration such as 15m, 2h, 7d.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="At most this many entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
@@ -646,15 +714,26 @@ def audit(config_path: Path | None, agent: str | None, tool: str | None, upstrea
                                             event=event, approval_id=approval_id, since=since_ts, limit=limit)
 
     rows = _run(fetch())
-    for row in rows:
-        if as_json:
+    if as_json:
+        for row in rows:
             click.echo(json.dumps({k: getattr(row, k) for k in row.__slots__}))
-            continue
-        latency = f"{row.latency_ms:.1f}ms" if row.latency_ms is not None else ""
-        extra = " ".join(x for x in (row.approval_id or "", row.actor and f"by {row.actor}" or "",
-                                     row.outcome or "", row.detail and f"({row.detail})" or "") if x)
-        click.echo(f"{_when(row.at)}  {row.event:<10} {row.decision or '':<12} {_shown(row.agent):<16} "
-                   f"{_shown(row.tool):<22} {_shown(row.rule):<14} {latency:>8}  {_shown(extra)}")
+        return
+    if not rows:
+        click.echo("no audit entries matched", err=True)
+        return
+    click.echo(f"{'TIME':<20}  {'EVENT':<10} {'DECISION':<12} {'AGENT':<16} {'TOOL':<22} {'RULE':<14} "
+               f"{'LATENCY':>8}  DETAIL")
+    for row in rows:
+        click.echo(_audit_line(row))
+
+
+def _audit_line(row: Any) -> str:
+    """One audit entry as one table row, however long or multi-line its values."""
+    latency = f"{row.latency_ms:.1f}ms" if row.latency_ms is not None else ""
+    extra = " ".join(x for x in (row.approval_id or "", row.actor and f"by {row.actor}" or "",
+                                 row.outcome or "", row.detail and f"({row.detail})" or "") if x)
+    return (f"{_when(row.at)}  {row.event:<10} {row.decision or '':<12} {_cell(row.agent, 40):<16} "
+            f"{_cell(row.tool, 48):<22} {_cell(row.rule, 32):<14} {latency:>8}  {_cell(extra, 100)}")
 
 
 def _since(value: str | None) -> float | None:
@@ -686,9 +765,25 @@ def _shown(text: str | None) -> str:
 
 
 def _when(timestamp: float | None) -> str:
+    """Every time the CLI prints: UTC, marked `Z`, to the second (the inbox shows UTC too)."""
     if timestamp is None:
         return "-"
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _cell(text: str | None, width: int) -> str:
+    """Agent-chosen text as one table cell: on one line (newlines as `\\n`), cut to `width` with `…`.
+
+    The whole value is in `--json`; hidden characters are revealed as in `_shown`.
+    """
+    shown = _shown((text or "").replace("\r\n", "\n").replace("\n", "\\n"))
+    if len(shown) <= width:
+        return shown
+    cut = shown[:width - 1]
+    escape = cut.rfind("\\u")
+    if escape >= 0 and len(cut) - escape < 6:  # never end on half an escape such as `\u20`
+        cut = cut[:escape]
+    return cut + "…"
 
 
 def _check_name(name: str, what: str) -> None:
@@ -708,8 +803,44 @@ async def _database(config_path: Path | None) -> AsyncIterator[Any]:
     db = Database(settings.database_url)
     try:
         yield db
+    except Exception as exc:  # noqa: BLE001 - a database failure is one line with what to do (see below)
+        raise _database_error(settings.database_url, exc) from None
     finally:
         await db.dispose()
+
+
+def _database_error(url: str, exc: Exception) -> Exception:
+    """A database failure during a CLI command as one `ConfigError` line saying what to do, or `exc` itself.
+
+    Every command reaches the database through `_database`, so this is the one place that turns a
+    read-only file, an unreachable server or a missing table into a sentence instead of a traceback.
+    A conflict (`IntegrityError`) is the command's own to explain, and other errors are not the
+    database's: both pass through unchanged.
+    """
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+    if isinstance(exc, IntegrityError) or not isinstance(exc, SQLAlchemyError | OSError | TimeoutError):
+        return exc
+    return ConfigError(f"the database at {_safe_url(url)} failed: {_database_problem(exc)}")
+
+
+def _database_problem(exc: BaseException) -> str:
+    """What went wrong with the database, and what to do about it, in one line."""
+    from sqlalchemy.exc import DBAPIError
+
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    problem = _first_line(cause)
+    lowered = problem.lower()
+    if "readonly" in lowered or "read-only" in lowered or "read only" in lowered:
+        advice = "make the database (and, for SQLite, its directory) writable by the user running airlock"
+    elif "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+        advice = ("Airlock's tables are missing: check that database_url names Airlock's database, "
+                  "or point it at a new one and run `airlock migrate`")
+    elif isinstance(cause, OSError | TimeoutError) or "connect" in lowered:
+        advice = "check that the database server is running and that database_url (or DATABASE_URL) is right"
+    else:
+        advice = "check database_url (or DATABASE_URL) and the database's own log"
+    return f"{problem}; {advice}"
 
 
 @asynccontextmanager

@@ -348,7 +348,8 @@ async def test_airlock_audit_lists_and_filters_entries_newest_first(
     lines = await asyncio.to_thread(audit_cli, audited, "--json", *args)
     found = [json.loads(line) for line in lines]
     assert [(e["agent"], e["tool"], e["decision"]) for e in found] == expected
-    table = await asyncio.to_thread(audit_cli, audited, *args)
+    header, *table = await asyncio.to_thread(audit_cli, audited, *args) or ["(no header)"]
+    assert header.split()[:3] == ["TIME", "EVENT", "DECISION"] if expected else header == "(no header)"
     assert len(table) == len(expected)
     for line, (agent, tool, decision) in zip(table, expected, strict=True):
         assert agent in line and tool in line and decision in line
@@ -383,5 +384,5 @@ async def test_airlock_audit_shows_one_approvals_timeline(
     events = [json.loads(line)["event"] for line in lines]
     assert {"call", "parked", "decided"} <= set(events)
     assert all(json.loads(line)["approval_id"] == approval["id"] for line in lines)
-    table = await asyncio.to_thread(audit_cli, config, "--approval", approval["id"], "--event", "decided")
+    _header, *table = await asyncio.to_thread(audit_cli, config, "--approval", approval["id"], "--event", "decided")
     assert len(table) == 1 and "by bob" in table[0] and approval["id"] in table[0]

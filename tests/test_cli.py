@@ -449,7 +449,8 @@ async def test_audit_since_15m_as_json_lines(airlock: AirlockUnderTest, market: 
     assert [(e["tool"], e["decision"]) for e in entries] == [("em_wipe_everything", "deny"), ("em_get_task", "allow")]
     assert set(entries[0]) >= {"at", "event", "agent", "upstream", "tool", "decision", "rule", "policy_version",
                                "latency_ms", "outcome", "argument_keys", "args_hash", "arguments"}
-    table = (await acli("audit", "--since", "15m", "--config", config)).stdout.splitlines()
+    header, *table = (await acli("audit", "--since", "15m", "--config", config)).stdout.splitlines()
+    assert header.split()[:3] == ["TIME", "EVENT", "DECISION"]
     assert len(table) == 2 and "em_wipe_everything" in table[0] and "deny" in table[0]
     assert (await acli("audit", "--since", "2030-01-01T00:00:00", "--config", config)).stdout == ""
 
@@ -502,7 +503,7 @@ async def test_the_cli_decides_as_the_only_enabled_reviewer_and_the_audit_says_v
     assert approved.stdout == f"{approval['id']} approved by demo-reviewer: agent-1 -> em_cancel_task\n"
     await airlock.runtime.audit.flush()
     audit = await acli("audit", "--approval", approval["id"], "--event", "decided", "--config", config)
-    [line] = audit.stdout.splitlines()
+    [_header, line] = audit.stdout.splitlines()
     assert "by demo-reviewer" in line and "(via cli)" in line
 
 

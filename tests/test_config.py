@@ -6,14 +6,28 @@ line"); precedence environment > file > default as in `starlette/config.py`.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
+import re
 import stat
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.config import ApprovalSettings, Settings, load_settings, settings_from_document
+from app import config
+from app.config import (
+    ApprovalSettings,
+    ServerSettings,
+    SessionSettings,
+    Settings,
+    SlackSettings,
+    UpstreamSettings,
+    load_settings,
+    settings_from_document,
+)
 from app.errors import ConfigError
 
 KEY = "k" * 16 + "0123456789abcdefghijklmnop"
@@ -284,3 +298,57 @@ def test_strict_arguments_is_on_unless_an_upstream_turns_it_off(tmp_path: Path) 
 def test_strict_arguments_must_be_true_or_false(tmp_path: Path, value: Any) -> None:
     message = config_error(tmp_path, {"upstreams": [upstream(strict_arguments=value)]})
     assert message == "upstream 'market' strict_arguments must be true or false"
+
+
+# --------------------------------------------------------------------------- airlock.example.toml and .env.example
+
+ROOT = Path(__file__).resolve().parents[1]
+_COMMENTED_SETTING = re.compile(r"^# (\[\[?[\w.-]+\]\]?|[\w-]+ = .*)$")
+
+
+def example_with_every_setting_uncommented() -> dict[str, Any]:
+    text = (ROOT / "airlock.example.toml").read_text(encoding="utf-8")
+    lines = [match.group(1) if (match := _COMMENTED_SETTING.match(line)) else line for line in text.splitlines()]
+    return tomllib.loads("\n".join(lines))
+
+
+def test_the_example_config_names_every_setting_config_py_accepts() -> None:
+    """Issue 13, item 4: one source. A setting added to app/config.py fails here until the example has it."""
+    document = example_with_every_setting_uncommented()
+    assert set(document) == config._TOP_KEYS
+    assert set(document["approvals"]) == config._APPROVAL_KEYS
+    assert set(document["slack"]) == config._SLACK_KEYS
+    assert set(document["sessions"]) == {f.name for f in dataclasses.fields(SessionSettings)}
+    assert set(document["server"]) == {f.name for f in dataclasses.fields(ServerSettings)}
+    assert set(document["audit"]) == {"store_arguments"}
+    assert [set(agent) for agent in document["agents"].values()] == [{"hold_seconds"}]
+    [upstream_table] = document["upstreams"]
+    assert set(upstream_table) == {f.name for f in dataclasses.fields(UpstreamSettings)}
+
+
+def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) -> None:
+    loaded = settings_from_document(example_with_every_setting_uncommented(), base_dir=tmp_path,
+                                    env={**ENV, "EM_API_TOKEN": "t"})
+    defaults = Settings()
+    assert loaded.approvals == dataclasses.replace(ApprovalSettings(),
+                                                   agent_hold_seconds=loaded.approvals.agent_hold_seconds)
+    assert (loaded.sessions, loaded.server) == (SessionSettings(), ServerSettings())
+    slack_timings = [f.name for f in dataclasses.fields(SlackSettings) if f.name.endswith("_seconds")] + ["api_url"]
+    assert {k: getattr(loaded.slack, k) for k in slack_timings} == {k: getattr(SlackSettings(), k) for k in slack_timings}
+    for name in ("host", "port", "database_pool_size", "max_body_bytes", "max_response_bytes", "token_cache_seconds",
+                 "audit_store_arguments"):
+        assert getattr(loaded, name) == getattr(defaults, name), name
+    assert loaded.database_url == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'airlock.db'}"
+    [market] = loaded.upstreams
+    assert (market.timeout_seconds, market.strict_arguments) == (300.0, True)
+
+
+def test_the_example_config_works_as_it_is(tmp_path: Path) -> None:
+    loaded = load_settings(ROOT / "airlock.example.toml", env=ENV)
+    assert [u.name for u in loaded.upstreams] == ["execution-market"]
+
+
+def test_env_example_lists_every_environment_variable_config_py_reads() -> None:
+    read = set(re.findall(r'env\.get\("([A-Z_]+)"', inspect.getsource(config)))
+    listed = set(re.findall(r"^#? ?([A-Z_]+)=", (ROOT / ".env.example").read_text(encoding="utf-8"), re.MULTILINE))
+    assert read and read - listed == set()

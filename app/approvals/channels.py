@@ -9,8 +9,9 @@ queue. Channels never decide; deciding goes through `app/approvals/decisions.py`
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from app.approvals.outcomes import review_url
 from app.reveal import reveal
@@ -30,19 +31,33 @@ class ReviewChannel(Protocol):
 
 
 class LogChannel:
-    """Logs each new approval with its id and review URL, and each change of status."""
+    """Logs each new approval with its id and review URL, and each change of status, once.
+
+    The ledger tells channels of every change an approval goes through, and some are not a change
+    of status (the outcome reaching the agent), so this channel remembers the status it last logged
+    for recent approvals: "completed by carol" then appears once, not again on delivery.
+    """
 
     name = "log"
+    _REMEMBERED: Final = 10_000
 
     def __init__(self, public_url: str) -> None:
         self._public_url = public_url
+        self._logged: OrderedDict[str, str] = OrderedDict()
 
     async def parked(self, approval: ApprovalRow) -> None:
         logger.warning("approval needed: %s wants %s on %s (approval %s) - review at %s or run "
                        "`airlock approvals approve %s`", reveal(approval.agent, line=True),
-                       reveal(approval.tool, line=True), reveal(approval.upstream, line=True), approval.id, review_url(self._public_url, approval.id), approval.id)
+                       reveal(approval.tool, line=True), reveal(approval.upstream, line=True), approval.id,
+                       review_url(self._public_url, approval.id), approval.id)
 
     async def changed(self, approval: ApprovalRow) -> None:
+        if self._logged.get(approval.id) == approval.status:
+            return
+        self._logged[approval.id] = approval.status
+        self._logged.move_to_end(approval.id)
+        if len(self._logged) > self._REMEMBERED:
+            self._logged.popitem(last=False)
         by = f" by {reveal(approval.decided_by, line=True)}" if approval.decided_by else ""
         logger.info("approval %s (%s): %s%s", approval.id, reveal(approval.tool, line=True), approval.status, by)
 
