@@ -208,9 +208,11 @@ def test_schemas_beyond_flat_primitive_properties_are_left_to_jsonschema(schema:
 def test_the_fast_path_refuses_the_issue10_coercions_with_jsonschemas_wording() -> None:
     schema = {"type": "object", "properties": {"force": {"type": "boolean"}, "limit": {"type": "integer"}},
               "required": ["force"], "additionalProperties": False}
-    assert problem_of({"force": "true"}, schema) == ("force", 'argument "force" must be a boolean, not the string "true"')
+    assert problem_of({"force": "true"}, schema) == (
+        "force", 'argument "force" must be a boolean, not the string "true"')
     assert problem_of({"force": True, "limit": 1.5}, schema) == (
         "limit", 'argument "limit" must be an integer, not the number 1.5')
     assert problem_of({"force": True, "limit": 2.0}, schema) is None
-    assert problem_of({"force": True, "extra": 1}, schema) == ("extra", 'argument "extra" is not a parameter of this tool')
+    assert problem_of({"force": True, "extra": 1}, schema) == (
+        "extra", 'argument "extra" is not a parameter of this tool')
     assert problem_of({}, schema) == ("force", 'argument "force" is required')
