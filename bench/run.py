@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-postgres", action="store_true", help="skip the two-replica PostgreSQL phase")
     parser.add_argument("--postgres-url", default=os.environ.get("AIRLOCK_BENCH_POSTGRES_URL",
                                                                  "postgresql+asyncpg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--only", choices=("overhead",), default=None,
+                        help="measure only this phase (a quick before/after comparison on a shared machine)")
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"), help="where to write JSON")
     return parser.parse_args(argv)
 
@@ -106,6 +108,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         for target in targets:
             target.warmup = max(target.warmup, args.warmup) if target.name == "contextforge" else args.warmup
         report["overhead"] = [m.as_dict() for m in await compare(targets, seconds=args.seconds)]
+        if args.only == "overhead":
+            return report
         print("measuring policy decisions …", flush=True)
         report["policy_decision"] = policy_cost.run()
         print("measuring argument validation …", flush=True)
@@ -123,7 +127,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for process in reversed(processes):
             process.stop()
-    report["verdicts"] = verdicts(report)
     return report
 
 
@@ -212,6 +215,7 @@ def table(report: dict[str, Any]) -> str:
 def run(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     report = asyncio.run(main(args))
+    report["verdicts"] = verdicts(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(table(report))

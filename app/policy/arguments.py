@@ -22,6 +22,13 @@ Deliberate choices, DO NOT "fix" without reading why:
   Airlock request any URL. A schema whose `$ref` cannot be resolved cannot be checked: the call is
   judged by the policy alone, whose conditions fail closed on their own.
 - `format` is not asserted (JSON Schema's default: an annotation), since servers disagree on it.
+- Fast path (issue 12): most tools publish a flat object of primitive-typed properties, for which
+  jsonschema's general machinery costs several microseconds per call. `_flat_checker` compiles
+  such a schema, and only such a schema (every keyword is on a short list, `$schema` absent or a
+  dialect from draft 6 on, where `1.0` is an integer), into a plain function that may only answer
+  "conforms". Anything else it meets (another keyword, another Python type) sends the call to
+  jsonschema, which also words the refusal; so the fast path is exactly as strict, and
+  `tests/policy/test_arguments.py` compares the two on generated schemas and arguments.
 
 Pure module: no I/O. Which upstream, and what to do with a problem, is `app/gateway/intercept.py`'s.
 """
@@ -31,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -70,13 +77,19 @@ class ArgumentProblem:
 class ArgumentSchema:
     """One tool's input schema, compiled: check a call's arguments against it."""
 
-    __slots__ = ("_validator",)
+    __slots__ = ("_validator", "_conforms")
 
-    def __init__(self, validator: Validator) -> None:
+    def __init__(self, validator: Validator, conforms: Callable[[Any], bool] | None = None) -> None:
+        """Args:
+            conforms: a fast check that answers True only for arguments the validator accepts.
+        """
         self._validator = validator
+        self._conforms = conforms
 
     def check(self, arguments: Mapping[str, Any]) -> ArgumentProblem | None:
         """The most relevant problem with `arguments`, or None when they conform (or cannot be checked)."""
+        if self._conforms is not None and self._conforms(arguments):
+            return None
         try:
             error = best_match(self._validator.iter_errors(arguments))
         except (Unresolvable, RecursionError):
@@ -98,7 +111,83 @@ def compile_schema(schema: Any) -> ArgumentSchema | None:
     except SchemaError as exc:
         logger.warning("ignoring an input schema that is not valid JSON Schema: %s", exc.message[:200])
         return None
-    return ArgumentSchema(cls(schema, registry=Registry()))
+    return ArgumentSchema(cls(schema, registry=Registry()), _flat_checker(schema))
+
+
+_FAST_DIALECTS: Final = frozenset({
+    None, "https://json-schema.org/draft/2020-12/schema", "https://json-schema.org/draft/2019-09/schema",
+    "http://json-schema.org/draft-07/schema#", "http://json-schema.org/draft-07/schema",
+    "http://json-schema.org/draft-06/schema#", "http://json-schema.org/draft-06/schema"})
+_ANNOTATIONS: Final = frozenset({"title", "description", "default", "examples", "format", "deprecated",
+                                 "readOnly", "writeOnly", "$comment"})
+_OBJECT_KEYWORDS: Final = _ANNOTATIONS | {"$schema", "type", "properties", "required", "additionalProperties"}
+_PRIMITIVES: Final[dict[str, Callable[[Any], bool]]] = {
+    # Exact Python types of parsed JSON; a subclass or another type is left to jsonschema.
+    "string": lambda v: type(v) is str,
+    "boolean": lambda v: type(v) is bool,
+    "null": lambda v: v is None,
+    "number": lambda v: type(v) is int or type(v) is float,
+    "integer": lambda v: type(v) is int or (type(v) is float and v.is_integer()),
+}
+
+
+def _flat_checker(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
+    """A fast "conforms" check for a flat object schema of primitive-typed properties, else None."""
+    if not set(schema) <= _OBJECT_KEYWORDS or schema.get("$schema") not in _FAST_DIALECTS \
+            or schema.get("type", "object") != "object":
+        return None
+    properties, required = schema.get("properties", {}), schema.get("required", [])
+    additional = schema.get("additionalProperties", True)
+    if not isinstance(properties, dict) or not isinstance(required, list) or not isinstance(additional, bool):
+        return None
+    checks: dict[str, tuple[Callable[[Any], bool], ...]] = {}
+    for name, subschema in properties.items():
+        types = _primitive_types(subschema)
+        if types is None:
+            return None
+        checks[name] = tuple(_PRIMITIVES[t] for t in types)
+    required_keys = frozenset(required)
+    return lambda arguments: _conforms_flat(arguments, checks, required_keys, additional)
+
+
+def _primitive_types(subschema: Any) -> list[str] | None:
+    """The types a property allows when its schema is only primitive types ([] = anything), else None."""
+    if subschema is True:
+        return []
+    if not isinstance(subschema, dict):
+        return None
+    keys = set(subschema) - _ANNOTATIONS
+    if not keys:
+        return []
+    if keys == {"type"}:
+        types = subschema["type"]
+        names = [types] if isinstance(types, str) else types
+        return names if isinstance(names, list) and names and all(n in _PRIMITIVES for n in names) else None
+    if keys == {"anyOf"} and isinstance(subschema["anyOf"], list) and subschema["anyOf"]:
+        # pydantic's Optional[X]: anyOf [{type: X}, {type: null}]
+        names = []
+        for branch in subschema["anyOf"]:
+            branch_types = _primitive_types(branch)
+            if not branch_types:  # None (not primitive) or [] (anything: keep it to jsonschema)
+                return None
+            names.extend(branch_types)
+        return names
+    return None
+
+
+def _conforms_flat(arguments: Any, checks: Mapping[str, tuple[Callable[[Any], bool], ...]],
+                   required: frozenset[str], additional: bool) -> bool:
+    if type(arguments) is not dict or not required <= arguments.keys():
+        return False
+    for key, value in arguments.items():
+        check = checks.get(key)
+        if check is None:
+            if not additional:
+                return False
+            continue
+        if check and not any(allowed(value) for allowed in check):
+            return False
+    return True
 
 
 class SchemaCache:

@@ -6,10 +6,13 @@ list[str], a nested model, Optional[int] as anyOf), as `tools/list` carries them
 
 from __future__ import annotations
 
+import random
 import urllib.request
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
 
 from app.policy.arguments import SchemaCache, compile_schema, format_path
 from app.upstream import ToolCatalog
@@ -120,3 +123,96 @@ def test_a_validator_is_compiled_once_per_published_schema() -> None:
 )
 def test_problem_paths_use_the_policys_path_syntax(parts: list[Any], path: str) -> None:
     assert format_path(parts) == path
+
+
+# Fast path for flat object schemas (issue 12): it may only ever say "conforms", and says it exactly
+# when jsonschema does. Generated schemas and arguments; a fixed seed keeps failures reproducible.
+
+_FAST_TYPES = ["string", "boolean", "integer", "number", "null"]
+_VALUES: list[Any] = ["", "x", "1", "true", "null", 0, 1, -7, 2**70, 1.0, 1.5, -0.0, 1e300, True, False, None,
+                      [], [1], {}, {"a": 1}]
+
+
+def _generated_property(rng: random.Random) -> Any:
+    kind = rng.randrange(7)
+    if kind == 0:
+        return {"type": rng.choice(_FAST_TYPES), "title": "T"}
+    if kind == 1:
+        return {"type": rng.sample(_FAST_TYPES, rng.randint(1, 3))}
+    if kind == 2:
+        return {"anyOf": [{"type": rng.choice(_FAST_TYPES)}, {"type": "null"}], "default": None}
+    if kind == 3:
+        return rng.choice([True, {}, {"description": "anything"}])
+    if kind == 4:
+        return {"type": "string", "format": "date-time"}
+    if kind == 5:  # not flat: the fast path must step aside
+        return rng.choice([{"type": "array", "items": {"type": "string"}}, {"enum": ["a", 1]},
+                           {"type": "integer", "minimum": 0}, {"type": "object"}, {"const": 1.0}])
+    return {"type": rng.choice(_FAST_TYPES)}
+
+
+def _generated_schema(rng: random.Random) -> dict[str, Any]:
+    names = rng.sample(["a", "b", "c", "d", "e"], rng.randint(0, 5))
+    schema: dict[str, Any] = {"type": "object", "properties": {n: _generated_property(rng) for n in names}}
+    if names and rng.random() < 0.7:
+        schema["required"] = rng.sample(names, rng.randint(1, len(names)))
+    if rng.random() < 0.5:
+        schema["additionalProperties"] = rng.random() < 0.5
+    if rng.random() < 0.2:
+        schema["$schema"] = rng.choice(["http://json-schema.org/draft-07/schema#",
+                                        "http://json-schema.org/draft-04/schema#",
+                                        "https://json-schema.org/draft/2020-12/schema"])
+    if rng.random() < 0.1:
+        del schema["type"]
+    return schema
+
+
+def _generated_arguments(rng: random.Random, schema: dict[str, Any]) -> dict[str, Any]:
+    names = [*schema["properties"], "z"]
+    return {n: rng.choice(_VALUES) for n in rng.sample(names, rng.randint(0, len(names)))}
+
+
+def test_the_fast_path_agrees_with_jsonschema_on_generated_flat_schemas_and_arguments() -> None:
+    rng = random.Random(12)
+    fast_schemas = fast_answers = 0
+    for _ in range(400):
+        schema = _generated_schema(rng)
+        compiled = compile_schema(schema)
+        if compiled is None:  # e.g. a boolean subschema under draft-04: no validator, nothing to compare
+            continue
+        validator = validator_for(schema, default=Draft202012Validator)(schema)
+        conforms = compiled._conforms
+        fast_schemas += conforms is not None
+        for _ in range(40):
+            arguments = _generated_arguments(rng, schema)
+            expected = validator.is_valid(arguments)
+            assert (compiled.check(arguments) is None) == expected, (schema, arguments)
+            if conforms is not None:
+                assert conforms(arguments) == expected, (schema, arguments)
+                fast_answers += 1
+    assert fast_schemas > 200 and fast_answers > 8000  # the generator mostly exercises the fast path
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"n": {"type": "integer"}}, "$schema": "http://json-schema.org/draft-04/schema#"},
+    {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}},
+    {"type": "object", "properties": {"n": {"$ref": "#/$defs/N"}}, "$defs": {"N": {"type": "integer"}}},
+    {"type": "object", "patternProperties": {"^x": {"type": "string"}}, "additionalProperties": False},
+    {"type": "object", "properties": {"n": {"anyOf": [{}, {"type": "null"}]}}},
+], ids=["draft-04 integers", "a bound", "a ref", "patternProperties", "anyOf with anything"])
+def test_schemas_beyond_flat_primitive_properties_are_left_to_jsonschema(schema: dict[str, Any]) -> None:
+    compiled = compile_schema(schema)
+    assert compiled is not None and compiled._conforms is None
+
+
+def test_the_fast_path_refuses_the_issue10_coercions_with_jsonschemas_wording() -> None:
+    schema = {"type": "object", "properties": {"force": {"type": "boolean"}, "limit": {"type": "integer"}},
+              "required": ["force"], "additionalProperties": False}
+    assert problem_of({"force": "true"}, schema) == (
+        "force", 'argument "force" must be a boolean, not the string "true"')
+    assert problem_of({"force": True, "limit": 1.5}, schema) == (
+        "limit", 'argument "limit" must be an integer, not the number 1.5')
+    assert problem_of({"force": True, "limit": 2.0}, schema) is None
+    assert problem_of({"force": True, "extra": 1}, schema) == (
+        "extra", 'argument "extra" is not a parameter of this tool')
+    assert problem_of({}, schema) == ("force", 'argument "force" is required')
