@@ -23,9 +23,10 @@ round trip on an allowed call's path in steady state"). With `token_cache_second
   none was presented before it was issued, and a revoked token never becomes valid again.
 - Lookups of tokens in neither cache are rate limited (a bucket of `_MISS_BURST`, refilled at
   `_MISS_RATE` a second): an attacker spraying random tokens costs at most that many database
-  reads a second and that much memory. A request that finds the bucket empty is refused as an
-  unknown token without a read (logged); tokens already cached, valid or not, are unaffected,
-  so only the first use of a new token can be refused during such a spray (it succeeds on retry).
+  reads a second and that much memory. A request that finds the bucket empty raises
+  `TokenLookupsBusy` without a read (logged), which the gateway answers 503 with `Retry-After`:
+  "try again", never "your token is invalid", so the first use of a new valid token during such
+  a spray is delayed, not refused as unknown. Tokens already cached, valid or not, are unaffected.
 
 With T = 0 (tests, the CLI) nothing is cached: every request reads the database.
 
@@ -70,6 +71,10 @@ _NEGATIVE_SIZE: Final = 10_000
 _MISS_RATE: Final = 50
 """Database reads a second, sustained, for tokens in neither cache."""
 _MISS_BURST: Final = 100
+
+
+class TokenLookupsBusy(AirlockError):
+    """A token in neither cache cannot be looked up now (the unknown-token budget is spent): retry."""
 
 
 def token_hash(token: str) -> str:
@@ -172,7 +177,7 @@ class Credentials:
         if forget_at is not None and now < forget_at:
             return None
         if self._current_read(digest) is None and not self._take_miss_budget(now):
-            return None
+            raise TokenLookupsBusy("too many lookups of unknown tokens at the moment; try again in a second")
         answer = await asyncio.shield(self._read_once(digest))
         return None if answer is None else answer.agent
 
@@ -221,7 +226,7 @@ class Credentials:
             return True
         self._misses_refused += 1
         if self._misses_refused == 1 or self._misses_refused % 1000 == 0:
-            logger.warning("unknown-token lookups over %d/s: %d refused without a database read "
+            logger.warning("unknown-token lookups over %d/s: %d answered 'try again' without a database read "
                            "(someone may be guessing tokens)", _MISS_RATE, self._misses_refused)
         return False
 

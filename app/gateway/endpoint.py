@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
-from app.auth import WWW_AUTHENTICATE, bearer_token
+from app.auth import WWW_AUTHENTICATE, TokenLookupsBusy, bearer_token
 from app.gateway import handshake, modern
 from app.gateway.exchange import MCP_PROTOCOL_VERSION, Exchange
 from app.gateway.respond import send_error
@@ -72,7 +72,12 @@ class McpEndpoint:
                              "Unauthorized: send an Airlock agent token as 'Authorization: Bearer <token>'",
                              headers=challenge)
             return None
-        agent = await self._runtime.credentials.agent_for(token)
+        try:
+            agent = await self._runtime.credentials.agent_for(token)
+        except TokenLookupsBusy as exc:
+            await send_error(send, 503, INVALID_REQUEST, f"Service Unavailable: {exc}",
+                             headers=[(b"retry-after", b"1")])
+            return None
         if agent is None:
             bad = [(b"www-authenticate", (WWW_AUTHENTICATE + ', error="invalid_token"').encode())]
             await send_error(send, 401, INVALID_REQUEST, "Unauthorized: the token is unknown or revoked", headers=bad)
