@@ -157,3 +157,41 @@ async def test_a_reviewer_can_decide_with_the_keyboard_alone_on_a_phone_width_sc
             result = await call
         await expect(page.locator(f"#recent > #approval-{approval['id']}")).to_be_focused()
     assert not result.is_error
+
+
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE_390: ViewportSize = {"width": 390, "height": 844}
+
+
+async def test_the_history_fits_a_1280_px_screen_and_keeps_each_status_in_view_on_a_phone(
+        page: Page, airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    reason = "this cancellation would strand a worker who already accepted the task " * 4
+    async with held_call(airlock, market) as (call, approval):
+        assert (await airlock.decide(approval["id"], "reject", reviewer="bob", reason=reason)).status_code == 200
+        async with asyncio.timeout(10):
+            await call
+    await page.set_viewport_size(DESKTOP)
+    await sign_in(page, airlock)
+    await page.goto("/inbox/history")
+    row = page.locator(f"#row-{approval['id']}")
+    await expect(row).to_contain_text("rejected")
+    await expect(page.locator("table.audit tbody tr").first).to_be_visible()
+    assert await page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), \
+        "no sideways scrolling at 1280 px"
+    for wrap in await page.locator(".table-wrap").all():
+        assert await wrap.evaluate("el => el.scrollWidth <= el.clientWidth"), "each table fits without its own scroll"
+    assert reason.strip() in (await row.locator("td[data-label=Reason]").get_attribute("title") or ""), \
+        "the whole reason is in the clamped cell's title"
+
+    await page.set_viewport_size(PHONE_390)
+    assert await page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), \
+        "no sideways scrolling on a phone"
+    statuses = page.locator("table.approvals tbody tr td.status")
+    assert await statuses.count() >= 1
+    for status in await statuses.all():
+        await status.scroll_into_view_if_needed()
+        await expect(status).to_be_visible()
+        box = await status.bounding_box()
+        assert box is not None, "the status is laid out"
+        assert 0 <= box["x"] and box["x"] + box["width"] <= PHONE_390["width"], box
+        assert 0 <= box["y"] and box["y"] + box["height"] <= PHONE_390["height"], box
