@@ -219,7 +219,7 @@ async def test_history_shows_the_audit_log_with_the_same_filters(
         other_agent = await client.get("/inbox/history", params={"agent": "agent-9"})
     audit = everything.text[everything.text.index('id="audit-title"'):]
     for event in ("parked", "decided", "delivered"):
-        assert f"<td>{event}</td>" in audit
+        assert f'<td data-label="Event" class="status">{event}</td>' in audit
     assert f'href="/inbox/{approval["id"]}"' in audit
     assert "No audit entries match these filters." in other_agent.text
 
