@@ -42,7 +42,28 @@ async def test_the_pending_page_lists_held_calls_newest_first_with_what_a_review
     assert re.search(r'data-until="[\d.]+"[^>]*>in (29|30) min', card), "time left"
     assert f"&#34;task_id&#34;: &#34;{older['arguments']['task_id']}&#34;" in card, "arguments, pretty-printed"
     assert '>Approve</button>' in card and '>Reject</button>' in card
-    assert f'<label for="reason-{older["id"]}">Reason for rejecting</label>' in card
+    assert f'<label for="reason-{older["id"]}">Your reason for rejecting (shown to the agent)</label>' in card
+
+
+async def test_a_card_keeps_what_the_agent_sent_apart_from_the_reviewers_decision(
+        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    arguments = {"task_id": new_task(market).id, "reason": "the agent's own reason"}
+    async with web_client(airlock) as client:
+        await sign_in(client, airlock)
+        async with held_call(airlock, market, arguments=arguments) as (_call, approval):
+            pending = await client.get("/inbox")
+            detail = await client.get(f"/inbox/{approval['id']}")
+    card = card_of(pending.text, approval["id"])
+    sent = card[card.index('<section class="sent"'):card.index("</section>")]
+    yours = card[card.index('<section class="yours"'):]
+    assert ">What the agent sent</h3>" in sent and "the agent&#39;s own reason" in sent
+    assert "<label" not in sent and "<form" not in sent, "no reviewer input among the agent's arguments"
+    assert ">Your decision</h3>" in yours and "the agent&#39;s own reason" not in yours
+    assert ">Your reason for rejecting (shown to the agent)</label>" in yours
+    assert card.index("What the agent sent") < card.index("Your decision")
+    page = detail.text
+    assert page.index(">What the agent sent</h3>") < page.index("the agent&#39;s own reason") \
+        < page.index(">Your decision</h2>") < page.index(">Your reason for rejecting (shown to the agent)</label>")
 
 
 async def test_approving_from_the_inbox_resumes_the_held_call_with_the_upstream_result(
