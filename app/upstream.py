@@ -187,6 +187,8 @@ class ToolCatalog:
 
     annotations: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
     input_schemas: dict[str, Any] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    """Each tool's `description`, as the upstream wrote it (the inbox shows it to reviewers)."""
     listed: bool = False
 
     def learn(self, tools: list[Any]) -> None:
@@ -195,6 +197,11 @@ class ToolCatalog:
                 name = tool["name"]
                 annotations = tool.get("annotations")
                 self.annotations[name] = annotations if isinstance(annotations, dict) else None
+                description = tool.get("description")
+                if isinstance(description, str):
+                    self.descriptions[name] = description
+                else:
+                    self.descriptions.pop(name, None)
                 schema = tool.get("inputSchema")
                 if self.input_schemas.get(name) != schema:
                     self.input_schemas[name] = schema
