@@ -25,6 +25,8 @@ from app.store.audit import AuditRow
 
 PREVIEW_CHARS: Final = 4000
 """How much of the arguments a card on the pending page shows (the detail page shows all of them)."""
+DESCRIPTION_CHARS: Final = 300
+"""How much of a tool's description (from the upstream's catalog) a card and the detail page show."""
 
 
 
@@ -46,6 +48,15 @@ def ago(timestamp: float, now: float) -> str:
 
 def time_left(expires_at: float, now: float) -> str:
     return f"in {human_duration(expires_at - now)}" if expires_at > now else "now"
+
+
+def tool_description(text: str | None) -> str:
+    """The upstream's description of a tool, whitespace-collapsed and cut at `DESCRIPTION_CHARS`
+    ("" when Airlock does not know it). The upstream wrote it, so the template reveals it."""
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= DESCRIPTION_CHARS else flat[:DESCRIPTION_CHARS - 1].rstrip() + "…"
 
 
 def pretty_json(value: Any, *, limit: int | None = None) -> str:

@@ -211,7 +211,7 @@ class InboxRoutes:
         async with self._runtime.db.read() as conn:
             rows = await approval_store.search(conn, statuses=["pending"], limit=PENDING_LIMIT)
         return self._templates.page("pending.html", session=session, now=time.time(), rows=rows,
-                                    limit=PENDING_LIMIT, current="pending")
+                                    limit=PENDING_LIMIT, current="pending", describe=self._describe)
 
     async def history(self, request: Request) -> Response:
         session = await self._signed_in(request)
@@ -244,7 +244,13 @@ class InboxRoutes:
                                         title="Not found", message=f"There is no approval {approval_id}.")
         return self._templates.page("detail.html", status_code=status_code, session=session, now=time.time(),
                                     a=row, timeline=[e for e in timeline if e.event != "call"], error=error,
-                                    current="detail")
+                                    current="detail", describe=self._describe)
+
+    def _describe(self, row: ApprovalRow) -> str:
+        """The upstream's description of the approval's tool, from the catalog this process holds
+        ("" before any `tools/list` answer was seen, or for an upstream no longer configured)."""
+        upstream = self._runtime.upstreams.get(row.upstream)
+        return "" if upstream is None else present.tool_description(upstream.catalog.descriptions.get(row.tool))
 
     # ------------------------------------------------------------------ decisions
 
@@ -304,7 +310,7 @@ class InboxRoutes:
     def event_payload(self, row: ApprovalRow, session: Session) -> dict[str, Any]:
         """An approval as the page's script applies it: the card rendered for this session, and a sentence."""
         html = self._templates.fragment("_card.html", a=row, csrf=session.csrf, viewer=session.reviewer,
-                                        now=time.time())
+                                        now=time.time(), describe=self._describe)
         return {"id": row.id, "status": row.status, "pending": row.status == "pending", "html": html,
                 "message": present.announcement(row, session.reviewer)}
 

@@ -84,3 +84,10 @@ def test_the_result_shows_text_items_pretty_printed_or_the_error() -> None:
     assert present.result_parts(row(result=json.dumps(result))) == [("Text", '{\n  "status": "cancelled"\n}')]
     assert present.result_parts(row(result=json.dumps(error))) == [("Error", "-32603: upstream broke")]
     assert present.result_parts(row()) == []
+
+
+def test_a_tool_description_is_flattened_and_cut_at_300_characters() -> None:
+    assert present.tool_description(None) == "" and present.tool_description("") == ""
+    assert present.tool_description("Cancel a task.\n\n  For good.") == "Cancel a task. For good."
+    long = present.tool_description("word " * 200)
+    assert len(long) == present.DESCRIPTION_CHARS and long.endswith("…")

@@ -261,3 +261,29 @@ async def test_a_form_larger_than_the_limit_is_refused(airlock: AirlockUnderTest
         csrf = await sign_in(client, airlock)
         response = await client.post("/inbox/apr_x/reject", data={"csrf_token": csrf, "reason": "x" * 200_000})
     assert response.status_code == 413
+
+
+async def test_a_card_shows_the_tools_description_from_the_upstreams_catalog_when_known(
+        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    async with web_client(airlock) as client:
+        await sign_in(client, airlock)
+        async with held_call(airlock, market) as (_call, approval):
+            catalog = airlock.runtime.upstreams[approval["upstream"]].catalog
+            assert catalog.listed, "the held call made Airlock fetch the upstream's catalog"
+            pending = await client.get("/inbox")
+            detail = await client.get(f"/inbox/{approval['id']}")
+            catalog.descriptions["em_cancel_task"] = "Cancels <b>for good</b>\u202e " + "x" * 400
+            marked = await client.get("/inbox")
+            del catalog.descriptions["em_cancel_task"]
+            unknown = await client.get("/inbox")
+    card = card_of(pending.text, approval["id"])
+    assert re.search(r'<p class="tool-description">[^<]*Cancellation is permanent', card), card
+    assert card.index("tool-description") < card.index("What the agent sent"), "under the tool's name"
+    assert '<p class="tool-description">' in detail.text and "Cancellation is permanent" in detail.text
+    shown = card_of(marked.text, approval["id"])
+    description = shown[shown.index('<p class="tool-description">'):]
+    description = description[:description.index("</p>")]
+    assert "&lt;b&gt;for good&lt;/b&gt;" in description and "<b>" not in description, "escaped"
+    assert 'class="hidden-char"' in description, "revealed"
+    assert description.count("x") < 300 and description.endswith("…"), "cut"
+    assert "tool-description" not in card_of(unknown.text, approval["id"]), "nothing when unknown"
