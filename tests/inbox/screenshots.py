@@ -3,9 +3,9 @@
 Starts the demo upstream and an Airlock on a scratch SQLite database, holds a few calls made by the
 official `mcp` SDK client, signs in as a reviewer in Debian's Chromium, and saves
 `inbox.png` (the pending page, one call decided by another reviewer while it is open),
-`inbox-phone.png` (the same at 375 px wide) and `inbox-detail.png` (an approved call's detail page:
-timeline and result) into OUTPUT_DIR (default: `docs/`). Not a test: run it by hand when the pages
-change.
+`inbox-phone.png` (the same at 390 px wide), `inbox-detail.png` (an approved call's detail page:
+timeline and result) and `inbox-history.png` (the history at 1280 px) into OUTPUT_DIR (default:
+`docs/`). Not a test: run it by hand when the pages change.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from tests.inbox.conftest import CHROMIUM, CHROMIUM_ARGS, held_call
 from tests.net import serve
 
 DOCS = Path(__file__).parents[2] / "docs"
-VIEWPORT: ViewportSize = {"width": 1100, "height": 900}
-PHONE: ViewportSize = {"width": 375, "height": 812}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 async def take(output: Path) -> None:
@@ -71,6 +71,14 @@ async def _screenshots(airlock: AirlockUnderTest, market: DemoMarket, stack: Asy
         await page.goto(f"/inbox/{first['id']}")
         await expect(page.locator(".timeline")).to_contain_text("delivered")
         await page.screenshot(path=str(output / "inbox-detail.png"), full_page=True)
+        last_call, last = held[2]
+        await airlock.decide(last["id"], "reject", reviewer="bob",
+                             reason="The survey on Elm Street is a different one: it counts cyclists on weekdays, "
+                                    "this one counts them at weekends, so it is not a duplicate. Keep both.")
+        await last_call
+        await page.goto("/inbox/history")
+        await expect(page.locator(f"#row-{last['id']}")).to_contain_text("rejected")
+        await page.screenshot(path=str(output / "inbox-history.png"), full_page=True)
         await browser.close()
 
 
@@ -86,4 +94,4 @@ if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else DOCS
     target.mkdir(parents=True, exist_ok=True)
     asyncio.run(take(target))
-    print(f"saved inbox.png, inbox-phone.png and inbox-detail.png in {target}")
+    print(f"saved inbox.png, inbox-phone.png, inbox-detail.png and inbox-history.png in {target}")
