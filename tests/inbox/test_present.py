@@ -7,28 +7,15 @@ pure functions over approval rows, no I/O.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from app.inbox import present
 from app.reveal import reveal
-from app.store.approvals import ApprovalRow
+from tests.rows import T0, approval_row
 
-T0 = 1_795_000_000.0
-
-
-def row(**changes: Any) -> ApprovalRow:
-    base = ApprovalRow(
-        id="apr_1", upstream="market", tool="em_cancel_task", agent="agent-1", arguments='{"task_id":"t1"}',
-        args_hash="h", params="{}", forward_headers="{}", era="modern", protocol_version="2026-07-28",
-        session_id=None, request_id="1", progress_token=None, policy_rule="cancel", policy_reason="irreversible",
-        policy_version="v1", reviewers=None, slack_routing=None, status="pending", created_at=T0,
-        expires_at=T0 + 1800, updated_at=T0, attach_seq=0, decided_by=None, decided_via=None, decided_at=None,
-        decision_reason=None, executor=None, lease_until=None, executed_at=None, finished_at=None, result=None,
-        outcome=None, delivered_at=None, slack_channel=None, slack_ts=None)
-    return replace(base, **changes)
+row = approval_row
 
 
 @pytest.mark.parametrize(("changes", "viewer", "sentence"), [
