@@ -608,8 +608,9 @@ def _outcome(row: Any) -> str:
 @approvals.command("show")
 @CONFIG_OPTION
 @click.argument("approval_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON (every field, uncut).")
 @_friendly
-def approvals_show(config_path: Path | None, approval_id: str) -> None:
+def approvals_show(config_path: Path | None, approval_id: str, as_json: bool) -> None:
     """Show one approval: the call, the policy's reason, the decision, the result and the timeline."""
     from app.approvals.api import approval_json, timeline_json
     from app.store import approvals as approval_store
@@ -626,9 +627,62 @@ def approvals_show(config_path: Path | None, approval_id: str) -> None:
     row, timeline = _run(fetch())
     if row is None:
         _fail(f"no approval {approval_id}")
-    body = approval_json(row, settings.public_url)
-    body["timeline"] = [timeline_json(t) for t in timeline if t.event != "call"]
-    click.echo(json.dumps(body, indent=2))
+    steps = [t for t in timeline if t.event != "call"]
+    if as_json:
+        body = approval_json(row, settings.public_url)
+        body["timeline"] = [timeline_json(t) for t in steps]
+        click.echo(json.dumps(body, indent=2))
+        return
+    click.echo(_approval_text(row, steps, settings.public_url))
+
+
+def _approval_text(row: Any, steps: list[Any], public_url: str) -> str:
+    """One approval for a person at a terminal: sentences from `app/approvals/wording.py`, UTC times,
+    hidden characters revealed, the arguments and the result in full (JSON pretty-printed)."""
+    from app.approvals import wording
+    from app.reveal import reveal
+
+    voice = wording.Voice(time=_when, name=_shown)
+    outcome = wording.outcome_of(row)
+    lines = [f"{row.id}: {_shown(row.tool)} on {_shown(row.upstream)}, asked by {_shown(row.agent)}",
+             f"  status    {row.status} ({_shown(wording.phrase(outcome))})",
+             f"  policy    {_shown(row.policy_reason)} (rule {_shown(row.policy_rule)})",
+             f"  asked     {_when(row.created_at)}, expires {_when(row.expires_at)}",
+             f"  review    {wording.review_url(public_url, row.id)}"]
+    if row.decided_at is not None:
+        lines.append(f"  decision  {_shown(wording.account(row, voice))}")
+    lines += ["", "What the agent sent:", _indented(reveal(_pretty(row.arguments)))]
+    if row.result is not None:
+        lines += ["", "Result:", _indented(reveal(_result_text(row.result)))]
+    lines += ["", "Timeline:"]
+    lines += [f"  {_when(step.at)}  {_cell(step.event, 16):<16} {_cell(step.actor, 24):<24} {_cell(step.detail, 60)}"
+              for step in steps]
+    return "\n".join(lines)
+
+
+def _result_text(stored: str) -> str:
+    """A stored result as a person reads it: the tool's text content as is, anything else as JSON."""
+    try:
+        message = json.loads(stored)
+    except ValueError:
+        return stored
+    result = message.get("result") if isinstance(message, dict) else None
+    content = result.get("content") if isinstance(result, dict) else None
+    texts = [item["text"] for item in content or [] if isinstance(item, dict) and isinstance(item.get("text"), str)]
+    if texts and len(texts) == len(content or []):
+        return "\n".join(texts)
+    return json.dumps(message, indent=2, ensure_ascii=False)
+
+
+def _pretty(stored: str) -> str:
+    try:
+        return json.dumps(json.loads(stored), indent=2, ensure_ascii=False)
+    except ValueError:
+        return stored
+
+
+def _indented(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 def _decide_command(verdict: str) -> Callable[..., None]:

@@ -386,7 +386,7 @@ async def test_approvals_are_listed_shown_and_approved_from_the_cli(
         assert (await acli("approvals", "list", "--tool", "em_get_task", "--config", config)).stdout == (
             "no approvals with status pending\n")
 
-        shown = json.loads((await acli("approvals", "show", approval["id"], "--config", config)).stdout)
+        shown = json.loads((await acli("approvals", "show", approval["id"], "--json", "--config", config)).stdout)
         assert shown["status"] == "pending" and shown["policy"]["reason"] == "cancelling is irreversible"
         assert [step["event"] for step in shown["timeline"]][:1] == ["parked"]
 
@@ -399,9 +399,15 @@ async def test_approvals_are_listed_shown_and_approved_from_the_cli(
 
     again = one_line_error(await acli("approvals", "reject", approval["id"], "--as", "dave", "--config", config))
     assert f"approval {approval['id']} was already approved by carol" in again
-    finished = json.loads((await acli("approvals", "show", approval["id"], "--config", config)).stdout)
+    finished = json.loads((await acli("approvals", "show", approval["id"], "--json", "--config", config)).stdout)
     assert finished["decided_by"] == "carol" and finished["decided_via"] == "cli"
     assert {"parked", "decided", "executing", "executed"} <= {step["event"] for step in finished["timeline"]}
+    text = (await acli("approvals", "show", approval["id"], "--config", config)).stdout
+    assert text.startswith(f"{approval['id']}: em_cancel_task on execution-market, asked by agent-1\n")
+    assert "  status    completed (ran and succeeded)\n" in text
+    assert "Approved by carol via the CLI" in text and "Z" in text.split("asked     ", 1)[1][:21]
+    assert "What the agent sent:\n  {\n" in text and '"status": "cancelled"' in text.split("Result:", 1)[1]
+    assert "Timeline:" in text and "parked" in text
 
 
 async def test_a_rejection_from_the_cli_reaches_the_agent_with_its_reason(
@@ -476,16 +482,17 @@ async def test_approvals_and_audit_show_hidden_characters_in_tool_names_and_argu
             approval = await airlock.wait_pending()
             listing = (await acli("approvals", "list", "--config", config)).stdout
             shown = (await acli("approvals", "show", approval["id"], "--config", config)).stdout
+            shown_json = (await acli("approvals", "show", approval["id"], "--json", "--config", config)).stdout
             decided = await acli("approvals", "reject", approval["id"], "--as", "carol", "--reason", "no",
                                  "--config", config)
         finally:
             call.cancel()
     await airlock.runtime.audit.flush()
     table = (await acli("audit", "--approval", approval["id"], "--config", config)).stdout
-    for output in (listing, shown, decided.stdout, table):
+    for output in (listing, shown, shown_json, decided.stdout, table):
         assert trojan.revealed(output), output
     assert "em_cancel\\u202e_task\\u200b" in listing and "em_cancel\\u202e_task\\u200b" in table
-    assert json.loads(shown)["arguments"] == trojan.ARGUMENTS, "the JSON still reads as the exact arguments"
+    assert json.loads(shown_json)["arguments"] == trojan.ARGUMENTS, "the JSON still reads as the exact arguments"
 
 
 async def test_the_cli_decides_as_the_only_enabled_reviewer_and_the_audit_says_via_cli(

@@ -152,3 +152,9 @@ def test_a_late_decision_names_who_was_first_and_the_expiry() -> None:
         "Too late: bob already approved this call via Slack at T+60."
     assert wording.too_late(ROWS[Kind.EXPIRED], VOICE) == \
         "Too late: this call expired at T+1800 before anyone decided. It did not run."
+
+
+def test_a_cut_at_a_word_ends_after_a_whole_word_when_one_ends_near_the_limit() -> None:
+    assert wording.cut("hello world this is a test", 20, at_word=True) == "hello world this…"
+    assert wording.cut("x" * 50, 20, at_word=True) == "x" * 19 + "…"
+    assert wording.cut("short", 20, at_word=True) == "short"

@@ -37,12 +37,13 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, overload
+from typing import Any, Final, Protocol, overload
 
 import aiohttp
 
 from app.approvals.ledger import Ledger
 from app.approvals.outcomes import too_large_outcome, too_large_text
+from app.approvals.wording import cut
 from app.jsonrpc import is_response, json_object, tool_error_result
 from app.sessions import SessionRegistry
 from app.store import approvals as approval_store
@@ -50,6 +51,8 @@ from app.store.approvals import ApprovalRow, Status
 from app.upstream import ResponseTooLarge, Upstream, UpstreamResponse, UpstreamUnavailable
 
 logger = logging.getLogger("airlock.executor")
+_OUTCOME_TEXT_LIMIT: Final = 300
+"""How much of a result's first text the one-line `outcome` keeps (the whole result is stored beside it)."""
 
 
 class EventSink(Protocol):
@@ -221,5 +224,5 @@ def _ending_of(message: dict[str, Any]) -> Ending:
 def _first_text(result: dict[str, Any]) -> str:
     for item in result.get("content") or []:
         if isinstance(item, dict) and item.get("type") == "text":
-            return str(item.get("text", ""))[:300]
+            return cut(str(item.get("text", "")), _OUTCOME_TEXT_LIMIT, at_word=True)
     return ""

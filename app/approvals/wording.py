@@ -136,9 +136,18 @@ def review_url(public_url: str, approval_id: str) -> str:
     return f"{public_url}/inbox/{approval_id}"
 
 
-def cut(text: str, limit: int) -> str:
-    """`text` shortened to at most `limit` characters, with an ellipsis when it was cut."""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+def cut(text: str, limit: int, *, at_word: bool = False) -> str:
+    """`text` shortened to at most `limit` characters, with an ellipsis when it was cut.
+
+    With `at_word`, the cut falls after the last whole word when one ends in the final fifth.
+    """
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    if at_word:
+        space = head.rfind(" ", limit - 1 - max(1, limit // 5))
+        head = head[:space] if space > 0 else head
+    return head.rstrip() + "…"
 
 
 def first_line(text: str, limit: int = DETAIL_LIMIT) -> str:

@@ -76,5 +76,5 @@ async def test_a_tool_error_reads_as_a_tool_error_in_every_channel(
     [header, line] = listing.stdout.splitlines()
     assert header.split()[-1] == "OUTCOME" and line.split()[:2] == [approval["id"], "completed"]
     assert line.endswith(PHRASE)
-    show = json.loads((await acli("approvals", "show", approval["id"], "--config", config)).stdout)
+    show = json.loads((await acli("approvals", "show", approval["id"], "--json", "--config", config)).stdout)
     assert (show["outcome_kind"], show["outcome_summary"]) == ("tool_error", PHRASE)
