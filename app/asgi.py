@@ -5,6 +5,7 @@ Routes:
 - `/mcp/{upstream}`: the MCP endpoint agents use (Streamable HTTP, both protocol eras);
 - `/api/approvals…`: the reviewers' JSON API (see `app/approvals/api.py`);
 - routes of the extensions (`/slack/interactions`, `/inbox`), see `app/extension.py`;
+- `/livez`, `/readyz`: liveness, and readiness with named checks (see `app/health.py`);
 - `/healthz`: liveness plus what this process serves (policy versions), for load balancers and tests;
 - `/schemas/policy.json`: the policy document's JSON Schema.
 """
@@ -26,6 +27,7 @@ from app.approvals.channels import ReviewChannel
 from app.config import Settings
 from app.failclosed import FailClosed
 from app.gateway.endpoint import McpEndpoint
+from app.health import Health
 from app.limits import RequestTimeout
 from app.policy import api as policy_api
 from app.policy.document import POLICY_SCHEMA
@@ -50,8 +52,11 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
     async def policy_schema(_request: Request) -> JSONResponse:
         return JSONResponse(POLICY_SCHEMA, media_type="application/schema+json")
 
+    checks = Health(runtime.db, runtime.policies, {u.name: u.url for u in settings.upstreams})
     routes: list[BaseRoute] = [
         Route("/healthz", health),
+        Route("/livez", checks.livez),
+        Route("/readyz", checks.readyz),
         Route("/schemas/policy.json", policy_schema),
         *approvals_api.routes(runtime),
         *policy_api.routes(runtime),

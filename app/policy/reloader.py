@@ -95,6 +95,7 @@ class PolicyReloader:
         self._running = False
         self._watched: dict[UpstreamName, _Watched] = {}
         self._current: dict[UpstreamName, CompiledPolicy] = {}
+        self._problems: dict[UpstreamName, str] = {}
         self._load_all({name: os.fspath(path) for name, path in sources.items()})
 
     def _load_all(self, sources: Mapping[UpstreamName, str]) -> None:
@@ -119,6 +120,10 @@ class PolicyReloader:
     def current(self, upstream: UpstreamName) -> CompiledPolicy:
         """The policy in force for `upstream`. Raises KeyError for an unknown upstream."""
         return self._current[upstream]
+
+    def problem(self, upstream: UpstreamName) -> str | None:
+        """Why the file on disk is not the policy in force (unreadable or invalid since), or None."""
+        return self._problems.get(upstream)
 
     def add_listener(self, fn: Listener) -> None:
         """Call `fn(upstream, policy)` after each successful reload."""
@@ -149,6 +154,7 @@ class PolicyReloader:
             return None
         if _same_content(fingerprint, watched.loaded):
             watched.seen = watched.loaded = fingerprint
+            self._problems.pop(upstream, None)
             return None
         if _same_content(fingerprint, watched.seen):
             return None
@@ -158,6 +164,7 @@ class PolicyReloader:
             self._reject(upstream, watched, fingerprint, exc)
             return None
         watched.seen = watched.loaded = fingerprint
+        self._problems.pop(upstream, None)
         logger.info(
             "policy for upstream %r reloaded from %s: %s", upstream, watched.path, policy.version
         )
@@ -166,6 +173,7 @@ class PolicyReloader:
     def _reject(
         self, upstream: UpstreamName, watched: _Watched, seen: Fingerprint | str, exc: PolicyError
     ) -> None:
+        self._problems[upstream] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if seen == watched.seen:
             return
         watched.seen = seen
