@@ -3,6 +3,7 @@ connections, `Last-Event-ID`, headers the SDK would never send."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -90,4 +91,14 @@ class EventReader:
             event = await self.next_event()
             if event.data:
                 message: dict[str, Any] = json.loads(event.data)
+                return message
+
+
+async def final_message(response: httpx.Response, *, timeout: float = 20) -> dict[str, Any]:
+    """The JSON-RPC response on an SSE stream, skipping notifications, requests and priming events."""
+    reader = EventReader(response)
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await reader.next_message()
+            if "id" in message and ("result" in message or "error" in message):
                 return message

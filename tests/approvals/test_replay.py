@@ -24,7 +24,7 @@ from app.approvals.outcomes import APPROVAL_META_KEY
 from app.demo.upstream import DemoMarket
 from tests.fakes.cutting_proxy import CuttingProxy
 from tests.harness import UPSTREAM, AirlockUnderTest, mcp_client, new_task
-from tests.rawmcp import EventReader, RawSession, modern_envelope, modern_headers
+from tests.rawmcp import RawSession, final_message, modern_envelope, modern_headers
 
 
 class RawAgent:
@@ -54,15 +54,6 @@ class RawAgent:
         body = {"jsonrpc": "2.0", "id": self._ids, "method": "tools/call", "params": params}
         async with self.http.stream("POST", self.url, json=body, headers=headers) as response:
             yield response
-
-
-async def final_message(response: httpx.Response) -> dict[str, Any]:
-    reader = EventReader(response)
-    async with asyncio.timeout(10):
-        while True:
-            message = await reader.next_message()
-            if "id" in message and ("result" in message or "error" in message):
-                return message
 
 
 @asynccontextmanager

@@ -23,7 +23,7 @@ from app.sse import SSEParser
 from tests.fakes.big_answers import BigAnswerUpstream, big_text
 from tests.harness import AirlockUnderTest, running_airlock, settings_for_test
 from tests.net import serve
-from tests.rawmcp import EventReader, RawSession, modern_envelope, modern_headers
+from tests.rawmcp import RawSession, final_message, modern_envelope, modern_headers
 
 POLICY = {"version": "1", "default": "deny", "rules": [
     {"tool": "big_text", "action": "allow"},
@@ -66,15 +66,6 @@ class Agent:
         return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
 
 
-async def final_message(response: httpx.Response) -> dict[str, Any]:
-    reader = EventReader(response)
-    async with asyncio.timeout(20):
-        while True:
-            message = await reader.next_message()
-            if "id" in message and ("result" in message or "error" in message):
-                return message
-
-
 def answer_bytes(response: httpx.Response) -> bytes:
     """The JSON-RPC answer's exact bytes: the body, or (when the relay committed to a stream because
     a large event took longer than its first-event window to arrive) the data of the stream's event."""
@@ -94,14 +85,13 @@ def text_of(result: dict[str, Any]) -> str:
 @pytest.mark.parametrize("era", ["modern", "handshake"])
 async def test_an_allowed_calls_large_answer_is_relayed_whole_and_byte_for_byte(
         tmp_path: Path, database_url: str, era: str, mode: str, size: int) -> None:
-    async with big_airlock(tmp_path, database_url) as (airlock, upstream):
-        async with httpx.AsyncClient(timeout=30) as http:
-            agent = await Agent(http, airlock, era).start()
-            for request_id in range(1, 4):  # more than once: a truncation was intermittent
-                response = await http.post(airlock.mcp_url, json=agent.call("big_text", size, mode, request_id),
-                                           headers=await agent.headers("tools/call", "big_text"))
-                assert response.status_code == 200
-                assert answer_bytes(response) == upstream.answers[-1], f"answer {request_id} was not relayed whole"
+    async with big_airlock(tmp_path, database_url) as (airlock, upstream), httpx.AsyncClient(timeout=30) as http:
+        agent = await Agent(http, airlock, era).start()
+        for request_id in range(1, 4):  # more than once: a truncation was intermittent
+            response = await http.post(airlock.mcp_url, json=agent.call("big_text", size, mode, request_id),
+                                       headers=await agent.headers("tools/call", "big_text"))
+            assert response.status_code == 200
+            assert answer_bytes(response) == upstream.answers[-1], f"answer {request_id} was not relayed whole"
     assert upstream.calls["big_text"] == 3
 
 

@@ -26,7 +26,7 @@ from app.jsonrpc import member_text, parse_json
 from app.types import Message, Receive, Scope, Send
 from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task, running_airlock, settings_for_test, submitted_task
 from tests.net import serve, wait_for
-from tests.rawmcp import ACCEPT, EventReader, RawSession, modern_envelope, modern_headers
+from tests.rawmcp import ACCEPT, EventReader, RawSession, final_message, modern_envelope, modern_headers
 
 ALLOW_RATING = {**DEFAULT_POLICY, "hide": [], "rules": [
     {"id": "rate", "tool": "em_rate_worker", "action": "allow"}, *DEFAULT_POLICY["rules"]]}
@@ -274,7 +274,7 @@ async def test_an_approved_call_runs_with_the_exact_original_params_and_only_a_n
             [approval] = await airlock.approvals("pending")
             assert upstream.calls() == [], "nothing runs before a human says yes"
             assert (await airlock.decide(approval["id"], "approve")).status_code == 200
-            answer = await _final_message(held)
+            answer = await final_message(held)
     assert answer["id"] == 9 and not answer["result"].get("isError"), answer
     [executed] = upstream.calls()
     assert member_text(executed, "params") == params
@@ -287,16 +287,6 @@ async def test_an_approved_call_runs_with_the_exact_original_params_and_only_a_n
 
 async def _has_pending(airlock: AirlockUnderTest) -> bool:
     return bool(await airlock.approvals("pending"))
-
-
-async def _final_message(response: httpx.Response) -> dict[str, Any]:
-    """The JSON-RPC response on an SSE stream (skipping notifications and priming events)."""
-    reader = EventReader(response)
-    async with asyncio.timeout(10):
-        while True:
-            message = await reader.next_message()
-            if "id" in message and ("result" in message or "error" in message):
-                return message
 
 
 class ScriptedUpstream:
@@ -355,20 +345,19 @@ async def test_sse_events_are_relayed_one_by_one_as_the_upstream_sends_them(
     airlock, upstream = scripted
     progress = '{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"p","progress":1}}'
     final = '{"jsonrpc":"2.0","id":1,"result":{"content":[],"x-vendor":{"a" : 1},"resultType":"complete"},"z":0}'
-    async with httpx.AsyncClient(timeout=10) as http:
-        async with http.stream("POST", airlock.mcp_url, json=get_task_call(),
-                               headers=modern_headers(await airlock.agent_token(), "tools/call",
-                                                      "em_get_task")) as response:
-            reader = EventReader(response)
-            async with asyncio.timeout(5):
-                await upstream.frames.put(b": upstream keep-alive\r\n\r\n")
-                assert (await reader.next_event(skip_comments=False)).comment == "upstream keep-alive"
-                await upstream.frames.put(f"id: e1\nevent: message\ndata: {progress}\n\n".encode())
-                first = await reader.next_event()
-                assert (first.data, first.id) == (progress, "u.e1")
-                await upstream.frames.put(f"data: {final}\n\n".encode())
-                await upstream.frames.put(None)
-                last = await reader.next_event()
+    async with httpx.AsyncClient(timeout=10) as http, http.stream("POST", airlock.mcp_url, json=get_task_call(),
+                           headers=modern_headers(await airlock.agent_token(), "tools/call",
+                                                  "em_get_task")) as response:
+        reader = EventReader(response)
+        async with asyncio.timeout(5):
+            await upstream.frames.put(b": upstream keep-alive\r\n\r\n")
+            assert (await reader.next_event(skip_comments=False)).comment == "upstream keep-alive"
+            await upstream.frames.put(f"id: e1\nevent: message\ndata: {progress}\n\n".encode())
+            first = await reader.next_event()
+            assert (first.data, first.id) == (progress, "u.e1")
+            await upstream.frames.put(f"data: {final}\n\n".encode())
+            await upstream.frames.put(None)
+            last = await reader.next_event()
     assert last.data == final, "the answer is relayed as the upstream wrote it, unknown fields and all"
 
 
