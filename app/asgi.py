@@ -6,6 +6,7 @@ Routes:
 - `/api/approvals…`: the reviewers' JSON API (see `app/approvals/api.py`);
 - routes of the extensions (`/slack/interactions`, `/inbox`), see `app/extension.py`;
 - `/livez`, `/readyz`: liveness, and readiness with named checks (see `app/health.py`);
+- `/metrics`: Prometheus metrics, unless `[metrics] enabled = false` (see `app/metrics.py`);
 - `/healthz`: liveness plus what this process serves (policy versions), for load balancers and tests;
 - `/schemas/policy.json`: the policy document's JSON Schema.
 """
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         Route("/livez", checks.livez),
         Route("/readyz", checks.readyz),
         Route("/schemas/policy.json", policy_schema),
+        *([Route("/metrics", runtime.metrics.route(runtime.db))] if runtime.metrics is not None else []),
         *approvals_api.routes(runtime),
         *policy_api.routes(runtime),
         *(route for extension in runtime.extensions for route in extension.routes()),

@@ -26,6 +26,7 @@ from typing import Any, Final
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.jsonrpc import arguments_hash, canonical_json
+from app.metrics import Metrics
 from app.store import audit as audit_store
 from app.store.db import Database
 from app.store.models import audit_log
@@ -57,8 +58,9 @@ def _fit(entry: dict[str, Any]) -> dict[str, Any]:
 class AuditLog:
     """Records audit entries. `run()` must be running for call entries to reach the database."""
 
-    def __init__(self, db: Database, *, store_arguments: bool = False) -> None:
+    def __init__(self, db: Database, *, store_arguments: bool = False, metrics: Metrics | None = None) -> None:
         self._db = db
+        self._metrics = metrics
         self._store_arguments = store_arguments
         self._queue: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
@@ -78,7 +80,9 @@ class AuditLog:
     def record_call(self, *, agent: str, upstream: str, tool: str, decision: str, rule: str | None,
                     policy_version: str | None, latency_ms: float | None, outcome: str | None,
                     arguments: Any, approval_id: str | None = None, detail: str | None = None) -> None:
-        """Queue one call decision for the next batch (never blocks, never raises)."""
+        """Queue one call decision for the next batch (never blocks, never raises); count it in the metrics."""
+        if self._metrics is not None:
+            self._metrics.call(upstream, tool, decision, outcome, latency_ms)
         if len(self._queue) >= _MAX_QUEUE:
             self._dropped += 1
             return

@@ -108,6 +108,14 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """`[metrics]`: Prometheus metrics at `GET /metrics` on the main listener (see docs/operations.md)."""
+
+    enabled: bool = True
+    """Serve `/metrics`. It needs no token: firewall it, or keep it behind the proxy."""
+
+
+@dataclass(frozen=True)
 class SlackSettings:
     """Slack approvals (see `docs/slack.md`). Enabled when the bot token and signing secret are set.
 
@@ -176,6 +184,7 @@ class Settings:
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     config_path: Path | None = None
 
@@ -223,7 +232,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 _TOP_KEYS: Final = frozenset({
     "host", "port", "public_url", "database_url", "database_pool_size", "data_dir", "upstreams", "max_body_bytes",
     "max_response_bytes", "allowed_origins", "token_cache_seconds", "approvals", "audit", "slack", "agents",
-    "sessions", "server",
+    "sessions", "server", "metrics",
 })
 
 
@@ -270,6 +279,7 @@ def settings_from_document(
         approvals=_approvals(document.get("approvals", {}), document.get("agents", {})),
         sessions=_sessions(document.get("sessions", {})),
         server=_server(document.get("server", {})),
+        metrics=_metrics(document.get("metrics", {})),
         slack=_slack(document.get("slack", {}), env),
         config_path=config_path,
     )
@@ -509,6 +519,12 @@ def _server(table: Any) -> ServerSettings:
         keepalive_timeout_seconds=_positive("server.keepalive_timeout_seconds",
                                             table.get("keepalive_timeout_seconds", defaults.keepalive_timeout_seconds)),
     )
+
+
+def _metrics(table: Any) -> MetricsSettings:
+    if not isinstance(table, dict) or set(table) - {"enabled"}:
+        raise ConfigError("[metrics] accepts only enabled = true|false")
+    return MetricsSettings(enabled=_flag("metrics.enabled", table.get("enabled", True)))
 
 
 _SLACK_SECONDS: Final = ("usergroup_cache_seconds", "retry_initial_seconds", "retry_max_seconds",

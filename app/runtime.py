@@ -28,6 +28,7 @@ from app.config import Settings
 from app.extension import Extension
 from app.gateway.intercept import Interceptor
 from app.gateway.limits import HeldLimits
+from app.metrics import Metrics
 from app.policy.engine import Decision
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
@@ -44,14 +45,20 @@ class Runtime:
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
         self.credentials = Credentials(self.db, cache_seconds=settings.token_cache_seconds)
         self.policies = PolicyReloader({u.name: u.policy for u in settings.upstreams})
-        self.audit = AuditLog(self.db, store_arguments=settings.audit_store_arguments)
+        self.metrics = Metrics() if settings.metrics.enabled else None
+        self.audit = AuditLog(self.db, store_arguments=settings.audit_store_arguments, metrics=self.metrics)
         self.notifier = notifier_for(self.db)
         self.channels = ChannelFanout([LogChannel(settings.public_url), *channels])
-        self.ledger = Ledger(self.db, self.notifier, self.channels, self.audit)
+        self.ledger = Ledger(self.db, self.notifier, self.channels, self.audit, self.metrics)
         self.queue = ApprovalQueue(self.ledger, settings.approvals)
         self.upstreams: dict[str, Upstream] = {}
         self.sessions = SessionRegistry(self.db, settings.sessions, self.upstreams)
         self.held = HeldLimits(settings.approvals.max_held_per_agent)
+        if self.metrics is not None:
+            metrics = self.metrics
+            metrics.watch_held(self.held.total)
+            self.policies.add_listener(lambda upstream, _policy: metrics.policy_reloaded(upstream, True))
+            self.policies.add_failure_listener(lambda upstream, _problem: metrics.policy_reloaded(upstream, False))
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
         self.executor = Executor(self.ledger, self.upstreams, self.sessions,
                                  lease_seconds=settings.approvals.execution_lease_seconds)

@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.approvals.channels import ChannelFanout
 from app.approvals.signals import Notifier
 from app.audit import AuditLog
+from app.metrics import Metrics
 from app.store import approvals as approval_store
-from app.store.approvals import ApprovalRow, Condition, Status
+from app.store.approvals import FINISHED, ApprovalRow, Condition, Status
 from app.store.db import Database
 
 logger = logging.getLogger("airlock.approvals")
@@ -36,6 +37,8 @@ class Change:
     conn: AsyncConnection
     audit: AuditLog
     touched: dict[str, bool] = field(default_factory=dict)
+    finished: list[tuple[str, Status]] = field(default_factory=list)
+    """(upstream, status) of each approval this transaction moved to a final status."""
 
     def touch(self, approval_id: str, *, parked: bool = False) -> None:
         """Mark `approval_id` as changed by this transaction (`parked`: it is new)."""
@@ -63,12 +66,16 @@ class Change:
         await self.audit.record_step(self.conn, event=event, approval=row, now=now, actor=actor,
                                      outcome=audit_outcome, detail=audit_detail)
         self.touch(approval_id)
+        if to in FINISHED:
+            self.finished.append((row.upstream, to))
         return row
 
 
 class Ledger:
-    def __init__(self, db: Database, notifier: Notifier, channels: ChannelFanout, audit: AuditLog) -> None:
+    def __init__(self, db: Database, notifier: Notifier, channels: ChannelFanout, audit: AuditLog,
+                 metrics: Metrics | None = None) -> None:
         self.db = db
+        self.metrics = metrics
         self.notifier = notifier
         self.channels = channels
         self.audit = audit
@@ -81,6 +88,9 @@ class Ledger:
             yield change
             for approval_id in change.touched:
                 await self.notifier.publish(conn, approval_id)
+        if self.metrics is not None:
+            for upstream, status in change.finished:  # committed: counted once, by the process that moved it
+                self.metrics.approval_finished(upstream, status)
         for approval_id in change.touched:
             self.notifier.wake(approval_id)
         if change.touched and self.channels.channels:

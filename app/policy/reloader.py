@@ -48,6 +48,8 @@ logger: Final = logging.getLogger("airlock.policy")
 
 Listener: TypeAlias = Callable[[UpstreamName, CompiledPolicy], None]
 """Called as `fn(upstream, policy)` after each successful reload."""
+FailureListener: TypeAlias = Callable[[UpstreamName, str], None]
+"""Called as `fn(upstream, problem)` when a changed file is not loaded (once per distinct content, as logged)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,7 @@ class PolicyReloader:
             raise ValueError("poll_interval must be a positive number of seconds")
         self.poll_interval = poll_interval
         self._listeners: list[Listener] = []
+        self._failure_listeners: list[FailureListener] = []
         self._running = False
         self._watched: dict[UpstreamName, _Watched] = {}
         self._current: dict[UpstreamName, CompiledPolicy] = {}
@@ -128,6 +131,10 @@ class PolicyReloader:
     def add_listener(self, fn: Listener) -> None:
         """Call `fn(upstream, policy)` after each successful reload."""
         self._listeners.append(fn)
+
+    def add_failure_listener(self, fn: FailureListener) -> None:
+        """Call `fn(upstream, problem)` when a changed file is rejected (once per distinct content)."""
+        self._failure_listeners.append(fn)
 
     def check_now(self) -> list[UpstreamName]:
         """Reload every file whose content changed and validates.
@@ -177,6 +184,11 @@ class PolicyReloader:
         if seen == watched.seen:
             return
         watched.seen = seen
+        for listener in self._failure_listeners:
+            try:
+                listener(upstream, self._problems[upstream])
+            except Exception:  # a listener's bug must not stop reloads
+                logger.exception("policy failure listener %r failed for upstream %r", listener, upstream)
         logger.error(
             "policy for upstream %r not reloaded; keeping %s in force:\n%s",
             upstream,

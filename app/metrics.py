@@ -1,0 +1,131 @@
+"""Prometheus metrics at `GET /metrics` (`[metrics] enabled`, default true), one registry per app.
+
+Instruments (labels are bounded: no argument values, approval ids or agent names):
+
+- `airlock_tool_calls_total{upstream,tool,decision,outcome}`: every `tools/call` decision, counted
+  where it is audited (`AuditLog.record_call`), so each decision once. `tool` is the name the agent
+  sent: after `MAX_TOOLS` distinct names (all upstreams together) further ones count as `other`.
+  `outcome` is folded to a fixed vocabulary (`error -32602` → `error`, `HTTP 502` → `http`, an
+  unknown wording → `other`).
+- `airlock_request_seconds{upstream,decision}`: the time from the request's arrival to its
+  decision's audit entry, upstream time included (a forwarded call: until the answer was relayed;
+  a parked call: until it was parked, not the human's wait). The gateway's own share is not
+  separated from the upstream's here.
+- `airlock_approvals_total{upstream,status}`: approvals reaching a final status, counted after the
+  transaction that moved them committed, by the process that moved them.
+- `airlock_approvals_pending`: pending approvals in the database (all replicas), one COUNT per scrape.
+- `airlock_held_requests`: requests this process holds open for approval.
+- `airlock_policy_reloads_total{upstream,result}`: policy file reloads, `ok` or `failed` (a broken
+  file is counted once per distinct content, as it is logged).
+
+A per-app `CollectorRegistry`, not the global one: tests build many apps in one process. The
+hot path is one dictionary lookup and two pre-resolved label children per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.store.db import Database
+from app.store.models import approvals
+
+MAX_TOOLS: Final = 500
+_MAX_TOOL_LENGTH: Final = 128
+_OUTCOMES: Final = frozenset({
+    "ok", "tool error", "refused", "parked", "attached", "replayed", "upstream unreachable", "result too large",
+    "too many held", "too many pending", "client disconnected",
+})
+_LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                           60.0, 300.0)
+
+
+def outcome_label(decision: str, outcome: str | None) -> str:
+    """An audit outcome folded to a bounded vocabulary."""
+    if decision == "invalid":
+        return "invalid"  # the outcome is the parse error's text
+    if outcome is None:
+        return "none"
+    if outcome in _OUTCOMES:
+        return outcome
+    if outcome.startswith("continues "):
+        return "continues"
+    if outcome.startswith("error "):
+        return "error"
+    if outcome.startswith("HTTP "):
+        return "http"
+    return "other"
+
+
+class Metrics:
+    """The instruments of one Airlock app, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._calls = Counter("airlock_tool_calls", "tools/call decisions, by upstream, tool, decision and outcome",
+                              ["upstream", "tool", "decision", "outcome"], registry=self.registry)
+        self._seconds = Histogram("airlock_request_seconds",
+                                  "Seconds from a tools/call's arrival to its decision's audit entry "
+                                  "(upstream time included; a parked call until it was parked)",
+                                  ["upstream", "decision"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self._approvals = Counter("airlock_approvals", "Approvals that reached a final status",
+                                  ["upstream", "status"], registry=self.registry)
+        self._reloads = Counter("airlock_policy_reloads", "Policy file reloads, ok or failed",
+                                ["upstream", "result"], registry=self.registry)
+        self._pending = Gauge("airlock_approvals_pending", "Pending approvals in the database (all replicas)",
+                              registry=self.registry)
+        self._held = Gauge("airlock_held_requests", "Requests this process holds open for approval",
+                           registry=self.registry)
+        self._children: dict[tuple[str, str, str, str | None], tuple[Counter, Histogram]] = {}
+        self._tools: set[str] = set()
+
+    def call(self, upstream: str, tool: str, decision: str, outcome: str | None, latency_ms: float | None) -> None:
+        """Count one audited call decision (never raises for odd values)."""
+        key = (upstream, tool, decision, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = self._resolve(key)
+        children[0].inc()
+        if latency_ms is not None:
+            children[1].observe(latency_ms / 1000)
+
+    def _resolve(self, key: tuple[str, str, str, str | None]) -> tuple[Counter, Histogram]:
+        upstream, tool, decision, outcome = key
+        tool_label = tool[:_MAX_TOOL_LENGTH]
+        if tool_label not in self._tools:
+            if len(self._tools) >= MAX_TOOLS:
+                tool_label = "other"
+            else:
+                self._tools.add(tool_label)
+        children = (self._calls.labels(upstream, tool_label, decision, outcome_label(decision, outcome)),
+                    self._seconds.labels(upstream, decision))
+        if tool_label == tool and (outcome is None or outcome in _OUTCOMES):
+            self._children[key] = children  # only bounded keys: free text (a long name, an error) is not cached
+        return children
+
+    def approval_finished(self, upstream: str, status: str) -> None:
+        self._approvals.labels(upstream, status).inc()
+
+    def policy_reloaded(self, upstream: str, ok: bool) -> None:
+        self._reloads.labels(upstream, "ok" if ok else "failed").inc()
+
+    def watch_held(self, total: Callable[[], int]) -> None:
+        """Read `airlock_held_requests` from `total()` at each scrape."""
+        self._held.set_function(lambda: float(total()))
+
+    def route(self, db: Database) -> Callable[[Request], Awaitable[Response]]:
+        """The `/metrics` handler: counts pending approvals (one COUNT), then renders the registry."""
+
+        async def metrics(_request: Request) -> Response:
+            async with db.read() as conn:
+                pending = (await conn.execute(
+                    select(func.count()).select_from(approvals).where(approvals.c.status == "pending"))).scalar_one()
+            self._pending.set(pending)
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        return metrics

@@ -1,0 +1,116 @@
+"""Prometheus metrics at `/metrics`: the counters move by exactly the calls made, with bounded labels.
+
+Provenance: Airlock-defined (issue 16, item 2): a real Airlock on loopback driven by the official
+`mcp` client, scraped over HTTP and parsed with `prometheus_client`'s own parser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.demo.upstream import DemoMarket
+from app.metrics import MAX_TOOLS, Metrics
+from tests.conftest import StartAirlock
+from tests.harness import DEFAULT_POLICY, UPSTREAM, AirlockUnderTest, new_task
+from tests.net import wait_for
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+async def scrape(airlock: AirlockUnderTest) -> Samples:
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(f"{airlock.url}/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return parse(response.text)
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def calls(samples: Samples, tool: str, decision: str, outcome: str) -> float:
+    return value(samples, "airlock_tool_calls_total", upstream=UPSTREAM, tool=tool, decision=decision,
+                 outcome=outcome)
+
+
+async def test_the_counters_move_by_exactly_the_calls_made(airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    before = await scrape(airlock)
+    task = new_task(market)
+    async with airlock.client() as client:
+        for _ in range(2):
+            assert not (await client.call_tool("em_get_task", {"task_id": task.id})).is_error
+        held = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "duplicate"}))
+        approval = await airlock.wait_pending()
+        during = await scrape(airlock)
+        assert (await airlock.decide(approval["id"], "approve")).status_code == 200
+        async with asyncio.timeout(10):
+            assert not (await held).is_error
+    async with airlock.client("intern-bot") as client:
+        denied = await client.call_tool("em_publish_task", {"title": "t", "description": "d", "bounty_usd": 5})
+        assert denied.is_error
+    await airlock.wait_status(approval["id"], "completed")
+    await wait_for(lambda: airlock.runtime.held.total() == 0)
+    after = await scrape(airlock)
+
+    assert value(during, "airlock_approvals_pending") == 1
+    assert value(during, "airlock_held_requests") == 1
+    assert value(after, "airlock_approvals_pending") == 0
+    assert value(after, "airlock_held_requests") == 0
+    moved = {key: after[key] - before.get(key, 0.0) for key in after
+             if key[0].endswith("_total") and after[key] != before.get(key, 0.0)}
+    assert moved == {
+        ("airlock_tool_calls_total", frozenset({("upstream", UPSTREAM), ("tool", "em_get_task"),
+                                                ("decision", "allow"), ("outcome", "ok")})): 2,
+        ("airlock_tool_calls_total", frozenset({("upstream", UPSTREAM), ("tool", "em_publish_task"),
+                                                ("decision", "deny"), ("outcome", "refused")})): 1,
+        ("airlock_tool_calls_total", frozenset({("upstream", UPSTREAM), ("tool", "em_cancel_task"),
+                                                ("decision", "approve"), ("outcome", "parked")})): 1,
+        ("airlock_approvals_total", frozenset({("upstream", UPSTREAM), ("status", "completed")})): 1,
+    }
+    assert calls(after, "em_get_task", "allow", "ok") == 2
+    count = value(after, "airlock_request_seconds_count", upstream=UPSTREAM, decision="allow")
+    assert count - value(before, "airlock_request_seconds_count", upstream=UPSTREAM, decision="allow") == 2
+    assert value(after, "airlock_request_seconds_sum", upstream=UPSTREAM, decision="allow") > 0
+
+
+async def test_policy_reloads_are_counted_ok_and_failed(airlock: AirlockUnderTest) -> None:
+    airlock.set_policy({**DEFAULT_POLICY, "hide": []})
+    airlock.set_policy({"version": "1", "rules": [{"tool": "x", "acton": "allow"}]})
+    airlock.runtime.policies.check_now()  # the same broken content again: logged and counted once
+    samples = await scrape(airlock)
+    assert value(samples, "airlock_policy_reloads_total", upstream=UPSTREAM, result="ok") == 1
+    assert value(samples, "airlock_policy_reloads_total", upstream=UPSTREAM, result="failed") == 1
+
+
+async def test_metrics_can_be_turned_off(start_airlock: StartAirlock) -> None:
+    airlock = await start_airlock(metrics={"enabled": False})
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(f"{airlock.url}/metrics")
+    assert response.status_code == 404
+    assert airlock.runtime.metrics is None
+
+
+def test_labels_stay_bounded_whatever_the_agent_sends() -> None:
+    metrics = Metrics()
+    for index in range(MAX_TOOLS + 100):
+        metrics.call("market", f"tool-{index}", "deny", "refused", 1.0)
+    metrics.call("market", "x", "invalid", "Invalid params: 'arguments' must be an object", None)
+    metrics.call("market", "em_get_task", "allow", "error -32602", 2.0)
+    metrics.call("market", "em_cancel_task", "approve", "continues 01JABCDEF", 3.0)
+    families = {family.name: family for family in text_string_to_metric_families(
+        generate_latest(metrics.registry).decode())}
+    samples = [s for s in families["airlock_tool_calls"].samples if s.name == "airlock_tool_calls_total"]
+    tools = {s.labels["tool"] for s in samples}
+    assert len(tools) == MAX_TOOLS + 1 and "other" in tools
+    assert sum(s.value for s in samples if s.labels["tool"] == "other") == 100 + 3  # the cap was reached first
+    assert {s.labels["outcome"] for s in samples} == {"refused", "invalid", "error", "continues"}
