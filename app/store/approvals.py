@@ -330,10 +330,12 @@ async def prune_finished(conn: AsyncConnection, finished_before: float, limit: i
     Never an open one, nor one a stream or a continuing approval still references (those go once
     their stream is purged, or their successor pruned). The caller passes a time already past
     `result_retention_seconds`. The DELETE repeats the conditions, so a row referenced since the
-    SELECT stays; deleting the same rows twice (two replicas) deletes nothing the second time.
+    SELECT stays; replicas skip rows another one is deleting (SKIP LOCKED on PostgreSQL), and rows
+    already gone are simply not found.
     """
     ids = (await conn.execute(select(approvals.c.id).where(_prunable(finished_before))
-                              .order_by(approvals.c.updated_at).limit(limit))).scalars().all()
+                              .order_by(approvals.c.updated_at).limit(limit)
+                              .with_for_update(skip_locked=True))).scalars().all()
     if not ids:
         return 0
     await conn.execute(delete(slack_outbox).where(slack_outbox.c.approval_id.in_(ids)))

@@ -77,8 +77,11 @@ async def page(conn: AsyncConnection, *, after: tuple[float, int] | None = None,
 
 async def prune(conn: AsyncConnection, before: float, limit: int) -> int:
     """Delete up to `limit` of the oldest entries recorded before `before`; returns how many went."""
+    # SKIP LOCKED (PostgreSQL; SQLite has one writer anyway): replicas pruning at once share the
+    # work instead of queueing on each other's rows.
     ids = (await conn.execute(select(audit_log.c.id).where(audit_log.c.at < before)
-                              .order_by(audit_log.c.id).limit(limit))).scalars().all()
+                              .order_by(audit_log.c.at).limit(limit)
+                              .with_for_update(skip_locked=True))).scalars().all()
     if not ids:
         return 0
     result = await conn.execute(delete(audit_log).where(audit_log.c.id.in_(ids)))
