@@ -741,7 +741,7 @@ approvals.command("reject")(_decide_command("reject"))
 # --------------------------------------------------------------------------- audit
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @CONFIG_OPTION
 @click.option("--agent", default=None, help="Only entries of this agent.")
 @click.option("--tool", default=None, help="Only entries of this tool.")
@@ -753,12 +753,21 @@ approvals.command("reject")(_decide_command("reject"))
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="At most this many entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.pass_context
 @_friendly
-def audit(config_path: Path | None, agent: str | None, tool: str | None, upstream: str | None,
+def audit(ctx: click.Context, config_path: Path | None, agent: str | None, tool: str | None, upstream: str | None,
           decision: str | None, event: str | None, approval_id: str | None, since: str | None, limit: int,
           as_json: bool) -> None:
-    """List audit entries, newest first: every call decision and every approval step."""
+    """List audit entries, newest first: every call decision and every approval step.
+
+    `airlock audit export` writes them all as JSON Lines, oldest first (for a SIEM, before
+    `[audit] retention_days` prunes them).
+    """
     from app.store import audit as audit_store
+
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = config_path
+        return
 
     since_ts = _since(since)
 
@@ -779,6 +788,76 @@ def audit(config_path: Path | None, agent: str | None, tool: str | None, upstrea
                f"{'LATENCY':>8}  DETAIL")
     for row in rows:
         click.echo(_audit_line(row))
+
+
+_EXPORT_PAGE: Final = 500
+
+
+@audit.command("export")
+@CONFIG_OPTION
+@click.option("--since", default=None, help="Only entries at or after this ISO time (UTC unless it names a zone).")
+@click.option("--before", default=None, help="Only entries before this ISO time (UTC unless it names a zone).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file (replaced) instead of stdout.")
+@click.pass_context
+@_friendly
+def audit_export(ctx: click.Context, config_path: Path | None, since: str | None, before: str | None,
+                 output: Path | None) -> None:
+    """Export audit entries as JSON Lines, oldest first: one object per entry, every field, times in UTC.
+
+    Reads in pages, so any number of entries streams through. Run it from cron before
+    `[audit] retention_days` prunes what it has not shipped yet.
+    """
+    from app.store import audit as audit_store
+
+    config_path = config_path or ctx.obj
+    since_ts, before_ts = _iso_option("--since", since), _iso_option("--before", before)
+    try:
+        out = click.open_file(str(output), "w", encoding="utf-8", atomic=True) if output else sys.stdout
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+    async def export() -> int:
+        written, after = 0, None
+        async with _database(config_path) as db:
+            while True:
+                async with db.read() as conn:
+                    rows = await audit_store.page(conn, after=after, since=since_ts, before=before_ts,
+                                                  limit=_EXPORT_PAGE)
+                try:
+                    out.write("".join(json.dumps(_export_json(row)) + "\n" for row in rows))
+                except OSError as exc:
+                    raise ConfigError(f"cannot write {output or 'stdout'}: {exc.strerror or exc}") from None
+                written += len(rows)
+                if len(rows) < _EXPORT_PAGE:
+                    return written
+                after = (rows[-1].at, rows[-1].id)
+
+    if output:
+        with out:
+            _run(export())
+    else:
+        _run(export())
+        out.flush()
+
+
+def _export_json(row: Any) -> dict[str, Any]:
+    """One audit entry for `audit export`: every column, its time as UTC ISO 8601 with `Z`."""
+    body = {k: getattr(row, k) for k in row.__slots__}
+    body["at"] = datetime.fromtimestamp(row.at, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return body
+
+
+def _iso_option(name: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{name} {value!r} is not an ISO time such as 2026-01-31T00:00:00Z") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
 
 
 def _audit_line(row: Any) -> str:

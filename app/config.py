@@ -69,6 +69,10 @@ class ApprovalSettings:
     """How long an outcome not yet delivered waits for the agent's identical retry."""
     stream_retention_seconds: float = 86400.0
     """How long a held stream and its stored events stay resumable after its hold ended; then purged."""
+    retention_days: float = 90.0
+    """How long a finished approval is kept (then pruned, with its Slack outbox row); 0 keeps them forever.
+    An outcome still within `result_retention_seconds`, or still referenced by a stream or a
+    continuation, is never pruned."""
     agent_hold_seconds: Mapping[str, float] = field(default_factory=dict)
     """Per-agent hold budgets, for clients known to wait longer (e.g. the Python SDK)."""
 
@@ -180,6 +184,8 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     token_cache_seconds: float = 5.0
     audit_store_arguments: bool = False
+    audit_retention_days: float = 90.0
+    """How long audit entries are kept (then pruned by the sweeper); 0 keeps them forever."""
     secret_key: str = ""
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
@@ -275,6 +281,7 @@ def settings_from_document(
                                           env.get("AIRLOCK_TOKEN_CACHE_SECONDS")
                                           or _get(document, "token_cache_seconds", (int, float), 5.0)),
         audit_store_arguments=_audit(document),
+        audit_retention_days=_audit_retention_days(document),
         secret_key=_secret_key(env, data_dir),
         approvals=_approvals(document.get("approvals", {}), document.get("agents", {})),
         sessions=_sessions(document.get("sessions", {})),
@@ -444,17 +451,30 @@ def _expand(value: str, env: Mapping[str, str], where: str) -> str:
 
 def _audit(document: Mapping[str, Any]) -> bool:
     audit = document.get("audit", {})
-    if not isinstance(audit, dict) or set(audit) - {"store_arguments"}:
-        raise ConfigError("[audit] accepts only store_arguments = true|false")
+    if not isinstance(audit, dict) or set(audit) - {"store_arguments", "retention_days"}:
+        raise ConfigError("[audit] accepts only store_arguments = true|false and retention_days = <days>")
     return bool(_get(audit, "store_arguments", bool, False))
+
+
+def _audit_retention_days(document: Mapping[str, Any]) -> float:
+    return _days("audit.retention_days", document.get("audit", {}).get("retention_days", 90))
+
+
+def _days(name: str, value: Any) -> float:
+    """A finite, non-negative number of days (0: keep forever)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a number of days, 0 or more (0 keeps forever), not {value!r}")
+    return float(value)
 
 
 _APPROVAL_KEYS: Final = {
     "hold_seconds", "timeout_seconds", "max_pending_per_agent", "cancel_grace_seconds",
     "progress_interval_seconds", "keepalive_seconds", "sse_retry_ms", "execution_lease_seconds",
     "safety_poll_seconds", "result_retention_seconds", "stream_retention_seconds", "max_held_per_agent",
+    "retention_days",
 }
 _APPROVAL_COUNTS: Final = frozenset({"max_pending_per_agent", "sse_retry_ms", "max_held_per_agent"})
+_APPROVAL_DAYS: Final = frozenset({"retention_days"})
 
 
 def _approvals(table: Any, agents: Any) -> ApprovalSettings:
@@ -465,7 +485,7 @@ def _approvals(table: Any, agents: Any) -> ApprovalSettings:
         raise ConfigError(f"[approvals] has an unknown setting {unknown[0]!r}")
     defaults = ApprovalSettings()
     seconds = {key: _positive(f"approvals.{key}", table.get(key, getattr(defaults, key)))
-               for key in _APPROVAL_KEYS - _APPROVAL_COUNTS}
+               for key in _APPROVAL_KEYS - _APPROVAL_COUNTS - _APPROVAL_DAYS}
     max_pending = _positive_int("approvals.max_pending_per_agent",
                                 table.get("max_pending_per_agent", defaults.max_pending_per_agent))
     return ApprovalSettings(
@@ -474,6 +494,7 @@ def _approvals(table: Any, agents: Any) -> ApprovalSettings:
                                          table.get("max_held_per_agent", 2 * max_pending)),
         sse_retry_ms=_positive_int("approvals.sse_retry_ms", table.get("sse_retry_ms", defaults.sse_retry_ms)),
         agent_hold_seconds=_agent_holds(agents),
+        retention_days=_days("approvals.retention_days", table.get("retention_days", defaults.retention_days)),
         **seconds,
     )
 

@@ -62,7 +62,8 @@ class Runtime:
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
         self.executor = Executor(self.ledger, self.upstreams, self.sessions,
                                  lease_seconds=settings.approvals.execution_lease_seconds)
-        self.sweeper = Sweeper(self.ledger, self.queue, self.executor, settings.approvals)
+        self.sweeper = Sweeper(self.ledger, self.queue, self.executor, settings.approvals,
+                               audit_retention_days=settings.audit_retention_days)
         self._http: aiohttp.ClientSession | None = None
         self._started = False
         self.extensions = self._build_extensions()

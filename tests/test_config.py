@@ -320,7 +320,7 @@ def test_the_example_config_names_every_setting_config_py_accepts() -> None:
     assert set(document["slack"]) == config._SLACK_KEYS
     assert set(document["sessions"]) == {f.name for f in dataclasses.fields(SessionSettings)}
     assert set(document["server"]) == {f.name for f in dataclasses.fields(ServerSettings)}
-    assert set(document["audit"]) == {"store_arguments"}
+    assert set(document["audit"]) == {"store_arguments", "retention_days"}
     assert [set(agent) for agent in document["agents"].values()] == [{"hold_seconds"}]
     [upstream_table] = document["upstreams"]
     assert set(upstream_table) == {f.name for f in dataclasses.fields(UpstreamSettings)}
@@ -336,7 +336,7 @@ def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) 
     slack_timings = [f.name for f in dataclasses.fields(SlackSettings) if f.name.endswith("_seconds")] + ["api_url"]
     assert {k: getattr(loaded.slack, k) for k in slack_timings} == {k: getattr(SlackSettings(), k) for k in slack_timings}
     for name in ("host", "port", "database_pool_size", "max_body_bytes", "max_response_bytes", "token_cache_seconds",
-                 "audit_store_arguments"):
+                 "audit_store_arguments", "audit_retention_days"):
         assert getattr(loaded, name) == getattr(defaults, name), name
     assert loaded.database_url == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'airlock.db'}"
     [market] = loaded.upstreams

@@ -12,7 +12,9 @@ Each pass:
 4. re-reads recently changed approvals and wakes local waiters, in case a signal was missed (the
    only cross-process wake-up on SQLite, e.g. after `airlock approvals approve` in a terminal);
 5. about once a minute, purges expired rate-limit windows and held streams (with their stored
-   events) whose hold ended more than `stream_retention_seconds` ago, in bounded batches.
+   events) whose hold ended more than `stream_retention_seconds` ago, then audit entries older than
+   `[audit] retention_days` and finished approvals older than `[approvals] retention_days` (see
+   `prune`), all in bounded batches.
    Sessions are purged by their own janitor (`app/sessions.py`).
 
 Every step is a compare-and-set through the same store functions the request paths use, so two
@@ -24,13 +26,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
 from app.approvals.queue import ApprovalQueue
 from app.config import ApprovalSettings
 from app.store import approvals as approval_store
+from app.store import audit as audit_store
 from app.store import ratelimit as rate_store
 from app.store import streams as stream_store
 
@@ -42,14 +49,23 @@ _POLL_OVERLAP: Final = 2.0
 """The safety poll re-reads this many seconds before its last pass (commits land out of order)."""
 _PURGE_BATCH: Final = 500
 _PURGE_BATCHES: Final = 20
+_DAY: Final = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    audit_entries: int
+    approvals: int
 
 
 class Sweeper:
-    def __init__(self, ledger: Ledger, queue: ApprovalQueue, executor: Executor, settings: ApprovalSettings) -> None:
+    def __init__(self, ledger: Ledger, queue: ApprovalQueue, executor: Executor, settings: ApprovalSettings,
+                 *, audit_retention_days: float = 90.0) -> None:
         self._ledger = ledger
         self._queue = queue
         self._executor = executor
         self._settings = settings
+        self._audit_retention_days = audit_retention_days
         self._kick = asyncio.Event()
         self._seen: dict[str, float] = {}
         self._last_poll = time.time()
@@ -138,6 +154,7 @@ class Sweeper:
             return
         self._last_purge = now
         await self.purge(now)
+        await self.prune(now)
 
     async def purge(self, now: float) -> int:
         """Delete what outlived its retention at `now`; returns how many streams went.
@@ -156,3 +173,32 @@ class Sweeper:
             if batch < _PURGE_BATCH:
                 break
         return purged
+
+    async def prune(self, now: float) -> Pruned:
+        """Delete audit entries and finished approvals that outlived their retention at `now`.
+
+        Same bounds as `purge`: each kind goes in batches of `_PURGE_BATCH` rows, one transaction
+        each, at most `_PURGE_BATCHES` batches a pass. A retention of 0 days keeps everything. An
+        approval is kept at least `result_retention_seconds` (its outcome may still be replayed or
+        continued), and while a stream or a continuing approval references it.
+        """
+        audit_entries = approvals = 0
+        if self._audit_retention_days > 0:
+            audit_entries = await self._in_batches(audit_store.prune, now - self._audit_retention_days * _DAY)
+        if self._settings.retention_days > 0:
+            kept = max(self._settings.retention_days * _DAY, self._settings.result_retention_seconds)
+            approvals = await self._in_batches(approval_store.prune_finished, now - kept)
+        if audit_entries or approvals:
+            logger.info("pruned %d audit entries and %d finished approvals past their retention",
+                        audit_entries, approvals)
+        return Pruned(audit_entries, approvals)
+
+    async def _in_batches(self, prune: Callable[[AsyncConnection, float, int], Awaitable[int]], before: float) -> int:
+        pruned = 0
+        for _ in range(_PURGE_BATCHES):
+            async with self._ledger.db.write() as conn:
+                batch = await prune(conn, before, _PURGE_BATCH)
+            pruned += batch
+            if batch < _PURGE_BATCH:
+                break
+        return pruned

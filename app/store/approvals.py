@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final, Literal
 
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import Row, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import approvals
+from app.store.models import approvals, slack_outbox, streams
 
 Status = Literal["pending", "approved", "executing", "completed", "failed", "outcome_unknown",
                  "rejected", "expired", "withdrawn"]
@@ -313,3 +313,31 @@ async def search(conn: AsyncConnection, *, statuses: Sequence[str] = (), agent: 
         query = query.where(approvals.c.created_at < until)
     order = approvals.c.created_at.desc() if newest_first else approvals.c.created_at.asc()
     return [_row(r) for r in await conn.execute(query.order_by(order).limit(limit))]
+
+
+def _prunable(finished_before: float) -> Condition:
+    """Finished before `finished_before`, and referenced by no stream and no continuation."""
+    successor = approvals.alias("successor")
+    return and_(approvals.c.status.in_(FINISHED), approvals.c.updated_at < finished_before,
+                ~select(streams.c.id).where(streams.c.approval_id == approvals.c.id).exists(),
+                ~select(successor.c.id).where(successor.c.continues == approvals.c.id).exists())
+
+
+async def prune_finished(conn: AsyncConnection, finished_before: float, limit: int) -> int:
+    """Delete up to `limit` finished approvals last changed before `finished_before`, with their Slack
+    outbox rows; returns how many went.
+
+    Never an open one, nor one a stream or a continuing approval still references (those go once
+    their stream is purged, or their successor pruned). The caller passes a time already past
+    `result_retention_seconds`. The DELETE repeats the conditions, so a row referenced since the
+    SELECT stays; replicas skip rows another one is deleting (SKIP LOCKED on PostgreSQL), and rows
+    already gone are simply not found.
+    """
+    ids = (await conn.execute(select(approvals.c.id).where(_prunable(finished_before))
+                              .order_by(approvals.c.updated_at).limit(limit)
+                              .with_for_update(skip_locked=True))).scalars().all()
+    if not ids:
+        return 0
+    await conn.execute(delete(slack_outbox).where(slack_outbox.c.approval_id.in_(ids)))
+    result = await conn.execute(delete(approvals).where(approvals.c.id.in_(ids), _prunable(finished_before)))
+    return int(result.rowcount or 0)
