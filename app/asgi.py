@@ -45,10 +45,13 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
             yield
 
     async def health(_request: Request) -> JSONResponse:
-        return JSONResponse({
-            "status": "ok", "version": __version__,
-            "policies": {name: runtime.policies.current(name).version for name in runtime.upstreams},
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "policies": {name: runtime.policies.current(name).version for name in runtime.upstreams},
+            }
+        )
 
     async def policy_schema(_request: Request) -> JSONResponse:
         return JSONResponse(POLICY_SCHEMA, media_type="application/schema+json")
@@ -65,8 +68,11 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         *(route for extension in runtime.extensions for route in extension.routes()),
     ]
     request_timeout = settings.server.request_timeout_seconds
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(RequestTimeout, seconds=request_timeout), Middleware(FailClosed)])
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(RequestTimeout, seconds=request_timeout), Middleware(FailClosed)],
+    )
     app.state.runtime = runtime
     return McpFirst(RequestTimeout(FailClosed(McpEndpoint(runtime)), request_timeout), app)
 
@@ -86,7 +92,7 @@ class McpFirst:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/mcp/"):
-            upstream = scope["path"][len("/mcp/"):]
+            upstream = scope["path"][len("/mcp/") :]
             if upstream and "/" not in upstream:
                 scope["path_params"] = {"upstream": upstream}
                 await self._mcp(scope, receive, send)

@@ -18,6 +18,7 @@ what may be sensitive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -37,8 +38,10 @@ _BATCH_SIZE: Final = 200
 _FLUSH_SECONDS: Final = 0.2
 _MAX_QUEUE: Final = 100_000
 _COLUMN_LENGTHS: Final[dict[str, int]] = {
-    column.name: length for column in audit_log.columns
-    if isinstance(length := getattr(column.type, "length", None), int)}
+    column.name: length
+    for column in audit_log.columns
+    if isinstance(length := getattr(column.type, "length", None), int)
+}
 
 
 def _fit(entry: dict[str, Any]) -> dict[str, Any]:
@@ -77,9 +80,21 @@ class AuditLog:
             "arguments": canonical_json(arguments) if self._store_arguments else None,
         }
 
-    def record_call(self, *, agent: str, upstream: str, tool: str, decision: str, rule: str | None,
-                    policy_version: str | None, latency_ms: float | None, outcome: str | None,
-                    arguments: Any, approval_id: str | None = None, detail: str | None = None) -> None:
+    def record_call(
+        self,
+        *,
+        agent: str,
+        upstream: str,
+        tool: str,
+        decision: str,
+        rule: str | None,
+        policy_version: str | None,
+        latency_ms: float | None,
+        outcome: str | None,
+        arguments: Any,
+        approval_id: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         """Queue one call decision for the next batch (never blocks, never raises); count it in the metrics."""
         if self._metrics is not None:
             self._metrics.call(upstream, tool, decision, outcome, latency_ms)
@@ -87,27 +102,64 @@ class AuditLog:
             self._dropped += 1
             return
         # The arguments object is kept as parsed (nothing mutates it); the writer describes it.
-        self._queue.append({
-            "at": time.time(), "event": "call", "agent": agent, "upstream": upstream, "tool": tool,
-            "decision": decision, "rule": rule, "policy_version": policy_version, "latency_ms": latency_ms,
-            "outcome": outcome, "approval_id": approval_id, "actor": None, "detail": detail,
-            "arguments": arguments,
-        })
+        self._queue.append(
+            {
+                "at": time.time(),
+                "event": "call",
+                "agent": agent,
+                "upstream": upstream,
+                "tool": tool,
+                "decision": decision,
+                "rule": rule,
+                "policy_version": policy_version,
+                "latency_ms": latency_ms,
+                "outcome": outcome,
+                "approval_id": approval_id,
+                "actor": None,
+                "detail": detail,
+                "arguments": arguments,
+            }
+        )
         if len(self._queue) >= _BATCH_SIZE:
             self._wake.set()
 
-    async def record_step(self, conn: AsyncConnection, *, event: str, approval: Any, now: float,
-                          actor: str | None = None, outcome: str | None = None, detail: str | None = None) -> None:
+    async def record_step(
+        self,
+        conn: AsyncConnection,
+        *,
+        event: str,
+        approval: Any,
+        now: float,
+        actor: str | None = None,
+        outcome: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         """Write one approval step inside the caller's transaction."""
-        await audit_store.insert_many(conn, [_fit({
-            "at": now, "event": event, "agent": approval.agent, "upstream": approval.upstream,
-            "tool": approval.tool, "decision": "approve", "rule": approval.policy_rule,
-            "policy_version": approval.policy_version, "latency_ms": None, "outcome": outcome,
-            "argument_keys": json.dumps(sorted(json.loads(approval.arguments))),
-            "args_hash": approval.args_hash,
-            "arguments": approval.arguments if self._store_arguments else None,
-            "approval_id": approval.id, "actor": actor, "detail": detail,
-        })])
+        await audit_store.insert_many(
+            conn,
+            [
+                _fit(
+                    {
+                        "at": now,
+                        "event": event,
+                        "agent": approval.agent,
+                        "upstream": approval.upstream,
+                        "tool": approval.tool,
+                        "decision": "approve",
+                        "rule": approval.policy_rule,
+                        "policy_version": approval.policy_version,
+                        "latency_ms": None,
+                        "outcome": outcome,
+                        "argument_keys": json.dumps(sorted(json.loads(approval.arguments))),
+                        "args_hash": approval.args_hash,
+                        "arguments": approval.arguments if self._store_arguments else None,
+                        "approval_id": approval.id,
+                        "actor": actor,
+                        "detail": detail,
+                    }
+                )
+            ],
+        )
 
     async def flush(self) -> None:
         """Write everything queued so far; when it returns, every entry recorded before is committed."""
@@ -132,10 +184,8 @@ class AuditLog:
     async def run(self) -> None:
         """Write queued entries in batches until cancelled (the owner calls `flush()` after that)."""
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=_FLUSH_SECONDS)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.flush()

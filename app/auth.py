@@ -109,9 +109,11 @@ async def check_spelling(conn: AsyncConnection, name: str) -> None:
     key = identity_key(name)
     for existing in sorted(await token_store.identity_names(conn)):
         if existing != name and identity_key(existing) == key:
-            raise NameCollision(f"{reveal(name, line=True)!r} is the same identity as the existing name "
-                                f"{reveal(existing, line=True)!r} (names are compared ignoring case and "
-                                "Unicode compatibility forms); use that spelling")
+            raise NameCollision(
+                f"{reveal(name, line=True)!r} is the same identity as the existing name "
+                f"{reveal(existing, line=True)!r} (names are compared ignoring case and "
+                "Unicode compatibility forms); use that spelling"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +141,11 @@ class IssuedToken:
 class Credentials:
     """Issues and verifies tokens against the database, with the agent-token cache described above."""
 
-    def __init__(self, db: Database, *, cache_seconds: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, db: Database, *, cache_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         """Args:
-            clock: monotonic seconds; tests pass a virtual clock.
+        clock: monotonic seconds; tests pass a virtual clock.
         """
         self._db = db
         self._cache_seconds = cache_seconds
@@ -226,8 +229,12 @@ class Credentials:
             return True
         self._misses_refused += 1
         if self._misses_refused == 1 or self._misses_refused % 1000 == 0:
-            logger.warning("unknown-token lookups over %d/s: %d answered 'try again' without a database read "
-                           "(someone may be guessing tokens)", _MISS_RATE, self._misses_refused)
+            logger.warning(
+                "unknown-token lookups over %d/s: %d answered 'try again' without a database read "
+                "(someone may be guessing tokens)",
+                _MISS_RATE,
+                self._misses_refused,
+            )
         return False
 
     async def _read_agent(self, digest: str) -> str | None:
@@ -245,8 +252,13 @@ class Credentials:
         async with self._db.write() as conn:
             await check_spelling(conn, agent)
             token_id = await token_store.insert_agent_token(
-                conn, agent=agent, token_hash=token_hash(token), prefix=token[: len(AGENT_TOKEN_PREFIX) + 4],
-                label=label, now=time.time())
+                conn,
+                agent=agent,
+                token_hash=token_hash(token),
+                prefix=token[: len(AGENT_TOKEN_PREFIX) + 4],
+                label=label,
+                now=time.time(),
+            )
         self._unknown.pop(token_hash(token), None)  # cannot be there (see the module docstring); cheap to be sure
         return IssuedToken(token_id, agent, token)
 
@@ -263,7 +275,8 @@ class Credentials:
         async with self._db.write() as conn:
             await check_spelling(conn, name)
             reviewer_id = await token_store.insert_reviewer(
-                conn, name=name, token_hash=token_hash(token), slack_user_id=slack_user_id, now=time.time())
+                conn, name=name, token_hash=token_hash(token), slack_user_id=slack_user_id, now=time.time()
+            )
         return IssuedToken(reviewer_id, name, token)
 
     async def rotate_reviewer_token(self, name: str) -> IssuedToken | None:

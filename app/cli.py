@@ -34,9 +34,14 @@ from app.store.approvals import ALL_STATUSES
 
 T = TypeVar("T")
 
-CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                             default=None, envvar="AIRLOCK_CONFIG",
-                             help="Configuration file (default: ./airlock.toml).")
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="AIRLOCK_CONFIG",
+    help="Configuration file (default: ./airlock.toml).",
+)
 
 
 def _fail(message: str) -> None:
@@ -91,8 +96,9 @@ class _CommaChoice(click.Choice[str]):
     """A comma-separated list of choices (`pending,approved`), each checked: `bogus` is a usage error."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        return ",".join(str(super(_CommaChoice, self).convert(part, param, ctx))
-                        for part in str(value).split(",") if part)
+        return ",".join(
+            str(super(_CommaChoice, self).convert(part, param, ctx)) for part in str(value).split(",") if part
+        )
 
 
 STATUS_CHOICE: Final = _CommaChoice(["all", *ALL_STATUSES])
@@ -100,8 +106,12 @@ STATUS_CHOICE: Final = _CommaChoice(["all", *ALL_STATUSES])
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="airlock")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Also show the libraries' informational log lines (Alembic, httpx…) and Airlock's debug lines.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also show the libraries' informational log lines (Alembic, httpx…) and Airlock's debug lines.",
+)
 def main(verbose: bool) -> None:
     """Airlock: an MCP gateway that checks every tool call against a policy and holds the
     destructive ones for a human's approval.
@@ -124,9 +134,10 @@ def _migrate(settings: Any) -> None:
 
     try:
         upgrade(settings.database_url)
-    except Exception as exc:  # noqa: BLE001 - reported in one line: the database is unreachable or broken
-        raise ConfigError(f"cannot migrate the database at {_safe_url(settings.database_url)}: "
-                          f"{_database_problem(exc)}") from None
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot migrate the database at {_safe_url(settings.database_url)}: {_database_problem(exc)}"
+        ) from None
 
 
 def _safe_url(url: str) -> str:
@@ -147,10 +158,15 @@ def _first_line(exc: BaseException) -> str:
 @main.command()
 @CONFIG_OPTION
 @click.option("--host", default=None, help="Address to listen on (default from the config: 127.0.0.1).")
-@click.option("--port", type=click.IntRange(0, 65535), default=None,
-              help="Port to listen on (default from the config: 8080).")
-@click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]),
-              help="Level of Airlock's own log lines and uvicorn's (default: info).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=None, help="Port to listen on (default from the config: 8080)."
+)
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Level of Airlock's own log lines and uvicorn's (default: info).",
+)
 @_friendly
 def serve(config_path: Path | None, host: str | None, port: int | None, log_level: str | None) -> None:
     """Run the gateway (applies pending database migrations first).
@@ -168,18 +184,30 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
         logging.getLogger("airlock").setLevel(log_level.upper())
     settings = _settings(config_path)
     if host is not None or port is not None:
-        settings = dataclasses.replace(settings, host=host or settings.host,
-                                       port=settings.port if port is None else port)
+        settings = dataclasses.replace(
+            settings, host=host or settings.host, port=settings.port if port is None else port
+        )
     with _listening_socket(settings.host, settings.port) as listener:
         _migrate(settings)
         app = create_app(settings)
-        logging.getLogger("airlock").info("Airlock %s listening on http://%s:%d (MCP at /mcp/{upstream})",
-                                          __version__, settings.host, listener.getsockname()[1])
+        logging.getLogger("airlock").info(
+            "Airlock %s listening on http://%s:%d (MCP at /mcp/{upstream})",
+            __version__,
+            settings.host,
+            listener.getsockname()[1],
+        )
         # uvicorn's own lifecycle lines (started, shutdown complete) stay at INFO: an operator reads
         # a graceful stop from them, and tests/test_packaging.py does too.
-        config = uvicorn.Config(app, log_level=log_level or "info", access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=5, proxy_headers=False, ws="none",
-                                **uvicorn_limits(settings.server))
+        config = uvicorn.Config(
+            app,
+            log_level=log_level or "info",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            proxy_headers=False,
+            ws="none",
+            **uvicorn_limits(settings.server),
+        )
         server = uvicorn.Server(config)
         server.run(sockets=[listener])
     if not server.started:
@@ -200,8 +228,10 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         listener.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port {port} on {host} is in use; stop what listens there, or choose another "
-                              "port with --port (or port in the config)") from None
+            raise ConfigError(
+                f"port {port} on {host} is in use; stop what listens there, or choose another "
+                "port with --port (or port in the config)"
+            ) from None
         raise ConfigError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
     listener.set_inheritable(True)
     return listener
@@ -222,12 +252,20 @@ def migrate(config_path: Path | None) -> None:
 
 @main.command()
 @CONFIG_OPTION
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Port for Airlock (default from the config: 8080).")
-@click.option("--upstream-port", type=click.IntRange(1, 65535), default=None,
-              help="Port for the demo upstream (default: the port of the first [[upstreams]] URL, 9100).")
-@click.option("--fake-slack", is_flag=True,
-              help="Also send approvals to a local fake Slack with working buttons (replaces any Slack settings).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Port for Airlock (default from the config: 8080)."
+)
+@click.option(
+    "--upstream-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port for the demo upstream (default: the port of the first [[upstreams]] URL, 9100).",
+)
+@click.option(
+    "--fake-slack",
+    is_flag=True,
+    help="Also send approvals to a local fake Slack with working buttons (replaces any Slack settings).",
+)
 @_friendly
 def demo(config_path: Path | None, port: int | None, upstream_port: int | None, fake_slack: bool) -> None:
     """Run the demo: an Execution Market-like upstream behind Airlock, with a sample policy (SQLite).
@@ -291,8 +329,10 @@ def tokens_list(config_path: Path | None, agent: str | None, include_revoked: bo
     click.echo(f"{'ID':>4}  {'AGENT':<24} {'TOKEN':<18} {'CREATED':<20} {'STATUS':<8} LABEL")
     for row in rows:
         status = "revoked" if row.revoked_at else "active"
-        click.echo(f"{row.id:>4}  {row.agent:<24} {row.prefix + '…':<18} {_when(row.created_at):<20} {status:<8} "
-                   f"{row.label or ''}")
+        click.echo(
+            f"{row.id:>4}  {row.agent:<24} {row.prefix + '…':<18} {_when(row.created_at):<20} {status:<8} "
+            f"{row.label or ''}"
+        )
 
 
 @tokens.command("revoke")
@@ -347,11 +387,16 @@ def reviewers_add(config_path: Path | None, name: str, slack_user: str | None) -
     try:
         issued = _run(add())
     except IntegrityError:
-        _fail(f"a reviewer named {name!r} (or with that Slack user) already exists; use `airlock reviewers rotate {name}`")
+        _fail(
+            f"a reviewer named {name!r} (or with that Slack user) already exists; use `airlock reviewers rotate {name}`"
+        )
         return
     click.echo(issued.token)
-    click.echo(f"reviewer {name!r} added; use the token as 'Authorization: Bearer <token>' for /api/approvals "
-               "and to sign in to the web inbox. It is not shown again.", err=True)
+    click.echo(
+        f"reviewer {name!r} added; use the token as 'Authorization: Bearer <token>' for /api/approvals "
+        "and to sign in to the web inbox. It is not shown again.",
+        err=True,
+    )
 
 
 @reviewers.command("rotate")
@@ -418,8 +463,10 @@ def reviewers_list(config_path: Path | None) -> None:
 
     click.echo(f"{'NAME':<24} {'SLACK USER':<12} {'CREATED':<20} STATUS")
     for row in _run(fetch()):
-        click.echo(f"{row.name:<24} {row.slack_user_id or '-':<12} {_when(row.created_at):<20} "
-                   f"{'disabled' if row.disabled_at else 'active'}")
+        click.echo(
+            f"{row.name:<24} {row.slack_user_id or '-':<12} {_when(row.created_at):<20} "
+            f"{'disabled' if row.disabled_at else 'active'}"
+        )
 
 
 # --------------------------------------------------------------------------- policy
@@ -433,9 +480,12 @@ def policy() -> None:
 @policy.command("check")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @CONFIG_OPTION
-@click.option("--upstream", default=None,
-              help="Also check against this upstream's tools (its name in the config); with no FILES, "
-                   "check its configured policy.")
+@click.option(
+    "--upstream",
+    default=None,
+    help="Also check against this upstream's tools (its name in the config); with no FILES, "
+    "check its configured policy.",
+)
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too (rules that never match, unknown tools).")
 @_friendly
 def policy_check(files: tuple[Path, ...], config_path: Path | None, upstream: str | None, strict: bool) -> None:
@@ -461,8 +511,10 @@ def policy_check(files: tuple[Path, ...], config_path: Path | None, upstream: st
             click.echo(str(exc), err=True)
             continue
         rules = len(compiled.document.get("rules", []))
-        click.echo(f"{path}: ok ({rules} rules, default {compiled.document.get('default', 'deny')}, "
-                   f"version {compiled.version})")
+        click.echo(
+            f"{path}: ok ({rules} rules, default {compiled.document.get('default', 'deny')}, "
+            f"version {compiled.version})"
+        )
         findings = lint(compiled.document)
         if schemas is not None:
             findings += lint_against_catalog(compiled.document, schemas, upstream or "")
@@ -499,19 +551,38 @@ def _upstream_schemas(upstream: Any) -> dict[str, Any]:
 
 @policy.command("explain")
 @CONFIG_OPTION
-@click.option("--upstream", default=None,
-              help="The upstream (its name in the config); may be left out when the config has only one.")
+@click.option(
+    "--upstream",
+    default=None,
+    help="The upstream (its name in the config); may be left out when the config has only one.",
+)
 @click.option("--agent", required=True, help="The agent identity making the call (the name bound to its token).")
-@click.option("--policy", "policy_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Explain with this policy file instead of the upstream's configured one (e.g. an edit).")
-@click.option("--no-fetch", is_flag=True,
-              help="Do not ask the upstream for its tools: annotations and input schemas are then unknown.")
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Explain with this policy file instead of the upstream's configured one (e.g. an edit).",
+)
+@click.option(
+    "--no-fetch",
+    is_flag=True,
+    help="Do not ask the upstream for its tools: annotations and input schemas are then unknown.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.argument("tool")
 @click.argument("arguments", default="{}")
 @_friendly
-def policy_explain(config_path: Path | None, upstream: str | None, agent: str, policy_path: Path | None,
-                   no_fetch: bool, as_json: bool, tool: str, arguments: str) -> None:
+def policy_explain(
+    config_path: Path | None,
+    upstream: str | None,
+    agent: str,
+    policy_path: Path | None,
+    no_fetch: bool,
+    as_json: bool,
+    tool: str,
+    arguments: str,
+) -> None:
     """Say what the policy would do with a call of TOOL with ARGUMENTS (a JSON object), and why.
 
     Prints the decision, the rule that matched and why each earlier rule did not, and whether
@@ -564,16 +635,17 @@ def approvals() -> None:
 
 @approvals.command("list")
 @CONFIG_OPTION
-@click.option("--status", default="pending", show_default=True, type=STATUS_CHOICE,
-              help="Comma-separated statuses, or 'all'.")
+@click.option(
+    "--status", default="pending", show_default=True, type=STATUS_CHOICE, help="Comma-separated statuses, or 'all'."
+)
 @click.option("--agent", default=None, help="Only calls made by this agent.")
 @click.option("--tool", default=None, help="Only calls of this tool.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-              help="At most this many approvals.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many approvals.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_friendly
-def approvals_list(config_path: Path | None, status: str, agent: str | None, tool: str | None, limit: int,
-                   as_json: bool) -> None:
+def approvals_list(
+    config_path: Path | None, status: str, agent: str | None, tool: str | None, limit: int, as_json: bool
+) -> None:
     """List approvals, newest first."""
     from app.approvals.api import approval_json
     from app.store import approvals as approval_store
@@ -594,8 +666,10 @@ def approvals_list(config_path: Path | None, status: str, agent: str | None, too
         return
     click.echo(f"{'ID':<21} {'STATUS':<16} {'AGENT':<16} {'TOOL':<22} {'CREATED':<20} {'EXPIRES':<20} OUTCOME")
     for row in rows:
-        click.echo(f"{row.id:<21} {row.status:<16} {_shown(row.agent):<16} {_shown(row.tool):<22} "
-                   f"{_when(row.created_at):<20} {_when(row.expires_at):<20} {_outcome(row)}")
+        click.echo(
+            f"{row.id:<21} {row.status:<16} {_shown(row.agent):<16} {_shown(row.tool):<22} "
+            f"{_when(row.created_at):<20} {_when(row.expires_at):<20} {_outcome(row)}"
+        )
 
 
 def _outcome(row: Any) -> str:
@@ -644,19 +718,23 @@ def _approval_text(row: Any, steps: list[Any], public_url: str) -> str:
 
     voice = wording.Voice(time=_when, name=_shown)
     outcome = wording.outcome_of(row)
-    lines = [f"{row.id}: {_shown(row.tool)} on {_shown(row.upstream)}, asked by {_shown(row.agent)}",
-             f"  status    {row.status} ({_shown(wording.phrase(outcome))})",
-             f"  policy    {_shown(row.policy_reason)} (rule {_shown(row.policy_rule)})",
-             f"  asked     {_when(row.created_at)}, expires {_when(row.expires_at)}",
-             f"  review    {wording.review_url(public_url, row.id)}"]
+    lines = [
+        f"{row.id}: {_shown(row.tool)} on {_shown(row.upstream)}, asked by {_shown(row.agent)}",
+        f"  status    {row.status} ({_shown(wording.phrase(outcome))})",
+        f"  policy    {_shown(row.policy_reason)} (rule {_shown(row.policy_rule)})",
+        f"  asked     {_when(row.created_at)}, expires {_when(row.expires_at)}",
+        f"  review    {wording.review_url(public_url, row.id)}",
+    ]
     if row.decided_at is not None:
         lines.append(f"  decision  {_shown(wording.account(row, voice))}")
     lines += ["", "What the agent sent:", _indented(reveal(_pretty(row.arguments)))]
     if row.result is not None:
         lines += ["", "Result:", _indented(reveal(_result_text(row.result)))]
     lines += ["", "Timeline:"]
-    lines += [f"  {_when(step.at)}  {_cell(step.event, 16):<16} {_cell(step.actor, 24):<24} {_cell(step.detail, 60)}"
-              for step in steps]
+    lines += [
+        f"  {_when(step.at)}  {_cell(step.event, 16):<16} {_cell(step.actor, 24):<24} {_cell(step.detail, 60)}"
+        for step in steps
+    ]
     return "\n".join(lines)
 
 
@@ -688,12 +766,20 @@ def _indented(text: str) -> str:
 def _decide_command(verdict: str) -> Callable[..., None]:
     @CONFIG_OPTION
     @click.argument("approval_id")
-    @click.option("--as", "reviewer", default=None, envvar="AIRLOCK_REVIEWER",
-                  help="The reviewer deciding: an existing, enabled reviewer (see `airlock reviewers list`). "
-                       "Default: $AIRLOCK_REVIEWER, else the only enabled reviewer; with several, --as is required.")
-    @click.option("--reason", default=None,
-                  help="Why (shown to the agent)." + (" Required: every rejection needs a reason."
-                                                      if verdict == "reject" else ""))
+    @click.option(
+        "--as",
+        "reviewer",
+        default=None,
+        envvar="AIRLOCK_REVIEWER",
+        help="The reviewer deciding: an existing, enabled reviewer (see `airlock reviewers list`). "
+        "Default: $AIRLOCK_REVIEWER, else the only enabled reviewer; with several, --as is required.",
+    )
+    @click.option(
+        "--reason",
+        default=None,
+        help="Why (shown to the agent)."
+        + (" Required: every rejection needs a reason." if verdict == "reject" else ""),
+    )
     @_friendly
     def command(config_path: Path | None, approval_id: str, reviewer: str | None, reason: str | None) -> None:
         from app.approvals.decisions import DecisionError, decide
@@ -702,8 +788,14 @@ def _decide_command(verdict: str) -> Callable[..., None]:
         async def run() -> tuple[Any, str]:
             async with _ledger(config_path) as ledger:
                 name = reviewer or await _only_reviewer(ledger.db)
-                return await decide(ledger, approval_id, reviewer=name, verdict=verdict,  # type: ignore[arg-type]
-                                    via="cli", reason=reason), name
+                return await decide(
+                    ledger,
+                    approval_id,
+                    reviewer=name,
+                    verdict=verdict,  # type: ignore[arg-type]
+                    via="cli",
+                    reason=reason,
+                ), name
 
         try:
             row, name = _run(run())
@@ -712,11 +804,15 @@ def _decide_command(verdict: str) -> Callable[..., None]:
             return
         click.echo(reveal(f"{row.id} {row.status} by {name}: {row.agent} -> {row.tool}", line=True))
 
-    command.__doc__ = ("Approve a held call: the gateway runs it (once) and the agent gets the result."
-                       if verdict == "approve" else
-                       "Reject a held call: it never runs, and the agent gets the reason (--reason, required).")
-    command.__doc__ += ("\n\nThe CLI is an operator's tool: it decides as any existing, enabled reviewer (--as), "
-                        "never as a name no reviewer holds, and the audit log records the decision as made via cli.")
+    command.__doc__ = (
+        "Approve a held call: the gateway runs it (once) and the agent gets the result."
+        if verdict == "approve"
+        else "Reject a held call: it never runs, and the agent gets the reason (--reason, required)."
+    )
+    command.__doc__ += (
+        "\n\nThe CLI is an operator's tool: it decides as any existing, enabled reviewer (--as), "
+        "never as a name no reviewer holds, and the audit log records the decision as made via cli."
+    )
     return command
 
 
@@ -730,8 +826,10 @@ async def _only_reviewer(db: Any) -> str:
         return enabled[0]
     if not enabled:
         raise ConfigError("no enabled reviewer to decide as; add one with `airlock reviewers add NAME`")
-    raise ConfigError(f"say which reviewer decides with --as NAME (or $AIRLOCK_REVIEWER); enabled reviewers: "
-                      f"{', '.join(enabled[:10])}" + (", …" if len(enabled) > 10 else ""))
+    raise ConfigError(
+        f"say which reviewer decides with --as NAME (or $AIRLOCK_REVIEWER); enabled reviewers: "
+        f"{', '.join(enabled[:10])}" + (", …" if len(enabled) > 10 else "")
+    )
 
 
 approvals.command("approve")(_decide_command("approve"))
@@ -750,14 +848,23 @@ approvals.command("reject")(_decide_command("reject"))
 @click.option("--event", default=None, help="call, parked, decided, executing, executed, delivered, expired, …")
 @click.option("--approval", "approval_id", default=None, help="Only the timeline of this approval.")
 @click.option("--since", default=None, help="ISO time (UTC unless it names a zone) or a duration such as 15m, 2h, 7d.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-              help="At most this many entries.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.pass_context
 @_friendly
-def audit(ctx: click.Context, config_path: Path | None, agent: str | None, tool: str | None, upstream: str | None,
-          decision: str | None, event: str | None, approval_id: str | None, since: str | None, limit: int,
-          as_json: bool) -> None:
+def audit(
+    ctx: click.Context,
+    config_path: Path | None,
+    agent: str | None,
+    tool: str | None,
+    upstream: str | None,
+    decision: str | None,
+    event: str | None,
+    approval_id: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List audit entries, newest first: every call decision and every approval step.
 
     `airlock audit export` writes them all as JSON Lines, oldest first (for a SIEM, before
@@ -773,8 +880,17 @@ def audit(ctx: click.Context, config_path: Path | None, agent: str | None, tool:
 
     async def fetch() -> Any:
         async with _database(config_path) as db, db.read() as conn:
-            return await audit_store.search(conn, agent=agent, tool=tool, upstream=upstream, decision=decision,
-                                            event=event, approval_id=approval_id, since=since_ts, limit=limit)
+            return await audit_store.search(
+                conn,
+                agent=agent,
+                tool=tool,
+                upstream=upstream,
+                decision=decision,
+                event=event,
+                approval_id=approval_id,
+                since=since_ts,
+                limit=limit,
+            )
 
     rows = _run(fetch())
     if as_json:
@@ -784,8 +900,9 @@ def audit(ctx: click.Context, config_path: Path | None, agent: str | None, tool:
     if not rows:
         click.echo("no audit entries matched", err=True)
         return
-    click.echo(f"{'TIME':<20}  {'EVENT':<10} {'DECISION':<12} {'AGENT':<16} {'TOOL':<22} {'RULE':<14} "
-               f"{'LATENCY':>8}  DETAIL")
+    click.echo(
+        f"{'TIME':<20}  {'EVENT':<10} {'DECISION':<12} {'AGENT':<16} {'TOOL':<22} {'RULE':<14} {'LATENCY':>8}  DETAIL"
+    )
     for row in rows:
         click.echo(_audit_line(row))
 
@@ -797,12 +914,17 @@ _EXPORT_PAGE: Final = 500
 @CONFIG_OPTION
 @click.option("--since", default=None, help="Only entries at or after this ISO time (UTC unless it names a zone).")
 @click.option("--before", default=None, help="Only entries before this ISO time (UTC unless it names a zone).")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file (replaced) instead of stdout.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file (replaced) instead of stdout.",
+)
 @click.pass_context
 @_friendly
-def audit_export(ctx: click.Context, config_path: Path | None, since: str | None, before: str | None,
-                 output: Path | None) -> None:
+def audit_export(
+    ctx: click.Context, config_path: Path | None, since: str | None, before: str | None, output: Path | None
+) -> None:
     """Export audit entries as JSON Lines, oldest first: one object per entry, every field, times in UTC.
 
     Reads in pages, so any number of entries streams through. Run it from cron before
@@ -822,8 +944,9 @@ def audit_export(ctx: click.Context, config_path: Path | None, since: str | None
         async with _database(config_path) as db:
             while True:
                 async with db.read() as conn:
-                    rows = await audit_store.page(conn, after=after, since=since_ts, before=before_ts,
-                                                  limit=_EXPORT_PAGE)
+                    rows = await audit_store.page(
+                        conn, after=after, since=since_ts, before=before_ts, limit=_EXPORT_PAGE
+                    )
                 try:
                     out.write("".join(json.dumps(_export_json(row)) + "\n" for row in rows))
                 except OSError as exc:
@@ -863,10 +986,20 @@ def _iso_option(name: str, value: str | None) -> float | None:
 def _audit_line(row: Any) -> str:
     """One audit entry as one table row, however long or multi-line its values."""
     latency = f"{row.latency_ms:.1f}ms" if row.latency_ms is not None else ""
-    extra = " ".join(x for x in (row.approval_id or "", row.actor and f"by {row.actor}" or "",
-                                 row.outcome or "", row.detail and f"({row.detail})" or "") if x)
-    return (f"{_when(row.at)}  {row.event:<10} {row.decision or '':<12} {_cell(row.agent, 40):<16} "
-            f"{_cell(row.tool, 48):<22} {_cell(row.rule, 32):<14} {latency:>8}  {_cell(extra, 100)}")
+    extra = " ".join(
+        x
+        for x in (
+            row.approval_id or "",
+            (row.actor and f"by {row.actor}") or "",
+            row.outcome or "",
+            (row.detail and f"({row.detail})") or "",
+        )
+        if x
+    )
+    return (
+        f"{_when(row.at)}  {row.event:<10} {row.decision or '':<12} {_cell(row.agent, 40):<16} "
+        f"{_cell(row.tool, 48):<22} {_cell(row.rule, 32):<14} {latency:>8}  {_cell(extra, 100)}"
+    )
 
 
 def _since(value: str | None) -> float | None:
@@ -912,7 +1045,7 @@ def _cell(text: str | None, width: int) -> str:
     shown = _shown((text or "").replace("\r\n", "\n").replace("\n", "\\n"))
     if len(shown) <= width:
         return shown
-    cut = shown[:width - 1]
+    cut = shown[: width - 1]
     escape = cut.rfind("\\u")
     if escape >= 0 and len(cut) - escape < 6:  # never end on half an escape such as `\u20`
         cut = cut[:escape]
@@ -936,7 +1069,7 @@ async def _database(config_path: Path | None) -> AsyncIterator[Any]:
     db = Database(settings.database_url)
     try:
         yield db
-    except Exception as exc:  # noqa: BLE001 - a database failure is one line with what to do (see below)
+    except Exception as exc:
         raise _database_error(settings.database_url, exc) from None
     finally:
         await db.dispose()
@@ -967,8 +1100,10 @@ def _database_problem(exc: BaseException) -> str:
     if "readonly" in lowered or "read-only" in lowered or "read only" in lowered:
         advice = "make the database (and, for SQLite, its directory) writable by the user running airlock"
     elif "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
-        advice = ("Airlock's tables are missing: check that database_url names Airlock's database, "
-                  "or point it at a new one and run `airlock migrate`")
+        advice = (
+            "Airlock's tables are missing: check that database_url names Airlock's database, "
+            "or point it at a new one and run `airlock migrate`"
+        )
     elif isinstance(cause, OSError | TimeoutError) or "connect" in lowered:
         advice = "check that the database server is running and that database_url (or DATABASE_URL) is right"
     else:

@@ -163,8 +163,7 @@ class SlackSettings:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.bot_token and self.signing_secret and self.app_id and self.team_ids
-                    and self.default_channel)
+        return bool(self.bot_token and self.signing_secret and self.app_id and self.team_ids and self.default_channel)
 
 
 @dataclass(frozen=True)
@@ -216,15 +215,22 @@ def load_settings(
     env = os.environ if env is None else env
     config_path = Path(path) if path is not None else Path(env.get("AIRLOCK_CONFIG", DEFAULT_CONFIG_FILE))
     document = _read_toml(config_path)
-    return settings_from_document(document, base_dir=config_path.resolve().parent, env=env,
-                                  config_path=config_path.resolve(), require_upstreams=require_upstreams)
+    return settings_from_document(
+        document,
+        base_dir=config_path.resolve().parent,
+        env=env,
+        config_path=config_path.resolve(),
+        require_upstreams=require_upstreams,
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"no configuration file at {path}; create it (see airlock.example.toml) or pass --config PATH") from None
+        raise ConfigError(
+            f"no configuration file at {path}; create it (see airlock.example.toml) or pass --config PATH"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -235,11 +241,28 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
-_TOP_KEYS: Final = frozenset({
-    "host", "port", "public_url", "database_url", "database_pool_size", "data_dir", "upstreams", "max_body_bytes",
-    "max_response_bytes", "allowed_origins", "token_cache_seconds", "approvals", "audit", "slack", "agents",
-    "sessions", "server", "metrics",
-})
+_TOP_KEYS: Final = frozenset(
+    {
+        "host",
+        "port",
+        "public_url",
+        "database_url",
+        "database_pool_size",
+        "data_dir",
+        "upstreams",
+        "max_body_bytes",
+        "max_response_bytes",
+        "allowed_origins",
+        "token_cache_seconds",
+        "approvals",
+        "audit",
+        "slack",
+        "agents",
+        "sessions",
+        "server",
+        "metrics",
+    }
+)
 
 
 def settings_from_document(
@@ -257,10 +280,14 @@ def settings_from_document(
     host = str(env.get("AIRLOCK_HOST") or _get(document, "host", str, "127.0.0.1"))
     port = _port(env.get("AIRLOCK_PORT") or _get(document, "port", int, 8080))
     data_dir = _resolve(base_dir, env.get("AIRLOCK_DATA_DIR") or _get(document, "data_dir", str, "data"))
-    database_url = _database_url(env.get("DATABASE_URL") or env.get("AIRLOCK_DATABASE_URL")
-                                 or _get(document, "database_url", str, ""), base_dir, data_dir)
-    public_url = (env.get("AIRLOCK_PUBLIC_URL") or _get(document, "public_url", str, "")
-                  or f"http://{_url_host(host)}:{port}").rstrip("/")
+    database_url = _database_url(
+        env.get("DATABASE_URL") or env.get("AIRLOCK_DATABASE_URL") or _get(document, "database_url", str, ""),
+        base_dir,
+        data_dir,
+    )
+    public_url = (
+        env.get("AIRLOCK_PUBLIC_URL") or _get(document, "public_url", str, "") or f"http://{_url_host(host)}:{port}"
+    ).rstrip("/")
     _check_http_url("public_url", public_url)
     upstreams = _upstreams(document.get("upstreams", []), base_dir, env)
     if require_upstreams and not upstreams:
@@ -274,12 +301,14 @@ def settings_from_document(
         data_dir=data_dir,
         upstreams=upstreams,
         max_body_bytes=_positive_int("max_body_bytes", _get(document, "max_body_bytes", int, 1_048_576)),
-        max_response_bytes=_positive_int("max_response_bytes",
-                                         _get(document, "max_response_bytes", int, 64 * 1024 * 1024)),
+        max_response_bytes=_positive_int(
+            "max_response_bytes", _get(document, "max_response_bytes", int, 64 * 1024 * 1024)
+        ),
         allowed_origins=_origins(_get(document, "allowed_origins", list, [])),
-        token_cache_seconds=_non_negative("token_cache_seconds",
-                                          env.get("AIRLOCK_TOKEN_CACHE_SECONDS")
-                                          or _get(document, "token_cache_seconds", (int, float), 5.0)),
+        token_cache_seconds=_non_negative(
+            "token_cache_seconds",
+            env.get("AIRLOCK_TOKEN_CACHE_SECONDS") or _get(document, "token_cache_seconds", (int, float), 5.0),
+        ),
         audit_store_arguments=_audit(document),
         audit_retention_days=_audit_retention_days(document),
         secret_key=_secret_key(env, data_dir),
@@ -292,17 +321,24 @@ def settings_from_document(
     )
 
 
-_KIND_NAMES: Final = {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
-                      list: "a list", dict: "a table"}
+_KIND_NAMES: Final = {
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
 """What a setting's type is called in an error (not `a int`: issue 13)."""
 
 
 def _get(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
     value = table.get(key, default)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         kinds = (kind,) if isinstance(kind, type) else kind
-        expected = "a number" if set(kinds) == {int, float} else " or ".join(
-            _KIND_NAMES.get(k, k.__name__) for k in kinds)
+        expected = (
+            "a number" if set(kinds) == {int, float} else " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+        )
         raise ConfigError(f"setting {key!r} must be {expected}, not {value!r}")
     return value
 
@@ -353,7 +389,7 @@ def _non_negative(name: str, value: Any) -> float:
 def _origins(values: list[Any]) -> tuple[str, ...]:
     for value in values:
         if not isinstance(value, str):
-            raise ConfigError(f"allowed_origins must list origins such as \"https://app.example.com\", not {value!r}")
+            raise ConfigError(f'allowed_origins must list origins such as "https://app.example.com", not {value!r}')
         _check_http_url("each of allowed_origins", value)
     return tuple(value.rstrip("/") for value in values)
 
@@ -388,7 +424,9 @@ def _database_url(url: str, base_dir: Path, data_dir: Path) -> str:
             path = str((base_dir / path).resolve())
         return f"{scheme}:///{path}"
     if not url.startswith("postgresql+asyncpg://"):
-        raise ConfigError(f"database_url must be sqlite+aiosqlite:///... or postgresql+asyncpg://..., not {url.split(':')[0]}")
+        raise ConfigError(
+            f"database_url must be sqlite+aiosqlite:///... or postgresql+asyncpg://..., not {url.split(':')[0]}"
+        )
     return url
 
 
@@ -419,7 +457,7 @@ def _upstream(index: int, table: Any, base_dir: Path, env: Mapping[str, str]) ->
         raise ConfigError(f"upstream {name!r} needs a url")
     _check_http_url(f"upstream {name!r} url", url)
     if not isinstance(policy, str):
-        raise ConfigError(f"upstream {name!r} needs a policy file (policy = \"policies/{name}.json\")")
+        raise ConfigError(f'upstream {name!r} needs a policy file (policy = "policies/{name}.json")')
     headers = table.get("headers", {})
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError(f"upstream {name!r} headers must be a table of strings")
@@ -468,9 +506,18 @@ def _days(name: str, value: Any) -> float:
 
 
 _APPROVAL_KEYS: Final = {
-    "hold_seconds", "timeout_seconds", "max_pending_per_agent", "cancel_grace_seconds",
-    "progress_interval_seconds", "keepalive_seconds", "sse_retry_ms", "execution_lease_seconds",
-    "safety_poll_seconds", "result_retention_seconds", "stream_retention_seconds", "max_held_per_agent",
+    "hold_seconds",
+    "timeout_seconds",
+    "max_pending_per_agent",
+    "cancel_grace_seconds",
+    "progress_interval_seconds",
+    "keepalive_seconds",
+    "sse_retry_ms",
+    "execution_lease_seconds",
+    "safety_poll_seconds",
+    "result_retention_seconds",
+    "stream_retention_seconds",
+    "max_held_per_agent",
     "retention_days",
 }
 _APPROVAL_COUNTS: Final = frozenset({"max_pending_per_agent", "sse_retry_ms", "max_held_per_agent"})
@@ -484,14 +531,18 @@ def _approvals(table: Any, agents: Any) -> ApprovalSettings:
     if unknown:
         raise ConfigError(f"[approvals] has an unknown setting {unknown[0]!r}")
     defaults = ApprovalSettings()
-    seconds = {key: _positive(f"approvals.{key}", table.get(key, getattr(defaults, key)))
-               for key in _APPROVAL_KEYS - _APPROVAL_COUNTS - _APPROVAL_DAYS}
-    max_pending = _positive_int("approvals.max_pending_per_agent",
-                                table.get("max_pending_per_agent", defaults.max_pending_per_agent))
+    seconds = {
+        key: _positive(f"approvals.{key}", table.get(key, getattr(defaults, key)))
+        for key in _APPROVAL_KEYS - _APPROVAL_COUNTS - _APPROVAL_DAYS
+    }
+    max_pending = _positive_int(
+        "approvals.max_pending_per_agent", table.get("max_pending_per_agent", defaults.max_pending_per_agent)
+    )
     return ApprovalSettings(
         max_pending_per_agent=max_pending,
-        max_held_per_agent=_positive_int("approvals.max_held_per_agent",
-                                         table.get("max_held_per_agent", 2 * max_pending)),
+        max_held_per_agent=_positive_int(
+            "approvals.max_held_per_agent", table.get("max_held_per_agent", 2 * max_pending)
+        ),
         sse_retry_ms=_positive_int("approvals.sse_retry_ms", table.get("sse_retry_ms", defaults.sse_retry_ms)),
         agent_hold_seconds=_agent_holds(agents),
         retention_days=_days("approvals.retention_days", table.get("retention_days", defaults.retention_days)),
@@ -521,8 +572,9 @@ def _sessions(table: Any) -> SessionSettings:
     return SessionSettings(
         max_per_agent=_positive_int("sessions.max_per_agent", table.get("max_per_agent", defaults.max_per_agent)),
         idle_seconds=_positive("sessions.idle_seconds", table.get("idle_seconds", defaults.idle_seconds)),
-        retention_seconds=_positive("sessions.retention_seconds",
-                                    table.get("retention_seconds", defaults.retention_seconds)),
+        retention_seconds=_positive(
+            "sessions.retention_seconds", table.get("retention_seconds", defaults.retention_seconds)
+        ),
     )
 
 
@@ -534,11 +586,14 @@ def _server(table: Any) -> ServerSettings:
     if unknown:
         raise ConfigError(f"[server] has an unknown setting {unknown[0]!r}")
     return ServerSettings(
-        request_timeout_seconds=_positive("server.request_timeout_seconds",
-                                          table.get("request_timeout_seconds", defaults.request_timeout_seconds)),
+        request_timeout_seconds=_positive(
+            "server.request_timeout_seconds", table.get("request_timeout_seconds", defaults.request_timeout_seconds)
+        ),
         max_connections=_positive_int("server.max_connections", table.get("max_connections", defaults.max_connections)),
-        keepalive_timeout_seconds=_positive("server.keepalive_timeout_seconds",
-                                            table.get("keepalive_timeout_seconds", defaults.keepalive_timeout_seconds)),
+        keepalive_timeout_seconds=_positive(
+            "server.keepalive_timeout_seconds",
+            table.get("keepalive_timeout_seconds", defaults.keepalive_timeout_seconds),
+        ),
     )
 
 
@@ -548,8 +603,15 @@ def _metrics(table: Any) -> MetricsSettings:
     return MetricsSettings(enabled=_flag("metrics.enabled", table.get("enabled", True)))
 
 
-_SLACK_SECONDS: Final = ("usergroup_cache_seconds", "retry_initial_seconds", "retry_max_seconds",
-                          "api_timeout_seconds", "click_timeout_seconds", "poll_seconds", "lease_seconds")
+_SLACK_SECONDS: Final = (
+    "usergroup_cache_seconds",
+    "retry_initial_seconds",
+    "retry_max_seconds",
+    "api_timeout_seconds",
+    "click_timeout_seconds",
+    "poll_seconds",
+    "lease_seconds",
+)
 _SLACK_KEYS: Final = frozenset({"default_channel", "app_id", "team_ids", "api_url", "reviewers", *_SLACK_SECONDS})
 
 
@@ -561,7 +623,7 @@ def _slack(table: Any, env: Mapping[str, str]) -> SlackSettings:
         raise ConfigError(f"[slack] has an unknown setting {unknown[0]!r}")
     file_team_ids = _get(table, "team_ids", list, [])
     if not all(isinstance(team, str) for team in file_team_ids):
-        raise ConfigError("[slack] team_ids must be a list of workspace ids such as \"T0123456789\"")
+        raise ConfigError('[slack] team_ids must be a list of workspace ids such as "T0123456789"')
     team_ids = env.get("SLACK_TEAM_IDS") or ",".join(file_team_ids)
     defaults = SlackSettings()
     settings = SlackSettings(
@@ -578,10 +640,17 @@ def _slack(table: Any, env: Mapping[str, str]) -> SlackSettings:
     if settings.lease_seconds <= settings.api_timeout_seconds:
         raise ConfigError("slack.lease_seconds must be longer than slack.api_timeout_seconds")
     if settings.bot_token or settings.signing_secret:
-        missing = [name for name, value in (
-            ("SLACK_BOT_TOKEN", settings.bot_token), ("SLACK_SIGNING_SECRET", settings.signing_secret),
-            ("SLACK_APP_ID", settings.app_id), ("SLACK_TEAM_IDS", settings.team_ids),
-            ("SLACK_DEFAULT_CHANNEL", settings.default_channel)) if not value]
+        missing = [
+            name
+            for name, value in (
+                ("SLACK_BOT_TOKEN", settings.bot_token),
+                ("SLACK_SIGNING_SECRET", settings.signing_secret),
+                ("SLACK_APP_ID", settings.app_id),
+                ("SLACK_TEAM_IDS", settings.team_ids),
+                ("SLACK_DEFAULT_CHANNEL", settings.default_channel),
+            )
+            if not value
+        ]
         if missing:
             raise ConfigError(f"Slack is only partly configured: set {', '.join(missing)} (see docs/slack.md)")
     return settings
@@ -604,7 +673,9 @@ def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
     key = env.get("AIRLOCK_SECRET_KEY", "")
     if key:
         if len(key) < 32 or key in {"changeme", "change-me", "secret"}:
-            raise ConfigError("AIRLOCK_SECRET_KEY must be at least 32 random characters (python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+            raise ConfigError(
+                "AIRLOCK_SECRET_KEY must be at least 32 random characters (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         return key
     key_file = data_dir / "secret_key"
     try:

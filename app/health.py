@@ -65,11 +65,17 @@ class Health:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(self, _request: Request) -> JSONResponse:
-        checks = [await self._database(), *self._policy_checks(),
-                  *await asyncio.gather(*(self._upstream(name, url) for name, url in self._upstream_urls.items()))]
+        checks = [
+            await self._database(),
+            *self._policy_checks(),
+            *await asyncio.gather(*(self._upstream(name, url) for name, url in self._upstream_urls.items())),
+        ]
         ready = all(check.ok for check in checks if check.required)
-        body = {"status": "ready" if ready else "not ready", "version": __version__,
-                "checks": {check.name: check.as_json() for check in checks}}
+        body = {
+            "status": "ready" if ready else "not ready",
+            "version": __version__,
+            "checks": {check.name: check.as_json() for check in checks},
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def _database(self) -> Check:
@@ -78,7 +84,7 @@ class Health:
                 read_only = await self._read_only()
         except TimeoutError:
             return Check("database", False, True, f"no answer within {CHECK_TIMEOUT:g} s")
-        except Exception as exc:  # noqa: BLE001 - any failure is the finding, said in one line
+        except Exception as exc:
             return Check("database", False, True, _one_line(exc))
         if read_only:
             return Check("database", False, True, "the database accepts no writes (read-only)")
@@ -95,8 +101,14 @@ class Health:
         checks = []
         for upstream in self._upstream_urls:
             problem = self._policies.problem(upstream)
-            checks.append(Check(f"policy:{upstream}", problem is None, True,
-                                None if problem is None else f"the file on disk is not in force: {problem}"))
+            checks.append(
+                Check(
+                    f"policy:{upstream}",
+                    problem is None,
+                    True,
+                    None if problem is None else f"the file on disk is not in force: {problem}",
+                )
+            )
         return checks
 
     async def _upstream(self, name: str, url: str) -> Check:
@@ -124,4 +136,3 @@ async def _tcp_check(name: str, url: str) -> Check:
 def _one_line(exc: BaseException) -> str:
     message = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
-

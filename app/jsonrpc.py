@@ -63,8 +63,10 @@ def _interoperable_int(text: str) -> int:
     # 4000-digit number from being converted at all.
     value = int(text) if len(text.lstrip("-")) <= 16 else _MAX_EXACT_INT + 1
     if abs(value) > _MAX_EXACT_INT:
-        raise MessageError(PARSE_ERROR, f"Parse error: integer {text[:40]} is beyond ±(2**53 - 1), "
-                                        "which not every JSON parser reads exactly")
+        raise MessageError(
+            PARSE_ERROR,
+            f"Parse error: integer {text[:40]} is beyond ±(2**53 - 1), which not every JSON parser reads exactly",
+        )
     return value
 
 
@@ -87,7 +89,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _DECODER: Final = json.JSONDecoder(
-    object_pairs_hook=_unique_keys, parse_constant=_reject_constant, parse_float=_finite_float,
+    object_pairs_hook=_unique_keys,
+    parse_constant=_reject_constant,
+    parse_float=_finite_float,
     parse_int=_interoperable_int,
 )
 
@@ -252,8 +256,9 @@ def tool_call_of(message: Message) -> ToolCall:
     if not isinstance(name, str) or not name:
         raise MessageError(INVALID_PARAMS, "Invalid params: tools/call needs a tool name", message.id)
     if len(name) > MAX_TOOL_NAME:
-        raise MessageError(INVALID_PARAMS, f"Invalid params: tool names are at most {MAX_TOOL_NAME} characters",
-                           message.id)
+        raise MessageError(
+            INVALID_PARAMS, f"Invalid params: tool names are at most {MAX_TOOL_NAME} characters", message.id
+        )
     arguments = params.get("arguments", {})
     if arguments is None:
         arguments = {}

@@ -52,8 +52,11 @@ REQUEST_TIMEOUT_STATUS: Final = 408
 
 def uvicorn_limits(server: ServerSettings) -> dict[str, Any]:
     """The keyword arguments of `uvicorn.run` / `uvicorn.Config` that apply `[server]`."""
-    return {"limit_concurrency": server.max_connections + 1, "timeout_keep_alive": server.keepalive_timeout_seconds,
-            "http": header_timeout_protocol(server.request_timeout_seconds)}
+    return {
+        "limit_concurrency": server.max_connections + 1,
+        "timeout_keep_alive": server.keepalive_timeout_seconds,
+        "http": header_timeout_protocol(server.request_timeout_seconds),
+    }
 
 
 def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
@@ -95,8 +98,11 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def _headers_late(self) -> None:
         self._header_deadline = None
         if not self.transport.is_closing():
-            logger.warning("%s: request headers did not arrive within %g s; connection closed",
-                           _peer(self.client), self.header_timeout)
+            logger.warning(
+                "%s: request headers did not arrive within %g s; connection closed",
+                _peer(self.client),
+                self.header_timeout,
+            )
             self.transport.close()
 
 
@@ -124,8 +130,12 @@ class RequestTimeout:
         except TimeoutError:
             if request.deadline is None or not request.deadline.expired():
                 raise
-            logger.warning("%s %s: the request body did not arrive within %g s; connection closed",
-                           scope.get("method"), scope.get("path"), self.seconds)
+            logger.warning(
+                "%s %s: the request body did not arrive within %g s; connection closed",
+                scope.get("method"),
+                scope.get("path"),
+                self.seconds,
+            )
             if not request.started:
                 await _answer_timeout(scope, send)
 
@@ -169,7 +179,15 @@ async def _answer_timeout(scope: Scope, send: Send) -> None:
         body = dumps(error_response(None, INVALID_REQUEST, reason))
     else:
         body = dumps({"error": reason})
-    await send({"type": "http.response.start", "status": REQUEST_TIMEOUT_STATUS,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": REQUEST_TIMEOUT_STATUS,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -37,12 +37,39 @@ from app.store.models import approvals
 
 MAX_TOOLS: Final = 500
 _MAX_TOOL_LENGTH: Final = 128
-_OUTCOMES: Final = frozenset({
-    "ok", "tool error", "refused", "parked", "attached", "replayed", "upstream unreachable", "result too large",
-    "too many held", "too many pending", "client disconnected",
-})
-_LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                           60.0, 300.0)
+_OUTCOMES: Final = frozenset(
+    {
+        "ok",
+        "tool error",
+        "refused",
+        "parked",
+        "attached",
+        "replayed",
+        "upstream unreachable",
+        "result too large",
+        "too many held",
+        "too many pending",
+        "client disconnected",
+    }
+)
+_LATENCY_BUCKETS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
 
 
 def outcome_label(decision: str, outcome: str | None) -> str:
@@ -67,20 +94,35 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._calls = Counter("airlock_tool_calls", "tools/call decisions, by upstream, tool, decision and outcome",
-                              ["upstream", "tool", "decision", "outcome"], registry=self.registry)
-        self._seconds = Histogram("airlock_request_seconds",
-                                  "Seconds from a tools/call's arrival to its decision's audit entry "
-                                  "(upstream time included; a parked call until it was parked)",
-                                  ["upstream", "decision"], buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self._approvals = Counter("airlock_approvals", "Approvals that reached a final status",
-                                  ["upstream", "status"], registry=self.registry)
-        self._reloads = Counter("airlock_policy_reloads", "Policy file reloads, ok or failed",
-                                ["upstream", "result"], registry=self.registry)
-        self._pending = Gauge("airlock_approvals_pending", "Pending approvals in the database (all replicas)",
-                              registry=self.registry)
-        self._held = Gauge("airlock_held_requests", "Requests this process holds open for approval",
-                           registry=self.registry)
+        self._calls = Counter(
+            "airlock_tool_calls",
+            "tools/call decisions, by upstream, tool, decision and outcome",
+            ["upstream", "tool", "decision", "outcome"],
+            registry=self.registry,
+        )
+        self._seconds = Histogram(
+            "airlock_request_seconds",
+            "Seconds from a tools/call's arrival to its decision's audit entry "
+            "(upstream time included; a parked call until it was parked)",
+            ["upstream", "decision"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._approvals = Counter(
+            "airlock_approvals", "Approvals that reached a final status", ["upstream", "status"], registry=self.registry
+        )
+        self._reloads = Counter(
+            "airlock_policy_reloads",
+            "Policy file reloads, ok or failed",
+            ["upstream", "result"],
+            registry=self.registry,
+        )
+        self._pending = Gauge(
+            "airlock_approvals_pending", "Pending approvals in the database (all replicas)", registry=self.registry
+        )
+        self._held = Gauge(
+            "airlock_held_requests", "Requests this process holds open for approval", registry=self.registry
+        )
         self._children: dict[tuple[str, str, str, str | None], tuple[Counter, Histogram]] = {}
         self._tools: set[str] = set()
 
@@ -102,8 +144,10 @@ class Metrics:
                 tool_label = "other"
             else:
                 self._tools.add(tool_label)
-        children = (self._calls.labels(upstream, tool_label, decision, outcome_label(decision, outcome)),
-                    self._seconds.labels(upstream, decision))
+        children = (
+            self._calls.labels(upstream, tool_label, decision, outcome_label(decision, outcome)),
+            self._seconds.labels(upstream, decision),
+        )
         if tool_label == tool and (outcome is None or outcome in _OUTCOMES):
             self._children[key] = children  # only bounded keys: free text (a long name, an error) is not cached
         return children
@@ -123,8 +167,11 @@ class Metrics:
 
         async def metrics(_request: Request) -> Response:
             async with db.read() as conn:
-                pending = (await conn.execute(
-                    select(func.count()).select_from(approvals).where(approvals.c.status == "pending"))).scalar_one()
+                pending = (
+                    await conn.execute(
+                        select(func.count()).select_from(approvals).where(approvals.c.status == "pending")
+                    )
+                ).scalar_one()
             self._pending.set(pending)
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -39,8 +39,23 @@ from typing import Final
 
 _INVISIBLE_BY_CATEGORY: Final = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp", "Zs"})
 _INVISIBLE_LETTERS: Final = frozenset(
-    [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x2800, 0x3164, 0xFFA0,
-     *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)])
+    [
+        0x034F,
+        0x115F,
+        0x1160,
+        0x17B4,
+        0x17B5,
+        0x180B,
+        0x180C,
+        0x180D,
+        0x180F,
+        0x2800,
+        0x3164,
+        0xFFA0,
+        *range(0xFE00, 0xFE10),
+        *range(0xE0100, 0xE01F0),
+    ]
+)
 _SUSPECT: Final = re.compile(r"[^\x20-\x7e]")
 """Everything but printable ASCII is looked at; ASCII letters never need a category lookup."""
 
@@ -57,7 +72,7 @@ def hidden(char: str, *, line: bool = False) -> bool:
 def escape_char(char: str) -> str:
     """`char` as `\\uXXXX` (a surrogate pair of them above U+FFFF)."""
     data = char.encode("utf-16-be", "surrogatepass")
-    return "".join(f"\\u{int.from_bytes(data[i:i + 2], 'big'):04x}" for i in range(0, len(data), 2))
+    return "".join(f"\\u{int.from_bytes(data[i : i + 2], 'big'):04x}" for i in range(0, len(data), 2))
 
 
 def reveal(text: str, *, line: bool = False) -> str:
@@ -73,7 +88,7 @@ def pieces(text: str, *, line: bool = False) -> Iterator[tuple[str, bool]]:
         if not hidden(char, line=line):
             continue
         if match.start() > start:
-            yield text[start:match.start()], False
+            yield text[start : match.start()], False
         yield char, True
         start = match.end()
     if start < len(text):

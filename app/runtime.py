@@ -60,10 +60,16 @@ class Runtime:
             self.policies.add_listener(lambda upstream, _policy: metrics.policy_reloaded(upstream, True))
             self.policies.add_failure_listener(lambda upstream, _problem: metrics.policy_reloaded(upstream, False))
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
-        self.executor = Executor(self.ledger, self.upstreams, self.sessions,
-                                 lease_seconds=settings.approvals.execution_lease_seconds)
-        self.sweeper = Sweeper(self.ledger, self.queue, self.executor, settings.approvals,
-                               audit_retention_days=settings.audit_retention_days)
+        self.executor = Executor(
+            self.ledger, self.upstreams, self.sessions, lease_seconds=settings.approvals.execution_lease_seconds
+        )
+        self.sweeper = Sweeper(
+            self.ledger,
+            self.queue,
+            self.executor,
+            settings.approvals,
+            audit_retention_days=settings.audit_retention_days,
+        )
         self._http: aiohttp.ClientSession | None = None
         self._started = False
         self.extensions = self._build_extensions()
@@ -88,16 +94,20 @@ class Runtime:
         self._started = True
         self._http = new_client_session()
         for upstream in self.settings.upstreams:
-            self.upstreams[upstream.name] = Upstream(upstream, self._http,
-                                                     max_response_bytes=self.settings.max_response_bytes)
-        tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in (
-            ("policy-reloader", self.policies.run()),
-            ("audit-writer", self.audit.run()),
-            ("approval-sweeper", self.sweeper.run()),
-            ("approval-signals", self.notifier.run()),
-            ("session-janitor", self.sessions.run()),
-            *((f"extension-{e.name}", e.run()) for e in self.extensions),
-        )]
+            self.upstreams[upstream.name] = Upstream(
+                upstream, self._http, max_response_bytes=self.settings.max_response_bytes
+            )
+        tasks = [
+            asyncio.create_task(coroutine, name=name)
+            for name, coroutine in (
+                ("policy-reloader", self.policies.run()),
+                ("audit-writer", self.audit.run()),
+                ("approval-sweeper", self.sweeper.run()),
+                ("approval-signals", self.notifier.run()),
+                ("session-janitor", self.sessions.run()),
+                *((f"extension-{e.name}", e.run()) for e in self.extensions),
+            )
+        ]
         for task in tasks:
             task.add_done_callback(_report_crash)
         try:

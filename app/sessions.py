@@ -59,12 +59,18 @@ _MCP_SESSION_ID: Final = "mcp-session-id"
 
 
 class SessionRegistry:
-    def __init__(self, db: Database, settings: SessionSettings, upstreams: Mapping[str, Upstream], *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: SessionSettings,
+        upstreams: Mapping[str, Upstream],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         """Args:
-            upstreams: the runtime's upstreams by name (filled when the runtime starts), used to
-                release upstream sessions.
-            clock: epoch seconds; tests pass a virtual clock.
+        upstreams: the runtime's upstreams by name (filled when the runtime starts), used to
+            release upstream sessions.
+        clock: epoch seconds; tests pass a virtual clock.
         """
         self._db = db
         self._settings = settings
@@ -73,13 +79,28 @@ class SessionRegistry:
         self._touch_interval = min(60.0, settings.idle_seconds / 10)
         self._cache: OrderedDict[str, SessionRow] = OrderedDict()
 
-    async def create(self, *, agent: str, upstream: str, upstream_session_id: str | None,
-                     protocol_version: str, initialize_params: str) -> SessionRow:
+    async def create(
+        self,
+        *,
+        agent: str,
+        upstream: str,
+        upstream_session_id: str | None,
+        protocol_version: str,
+        initialize_params: str,
+    ) -> SessionRow:
         """Record a new session; closes the agent's least recently used ones beyond `max_per_agent`."""
         now = self._clock()
-        row = SessionRow(id=secrets.token_urlsafe(24), agent=agent, upstream=upstream,
-                         upstream_session_id=upstream_session_id, protocol_version=protocol_version,
-                         initialize_params=initialize_params, created_at=now, closed_at=None, last_used_at=now)
+        row = SessionRow(
+            id=secrets.token_urlsafe(24),
+            agent=agent,
+            upstream=upstream,
+            upstream_session_id=upstream_session_id,
+            protocol_version=protocol_version,
+            initialize_params=initialize_params,
+            created_at=now,
+            closed_at=None,
+            last_used_at=now,
+        )
         async with self._db.write() as conn:
             await session_store.insert_session(conn, row)
         self._remember(row)
@@ -87,8 +108,12 @@ class SessionRegistry:
             evicted = await session_store.open_beyond(conn, agent, self._settings.max_per_agent)
         for old in evicted:
             if old.id != row.id and await self.end(old):
-                logger.info("session %s of agent %s closed: the agent opened more than %d", old.id, agent,
-                            self._settings.max_per_agent)
+                logger.info(
+                    "session %s of agent %s closed: the agent opened more than %d",
+                    old.id,
+                    agent,
+                    self._settings.max_per_agent,
+                )
         return row
 
     async def get(self, session_id: str) -> SessionRow | None:
@@ -205,4 +230,3 @@ class SessionRegistry:
         self._cache.move_to_end(row.id)
         while len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
-

@@ -27,8 +27,9 @@ class SSEEvent:
     """Set (and nothing else) for a comment line, which carries no event."""
 
 
-def encode(data: str | None = None, *, event_id: str | None = None, event: str | None = "message",
-           retry: int | None = None) -> bytes:
+def encode(
+    data: str | None = None, *, event_id: str | None = None, event: str | None = "message", retry: int | None = None
+) -> bytes:
     """One SSE frame. `data` may be "" (a priming event: an id with empty data)."""
     lines: list[str] = []
     if event:

@@ -46,8 +46,11 @@ POOL_IDLE_SECONDS: Final = 2.0
 
 def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The agent's request headers that describe the MCP message (names lowercased)."""
-    return {name: value for name, value in headers.items()
-            if name in FORWARDED_HEADERS or name.startswith(PARAM_HEADER_PREFIX)}
+    return {
+        name: value
+        for name, value in headers.items()
+        if name in FORWARDED_HEADERS or name.startswith(PARAM_HEADER_PREFIX)
+    }
 
 
 class UpstreamUnavailable(Exception):
@@ -211,8 +214,13 @@ class ToolCatalog:
 class Upstream:
     """One configured upstream: where it is, how to reach it, and what its tools are."""
 
-    def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession, *,
-                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+    def __init__(
+        self,
+        settings: UpstreamSettings,
+        session: aiohttp.ClientSession,
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         self.settings = settings
         self.max_response_bytes = max_response_bytes
         self.name = settings.name
@@ -228,8 +236,9 @@ class Upstream:
         return merged
 
     @asynccontextmanager
-    async def request(self, method: str, *, headers: Mapping[str, str], body: bytes | None = None,
-                      fresh_connection: bool = False) -> AsyncIterator[UpstreamResponse]:
+    async def request(
+        self, method: str, *, headers: Mapping[str, str], body: bytes | None = None, fresh_connection: bool = False
+    ) -> AsyncIterator[UpstreamResponse]:
         """Send one HTTP request upstream; the response is streamed and released on exit.
 
         Args:
@@ -245,8 +254,14 @@ class Upstream:
             if fresh_connection:
                 session = await stack.enter_async_context(new_client_session(force_close=True))
             try:
-                response = await session.request(method, self.url, data=body, headers=self._headers(headers),
-                                                 timeout=self._timeout, allow_redirects=False)
+                response = await session.request(
+                    method,
+                    self.url,
+                    data=body,
+                    headers=self._headers(headers),
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                )
             except (aiohttp.ClientConnectorError, aiohttp.ClientConnectorCertificateError) as exc:
                 raise UpstreamUnavailable(f"cannot connect to upstream {self.name!r}: {exc.os_error}") from None
             try:
@@ -262,8 +277,9 @@ class Upstream:
         Raises:
             UpstreamUnavailable: cannot connect, or the upstream refused to initialize.
         """
-        body = ('{"jsonrpc":"2.0","id":"airlock-initialize","method":"initialize","params":'
-                + initialize_params + "}").encode("utf-8")
+        body = (
+            '{"jsonrpc":"2.0","id":"airlock-initialize","method":"initialize","params":' + initialize_params + "}"
+        ).encode("utf-8")
         headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
         async with self.request("POST", headers=headers, body=body) as response:
             if response.status != 200:
@@ -273,13 +289,15 @@ class Upstream:
         headers["mcp-protocol-version"] = protocol_version
         if session_id:
             headers["mcp-session-id"] = session_id
-        async with self.request("POST", headers=headers,
-                                body=b'{"jsonrpc":"2.0","method":"notifications/initialized"}') as response:
+        async with self.request(
+            "POST", headers=headers, body=b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
+        ) as response:
             await _discard(response)
         return session_id
 
-    async def fetch_catalog(self, envelope_headers: Mapping[str, str], params_meta: Mapping[str, Any] | None,
-                            session_id: str | None) -> None:
+    async def fetch_catalog(
+        self, envelope_headers: Mapping[str, str], params_meta: Mapping[str, Any] | None, session_id: str | None
+    ) -> None:
         """Ask the upstream for its tools (all pages) and learn their annotations and input schemas.
 
         Used when a policy needs a tool's annotations, or a call's arguments need checking against
@@ -293,8 +311,9 @@ class Upstream:
                     params["_meta"] = dict(params_meta)
                 if cursor:
                     params["cursor"] = cursor
-                body = json.dumps({"jsonrpc": "2.0", "id": f"airlock-tools-{page}", "method": "tools/list",
-                                   "params": params}).encode()
+                body = json.dumps(
+                    {"jsonrpc": "2.0", "id": f"airlock-tools-{page}", "method": "tools/list", "params": params}
+                ).encode()
                 headers = {**envelope_headers, "mcp-method": "tools/list"}
                 headers.pop("mcp-name", None)
                 if session_id:
@@ -330,8 +349,13 @@ def new_client_session(*, force_close: bool = False) -> aiohttp.ClientSession:
     (uvicorn and Node.js after 5 s): a request written on a connection the server is closing at
     that moment is reset, and the client cannot tell whether the server read it.
     """
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=300,
-                                     keepalive_timeout=None if force_close else POOL_IDLE_SECONDS,
-                                     force_close=force_close)
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
-                                 auto_decompress=True)
+    connector = aiohttp.TCPConnector(
+        limit=0,
+        limit_per_host=256,
+        ttl_dns_cache=300,
+        keepalive_timeout=None if force_close else POOL_IDLE_SECONDS,
+        force_close=force_close,
+    )
+    return aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=True
+    )

@@ -30,14 +30,29 @@ SCHEMA: dict[str, Any] = {
         "location": {"anyOf": [{"$ref": "#/$defs/Location"}, {"type": "null"}], "default": None},
     },
     "required": ["title", "description", "bounty_usd"],
-    "$defs": {"Location": {"type": "object", "title": "Location", "required": ["lat", "lon"], "properties": {
-        "lat": {"type": "number", "minimum": -90, "maximum": 90},
-        "lon": {"type": "number", "minimum": -180, "maximum": 180},
-        "radius_m": {"type": "integer", "minimum": 0, "default": 500}}}},
+    "$defs": {
+        "Location": {
+            "type": "object",
+            "title": "Location",
+            "required": ["lat", "lon"],
+            "properties": {
+                "lat": {"type": "number", "minimum": -90, "maximum": 90},
+                "lon": {"type": "number", "minimum": -180, "maximum": 180},
+                "radius_m": {"type": "integer", "minimum": 0, "default": 500},
+            },
+        }
+    },
 }
-VALID: dict[str, Any] = {"title": "Photograph the corner bakery", "description": "Front and inside, daylight.",
-                         "bounty_usd": 12.5, "deadline_hours": 48, "agent_id": "agent-7", "category": "photo",
-                         "tags": ["photo", "retail", "urgent"], "location": {"lat": 52.52, "lon": 13.405}}
+VALID: dict[str, Any] = {
+    "title": "Photograph the corner bakery",
+    "description": "Front and inside, daylight.",
+    "bounty_usd": 12.5,
+    "deadline_hours": 48,
+    "agent_id": "agent-7",
+    "category": "photo",
+    "tags": ["photo", "retail", "urgent"],
+    "location": {"lat": 52.52, "lon": 13.405},
+}
 INVALID: dict[str, Any] = {**VALID, "location": {"lat": "52.52", "lon": 13.405}}
 ONE_STRING: dict[str, Any] = {"type": "object", "properties": {"task_id": {"type": "string"}}, "required": ["task_id"]}
 
@@ -51,7 +66,9 @@ def time_check(arguments: dict[str, Any], *, number: int, published: dict[str, A
 
 
 def run() -> dict[str, Any]:
-    compile_us = min(timeit.repeat(lambda: compile_schema(SCHEMA), number=10, repeat=3, timer=time.process_time)) / 10 * 1e6
+    compile_us = (
+        min(timeit.repeat(lambda: compile_schema(SCHEMA), number=10, repeat=3, timer=time.process_time)) / 10 * 1e6
+    )
     return {
         "valid_call_us": round(time_check(VALID, number=1000), 1),
         "invalid_call_us": round(time_check(INVALID, number=300), 1),

@@ -122,12 +122,15 @@ REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60)
 # `mcpgateway` with the working directory set first (Process has no cwd): it reads `.env` from there.
 # Every interpreter of the venv runs isolated (-I): the harness's PYTHONPATH (the repo, with Airlock's
 # metadata) and current directory must not reach ContextForge's imports.
-_BOOT = ("import os, sys; os.chdir(sys.argv[1]); sys.argv = ['mcpgateway', *sys.argv[2:]]; "
-         "from mcpgateway.cli import main; main()")
+_BOOT = (
+    "import os, sys; os.chdir(sys.argv[1]); sys.argv = ['mcpgateway', *sys.argv[2:]]; "
+    "from mcpgateway.cli import main; main()"
+)
 
 
-async def start_contextforge(upstream_url: str, work_dir: Path, log_dir: Path, *, tool: str = TOOL,
-                             arguments: dict[str, Any] | None = None) -> tuple[Process, Target]:
+async def start_contextforge(
+    upstream_url: str, work_dir: Path, log_dir: Path, *, tool: str = TOOL, arguments: dict[str, Any] | None = None
+) -> tuple[Process, Target]:
     """Start ContextForge (own venv, own process, SQLite in work_dir), register the upstream at
     `upstream_url`, expose its tools as a virtual server, and return the running process and the
     `Target` for `tool` through it (legacy era only). Raises RuntimeError, with the end of
@@ -139,10 +142,31 @@ async def start_contextforge(upstream_url: str, work_dir: Path, log_dir: Path, *
     python = await asyncio.to_thread(ensure_venv, VENV, log_dir / "contextforge-install.log")
     port = free_port()
     env = environment(work_dir, port)
-    process = Process("contextforge", [str(python), "-I", "-u", "-c", _BOOT, str(work_dir), "--host", "127.0.0.1",
-                                       "--port", str(port), "--workers", "1", "--log-level", "warning",
-                                       "--no-access-log", "--timeout-graceful-shutdown", "5"],
-                      env=env, log_dir=log_dir, health_url=f"http://127.0.0.1:{port}/health")
+    process = Process(
+        "contextforge",
+        [
+            str(python),
+            "-I",
+            "-u",
+            "-c",
+            _BOOT,
+            str(work_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "5",
+        ],
+        env=env,
+        log_dir=log_dir,
+        health_url=f"http://127.0.0.1:{port}/health",
+    )
     try:
         await process.start(timeout=START_TIMEOUT)  # its error already carries the end of the log
     except BaseException:
@@ -151,8 +175,7 @@ async def start_contextforge(upstream_url: str, work_dir: Path, log_dir: Path, *
     try:
         token = await asyncio.to_thread(issue_token, python, env, work_dir)
         base = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT,
-                                         headers={"authorization": f"Bearer {token}"}) as http:
+        async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT, headers={"authorization": f"Bearer {token}"}) as http:
             server_id, tool_name = await register(http, base, upstream_url, tool)
             url = f"{base}/servers/{server_id}/mcp"
             await smoke_call(http, url, tool_name, arguments)
@@ -162,60 +185,98 @@ async def start_contextforge(upstream_url: str, work_dir: Path, log_dir: Path, *
     except BaseException:
         process.stop()
         raise
-    return process, Target(name="contextforge", url=url, token=token, tool=tool_name, arguments=arguments,
-                           pid=process.pid, eras=("legacy",))
+    return process, Target(
+        name="contextforge",
+        url=url,
+        token=token,
+        tool=tool_name,
+        arguments=arguments,
+        pid=process.pid,
+        eras=("legacy",),
+    )
 
 
 def environment(work_dir: Path, port: int) -> dict[str, str]:
     """ContextForge's settings for this run (see the module docstring for each non-default)."""
     return {
-        "HOST": "127.0.0.1", "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
         "DATABASE_URL": f"sqlite:///{work_dir / 'contextforge.db'}",
         "ENVIRONMENT": "production",
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
         "AUTH_ENCRYPTION_SECRET": secrets.token_urlsafe(48),
         "PLATFORM_ADMIN_EMAIL": ADMIN_EMAIL,
         "PLATFORM_ADMIN_PASSWORD": "Bench-" + secrets.token_urlsafe(24) + "!7",
-        "AUTH_REQUIRED": "true", "MCP_CLIENT_AUTH_ENABLED": "true",
-        "USE_STATEFUL_SESSIONS": "true", "JSON_RESPONSE_ENABLED": "true",
+        "AUTH_REQUIRED": "true",
+        "MCP_CLIENT_AUTH_ENABLED": "true",
+        "USE_STATEFUL_SESSIONS": "true",
+        "JSON_RESPONSE_ENABLED": "true",
         "CACHE_TYPE": "memory",
         "RATE_LIMITING_ENABLED": "false",
         "SSRF_ALLOW_LOCALHOST": "true",
         "LOG_LEVEL": "WARNING",
-        "MCPGATEWAY_UI_ENABLED": "false", "MCPGATEWAY_ADMIN_API_ENABLED": "false",
-        "DEV_MODE": "false", "RELOAD": "false", "DEBUG": "false",
+        "MCPGATEWAY_UI_ENABLED": "false",
+        "MCPGATEWAY_ADMIN_API_ENABLED": "false",
+        "DEV_MODE": "false",
+        "RELOAD": "false",
+        "DEBUG": "false",
     }
 
 
 def issue_token(python: Path, env: dict[str, str], work_dir: Path) -> str:
     """A bearer token from ContextForge's own CLI, as its README makes one."""
-    argv = [str(python), "-I", "-m", "mcpgateway.utils.create_jwt_token", "--username", ADMIN_EMAIL,
-            "--exp", str(TOKEN_MINUTES), "--secret", env["JWT_SECRET_KEY"]]
+    argv = [
+        str(python),
+        "-I",
+        "-m",
+        "mcpgateway.utils.create_jwt_token",
+        "--username",
+        ADMIN_EMAIL,
+        "--exp",
+        str(TOKEN_MINUTES),
+        "--secret",
+        env["JWT_SECRET_KEY"],
+    ]
     try:
-        done = subprocess.run(argv, check=False, env={**os.environ, **env}, cwd=work_dir, capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            argv, check=False, env={**os.environ, **env}, cwd=work_dir, capture_output=True, text=True, timeout=60
+        )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError("ContextForge's create_jwt_token did not finish within 60s") from exc
     lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
     if done.returncode != 0 or not lines or lines[-1].count(".") != 2:
-        raise RuntimeError(f"ContextForge's create_jwt_token failed (exit {done.returncode}):\n"
-                           f"{done.stdout[-1500:]}{done.stderr[-1500:]}")
+        raise RuntimeError(
+            f"ContextForge's create_jwt_token failed (exit {done.returncode}):\n"
+            f"{done.stdout[-1500:]}{done.stderr[-1500:]}"
+        )
     return lines[-1]
 
 
 async def register(http: aiohttp.ClientSession, base: str, upstream_url: str, tool: str) -> tuple[str, str]:
     """Register the upstream, then a virtual server with its tools; return (server id, tool's name)."""
-    gateway = await api(http, "POST", f"{base}/v1/gateways",
-                        {"name": GATEWAY_NAME, "url": upstream_url, "transport": "STREAMABLEHTTP"})
+    gateway = await api(
+        http, "POST", f"{base}/v1/gateways", {"name": GATEWAY_NAME, "url": upstream_url, "transport": "STREAMABLEHTTP"}
+    )
     tools = await api(http, "GET", f"{base}/v1/tools?gateway_id={gateway['id']}&limit=0")
     tools = tools if isinstance(tools, list) else tools.get("tools", [])
     names = {t.get("originalName"): t["name"] for t in tools}
     if tool not in names:
-        raise RuntimeError(f"ContextForge discovered no tool {tool!r} on {upstream_url} "
-                           f"(gateway status {gateway.get('status')!r}, tools: {sorted(map(str, names))})")
-    server = await api(http, "POST", f"{base}/v1/servers", {"server": {
-        "name": GATEWAY_NAME, "description": "Airlock benchmark: the demo upstream's tools",
-        "associated_tools": [t["id"] for t in tools]}})
+        raise RuntimeError(
+            f"ContextForge discovered no tool {tool!r} on {upstream_url} "
+            f"(gateway status {gateway.get('status')!r}, tools: {sorted(map(str, names))})"
+        )
+    server = await api(
+        http,
+        "POST",
+        f"{base}/v1/servers",
+        {
+            "server": {
+                "name": GATEWAY_NAME,
+                "description": "Airlock benchmark: the demo upstream's tools",
+                "associated_tools": [t["id"] for t in tools],
+            }
+        },
+    )
     return server["id"], names[tool]
 
 
@@ -230,17 +291,27 @@ async def api(http: aiohttp.ClientSession, method: str, url: str, body: Any = No
 async def smoke_call(http: aiohttp.ClientSession, url: str, tool: str, arguments: dict[str, Any]) -> None:
     """One handshake-era `tools/call`, as bench.load makes it; raise with the answer if it fails."""
     headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-    initialize = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "airlock-bench", "version": "1"}}}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": LEGACY,
+            "capabilities": {},
+            "clientInfo": {"name": "airlock-bench", "version": "1"},
+        },
+    }
     async with http.post(url, json=initialize, headers=headers) as response:
         text = await response.text()
         session = response.headers.get("mcp-session-id")
     if response.status != 200 or not session:
-        raise RuntimeError(f"ContextForge initialize at {url} answered {response.status} "
-                           f"(session id {session!r}): {text[:1500]}")
+        raise RuntimeError(
+            f"ContextForge initialize at {url} answered {response.status} (session id {session!r}): {text[:1500]}"
+        )
     headers.update({"mcp-session-id": session, "mcp-protocol-version": LEGACY})
-    async with http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                         headers=headers) as response:
+    async with http.post(
+        url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
+    ) as response:
         await response.read()
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
     async with http.post(url, json=call, headers=headers) as response:
@@ -267,12 +338,16 @@ def ensure_venv(venv: Path = VENV, log: Path | None = None) -> Path:
         try:
             _run([*pip, "--constraint", constraints.name], log)
         except RuntimeError:
-            print("pinned install failed; retrying without the dependency pins (figures may differ)",
-                  file=sys.stderr, flush=True)
+            print(
+                "pinned install failed; retrying without the dependency pins (figures may differ)",
+                file=sys.stderr,
+                flush=True,
+            )
             _run(pip, log)
     if (found := installed_version(python)) != VERSION:
-        raise RuntimeError(f"{PACKAGE}=={VERSION} is not importable from {python} after install "
-                           f"(found {found!r}); see {log}")
+        raise RuntimeError(
+            f"{PACKAGE}=={VERSION} is not importable from {python} after install (found {found!r}); see {log}"
+        )
     return python
 
 
@@ -300,14 +375,14 @@ def _run(argv: list[str], log: Path) -> None:
         out.write(f"$ {' '.join(argv)}\n".encode())
         out.flush()
         try:
-            code = subprocess.run(argv, check=False, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=INSTALL_TIMEOUT).returncode
+            code = subprocess.run(
+                argv, check=False, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT
+            ).returncode
         except subprocess.TimeoutExpired:
             code = None
     if code != 0:
         tail = log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{argv[0]} {' '.join(argv[1:3])} … failed ({'timeout' if code is None else code}):\n"
-                           f"{tail}")
+        raise RuntimeError(f"{argv[0]} {' '.join(argv[1:3])} … failed ({'timeout' if code is None else code}):\n{tail}")
 
 
 def log_tail(process: Process, chars: int = 3000) -> str:

@@ -21,16 +21,32 @@ from bench.load import ENVELOPE, MODERN, Run, measure
 
 async def trial(http: aiohttp.ClientSession, hold_url: str, decide_url: str, token: str, reviewer: str) -> float:
     """One park-approve-deliver cycle; returns milliseconds from decision accepted to result received."""
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/json",
-               "accept": "application/json, text/event-stream", "mcp-protocol-version": MODERN,
-               "mcp-method": "tools/call", "mcp-name": "em_cancel_task"}
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": "em_cancel_task", "arguments": {"task_id": str(uuid.uuid4()), "reason": "bench"}, "_meta": ENVELOPE}})
+    headers = {
+        "authorization": f"Bearer {token}",
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": "tools/call",
+        "mcp-name": "em_cancel_task",
+    }
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {
+                "name": "em_cancel_task",
+                "arguments": {"task_id": str(uuid.uuid4()), "reason": "bench"},
+                "_meta": ENVELOPE,
+            },
+        }
+    )
     review = {"authorization": f"Bearer {reviewer}"}
     async with http.post(f"{hold_url}/mcp/execution-market", data=body, headers=headers) as held:
         await held.content.readany()
-        async with http.get(f"{decide_url}/api/approvals", params={"status": "pending", "limit": "1"},
-                            headers=review) as listing:
+        async with http.get(
+            f"{decide_url}/api/approvals", params={"status": "pending", "limit": "1"}, headers=review
+        ) as listing:
             approval_id = (await listing.json())["approvals"][0]["id"]
         async with http.post(f"{decide_url}/api/approvals/{approval_id}/approve", headers=review) as decided:
             await decided.read()
@@ -43,11 +59,19 @@ async def trial(http: aiohttp.ClientSession, hold_url: str, decide_url: str, tok
     raise RuntimeError("the held stream ended without a result")
 
 
-async def run(hold_url: str, decide_url: str, token: str, reviewer: str, upstream_url: str, *,
-              trials: int) -> dict[str, Any]:
-    upstream = await measure(upstream_url, era="modern", concurrency=1, seconds=3, token=None,
-                             tool="em_cancel_task", arguments={"task_id": "no-such-task", "reason": "bench"},
-                             tool_errors_ok=True)
+async def run(
+    hold_url: str, decide_url: str, token: str, reviewer: str, upstream_url: str, *, trials: int
+) -> dict[str, Any]:
+    upstream = await measure(
+        upstream_url,
+        era="modern",
+        concurrency=1,
+        seconds=3,
+        token=None,
+        tool="em_cancel_task",
+        arguments={"task_id": "no-such-task", "reason": "bench"},
+        tool_errors_ok=True,
+    )
     totals = Run()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         for _ in range(3):
@@ -57,7 +81,8 @@ async def run(hold_url: str, decide_url: str, token: str, reviewer: str, upstrea
     upstream_ms = upstream.percentile(50)
     return {
         "trials": trials,
-        "total_p50_ms": round(totals.percentile(50), 3), "total_p99_ms": round(totals.percentile(99), 3),
+        "total_p50_ms": round(totals.percentile(50), 3),
+        "total_p99_ms": round(totals.percentile(99), 3),
         "upstream_p50_ms": round(upstream_ms, 3),
         "p50_ms": round(totals.percentile(50) - upstream_ms, 3),
         "p99_ms": round(totals.percentile(99) - upstream_ms, 3),

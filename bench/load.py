@@ -19,8 +19,11 @@ import aiohttp
 
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
-ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "airlock-bench", "version": "1"}}
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "airlock-bench", "version": "1"},
+}
 
 
 @dataclass
@@ -41,14 +44,23 @@ class Run:
         if not self.latencies_ms:
             return float("nan")
         ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class McpCaller:
     """One connection's worth of calls to one MCP endpoint."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, *, era: str, token: str | None,
-                 tool: str, arguments: dict[str, Any], tool_errors_ok: bool = False) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        url: str,
+        *,
+        era: str,
+        token: str | None,
+        tool: str,
+        arguments: dict[str, Any],
+        tool_errors_ok: bool = False,
+    ) -> None:
         self.http, self.url, self.era, self.tool, self.arguments = http, url, era, tool, arguments
         self.tool_errors_ok = tool_errors_ok
         self.headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
@@ -60,8 +72,16 @@ class McpCaller:
         if self.era == "modern":
             self.headers.update({"mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": self.tool})
             return
-        body = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "airlock-bench", "version": "1"}}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": LEGACY,
+                "capabilities": {},
+                "clientInfo": {"name": "airlock-bench", "version": "1"},
+            },
+        }
         async with self.http.post(self.url, json=body, headers=self.headers) as response:
             response.raise_for_status()
             session = response.headers.get("mcp-session-id")
@@ -69,16 +89,16 @@ class McpCaller:
         if session:
             self.headers["mcp-session-id"] = session
         self.headers["mcp-protocol-version"] = LEGACY
-        async with self.http.post(self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                                  headers=self.headers) as response:
+        async with self.http.post(
+            self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=self.headers
+        ) as response:
             await response.read()
 
     def body(self) -> bytes:
         params: dict[str, Any] = {"name": self.tool, "arguments": self.arguments}
         if self.era == "modern":
             params["_meta"] = ENVELOPE
-        return json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": "tools/call",
-                           "params": params}).encode()
+        return json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": "tools/call", "params": params}).encode()
 
     async def call(self) -> bool:
         async with self.http.post(self.url, data=self.body(), headers=self.headers) as response:
@@ -92,15 +112,26 @@ class McpCaller:
                 await response.read()
 
 
-async def measure(url: str, *, era: str, concurrency: int, seconds: float, token: str | None, tool: str,
-                  arguments: dict[str, Any], warmup: float = 1.0, tool_errors_ok: bool = False) -> Run:
+async def measure(
+    url: str,
+    *,
+    era: str,
+    concurrency: int,
+    seconds: float,
+    token: str | None,
+    tool: str,
+    arguments: dict[str, Any],
+    warmup: float = 1.0,
+    tool_errors_ok: bool = False,
+) -> Run:
     """Run `concurrency` workers for `seconds` (after `warmup`); every call's latency is kept."""
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        callers = [McpCaller(http, url, era=era, token=token, tool=tool, arguments=arguments,
-                             tool_errors_ok=tool_errors_ok)
-                   for _ in range(concurrency)]
+        callers = [
+            McpCaller(http, url, era=era, token=token, tool=tool, arguments=arguments, tool_errors_ok=tool_errors_ok)
+            for _ in range(concurrency)
+        ]
         await asyncio.gather(*(caller.open() for caller in callers))
         run = Run()
         start = time.perf_counter()

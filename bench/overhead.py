@@ -37,15 +37,27 @@ class Measurement:
     cpu_ms_per_call: float | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "era": self.era, "concurrency": self.concurrency, "calls": self.run.calls,
-                "errors": self.run.errors, "seconds": round(self.run.seconds, 3),
-                "throughput": round(self.run.throughput, 1), "p50_ms": round(self.run.percentile(50), 3),
-                "p99_ms": round(self.run.percentile(99), 3),
-                "gateway_cpu_ms_per_call": None if self.cpu_ms_per_call is None else round(self.cpu_ms_per_call, 3)}
+        return {
+            "target": self.target,
+            "era": self.era,
+            "concurrency": self.concurrency,
+            "calls": self.run.calls,
+            "errors": self.run.errors,
+            "seconds": round(self.run.seconds, 3),
+            "throughput": round(self.run.throughput, 1),
+            "p50_ms": round(self.run.percentile(50), 3),
+            "p99_ms": round(self.run.percentile(99), 3),
+            "gateway_cpu_ms_per_call": None if self.cpu_ms_per_call is None else round(self.cpu_ms_per_call, 3),
+        }
 
 
-async def compare(targets: list[Target], *, eras: tuple[str, ...] = ("modern", "legacy"),
-                  concurrencies: tuple[int, ...] = (1, 32), seconds: float = 5.0) -> list[Measurement]:
+async def compare(
+    targets: list[Target],
+    *,
+    eras: tuple[str, ...] = ("modern", "legacy"),
+    concurrencies: tuple[int, ...] = (1, 32),
+    seconds: float = 5.0,
+) -> list[Measurement]:
     results: list[Measurement] = []
     for era in eras:
         for concurrency in concurrencies:
@@ -53,9 +65,16 @@ async def compare(targets: list[Target], *, eras: tuple[str, ...] = ("modern", "
                 if era not in target.eras:
                     continue
                 before = cpu_seconds(target.pid) if target.pid else None
-                run = await measure(target.url, era=era, concurrency=concurrency, seconds=seconds,
-                                    token=target.token, tool=target.tool, arguments=target.arguments,
-                                    warmup=target.warmup)
+                run = await measure(
+                    target.url,
+                    era=era,
+                    concurrency=concurrency,
+                    seconds=seconds,
+                    token=target.token,
+                    tool=target.tool,
+                    arguments=target.arguments,
+                    warmup=target.warmup,
+                )
                 cpu = None
                 if target.pid and before is not None and run.calls:
                     # Includes warm-up and session set-up: a slight overestimate, never an underestimate.

@@ -13,13 +13,18 @@ from typing import Any
 from app.policy.document import compile_policy
 
 SEED = {"version": "1", "default": "deny", "hide": ["em_cancel_task"]}
-EXAMPLE = {"version": "1", "default": "deny", "hide": ["em_wipe_all"], "rules": [
-    {"tool": "em_publish_task", "agents": ["intern-bot"], "action": "deny", "reason": "interns cannot publish"},
-    {"tool": "em_publish_task", "when": {"bounty_usd": {"gt": 100}}, "action": "approve", "reason": "large bounty"},
-    {"tool": "em_publish_task", "action": "allow", "rate_limit": {"max": 10, "window": 60}},
-    {"tool": "em_get_*", "action": "allow"},
-    {"tool": "em_cancel_task", "action": "approve", "reason": "cancelling is irreversible", "timeout": 1800},
-]}
+EXAMPLE = {
+    "version": "1",
+    "default": "deny",
+    "hide": ["em_wipe_all"],
+    "rules": [
+        {"tool": "em_publish_task", "agents": ["intern-bot"], "action": "deny", "reason": "interns cannot publish"},
+        {"tool": "em_publish_task", "when": {"bounty_usd": {"gt": 100}}, "action": "approve", "reason": "large bounty"},
+        {"tool": "em_publish_task", "action": "allow", "rate_limit": {"max": 10, "window": 60}},
+        {"tool": "em_get_*", "action": "allow"},
+        {"tool": "em_cancel_task", "action": "approve", "reason": "cancelling is irreversible", "timeout": 1800},
+    ],
+}
 
 
 def thousand_rules() -> dict[str, Any]:
@@ -31,11 +36,17 @@ def thousand_rules() -> dict[str, Any]:
         elif kind == 1:
             rules.append({"tool": f"svc{i}_*", "agents": [f"agent-{i}", "team-*"], "action": "deny", "reason": "r"})
         elif kind == 2:
-            rules.append({"tool": f"pay_{i}", "when": {"amount": {"gt": i}, "currency": {"in": ["EUR", "USD"]}},
-                          "action": "approve"})
+            rules.append(
+                {
+                    "tool": f"pay_{i}",
+                    "when": {"amount": {"gt": i}, "currency": {"in": ["EUR", "USD"]}},
+                    "action": "approve",
+                }
+            )
         else:
-            rules.append({"tool": [f"get_{i}", f"list_{i}"], "when": {"/filter/owner": {"regex": f"u{i}-.*"}},
-                          "action": "allow"})
+            rules.append(
+                {"tool": [f"get_{i}", f"list_{i}"], "when": {"/filter/owner": {"regex": f"u{i}-.*"}}, "action": "allow"}
+            )
     rules.append({"tool": "last_tool", "action": "allow"})
     return {"version": "1", "default": "deny", "hide": ["secret_*"], "rules": rules}
 

@@ -36,8 +36,9 @@ def rss_bytes(pid: int) -> int:
 
 
 class Process:
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str] | None = None, log_dir: Path,
-                 health_url: str) -> None:
+    def __init__(
+        self, name: str, argv: list[str], *, env: dict[str, str] | None = None, log_dir: Path, health_url: str
+    ) -> None:
         self.name, self.argv, self.health_url = name, argv, health_url
         self.env = {**os.environ, **(env or {})}
         self.log = log_dir / f"{name}.log"
@@ -60,7 +61,7 @@ class Process:
                     async with http.get(self.health_url, timeout=aiohttp.ClientTimeout(total=1)) as response:
                         if response.status < 500:
                             return self
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"{self.name} did not start within {timeout:.0f}s:\n{self.log.read_text()[-3000:]}")
@@ -75,27 +76,44 @@ class Process:
 
 
 def upstream_process(port: int, log_dir: Path) -> Process:
-    return Process("upstream", [sys.executable, "-m", "app.demo.upstream", "--port", str(port)], log_dir=log_dir,
-                   health_url=f"http://127.0.0.1:{port}/_demo/state")
+    return Process(
+        "upstream",
+        [sys.executable, "-m", "app.demo.upstream", "--port", str(port)],
+        log_dir=log_dir,
+        health_url=f"http://127.0.0.1:{port}/_demo/state",
+    )
 
 
-def airlock_config(work: Path, *, database_url: str, upstream_url: str, policy: dict[str, Any],
-                   approvals: dict[str, Any] | None = None) -> Path:
+def airlock_config(
+    work: Path, *, database_url: str, upstream_url: str, policy: dict[str, Any], approvals: dict[str, Any] | None = None
+) -> Path:
     policy_path = work / "policy.json"
     policy_path.write_text(json.dumps(policy), encoding="utf-8")
     approvals = {"max_pending_per_agent": 100000, **(approvals or {})}
-    lines = ['host = "127.0.0.1"', "port = 8080", f"database_url = {json.dumps(database_url)}",
-             f"data_dir = {json.dumps(str(work / 'data'))}", "", "[approvals]",
-             *(f"{k} = {json.dumps(v)}" for k, v in approvals.items()), "", "[[upstreams]]",
-             'name = "execution-market"', f"url = {json.dumps(upstream_url)}",
-             f"policy = {json.dumps(str(policy_path))}"]
+    lines = [
+        'host = "127.0.0.1"',
+        "port = 8080",
+        f"database_url = {json.dumps(database_url)}",
+        f"data_dir = {json.dumps(str(work / 'data'))}",
+        "",
+        "[approvals]",
+        *(f"{k} = {json.dumps(v)}" for k, v in approvals.items()),
+        "",
+        "[[upstreams]]",
+        'name = "execution-market"',
+        f"url = {json.dumps(upstream_url)}",
+        f"policy = {json.dumps(str(policy_path))}",
+    ]
     config = work / "airlock.toml"
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return config
 
 
 def airlock_process(name: str, config: Path, port: int, log_dir: Path) -> Process:
-    return Process(name, [sys.executable, "-m", "app", "serve", "--config", str(config), "--port", str(port),
-                          "--log-level", "warning"],
-                   env={"AIRLOCK_SECRET_KEY": "bench-secret-key-0123456789-abcdefghijklmnop"},
-                   log_dir=log_dir, health_url=f"http://127.0.0.1:{port}/healthz")
+    return Process(
+        name,
+        [sys.executable, "-m", "app", "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"],
+        env={"AIRLOCK_SECRET_KEY": "bench-secret-key-0123456789-abcdefghijklmnop"},
+        log_dir=log_dir,
+        health_url=f"http://127.0.0.1:{port}/healthz",
+    )

@@ -30,19 +30,28 @@ from app.auth import Credentials
 from app.store.db import Database
 from app.store.migrate import upgrade
 from bench import arguments_cost, decisions, holding, policy_cost
-from bench.overhead import Measurement, Target, compare
+from bench.overhead import Target, compare
 from bench.procs import Process, airlock_config, airlock_process, free_port, upstream_process
 
 TASK_ID = "7f1c2a9e-0b5d-4c61-9e2f-5a8d3b6c4e10"  # seeded by the demo upstream
 ALLOWED = {"tool": "em_get_task", "arguments": {"task_id": TASK_ID}}
-POLICY = {"version": "1", "default": "deny", "rules": [
-    {"tool": "em_get_task", "action": "allow"},
-    {"tool": "em_cancel_task", "action": "approve", "reason": "bench", "timeout": 86400},
-]}
+POLICY = {
+    "version": "1",
+    "default": "deny",
+    "rules": [
+        {"tool": "em_get_task", "action": "allow"},
+        {"tool": "em_cancel_task", "action": "approve", "reason": "bench", "timeout": 86400},
+    ],
+}
 APPROVALS = {"hold_seconds": 3600, "cancel_grace_seconds": 3600, "safety_poll_seconds": 5}
-TARGETS = {"added_latency_p50_ms": 1.0, "throughput_ratio_c32": 0.70, "memory_per_held_call_kb": 50.0,
-           "allowed_p99_while_holding_ms": 10.0, "decision_to_result_p99_sqlite_ms": 50.0,
-           "decision_to_result_p99_replicas_ms": 100.0}
+TARGETS = {
+    "added_latency_p50_ms": 1.0,
+    "throughput_ratio_c32": 0.70,
+    "memory_per_held_call_kb": 50.0,
+    "allowed_p99_while_holding_ms": 10.0,
+    "decision_to_result_p99_sqlite_ms": 50.0,
+    "decision_to_result_p99_replicas_ms": 100.0,
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,10 +62,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=200, help="decision-to-result trials per backend")
     parser.add_argument("--no-contextforge", action="store_true", help="skip the ContextForge peer")
     parser.add_argument("--no-postgres", action="store_true", help="skip the two-replica PostgreSQL phase")
-    parser.add_argument("--postgres-url", default=os.environ.get("AIRLOCK_BENCH_POSTGRES_URL",
-                                                                 "postgresql+asyncpg://postgres@127.0.0.1:5432/test"))
-    parser.add_argument("--only", choices=("overhead",), default=None,
-                        help="measure only this phase (a quick before/after comparison on a shared machine)")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("AIRLOCK_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"),
+    )
+    parser.add_argument(
+        "--only",
+        choices=("overhead",),
+        default=None,
+        help="measure only this phase (a quick before/after comparison on a shared machine)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"), help="where to write JSON")
     return parser.parse_args(argv)
 
@@ -66,24 +81,30 @@ async def issue_tokens(database_url: str) -> tuple[str, str]:
     db = Database(database_url)
     try:
         credentials = Credentials(db, cache_seconds=0)
-        return ((await credentials.issue_agent_token("bench-agent")).token,
-                (await credentials.add_reviewer("bench-reviewer")).token)
+        return (
+            (await credentials.issue_agent_token("bench-agent")).token,
+            (await credentials.add_reviewer("bench-reviewer")).token,
+        )
     finally:
         await db.dispose()
 
 
 async def start_airlock(name: str, work: Path, database_url: str, upstream_url: str) -> Process:
     work.mkdir(parents=True, exist_ok=True)
-    config = airlock_config(work, database_url=database_url, upstream_url=upstream_url, policy=POLICY,
-                            approvals=APPROVALS)
+    config = airlock_config(
+        work, database_url=database_url, upstream_url=upstream_url, policy=POLICY, approvals=APPROVALS
+    )
     return await airlock_process(name, config, free_port(), work).start()
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="airlock-bench-"))
     processes: list[Process] = []
-    report: dict[str, Any] = {"machine": machine(), "command": "python -m bench.run " + " ".join(sys.argv[1:]),
-                              "targets": TARGETS}
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+        "targets": TARGETS,
+    }
     try:
         up_port = free_port()
         upstream = await upstream_process(up_port, work).start()
@@ -116,22 +137,25 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         report["argument_validation"] = arguments_cost.run()
         print("measuring decision to result (SQLite) …", flush=True)
         base = f"http://127.0.0.1:{airlock_port}"
-        report["decision_to_result_sqlite"] = await decisions.run(base, base, agent, reviewer, upstream_url,
-                                                                  trials=args.trials)
+        report["decision_to_result_sqlite"] = await decisions.run(
+            base, base, agent, reviewer, upstream_url, trials=args.trials
+        )
         if not args.no_postgres:
             print("measuring decision to result (two replicas on PostgreSQL) …", flush=True)
             report["decision_to_result_replicas"] = await replicas_phase(args, work, upstream_url, processes)
         print(f"holding {args.held} calls …", flush=True)
-        report["holding"] = await holding.run(airlock_mcp, agent, airlock.pid, count=args.held, allowed=ALLOWED,
-                                              seconds=args.seconds, warmup=args.warmup)
+        report["holding"] = await holding.run(
+            airlock_mcp, agent, airlock.pid, count=args.held, allowed=ALLOWED, seconds=args.seconds, warmup=args.warmup
+        )
     finally:
         for process in reversed(processes):
             process.stop()
     return report
 
 
-async def replicas_phase(args: argparse.Namespace, work: Path, upstream_url: str,
-                         processes: list[Process]) -> dict[str, Any]:
+async def replicas_phase(
+    args: argparse.Namespace, work: Path, upstream_url: str, processes: list[Process]
+) -> dict[str, Any]:
     import asyncpg
 
     schema = f"airlock_bench_{secrets.token_hex(4)}"
@@ -152,10 +176,21 @@ async def replicas_phase(args: argparse.Namespace, work: Path, upstream_url: str
 
 
 def machine() -> dict[str, Any]:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"date": time.strftime("%Y-%m-%d"), "cpu": model, "cores": os.cpu_count(),
-            "python": platform.python_version(), "system": platform.platform()}
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
 
 
 def verdicts(report: dict[str, Any]) -> dict[str, Any]:
@@ -173,14 +208,17 @@ def verdicts(report: dict[str, Any]) -> dict[str, Any]:
             out[f"throughput_ratio_c32[{era}]"] = _verdict(ratio, TARGETS["throughput_ratio_c32"], below=False)
     if "holding" in report:
         held = report["holding"]
-        out["memory_per_held_call_kb"] = _verdict(held["memory_per_held_call_kb"],
-                                                  TARGETS["memory_per_held_call_kb"], below=True)
+        out["memory_per_held_call_kb"] = _verdict(
+            held["memory_per_held_call_kb"], TARGETS["memory_per_held_call_kb"], below=True
+        )
         # The target is the latency of an allowed call; at concurrency 1 it is not mixed with queueing
         # behind other calls (the c=8 figures, idle and holding, are in the report for comparison).
         p99 = held["allowed_while_holding_c1"]["p99_ms"]
         out["allowed_p99_while_holding_ms"] = _verdict(p99, TARGETS["allowed_p99_while_holding_ms"], below=True)
-    for key, target in (("decision_to_result_sqlite", "decision_to_result_p99_sqlite_ms"),
-                        ("decision_to_result_replicas", "decision_to_result_p99_replicas_ms")):
+    for key, target in (
+        ("decision_to_result_sqlite", "decision_to_result_p99_sqlite_ms"),
+        ("decision_to_result_replicas", "decision_to_result_p99_replicas_ms"),
+    ):
         if key in report:
             out[target] = _verdict(report[key]["p99_ms"], TARGETS[target], below=True)
     return out
@@ -191,14 +229,23 @@ def _verdict(value: float, target: float, *, below: bool) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = [f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
-             f"Python {report['machine']['python']}, {report['machine']['date']}", "",
-             "| era | c | target | p50 ms | p99 ms | calls/s | gateway CPU ms/call |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+        f"Python {report['machine']['python']}, {report['machine']['date']}",
+        "",
+        "| era | c | target | p50 ms | p99 ms | calls/s | gateway CPU ms/call |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
     for m in report.get("overhead", []):
-        cpu = "" if m["target"] == "direct" or m["gateway_cpu_ms_per_call"] is None else f"{m['gateway_cpu_ms_per_call']:.2f}"
-        lines.append(f"| {m['era']} | {m['concurrency']} | {m['target']} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
-                     f"{m['throughput']:.0f} | {cpu} |")
+        cpu = (
+            ""
+            if m["target"] == "direct" or m["gateway_cpu_ms_per_call"] is None
+            else f"{m['gateway_cpu_ms_per_call']:.2f}"
+        )
+        lines.append(
+            f"| {m['era']} | {m['concurrency']} | {m['target']} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
+            f"{m['throughput']:.0f} | {cpu} |"
+        )
     lines += ["", "| target | measured | goal | met |", "|---|---:|---:|---|"]
     for name, verdict in report.get("verdicts", {}).items():
         lines.append(f"| {name} | {verdict['value']} | {verdict['target']} | {'yes' if verdict['met'] else 'NO'} |")
@@ -207,8 +254,11 @@ def table(report: dict[str, Any]) -> str:
         lines += ["", "Policy decision (µs): " + ", ".join(f"{k} {v}" for k, v in policy.items())]
     validation = report.get("argument_validation", {})
     if validation:
-        lines += ["", "Argument validation against inputSchema (µs per call): "
-                  + ", ".join(f"{k} {v}" for k, v in validation.items())]
+        lines += [
+            "",
+            "Argument validation against inputSchema (µs per call): "
+            + ", ".join(f"{k} {v}" for k, v in validation.items()),
+        ]
     return "\n".join(lines)
 
 

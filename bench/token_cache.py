@@ -57,8 +57,14 @@ async def measure(*, concurrency: int, seconds: float, cache_seconds: float) -> 
     finally:
         await db.dispose()
     expiries = seconds / cache_seconds
-    return {"concurrency": concurrency, "cache_seconds": cache_seconds, "calls": calls, "reads": reads,
-            "reads_per_expiry": round(reads / expiries, 2), "cpu_us_per_call": round(cpu / calls * 1e6, 2)}
+    return {
+        "concurrency": concurrency,
+        "cache_seconds": cache_seconds,
+        "calls": calls,
+        "reads": reads,
+        "reads_per_expiry": round(reads / expiries, 2),
+        "cpu_us_per_call": round(cpu / calls * 1e6, 2),
+    }
 
 
 def main() -> None:
@@ -67,8 +73,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--cache", type=float, default=0.2, help="token_cache_seconds")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(concurrency=args.concurrency, seconds=args.seconds,
-                                         cache_seconds=args.cache))))
+    print(
+        json.dumps(asyncio.run(measure(concurrency=args.concurrency, seconds=args.seconds, cache_seconds=args.cache)))
+    )
 
 
 if __name__ == "__main__":

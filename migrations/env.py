@@ -22,8 +22,9 @@ _MIGRATION_LOCK_KEY = 0x41_49_52_4C  # "AIRL": one lock id for every Airlock rep
 def _run(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
-                      transaction_per_migration=False)
+    context.configure(
+        connection=connection, target_metadata=metadata, render_as_batch=True, transaction_per_migration=False
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -103,4 +103,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "tests/e2e/" in str(item.fspath) or "tests/gateway/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
-

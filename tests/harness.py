@@ -38,10 +38,20 @@ DEFAULT_POLICY: dict[str, Any] = {
     "default": "deny",
     "hide": ["em_rate_worker"],
     "rules": [
-        {"id": "interns-cannot-publish", "tool": "em_publish_task", "agents": ["intern-bot"], "action": "deny",
-         "reason": "interns cannot publish"},
-        {"id": "large-bounty", "tool": "em_publish_task", "when": {"bounty_usd": {"gt": 100}}, "action": "approve",
-         "reason": "large bounty"},
+        {
+            "id": "interns-cannot-publish",
+            "tool": "em_publish_task",
+            "agents": ["intern-bot"],
+            "action": "deny",
+            "reason": "interns cannot publish",
+        },
+        {
+            "id": "large-bounty",
+            "tool": "em_publish_task",
+            "when": {"bounty_usd": {"gt": 100}},
+            "action": "approve",
+            "reason": "large bounty",
+        },
         {"id": "publish", "tool": "em_publish_task", "action": "allow", "rate_limit": {"max": 3, "window": 3600}},
         {"id": "read", "tool": ["em_get_*", "em_list_*"], "action": "allow"},
         {"id": "work", "tool": ["em_accept_task", "em_submit_work"], "action": "allow"},
@@ -50,11 +60,23 @@ DEFAULT_POLICY: dict[str, Any] = {
 }
 
 
-def new_task(market: DemoMarket, *, title: str = "Photograph the corner bakery", bounty_usd: float = 5.0,
-             status: str = "published") -> Task:
+def new_task(
+    market: DemoMarket,
+    *,
+    title: str = "Photograph the corner bakery",
+    bounty_usd: float = 5.0,
+    status: str = "published",
+) -> Task:
     """Put a task straight into the market (no tool call counted)."""
-    task = Task(id=str(uuid.uuid4()), title=title, description="test task", bounty_usd=bounty_usd,
-                deadline_hours=24, status=status, agent_id="someone")  # type: ignore[arg-type]
+    task = Task(
+        id=str(uuid.uuid4()),
+        title=title,
+        description="test task",
+        bounty_usd=bounty_usd,
+        deadline_hours=24,
+        status=status,
+        agent_id="someone",
+    )  # type: ignore[arg-type]
     market.tasks[task.id] = task
     return task
 
@@ -114,8 +136,9 @@ class AirlockUnderTest:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10)
 
-    async def decide(self, approval_id: str, verdict: str = "approve", *, reviewer: str = "alice",
-                     reason: str | None = None) -> httpx.Response:
+    async def decide(
+        self, approval_id: str, verdict: str = "approve", *, reviewer: str = "alice", reason: str | None = None
+    ) -> httpx.Response:
         token = await self.reviewer_token(reviewer)
         async with self.api(token) as api:
             body = {} if reason is None else {"reason": reason}
@@ -160,6 +183,7 @@ class AirlockUnderTest:
 
     async def wait_steps(self, approval_id: str, event: str, count: int = 1) -> None:
         """Wait until the approval's timeline has `count` `event` steps (e.g. "attached", "notified")."""
+
         async def enough() -> bool:
             return await self.steps(approval_id, event) >= count
 
@@ -175,17 +199,32 @@ async def mcp_client(url: str, token: str, *, mode: str = "auto", **kwargs: Any)
             yield client
 
 
-def settings_for_test(tmp_path: Path, upstream_url: str, database_url: str, *,
-                  policy: Mapping[str, Any] | None = None, port: int = 0, **overrides: Any) -> Settings:
+def settings_for_test(
+    tmp_path: Path,
+    upstream_url: str,
+    database_url: str,
+    *,
+    policy: Mapping[str, Any] | None = None,
+    port: int = 0,
+    **overrides: Any,
+) -> Settings:
     """Settings for a test: SQLite or PostgreSQL, one upstream, fast approval timings."""
     policy_path = tmp_path / "policy.json"
     if not policy_path.exists() or policy is not None:
         policy_path.write_text(json.dumps(policy or DEFAULT_POLICY), encoding="utf-8")
-    approvals = {"safety_poll_seconds": 0.2, "execution_lease_seconds": 3, "cancel_grace_seconds": 3,
-                 **overrides.pop("approvals", {})}
+    approvals = {
+        "safety_poll_seconds": 0.2,
+        "execution_lease_seconds": 3,
+        "cancel_grace_seconds": 3,
+        **overrides.pop("approvals", {}),
+    }
     document: dict[str, Any] = {
-        "host": "127.0.0.1", "port": port or 8080, "database_url": database_url, "data_dir": str(tmp_path / "data"),
-        "token_cache_seconds": 0, "approvals": approvals,
+        "host": "127.0.0.1",
+        "port": port or 8080,
+        "database_url": database_url,
+        "data_dir": str(tmp_path / "data"),
+        "token_cache_seconds": 0,
+        "approvals": approvals,
         "upstreams": [{"name": UPSTREAM, "url": upstream_url, "policy": str(policy_path)}],
         **overrides,
     }
@@ -197,8 +236,9 @@ async def running_airlock(settings: Settings) -> AsyncIterator[AirlockUnderTest]
     app = create_app(settings)
     async with AsyncExitStack() as stack:
         url = await stack.enter_async_context(serve(app))
-        yield AirlockUnderTest(url=url, app=app, settings=settings, policy_path=settings.upstreams[0].policy,
-                               stack=stack)
+        yield AirlockUnderTest(
+            url=url, app=app, settings=settings, policy_path=settings.upstreams[0].policy, stack=stack
+        )
 
 
 def copy_database(template: Path, target: Path) -> str:

@@ -56,7 +56,7 @@ async def serve(app: Any, host: str = "127.0.0.1", **options: Any) -> AsyncItera
         server.should_exit = True
         try:
             await asyncio.wait_for(task, timeout=10)
-        except (asyncio.TimeoutError, asyncio.CancelledError):  # pragma: no cover - a stuck shutdown
+        except (TimeoutError, asyncio.CancelledError):  # pragma: no cover - a stuck shutdown
             server.force_exit = True
             task.cancel()
         sock.close()

@@ -36,7 +36,7 @@ def postgres_reachable(url: str = BASE_URL) -> str | None:
         return f"no PostgreSQL at {host_port} ({exc.strerror or exc})"
     try:
         asyncio.run(_ping(url))
-    except Exception as exc:  # noqa: BLE001 - reported as the skip reason
+    except Exception as exc:
         return f"PostgreSQL at {host_port} refused the test login ({exc})"
     return None
 

@@ -18,14 +18,30 @@ from tests.harness import SECRET_KEY, UPSTREAM
 from tests.net import free_port, wait_for
 
 
-def write_config(path: Path, *, database_url: str, upstream_url: str, policy: Path, port: int,
-                 approvals: dict[str, Any] | None = None) -> Path:
+def write_config(
+    path: Path,
+    *,
+    database_url: str,
+    upstream_url: str,
+    policy: Path,
+    port: int,
+    approvals: dict[str, Any] | None = None,
+) -> Path:
     approvals = {"safety_poll_seconds": 0.2, "execution_lease_seconds": 2, **(approvals or {})}
     lines = [
-        'host = "127.0.0.1"', f"port = {port}", f"database_url = {json.dumps(database_url)}",
-        f"data_dir = {json.dumps(str(path.parent / 'data'))}", "token_cache_seconds = 0", "", "[approvals]",
-        *(f"{key} = {json.dumps(value)}" for key, value in approvals.items()), "", "[[upstreams]]",
-        f'name = "{UPSTREAM}"', f"url = {json.dumps(upstream_url)}", f"policy = {json.dumps(str(policy))}",
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        f"database_url = {json.dumps(database_url)}",
+        f"data_dir = {json.dumps(str(path.parent / 'data'))}",
+        "token_cache_seconds = 0",
+        "",
+        "[approvals]",
+        *(f"{key} = {json.dumps(value)}" for key, value in approvals.items()),
+        "",
+        "[[upstreams]]",
+        f'name = "{UPSTREAM}"',
+        f"url = {json.dumps(upstream_url)}",
+        f"policy = {json.dumps(str(policy))}",
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -46,7 +62,10 @@ class AirlockProcess:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "app", "serve", "--config", str(self.config), "--port", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         await wait_for(self._healthy, timeout=30, interval=0.05)
         return self
 
@@ -80,19 +99,34 @@ class Cluster:
         self.reviewer_tokens: list[str] = []
 
     @classmethod
-    async def create(cls, tmp_path: Path, *, database_url: str, upstream_url: str, policy: dict[str, Any],
-                     approvals: dict[str, Any], reviewers: int = 1) -> Cluster:
+    async def create(
+        cls,
+        tmp_path: Path,
+        *,
+        database_url: str,
+        upstream_url: str,
+        policy: dict[str, Any],
+        approvals: dict[str, Any],
+        reviewers: int = 1,
+    ) -> Cluster:
         policy_path = tmp_path / "policy.json"
         policy_path.write_text(json.dumps(policy), encoding="utf-8")
-        config = write_config(tmp_path / "airlock.toml", database_url=database_url, upstream_url=upstream_url,
-                              policy=policy_path, port=8080, approvals=approvals)
+        config = write_config(
+            tmp_path / "airlock.toml",
+            database_url=database_url,
+            upstream_url=upstream_url,
+            policy=policy_path,
+            port=8080,
+            approvals=approvals,
+        )
         cluster = cls(config, database_url)
         db = Database(database_url)
         try:
             credentials = Credentials(db, cache_seconds=0)
             cluster.agent_token = (await credentials.issue_agent_token("agent-1")).token
-            cluster.reviewer_tokens = [(await credentials.add_reviewer(f"reviewer-{i}")).token
-                                       for i in range(reviewers)]
+            cluster.reviewer_tokens = [
+                (await credentials.add_reviewer(f"reviewer-{i}")).token for i in range(reviewers)
+            ]
         finally:
             await db.dispose()
         return cluster
@@ -109,8 +143,11 @@ class Cluster:
 
     async def pending(self, replica: AirlockProcess) -> list[dict[str, Any]]:
         async with httpx.AsyncClient(timeout=5) as http:
-            response = await http.get(f"{replica.url}/api/approvals", params={"status": "pending"},
-                                      headers={"Authorization": f"Bearer {self.reviewer_tokens[0]}"})
+            response = await http.get(
+                f"{replica.url}/api/approvals",
+                params={"status": "pending"},
+                headers={"Authorization": f"Bearer {self.reviewer_tokens[0]}"},
+            )
             return list(response.json()["approvals"])
 
     async def wait_pending(self, replica: AirlockProcess, count: int = 1) -> dict[str, Any]:
@@ -123,8 +160,15 @@ class Cluster:
         await wait_for(enough, timeout=15)
         return found[0]
 
-    async def decide(self, replica: AirlockProcess, approval_id: str, verdict: str = "approve", *,
-                     reviewer: int = 0, http: httpx.AsyncClient | None = None) -> int:
+    async def decide(
+        self,
+        replica: AirlockProcess,
+        approval_id: str,
+        verdict: str = "approve",
+        *,
+        reviewer: int = 0,
+        http: httpx.AsyncClient | None = None,
+    ) -> int:
         """Decide through `replica`'s API; returns the HTTP status."""
         headers = {"Authorization": f"Bearer {self.reviewer_tokens[reviewer]}"}
         url = f"{replica.url}/api/approvals/{approval_id}/{verdict}"

@@ -19,15 +19,22 @@ MODERN_VERSION = "2026-07-28"
 
 
 def modern_envelope() -> dict[str, Any]:
-    return {"io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "raw-test", "version": "0"}}
+    return {
+        "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw-test", "version": "0"},
+    }
 
 
 def modern_headers(token: str, method: str, name: str | None = None) -> dict[str, str]:
     """The headers of a 2026-07-28 request from an agent holding `token`."""
-    headers = {"authorization": f"Bearer {token}", "accept": ACCEPT, "content-type": "application/json",
-               "mcp-protocol-version": MODERN_VERSION, "mcp-method": method}
+    headers = {
+        "authorization": f"Bearer {token}",
+        "accept": ACCEPT,
+        "content-type": "application/json",
+        "mcp-protocol-version": MODERN_VERSION,
+        "mcp-method": method,
+    }
     if name is not None:
         headers["mcp-name"] = name
     return headers
@@ -43,23 +50,36 @@ class RawSession:
         self.session_id: str | None = None
 
     def headers(self, **extra: str) -> dict[str, str]:
-        headers = {"authorization": f"Bearer {self.token}", "accept": ACCEPT, "content-type": "application/json",
-                   "mcp-protocol-version": LEGACY_VERSION}
+        headers = {
+            "authorization": f"Bearer {self.token}",
+            "accept": ACCEPT,
+            "content-type": "application/json",
+            "mcp-protocol-version": LEGACY_VERSION,
+        }
         if self.session_id:
             headers["mcp-session-id"] = self.session_id
         headers.update(extra)
         return headers
 
     async def initialize(self) -> dict[str, Any]:
-        body = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": LEGACY_VERSION, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": LEGACY_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        }
         headers = self.headers()
         del headers["mcp-protocol-version"]
         response = await self.http.post(self.url, json=body, headers=headers)
         response.raise_for_status()
         self.session_id = response.headers["mcp-session-id"]
-        await self.http.post(self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                             headers=self.headers())
+        await self.http.post(
+            self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=self.headers()
+        )
         result: dict[str, Any] = response.json()
         return result
 

@@ -59,7 +59,8 @@ def summary(row: AuditRow) -> tuple[Any, ...]:
 
 
 async def test_an_allowed_call_is_audited_with_rule_policy_version_latency_and_outcome(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     task = new_task(market)
     before = time.time()
     async with airlock.client("reader", mode=mode) as client:
@@ -75,7 +76,8 @@ async def test_an_allowed_call_is_audited_with_rule_policy_version_latency_and_o
 
 
 async def test_refusals_are_audited_as_deny_hidden_and_rate_limited_with_their_rule(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with airlock.client("intern-bot") as intern:
         await intern.call_tool("em_publish_task", PUBLISH)
         await intern.call_tool("em_rate_worker", {"task_id": "x"})
@@ -96,7 +98,8 @@ async def test_refusals_are_audited_as_deny_hidden_and_rate_limited_with_their_r
 
 
 async def test_by_default_only_argument_keys_and_their_hash_are_stored(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     secret = {"title": "secret title", "description": "password=hunter2", "bounty_usd": 5}
     async with airlock.client("writer-bot") as client:
         await client.call_tool("em_publish_task", secret)
@@ -111,8 +114,7 @@ async def test_by_default_only_argument_keys_and_their_hash_are_stored(
     assert "hunter2" not in everything and "secret title" not in everything
 
 
-async def test_argument_values_are_stored_only_when_configured(
-        start_airlock: StartAirlock, market: DemoMarket) -> None:
+async def test_argument_values_are_stored_only_when_configured(start_airlock: StartAirlock, market: DemoMarket) -> None:
     airlock = await start_airlock(audit={"store_arguments": True})
     arguments = {"title": "t", "description": "é 😀", "bounty_usd": 5}
     async with airlock.client("writer-bot") as client:
@@ -123,20 +125,23 @@ async def test_argument_values_are_stored_only_when_configured(
 
 
 async def test_the_hash_binds_the_arguments_however_they_were_spelled(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     task = new_task(market)
     spellings = [
-        '{"task_id":"%s","extra":[1,{"b":2,"a":1}]}' % task.id,
-        '{ "extra" : [ 1 , { "a" : 1 , "b" : 2 } ] , "task_id" : "%s" }' % task.id,
-        '{"extra":[1,{"a":1,"b":2}],"task_id":"%s"}' % "".join(f"\\u{ord(c):04x}" for c in task.id),
+        f'{{"task_id":"{task.id}","extra":[1,{{"b":2,"a":1}}]}}',
+        f'{{ "extra" : [ 1 , {{ "a" : 1 , "b" : 2 }} ] , "task_id" : "{task.id}" }}',
+        '{{"extra":[1,{{"a":1,"b":2}}],"task_id":"{}"}}'.format("".join(f"\\u{ord(c):04x}" for c in task.id)),
     ]
     token = await airlock.agent_token()
     headers = modern_headers(token, "tools/call", "em_get_task")
     meta = json.dumps(modern_envelope())
     async with httpx.AsyncClient(timeout=10) as http:
         for index, arguments in enumerate(spellings):
-            raw = ('{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"em_get_task",'
-                   '"arguments":%s,"_meta":%s}}' % (index, arguments, meta))
+            raw = (
+                f'{{"jsonrpc":"2.0","id":{index},"method":"tools/call","params":{{"name":"em_get_task",'
+                f'"arguments":{arguments},"_meta":{meta}}}}}'
+            )
             response = await http.post(airlock.mcp_url, content=raw.encode(), headers=headers)
             assert response.status_code == 200, response.text
     rows = await entries(airlock)
@@ -144,7 +149,8 @@ async def test_the_hash_binds_the_arguments_however_they_were_spelled(
 
 
 async def test_an_approved_call_is_audited_at_every_step_under_its_approval_id(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     task = new_task(market)
     arguments = {"task_id": task.id, "reason": "duplicate"}
     async with airlock.client("agent-1", mode=mode) as client:
@@ -168,13 +174,24 @@ async def test_an_approved_call_is_audited_at_every_step_under_its_approval_id(
     events = [row.event for row in steps]
     assert events[0] == "parked" and events[-1] == "delivered"
     assert [e for e in events if e in {"parked", "decided", "executing", "executed", "delivered"}] == [
-        "parked", "decided", "executing", "executed", "delivered"]
+        "parked",
+        "decided",
+        "executing",
+        "executed",
+        "delivered",
+    ]
     by_event = {row.event: row for row in steps}
     assert (by_event["parked"].actor, by_event["parked"].detail) == ("agent-1", "cancelling is irreversible")
     assert (by_event["decided"].actor, by_event["decided"].outcome) == ("alice", "approved")
     assert by_event["executed"].detail == "completed"
-    assert all(row.decision == "approve" and row.rule == "cancel" and row.tool == "em_cancel_task"
-               and row.args_hash == arguments_hash(arguments) and row.arguments is None for row in steps)
+    assert all(
+        row.decision == "approve"
+        and row.rule == "cancel"
+        and row.tool == "em_cancel_task"
+        and row.args_hash == arguments_hash(arguments)
+        and row.arguments is None
+        for row in steps
+    )
 
 
 async def test_rejected_and_withdrawn_approvals_are_audited(airlock: AirlockUnderTest, market: DemoMarket) -> None:
@@ -192,12 +209,17 @@ async def test_rejected_and_withdrawn_approvals_are_audited(airlock: AirlockUnde
 
 
 async def test_a_call_to_an_unreachable_upstream_is_audited_as_allowed_and_unreachable(
-        tmp_path: Path, database_url: str) -> None:
+    tmp_path: Path, database_url: str
+) -> None:
     settings = settings_for_test(tmp_path, f"http://127.0.0.1:{free_port()}/mcp", database_url)
     async with running_airlock(settings) as dead:
         token = await dead.agent_token()
-        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-            "name": "em_get_task", "arguments": {"task_id": "t"}, "_meta": modern_envelope()}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "em_get_task", "arguments": {"task_id": "t"}, "_meta": modern_envelope()},
+        }
         headers = modern_headers(token, "tools/call", "em_get_task")
         async with httpx.AsyncClient(timeout=10) as http:
             response = await http.post(dead.mcp_url, json=body, headers=headers)
@@ -207,8 +229,11 @@ async def test_a_call_to_an_unreachable_upstream_is_audited_as_allowed_and_unrea
     assert [summary(row)[4:] for row in rows] == [("allow", "read", "upstream unreachable")]
 
 
-@pytest.mark.parametrize("params", [{"arguments": {"task_id": "t"}}, {"name": "em_get_task", "arguments": [1]}],
-                         ids=["no name", "arguments a list"])
+@pytest.mark.parametrize(
+    "params",
+    [{"arguments": {"task_id": "t"}}, {"name": "em_get_task", "arguments": [1]}],
+    ids=["no name", "arguments a list"],
+)
 async def test_an_invalid_tools_call_is_audited_as_invalid(airlock: AirlockUnderTest, params: dict[str, Any]) -> None:
     token = await airlock.agent_token()
     headers = modern_headers(token, "tools/call", params.get("name"))
@@ -218,19 +243,32 @@ async def test_an_invalid_tools_call_is_audited_as_invalid(airlock: AirlockUnder
     assert response.status_code == 400
     [row] = await entries(airlock)
     assert (row.event, row.agent, row.tool, row.decision, row.rule) == (
-        "call", "agent-1", params.get("name", ""), "invalid", None)
+        "call",
+        "agent-1",
+        params.get("name", ""),
+        "invalid",
+        None,
+    )
     assert row.outcome is not None and row.outcome.startswith("Invalid params")
 
 
-@pytest.mark.parametrize("header", [{"mcp-name": "em_get_task"}, {"mcp-name": "em_cancel_task", "mcp-method": "tools/list"}],
-                         ids=["name mismatch", "method mismatch"])
+@pytest.mark.parametrize(
+    "header",
+    [{"mcp-name": "em_get_task"}, {"mcp-name": "em_cancel_task", "mcp-method": "tools/list"}],
+    ids=["name mismatch", "method mismatch"],
+)
 async def test_a_tools_call_refused_by_the_2026_header_checks_is_audited_as_invalid(
-        airlock: AirlockUnderTest, header: dict[str, str]) -> None:
+    airlock: AirlockUnderTest, header: dict[str, str]
+) -> None:
     """The header checks come before the policy; a refusal there is still a call someone tried."""
     token = await airlock.agent_token()
     headers = {**modern_headers(token, "tools/call"), **header}
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "em_cancel_task", "arguments": {"task_id": "t"}, "_meta": modern_envelope()}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "em_cancel_task", "arguments": {"task_id": "t"}, "_meta": modern_envelope()},
+    }
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.post(airlock.mcp_url, json=body, headers=headers)
     assert response.status_code == 400 and response.json()["error"]["code"] == HEADER_MISMATCH
@@ -240,7 +278,8 @@ async def test_a_tools_call_refused_by_the_2026_header_checks_is_audited_as_inva
 
 
 async def test_an_oversized_tool_name_is_audited_and_does_not_block_later_entries(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     """The tool name is the agent's to choose; an audit entry must never fail on it (PostgreSQL
     enforces the column's length, and a batch that cannot be written would be retried forever)."""
     task = new_task(market)
@@ -280,8 +319,17 @@ async def test_flush_returns_only_after_a_batch_the_background_writer_took_is_co
     so "flush, then read" could miss entries recorded before the flush."""
     db = BlockingDatabase()
     log = AuditLog(db)  # type: ignore[arg-type]
-    log.record_call(agent="a", upstream="u", tool="t", decision="allow", rule="r", policy_version="v",
-                    latency_ms=1.0, outcome="ok", arguments={})
+    log.record_call(
+        agent="a",
+        upstream="u",
+        tool="t",
+        decision="allow",
+        rule="r",
+        policy_version="v",
+        latency_ms=1.0,
+        outcome="ok",
+        arguments={},
+    )
     background = asyncio.create_task(log.flush())  # what `run()` does every 200 ms
     await db.entered.wait()
     flushed = asyncio.create_task(log.flush())
@@ -330,21 +378,37 @@ async def audited(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Pat
 
 
 @pytest.mark.asyncio(loop_scope="module")
-@pytest.mark.parametrize(("args", "expected"), [
-    ((), [("intern-bot", "em_publish_task", "deny"), ("reader", "em_list_tasks", "allow"),
-          ("reader", "em_get_task", "allow")]),
-    (("--decision", "deny"), [("intern-bot", "em_publish_task", "deny")]),
-    (("--agent", "reader"), [("reader", "em_list_tasks", "allow"), ("reader", "em_get_task", "allow")]),
-    (("--tool", "em_get_task"), [("reader", "em_get_task", "allow")]),
-    (("--upstream", "other"), []),
-    (("--event", "parked"), []),
-    (("--limit", "1"), [("intern-bot", "em_publish_task", "deny")]),
-    (("--since", "15m"), [("intern-bot", "em_publish_task", "deny"), ("reader", "em_list_tasks", "allow"),
-                          ("reader", "em_get_task", "allow")]),
-    (("--since", "2099-01-01T00:00:00+00:00"), []),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            (),
+            [
+                ("intern-bot", "em_publish_task", "deny"),
+                ("reader", "em_list_tasks", "allow"),
+                ("reader", "em_get_task", "allow"),
+            ],
+        ),
+        (("--decision", "deny"), [("intern-bot", "em_publish_task", "deny")]),
+        (("--agent", "reader"), [("reader", "em_list_tasks", "allow"), ("reader", "em_get_task", "allow")]),
+        (("--tool", "em_get_task"), [("reader", "em_get_task", "allow")]),
+        (("--upstream", "other"), []),
+        (("--event", "parked"), []),
+        (("--limit", "1"), [("intern-bot", "em_publish_task", "deny")]),
+        (
+            ("--since", "15m"),
+            [
+                ("intern-bot", "em_publish_task", "deny"),
+                ("reader", "em_list_tasks", "allow"),
+                ("reader", "em_get_task", "allow"),
+            ],
+        ),
+        (("--since", "2099-01-01T00:00:00+00:00"), []),
+    ],
+)
 async def test_airlock_audit_lists_and_filters_entries_newest_first(
-        audited: Path, args: tuple[str, ...], expected: list[tuple[str, str, str]]) -> None:
+    audited: Path, args: tuple[str, ...], expected: list[tuple[str, str, str]]
+) -> None:
     lines = await asyncio.to_thread(audit_cli, audited, "--json", *args)
     found = [json.loads(line) for line in lines]
     assert [(e["agent"], e["tool"], e["decision"]) for e in found] == expected
@@ -367,7 +431,8 @@ async def test_airlock_audit_json_lines_carry_every_column(audited: Path) -> Non
 
 
 async def test_airlock_audit_shows_one_approvals_timeline(
-        airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path
+) -> None:
     task = new_task(market)
     async with airlock.client("agent-1") as client:
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
@@ -378,8 +443,9 @@ async def test_airlock_audit_shows_one_approvals_timeline(
             await call
     await airlock.runtime.audit.flush()
     config = tmp_path / "cli.toml"
-    config.write_text(f'database_url = "{airlock.settings.database_url}"\ndata_dir = "{tmp_path / "d"}"\n',
-                      encoding="utf-8")
+    config.write_text(
+        f'database_url = "{airlock.settings.database_url}"\ndata_dir = "{tmp_path / "d"}"\n', encoding="utf-8"
+    )
     lines = await asyncio.to_thread(audit_cli, config, "--approval", approval["id"], "--json")
     events = [json.loads(line)["event"] for line in lines]
     assert {"call", "parked", "decided"} <= set(events)

@@ -17,9 +17,28 @@ REPO = Path(__file__).resolve().parents[1]
 def test_the_benchmark_harness_runs_every_phase_and_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--no-contextforge", "--no-postgres", "--seconds", "0.3",
-         "--warmup", "0.1", "--held", "20", "--trials", "3", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--no-contextforge",
+            "--no-postgres",
+            "--seconds",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--held",
+            "20",
+            "--trials",
+            "3",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
     report = json.loads(out.read_text())
     cells = {(m["target"], m["era"], m["concurrency"]) for m in report["overhead"]}

@@ -28,9 +28,17 @@ from tests import trojan
 from tests.harness import DEFAULT_POLICY, SECRET_KEY, AirlockUnderTest, new_task
 from tests.net import wait_for
 
-CLEAN_ENV = {"AIRLOCK_SECRET_KEY": SECRET_KEY, "AIRLOCK_CONFIG": None, "DATABASE_URL": None,
-             "AIRLOCK_DATABASE_URL": None, "AIRLOCK_PORT": None, "AIRLOCK_HOST": None, "AIRLOCK_DATA_DIR": None,
-             "AIRLOCK_PUBLIC_URL": None, "AIRLOCK_REVIEWER": None}
+CLEAN_ENV = {
+    "AIRLOCK_SECRET_KEY": SECRET_KEY,
+    "AIRLOCK_CONFIG": None,
+    "DATABASE_URL": None,
+    "AIRLOCK_DATABASE_URL": None,
+    "AIRLOCK_PORT": None,
+    "AIRLOCK_HOST": None,
+    "AIRLOCK_DATA_DIR": None,
+    "AIRLOCK_PUBLIC_URL": None,
+    "AIRLOCK_REVIEWER": None,
+}
 
 
 def cli(*args: str) -> Result:
@@ -61,7 +69,8 @@ def write_config(directory: Path, database_url: str | None = None, *, policy: Pa
     config.write_text(
         f'database_url = "{database_url}"\ndata_dir = "{directory / "data"}"\n'
         f'[[upstreams]]\nname = "execution-market"\nurl = "http://127.0.0.1:9/mcp"\npolicy = "{policy}"\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return config
 
 
@@ -74,17 +83,32 @@ def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[
 
 ALL_COMMANDS = dict(command_paths(main))
 EXPECTED_COMMANDS = {
-    ("serve",), ("migrate",), ("demo",), ("audit",),
-    ("tokens",), ("tokens", "create"), ("tokens", "list"), ("tokens", "revoke"),
-    ("reviewers",), ("reviewers", "add"), ("reviewers", "list"), ("reviewers", "rotate"), ("reviewers", "disable"),
+    ("serve",),
+    ("migrate",),
+    ("demo",),
+    ("audit",),
+    ("tokens",),
+    ("tokens", "create"),
+    ("tokens", "list"),
+    ("tokens", "revoke"),
+    ("reviewers",),
+    ("reviewers", "add"),
+    ("reviewers", "list"),
+    ("reviewers", "rotate"),
+    ("reviewers", "disable"),
     ("reviewers", "enable"),
-    ("policy",), ("policy", "check"),
-    ("approvals",), ("approvals", "list"), ("approvals", "show"), ("approvals", "approve"), ("approvals", "reject"),
+    ("policy",),
+    ("policy", "check"),
+    ("approvals",),
+    ("approvals", "list"),
+    ("approvals", "show"),
+    ("approvals", "approve"),
+    ("approvals", "reject"),
 }
 
 
 def test_every_documented_command_exists() -> None:
-    assert EXPECTED_COMMANDS <= set(ALL_COMMANDS)
+    assert set(ALL_COMMANDS) >= EXPECTED_COMMANDS
 
 
 @pytest.mark.parametrize("path", [(), *sorted(ALL_COMMANDS)], ids=lambda p: " ".join(p) or "airlock")
@@ -100,8 +124,11 @@ def test_every_command_and_group_has_help(path: tuple[str, ...], flag: str) -> N
 
 @pytest.mark.parametrize("path", sorted(ALL_COMMANDS), ids=" ".join)
 def test_every_option_explains_itself(path: tuple[str, ...]) -> None:
-    undocumented = [option.name for option in ALL_COMMANDS[path].params
-                    if isinstance(option, click.Option) and not option.help and option.name != "help"]
+    undocumented = [
+        option.name
+        for option in ALL_COMMANDS[path].params
+        if isinstance(option, click.Option) and not option.help and option.name != "help"
+    ]
     assert undocumented == []
 
 
@@ -113,8 +140,11 @@ def test_version_is_printed() -> None:
 # --------------------------------------------------------------------------- policy check
 
 
-INVALID_POLICY = {"version": "1", "default": "alow",
-                  "rules": [{"tool": "x", "action": "allow", "when": {"n": {"gt": "big"}}}]}
+INVALID_POLICY = {
+    "version": "1",
+    "default": "alow",
+    "rules": [{"tool": "x", "action": "allow", "when": {"n": {"gt": "big"}}}],
+}
 
 
 def test_policy_check_says_ok_for_a_valid_policy(tmp_path: Path) -> None:
@@ -138,13 +168,17 @@ def test_policy_check_lists_every_problem_with_its_location_and_exits_1(tmp_path
     assert "Traceback" not in result.output and result.stdout == ""
 
 
-@pytest.mark.parametrize(("content", "location"), [
-    (b'{"version": "1",\n "default": "deny",,}', "line 2"),
-    (b"", ""),
-    (None, "cannot read the file"),
-])
+@pytest.mark.parametrize(
+    ("content", "location"),
+    [
+        (b'{"version": "1",\n "default": "deny",,}', "line 2"),
+        (b"", ""),
+        (None, "cannot read the file"),
+    ],
+)
 def test_policy_check_reports_unparseable_or_missing_files_without_a_traceback(
-        tmp_path: Path, content: bytes | None, location: str) -> None:
+    tmp_path: Path, content: bytes | None, location: str
+) -> None:
     policy = tmp_path / "broken.json"
     if content is not None:
         policy.write_bytes(content)
@@ -169,20 +203,36 @@ def test_policy_check_checks_every_file_and_fails_if_any_is_invalid(tmp_path: Pa
 # --------------------------------------------------------------------------- one-line config errors
 
 
-@pytest.mark.parametrize("command", [
-    ("serve",), ("migrate",), ("tokens", "list"), ("tokens", "create", "--agent", "a"), ("reviewers", "list"),
-    ("approvals", "list"), ("approvals", "show", "x"), ("approvals", "approve", "x"), ("audit",),
-], ids=" ".join)
-@pytest.mark.parametrize(("content", "expected"), [
-    (None, "no configuration file at"),
-    ("port = \n", "is not valid TOML"),
-    ('colour = "blue"\n', "unknown setting 'colour'"),
-    ('database_url = "sqlite:///x.db"\n', "must use the async driver"),
-    ("[approvals]\nhold_seconds = -1\n", "approvals.hold_seconds must be a positive number"),
-    ('[[upstreams]]\nname = "m"\nurl = "tcp://x"\npolicy = "p.json"\n', "url must be an http(s) URL"),
-], ids=["missing", "toml", "unknown-key", "sync-sqlite", "negative-hold", "bad-url"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("serve",),
+        ("migrate",),
+        ("tokens", "list"),
+        ("tokens", "create", "--agent", "a"),
+        ("reviewers", "list"),
+        ("approvals", "list"),
+        ("approvals", "show", "x"),
+        ("approvals", "approve", "x"),
+        ("audit",),
+    ],
+    ids=" ".join,
+)
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no configuration file at"),
+        ("port = \n", "is not valid TOML"),
+        ('colour = "blue"\n', "unknown setting 'colour'"),
+        ('database_url = "sqlite:///x.db"\n', "must use the async driver"),
+        ("[approvals]\nhold_seconds = -1\n", "approvals.hold_seconds must be a positive number"),
+        ('[[upstreams]]\nname = "m"\nurl = "tcp://x"\npolicy = "p.json"\n', "url must be an http(s) URL"),
+    ],
+    ids=["missing", "toml", "unknown-key", "sync-sqlite", "negative-hold", "bad-url"],
+)
 def test_a_missing_or_broken_config_is_one_line_and_exit_2(
-        tmp_path: Path, command: tuple[str, ...], content: str | None, expected: str) -> None:
+    tmp_path: Path, command: tuple[str, ...], content: str | None, expected: str
+) -> None:
     config = tmp_path / "airlock.toml"
     if content is not None:
         upstream = '[[upstreams]]\nname = "m"\nurl = "http://127.0.0.1:9/mcp"\npolicy = "p.json"\n'
@@ -203,10 +253,18 @@ def test_a_config_that_is_not_utf8_is_one_line_and_exit_2(tmp_path: Path) -> Non
     one_line_error(cli("migrate", "--config", str(config)))
 
 
-@pytest.mark.parametrize("args", [
-    ("serve", "--port", "70000"), ("serve", "--port", "-1"), ("demo", "--port", "65536"),
-    ("audit", "--limit", "0"), ("audit", "--limit", "-5"), ("approvals", "list", "--limit", "0"),
-], ids=" ".join)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("serve", "--port", "70000"),
+        ("serve", "--port", "-1"),
+        ("demo", "--port", "65536"),
+        ("audit", "--limit", "0"),
+        ("audit", "--limit", "-5"),
+        ("approvals", "list", "--limit", "0"),
+    ],
+    ids=" ".join,
+)
 def test_out_of_range_options_are_usage_errors_before_anything_starts(tmp_path: Path, args: tuple[str, ...]) -> None:
     config = write_config(tmp_path)
     result = cli(*args, "--config", str(config))
@@ -215,10 +273,12 @@ def test_out_of_range_options_are_usage_errors_before_anything_starts(tmp_path: 
     assert not (tmp_path / "cli.db").exists(), "nothing was migrated or served"
 
 
-@pytest.mark.parametrize(("content", "problem"), [(None, "cannot read the file"), (INVALID_POLICY, "default")],
-                         ids=["missing", "invalid"])
+@pytest.mark.parametrize(
+    ("content", "problem"), [(None, "cannot read the file"), (INVALID_POLICY, "default")], ids=["missing", "invalid"]
+)
 def test_serve_with_a_broken_policy_refuses_to_start_without_a_traceback(
-        tmp_path: Path, content: Any, problem: str) -> None:
+    tmp_path: Path, content: Any, problem: str
+) -> None:
     policy = tmp_path / "market.json"
     if content is not None:
         policy.write_text(json.dumps(content), encoding="utf-8")
@@ -230,9 +290,11 @@ def test_serve_with_a_broken_policy_refuses_to_start_without_a_traceback(
 
 def _config_with_policy(tmp_path: Path, policy: Path) -> Path:
     config = tmp_path / "airlock.toml"
-    config.write_text(f'database_url = "sqlite+aiosqlite:///{tmp_path / "cli.db"}"\ndata_dir = "{tmp_path / "data"}"\n'
-                      f'[[upstreams]]\nname = "m"\nurl = "http://127.0.0.1:9/mcp"\npolicy = "{policy}"\n',
-                      encoding="utf-8")
+    config.write_text(
+        f'database_url = "sqlite+aiosqlite:///{tmp_path / "cli.db"}"\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[[upstreams]]\nname = "m"\nurl = "http://127.0.0.1:9/mcp"\npolicy = "{policy}"\n',
+        encoding="utf-8",
+    )
     return config
 
 
@@ -245,8 +307,9 @@ def test_an_unreachable_database_is_one_line_without_its_password_and_exit_2(tmp
 
 def test_the_config_comes_from_airlock_config_when_no_option_is_given(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    result = CliRunner().invoke(main, ["migrate"], prog_name="airlock",
-                                env={**CLEAN_ENV, "AIRLOCK_CONFIG": str(config)})
+    result = CliRunner().invoke(
+        main, ["migrate"], prog_name="airlock", env={**CLEAN_ENV, "AIRLOCK_CONFIG": str(config)}
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == f"database at sqlite+aiosqlite:///{tmp_path / 'cli.db'} is up to date\n"
 
@@ -297,7 +360,7 @@ def test_reviewers_are_added_listed_rotated_and_disabled(tmp_path: Path) -> None
     assert added.exit_code == 0, added.output
     assert added.stdout.strip().startswith("alk_rev_")
     listing = cli("reviewers", "list", "--config", config).stdout.splitlines()
-    assert listing[1].split() [:3] == ["alice", "U123", listing[1].split()[2]] and listing[1].endswith("active")
+    assert listing[1].split()[:3] == ["alice", "U123", listing[1].split()[2]] and listing[1].endswith("active")
 
     duplicate = one_line_error(cli("reviewers", "add", "alice", "--config", config))
     assert "a reviewer named 'alice'" in duplicate and "already exists" in duplicate
@@ -316,23 +379,36 @@ def test_reviewers_are_added_listed_rotated_and_disabled(tmp_path: Path) -> None
     assert "no active reviewer named 'alice'" in again
 
     assert cli("reviewers", "rotate", "alice", "--config", config).exit_code == 0
-    assert cli("reviewers", "list", "--config", config).stdout.splitlines()[1].endswith("disabled"), \
+    assert cli("reviewers", "list", "--config", config).stdout.splitlines()[1].endswith("disabled"), (
         "a new token does not re-enable a disabled reviewer"
+    )
     enabled = cli("reviewers", "enable", "alice", "--config", config)
-    assert enabled.exit_code == 0 and cli("reviewers", "list", "--config", config).stdout.splitlines()[1].endswith("active")
-    assert "no disabled reviewer named 'alice'" in one_line_error(cli("reviewers", "enable", "alice", "--config", config))
+    assert enabled.exit_code == 0 and cli("reviewers", "list", "--config", config).stdout.splitlines()[1].endswith(
+        "active"
+    )
+    assert "no disabled reviewer named 'alice'" in one_line_error(
+        cli("reviewers", "enable", "alice", "--config", config)
+    )
 
 
 async def test_cli_tokens_and_reviewer_rotation_take_effect_at_a_running_gateway(
-        airlock: AirlockUnderTest, tmp_path: Path) -> None:
+    airlock: AirlockUnderTest, tmp_path: Path
+) -> None:
     config = str(write_config(tmp_path, airlock.settings.database_url))
     token = (await acli("tokens", "create", "--agent", "cli-agent", "--config", config)).stdout.strip()
     old_reviewer = (await acli("reviewers", "add", "carol", "--config", config)).stdout.strip()
     new_reviewer = (await acli("reviewers", "rotate", "carol", "--config", config)).stdout.strip()
-    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
-    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json",
-               "authorization": f"Bearer {token}"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    }
+    headers = {
+        "accept": "application/json, text/event-stream",
+        "content-type": "application/json",
+        "authorization": f"Bearer {token}",
+    }
     async with httpx.AsyncClient(timeout=10) as http:
         accepted = await http.post(airlock.mcp_url, json=initialize, headers=headers)
         await acli("tokens", "revoke", "--agent", "cli-agent", "--config", config)
@@ -348,8 +424,9 @@ async def test_cli_tokens_and_reviewer_rotation_take_effect_at_a_running_gateway
 
 
 @asynccontextmanager
-async def parked_cancel(airlock: AirlockUnderTest, market: DemoMarket,
-                        agent: str = "agent-1") -> AsyncIterator[tuple[asyncio.Task[Any], dict[str, Any]]]:
+async def parked_cancel(
+    airlock: AirlockUnderTest, market: DemoMarket, agent: str = "agent-1"
+) -> AsyncIterator[tuple[asyncio.Task[Any], dict[str, Any]]]:
     """A held `em_cancel_task` call (the default policy parks it) and its pending approval."""
     task = new_task(market)
     async with airlock.client(agent) as client:
@@ -368,7 +445,8 @@ async def parked_cancel(airlock: AirlockUnderTest, market: DemoMarket,
 
 
 async def test_approvals_are_listed_shown_and_approved_from_the_cli(
-        airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path
+) -> None:
     config = str(write_config(tmp_path, airlock.settings.database_url))
     for reviewer in ("carol", "dave"):
         await airlock.reviewer_token(reviewer)
@@ -382,9 +460,11 @@ async def test_approvals_are_listed_shown_and_approved_from_the_cli(
         assert [a["id"] for a in as_json] == [approval["id"]]
         assert as_json[0]["arguments"] == approval["arguments"]
         assert (await acli("approvals", "list", "--status", "approved", "--config", config)).stdout == (
-            "no approvals with status approved\n")
+            "no approvals with status approved\n"
+        )
         assert (await acli("approvals", "list", "--tool", "em_get_task", "--config", config)).stdout == (
-            "no approvals with status pending\n")
+            "no approvals with status pending\n"
+        )
 
         shown = json.loads((await acli("approvals", "show", approval["id"], "--json", "--config", config)).stdout)
         assert shown["status"] == "pending" and shown["policy"]["reason"] == "cancelling is irreversible"
@@ -411,12 +491,14 @@ async def test_approvals_are_listed_shown_and_approved_from_the_cli(
 
 
 async def test_a_rejection_from_the_cli_reaches_the_agent_with_its_reason(
-        airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path
+) -> None:
     config = str(write_config(tmp_path, airlock.settings.database_url))
     await airlock.reviewer_token("carol")
     async with parked_cancel(airlock, market) as (call, approval):
-        rejected = await acli("approvals", "reject", approval["id"], "--as", "carol", "--reason", "still needed",
-                              "--config", config)
+        rejected = await acli(
+            "approvals", "reject", approval["id"], "--as", "carol", "--reason", "still needed", "--config", config
+        )
         assert rejected.exit_code == 0, rejected.output
         async with asyncio.timeout(10):
             result = await call
@@ -426,14 +508,16 @@ async def test_a_rejection_from_the_cli_reaches_the_agent_with_its_reason(
 
 
 async def test_approval_commands_refuse_unknown_ids_and_self_approval_in_one_line(
-        airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path
+) -> None:
     config = str(write_config(tmp_path, airlock.settings.database_url))
     await airlock.reviewer_token("erin")
     async with parked_cancel(airlock, market, agent="erin") as (_, approval):
         unknown = one_line_error(await acli("approvals", "show", "nope", "--config", config))
         assert unknown == "airlock: no approval nope"
         assert "no approval nope" in one_line_error(
-            await acli("approvals", "approve", "nope", "--as", "erin", "--config", config))
+            await acli("approvals", "approve", "nope", "--as", "erin", "--config", config)
+        )
         own = one_line_error(await acli("approvals", "approve", approval["id"], "--as", "erin", "--config", config))
         assert "erin made this call and cannot approve it" in own
     assert market.calls["em_cancel_task"] == 0
@@ -453,8 +537,21 @@ async def test_audit_since_15m_as_json_lines(airlock: AirlockUnderTest, market: 
     assert result.exit_code == 0, result.output
     entries = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(e["tool"], e["decision"]) for e in entries] == [("em_wipe_everything", "deny"), ("em_get_task", "allow")]
-    assert set(entries[0]) >= {"at", "event", "agent", "upstream", "tool", "decision", "rule", "policy_version",
-                               "latency_ms", "outcome", "argument_keys", "args_hash", "arguments"}
+    assert set(entries[0]) >= {
+        "at",
+        "event",
+        "agent",
+        "upstream",
+        "tool",
+        "decision",
+        "rule",
+        "policy_version",
+        "latency_ms",
+        "outcome",
+        "argument_keys",
+        "args_hash",
+        "arguments",
+    }
     header, *table = (await acli("audit", "--since", "15m", "--config", config)).stdout.splitlines()
     assert header.split()[:3] == ["TIME", "EVENT", "DECISION"]
     assert len(table) == 2 and "em_wipe_everything" in table[0] and "deny" in table[0]
@@ -471,7 +568,8 @@ def test_audit_since_that_is_neither_a_duration_nor_a_time_is_one_line(tmp_path:
 
 
 async def test_approvals_and_audit_show_hidden_characters_in_tool_names_and_arguments_as_escapes(
-        airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path
+) -> None:
     """Issue 10, class 6: the CLI reveals bidi and zero-width characters (tables and JSON alike)."""
     config = str(write_config(tmp_path, airlock.settings.database_url))
     airlock.set_policy(trojan.POLICY)
@@ -483,8 +581,9 @@ async def test_approvals_and_audit_show_hidden_characters_in_tool_names_and_argu
             listing = (await acli("approvals", "list", "--config", config)).stdout
             shown = (await acli("approvals", "show", approval["id"], "--config", config)).stdout
             shown_json = (await acli("approvals", "show", approval["id"], "--json", "--config", config)).stdout
-            decided = await acli("approvals", "reject", approval["id"], "--as", "carol", "--reason", "no",
-                                 "--config", config)
+            decided = await acli(
+                "approvals", "reject", approval["id"], "--as", "carol", "--reason", "no", "--config", config
+            )
         finally:
             call.cancel()
     await airlock.runtime.audit.flush()
@@ -496,7 +595,8 @@ async def test_approvals_and_audit_show_hidden_characters_in_tool_names_and_argu
 
 
 async def test_the_cli_decides_as_the_only_enabled_reviewer_and_the_audit_says_via_cli(
-        airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path
+) -> None:
     """Issue 10, class 4: as after `make demo`, `airlock approvals approve ID` needs no --as."""
     config = str(write_config(tmp_path, airlock.settings.database_url))
     await airlock.reviewer_token("demo-reviewer")
@@ -515,7 +615,8 @@ async def test_the_cli_decides_as_the_only_enabled_reviewer_and_the_audit_says_v
 
 
 async def test_the_cli_refuses_names_no_enabled_reviewer_holds_and_asks_for_as_among_several(
-        airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path
+) -> None:
     """Issue 10, class 4: never a name no one holds, never a disabled reviewer, one line each."""
     config = str(write_config(tmp_path, airlock.settings.database_url))
     for name in ("carol", "dave"):
@@ -524,12 +625,15 @@ async def test_the_cli_refuses_names_no_enabled_reviewer_holds_and_asks_for_as_a
         async with airlock.runtime.db.write() as conn:
             await token_store.disable_reviewer(conn, name="dave", now=time.time())
         several = one_line_error(await acli("approvals", "approve", approval["id"], "--config", config))
-        nobody = one_line_error(await acli("approvals", "approve", approval["id"], "--as", "root@cli",
-                                           "--config", config))
-        disabled = one_line_error(await acli("approvals", "approve", approval["id"], "--as", "dave",
-                                             "--config", config))
-        no_reason = one_line_error(await acli("approvals", "reject", approval["id"], "--as", "carol",
-                                              "--config", config))
+        nobody = one_line_error(
+            await acli("approvals", "approve", approval["id"], "--as", "root@cli", "--config", config)
+        )
+        disabled = one_line_error(
+            await acli("approvals", "approve", approval["id"], "--as", "dave", "--config", config)
+        )
+        no_reason = one_line_error(
+            await acli("approvals", "reject", approval["id"], "--as", "carol", "--config", config)
+        )
         current = await airlock.approval(approval["id"])
     assert "say which reviewer decides with --as NAME" in several and "carol" in several
     assert "root@cli is not an Airlock reviewer" in nobody

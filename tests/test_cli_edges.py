@@ -48,7 +48,8 @@ def closed_port() -> int:
 
 
 def test_serve_on_a_port_in_use_refuses_in_one_line_before_it_says_it_listens(
-        tmp_path: Path, taken_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, taken_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="airlock")
     config = write_config(tmp_path)
     line = one_line_error(cli("serve", "--config", str(config), "--port", str(taken_port)))
@@ -61,7 +62,8 @@ def test_serve_on_a_port_in_use_refuses_in_one_line_before_it_says_it_listens(
 
 
 def test_a_read_only_sqlite_database_is_one_line_saying_to_make_it_writable(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Tests run as root, whom chmod does not stop: SQLite's query_only makes every write fail the same way."""
     config = str(write_config(tmp_path))
     assert cli("migrate", "--config", config).exit_code == 0
@@ -86,10 +88,14 @@ def test_a_database_missing_airlocks_tables_is_one_line_saying_what_to_check(tmp
     assert "no such table: agent_tokens" in line and "run `airlock migrate`" in line
 
 
-@pytest.mark.parametrize("command", [("tokens", "create", "--agent", "a"), ("reviewers", "list"),
-                                     ("approvals", "list"), ("audit",)], ids=" ".join)
+@pytest.mark.parametrize(
+    "command",
+    [("tokens", "create", "--agent", "a"), ("reviewers", "list"), ("approvals", "list"), ("audit",)],
+    ids=" ".join,
+)
 def test_an_unreachable_postgresql_is_one_line_for_every_command(
-        tmp_path: Path, closed_port: int, command: tuple[str, ...]) -> None:
+    tmp_path: Path, closed_port: int, command: tuple[str, ...]
+) -> None:
     config = write_config(tmp_path, f"postgresql+asyncpg://airlock:hunter2@127.0.0.1:{closed_port}/airlock")
     line = one_line_error(cli(*command, "--config", str(config)))
     assert f"postgresql+asyncpg://***@127.0.0.1:{closed_port}/airlock" in line and "hunter2" not in line
@@ -100,11 +106,18 @@ def test_an_unreachable_postgresql_is_one_line_for_every_command(
 
 
 def _audit_entry(database: Path, **values: object) -> None:
-    entry = {"at": time.time(), "event": "executed", "agent": "agent-1", "tool": "em_cancel_task",
-             "decision": "approve", **values}
+    entry = {
+        "at": time.time(),
+        "event": "executed",
+        "agent": "agent-1",
+        "tool": "em_cancel_task",
+        "decision": "approve",
+        **values,
+    }
     with sqlite3.connect(database) as conn:
-        conn.execute(f"INSERT INTO audit_log ({', '.join(entry)}) VALUES ({', '.join('?' * len(entry))})",
-                     list(entry.values()))
+        conn.execute(
+            f"INSERT INTO audit_log ({', '.join(entry)}) VALUES ({', '.join('?' * len(entry))})", list(entry.values())
+        )
 
 
 def test_audit_prints_a_header_and_each_entry_on_one_line_however_long_its_outcome(tmp_path: Path) -> None:
@@ -117,7 +130,7 @@ def test_audit_prints_a_header_and_each_entry_on_one_line_however_long_its_outco
     [header, row] = result.stdout.splitlines()
     assert header.split() == ["TIME", "EVENT", "DECISION", "AGENT", "TOOL", "RULE", "LATENCY", "DETAIL"]
     assert "line one\\nline two\\nxxx" in row and row.endswith("…") and len(row) < 250
-    [entry] = [line for line in cli("audit", "--json", "--config", config).stdout.splitlines()]
+    [entry] = list(cli("audit", "--json", "--config", config).stdout.splitlines())
     assert outcome in entry.encode().decode("unicode_escape"), "--json keeps the whole value"
 
 
@@ -161,7 +174,8 @@ def test_known_statuses_and_all_are_accepted(tmp_path: Path, status: str) -> Non
 
 
 async def test_each_change_of_status_is_logged_once_not_again_when_the_outcome_is_delivered(
-        airlock: AirlockUnderTest, market: DemoMarket, caplog: pytest.LogCaptureFixture) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="airlock.approvals")
     await airlock.reviewer_token("carol")
     async with parked_cancel(airlock, market) as (call, approval):
@@ -193,9 +207,21 @@ async def test_serve_logs_its_own_lines_but_not_the_libraries_informational_chat
 def test_verbose_shows_the_libraries_informational_lines(tmp_path: Path) -> None:
     config = str(write_config(tmp_path))
     env = {"AIRLOCK_SECRET_KEY": SECRET_KEY, "PATH": "/usr/bin:/bin"}
-    quiet = subprocess.run([sys.executable, "-m", "app", "migrate", "--config", config],
-                           capture_output=True, text=True, env=env, check=True, timeout=60)
-    verbose = subprocess.run([sys.executable, "-m", "app", "--verbose", "migrate", "--config", config],
-                             capture_output=True, text=True, env=env, check=True, timeout=60)
+    quiet = subprocess.run(
+        [sys.executable, "-m", "app", "migrate", "--config", config],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    verbose = subprocess.run(
+        [sys.executable, "-m", "app", "--verbose", "migrate", "--config", config],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    )
     assert "alembic" not in quiet.stderr
     assert "INFO    alembic.runtime.plugins: setup plugin" in verbose.stderr

@@ -70,35 +70,55 @@ def test_defaults_fill_in_everything_but_the_upstreams(tmp_path: Path) -> None:
     assert loaded.secret_key == KEY
     [market] = loaded.upstreams
     assert (market.name, market.url, market.timeout_seconds, dict(market.headers)) == (
-        "market", "http://127.0.0.1:9100/mcp", 300.0, {})
+        "market",
+        "http://127.0.0.1:9100/mcp",
+        300.0,
+        {},
+    )
     assert market.policy == tmp_path / "policies" / "market.json"
 
 
-@pytest.mark.parametrize(("doc", "env", "attribute", "expected"), [
-    ({"port": 9000}, {"AIRLOCK_PORT": "9100"}, "port", 9100),
-    ({"port": 9000}, {}, "port", 9000),
-    ({"host": "10.0.0.1"}, {"AIRLOCK_HOST": "0.0.0.0"}, "host", "0.0.0.0"),
-    ({"database_url": "sqlite+aiosqlite:///file.db"}, {"DATABASE_URL": "postgresql+asyncpg://u:p@db/airlock"},
-     "database_url", "postgresql+asyncpg://u:p@db/airlock"),
-    ({}, {"AIRLOCK_DATABASE_URL": "postgresql+asyncpg://db/a"}, "database_url", "postgresql+asyncpg://db/a"),
-    ({}, {"DATABASE_URL": "postgresql+asyncpg://db/first", "AIRLOCK_DATABASE_URL": "postgresql+asyncpg://db/b"},
-     "database_url", "postgresql+asyncpg://db/first"),
-    ({}, {"DATABASE_URL": "postgres://u@db/a"}, "database_url", "postgresql+asyncpg://u@db/a"),
-    ({}, {"DATABASE_URL": "postgresql://u@db/a"}, "database_url", "postgresql+asyncpg://u@db/a"),
-    ({"public_url": "https://file.example"}, {"AIRLOCK_PUBLIC_URL": "https://env.example/"}, "public_url",
-     "https://env.example"),
-    ({"public_url": "https://airlock.example/"}, {}, "public_url", "https://airlock.example"),
-    ({"host": "0.0.0.0", "port": 81}, {}, "public_url", "http://127.0.0.1:81"),
-    ({"host": "::1"}, {}, "public_url", "http://[::1]:8080"),
-    ({}, {"AIRLOCK_PORT": "9200"}, "public_url", "http://127.0.0.1:9200"),
-    ({"token_cache_seconds": 1}, {"AIRLOCK_TOKEN_CACHE_SECONDS": "0"}, "token_cache_seconds", 0.0),
-    ({"max_body_bytes": 2048}, {}, "max_body_bytes", 2048),
-    ({"allowed_origins": ["https://app.example"]}, {}, "allowed_origins", ("https://app.example",)),
-    ({"audit": {"store_arguments": True}}, {}, "audit_store_arguments", True),
-    ({}, {"AIRLOCK_PORT": ""}, "port", 8080),
-])
+@pytest.mark.parametrize(
+    ("doc", "env", "attribute", "expected"),
+    [
+        ({"port": 9000}, {"AIRLOCK_PORT": "9100"}, "port", 9100),
+        ({"port": 9000}, {}, "port", 9000),
+        ({"host": "10.0.0.1"}, {"AIRLOCK_HOST": "0.0.0.0"}, "host", "0.0.0.0"),
+        (
+            {"database_url": "sqlite+aiosqlite:///file.db"},
+            {"DATABASE_URL": "postgresql+asyncpg://u:p@db/airlock"},
+            "database_url",
+            "postgresql+asyncpg://u:p@db/airlock",
+        ),
+        ({}, {"AIRLOCK_DATABASE_URL": "postgresql+asyncpg://db/a"}, "database_url", "postgresql+asyncpg://db/a"),
+        (
+            {},
+            {"DATABASE_URL": "postgresql+asyncpg://db/first", "AIRLOCK_DATABASE_URL": "postgresql+asyncpg://db/b"},
+            "database_url",
+            "postgresql+asyncpg://db/first",
+        ),
+        ({}, {"DATABASE_URL": "postgres://u@db/a"}, "database_url", "postgresql+asyncpg://u@db/a"),
+        ({}, {"DATABASE_URL": "postgresql://u@db/a"}, "database_url", "postgresql+asyncpg://u@db/a"),
+        (
+            {"public_url": "https://file.example"},
+            {"AIRLOCK_PUBLIC_URL": "https://env.example/"},
+            "public_url",
+            "https://env.example",
+        ),
+        ({"public_url": "https://airlock.example/"}, {}, "public_url", "https://airlock.example"),
+        ({"host": "0.0.0.0", "port": 81}, {}, "public_url", "http://127.0.0.1:81"),
+        ({"host": "::1"}, {}, "public_url", "http://[::1]:8080"),
+        ({}, {"AIRLOCK_PORT": "9200"}, "public_url", "http://127.0.0.1:9200"),
+        ({"token_cache_seconds": 1}, {"AIRLOCK_TOKEN_CACHE_SECONDS": "0"}, "token_cache_seconds", 0.0),
+        ({"max_body_bytes": 2048}, {}, "max_body_bytes", 2048),
+        ({"allowed_origins": ["https://app.example"]}, {}, "allowed_origins", ("https://app.example",)),
+        ({"audit": {"store_arguments": True}}, {}, "audit_store_arguments", True),
+        ({}, {"AIRLOCK_PORT": ""}, "port", 8080),
+    ],
+)
 def test_the_environment_wins_over_the_file_which_wins_over_defaults(
-        tmp_path: Path, doc: dict[str, Any], env: dict[str, str], attribute: str, expected: Any) -> None:
+    tmp_path: Path, doc: dict[str, Any], env: dict[str, str], attribute: str, expected: Any
+) -> None:
     assert getattr(settings(tmp_path, document(**doc), **env), attribute) == expected
 
 
@@ -109,7 +129,8 @@ def test_data_dir_from_the_environment_moves_the_default_database_too(tmp_path: 
 
 
 def test_relative_paths_resolve_against_the_config_files_directory_not_the_cwd(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config_dir = tmp_path / "etc" / "airlock"
     config_dir.mkdir(parents=True)
     (config_dir / "airlock.toml").write_text(
@@ -117,7 +138,8 @@ def test_relative_paths_resolve_against_the_config_files_directory_not_the_cwd(
         'database_url = "sqlite+aiosqlite:///db/airlock.db"\n'
         "[[upstreams]]\n"
         'name = "market"\nurl = "http://127.0.0.1:9100/mcp"\npolicy = "../policies/market.json"\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -129,8 +151,14 @@ def test_relative_paths_resolve_against_the_config_files_directory_not_the_cwd(
 
 
 def test_absolute_paths_and_in_memory_sqlite_are_kept(tmp_path: Path) -> None:
-    loaded = settings(tmp_path, document(data_dir=str(tmp_path / "abs"), database_url="sqlite+aiosqlite:///:memory:",
-                                         upstreams=[upstream(policy=str(tmp_path / "p.json"))]))
+    loaded = settings(
+        tmp_path,
+        document(
+            data_dir=str(tmp_path / "abs"),
+            database_url="sqlite+aiosqlite:///:memory:",
+            upstreams=[upstream(policy=str(tmp_path / "p.json"))],
+        ),
+    )
     assert loaded.data_dir == tmp_path / "abs"
     assert loaded.database_url == "sqlite+aiosqlite:///:memory:"
     assert loaded.upstreams[0].policy == tmp_path / "p.json"
@@ -138,20 +166,25 @@ def test_absolute_paths_and_in_memory_sqlite_are_kept(tmp_path: Path) -> None:
 
 def test_load_settings_reads_airlock_config_from_the_environment(tmp_path: Path) -> None:
     path = tmp_path / "custom.toml"
-    path.write_text('port = 7000\n[[upstreams]]\nname = "u"\nurl = "http://u/mcp"\npolicy = "p.json"\n',
-                    encoding="utf-8")
+    path.write_text(
+        'port = 7000\n[[upstreams]]\nname = "u"\nurl = "http://u/mcp"\npolicy = "p.json"\n', encoding="utf-8"
+    )
     assert load_settings(env={**ENV, "AIRLOCK_CONFIG": str(path)}).port == 7000
 
 
-@pytest.mark.parametrize(("value", "env", "expected"), [
-    ("Bearer ${UPSTREAM_TOKEN}", {"UPSTREAM_TOKEN": "s3cret"}, "Bearer s3cret"),
-    ("${A}-${B}", {"A": "1", "B": "2"}, "1-2"),
-    ("${EMPTY}", {"EMPTY": ""}, ""),
-    ("no reference", {}, "no reference"),
-    ("$NOT_A_REFERENCE and ${lower_ok}", {"lower_ok": "x"}, "$NOT_A_REFERENCE and x"),
-])
+@pytest.mark.parametrize(
+    ("value", "env", "expected"),
+    [
+        ("Bearer ${UPSTREAM_TOKEN}", {"UPSTREAM_TOKEN": "s3cret"}, "Bearer s3cret"),
+        ("${A}-${B}", {"A": "1", "B": "2"}, "1-2"),
+        ("${EMPTY}", {"EMPTY": ""}, ""),
+        ("no reference", {}, "no reference"),
+        ("$NOT_A_REFERENCE and ${lower_ok}", {"lower_ok": "x"}, "$NOT_A_REFERENCE and x"),
+    ],
+)
 def test_upstream_headers_expand_environment_references(
-        tmp_path: Path, value: str, env: dict[str, str], expected: str) -> None:
+    tmp_path: Path, value: str, env: dict[str, str], expected: str
+) -> None:
     loaded = settings(tmp_path, document(upstreams=[upstream(headers={"Authorization": value})]), **env)
     assert loaded.upstreams[0].headers == {"Authorization": expected}
 
@@ -161,76 +194,84 @@ def test_an_unset_header_reference_is_one_line_naming_the_variable(tmp_path: Pat
     assert message == "upstream 'market' header 'Authorization' refers to ${NOPE}, which is not set in the environment"
 
 
-@pytest.mark.parametrize(("doc", "env", "expected"), [
-    ({"listen": 1}, {}, "unknown setting 'listen'"),
-    ({"port": "eighty"}, {}, "'port' must be a whole number"),
-    ({"port": 70000}, {}, "port 70000 is out of range"),
-    ({"port": -1}, {}, "out of range"),
-    ({"port": True}, {}, "'port' must be a whole number"),
-    ({}, {"AIRLOCK_PORT": "http"}, "port must be a number, not 'http'"),
-    ({}, {"AIRLOCK_PORT": "99999"}, "out of range"),
-    ({"host": 1}, {}, "'host' must be a string"),
-    ({"upstreams": []}, {}, "names no upstreams"),
-    ({"upstreams": {"name": "x"}}, {}, "must be an array of tables"),
-    ({"upstreams": ["x"]}, {}, "upstreams[0] must be a table"),
-    ({"upstreams": [upstream(), upstream()]}, {}, "upstream name 'market' is used twice"),
-    ({"upstreams": [upstream(name="has space")]}, {}, "upstreams[0].name must be a short name"),
-    ({"upstreams": [upstream(name="")]}, {}, "upstreams[0].name must be a short name"),
-    ({"upstreams": [upstream(name="a/b")]}, {}, "upstreams[0].name must be a short name"),
-    ({"upstreams": [upstream(url=None)]}, {}, "needs a url"),
-    ({"upstreams": [upstream(url="ftp://host/mcp")]}, {}, "url must be an http(s) URL"),
-    ({"upstreams": [upstream(url="http://")]}, {}, "url must be an http(s) URL"),
-    ({"upstreams": [upstream(url="localhost:9100")]}, {}, "url must be an http(s) URL"),
-    ({"upstreams": [upstream(policy=None)]}, {}, "needs a policy file"),
-    ({"upstreams": [upstream(headers={"X": 1})]}, {}, "headers must be a table of strings"),
-    ({"upstreams": [upstream(timeout_seconds=0)]}, {}, "timeout_seconds must be a positive number"),
-    ({"upstreams": [upstream(timeout_seconds="slow")]}, {}, "timeout_seconds must be a number of seconds"),
-    ({"upstreams": [upstream(retries=3)]}, {}, "unknown setting 'retries'"),
-    ({"public_url": "airlock.example"}, {}, "public_url must be an http(s) URL"),
-    ({}, {"AIRLOCK_PUBLIC_URL": "ws://x"}, "public_url must be an http(s) URL"),
-    ({"database_url": "sqlite:///airlock.db"}, {}, "must use the async driver"),
-    ({"database_url": "sqlite+pysqlite:///airlock.db"}, {}, "must use the async driver"),
-    ({"database_url": "sqlite+aiosqlite://"}, {}, "names no SQLite file"),
-    ({"database_url": "mysql://db/airlock"}, {}, "database_url must be sqlite+aiosqlite"),
-    ({}, {"DATABASE_URL": "postgresql+psycopg://db/a"}, "database_url must be sqlite+aiosqlite"),
-    ({"max_body_bytes": 0}, {}, "max_body_bytes must be a positive number"),
-    ({"max_body_bytes": 1.5}, {}, "'max_body_bytes' must be a whole number"),
-    ({"database_pool_size": 0}, {}, "database_pool_size must be a positive number"),
-    ({"allowed_origins": "https://a"}, {}, "'allowed_origins' must be a list"),
-    ({"token_cache_seconds": -1}, {}, "token_cache_seconds cannot be negative"),
-    ({}, {"AIRLOCK_TOKEN_CACHE_SECONDS": "soon"}, "token_cache_seconds must be a number of seconds"),
-    ({"audit": {"store_arguments": "yes"}}, {}, "'store_arguments' must be true or false"),
-    ({"audit": {"store_values": True}}, {}, "[audit] accepts only store_arguments"),
-    ({"approvals": 5}, {}, "[approvals] must be a table"),
-    ({"approvals": {"hold": 5}}, {}, "[approvals] has an unknown setting 'hold'"),
-    ({"approvals": {"hold_seconds": 0}}, {}, "approvals.hold_seconds must be a positive number"),
-    ({"approvals": {"hold_seconds": "long"}}, {}, "approvals.hold_seconds must be a number of seconds"),
-    ({"approvals": {"max_pending_per_agent": 0}}, {}, "approvals.max_pending_per_agent must be a positive number"),
-    ({"agents": {"bot": {"hold": 1}}}, {}, "[agents.bot] accepts only hold_seconds"),
-    ({"agents": {"bot": {"hold_seconds": -5}}}, {}, "agents.bot.hold_seconds must be a positive number"),
-    ({"agents": []}, {}, "[agents] must be a table"),
-    ({"slack": 1}, {}, "[slack] must be a table"),
-    ({}, {"AIRLOCK_SECRET_KEY": "short"}, "AIRLOCK_SECRET_KEY must be at least 32 random characters"),
-    ({}, {"AIRLOCK_SECRET_KEY": "changeme"}, "AIRLOCK_SECRET_KEY must be at least 32 random characters"),
-])
+@pytest.mark.parametrize(
+    ("doc", "env", "expected"),
+    [
+        ({"listen": 1}, {}, "unknown setting 'listen'"),
+        ({"port": "eighty"}, {}, "'port' must be a whole number"),
+        ({"port": 70000}, {}, "port 70000 is out of range"),
+        ({"port": -1}, {}, "out of range"),
+        ({"port": True}, {}, "'port' must be a whole number"),
+        ({}, {"AIRLOCK_PORT": "http"}, "port must be a number, not 'http'"),
+        ({}, {"AIRLOCK_PORT": "99999"}, "out of range"),
+        ({"host": 1}, {}, "'host' must be a string"),
+        ({"upstreams": []}, {}, "names no upstreams"),
+        ({"upstreams": {"name": "x"}}, {}, "must be an array of tables"),
+        ({"upstreams": ["x"]}, {}, "upstreams[0] must be a table"),
+        ({"upstreams": [upstream(), upstream()]}, {}, "upstream name 'market' is used twice"),
+        ({"upstreams": [upstream(name="has space")]}, {}, "upstreams[0].name must be a short name"),
+        ({"upstreams": [upstream(name="")]}, {}, "upstreams[0].name must be a short name"),
+        ({"upstreams": [upstream(name="a/b")]}, {}, "upstreams[0].name must be a short name"),
+        ({"upstreams": [upstream(url=None)]}, {}, "needs a url"),
+        ({"upstreams": [upstream(url="ftp://host/mcp")]}, {}, "url must be an http(s) URL"),
+        ({"upstreams": [upstream(url="http://")]}, {}, "url must be an http(s) URL"),
+        ({"upstreams": [upstream(url="localhost:9100")]}, {}, "url must be an http(s) URL"),
+        ({"upstreams": [upstream(policy=None)]}, {}, "needs a policy file"),
+        ({"upstreams": [upstream(headers={"X": 1})]}, {}, "headers must be a table of strings"),
+        ({"upstreams": [upstream(timeout_seconds=0)]}, {}, "timeout_seconds must be a positive number"),
+        ({"upstreams": [upstream(timeout_seconds="slow")]}, {}, "timeout_seconds must be a number of seconds"),
+        ({"upstreams": [upstream(retries=3)]}, {}, "unknown setting 'retries'"),
+        ({"public_url": "airlock.example"}, {}, "public_url must be an http(s) URL"),
+        ({}, {"AIRLOCK_PUBLIC_URL": "ws://x"}, "public_url must be an http(s) URL"),
+        ({"database_url": "sqlite:///airlock.db"}, {}, "must use the async driver"),
+        ({"database_url": "sqlite+pysqlite:///airlock.db"}, {}, "must use the async driver"),
+        ({"database_url": "sqlite+aiosqlite://"}, {}, "names no SQLite file"),
+        ({"database_url": "mysql://db/airlock"}, {}, "database_url must be sqlite+aiosqlite"),
+        ({}, {"DATABASE_URL": "postgresql+psycopg://db/a"}, "database_url must be sqlite+aiosqlite"),
+        ({"max_body_bytes": 0}, {}, "max_body_bytes must be a positive number"),
+        ({"max_body_bytes": 1.5}, {}, "'max_body_bytes' must be a whole number"),
+        ({"database_pool_size": 0}, {}, "database_pool_size must be a positive number"),
+        ({"allowed_origins": "https://a"}, {}, "'allowed_origins' must be a list"),
+        ({"token_cache_seconds": -1}, {}, "token_cache_seconds cannot be negative"),
+        ({}, {"AIRLOCK_TOKEN_CACHE_SECONDS": "soon"}, "token_cache_seconds must be a number of seconds"),
+        ({"audit": {"store_arguments": "yes"}}, {}, "'store_arguments' must be true or false"),
+        ({"audit": {"store_values": True}}, {}, "[audit] accepts only store_arguments"),
+        ({"approvals": 5}, {}, "[approvals] must be a table"),
+        ({"approvals": {"hold": 5}}, {}, "[approvals] has an unknown setting 'hold'"),
+        ({"approvals": {"hold_seconds": 0}}, {}, "approvals.hold_seconds must be a positive number"),
+        ({"approvals": {"hold_seconds": "long"}}, {}, "approvals.hold_seconds must be a number of seconds"),
+        ({"approvals": {"max_pending_per_agent": 0}}, {}, "approvals.max_pending_per_agent must be a positive number"),
+        ({"agents": {"bot": {"hold": 1}}}, {}, "[agents.bot] accepts only hold_seconds"),
+        ({"agents": {"bot": {"hold_seconds": -5}}}, {}, "agents.bot.hold_seconds must be a positive number"),
+        ({"agents": []}, {}, "[agents] must be a table"),
+        ({"slack": 1}, {}, "[slack] must be a table"),
+        ({}, {"AIRLOCK_SECRET_KEY": "short"}, "AIRLOCK_SECRET_KEY must be at least 32 random characters"),
+        ({}, {"AIRLOCK_SECRET_KEY": "changeme"}, "AIRLOCK_SECRET_KEY must be at least 32 random characters"),
+    ],
+)
 def test_every_invalid_setting_is_one_sentence_saying_what_is_wrong(
-        tmp_path: Path, doc: dict[str, Any], env: dict[str, str], expected: str) -> None:
+    tmp_path: Path, doc: dict[str, Any], env: dict[str, str], expected: str
+) -> None:
     assert expected in config_error(tmp_path, document(**doc), **env)
 
 
-@pytest.mark.parametrize(("doc", "expected"), [
-    ({"approvals": {"max_pending_per_agent": "lots"}}, "max_pending_per_agent"),
-    ({"approvals": {"max_pending_per_agent": True}}, "max_pending_per_agent"),
-    ({"approvals": {"sse_retry_ms": "soon"}}, "sse_retry_ms"),
-    ({"approvals": {"sse_retry_ms": 1.5}}, "sse_retry_ms"),
-    ({"approvals": {"hold_seconds": float("nan")}}, "hold_seconds"),
-    ({"approvals": {"timeout_seconds": float("inf")}}, "timeout_seconds"),
-    ({"token_cache_seconds": float("nan")}, "token_cache_seconds"),
-    ({"allowed_origins": ["https://ok.example", 7]}, "allowed_origins"),
-    ({"allowed_origins": ["not a url"]}, "allowed_origins"),
-])
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ({"approvals": {"max_pending_per_agent": "lots"}}, "max_pending_per_agent"),
+        ({"approvals": {"max_pending_per_agent": True}}, "max_pending_per_agent"),
+        ({"approvals": {"sse_retry_ms": "soon"}}, "sse_retry_ms"),
+        ({"approvals": {"sse_retry_ms": 1.5}}, "sse_retry_ms"),
+        ({"approvals": {"hold_seconds": float("nan")}}, "hold_seconds"),
+        ({"approvals": {"timeout_seconds": float("inf")}}, "timeout_seconds"),
+        ({"token_cache_seconds": float("nan")}, "token_cache_seconds"),
+        ({"allowed_origins": ["https://ok.example", 7]}, "allowed_origins"),
+        ({"allowed_origins": ["not a url"]}, "allowed_origins"),
+    ],
+)
 def test_settings_a_toml_file_can_hold_but_that_make_no_sense_are_refused_in_one_sentence(
-        tmp_path: Path, doc: dict[str, Any], expected: str) -> None:
+    tmp_path: Path, doc: dict[str, Any], expected: str
+) -> None:
     assert expected in config_error(tmp_path, document(**doc))
 
 
@@ -259,12 +300,15 @@ def test_require_upstreams_false_allows_a_config_without_upstreams(tmp_path: Pat
     assert loaded.upstreams == ()
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    (None, "no configuration file at"),
-    ("port = ", "is not valid TOML"),
-    ("[[upstreams]\n", "is not valid TOML"),
-    ('port = 1\nport = 2\n', "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no configuration file at"),
+        ("port = ", "is not valid TOML"),
+        ("[[upstreams]\n", "is not valid TOML"),
+        ("port = 1\nport = 2\n", "is not valid TOML"),
+    ],
+)
 def test_a_missing_or_malformed_file_is_one_sentence(tmp_path: Path, content: str | None, expected: str) -> None:
     path = tmp_path / "airlock.toml"
     if content is not None:
@@ -282,7 +326,7 @@ def test_a_directory_instead_of_a_file_is_one_sentence(tmp_path: Path) -> None:
 
 def test_a_file_that_is_not_utf8_is_one_sentence(tmp_path: Path) -> None:
     path = tmp_path / "airlock.toml"
-    path.write_bytes('# café\nport = 1\n'.encode("latin-1"))
+    path.write_bytes("# café\nport = 1\n".encode("latin-1"))
     with pytest.raises(ConfigError) as refused:
         load_settings(path, env=ENV)
     assert "UTF-8" in one_sentence(refused.value)
@@ -327,16 +371,28 @@ def test_the_example_config_names_every_setting_config_py_accepts() -> None:
 
 
 def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) -> None:
-    loaded = settings_from_document(example_with_every_setting_uncommented(), base_dir=tmp_path,
-                                    env={**ENV, "EM_API_TOKEN": "t"})
+    loaded = settings_from_document(
+        example_with_every_setting_uncommented(), base_dir=tmp_path, env={**ENV, "EM_API_TOKEN": "t"}
+    )
     defaults = Settings()
-    assert loaded.approvals == dataclasses.replace(ApprovalSettings(),
-                                                   agent_hold_seconds=loaded.approvals.agent_hold_seconds)
+    assert loaded.approvals == dataclasses.replace(
+        ApprovalSettings(), agent_hold_seconds=loaded.approvals.agent_hold_seconds
+    )
     assert (loaded.sessions, loaded.server) == (SessionSettings(), ServerSettings())
     slack_timings = [f.name for f in dataclasses.fields(SlackSettings) if f.name.endswith("_seconds")] + ["api_url"]
-    assert {k: getattr(loaded.slack, k) for k in slack_timings} == {k: getattr(SlackSettings(), k) for k in slack_timings}
-    for name in ("host", "port", "database_pool_size", "max_body_bytes", "max_response_bytes", "token_cache_seconds",
-                 "audit_store_arguments", "audit_retention_days"):
+    assert {k: getattr(loaded.slack, k) for k in slack_timings} == {
+        k: getattr(SlackSettings(), k) for k in slack_timings
+    }
+    for name in (
+        "host",
+        "port",
+        "database_pool_size",
+        "max_body_bytes",
+        "max_response_bytes",
+        "token_cache_seconds",
+        "audit_store_arguments",
+        "audit_retention_days",
+    ):
         assert getattr(loaded, name) == getattr(defaults, name), name
     assert loaded.database_url == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'airlock.db'}"
     [market] = loaded.upstreams

@@ -17,9 +17,11 @@ async def test_an_unreachable_database_gets_a_503_with_a_reason_not_a_500(tmp_pa
     dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test"
     settings = settings_for_test(tmp_path, "http://127.0.0.1:9/mcp", dead)
     async with running_airlock(settings) as airlock, httpx.AsyncClient(timeout=30) as http:
-        mcp = await http.post(airlock.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                              headers={"Authorization": "Bearer alk_agent_whatever",
-                                       "Accept": "application/json, text/event-stream"})
+        mcp = await http.post(
+            airlock.mcp_url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Authorization": "Bearer alk_agent_whatever", "Accept": "application/json, text/event-stream"},
+        )
         api = await http.get(f"{airlock.url}/api/approvals", headers={"Authorization": "Bearer alk_rev_x"})
     assert mcp.status_code == 503
     assert mcp.json()["error"]["message"].endswith("nothing was forwarded")

@@ -34,7 +34,10 @@ async def test_a_healthy_airlock_is_live_and_ready_with_every_check_named(airloc
     answer = await ready(airlock)
     assert answer.status_code == 200 and answer.json()["status"] == "ready"
     assert {name: check["ok"] for name, check in answer.json()["checks"].items()} == {
-        "database": True, f"policy:{UPSTREAM}": True, f"upstream:{UPSTREAM}": True}
+        "database": True,
+        f"policy:{UPSTREAM}": True,
+        f"upstream:{UPSTREAM}": True,
+    }
 
 
 async def test_a_policy_file_broken_on_disk_makes_airlock_not_ready_and_says_which(airlock: AirlockUnderTest) -> None:
@@ -50,7 +53,8 @@ async def test_a_policy_file_broken_on_disk_makes_airlock_not_ready_and_says_whi
 
 
 async def test_a_database_that_takes_no_writes_makes_airlock_not_ready(
-        airlock: AirlockUnderTest, database_url: str) -> None:
+    airlock: AirlockUnderTest, database_url: str
+) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("SQLite's query_only stands for a read-only database here")
     db: Database = airlock.runtime.db
@@ -71,7 +75,8 @@ async def test_a_database_that_takes_no_writes_makes_airlock_not_ready(
 
 
 async def test_an_unreachable_database_makes_airlock_not_ready_without_a_traceback(
-        start_airlock: StartAirlock, tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    start_airlock: StartAirlock, tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("turns the SQLite file into a directory")
     airlock = await start_airlock()
@@ -86,7 +91,8 @@ async def test_an_unreachable_database_makes_airlock_not_ready_without_a_traceba
 
 
 async def test_an_upstream_that_is_down_is_reported_but_does_not_make_airlock_unready(
-        tmp_path: Path, database_url: str) -> None:
+    tmp_path: Path, database_url: str
+) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]

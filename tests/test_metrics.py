@@ -22,8 +22,11 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def parse(text: str) -> Samples:
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 async def scrape(airlock: AirlockUnderTest) -> Samples:
@@ -39,8 +42,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def calls(samples: Samples, tool: str, decision: str, outcome: str) -> float:
-    return value(samples, "airlock_tool_calls_total", upstream=UPSTREAM, tool=tool, decision=decision,
-                 outcome=outcome)
+    return value(samples, "airlock_tool_calls_total", upstream=UPSTREAM, tool=tool, decision=decision, outcome=outcome)
 
 
 async def test_the_counters_move_by_exactly_the_calls_made(airlock: AirlockUnderTest, market: DemoMarket) -> None:
@@ -66,15 +68,28 @@ async def test_the_counters_move_by_exactly_the_calls_made(airlock: AirlockUnder
     assert value(during, "airlock_held_requests") == 1
     assert value(after, "airlock_approvals_pending") == 0
     assert value(after, "airlock_held_requests") == 0
-    moved = {key: after[key] - before.get(key, 0.0) for key in after
-             if key[0].endswith("_total") and after[key] != before.get(key, 0.0)}
+    moved = {
+        key: after[key] - before.get(key, 0.0)
+        for key in after
+        if key[0].endswith("_total") and after[key] != before.get(key, 0.0)
+    }
     assert moved == {
-        ("airlock_tool_calls_total", frozenset({("upstream", UPSTREAM), ("tool", "em_get_task"),
-                                                ("decision", "allow"), ("outcome", "ok")})): 2,
-        ("airlock_tool_calls_total", frozenset({("upstream", UPSTREAM), ("tool", "em_publish_task"),
-                                                ("decision", "deny"), ("outcome", "refused")})): 1,
-        ("airlock_tool_calls_total", frozenset({("upstream", UPSTREAM), ("tool", "em_cancel_task"),
-                                                ("decision", "approve"), ("outcome", "parked")})): 1,
+        (
+            "airlock_tool_calls_total",
+            frozenset({("upstream", UPSTREAM), ("tool", "em_get_task"), ("decision", "allow"), ("outcome", "ok")}),
+        ): 2,
+        (
+            "airlock_tool_calls_total",
+            frozenset(
+                {("upstream", UPSTREAM), ("tool", "em_publish_task"), ("decision", "deny"), ("outcome", "refused")}
+            ),
+        ): 1,
+        (
+            "airlock_tool_calls_total",
+            frozenset(
+                {("upstream", UPSTREAM), ("tool", "em_cancel_task"), ("decision", "approve"), ("outcome", "parked")}
+            ),
+        ): 1,
         ("airlock_approvals_total", frozenset({("upstream", UPSTREAM), ("status", "completed")})): 1,
     }
     assert calls(after, "em_get_task", "allow", "ok") == 2
@@ -107,8 +122,9 @@ def test_labels_stay_bounded_whatever_the_agent_sends() -> None:
     metrics.call("market", "x", "invalid", "Invalid params: 'arguments' must be an object", None)
     metrics.call("market", "em_get_task", "allow", "error -32602", 2.0)
     metrics.call("market", "em_cancel_task", "approve", "continues 01JABCDEF", 3.0)
-    families = {family.name: family for family in text_string_to_metric_families(
-        generate_latest(metrics.registry).decode())}
+    families = {
+        family.name: family for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+    }
     samples = [s for s in families["airlock_tool_calls"].samples if s.name == "airlock_tool_calls_total"]
     tools = {s.labels["tool"] for s in samples}
     assert len(tools) == MAX_TOOLS + 1 and "other" in tools

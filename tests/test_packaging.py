@@ -58,8 +58,9 @@ class Installed:
         return {"PATH": f"{self.venv / 'bin'}:/usr/bin:/bin", "HOME": str(self.workdir), "PYTHONUNBUFFERED": "1"}
 
     def run(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(arg) for arg in args], cwd=self.workdir, env=self.env(), capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(
+            [str(arg) for arg in args], cwd=self.workdir, env=self.env(), capture_output=True, text=True, timeout=60
+        )
 
 
 def _cannot_build(reason: str) -> None:
@@ -80,8 +81,13 @@ def _check_build_tools() -> None:
 
 
 def _tracked_files() -> list[str]:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                            capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [name for name in listed.stdout.split("\0") if name and (REPO / name).is_file()]
 
 
@@ -89,8 +95,24 @@ def _build_wheel(source: Path, out: Path) -> Path:
     for name in _tracked_files():
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, source / name)
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                            "-q", "-w", str(out), str(source)], capture_output=True, text=True, timeout=120)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-4000:]
     (wheel,) = out.glob("airlock-*.whl")
     return wheel
@@ -99,11 +121,19 @@ def _build_wheel(source: Path, out: Path) -> Path:
 def _install(wheel: Path, venv: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = venv / "bin" / "python"
-    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                                "--no-index", "-q", str(wheel)], capture_output=True, text=True, timeout=120)
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-4000:]
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     dependencies = "\n".join(path for path in site.getsitepackages() if Path(path).is_dir())
     (Path(purelib) / "_airlock_test_dependencies.pth").write_text(dependencies + "\n", encoding="utf-8")
 
@@ -123,11 +153,23 @@ def _write_config(directory: Path, port: int) -> Path:
     policy = directory / "policy.json"
     policy.write_text(json.dumps(POLICY), encoding="utf-8")
     config = directory / "airlock.toml"
-    config.write_text("\n".join([
-        'host = "127.0.0.1"', f"port = {port}", 'database_url = "sqlite+aiosqlite:///data/airlock.db"',
-        'data_dir = "data"', "", "[[upstreams]]", 'name = "echo"', 'url = "http://127.0.0.1:9/mcp"',
-        'policy = "policy.json"',
-    ]) + "\n", encoding="utf-8")
+    config.write_text(
+        "\n".join(
+            [
+                'host = "127.0.0.1"',
+                f"port = {port}",
+                'database_url = "sqlite+aiosqlite:///data/airlock.db"',
+                'data_dir = "data"',
+                "",
+                "[[upstreams]]",
+                'name = "echo"',
+                'url = "http://127.0.0.1:9/mcp"',
+                'policy = "policy.json"',
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     return config
 
 
@@ -157,15 +199,22 @@ def test_airlock_migrate_from_the_wheel_creates_the_schema(installed: Installed,
     assert revision == ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-async def test_airlock_serve_from_the_wheel_answers_healthz_and_stops_on_sigterm(installed: Installed,
-                                                                               tmp_path: Path) -> None:
+async def test_airlock_serve_from_the_wheel_answers_healthz_and_stops_on_sigterm(
+    installed: Installed, tmp_path: Path
+) -> None:
     port = free_port()
     config = _write_config(tmp_path, port)
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
-        server = subprocess.Popen([str(installed.airlock), "serve", "--config", str(config)], cwd=installed.workdir,
-                                  env=installed.env(), stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [str(installed.airlock), "serve", "--config", str(config)],
+            cwd=installed.workdir,
+            env=installed.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
+
         async def healthy() -> bool:
             if server.poll() is not None:
                 raise AssertionError(f"airlock serve exited with {server.returncode}:\n{log.read_text()}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +36,40 @@ NOW = time.time() + 1000 * DAY
 
 def approval(approval_id: str, status: str, finished_days_ago: float, continues: str | None = None) -> dict[str, Any]:
     at = NOW - finished_days_ago * DAY
-    return {"id": approval_id, "upstream": "execution-market", "tool": "em_cancel_task", "agent": "agent-1",
-            "arguments": "{}", "args_hash": approval_id.ljust(64, "0")[:64], "params": "{}",
-            "forward_headers": "{}", "era": "legacy", "protocol_version": "2025-06-18", "request_id": "1",
-            "policy_rule": "r", "policy_version": "v", "status": status, "created_at": at - 60,
-            "expires_at": at + 1800, "updated_at": at, "continues": continues}
+    return {
+        "id": approval_id,
+        "upstream": "execution-market",
+        "tool": "em_cancel_task",
+        "agent": "agent-1",
+        "arguments": "{}",
+        "args_hash": approval_id.ljust(64, "0")[:64],
+        "params": "{}",
+        "forward_headers": "{}",
+        "era": "legacy",
+        "protocol_version": "2025-06-18",
+        "request_id": "1",
+        "policy_rule": "r",
+        "policy_version": "v",
+        "status": status,
+        "created_at": at - 60,
+        "expires_at": at + 1800,
+        "updated_at": at,
+        "continues": continues,
+    }
 
 
 def entry(at: float, n: int = 0) -> dict[str, Any]:
-    return {"at": at, "event": "call", "agent": "agent-1", "upstream": "execution-market", "tool": "em_cancel_task",
-            "decision": "allow", "rule": f"rule-{n}", "argument_keys": "[]", "args_hash": "0" * 64}
+    return {
+        "at": at,
+        "event": "call",
+        "agent": "agent-1",
+        "upstream": "execution-market",
+        "tool": "em_cancel_task",
+        "decision": "allow",
+        "rule": f"rule-{n}",
+        "argument_keys": "[]",
+        "args_hash": "0" * 64,
+    }
 
 
 async def put(db: Database, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -68,8 +92,11 @@ async def count(db: Database, table: Any) -> int:
 
 async def test_audit_entries_older_than_the_retention_are_pruned_and_newer_ones_kept(airlock: AirlockUnderTest) -> None:
     db = airlock.runtime.db
-    await put(db, audit_log, [entry(NOW - 91 * DAY, 1), entry(NOW - 90 * DAY - 1, 2), entry(NOW - 89 * DAY, 3),
-                              entry(NOW - 60, 4)])
+    await put(
+        db,
+        audit_log,
+        [entry(NOW - 91 * DAY, 1), entry(NOW - 90 * DAY - 1, 2), entry(NOW - 89 * DAY, 3), entry(NOW - 60, 4)],
+    )
     pruned = await airlock.runtime.sweeper.prune(NOW)
     assert pruned.audit_entries == 2
     assert await column(db, audit_log, "rule") >= {"rule-3", "rule-4"}
@@ -78,33 +105,74 @@ async def test_audit_entries_older_than_the_retention_are_pruned_and_newer_ones_
 
 
 async def test_finished_approvals_past_retention_go_with_their_dependents_and_the_rest_stay(
-        airlock: AirlockUnderTest) -> None:
+    airlock: AirlockUnderTest,
+) -> None:
     db = airlock.runtime.db
-    await put(db, approvals, [
-        approval("old-completed", "completed", 91), approval("old-rejected", "rejected", 120),
-        approval("old-expired", "expired", 91), approval("old-outcome-unknown", "outcome_unknown", 95),
-        approval("old-pending", "pending", 200), approval("old-approved", "approved", 200),
-        approval("old-executing", "executing", 200),
-        approval("recent-completed", "completed", 89),
-        approval("old-streamed", "completed", 91),
-        approval("old-continued", "completed", 91), approval("successor", "pending", 91, continues="old-continued"),
-    ])
-    await put(db, slack_outbox, [{"approval_id": "old-completed", "channel": "C1", "rendered_status": "completed",
-                                  "settled": True, "next_attempt_at": NOW, "created_at": NOW - 91 * DAY,
-                                  "updated_at": NOW - 91 * DAY}])
-    await put(db, streams, [{"id": "s1", "approval_id": "old-streamed", "agent": "agent-1", "request_id": "1",
-                             "hold_until": NOW, "created_at": NOW - 91 * DAY}])
+    await put(
+        db,
+        approvals,
+        [
+            approval("old-completed", "completed", 91),
+            approval("old-rejected", "rejected", 120),
+            approval("old-expired", "expired", 91),
+            approval("old-outcome-unknown", "outcome_unknown", 95),
+            approval("old-pending", "pending", 200),
+            approval("old-approved", "approved", 200),
+            approval("old-executing", "executing", 200),
+            approval("recent-completed", "completed", 89),
+            approval("old-streamed", "completed", 91),
+            approval("old-continued", "completed", 91),
+            approval("successor", "pending", 91, continues="old-continued"),
+        ],
+    )
+    await put(
+        db,
+        slack_outbox,
+        [
+            {
+                "approval_id": "old-completed",
+                "channel": "C1",
+                "rendered_status": "completed",
+                "settled": True,
+                "next_attempt_at": NOW,
+                "created_at": NOW - 91 * DAY,
+                "updated_at": NOW - 91 * DAY,
+            }
+        ],
+    )
+    await put(
+        db,
+        streams,
+        [
+            {
+                "id": "s1",
+                "approval_id": "old-streamed",
+                "agent": "agent-1",
+                "request_id": "1",
+                "hold_until": NOW,
+                "created_at": NOW - 91 * DAY,
+            }
+        ],
+    )
     pruned = await airlock.runtime.sweeper.prune(NOW)
     assert pruned.approvals == 4
-    assert await column(db, approvals, "id") == {"old-pending", "old-approved", "old-executing", "recent-completed",
-                                                 "old-streamed", "old-continued", "successor"}
+    assert await column(db, approvals, "id") == {
+        "old-pending",
+        "old-approved",
+        "old-executing",
+        "recent-completed",
+        "old-streamed",
+        "old-continued",
+        "successor",
+    }
     assert await count(db, slack_outbox) == 0, "the Slack outbox row went first"
 
 
 async def test_a_continued_approval_goes_after_its_finished_successor(airlock: AirlockUnderTest) -> None:
     db = airlock.runtime.db
-    await put(db, approvals, [approval("first", "completed", 92),
-                              approval("second", "completed", 91, continues="first")])
+    await put(
+        db, approvals, [approval("first", "completed", 92), approval("second", "completed", 91, continues="first")]
+    )
     assert (await airlock.runtime.sweeper.prune(NOW)).approvals == 1
     assert await column(db, approvals, "id") == {"first"}
     assert (await airlock.runtime.sweeper.prune(NOW)).approvals == 1
@@ -112,7 +180,8 @@ async def test_a_continued_approval_goes_after_its_finished_successor(airlock: A
 
 
 async def test_an_outcome_within_result_retention_is_kept_whatever_retention_days_says(
-        start_airlock: StartAirlock) -> None:
+    start_airlock: StartAirlock,
+) -> None:
     airlock = await start_airlock(approvals={"retention_days": 0.25, "result_retention_seconds": DAY})
     db = airlock.runtime.db
     await put(db, approvals, [approval("half-day", "completed", 0.5), approval("two-days", "failed", 2)])
@@ -121,7 +190,8 @@ async def test_an_outcome_within_result_retention_is_kept_whatever_retention_day
 
 
 async def test_one_pass_prunes_a_bounded_number_of_rows(
-        airlock: AirlockUnderTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    airlock: AirlockUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sweeper, "_PURGE_BATCH", 2)
     monkeypatch.setattr(sweeper, "_PURGE_BATCHES", 2)
     db = airlock.runtime.db
@@ -171,10 +241,15 @@ def _ts(iso: str) -> float:
 
 
 def test_export_writes_json_lines_oldest_first_with_every_field_and_the_filters(
-        tmp_path: Path, database_url: str) -> None:
+    tmp_path: Path, database_url: str
+) -> None:
     # Inserted out of time order; the second and third share a time.
-    rows = [entry(_ts("2026-03-01T00:00:00+00:00"), 3), entry(_ts("2026-01-01T00:00:00.250000+00:00"), 1),
-            entry(_ts("2026-02-01T00:00:00+00:00"), 2), entry(_ts("2026-02-01T00:00:00+00:00"), 22)]
+    rows = [
+        entry(_ts("2026-03-01T00:00:00+00:00"), 3),
+        entry(_ts("2026-01-01T00:00:00.250000+00:00"), 1),
+        entry(_ts("2026-02-01T00:00:00+00:00"), 2),
+        entry(_ts("2026-02-01T00:00:00+00:00"), 22),
+    ]
     config = _migrated(tmp_path, database_url, rows)
     everything = _exported(config)
     assert [e["rule"] for e in everything] == ["rule-1", "rule-2", "rule-22", "rule-3"]
@@ -184,12 +259,15 @@ def test_export_writes_json_lines_oldest_first_with_every_field_and_the_filters(
     assert [e["rule"] for e in _exported(config, "--since", "2026-02-01T00:00:00Z")] == ["rule-2", "rule-22", "rule-3"]
     assert [e["rule"] for e in _exported(config, "--before", "2026-02-01T00:00:00Z")] == ["rule-1"]
     assert [e["rule"] for e in _exported(config, "--since", "2026-01-15", "--before", "2026-02-15")] == [
-        "rule-2", "rule-22"]
+        "rule-2",
+        "rule-22",
+    ]
     assert _exported(config, "--since", "2027-01-01T00:00:00Z") == []
 
 
 def test_a_large_export_to_a_file_is_complete_and_in_order(
-        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(cli_module, "_EXPORT_PAGE", 97)
     start = _ts("2026-01-01T00:00:00+00:00")
     # Ten entries share each time, so pages end in the middle of a tie.
@@ -207,9 +285,11 @@ def test_a_large_export_to_a_file_is_complete_and_in_order(
 def test_export_refuses_a_time_that_is_not_iso_in_one_line(tmp_path: Path) -> None:
     config = str(write_config(tmp_path))
     assert "--since 'yesterday' is not an ISO time" in one_line_error(
-        cli("audit", "export", "--config", config, "--since", "yesterday"))
+        cli("audit", "export", "--config", config, "--since", "yesterday")
+    )
     assert "cannot write" in one_line_error(
-        cli("audit", "export", "--config", config, "--output", str(tmp_path / "missing" / "x.jsonl")))
+        cli("audit", "export", "--config", config, "--output", str(tmp_path / "missing" / "x.jsonl"))
+    )
 
 
 def test_airlock_audit_still_lists_and_takes_its_config_before_export(tmp_path: Path) -> None:

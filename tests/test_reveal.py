@@ -13,12 +13,38 @@ import pytest
 from app.reveal import pieces, reveal
 
 HIDDEN = [
-    "\u200b", "\u200c", "\u200d", "\u200e", "\u200f",             # zero-width, LRM/RLM
-    "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",             # bidi embeddings and overrides
-    "\u2066", "\u2067", "\u2068", "\u2069",                       # bidi isolates
-    "\ufeff", "\u00ad", "\u180e", "\u2028", "\u2029", "\u2060",   # BOM, soft hyphen, separators, word joiner
-    "\x00", "\x1b", "\x7f", "\x85", "\ue000", "\U000e0041",       # controls, private use, a tag character
-    "\u00a0", "\u3000", "\u034f", "\u3164", "\ufe0f", "\u2800",   # look-alike spaces and blank "letters"
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u200e",
+    "\u200f",  # zero-width, LRM/RLM
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",  # bidi embeddings and overrides
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",  # bidi isolates
+    "\ufeff",
+    "\u00ad",
+    "\u180e",
+    "\u2028",
+    "\u2029",
+    "\u2060",  # BOM, soft hyphen, separators, word joiner
+    "\x00",
+    "\x1b",
+    "\x7f",
+    "\x85",
+    "\ue000",
+    "\U000e0041",  # controls, private use, a tag character
+    "\u00a0",
+    "\u3000",
+    "\u034f",
+    "\u3164",
+    "\ufe0f",
+    "\u2800",  # look-alike spaces and blank "letters"
 ]
 
 
@@ -30,7 +56,7 @@ def test_each_hidden_character_is_written_as_its_escape(char: str) -> None:
 
 
 def test_ordinary_text_is_left_alone_in_any_script() -> None:
-    text = "café 日本語 Ελληνικά emoji \U0001f600 \"quotes\" \\ back"
+    text = 'café 日本語 Ελληνικά emoji \U0001f600 "quotes" \\ back'
     assert reveal(text) == text
 
 

@@ -34,16 +34,19 @@ BOUND = 10.0
 
 
 @asynccontextmanager
-async def limited_airlock(tmp_path: Path, upstream_url: str, database_url: str,
-                          **overrides: Any) -> AsyncIterator[AirlockUnderTest]:
+async def limited_airlock(
+    tmp_path: Path, upstream_url: str, database_url: str, **overrides: Any
+) -> AsyncIterator[AirlockUnderTest]:
     """Airlock in process, served with its `[server]` limits and its log going to `caplog`."""
-    settings = settings_for_test(tmp_path, upstream_url, database_url,
-                                 server={"request_timeout_seconds": TIMEOUT}, **overrides)
+    settings = settings_for_test(
+        tmp_path, upstream_url, database_url, server={"request_timeout_seconds": TIMEOUT}, **overrides
+    )
     app = create_app(settings)
     async with AsyncExitStack() as stack:
         url = await stack.enter_async_context(serve(app, log_config=None, **uvicorn_limits(settings.server)))
-        yield AirlockUnderTest(url=url, app=app, settings=settings, policy_path=settings.upstreams[0].policy,
-                               stack=stack)
+        yield AirlockUnderTest(
+            url=url, app=app, settings=settings, policy_path=settings.upstreams[0].policy, stack=stack
+        )
 
 
 async def connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -71,10 +74,18 @@ def head(method: str, path: str, host: str, *headers: str) -> bytes:
     return "\r\n".join([f"{method} {path} HTTP/1.1", f"Host: {host}", *headers, "", ""]).encode()
 
 
-def mcp_head(airlock: AirlockUnderTest, token: str, length: int,
-             accept: str = "Accept: application/json, text/event-stream") -> bytes:
-    return head("POST", f"/mcp/{UPSTREAM}", airlock.url.removeprefix("http://"), f"Authorization: Bearer {token}",
-                "Content-Type: application/json", accept, f"Content-Length: {length}")
+def mcp_head(
+    airlock: AirlockUnderTest, token: str, length: int, accept: str = "Accept: application/json, text/event-stream"
+) -> bytes:
+    return head(
+        "POST",
+        f"/mcp/{UPSTREAM}",
+        airlock.url.removeprefix("http://"),
+        f"Authorization: Bearer {token}",
+        "Content-Type: application/json",
+        accept,
+        f"Content-Length: {length}",
+    )
 
 
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
@@ -87,32 +98,40 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def settings(tmp_path: Path, server: Any = None) -> Settings:
-    document: dict[str, Any] = {"upstreams": [{"name": "market", "url": "http://127.0.0.1:9100/mcp",
-                                               "policy": "market.json"}]}
+    document: dict[str, Any] = {
+        "upstreams": [{"name": "market", "url": "http://127.0.0.1:9100/mcp", "policy": "market.json"}]
+    }
     if server is not None:
         document["server"] = server
     return settings_from_document(document, base_dir=tmp_path, env={"AIRLOCK_SECRET_KEY": "k" * 40})
 
 
 def test_server_limits_have_defaults_and_come_from_the_server_table(tmp_path: Path) -> None:
-    assert settings(tmp_path).server == ServerSettings(request_timeout_seconds=30.0, max_connections=16384,
-                                                       keepalive_timeout_seconds=5.0)
-    loaded = settings(tmp_path, {"request_timeout_seconds": 10, "max_connections": 500,
-                                 "keepalive_timeout_seconds": 75})
+    assert settings(tmp_path).server == ServerSettings(
+        request_timeout_seconds=30.0, max_connections=16384, keepalive_timeout_seconds=5.0
+    )
+    loaded = settings(
+        tmp_path, {"request_timeout_seconds": 10, "max_connections": 500, "keepalive_timeout_seconds": 75}
+    )
     assert loaded.server == ServerSettings(10.0, 500, 75.0)
     limits = uvicorn_limits(loaded.server)
-    assert {key: limits[key] for key in ("limit_concurrency", "timeout_keep_alive")} == \
-        {"limit_concurrency": 501, "timeout_keep_alive": 75.0}
+    assert {key: limits[key] for key in ("limit_concurrency", "timeout_keep_alive")} == {
+        "limit_concurrency": 501,
+        "timeout_keep_alive": 75.0,
+    }
     assert limits["http"].header_timeout == 10.0
 
 
-@pytest.mark.parametrize(("table", "message"), [
-    ({"max_connections": 0}, "server.max_connections must be a positive number"),
-    ({"max_connections": 1.5}, "server.max_connections must be a positive number"),
-    ({"request_timeout_seconds": -1}, "server.request_timeout_seconds must be a positive number of seconds"),
-    ({"keepalive_timeout_seconds": float("inf")}, "server.keepalive_timeout_seconds must be a finite number"),
-    ({"read_timeout": 5}, "[server] has an unknown setting 'read_timeout'"),
-])
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"max_connections": 0}, "server.max_connections must be a positive number"),
+        ({"max_connections": 1.5}, "server.max_connections must be a positive number"),
+        ({"request_timeout_seconds": -1}, "server.request_timeout_seconds must be a positive number of seconds"),
+        ({"keepalive_timeout_seconds": float("inf")}, "server.keepalive_timeout_seconds must be a finite number"),
+        ({"read_timeout": 5}, "[server] has an unknown setting 'read_timeout'"),
+    ],
+)
 def test_a_bad_server_limit_is_refused_in_one_sentence(tmp_path: Path, table: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as refused:
         settings(tmp_path, table)
@@ -129,7 +148,8 @@ def test_the_server_section_must_be_a_table(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sender", ["stops", "trickles"])
 async def test_a_half_sent_body_is_answered_408_and_closed_after_the_timeout_without_a_traceback(
-        tmp_path: Path, upstream_url: str, database_url: str, caplog: pytest.LogCaptureFixture, sender: str) -> None:
+    tmp_path: Path, upstream_url: str, database_url: str, caplog: pytest.LogCaptureFixture, sender: str
+) -> None:
     caplog.set_level(logging.INFO)
     async with limited_airlock(tmp_path, upstream_url, database_url) as airlock:
         reader, writer = await connect(airlock.url)
@@ -160,25 +180,35 @@ async def _trickle(writer: asyncio.StreamWriter) -> None:
         pass  # the server cut the connection off
 
 
-async def test_a_held_call_outlasts_the_request_timeout(tmp_path: Path, upstream_url: str, database_url: str,
-                                                          market: DemoMarket, mode: str,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_held_call_outlasts_the_request_timeout(
+    tmp_path: Path,
+    upstream_url: str,
+    database_url: str,
+    market: DemoMarket,
+    mode: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The timeout covers receiving the request: a held call's stream runs to the hold budget (3 × the timeout)."""
-    async with limited_airlock(tmp_path, upstream_url, database_url,
-                               approvals={"hold_seconds": 3 * TIMEOUT}) as airlock:
-        async with airlock.client(mode=mode) as client, asyncio.timeout(BOUND):
-            first = await client.call_tool("em_cancel_task", {"task_id": new_task(market).id, "reason": "x"})
-            listed = await client.list_tools()
+    async with (
+        limited_airlock(tmp_path, upstream_url, database_url, approvals={"hold_seconds": 3 * TIMEOUT}) as airlock,
+        airlock.client(mode=mode) as client,
+        asyncio.timeout(BOUND),
+    ):
+        first = await client.call_tool("em_cancel_task", {"task_id": new_task(market).id, "reason": "x"})
+        listed = await client.list_tools()
     assert first.meta[APPROVAL_META_KEY]["status"] == "pending", "answered at the hold budget, not cut off"
     assert listed.tools
     no_tracebacks(caplog)
 
 
 async def test_a_body_sent_in_pieces_and_keep_alive_requests_are_unaffected(
-        tmp_path: Path, upstream_url: str, database_url: str) -> None:
+    tmp_path: Path, upstream_url: str, database_url: str
+) -> None:
     async with limited_airlock(tmp_path, upstream_url, database_url) as airlock:
-        body = (b'{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", '
-                b'"capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}')
+        body = (
+            b'{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", '
+            b'"capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}'
+        )
         reader, writer = await connect(airlock.url)
         for _ in range(3):
             writer.write(mcp_head(airlock, await airlock.agent_token(), len(body)) + body[:10])
@@ -222,7 +252,8 @@ async def test_only_waiting_for_the_body_counts_not_the_apps_own_work_before_rea
 
 
 async def test_half_sent_headers_are_closed_after_the_timeout(
-        tmp_path: Path, upstream_url: str, database_url: str) -> None:
+    tmp_path: Path, upstream_url: str, database_url: str
+) -> None:
     async with limited_airlock(tmp_path, upstream_url, database_url) as airlock:
         reader, writer = await connect(airlock.url)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -240,12 +271,14 @@ async def test_half_sent_headers_are_closed_after_the_timeout(
 
 
 async def test_airlock_serve_refuses_requests_over_max_connections_with_503_and_closes_idle_keep_alives(
-        tmp_path: Path, upstream_url: str, database_url: str) -> None:
+    tmp_path: Path, upstream_url: str, database_url: str
+) -> None:
     """Open connections count, idle ones too: with 2 open (the cap), a third connection's request gets 503."""
     policy = tmp_path / "policy.json"
     policy.write_text('{"version": "1", "default": "deny", "rules": []}', encoding="utf-8")
-    config = write_config(tmp_path / "airlock.toml", database_url=database_url, upstream_url=upstream_url,
-                          policy=policy, port=8080)
+    config = write_config(
+        tmp_path / "airlock.toml", database_url=database_url, upstream_url=upstream_url, policy=policy, port=8080
+    )
     config.write_text(config.read_text() + "\n[server]\nmax_connections = 2\nkeepalive_timeout_seconds = 1\n")
     process = await AirlockProcess(config).start()
     try:

@@ -73,7 +73,8 @@ def cli(db: Database) -> Credentials:
 
 
 async def test_100_concurrent_requests_after_expiry_cause_exactly_one_read_and_use_the_cached_answer(
-        db: Database, credentials: Credentials, cli: Credentials, clock: Clock) -> None:
+    db: Database, credentials: Credentials, cli: Credentials, clock: Clock
+) -> None:
     token = (await cli.issue_agent_token("agent-a")).token
     assert await credentials.agent_for(token) == "agent-a"
     clock.now += CACHE_SECONDS + 0.1
@@ -86,7 +87,8 @@ async def test_100_concurrent_requests_after_expiry_cause_exactly_one_read_and_u
 
 
 async def test_100_concurrent_requests_past_the_grace_wait_for_one_shared_read(
-        db: Database, credentials: Credentials, cli: Credentials, clock: Clock) -> None:
+    db: Database, credentials: Credentials, cli: Credentials, clock: Clock
+) -> None:
     token = (await cli.issue_agent_token("agent-a")).token
     assert await credentials.agent_for(token) == "agent-a"
     clock.now += CACHE_SECONDS + auth._REFRESH_GRACE + 0.1
@@ -98,7 +100,8 @@ async def test_100_concurrent_requests_past_the_grace_wait_for_one_shared_read(
 
 
 async def test_100_concurrent_first_uses_of_a_token_cause_one_read(
-        db: Database, credentials: Credentials, cli: Credentials) -> None:
+    db: Database, credentials: Credentials, cli: Credentials
+) -> None:
     token = (await cli.issue_agent_token("agent-a")).token
     with token_reads(db) as reads:
         async with asyncio.timeout(5):
@@ -108,7 +111,8 @@ async def test_100_concurrent_first_uses_of_a_token_cause_one_read(
 
 
 async def test_a_fresh_answer_is_used_without_reading_the_database(
-        db: Database, credentials: Credentials, cli: Credentials, clock: Clock) -> None:
+    db: Database, credentials: Credentials, cli: Credentials, clock: Clock
+) -> None:
     token = (await cli.issue_agent_token("agent-a")).token
     assert await credentials.agent_for(token) == "agent-a"
     with token_reads(db) as reads:
@@ -119,7 +123,8 @@ async def test_a_fresh_answer_is_used_without_reading_the_database(
 
 
 async def test_a_revocation_elsewhere_is_honoured_within_the_cache_time_plus_the_refresh_grace(
-        credentials: Credentials, cli: Credentials, clock: Clock) -> None:
+    credentials: Credentials, cli: Credentials, clock: Clock
+) -> None:
     issued = await cli.issue_agent_token("agent-r")
     assert await credentials.agent_for(issued.token) == "agent-r"
     read_at = clock.now
@@ -132,7 +137,8 @@ async def test_a_revocation_elsewhere_is_honoured_within_the_cache_time_plus_the
 
 
 async def test_a_request_in_the_grace_starts_the_refresh_that_ends_the_revoked_token(
-        credentials: Credentials, cli: Credentials, clock: Clock) -> None:
+    credentials: Credentials, cli: Credentials, clock: Clock
+) -> None:
     issued = await cli.issue_agent_token("agent-r")
     assert await credentials.agent_for(issued.token) == "agent-r"
     await cli.revoke(token_id=issued.id)
@@ -143,7 +149,8 @@ async def test_a_request_in_the_grace_starts_the_refresh_that_ends_the_revoked_t
 
 
 async def test_an_idle_token_revoked_long_ago_is_refused_on_its_next_use(
-        credentials: Credentials, cli: Credentials, clock: Clock) -> None:
+    credentials: Credentials, cli: Credentials, clock: Clock
+) -> None:
     """The stale answer is usable only near its read, not whenever the next request comes."""
     issued = await cli.issue_agent_token("agent-r")
     assert await credentials.agent_for(issued.token) == "agent-r"
@@ -153,7 +160,8 @@ async def test_an_idle_token_revoked_long_ago_is_refused_on_its_next_use(
 
 
 async def test_a_revocation_in_this_process_is_honoured_at_once_even_by_a_read_already_running(
-        db: Database, credentials: Credentials, clock: Clock) -> None:
+    db: Database, credentials: Credentials, clock: Clock
+) -> None:
     issued = await credentials.issue_agent_token("agent-r")
     assert await credentials.agent_for(issued.token) == "agent-r"
     clock.now += CACHE_SECONDS + 0.1
@@ -164,7 +172,8 @@ async def test_a_revocation_in_this_process_is_honoured_at_once_even_by_a_read_a
 
 
 async def test_an_unknown_token_is_remembered_so_repeating_it_reads_the_database_once(
-        db: Database, credentials: Credentials) -> None:
+    db: Database, credentials: Credentials
+) -> None:
     with token_reads(db) as reads:
         for _ in range(20):
             assert await credentials.agent_for("alk_agent_made-up") is None
@@ -172,7 +181,8 @@ async def test_an_unknown_token_is_remembered_so_repeating_it_reads_the_database
 
 
 async def test_a_spray_of_random_tokens_is_bounded_in_reads_and_memory(
-        db: Database, credentials: Credentials, cli: Credentials, clock: Clock) -> None:
+    db: Database, credentials: Credentials, cli: Credentials, clock: Clock
+) -> None:
     token = (await cli.issue_agent_token("agent-a")).token
     assert await credentials.agent_for(token) == "agent-a"
     sprayed = [f"alk_agent_{secrets.token_urlsafe(32)}" for _ in range(2 * auth._NEGATIVE_SIZE)]
@@ -180,8 +190,9 @@ async def test_a_spray_of_random_tokens_is_bounded_in_reads_and_memory(
         async with asyncio.timeout(30):
             for chunk in range(0, len(sprayed), 500):
                 clock.now += 1.0
-                answers = await asyncio.gather(*(credentials.agent_for(t) for t in sprayed[chunk:chunk + 500]),
-                                               return_exceptions=True)
+                answers = await asyncio.gather(
+                    *(credentials.agent_for(t) for t in sprayed[chunk : chunk + 500]), return_exceptions=True
+                )
                 # Past the budget the answer is "try again" (503), never a verdict on an unread token.
                 assert {type(answer) for answer in answers} <= {type(None), auth.TokenLookupsBusy}
                 assert await credentials.agent_for(token) == "agent-a"  # a cached token is unaffected
@@ -211,7 +222,8 @@ async def _settled(credentials: Credentials) -> None:
 
 
 async def test_a_new_valid_token_during_a_spray_is_told_to_retry_never_that_it_is_unknown(
-        credentials: Credentials, cli: Credentials, clock: Clock) -> None:
+    credentials: Credentials, cli: Credentials, clock: Clock
+) -> None:
     sprayed = [f"alk_agent_{secrets.token_urlsafe(32)}" for _ in range(auth._MISS_BURST)]
     assert set(await asyncio.gather(*(credentials.agent_for(t) for t in sprayed))) == {None}
     token = (await cli.issue_agent_token("agent-new")).token

@@ -33,58 +33,126 @@ ROWS: dict[Kind, ApprovalRow] = {
     Kind.APPROVED: row(status="approved", **DECIDED),
     Kind.RUNNING: row(status="executing", **DECIDED),
     Kind.SUCCEEDED: row(status="completed", result=result('{"status": "cancelled"}'), outcome="ok: …", **DECIDED),
-    Kind.TOOL_ERROR: row(status="completed", result=result("Task 'nope' not found\nTraceback…", is_error=True),
-                         outcome="tool error: Task 'nope' not found", **DECIDED),
-    Kind.TOO_LARGE: row(status="completed", result=result("too big", is_error=True),
-                        outcome=wording.too_large_outcome(90_000, 50_000), **DECIDED),
-    Kind.INPUT_REQUIRED: row(status="completed", result=json.dumps({"result": {"resultType": "input_required"}}),
-                             **DECIDED),
-    Kind.UPSTREAM_ERROR: row(status="failed", result=json.dumps({"error": {"code": -32603, "message": "boom"}}),
-                             outcome="upstream error -32603: boom", **DECIDED),
+    Kind.TOOL_ERROR: row(
+        status="completed",
+        result=result("Task 'nope' not found\nTraceback…", is_error=True),
+        outcome="tool error: Task 'nope' not found",
+        **DECIDED,
+    ),
+    Kind.TOO_LARGE: row(
+        status="completed",
+        result=result("too big", is_error=True),
+        outcome=wording.too_large_outcome(90_000, 50_000),
+        **DECIDED,
+    ),
+    Kind.INPUT_REQUIRED: row(
+        status="completed", result=json.dumps({"result": {"resultType": "input_required"}}), **DECIDED
+    ),
+    Kind.UPSTREAM_ERROR: row(
+        status="failed",
+        result=json.dumps({"error": {"code": -32603, "message": "boom"}}),
+        outcome="upstream error -32603: boom",
+        **DECIDED,
+    ),
     Kind.NOT_DELIVERED: row(status="failed", outcome="upstream unreachable; the call did not run", **DECIDED),
     Kind.UNKNOWN: row(status="outcome_unknown", outcome="the upstream answered HTTP 502", **DECIDED),
     Kind.REJECTED: row(status="rejected", decision_reason="still needed", **DECIDED),
     Kind.EXPIRED: row(status="expired", finished_at=T0 + 1800),
-    Kind.WITHDRAWN: row(status="withdrawn", decided_by="agent-1", decided_via="client", decided_at=T0 + 9,
-                        decision_reason="the client cancelled it"),
+    Kind.WITHDRAWN: row(
+        status="withdrawn",
+        decided_by="agent-1",
+        decided_via="client",
+        decided_at=T0 + 9,
+        decision_reason="the client cancelled it",
+    ),
 }
 
 TABLE: list[tuple[Kind, str | None, str, str, str]] = [
     # kind, detail, label, phrase, account (decision + reason + result)
-    (Kind.PENDING, None, "pending", "waiting for a decision",
-     "Waiting for a decision; expires T+1800."),
-    (Kind.APPROVED, None, "approved", "approved; about to run",
-     "Approved by bob via Slack at T+60. It is about to run."),
-    (Kind.RUNNING, None, "running", "running now",
-     "Approved by bob via Slack at T+60. It is running now."),
-    (Kind.SUCCEEDED, '{"status": "cancelled"}', "succeeded", "ran and succeeded",
-     'Approved by bob via Slack at T+60. It ran and succeeded: {"status": "cancelled"}.'),
-    (Kind.TOOL_ERROR, "Task 'nope' not found", "tool error", "ran; the tool reported an error: Task 'nope' not found",
-     "Approved by bob via Slack at T+60. It ran, and the tool reported an error: Task 'nope' not found."),
-    (Kind.TOO_LARGE, "its result (90000 bytes) exceeds max_response_bytes (50000 bytes) and was not relayed",
-     "result too large", "ran; its result (90000 bytes) exceeds max_response_bytes (50000 bytes) and was not relayed",
-     "Approved by bob via Slack at T+60. It ran, but its result (90000 bytes) exceeds max_response_bytes "
-     "(50000 bytes) and was not relayed."),
-    (Kind.INPUT_REQUIRED, None, "needs input", "waiting for the agent's input",
-     "Approved by bob via Slack at T+60. The upstream asked the agent for input before the tool runs; "
-     "the agent's answer continues this approval."),
-    (Kind.UPSTREAM_ERROR, "-32603: boom", "upstream error", "the upstream answered with an error: -32603: boom",
-     "Approved by bob via Slack at T+60. The upstream answered with an error: -32603: boom. "
-     "It may or may not have taken effect."),
-    (Kind.NOT_DELIVERED, "upstream unreachable", "not delivered",
-     "did not run: could not be delivered to the upstream (upstream unreachable)",
-     "Approved by bob via Slack at T+60. It could not be delivered to the upstream: upstream unreachable. "
-     "It did not run."),
-    (Kind.UNKNOWN, "the upstream answered HTTP 502", "outcome unknown",
-     "outcome unknown: may or may not have taken effect",
-     "Approved by bob via Slack at T+60. Airlock lost track of the upstream while it ran; it may or may not have "
-     "taken effect, and Airlock will not re-send it."),
-    (Kind.REJECTED, None, "rejected", "rejected; did not run",
-     "Rejected by bob via Slack at T+60. Reason: still needed. It did not run."),
-    (Kind.EXPIRED, None, "expired", "expired; did not run",
-     "Expired at T+1800: nobody decided in time. It did not run."),
-    (Kind.WITHDRAWN, None, "withdrawn", "withdrawn; did not run",
-     "Withdrawn by the agent at T+9 before anyone decided. Reason: the client cancelled it. It did not run."),
+    (Kind.PENDING, None, "pending", "waiting for a decision", "Waiting for a decision; expires T+1800."),
+    (
+        Kind.APPROVED,
+        None,
+        "approved",
+        "approved; about to run",
+        "Approved by bob via Slack at T+60. It is about to run.",
+    ),
+    (Kind.RUNNING, None, "running", "running now", "Approved by bob via Slack at T+60. It is running now."),
+    (
+        Kind.SUCCEEDED,
+        '{"status": "cancelled"}',
+        "succeeded",
+        "ran and succeeded",
+        'Approved by bob via Slack at T+60. It ran and succeeded: {"status": "cancelled"}.',
+    ),
+    (
+        Kind.TOOL_ERROR,
+        "Task 'nope' not found",
+        "tool error",
+        "ran; the tool reported an error: Task 'nope' not found",
+        "Approved by bob via Slack at T+60. It ran, and the tool reported an error: Task 'nope' not found.",
+    ),
+    (
+        Kind.TOO_LARGE,
+        "its result (90000 bytes) exceeds max_response_bytes (50000 bytes) and was not relayed",
+        "result too large",
+        "ran; its result (90000 bytes) exceeds max_response_bytes (50000 bytes) and was not relayed",
+        "Approved by bob via Slack at T+60. It ran, but its result (90000 bytes) exceeds max_response_bytes "
+        "(50000 bytes) and was not relayed.",
+    ),
+    (
+        Kind.INPUT_REQUIRED,
+        None,
+        "needs input",
+        "waiting for the agent's input",
+        "Approved by bob via Slack at T+60. The upstream asked the agent for input before the tool runs; "
+        "the agent's answer continues this approval.",
+    ),
+    (
+        Kind.UPSTREAM_ERROR,
+        "-32603: boom",
+        "upstream error",
+        "the upstream answered with an error: -32603: boom",
+        "Approved by bob via Slack at T+60. The upstream answered with an error: -32603: boom. "
+        "It may or may not have taken effect.",
+    ),
+    (
+        Kind.NOT_DELIVERED,
+        "upstream unreachable",
+        "not delivered",
+        "did not run: could not be delivered to the upstream (upstream unreachable)",
+        "Approved by bob via Slack at T+60. It could not be delivered to the upstream: upstream unreachable. "
+        "It did not run.",
+    ),
+    (
+        Kind.UNKNOWN,
+        "the upstream answered HTTP 502",
+        "outcome unknown",
+        "outcome unknown: may or may not have taken effect",
+        "Approved by bob via Slack at T+60. Airlock lost track of the upstream while it ran; it may or may not have "
+        "taken effect, and Airlock will not re-send it.",
+    ),
+    (
+        Kind.REJECTED,
+        None,
+        "rejected",
+        "rejected; did not run",
+        "Rejected by bob via Slack at T+60. Reason: still needed. It did not run.",
+    ),
+    (
+        Kind.EXPIRED,
+        None,
+        "expired",
+        "expired; did not run",
+        "Expired at T+1800: nobody decided in time. It did not run.",
+    ),
+    (
+        Kind.WITHDRAWN,
+        None,
+        "withdrawn",
+        "withdrawn; did not run",
+        "Withdrawn by the agent at T+9 before anyone decided. Reason: the client cancelled it. It did not run.",
+    ),
 ]
 
 
@@ -95,7 +163,8 @@ def test_the_table_covers_every_outcome_kind() -> None:
 
 @pytest.mark.parametrize(("kind", "detail", "label", "phrase", "account"), TABLE, ids=[k.value for k, *_ in TABLE])
 def test_each_outcome_kind_is_derived_once_and_worded_once(
-        kind: Kind, detail: str | None, label: str, phrase: str, account: str) -> None:
+    kind: Kind, detail: str | None, label: str, phrase: str, account: str
+) -> None:
     approval = ROWS[kind]
     outcome = wording.outcome_of(approval)
     assert outcome == Outcome(kind, detail)
@@ -123,8 +192,9 @@ def test_a_json_result_is_quoted_on_one_line_not_as_its_opening_brace() -> None:
 
 def test_a_tool_error_without_text_still_says_the_tool_reported_an_error() -> None:
     approval = replace(ROWS[Kind.TOOL_ERROR], result=json.dumps({"result": {"content": [], "isError": True}}))
-    assert wording.phrase(wording.outcome_of(approval)) == \
-        "ran; the tool reported an error: the tool gave no error text"
+    assert (
+        wording.phrase(wording.outcome_of(approval)) == "ran; the tool reported an error: the tool gave no error text"
+    )
 
 
 @pytest.mark.parametrize("reason", ["still needed", "still needed.", "Why? Because!"])
@@ -139,8 +209,10 @@ def test_a_reason_ends_in_exactly_one_full_stop(reason: str) -> None:
 def test_an_undelivered_call_tells_the_agent_it_did_not_run_once() -> None:
     """Regression: "… the call did not run. It did not run."."""
     text = wording.agent_refusal(ROWS[Kind.NOT_DELIVERED])
-    assert text == ("This call to em_cancel_task was approved by bob but could not be delivered to the upstream: "
-                    "upstream unreachable. It did not run.")
+    assert text == (
+        "This call to em_cancel_task was approved by bob but could not be delivered to the upstream: "
+        "upstream unreachable. It did not run."
+    )
 
 
 def test_the_viewer_reads_you() -> None:
@@ -148,10 +220,14 @@ def test_the_viewer_reads_you() -> None:
 
 
 def test_a_late_decision_names_who_was_first_and_the_expiry() -> None:
-    assert wording.too_late(ROWS[Kind.TOOL_ERROR], VOICE, "alice") == \
-        "Too late: bob already approved this call via Slack at T+60."
-    assert wording.too_late(ROWS[Kind.EXPIRED], VOICE) == \
-        "Too late: this call expired at T+1800 before anyone decided. It did not run."
+    assert (
+        wording.too_late(ROWS[Kind.TOOL_ERROR], VOICE, "alice")
+        == "Too late: bob already approved this call via Slack at T+60."
+    )
+    assert (
+        wording.too_late(ROWS[Kind.EXPIRED], VOICE)
+        == "Too late: this call expired at T+1800 before anyone decided. It did not run."
+    )
 
 
 def test_a_cut_at_a_word_ends_after_a_whole_word_when_one_ends_near_the_limit() -> None:

@@ -14,7 +14,9 @@ RAW: Final = ("\u202e", "\u200b")
 """What must never reach a reviewer as is."""
 ESCAPED: Final = ("\\u202e", "\\u200b")
 POLICY: Final[dict[str, Any]] = {
-    **DEFAULT_POLICY, "rules": [{"id": "trojan", "tool": "em_cancel*", "action": "approve"}, *DEFAULT_POLICY["rules"]]}
+    **DEFAULT_POLICY,
+    "rules": [{"id": "trojan", "tool": "em_cancel*", "action": "approve"}, *DEFAULT_POLICY["rules"]],
+}
 """The test policy, plus a rule that holds the tricky tool for approval (the upstream never sees it)."""
 
 

@@ -43,23 +43,42 @@ def approval_json(row: ApprovalRow, public_url: str) -> dict[str, Any]:
     """
     outcome = outcome_of(row)
     return {
-        "id": row.id, "status": row.status, "upstream": row.upstream, "tool": row.tool, "agent": row.agent,
-        "arguments": json.loads(row.arguments), "args_sha256": row.args_hash,
+        "id": row.id,
+        "status": row.status,
+        "upstream": row.upstream,
+        "tool": row.tool,
+        "agent": row.agent,
+        "arguments": json.loads(row.arguments),
+        "args_sha256": row.args_hash,
         "policy": {"rule": row.policy_rule, "reason": row.policy_reason, "version": row.policy_version},
-        "reviewers": row.allowed_reviewers, "era": row.era,
-        "created_at": iso(row.created_at), "expires_at": iso(row.expires_at),
-        "decided_by": row.decided_by, "decided_via": row.decided_via, "decided_at": iso(row.decided_at),
-        "decision_reason": row.decision_reason, "executed_at": iso(row.executed_at),
-        "finished_at": iso(row.finished_at), "outcome_kind": outcome.kind.value,
-        "outcome_summary": phrase(outcome), "outcome": row.outcome,
-        "result": json.loads(row.result) if row.result else None, "delivered_at": iso(row.delivered_at),
-        "review_url": review_url(public_url, row.id), "continues": row.continues,
+        "reviewers": row.allowed_reviewers,
+        "era": row.era,
+        "created_at": iso(row.created_at),
+        "expires_at": iso(row.expires_at),
+        "decided_by": row.decided_by,
+        "decided_via": row.decided_via,
+        "decided_at": iso(row.decided_at),
+        "decision_reason": row.decision_reason,
+        "executed_at": iso(row.executed_at),
+        "finished_at": iso(row.finished_at),
+        "outcome_kind": outcome.kind.value,
+        "outcome_summary": phrase(outcome),
+        "outcome": row.outcome,
+        "result": json.loads(row.result) if row.result else None,
+        "delivered_at": iso(row.delivered_at),
+        "review_url": review_url(public_url, row.id),
+        "continues": row.continues,
     }
 
 
 def timeline_json(entry: AuditRow) -> dict[str, Any]:
-    return {"at": iso(entry.at), "event": entry.event, "actor": entry.actor, "outcome": entry.outcome,
-            "detail": entry.detail}
+    return {
+        "at": iso(entry.at),
+        "event": entry.event,
+        "actor": entry.actor,
+        "outcome": entry.outcome,
+        "detail": entry.detail,
+    }
 
 
 def routes(runtime: Runtime) -> list[BaseRoute]:
@@ -106,8 +125,13 @@ class ApprovalsApi:
             return _error(400, "limit must be a number")
         async with self._runtime.db.read() as conn:
             rows = await approval_store.search(
-                conn, statuses=statuses, agent=request.query_params.get("agent"),
-                tool=request.query_params.get("tool"), upstream=request.query_params.get("upstream"), limit=limit)
+                conn,
+                statuses=statuses,
+                agent=request.query_params.get("agent"),
+                tool=request.query_params.get("tool"),
+                upstream=request.query_params.get("upstream"),
+                limit=limit,
+            )
         public_url = self._runtime.settings.public_url
         return JSONResponse({"approvals": [approval_json(r, public_url) for r in rows]})
 
@@ -139,8 +163,14 @@ class ApprovalsApi:
         if isinstance(reason, JSONResponse):
             return reason
         try:
-            row = await decide(self._runtime.ledger, request.path_params["approval_id"], reviewer=reviewer,
-                               verdict=verdict, via="api", reason=reason)
+            row = await decide(
+                self._runtime.ledger,
+                request.path_params["approval_id"],
+                reviewer=reviewer,
+                verdict=verdict,
+                via="api",
+                reason=reason,
+            )
         except DecisionError as exc:
             extra: dict[str, Any] = {}
             approval = getattr(exc, "approval", None)
@@ -150,14 +180,14 @@ class ApprovalsApi:
         return JSONResponse(approval_json(row, self._runtime.settings.public_url))
 
 
-async def _reason(request: Request) -> str | None | JSONResponse:
+async def _reason(request: Request) -> str | JSONResponse | None:
     body = await request.body()
     if not body.strip():
         return None
     try:
         payload = json.loads(body)
     except ValueError:
-        return _error(400, "the body must be JSON, e.g. {\"reason\": \"...\"}")
+        return _error(400, 'the body must be JSON, e.g. {"reason": "..."}')
     if not isinstance(payload, dict) or not isinstance(payload.get("reason", ""), str | None):
         return _error(400, "reason must be a string")
     reason = payload.get("reason")

@@ -46,10 +46,15 @@ class LogChannel:
         self._logged: OrderedDict[str, str] = OrderedDict()
 
     async def parked(self, approval: ApprovalRow) -> None:
-        logger.warning("approval needed: %s wants %s on %s (approval %s) - review at %s or run "
-                       "`airlock approvals approve %s`", reveal(approval.agent, line=True),
-                       reveal(approval.tool, line=True), reveal(approval.upstream, line=True), approval.id,
-                       review_url(self._public_url, approval.id), approval.id)
+        logger.warning(
+            "approval needed: %s wants %s on %s (approval %s) - review at %s or run `airlock approvals approve %s`",
+            reveal(approval.agent, line=True),
+            reveal(approval.tool, line=True),
+            reveal(approval.upstream, line=True),
+            approval.id,
+            review_url(self._public_url, approval.id),
+            approval.id,
+        )
 
     async def changed(self, approval: ApprovalRow) -> None:
         if self._logged.get(approval.id) == approval.status:

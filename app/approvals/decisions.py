@@ -80,12 +80,15 @@ class AlreadyDecided(DecisionError):
             return f"approval {a.id} was withdrawn by {_name(a.decided_by)} at {iso(a.decided_at)}"
         if a.status == "rejected":
             return f"approval {a.id} was already rejected by {_name(a.decided_by)} at {iso(a.decided_at)}"
-        return (f"approval {a.id} was already approved by {_name(a.decided_by)} at {iso(a.decided_at)} "
-                f"(now: {phrase(outcome_of(a))})")
+        return (
+            f"approval {a.id} was already approved by {_name(a.decided_by)} at {iso(a.decided_at)} "
+            f"(now: {phrase(outcome_of(a))})"
+        )
 
 
-async def decide(ledger: Ledger, approval_id: str, *, reviewer: str, verdict: Verdict, via: Via,
-                 reason: str | None = None) -> ApprovalRow:
+async def decide(
+    ledger: Ledger, approval_id: str, *, reviewer: str, verdict: Verdict, via: Via, reason: str | None = None
+) -> ApprovalRow:
     """Approve or reject a pending approval as `reviewer`; returns the approval after the decision.
 
     Raises:
@@ -108,11 +111,21 @@ async def decide(ledger: Ledger, approval_id: str, *, reviewer: str, verdict: Ve
             raise ReasonRequired("a rejection needs a reason: the agent is told who rejected its call and why")
         status: Status = "approved" if verdict == "approve" else "rejected"
         decided = await change.move(
-            approval_id, expected="pending", to=status, now=now, event="decided", actor=reviewer,
-            audit_outcome=status, audit_detail=f"via {via}" + (f": {reason}" if reason else ""),
+            approval_id,
+            expected="pending",
+            to=status,
+            now=now,
+            event="decided",
+            actor=reviewer,
+            audit_outcome=status,
+            audit_detail=f"via {via}" + (f": {reason}" if reason else ""),
             where=[approval_store.not_expired(now)],
-            decided_by=reviewer, decided_via=via, decided_at=now, decision_reason=reason,
-            finished_at=None if verdict == "approve" else now)
+            decided_by=reviewer,
+            decided_via=via,
+            decided_at=now,
+            decision_reason=reason,
+            finished_at=None if verdict == "approve" else now,
+        )
         if decided is None:
             current = await approval_store.get(change.conn, approval_id)
             assert current is not None
@@ -138,11 +151,15 @@ async def refusal(ledger: Ledger, approval: ApprovalRow, *, reviewer: str, verdi
 async def _check_reviewer(conn: AsyncConnection, row: ApprovalRow, reviewer: str, verdict: Verdict) -> None:
     known = await token_store.reviewer_named(conn, reviewer)
     if known is None:
-        raise NotAllowed(f"{_name(reviewer)} is not an Airlock reviewer, so cannot decide; an admin can add them "
-                         f"with `airlock reviewers add {_name(reviewer)}`")
+        raise NotAllowed(
+            f"{_name(reviewer)} is not an Airlock reviewer, so cannot decide; an admin can add them "
+            f"with `airlock reviewers add {_name(reviewer)}`"
+        )
     if known.disabled_at is not None:
-        raise NotAllowed(f"reviewer {_name(reviewer)} is disabled and cannot decide; an admin can run "
-                         f"`airlock reviewers enable {_name(reviewer)}`")
+        raise NotAllowed(
+            f"reviewer {_name(reviewer)} is disabled and cannot decide; an admin can run "
+            f"`airlock reviewers enable {_name(reviewer)}`"
+        )
     if verdict == "approve" and same_identity(reviewer, row.agent):
         maker = "" if reviewer == row.agent else f" (as agent {_name(row.agent)}, the same identity)"
         raise NotAllowed(f"{_name(reviewer)} made this call{maker} and cannot approve it; another reviewer must")

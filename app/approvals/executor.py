@@ -69,8 +69,9 @@ class Ending:
 
 
 class Executor:
-    def __init__(self, ledger: Ledger, upstreams: Mapping[str, Upstream], sessions: SessionRegistry,
-                 *, lease_seconds: float) -> None:
+    def __init__(
+        self, ledger: Ledger, upstreams: Mapping[str, Upstream], sessions: SessionRegistry, *, lease_seconds: float
+    ) -> None:
         self._ledger = ledger
         self._upstreams = upstreams
         self._sessions = sessions
@@ -100,9 +101,17 @@ class Executor:
     async def _claim(self, approval_id: str) -> ApprovalRow | None:
         now = time.time()
         async with self._ledger.change() as change:
-            return await change.move(approval_id, expected="approved", to="executing", now=now, event="executing",
-                                     actor=self.instance, executor=self.instance, lease_until=now + self._lease,
-                                     executed_at=now)
+            return await change.move(
+                approval_id,
+                expected="approved",
+                to="executing",
+                now=now,
+                event="executing",
+                actor=self.instance,
+                executor=self.instance,
+                lease_until=now + self._lease,
+                executed_at=now,
+            )
 
     async def _renew(self, approval_id: str) -> None:
         while True:
@@ -114,21 +123,35 @@ class Executor:
         now = time.time()
         async with self._ledger.change() as change:
             finished = await change.move(
-                row.id, expected="executing", to=ending.status, now=now, event="executed", actor=self.instance,
-                audit_outcome=ending.outcome[:500], audit_detail=ending.status,
-                where=[approval_store.executed_by(self.instance)], finished_at=now,
-                result=None if ending.result is None else json.dumps(ending.result), outcome=ending.outcome[:2000])
+                row.id,
+                expected="executing",
+                to=ending.status,
+                now=now,
+                event="executed",
+                actor=self.instance,
+                audit_outcome=ending.outcome[:500],
+                audit_detail=ending.status,
+                where=[approval_store.executed_by(self.instance)],
+                finished_at=now,
+                result=None if ending.result is None else json.dumps(ending.result),
+                outcome=ending.outcome[:2000],
+            )
             if finished is None:
-                logger.error("approval %s: lost the executing lease before the result came back; "
-                             "the result (%s) is logged here only", row.id, ending.outcome)
+                logger.error(
+                    "approval %s: lost the executing lease before the result came back; "
+                    "the result (%s) is logged here only",
+                    row.id,
+                    ending.outcome,
+                )
 
     async def _run(self, row: ApprovalRow, sink: EventSink | None) -> Ending:
         upstream = self._upstreams.get(row.upstream)
         if upstream is None:
             return Ending("failed", None, f"upstream {row.upstream!r} is no longer configured; the call did not run")
         request_id = f"airlock-{row.id}"
-        body = (f'{{"jsonrpc":"2.0","id":{json.dumps(request_id)},"method":"tools/call","params":{row.params}}}'
-                ).encode()
+        body = (
+            f'{{"jsonrpc":"2.0","id":{json.dumps(request_id)},"method":"tools/call","params":{row.params}}}'
+        ).encode()
         headers = json.loads(row.forward_headers)
         headers.setdefault("accept", "application/json, text/event-stream")
         headers["content-type"] = "application/json"
@@ -138,11 +161,21 @@ class Executor:
             return await self._send(upstream, body, headers, request_id, sink)
         except ResponseTooLarge as exc:
             text = too_large_text(row.tool, exc.size, exc.limit)
-            return Ending("completed", {"result": tool_error_result(text, modern=row.era == "modern")},
-                          too_large_outcome(exc.size, exc.limit))
+            return Ending(
+                "completed",
+                {"result": tool_error_result(text, modern=row.era == "modern")},
+                too_large_outcome(exc.size, exc.limit),
+            )
 
-    async def _run_in_session(self, row: ApprovalRow, upstream: Upstream, body: bytes, headers: dict[str, str],
-                              request_id: str, sink: EventSink | None) -> Ending:
+    async def _run_in_session(
+        self,
+        row: ApprovalRow,
+        upstream: Upstream,
+        body: bytes,
+        headers: dict[str, str],
+        request_id: str,
+        sink: EventSink | None,
+    ) -> Ending:
         session = await self._sessions.get_any(row.session_id) if row.session_id else None
         if session is None:
             return Ending("failed", None, "the agent's session is unknown; the call did not run")
@@ -165,15 +198,32 @@ class Executor:
         return await self._send(upstream, body, headers, request_id, sink)
 
     @overload
-    async def _send(self, upstream: Upstream, body: bytes, headers: dict[str, str], request_id: str,
-                    sink: EventSink | None) -> Ending: ...
+    async def _send(
+        self, upstream: Upstream, body: bytes, headers: dict[str, str], request_id: str, sink: EventSink | None
+    ) -> Ending: ...
 
     @overload
-    async def _send(self, upstream: Upstream, body: bytes, headers: dict[str, str], request_id: str,
-                    sink: EventSink | None, *, session_lost_ok: bool) -> Ending | None: ...
+    async def _send(
+        self,
+        upstream: Upstream,
+        body: bytes,
+        headers: dict[str, str],
+        request_id: str,
+        sink: EventSink | None,
+        *,
+        session_lost_ok: bool,
+    ) -> Ending | None: ...
 
-    async def _send(self, upstream: Upstream, body: bytes, headers: dict[str, str], request_id: str,
-                    sink: EventSink | None, *, session_lost_ok: bool = False) -> Ending | None:
+    async def _send(
+        self,
+        upstream: Upstream,
+        body: bytes,
+        headers: dict[str, str],
+        request_id: str,
+        sink: EventSink | None,
+        *,
+        session_lost_ok: bool = False,
+    ) -> Ending | None:
         """Send the call; None only when `session_lost_ok` and the upstream answered 404."""
         try:
             async with upstream.request("POST", headers=headers, body=body, fresh_connection=True) as response:
@@ -183,8 +233,11 @@ class Executor:
         except UpstreamUnavailable as exc:
             return Ending("failed", None, f"{exc}; the call did not run")
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            return Ending("outcome_unknown", None,
-                          f"the connection to the upstream failed while the call ran ({type(exc).__name__})")
+            return Ending(
+                "outcome_unknown",
+                None,
+                f"the connection to the upstream failed while the call ran ({type(exc).__name__})",
+            )
 
     async def _read_ending(self, response: UpstreamResponse, request_id: str, sink: EventSink | None) -> Ending:
         if response.status >= 500:
@@ -206,7 +259,9 @@ class Executor:
             return _ending_of(message)
         if 400 <= response.status < 500:
             return Ending("failed", None, f"the upstream refused the call with HTTP {response.status}; it did not run")
-        return Ending("outcome_unknown", None, f"the upstream's answer was not a JSON-RPC response (HTTP {response.status})")
+        return Ending(
+            "outcome_unknown", None, f"the upstream's answer was not a JSON-RPC response (HTTP {response.status})"
+        )
 
 
 def _ending_of(message: dict[str, Any]) -> Ending:

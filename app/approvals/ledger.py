@@ -44,10 +44,20 @@ class Change:
         """Mark `approval_id` as changed by this transaction (`parked`: it is new)."""
         self.touched[approval_id] = self.touched.get(approval_id, False) or parked
 
-    async def move(self, approval_id: str, *, expected: Status | Sequence[Status], to: Status, now: float,
-                   event: str, where: Sequence[Condition] = (), actor: str | None = None,
-                   audit_outcome: str | None = None, audit_detail: str | None = None,
-                   **values: Any) -> ApprovalRow | None:
+    async def move(
+        self,
+        approval_id: str,
+        *,
+        expected: Status | Sequence[Status],
+        to: Status,
+        now: float,
+        event: str,
+        where: Sequence[Condition] = (),
+        actor: str | None = None,
+        audit_outcome: str | None = None,
+        audit_detail: str | None = None,
+        **values: Any,
+    ) -> ApprovalRow | None:
         """Compare-and-set one approval's status, write the step to the audit log, mark it touched.
 
         Args:
@@ -58,13 +68,15 @@ class Change:
             The approval as moved, or None when this caller lost (the status was not in
             `expected`, or a `where` condition failed): then nothing was written.
         """
-        if not await approval_store.transition(self.conn, approval_id, expected=expected, to=to, now=now,
-                                               where=where, **values):
+        if not await approval_store.transition(
+            self.conn, approval_id, expected=expected, to=to, now=now, where=where, **values
+        ):
             return None
         row = await approval_store.get(self.conn, approval_id)
         assert row is not None
-        await self.audit.record_step(self.conn, event=event, approval=row, now=now, actor=actor,
-                                     outcome=audit_outcome, detail=audit_detail)
+        await self.audit.record_step(
+            self.conn, event=event, approval=row, now=now, actor=actor, outcome=audit_outcome, detail=audit_detail
+        )
         self.touch(approval_id)
         if to in FINISHED:
             self.finished.append((row.upstream, to))
@@ -72,8 +84,9 @@ class Change:
 
 
 class Ledger:
-    def __init__(self, db: Database, notifier: Notifier, channels: ChannelFanout, audit: AuditLog,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, db: Database, notifier: Notifier, channels: ChannelFanout, audit: AuditLog, metrics: Metrics | None = None
+    ) -> None:
         self.db = db
         self.metrics = metrics
         self.notifier = notifier
@@ -121,8 +134,9 @@ class Ledger:
                 told = await self.channels.parked(row)
                 if told:
                     async with self.db.write() as conn:
-                        await self.audit.record_step(conn, event="notified", approval=row, now=time.time(),
-                                                     detail="via " + ", ".join(told))
+                        await self.audit.record_step(
+                            conn, event="notified", approval=row, now=time.time(), detail="via " + ", ".join(told)
+                        )
             else:
                 await self.channels.changed(row)
 

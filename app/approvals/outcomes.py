@@ -39,8 +39,18 @@ from app.approvals.wording import (
 from app.jsonrpc import tool_error_result
 from app.store.approvals import ApprovalRow
 
-__all__ = ["APPROVAL_META_KEY", "approval_meta", "final_message", "human_duration", "iso", "pending_result",
-           "review_url", "too_large_outcome", "too_large_text", "waiting_message"]
+__all__ = [
+    "APPROVAL_META_KEY",
+    "approval_meta",
+    "final_message",
+    "human_duration",
+    "iso",
+    "pending_result",
+    "review_url",
+    "too_large_outcome",
+    "too_large_text",
+    "waiting_message",
+]
 
 APPROVAL_META_KEY: Final = "dev.airlock/approval"
 

@@ -96,8 +96,9 @@ def _same_round(stored_params: str, params_text: str) -> bool:
     """Whether two calls with the same arguments are the same round: the same 2026-07-28 continuation
     (`requestState` and `inputResponses`), or both first rounds."""
     stored, sent = json.loads(stored_params), json.loads(params_text)
-    return all(canonical_json(stored.get(key)) == canonical_json(sent.get(key))
-               for key in ("requestState", "inputResponses"))
+    return all(
+        canonical_json(stored.get(key)) == canonical_json(sent.get(key)) for key in ("requestState", "inputResponses")
+    )
 
 
 def new_approval_id() -> str:
@@ -156,8 +157,12 @@ class ApprovalQueue:
         async with self._ledger.db.read() as conn:
             cancelled = await stream_store.was_cancelled(conn, session_id, attachment.stream.request_id)
         if cancelled:
-            await self.withdraw(attachment.approval.id, by=attachment.stream.agent, delivered=True,
-                                reason="the client cancelled the request")
+            await self.withdraw(
+                attachment.approval.id,
+                by=attachment.stream.agent,
+                delivered=True,
+                reason="the client cancelled the request",
+            )
 
     async def _park_once(self, request: ParkRequest, priming: bool) -> Attachment:
         now = time.time()
@@ -166,19 +171,32 @@ class ApprovalQueue:
             if self._ledger.db.is_postgres:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:agent))"), {"agent": request.agent})
             existing = await approval_store.find_attachable(
-                conn, agent=request.agent, upstream=request.upstream, tool=request.tool,
-                args_hash=request.args_hash, now=now, retention=self._settings.result_retention_seconds)
+                conn,
+                agent=request.agent,
+                upstream=request.upstream,
+                tool=request.tool,
+                args_hash=request.args_hash,
+                now=now,
+                retention=self._settings.result_retention_seconds,
+            )
             replayed = None if existing is not None else await self._replayable(conn, request, now)
             if existing is not None:
                 seq = await approval_store.bump_attach(conn, existing.id, now)
                 approval, created = existing, False
-                await self._ledger.audit.record_step(conn, event="attached", approval=existing, now=now,
-                                                     actor=request.agent)
+                await self._ledger.audit.record_step(
+                    conn, event="attached", approval=existing, now=now, actor=request.agent
+                )
             elif replayed is not None:
                 approval, created, seq = replayed, False, replayed.attach_seq
                 await self._ledger.audit.record_step(
-                    conn, event="replayed", approval=replayed, now=now, actor=request.agent, outcome=replayed.status,
-                    detail="an identical call got the stored outcome again; it did not run again")
+                    conn,
+                    event="replayed",
+                    approval=replayed,
+                    now=now,
+                    actor=request.agent,
+                    outcome=replayed.status,
+                    detail="an identical call got the stored outcome again; it did not run again",
+                )
             else:
                 predecessor = await self._continued(conn, request, now)
                 if predecessor is not None:
@@ -187,10 +205,15 @@ class ApprovalQueue:
                     approval = await self._insert(change, request, now)
                 seq, created = 0, True
             stream = StreamRow(
-                id=new_stream_id(), approval_id=approval.id, agent=request.agent, session_id=request.session_id,
+                id=new_stream_id(),
+                approval_id=approval.id,
+                agent=request.agent,
+                session_id=request.session_id,
                 request_id=json.dumps(request.request_id),
                 progress_token=None if request.progress_token is None else json.dumps(request.progress_token),
-                hold_until=now + request.hold_seconds, created_at=now)
+                hold_until=now + request.hold_seconds,
+                created_at=now,
+            )
             await stream_store.insert_stream(conn, stream)
             priming_seq = await stream_store.append_event(conn, stream.id, "", now) if priming else None
         return Attachment(approval, stream, created, seq, priming_seq, replayed=replayed is not None)
@@ -198,8 +221,13 @@ class ApprovalQueue:
     async def _replayable(self, conn: AsyncConnection, request: ParkRequest, now: float) -> ApprovalRow | None:
         """The newest delivered outcome of this very call that ran, within the retention window."""
         candidates = await approval_store.find_replayable(
-            conn, agent=request.agent, upstream=request.upstream, tool=request.tool, args_hash=request.args_hash,
-            since=now - self._settings.result_retention_seconds)
+            conn,
+            agent=request.agent,
+            upstream=request.upstream,
+            tool=request.tool,
+            args_hash=request.args_hash,
+            since=now - self._settings.result_retention_seconds,
+        )
         return next((row for row in candidates if _same_round(row.params, request.params_text)), None)
 
     async def _continued(self, conn: AsyncConnection, request: ParkRequest, now: float) -> ApprovalRow | None:
@@ -207,8 +235,13 @@ class ApprovalQueue:
         if request.continuation is None or request.era != "modern":
             return None
         predecessor = await approval_store.find_continuable(
-            conn, agent=request.agent, upstream=request.upstream, tool=request.tool, args_hash=request.args_hash,
-            since=now - self._settings.result_retention_seconds)
+            conn,
+            agent=request.agent,
+            upstream=request.upstream,
+            tool=request.tool,
+            args_hash=request.args_hash,
+            since=now - self._settings.result_retention_seconds,
+        )
         if predecessor is None or not continues(predecessor, request.continuation):
             return None
         return predecessor
@@ -217,32 +250,52 @@ class ApprovalQueue:
         conn = change.conn
         if await approval_store.count_pending(conn, request.agent) >= self._settings.max_pending_per_agent:
             raise TooManyPending(request.agent, self._settings.max_pending_per_agent)
-        row = await self._insert_row(conn, self._values(request, now), now=now, actor=request.agent,
-                                     detail=request.decision.reason)
+        row = await self._insert_row(
+            conn, self._values(request, now), now=now, actor=request.agent, detail=request.decision.reason
+        )
         change.touch(row.id, parked=True)
         return row
 
-    async def _insert_continuation(self, change: Change, request: ParkRequest, predecessor: ApprovalRow,
-                                   now: float) -> ApprovalRow:
+    async def _insert_continuation(
+        self, change: Change, request: ParkRequest, predecessor: ApprovalRow, now: float
+    ) -> ApprovalRow:
         """Insert the repeat of an approved `input_required` round, approved by that round's decision.
 
         Raises:
             IntegrityError: another request continued `predecessor` first (the caller re-attaches).
         """
-        values = {**self._values(request, now), "status": "approved", "continues": predecessor.id,
-                  "decided_by": predecessor.decided_by, "decided_via": "continuation", "decided_at": now,
-                  "decision_reason": f"continues {predecessor.id}, which {predecessor.decided_by} approved"}
-        row = await self._insert_row(change.conn, values, now=now, actor=request.agent,
-                                     detail=f"continues {predecessor.id} with the input it asked for")
-        await self._ledger.audit.record_step(change.conn, event="decided", approval=row, now=now,
-                                             actor=predecessor.decided_by, outcome="approved",
-                                             detail=f"via continuation of {predecessor.id}")
+        values = {
+            **self._values(request, now),
+            "status": "approved",
+            "continues": predecessor.id,
+            "decided_by": predecessor.decided_by,
+            "decided_via": "continuation",
+            "decided_at": now,
+            "decision_reason": f"continues {predecessor.id}, which {predecessor.decided_by} approved",
+        }
+        row = await self._insert_row(
+            change.conn,
+            values,
+            now=now,
+            actor=request.agent,
+            detail=f"continues {predecessor.id} with the input it asked for",
+        )
+        await self._ledger.audit.record_step(
+            change.conn,
+            event="decided",
+            approval=row,
+            now=now,
+            actor=predecessor.decided_by,
+            outcome="approved",
+            detail=f"via continuation of {predecessor.id}",
+        )
         # Not `parked=True`: nobody needs to be asked, so no channel posts a request for a decision.
         change.touch(row.id)
         return row
 
-    async def _insert_row(self, conn: AsyncConnection, values: dict[str, Any], *, now: float, actor: str,
-                          detail: str | None) -> ApprovalRow:
+    async def _insert_row(
+        self, conn: AsyncConnection, values: dict[str, Any], *, now: float, actor: str, detail: str | None
+    ) -> ApprovalRow:
         """Insert a new approval and write its `parked` step; returns it as stored."""
         await approval_store.insert(conn, values)
         row = await approval_store.get(conn, str(values["id"]))
@@ -256,23 +309,38 @@ class ApprovalQueue:
         timeout = decision.timeout or self._settings.timeout_seconds
         slack = decision.slack
         return {
-            "id": new_approval_id(), "upstream": request.upstream, "tool": request.tool, "agent": request.agent,
-            "arguments": canonical_json(request.arguments), "args_hash": request.args_hash,
-            "params": request.params_text, "forward_headers": json.dumps(request.forward_headers),
-            "era": request.era, "protocol_version": request.protocol_version, "session_id": request.session_id,
+            "id": new_approval_id(),
+            "upstream": request.upstream,
+            "tool": request.tool,
+            "agent": request.agent,
+            "arguments": canonical_json(request.arguments),
+            "args_hash": request.args_hash,
+            "params": request.params_text,
+            "forward_headers": json.dumps(request.forward_headers),
+            "era": request.era,
+            "protocol_version": request.protocol_version,
+            "session_id": request.session_id,
             "request_id": json.dumps(request.request_id),
             "progress_token": None if request.progress_token is None else json.dumps(request.progress_token),
-            "policy_rule": decision.rule_id or decision.rule, "policy_reason": decision.reason,
+            "policy_rule": decision.rule_id or decision.rule,
+            "policy_reason": decision.reason,
             "policy_version": request.policy_version,
             "reviewers": None if decision.reviewers is None else json.dumps(list(decision.reviewers)),
-            "slack_routing": None if slack is None else json.dumps(
-                {"channel": slack.channel, "users": list(slack.users), "usergroups": list(slack.usergroups)}),
-            "status": "pending", "created_at": now, "expires_at": now + timeout, "updated_at": now,
+            "slack_routing": None
+            if slack is None
+            else json.dumps(
+                {"channel": slack.channel, "users": list(slack.users), "usergroups": list(slack.usergroups)}
+            ),
+            "status": "pending",
+            "created_at": now,
+            "expires_at": now + timeout,
+            "updated_at": now,
             "attach_seq": 0,
         }
 
-    async def withdraw(self, approval_id: str, *, by: str, reason: str, attach_seq: int | None = None,
-                       delivered: bool = False) -> bool:
+    async def withdraw(
+        self, approval_id: str, *, by: str, reason: str, attach_seq: int | None = None, delivered: bool = False
+    ) -> bool:
         """Withdraw a pending approval (the agent no longer wants the call); True if this call did it.
 
         Args:
@@ -284,9 +352,21 @@ class ApprovalQueue:
         where = [] if attach_seq is None else [approval_store.attach_seq_is(attach_seq)]
         async with self._ledger.change() as change:
             row = await change.move(
-                approval_id, expected="pending", to="withdrawn", now=now, where=where, event="withdrawn", actor=by,
-                audit_detail=reason, decided_by=by, decided_via="client", decided_at=now, decision_reason=reason,
-                finished_at=now, delivered_at=now if delivered else None)
+                approval_id,
+                expected="pending",
+                to="withdrawn",
+                now=now,
+                where=where,
+                event="withdrawn",
+                actor=by,
+                audit_detail=reason,
+                decided_by=by,
+                decided_via="client",
+                decided_at=now,
+                decision_reason=reason,
+                finished_at=now,
+                delivered_at=now if delivered else None,
+            )
         return row is not None
 
     async def schedule_withdrawal(self, approval_id: str, *, attach_seq: int) -> float | None:
@@ -304,14 +384,25 @@ class ApprovalQueue:
     async def withdraw_abandoned(self, approval_id: str, *, agent: str, attach_seq: int) -> bool:
         """Carry out a scheduled withdrawal (unless a request attached again since `attach_seq`)."""
         grace = self._settings.cancel_grace_seconds
-        return await self.withdraw(approval_id, by=agent, attach_seq=attach_seq,
-                                   reason=f"the client closed the request and did not call again within {grace:g} s")
+        return await self.withdraw(
+            approval_id,
+            by=agent,
+            attach_seq=attach_seq,
+            reason=f"the client closed the request and did not call again within {grace:g} s",
+        )
 
     async def expire(self, approval_id: str) -> bool:
         now = time.time()
         async with self._ledger.change() as change:
-            row = await change.move(approval_id, expected="pending", to="expired", now=now, event="expired",
-                                    where=[approval_store.expired(now)], finished_at=now)
+            row = await change.move(
+                approval_id,
+                expected="pending",
+                to="expired",
+                now=now,
+                event="expired",
+                where=[approval_store.expired(now)],
+                finished_at=now,
+            )
         return row is not None
 
     async def store_event(self, stream_id: str, data: str) -> int:
@@ -319,8 +410,9 @@ class ApprovalQueue:
         async with self._ledger.db.write() as conn:
             return await stream_store.append_event(conn, stream_id, data, time.time())
 
-    async def record_answer(self, stream_id: str, data: str, *, store: bool,
-                            delivering: ApprovalRow | None = None) -> int | None:
+    async def record_answer(
+        self, stream_id: str, data: str, *, store: bool, delivering: ApprovalRow | None = None
+    ) -> int | None:
         """Record a held request's answer before it is sent: store it, and mark the outcome delivered.
 
         Marking before sending means the agent's next identical call, which it can send the
@@ -331,9 +423,15 @@ class ApprovalQueue:
         async with self._ledger.change() as change:
             seq = await stream_store.append_event(change.conn, stream_id, data, now) if store else None
             if delivering is not None and await approval_store.mark_delivered(change.conn, delivering.id, now):
-                await self._ledger.audit.record_step(change.conn, event="delivered", approval=delivering, now=now,
-                                                     actor=delivering.agent, detail=f"stream {stream_id}",
-                                                     outcome=delivering.status)
+                await self._ledger.audit.record_step(
+                    change.conn,
+                    event="delivered",
+                    approval=delivering,
+                    now=now,
+                    actor=delivering.agent,
+                    detail=f"stream {stream_id}",
+                    outcome=delivering.status,
+                )
                 change.touch(delivering.id)
         return seq
 

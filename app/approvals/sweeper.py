@@ -24,6 +24,7 @@ replicas sweeping at once can only duplicate a read, never an action.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -59,8 +60,15 @@ class Pruned:
 
 
 class Sweeper:
-    def __init__(self, ledger: Ledger, queue: ApprovalQueue, executor: Executor, settings: ApprovalSettings,
-                 *, audit_retention_days: float = 90.0) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        queue: ApprovalQueue,
+        executor: Executor,
+        settings: ApprovalSettings,
+        *,
+        audit_retention_days: float = 90.0,
+    ) -> None:
         self._ledger = ledger
         self._queue = queue
         self._executor = executor
@@ -90,10 +98,8 @@ class Sweeper:
                 logger.exception("sweep failed; retrying")
                 delay = self._settings.safety_poll_seconds
             self._kick.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout=delay)
-            except TimeoutError:
-                pass
 
     async def sweep(self) -> float:
         """One pass; returns how long to sleep before the next one."""
@@ -125,10 +131,16 @@ class Sweeper:
         now = time.time()
         async with self._ledger.change() as change:
             row = await change.move(
-                approval_id, expected="executing", to="outcome_unknown", now=now, event="outcome_unknown",
-                where=[approval_store.lease_lapsed(now)], finished_at=now,
+                approval_id,
+                expected="executing",
+                to="outcome_unknown",
+                now=now,
+                event="outcome_unknown",
+                where=[approval_store.lease_lapsed(now)],
+                finished_at=now,
                 outcome="the Airlock process running this call stopped before the upstream answered; "
-                        "it may or may not have taken effect, and it will not be re-sent")
+                "it may or may not have taken effect, and it will not be re-sent",
+            )
         if row is not None:
             logger.error("approval %s: its execution was cut off; marked outcome_unknown (not re-sent)", approval_id)
 
@@ -189,8 +201,9 @@ class Sweeper:
             kept = max(self._settings.retention_days * _DAY, self._settings.result_retention_seconds)
             approvals = await self._in_batches(approval_store.prune_finished, now - kept)
         if audit_entries or approvals:
-            logger.info("pruned %d audit entries and %d finished approvals past their retention",
-                        audit_entries, approvals)
+            logger.info(
+                "pruned %d audit entries and %d finished approvals past their retention", audit_entries, approvals
+            )
         return Pruned(audit_entries, approvals)
 
     async def _in_batches(self, prune: Callable[[AsyncConnection, float, int], Awaitable[int]], before: float) -> int:

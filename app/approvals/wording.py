@@ -20,6 +20,7 @@ Pure module: strings from an approval row; no I/O.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable
@@ -72,8 +73,14 @@ class Outcome:
     """Revealed, one line, at most `DETAIL_LIMIT` characters; None when there is nothing to add."""
 
 
-VIA: Final = {"api": "the API", "cli": "the CLI", "slack": "Slack", "inbox": "the inbox", "client": "the agent",
-              "continuation": "a continuation"}
+VIA: Final = {
+    "api": "the API",
+    "cli": "the CLI",
+    "slack": "Slack",
+    "inbox": "the inbox",
+    "client": "the agent",
+    "continuation": "a continuation",
+}
 """The channels a decision came through, as a sentence names them."""
 
 
@@ -92,21 +99,38 @@ class Voice:
 
 
 _LABELS: Final = {
-    Kind.PENDING: "pending", Kind.APPROVED: "approved", Kind.RUNNING: "running", Kind.SUCCEEDED: "succeeded",
-    Kind.TOOL_ERROR: "tool error", Kind.TOO_LARGE: "result too large", Kind.INPUT_REQUIRED: "needs input",
-    Kind.UPSTREAM_ERROR: "upstream error", Kind.NOT_DELIVERED: "not delivered", Kind.UNKNOWN: "outcome unknown",
-    Kind.REJECTED: "rejected", Kind.EXPIRED: "expired", Kind.WITHDRAWN: "withdrawn",
+    Kind.PENDING: "pending",
+    Kind.APPROVED: "approved",
+    Kind.RUNNING: "running",
+    Kind.SUCCEEDED: "succeeded",
+    Kind.TOOL_ERROR: "tool error",
+    Kind.TOO_LARGE: "result too large",
+    Kind.INPUT_REQUIRED: "needs input",
+    Kind.UPSTREAM_ERROR: "upstream error",
+    Kind.NOT_DELIVERED: "not delivered",
+    Kind.UNKNOWN: "outcome unknown",
+    Kind.REJECTED: "rejected",
+    Kind.EXPIRED: "expired",
+    Kind.WITHDRAWN: "withdrawn",
 }
 _TITLES: Final = {
-    Kind.PENDING: "Approval needed", Kind.APPROVED: "Approved", Kind.RUNNING: "Approved, running",
-    Kind.SUCCEEDED: "Approved, ran", Kind.TOOL_ERROR: "Approved, tool error",
-    Kind.TOO_LARGE: "Approved, result too large", Kind.INPUT_REQUIRED: "Approved, input needed",
-    Kind.UPSTREAM_ERROR: "Approved, upstream error", Kind.NOT_DELIVERED: "Approved, not delivered",
-    Kind.UNKNOWN: "Approved, outcome unknown", Kind.REJECTED: "Rejected", Kind.EXPIRED: "Expired",
+    Kind.PENDING: "Approval needed",
+    Kind.APPROVED: "Approved",
+    Kind.RUNNING: "Approved, running",
+    Kind.SUCCEEDED: "Approved, ran",
+    Kind.TOOL_ERROR: "Approved, tool error",
+    Kind.TOO_LARGE: "Approved, result too large",
+    Kind.INPUT_REQUIRED: "Approved, input needed",
+    Kind.UPSTREAM_ERROR: "Approved, upstream error",
+    Kind.NOT_DELIVERED: "Approved, not delivered",
+    Kind.UNKNOWN: "Approved, outcome unknown",
+    Kind.REJECTED: "Rejected",
+    Kind.EXPIRED: "Expired",
     Kind.WITHDRAWN: "Withdrawn",
 }
-DID_NOT_RUN: Final = frozenset({Kind.PENDING, Kind.APPROVED, Kind.NOT_DELIVERED, Kind.REJECTED, Kind.EXPIRED,
-                                Kind.WITHDRAWN})
+DID_NOT_RUN: Final = frozenset(
+    {Kind.PENDING, Kind.APPROVED, Kind.NOT_DELIVERED, Kind.REJECTED, Kind.EXPIRED, Kind.WITHDRAWN}
+)
 """Kinds in which the call has not run (yet, or ever)."""
 
 
@@ -122,7 +146,7 @@ def iso(timestamp: float | None) -> str | None:
 
 
 def human_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     if seconds < 90:
         return f"{seconds} s"
     minutes = seconds // 60
@@ -156,10 +180,8 @@ def first_line(text: str, limit: int = DETAIL_LIMIT) -> str:
     Text that is JSON is quoted on one line, compact, rather than as its opening `{`.
     """
     if len(text) <= _JSON_PARSE_LIMIT and text.lstrip()[:1] in ("{", "["):
-        try:
+        with contextlib.suppress(ValueError, RecursionError):
             text = json.dumps(json.loads(text), ensure_ascii=False)
-        except (ValueError, RecursionError):
-            pass
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return cut(reveal(line, line=True), limit)
 
@@ -176,8 +198,14 @@ def sentence(text: str) -> str:
 def outcome_of(row: ApprovalRow) -> Outcome:
     """What became of `row`: the one derivation every channel words."""
     status = row.status
-    simple = {"pending": Kind.PENDING, "approved": Kind.APPROVED, "executing": Kind.RUNNING,
-              "rejected": Kind.REJECTED, "expired": Kind.EXPIRED, "withdrawn": Kind.WITHDRAWN}
+    simple = {
+        "pending": Kind.PENDING,
+        "approved": Kind.APPROVED,
+        "executing": Kind.RUNNING,
+        "rejected": Kind.REJECTED,
+        "expired": Kind.EXPIRED,
+        "withdrawn": Kind.WITHDRAWN,
+    }
     if status in simple:
         return Outcome(simple[status])
     if status == "outcome_unknown":
@@ -209,8 +237,11 @@ def _completed(row: ApprovalRow, result: Any) -> Outcome:
         return Outcome(Kind.SUCCEEDED)
     if result.get("resultType") == "input_required":
         return Outcome(Kind.INPUT_REQUIRED)
-    text = "\n".join(str(item.get("text", "")) for item in result.get("content") or []
-                     if isinstance(item, dict) and item.get("type") == "text")
+    text = "\n".join(
+        str(item.get("text", ""))
+        for item in result.get("content") or []
+        if isinstance(item, dict) and item.get("type") == "text"
+    )
     detail = first_line(text) or None
     if result.get("isError"):
         return Outcome(Kind.TOOL_ERROR, detail or "the tool gave no error text")
@@ -249,8 +280,7 @@ def phrase(outcome: Outcome) -> str:
         Kind.TOO_LARGE: f"ran; {detail}",
         Kind.INPUT_REQUIRED: "waiting for the agent's input",
         Kind.UPSTREAM_ERROR: f"the upstream answered with an error: {detail}",
-        Kind.NOT_DELIVERED: "did not run: could not be delivered to the upstream"
-                            + (f" ({detail})" if detail else ""),
+        Kind.NOT_DELIVERED: "did not run: could not be delivered to the upstream" + (f" ({detail})" if detail else ""),
         Kind.UNKNOWN: "outcome unknown: may or may not have taken effect",
         Kind.REJECTED: "rejected; did not run",
         Kind.EXPIRED: "expired; did not run",
@@ -272,13 +302,17 @@ def result_sentence(outcome: Outcome, voice: Voice | None = None) -> str:
         Kind.TOOL_ERROR: sentence(f"It ran, and the tool reported an error: {detail}"),
         Kind.TOO_LARGE: sentence(f"It ran, but {detail}"),
         Kind.INPUT_REQUIRED: "The upstream asked the agent for input before the tool runs; the agent's answer "
-                             "continues this approval.",
+        "continues this approval.",
         Kind.UPSTREAM_ERROR: sentence(f"The upstream answered with an error: {detail}")
-                             + " It may or may not have taken effect.",
-        Kind.NOT_DELIVERED: (sentence(f"It could not be delivered to the upstream: {detail}") if detail
-                             else "It could not be delivered to the upstream.") + " It did not run.",
+        + " It may or may not have taken effect.",
+        Kind.NOT_DELIVERED: (
+            sentence(f"It could not be delivered to the upstream: {detail}")
+            if detail
+            else "It could not be delivered to the upstream."
+        )
+        + " It did not run.",
         Kind.UNKNOWN: "Airlock lost track of the upstream while it ran; it may or may not have taken effect, "
-                      "and Airlock will not re-send it.",
+        "and Airlock will not re-send it.",
         Kind.REJECTED: "It did not run.",
         Kind.EXPIRED: "It did not run.",
         Kind.WITHDRAWN: "It did not run.",
@@ -311,8 +345,11 @@ def decider(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
 
 def account(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
     """The whole story in one paragraph: the decision, its reason, and what became of the call."""
-    parts = (decision_sentence(row, voice, viewer), reason_sentence(row, voice),
-             result_sentence(outcome_of(row), voice))
+    parts = (
+        decision_sentence(row, voice, viewer),
+        reason_sentence(row, voice),
+        result_sentence(outcome_of(row), voice),
+    )
     return " ".join(part for part in parts if part)
 
 
@@ -320,8 +357,10 @@ def headline(row: ApprovalRow, voice: Voice) -> str:
     """One line for a notification: the outcome's title, the call, and who decided."""
     kind = outcome_of(row).kind
     if kind is Kind.PENDING:
-        return (f"{title(kind)}: {voice.name(row.agent)} wants to call {voice.name(row.tool)} on "
-                f"{voice.name(row.upstream)} ({row.id})")
+        return (
+            f"{title(kind)}: {voice.name(row.agent)} wants to call {voice.name(row.tool)} on "
+            f"{voice.name(row.upstream)} ({row.id})"
+        )
     line = f"{title(kind)}: {voice.name(row.tool)} for {voice.name(row.agent)} ({row.id})"
     if row.decided_by and kind not in (Kind.EXPIRED, Kind.WITHDRAWN):
         line += f"; decided by {voice.name(row.decided_by)}"
@@ -337,8 +376,9 @@ def confirmation(row: ApprovalRow) -> str:
 def announcement(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
     """What a live page announces when an approval appears or changes."""
     if row.status == "pending":
-        return (f"New approval: {voice.name(row.agent)} wants to call {voice.name(row.tool)} on "
-                f"{voice.name(row.upstream)}.")
+        return (
+            f"New approval: {voice.name(row.agent)} wants to call {voice.name(row.tool)} on {voice.name(row.upstream)}."
+        )
     return f"{voice.name(row.tool)} for {voice.name(row.agent)}: {account(row, voice, viewer)}"
 
 
@@ -368,21 +408,29 @@ def too_late(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
 
 def agent_waiting(row: ApprovalRow, url: str, seconds_left: float) -> str:
     """The progress message a held request shows while it waits."""
-    return (f"Waiting for human approval of {row.tool} (approval {row.id}); "
-            f"review at {url}; expires in {human_duration(seconds_left)}")
+    return (
+        f"Waiting for human approval of {row.tool} (approval {row.id}); "
+        f"review at {url}; expires in {human_duration(seconds_left)}"
+    )
 
 
 def agent_not_yet(row: ApprovalRow, url: str) -> str:
     """The answer to a request whose hold budget ran out before the outcome was known."""
     if row.status == "pending":
-        state = (f"A human reviewer must approve this exact call to {row.tool} before it runs, and "
-                 f"nobody has decided yet (approval {row.id}, expires {iso(row.expires_at)}). It has NOT run.")
+        state = (
+            f"A human reviewer must approve this exact call to {row.tool} before it runs, and "
+            f"nobody has decided yet (approval {row.id}, expires {iso(row.expires_at)}). It has NOT run."
+        )
     else:
-        state = (f"This call to {row.tool} was approved by {row.decided_by} and is running now "
-                 f"(approval {row.id}); its result is not back yet.")
-    return (f"{state} To get the outcome, call {row.tool} again with exactly the same arguments: "
-            "that call waits for the decision and returns the real result (the call never runs twice). "
-            f"Reviewers: {url}")
+        state = (
+            f"This call to {row.tool} was approved by {row.decided_by} and is running now "
+            f"(approval {row.id}); its result is not back yet."
+        )
+    return (
+        f"{state} To get the outcome, call {row.tool} again with exactly the same arguments: "
+        "that call waits for the decision and returns the real result (the call never runs twice). "
+        f"Reviewers: {url}"
+    )
 
 
 def agent_refusal(row: ApprovalRow) -> str:
@@ -393,33 +441,45 @@ def agent_refusal(row: ApprovalRow) -> str:
     if outcome.kind is Kind.REJECTED:
         return f"A human reviewer ({who}) rejected this call to {tool} at {when}.{reason} It did not run."
     if outcome.kind is Kind.EXPIRED:
-        return (f"Nobody approved this call to {tool} before its approval expired at {iso(row.expires_at)}. "
-                "It did not run. Ask a human before trying again.")
+        return (
+            f"Nobody approved this call to {tool} before its approval expired at {iso(row.expires_at)}. "
+            "It did not run. Ask a human before trying again."
+        )
     if outcome.kind is Kind.WITHDRAWN:
-        return (f"This call to {tool} was withdrawn before anyone approved it "
-                f"({row.decision_reason or 'the client cancelled it'}). It did not run.")
+        return (
+            f"This call to {tool} was withdrawn before anyone approved it "
+            f"({row.decision_reason or 'the client cancelled it'}). It did not run."
+        )
     if outcome.kind is Kind.UNKNOWN:
-        return (f"This call to {tool} was approved by {who}, but Airlock lost track of the upstream while it ran "
-                "(a crash or a lost connection). It may or may not have taken effect. Airlock will NOT re-send it. "
-                "Check the current state before trying again.")
+        return (
+            f"This call to {tool} was approved by {who}, but Airlock lost track of the upstream while it ran "
+            "(a crash or a lost connection). It may or may not have taken effect. Airlock will NOT re-send it. "
+            "Check the current state before trying again."
+        )
     if outcome.kind is Kind.NOT_DELIVERED:
-        return (f"This call to {tool} was approved by {who} but could not be delivered to the upstream: "
-                f"{outcome.detail or 'unknown error'}. It did not run.")
+        return (
+            f"This call to {tool} was approved by {who} but could not be delivered to the upstream: "
+            f"{outcome.detail or 'unknown error'}. It did not run."
+        )
     return f"This call to {tool} ended with status {row.status}."
 
 
 def agent_replay(row: ApprovalRow, text: str) -> str:
     """`text` sent again to an identical call after it was delivered once."""
-    return (f"Replay: Airlock sends this stored outcome again because this exact call already ran at "
-            f"{iso(row.executed_at)} (approved by {row.decided_by}). {text}")
+    return (
+        f"Replay: Airlock sends this stored outcome again because this exact call already ran at "
+        f"{iso(row.executed_at)} (approved by {row.decided_by}). {text}"
+    )
 
 
 def too_large_text(tool: str, size: int | None, limit: int) -> str:
     """What the agent reads when a call ran but its result is larger than Airlock relays."""
     size_text = f"{size} bytes" if size is not None else f"more than {limit} bytes"
-    return (f"The call to {tool} ran, but its result ({size_text}) is larger than Airlock relays "
-            f"(max_response_bytes = {limit} bytes), so it was not relayed. Calling it again would run it "
-            "again. Ask for a smaller result, or ask the operator to raise max_response_bytes.")
+    return (
+        f"The call to {tool} ran, but its result ({size_text}) is larger than Airlock relays "
+        f"(max_response_bytes = {limit} bytes), so it was not relayed. Calling it again would run it "
+        "again. Ask for a smaller result, or ask the operator to raise max_response_bytes."
+    )
 
 
 def too_large_outcome(size: int | None, limit: int) -> str:

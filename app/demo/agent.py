@@ -32,8 +32,9 @@ async def call_until_done(client: Client, tool: str, arguments: dict[str, Any]) 
         if approval.get("status") not in OPEN:
             return result
         what = "a human to decide" if approval["status"] == "pending" else "the approved call to finish"
-        print(f"waiting for {what}: {tool} (approval {approval['id']}); review it at {approval['reviewUrl']}",
-              flush=True)
+        print(
+            f"waiting for {what}: {tool} (approval {approval['id']}); review it at {approval['reviewUrl']}", flush=True
+        )
 
 
 async def main() -> None:

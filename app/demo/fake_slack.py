@@ -105,10 +105,15 @@ class Workspace:
 
     def environment(self, api_url: str, reviewer: str) -> dict[str, str]:
         """The `SLACK_*` variables that point Airlock at this workspace, with `user` as `reviewer`."""
-        return {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": self.signing_secret,
-                "SLACK_APP_ID": self.app_id, "SLACK_TEAM_IDS": self.team_id,
-                "SLACK_DEFAULT_CHANNEL": self.channel, "SLACK_API_URL": api_url,
-                "SLACK_REVIEWERS": f"{self.user}={reviewer}"}
+        return {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": self.signing_secret,
+            "SLACK_APP_ID": self.app_id,
+            "SLACK_TEAM_IDS": self.team_id,
+            "SLACK_DEFAULT_CHANNEL": self.channel,
+            "SLACK_API_URL": api_url,
+            "SLACK_REVIEWERS": f"{self.user}={reviewer}",
+        }
 
 
 class FakeSlack:
@@ -165,8 +170,9 @@ class FakeSlack:
             await self._recovered.wait()
             return Response(status_code=503)
         if reply.body is None:
-            return Response("<html>Slack is down</html>", status_code=reply.status, headers=reply.headers,
-                            media_type="text/html")
+            return Response(
+                "<html>Slack is down</html>", status_code=reply.status, headers=reply.headers, media_type="text/html"
+            )
         return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
     def _next_scripted(self, method: str) -> Reply | None:
@@ -211,12 +217,13 @@ class FakeSlack:
     async def serving(self) -> AsyncIterator[FakeSlack]:
         """Serve on the socket of an earlier `bind()` (else a free loopback port) until the block ends."""
         sock = self._socket or self.bind()
-        server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off", ws="none",
-                                               timeout_graceful_shutdown=1))
+        server = uvicorn.Server(
+            uvicorn.Config(self.app, log_level="warning", lifespan="off", ws="none", timeout_graceful_shutdown=1)
+        )
         task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
             async with asyncio.timeout(10):
-                while not server.started and not task.done():
+                while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn.Server has no start event
                     await asyncio.sleep(0.01)
             if task.done():
                 task.result()  # surface the start-up failure
@@ -275,16 +282,20 @@ class FakeSlack:
         body = ("payload=" + quote(json.dumps(payload))).encode()
         stamp = str(int(time.time()))
         signature = SignatureVerifier(self.workspace.signing_secret).generate_signature(timestamp=stamp, body=body)
-        headers = {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": str(signature),
-                   "Content-Type": "application/x-www-form-urlencoded"}
+        headers = {
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": str(signature),
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         async with httpx2.AsyncClient(timeout=10) as http:
             return await http.post(self.workspace.airlock_url + INTERACTIONS_PATH, content=body, headers=headers)
 
     async def _click_form(self, request: Request) -> Response:
         form = await request.form()
         try:
-            said = await self.click(str(form.get("approval", "")), str(form.get("verdict", "")),
-                                    str(form.get("reason", "")))
+            said = await self.click(
+                str(form.get("approval", "")), str(form.get("verdict", "")), str(form.get("reason", ""))
+            )
         except ValueError as exc:
             said = str(exc)
         if form.get("from_page"):
@@ -313,18 +324,23 @@ def _blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
     return parsed
 
 
-def _click_payload(workspace: Workspace, approval_id: str, verdict: str, channel: str, ts: str,
-                   trigger_id: str) -> dict[str, Any]:
+def _click_payload(
+    workspace: Workspace, approval_id: str, verdict: str, channel: str, ts: str, trigger_id: str
+) -> dict[str, Any]:
     """A `block_actions` payload for a click on the approval's message, shaped like Slack's."""
     action_id = APPROVE_ACTION if verdict == "approve" else REJECT_ACTION
     return {
-        "type": "block_actions", "api_app_id": workspace.app_id, "trigger_id": trigger_id,
+        "type": "block_actions",
+        "api_app_id": workspace.app_id,
+        "trigger_id": trigger_id,
         "user": {"id": workspace.user, "username": "demo", "name": "demo", "team_id": workspace.team_id},
         "team": {"id": workspace.team_id, "domain": "demo"},
         "container": {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": False},
-        "channel": {"id": channel, "name": "approvals"}, "message": {"type": "message", "ts": ts},
-        "actions": [{"action_id": action_id, "value": approval_id, "type": "button",
-                     "action_ts": f"{time.time():.6f}"}],
+        "channel": {"id": channel, "name": "approvals"},
+        "message": {"type": "message", "ts": ts},
+        "actions": [
+            {"action_id": action_id, "value": approval_id, "type": "button", "action_ts": f"{time.time():.6f}"}
+        ],
     }
 
 
@@ -332,7 +348,9 @@ def _reason_payload(workspace: Workspace, view: dict[str, Any], reason: str) -> 
     """The `view_submission` of the reason modal Airlock opened, with `reason` typed in."""
     values = {REASON_BLOCK: {REASON_INPUT: {"type": "plain_text_input", "value": reason}}}
     return {
-        "type": "view_submission", "api_app_id": workspace.app_id, "team": {"id": workspace.team_id},
+        "type": "view_submission",
+        "api_app_id": workspace.app_id,
+        "team": {"id": workspace.team_id},
         "user": {"id": workspace.user, "username": "demo", "name": "demo", "team_id": workspace.team_id},
         "view": {**view, "id": "V0DEMO", "team_id": workspace.team_id, "state": {"values": values}},
     }
@@ -345,11 +363,13 @@ def _message_html(body: dict[str, Any]) -> str:
     form = ""
     if buttons:
         approval = html.escape(str(buttons[0]), quote=True)
-        form = (f'<form method="post" action="{CLICK_PATH}"><input type="hidden" name="from_page" value="1">'
-                f'<input type="hidden" name="approval" value="{approval}">'
-                '<button name="verdict" value="approve">Approve</button> '
-                '<input name="reason" placeholder="reason (to reject)"> '
-                '<button name="verdict" value="reject">Reject</button></form>')
+        form = (
+            f'<form method="post" action="{CLICK_PATH}"><input type="hidden" name="from_page" value="1">'
+            f'<input type="hidden" name="approval" value="{approval}">'
+            '<button name="verdict" value="approve">Approve</button> '
+            '<input name="reason" placeholder="reason (to reject)"> '
+            '<button name="verdict" value="reject">Reject</button></form>'
+        )
     lines = "\n".join(html.escape(text) for text in texts if text)
     return f"<article><p>{lines}</p>{form}</article>"
 
@@ -369,20 +389,23 @@ article p{{white-space:pre-wrap}}
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m app.demo.fake_slack",
-                                     description="A fake Slack for trying Airlock's Slack approvals locally.")
+    parser = argparse.ArgumentParser(
+        prog="python -m app.demo.fake_slack", description="A fake Slack for trying Airlock's Slack approvals locally."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the fake Slack (prints the SLACK_* variables for Airlock)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1 (default: %(default)s)")
     serve.add_argument("--airlock", default="http://127.0.0.1:8080", help="Airlock's URL (default: %(default)s)")
-    serve.add_argument("--reviewer", default="demo-reviewer",
-                       help="the Airlock reviewer the clicking user is (default: %(default)s)")
+    serve.add_argument(
+        "--reviewer", default="demo-reviewer", help="the Airlock reviewer the clicking user is (default: %(default)s)"
+    )
     click = commands.add_parser("click", help="click Approve or Reject on an approval's message")
     click.add_argument("approval_id")
     click.add_argument("verdict", choices=VERDICTS)
     click.add_argument("--reason", default="", help="why (required to reject)")
-    click.add_argument("--slack", default=f"http://127.0.0.1:{DEFAULT_PORT}",
-                       help="the fake Slack's URL (default: %(default)s)")
+    click.add_argument(
+        "--slack", default=f"http://127.0.0.1:{DEFAULT_PORT}", help="the fake Slack's URL (default: %(default)s)"
+    )
     return parser.parse_args(argv)
 
 
@@ -396,11 +419,17 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"cannot reach the fake Slack at {args.slack}: {exc}")
         print(answer.text.strip())
         sys.exit(0 if "answered 200" in answer.text else 1)
-    workspace = Workspace(airlock_url=args.airlock.rstrip("/"),
-                          signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or secrets.token_hex(16))
+    workspace = Workspace(
+        airlock_url=args.airlock.rstrip("/"),
+        signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or secrets.token_hex(16),
+    )
     url = f"http://127.0.0.1:{args.port}"
-    print("Start Airlock with:\n" + "".join(f"  export {key}={value}\n" for key, value in
-                                            workspace.environment(f"{url}/api/", args.reviewer).items()))
+    print(
+        "Start Airlock with:\n"
+        + "".join(
+            f"  export {key}={value}\n" for key, value in workspace.environment(f"{url}/api/", args.reviewer).items()
+        )
+    )
     print(f"The channel, with buttons: {url}/", flush=True)
     uvicorn.run(FakeSlack(workspace).app, host="127.0.0.1", port=args.port, log_level="warning")
 

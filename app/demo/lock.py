@@ -38,8 +38,9 @@ class DemoAddress:
     pid: int = 0
 
     def describe(self) -> str:
-        return (f"Airlock at {self.airlock} (inbox {self.airlock}/inbox), demo upstream at {self.upstream}"
-                + (f", pid {self.pid}" if self.pid else ""))
+        return f"Airlock at {self.airlock} (inbox {self.airlock}/inbox), demo upstream at {self.upstream}" + (
+            f", pid {self.pid}" if self.pid else ""
+        )
 
 
 class DemoAlreadyRunning(ConfigError):
@@ -47,8 +48,10 @@ class DemoAlreadyRunning(ConfigError):
 
     def __init__(self, data_dir: Path, running: DemoAddress | None) -> None:
         where = running.describe() if running else "still starting"
-        super().__init__(f"a demo is already running with data in {data_dir}: {where}; "
-                         "use that one, or stop it (Ctrl+C in its terminal) first")
+        super().__init__(
+            f"a demo is already running with data in {data_dir}: {where}; "
+            "use that one, or stop it (Ctrl+C in its terminal) first"
+        )
 
 
 @contextmanager

@@ -43,8 +43,13 @@ DEMO_REVIEWER = "demo-reviewer"
 AGENT_PLACEHOLDERS = ('URL = "http://127.0.0.1:8080/mcp/execution-market"', 'TOKEN = "alk_agent_..."')
 
 
-def run_demo(*, config_path: Path | None = None, port: int | None = None, upstream_port: int | None = None,
-             fake_slack: bool = False) -> None:
+def run_demo(
+    *,
+    config_path: Path | None = None,
+    port: int | None = None,
+    upstream_port: int | None = None,
+    fake_slack: bool = False,
+) -> None:
     """Run the demo until SIGINT/SIGTERM; with `fake_slack`, approvals also go to a local fake Slack.
 
     Raises:
@@ -61,7 +66,7 @@ def run_demo(*, config_path: Path | None = None, port: int | None = None, upstre
             settings, slack = _with_fake_slack(settings)
         try:
             upgrade(settings.database_url)
-        except Exception as exc:  # noqa: BLE001 - one line for the user
+        except Exception as exc:
             raise ConfigError(f"cannot prepare the database: {exc}") from None
         agent_token, reviewer_token = asyncio.run(_issue_tokens(settings))
         endpoint = f"{settings.public_url}/mcp/{upstream.name}"
@@ -76,8 +81,9 @@ def agent_script(endpoint: str, token: str) -> str:
     """The demo agent's source (`app/demo/agent.py`) set up for this endpoint and agent token."""
     source = (resources.files("app.demo") / "agent.py").read_text(encoding="utf-8")
     url_line, token_line = AGENT_PLACEHOLDERS
-    return (source.replace(url_line, f"URL = {json.dumps(endpoint)}", 1)
-            .replace(token_line, f"TOKEN = {json.dumps(token)}", 1))
+    return source.replace(url_line, f"URL = {json.dumps(endpoint)}", 1).replace(
+        token_line, f"TOKEN = {json.dumps(token)}", 1
+    )
 
 
 def _with_ports(settings: Settings, port: int | None, upstream_port: int | None) -> Settings:
@@ -89,8 +95,9 @@ def _with_ports(settings: Settings, port: int | None, upstream_port: int | None)
         moved = url._replace(netloc=f"{url.hostname}:{upstream_port}").geturl()
         settings = dataclasses.replace(settings, upstreams=(dataclasses.replace(first, url=moved), *others))
     if settings.port == _demo_upstream_port(settings.upstreams[0].url):
-        raise ConfigError(f"Airlock and the demo upstream cannot share port {settings.port}; "
-                          "pass --port or --upstream-port")
+        raise ConfigError(
+            f"Airlock and the demo upstream cannot share port {settings.port}; pass --port or --upstream-port"
+        )
     return settings
 
 
@@ -101,9 +108,15 @@ def _with_fake_slack(settings: Settings) -> tuple[Settings, FakeSlack]:
     fake = FakeSlack(workspace)
     fake.bind()
     slack = dataclasses.replace(
-        settings.slack, bot_token=BOT_TOKEN, signing_secret=workspace.signing_secret, app_id=workspace.app_id,
-        team_ids=(workspace.team_id,), default_channel=workspace.channel, api_url=fake.api_url,
-        reviewer_users={workspace.user: DEMO_REVIEWER})
+        settings.slack,
+        bot_token=BOT_TOKEN,
+        signing_secret=workspace.signing_secret,
+        app_id=workspace.app_id,
+        team_ids=(workspace.team_id,),
+        default_channel=workspace.channel,
+        api_url=fake.api_url,
+        reviewer_users={workspace.user: DEMO_REVIEWER},
+    )
     return dataclasses.replace(settings, slack=slack), fake
 
 
@@ -154,11 +167,24 @@ async def _serve(settings: Settings, upstream_port: int, banner: str, slack: Fak
 
 
 async def _serve_demo(settings: Settings, upstream_port: int, banner: str) -> None:
-    upstream_server = _Server(uvicorn.Config(build_app(DemoMarket()), host="127.0.0.1", port=upstream_port,
-                                             log_level="warning", lifespan="on", ws="none"))
-    airlock_server = _Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                                            log_level="warning", lifespan="on", access_log=False, ws="none",
-                                            timeout_graceful_shutdown=3, **uvicorn_limits(settings.server)))
+    upstream_server = _Server(
+        uvicorn.Config(
+            build_app(DemoMarket()), host="127.0.0.1", port=upstream_port, log_level="warning", lifespan="on", ws="none"
+        )
+    )
+    airlock_server = _Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            ws="none",
+            timeout_graceful_shutdown=3,
+            **uvicorn_limits(settings.server),
+        )
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -187,11 +213,20 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _banner(settings: Settings, endpoint: str, upstream_url: str, agent_token: str, reviewer_token: str,
-            script_file: Path, slack: FakeSlack | None) -> str:
+def _banner(
+    settings: Settings,
+    endpoint: str,
+    upstream_url: str,
+    agent_token: str,
+    reviewer_token: str,
+    script_file: Path,
+    slack: FakeSlack | None,
+) -> str:
     python = Path(sys.executable)
     airlock = python.with_name("airlock")
-    config = "" if settings.config_path == (Path.cwd() / "airlock.toml").resolve() else f" --config {settings.config_path}"
+    config = (
+        "" if settings.config_path == (Path.cwd() / "airlock.toml").resolve() else f" --config {settings.config_path}"
+    )
     hold = settings.approvals.agent_hold_seconds.get(DEMO_AGENT, settings.approvals.hold_seconds)
     rule = "-" * 78
     return f"""

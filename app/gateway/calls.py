@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.approvals.continuation import continuation_of
+from app.approvals.outcomes import too_large_text
 from app.approvals.queue import Attachment, ParkRequest, TooManyPending
 from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest
@@ -31,7 +32,6 @@ from app.jsonrpc import (
     tool_call_of,
     tool_error_result,
 )
-from app.approvals.outcomes import too_large_text
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 
@@ -59,8 +59,12 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
         try:
             relayed = await context.forward(True)
         except UpstreamUnavailable as exc:
-            await _refuse(exchange, message, context, f"The upstream server is unreachable ({exc}). The call did not run.")
-            audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome="upstream unreachable", **common)
+            await _refuse(
+                exchange, message, context, f"The upstream server is unreachable ({exc}). The call did not run."
+            )
+            audit.record_call(
+                decision="allow", latency_ms=exchange.elapsed_ms(), outcome="upstream unreachable", **common
+            )
             return
         except ResponseTooLarge as exc:
             await _refuse(exchange, message, context, too_large_text(call.name, exc.size, exc.limit))
@@ -71,17 +75,23 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
     if verdict.action == "refuse":
         assert verdict.text is not None
         await _refuse(exchange, message, context, verdict.text)
-        audit.record_call(decision=verdict.audit_decision, latency_ms=exchange.elapsed_ms(), outcome="refused",
-                          **common)
+        audit.record_call(
+            decision=verdict.audit_decision, latency_ms=exchange.elapsed_ms(), outcome="refused", **common
+        )
         return
     await _park(exchange, message, context, verdict, call)
 
 
 def _audit_fields(exchange: Exchange, call: ToolCall, verdict: Verdict) -> dict[str, Any]:
     """What every audit entry of a judged call says about it."""
-    return {"agent": exchange.agent, "upstream": exchange.upstream.name, "tool": call.name,
-            "rule": verdict.decision.rule_id or verdict.decision.rule, "policy_version": verdict.policy.version,
-            "arguments": call.arguments}
+    return {
+        "agent": exchange.agent,
+        "upstream": exchange.upstream.name,
+        "tool": call.name,
+        "rule": verdict.decision.rule_id or verdict.decision.rule,
+        "policy_version": verdict.policy.version,
+        "arguments": call.arguments,
+    }
 
 
 def _call_to_judge(exchange: Exchange, message: Message) -> ToolCall:
@@ -94,9 +104,16 @@ def _call_to_judge(exchange: Exchange, message: Message) -> ToolCall:
     except MessageError as exc:
         name = message.params.get("name")
         exchange.runtime.audit.record_call(
-            agent=exchange.agent, upstream=exchange.upstream.name, tool=name if isinstance(name, str) else "",
-            decision="invalid", rule=None, policy_version=None, latency_ms=exchange.elapsed_ms(),
-            outcome=exc.message, arguments=message.params.get("arguments"))
+            agent=exchange.agent,
+            upstream=exchange.upstream.name,
+            tool=name if isinstance(name, str) else "",
+            decision="invalid",
+            rule=None,
+            policy_version=None,
+            latency_ms=exchange.elapsed_ms(),
+            outcome=exc.message,
+            arguments=message.params.get("arguments"),
+        )
         raise
 
 
@@ -105,52 +122,83 @@ async def _refuse(exchange: Exchange, message: Message, context: CallContext, te
     await send_json(exchange.send, 200, result_response(message.id, result), context.response_headers)
 
 
-async def _park(exchange: Exchange, message: Message, context: CallContext, verdict: Verdict,
-                call: ToolCall) -> None:
+async def _park(exchange: Exchange, message: Message, context: CallContext, verdict: Verdict, call: ToolCall) -> None:
     """Park and hold the call, if the agent has a held-request slot left (released however the hold ends)."""
     try:
         slot = exchange.runtime.held.acquire(exchange.agent)
     except TooManyHeld as exc:
-        text = (f"This call to {call.name} needs a human's approval, but {exc} waiting for approval. "
-                "It did not run; wait for one of them to finish, then call again.")
+        text = (
+            f"This call to {call.name} needs a human's approval, but {exc} waiting for approval. "
+            "It did not run; wait for one of them to finish, then call again."
+        )
         await _refuse(exchange, message, context, text)
-        exchange.runtime.audit.record_call(decision="approve", latency_ms=exchange.elapsed_ms(),
-                                           outcome="too many held", **_audit_fields(exchange, call, verdict))
+        exchange.runtime.audit.record_call(
+            decision="approve",
+            latency_ms=exchange.elapsed_ms(),
+            outcome="too many held",
+            **_audit_fields(exchange, call, verdict),
+        )
         return
     with slot:
         await _park_and_hold(exchange, message, context, verdict, call)
 
 
-async def _park_and_hold(exchange: Exchange, message: Message, context: CallContext, verdict: Verdict,
-                         call: ToolCall) -> None:
+async def _park_and_hold(
+    exchange: Exchange, message: Message, context: CallContext, verdict: Verdict, call: ToolCall
+) -> None:
     runtime = exchange.runtime
     params_text = member_text(message.raw, "params")
     if params_text is None or message.id is None:
         raise MessageError(INVALID_PARAMS, "Invalid params: tools/call needs params", message.id)
     request = ParkRequest(
-        upstream=exchange.upstream.name, tool=call.name, agent=exchange.agent, arguments=call.arguments,
-        args_hash=arguments_hash(call.arguments), params_text=params_text,
-        forward_headers=forwardable_headers(exchange.headers), era="modern" if context.modern else "handshake",
-        protocol_version=context.protocol_version, session_id=context.session_id, request_id=message.id,
-        progress_token=call.progress_token, decision=verdict.decision, policy_version=verdict.policy.version,
+        upstream=exchange.upstream.name,
+        tool=call.name,
+        agent=exchange.agent,
+        arguments=call.arguments,
+        args_hash=arguments_hash(call.arguments),
+        params_text=params_text,
+        forward_headers=forwardable_headers(exchange.headers),
+        era="modern" if context.modern else "handshake",
+        protocol_version=context.protocol_version,
+        session_id=context.session_id,
+        request_id=message.id,
+        progress_token=call.progress_token,
+        decision=verdict.decision,
+        policy_version=verdict.policy.version,
         hold_seconds=runtime.hold_seconds(exchange.agent, verdict.decision),
-        continuation=continuation_of(message.params) if context.modern else None)
+        continuation=continuation_of(message.params) if context.modern else None,
+    )
     common = _audit_fields(exchange, call, verdict)
     try:
         attachment = await runtime.queue.park(request, priming=context.resumable)
     except TooManyPending as exc:
-        text = (f"This call to {call.name} needs a human's approval, but you already have {exc.limit} calls "
-                "waiting for review. It did not run; wait for those to be decided first.")
+        text = (
+            f"This call to {call.name} needs a human's approval, but you already have {exc.limit} calls "
+            "waiting for review. It did not run; wait for those to be decided first."
+        )
         await _refuse(exchange, message, context, text)
-        runtime.audit.record_call(decision="approve", latency_ms=exchange.elapsed_ms(), outcome="too many pending",
-                                  **common)
+        runtime.audit.record_call(
+            decision="approve", latency_ms=exchange.elapsed_ms(), outcome="too many pending", **common
+        )
         return
-    runtime.audit.record_call(decision="approve", latency_ms=exchange.elapsed_ms(),
-                              outcome=_parked_outcome(attachment),
-                              approval_id=attachment.approval.id, **common)
-    held = HeldRequest(runtime, exchange, attachment.approval, attachment.stream, modern=context.modern,
-                       resumable=context.resumable, attach_seq=attachment.attach_seq,
-                       headers=context.response_headers, replay=attachment.replayed)
+    runtime.audit.record_call(
+        decision="approve",
+        latency_ms=exchange.elapsed_ms(),
+        outcome=_parked_outcome(attachment),
+        approval_id=attachment.approval.id,
+        **common,
+    )
+    held = HeldRequest(
+        runtime,
+        exchange,
+        attachment.approval,
+        attachment.stream,
+        modern=context.modern,
+        resumable=context.resumable,
+        attach_seq=attachment.attach_seq,
+        headers=context.response_headers,
+        replay=attachment.replayed,
+    )
     await held.serve(priming_seq=attachment.priming_seq)
 
 

@@ -42,12 +42,13 @@ class McpEndpoint:
         if agent is None:
             return
         if upstream is None:
-            await send_error(send, 404, INVALID_REQUEST, f"Not Found: no upstream named {scope['path_params']['upstream']!r}")
+            await send_error(
+                send, 404, INVALID_REQUEST, f"Not Found: no upstream named {scope['path_params']['upstream']!r}"
+            )
             return
         exchange = Exchange(scope, receive, send, self._runtime, agent, upstream, headers, raw_headers)
-        if scope["method"] == "POST":
-            if not await _read_post(exchange, self._runtime.settings.max_body_bytes):
-                return
+        if scope["method"] == "POST" and not await _read_post(exchange, self._runtime.settings.max_body_bytes):
+            return
         version = headers.get(MCP_PROTOCOL_VERSION)
         if version is None or version in HANDSHAKE_VERSIONS:
             await handshake.serve(exchange)
@@ -68,15 +69,20 @@ class McpEndpoint:
         token = bearer_token(headers.get("authorization"))
         challenge = [(b"www-authenticate", WWW_AUTHENTICATE.encode())]
         if token is None:
-            await send_error(send, 401, INVALID_REQUEST,
-                             "Unauthorized: send an Airlock agent token as 'Authorization: Bearer <token>'",
-                             headers=challenge)
+            await send_error(
+                send,
+                401,
+                INVALID_REQUEST,
+                "Unauthorized: send an Airlock agent token as 'Authorization: Bearer <token>'",
+                headers=challenge,
+            )
             return None
         try:
             agent = await self._runtime.credentials.agent_for(token)
         except TokenLookupsBusy as exc:
-            await send_error(send, 503, INVALID_REQUEST, f"Service Unavailable: {exc}",
-                             headers=[(b"retry-after", b"1")])
+            await send_error(
+                send, 503, INVALID_REQUEST, f"Service Unavailable: {exc}", headers=[(b"retry-after", b"1")]
+            )
             return None
         if agent is None:
             bad = [(b"www-authenticate", (WWW_AUTHENTICATE + ', error="invalid_token"').encode())]
@@ -94,8 +100,9 @@ async def _read_post(exchange: Exchange, limit: int) -> bool:
     send, headers = exchange.send, exchange.headers
     accept = headers.get("accept", "")
     if not _accepts(accept, "application/json") or not _accepts(accept, "text/event-stream"):
-        await send_error(send, 406, INVALID_REQUEST,
-                         "Not Acceptable: Accept must list both application/json and text/event-stream")
+        await send_error(
+            send, 406, INVALID_REQUEST, "Not Acceptable: Accept must list both application/json and text/event-stream"
+        )
         return False
     if not _is_utf8_json(headers.get("content-type", "")):
         await send_error(send, 415, INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json")

@@ -42,8 +42,9 @@ async def serve(exchange: Exchange) -> None:
     elif exchange.method == "DELETE":
         await _delete(exchange)
     else:
-        await send_error(exchange.send, 405, INVALID_REQUEST, "Method Not Allowed",
-                         headers=[(b"allow", b"GET, POST, DELETE")])
+        await send_error(
+            exchange.send, 405, INVALID_REQUEST, "Method Not Allowed", headers=[(b"allow", b"GET, POST, DELETE")]
+        )
 
 
 async def _post(exchange: Exchange) -> None:
@@ -63,8 +64,9 @@ async def _post(exchange: Exchange) -> None:
     except UpstreamUnavailable as exc:
         await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}", request_id=message.id)
     except ResponseTooLarge as exc:
-        await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}; it was not relayed",
-                         request_id=message.id)
+        await send_error(
+            exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}; it was not relayed", request_id=message.id
+        )
     except MessageError as exc:
         await send_error(exchange.send, 400, exc.code, exc.message, request_id=message.id)
 
@@ -86,14 +88,22 @@ def _call_context(exchange: Exchange, session: SessionRow) -> CallContext:
     upstream = exchange.upstream
 
     async def fetch_catalog() -> None:
-        envelope = {"accept": "application/json, text/event-stream", "content-type": "application/json",
-                    "mcp-protocol-version": session.protocol_version}
+        envelope = {
+            "accept": "application/json, text/event-stream",
+            "content-type": "application/json",
+            "mcp-protocol-version": session.protocol_version,
+        }
         await upstream.fetch_catalog(envelope, None, session.upstream_session_id)
 
     return CallContext(
-        modern=False, protocol_version=session.protocol_version, session_id=session.id,
-        response_headers=_session_header(session), forward=lambda inspect: _forward(exchange, session, inspect=inspect),
-        fetch_catalog=fetch_catalog, resumable=session.protocol_version >= PRIMING_SINCE)
+        modern=False,
+        protocol_version=session.protocol_version,
+        session_id=session.id,
+        response_headers=_session_header(session),
+        forward=lambda inspect: _forward(exchange, session, inspect=inspect),
+        fetch_catalog=fetch_catalog,
+        resumable=session.protocol_version >= PRIMING_SINCE,
+    )
 
 
 def _session_header(session: SessionRow) -> list[tuple[bytes, bytes]]:
@@ -113,8 +123,9 @@ async def _session(exchange: Exchange) -> SessionRow | None:
     return session
 
 
-async def _forward(exchange: Exchange, session: SessionRow, *, inspect: bool = False,
-                   transform: Transform | None = None) -> Relayed:
+async def _forward(
+    exchange: Exchange, session: SessionRow, *, inspect: bool = False, transform: Transform | None = None
+) -> Relayed:
     headers = forwardable_headers(exchange.headers)
     if session.upstream_session_id:
         headers[MCP_SESSION_ID] = session.upstream_session_id
@@ -124,14 +135,25 @@ async def _forward(exchange: Exchange, session: SessionRow, *, inspect: bool = F
             await exchange.runtime.sessions.close(session.id)
         # A dropped handshake-era POST stream is not a cancellation (the spec says so): the
         # upstream's call goes on, and its events stay resumable from the upstream if it keeps them.
-        return await relay(exchange, response, headers=_session_header(session), transform=transform,
-                           inspect=inspect, cancel_on_disconnect=False)
+        return await relay(
+            exchange,
+            response,
+            headers=_session_header(session),
+            transform=transform,
+            inspect=inspect,
+            cancel_on_disconnect=False,
+        )
 
 
 async def _initialize(exchange: Exchange, message: Message) -> None:
     if MCP_SESSION_ID in exchange.headers:
-        await send_error(exchange.send, 400, INVALID_REQUEST, "Bad Request: initialize must not carry a session id",
-                         request_id=message.id)
+        await send_error(
+            exchange.send,
+            400,
+            INVALID_REQUEST,
+            "Bad Request: initialize must not carry a session id",
+            request_id=message.id,
+        )
         return
     headers = forwardable_headers(exchange.headers)
     try:
@@ -145,14 +167,27 @@ async def _initialize(exchange: Exchange, message: Message) -> None:
         await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}", request_id=message.id)
         return
     if answer is None or "result" not in answer:
-        await send_body(exchange.send, 200, dumps(answer or {"jsonrpc": "2.0", "id": message.id, "error": {
-            "code": INTERNAL_ERROR, "message": "the upstream did not answer initialize"}}))
+        await send_body(
+            exchange.send,
+            200,
+            dumps(
+                answer
+                or {
+                    "jsonrpc": "2.0",
+                    "id": message.id,
+                    "error": {"code": INTERNAL_ERROR, "message": "the upstream did not answer initialize"},
+                }
+            ),
+        )
         return
     result = answer["result"] if isinstance(answer["result"], dict) else {}
     session = await exchange.runtime.sessions.create(
-        agent=exchange.agent, upstream=exchange.upstream.name, upstream_session_id=upstream_session,
+        agent=exchange.agent,
+        upstream=exchange.upstream.name,
+        upstream_session_id=upstream_session,
         protocol_version=str(result.get("protocolVersion") or DEFAULT_VERSION),
-        initialize_params=member_text(message.raw, "params") or "{}")
+        initialize_params=member_text(message.raw, "params") or "{}",
+    )
     await send_body(exchange.send, 200, dumps(answer), _session_header(session))
 
 
@@ -162,8 +197,12 @@ async def _withdraw_cancelled(exchange: Exchange, session: SessionRow, message: 
     if not isinstance(request_id, str | int) or isinstance(request_id, bool):
         return
     reason = message.params.get("reason")
-    await exchange.runtime.queue.cancel_request(session.id, request_id, by=exchange.agent,
-                                                reason=str(reason)[:500] if reason else "the client cancelled the request")
+    await exchange.runtime.queue.cancel_request(
+        session.id,
+        request_id,
+        by=exchange.agent,
+        reason=str(reason)[:500] if reason else "the client cancelled the request",
+    )
 
 
 async def _get(exchange: Exchange) -> None:
@@ -179,7 +218,7 @@ async def _get(exchange: Exchange) -> None:
     if session.upstream_session_id:
         headers[MCP_SESSION_ID] = session.upstream_session_id
     if last_event_id is not None:
-        headers[LAST_EVENT_ID] = last_event_id[len(UPSTREAM_EVENT_PREFIX):]
+        headers[LAST_EVENT_ID] = last_event_id[len(UPSTREAM_EVENT_PREFIX) :]
     try:
         async with exchange.upstream.request("GET", headers=headers) as response:
             await relay(exchange, response, headers=_session_header(session))
@@ -204,12 +243,24 @@ async def _resume(exchange: Exchange, session: SessionRow, last_event_id: str) -
     try:
         slot = runtime.held.acquire(exchange.agent)
     except TooManyHeld as exc:
-        await send_error(exchange.send, 429, INVALID_REQUEST,
-                         f"Too Many Requests: {exc}; wait for one of them to finish, then resume")
+        await send_error(
+            exchange.send,
+            429,
+            INVALID_REQUEST,
+            f"Too Many Requests: {exc}; wait for one of them to finish, then resume",
+        )
         return
     with slot:
-        held = HeldRequest(runtime, exchange, approval, stream, modern=False, resumable=True, attach_seq=-1,
-                           headers=_session_header(session))
+        held = HeldRequest(
+            runtime,
+            exchange,
+            approval,
+            stream,
+            modern=False,
+            resumable=True,
+            attach_seq=-1,
+            headers=_session_header(session),
+        )
         await held.serve(replay_after=parsed[1])
 
 
@@ -219,4 +270,3 @@ async def _delete(exchange: Exchange) -> None:
         return
     await exchange.runtime.sessions.end(session)
     await send_empty(exchange.send, 200, _session_header(session))
-

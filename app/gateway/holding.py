@@ -72,8 +72,19 @@ def parse_event_id(value: str) -> tuple[str, int] | None:
 class HeldRequest:
     """One held request: drives its SSE response and relays an approved call's in-flight messages."""
 
-    def __init__(self, runtime: Runtime, exchange: Exchange, approval: ApprovalRow, stream: StreamRow, *,
-                 modern: bool, resumable: bool, attach_seq: int, headers: Headers = (), replay: bool = False) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        exchange: Exchange,
+        approval: ApprovalRow,
+        stream: StreamRow,
+        *,
+        modern: bool,
+        resumable: bool,
+        attach_seq: int,
+        headers: Headers = (),
+        replay: bool = False,
+    ) -> None:
         self._runtime = runtime
         self._exchange = exchange
         self._approval_id = approval.id
@@ -115,8 +126,13 @@ class HeldRequest:
             if await self._replay(replay_after):
                 return
         elif priming_seq is not None:
-            await self._send(encode("", event_id=event_id(self._stream.id, priming_seq),
-                                    retry=self._runtime.settings.approvals.sse_retry_ms))
+            await self._send(
+                encode(
+                    "",
+                    event_id=event_id(self._stream.id, priming_seq),
+                    retry=self._runtime.settings.approvals.sse_retry_ms,
+                )
+            )
         else:
             await self._send(comment(f"held for human approval {self._approval_id}"))
         await self._wait_for_outcome()
@@ -171,18 +187,25 @@ class HeldRequest:
 
     async def _tick(self, row: ApprovalRow) -> None:
         if self._progress_token is not None and row.status == "pending":
-            notification = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {
-                "progressToken": self._progress_token,
-                "progress": round(time.monotonic() - self._started, 3),
-                "message": waiting_message(row, self._runtime.settings.public_url)}}
+            notification = {
+                "jsonrpc": "2.0",
+                "method": "notifications/progress",
+                "params": {
+                    "progressToken": self._progress_token,
+                    "progress": round(time.monotonic() - self._started, 3),
+                    "message": waiting_message(row, self._runtime.settings.public_url),
+                },
+            }
             await self._send(encode(dumps(notification).decode("utf-8")))
         else:
             await self._send(comment("waiting for approval"))
 
     async def _answer_outcome(self, row: ApprovalRow) -> None:
-        message = {"jsonrpc": "2.0", "id": self._request_id,
-                   **final_message(row, self._runtime.settings.public_url, modern=self._modern,
-                                   replay=self._replayed_outcome)}
+        message = {
+            "jsonrpc": "2.0",
+            "id": self._request_id,
+            **final_message(row, self._runtime.settings.public_url, modern=self._modern, replay=self._replayed_outcome),
+        }
         await self._answer(message, delivering=row)
 
     async def _answer_pending(self, row: ApprovalRow) -> None:
@@ -191,15 +214,17 @@ class HeldRequest:
 
     async def _answer(self, message: dict[str, Any], *, delivering: ApprovalRow | None = None) -> None:
         data = dumps(message).decode("utf-8")
-        seq = await self._runtime.queue.record_answer(self._stream.id, data, store=self._resumable,
-                                                      delivering=delivering)
+        seq = await self._runtime.queue.record_answer(
+            self._stream.id, data, store=self._resumable, delivering=delivering
+        )
         await self._emit(data, seq)
         self._answered = True
 
     async def _emit(self, data: str, seq: int | None) -> None:
         if seq is not None and not data:
-            await self._send(encode("", event_id=event_id(self._stream.id, seq),
-                                    retry=self._runtime.settings.approvals.sse_retry_ms))
+            await self._send(
+                encode("", event_id=event_id(self._stream.id, seq), retry=self._runtime.settings.approvals.sse_retry_ms)
+            )
             return
         await self._send(encode(data, event_id=None if seq is None else event_id(self._stream.id, seq)))
 
@@ -219,8 +244,9 @@ class HeldRequest:
             return
         # On time from here; were this process to die first, a sweeper finds the row due.
         await asyncio.sleep(max(0.0, due - time.time()))
-        withdrawn = await queue.withdraw_abandoned(self._approval_id, agent=self._stream.agent,
-                                                   attach_seq=self._attach_seq)
+        withdrawn = await queue.withdraw_abandoned(
+            self._approval_id, agent=self._stream.agent, attach_seq=self._attach_seq
+        )
         if withdrawn:
             logger.info("approval %s withdrawn: its 2026-07-28 client went away", self._approval_id)
 

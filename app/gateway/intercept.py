@@ -64,8 +64,9 @@ class Interceptor:
         self._catalog_locks: dict[str, asyncio.Lock] = {}
         self._catalog_retry_at: dict[str, float] = {}
 
-    async def judge(self, upstream: Upstream, agent: str, call: ToolCall,
-                    fetch_annotations: AnnotationFetch) -> Verdict:
+    async def judge(
+        self, upstream: Upstream, agent: str, call: ToolCall, fetch_annotations: AnnotationFetch
+    ) -> Verdict:
         policy = self._policies.current(upstream.name)
         if upstream.settings.strict_arguments and not policy.is_hidden(call.name):
             problem = await self._argument_problem(upstream, call, fetch_annotations)
@@ -78,19 +79,27 @@ class Interceptor:
         if decision.action == "deny":
             return Verdict("refuse", decision, policy, "deny", _denial_text(call.name, decision))
         if decision.rate_limit is not None:
-            check = await self._limiter.take(upstream=upstream.name, key=decision.rate_limit_key or decision.rule,
-                                             agent=agent, limit=decision.rate_limit, now=time.time())
+            check = await self._limiter.take(
+                upstream=upstream.name,
+                key=decision.rate_limit_key or decision.rule,
+                agent=agent,
+                limit=decision.rate_limit,
+                now=time.time(),
+            )
             if not check.allowed:
                 limit = decision.rate_limit
-                text = (f"Rate limit reached for {call.name}: at most {limit.max} calls per {limit.window:g} s "
-                        f"for agent {agent}. This call did not run; it can be retried in {check.retry_after:.0f} s.")
+                text = (
+                    f"Rate limit reached for {call.name}: at most {limit.max} calls per {limit.window:g} s "
+                    f"for agent {agent}. This call did not run; it can be retried in {check.retry_after:.0f} s."
+                )
                 return Verdict("refuse", decision, policy, "rate_limited", text)
         if decision.action == "approve":
             return Verdict("park", decision, policy, "approve")
         return Verdict("forward", decision, policy, "allow")
 
-    async def _argument_problem(self, upstream: Upstream, call: ToolCall,
-                                fetch: AnnotationFetch) -> ArgumentProblem | None:
+    async def _argument_problem(
+        self, upstream: Upstream, call: ToolCall, fetch: AnnotationFetch
+    ) -> ArgumentProblem | None:
         """What is wrong with the call's arguments by the tool's published schema (None: nothing, or no schema)."""
         if not upstream.catalog.listed:
             await self._fetch_catalog_once(upstream, fetch)
@@ -110,13 +119,13 @@ class Interceptor:
                 await fetch()
             except Exception:
                 # Fail closed but usable: without schemas the policy's conditions still fail closed.
-                logger.warning("could not fetch the tool list of %s to check arguments", upstream.name,
-                               exc_info=True)
+                logger.warning("could not fetch the tool list of %s to check arguments", upstream.name, exc_info=True)
             if not upstream.catalog.listed:
                 self._catalog_retry_at[upstream.name] = time.monotonic() + CATALOG_RETRY_SECONDS
 
-    async def _annotations(self, upstream: Upstream, policy: CompiledPolicy, agent: str, call: ToolCall,
-                           fetch: AnnotationFetch) -> Mapping[str, Any] | None:
+    async def _annotations(
+        self, upstream: Upstream, policy: CompiledPolicy, agent: str, call: ToolCall, fetch: AnnotationFetch
+    ) -> Mapping[str, Any] | None:
         if not policy.uses_annotations:
             return None
         known = upstream.catalog.annotations
@@ -147,14 +156,19 @@ class Interceptor:
             return result
         upstream.catalog.learn(result["tools"])
         policy = self._policies.current(upstream.name)
-        visible = [tool for tool in result["tools"]
-                   if not (isinstance(tool, dict) and isinstance(tool.get("name"), str) and policy.is_hidden(tool["name"]))]
+        visible = [
+            tool
+            for tool in result["tools"]
+            if not (isinstance(tool, dict) and isinstance(tool.get("name"), str) and policy.is_hidden(tool["name"]))
+        ]
         return {**result, "tools": visible}
 
 
 def _invalid(tool: str, problem: ArgumentProblem, policy: CompiledPolicy) -> Verdict:
-    text = (f"Airlock refused this call to {tool}: {problem.text}, as the tool's input schema requires "
-            "(values are not converted). It did not run; correct the arguments and call again.")
+    text = (
+        f"Airlock refused this call to {tool}: {problem.text}, as the tool's input schema requires "
+        "(values are not converted). It did not run; correct the arguments and call again."
+    )
     decision = Decision(action="deny", rule=SCHEMA_RULE, rule_id=None, reason=problem.text)
     return Verdict("refuse", decision, policy, "invalid", text)
 
@@ -166,5 +180,7 @@ def _denial_text(tool: str, decision: Decision) -> str:
         why = "no policy rule allows it (the policy's default is deny)"
     else:
         why = f"the policy denies it ({decision.rule})"
-    return (f"Airlock policy denied this call to {tool}: {why}. It did not run; "
-            "do not retry it unchanged. Ask a human if it is needed.")
+    return (
+        f"Airlock policy denied this call to {tool}: {why}. It did not run; "
+        "do not retry it unchanged. Ask a human if it is needed."
+    )

@@ -34,8 +34,9 @@ class HeldSlot:
     def __enter__(self) -> HeldSlot:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self._limits._release(self._agent)
 
 

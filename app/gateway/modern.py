@@ -34,8 +34,13 @@ _ENVELOPE_HEADERS: Final = ("accept", "content-type", "mcp-protocol-version")
 
 async def serve(exchange: Exchange) -> None:
     if exchange.method != "POST":
-        await send_error(exchange.send, 405, INVALID_REQUEST,
-                         "Method Not Allowed: 2026-07-28 uses POST only", headers=[(b"allow", b"POST")])
+        await send_error(
+            exchange.send,
+            405,
+            INVALID_REQUEST,
+            "Method Not Allowed: 2026-07-28 uses POST only",
+            headers=[(b"allow", b"POST")],
+        )
         return
     try:
         message = parse_message(exchange.body)
@@ -43,7 +48,9 @@ async def serve(exchange: Exchange) -> None:
         await _reject(exchange, exc.code, exc.message, exc.request_id)
         return
     if message.kind == "response":
-        await _reject(exchange, INVALID_REQUEST, "Invalid Request: 2026-07-28 clients do not send responses", message.id)
+        await _reject(
+            exchange, INVALID_REQUEST, "Invalid Request: 2026-07-28 clients do not send responses", message.id
+        )
         return
     if message.kind == "request":
         rejection = _ladder(exchange, message)
@@ -58,8 +65,9 @@ async def serve(exchange: Exchange) -> None:
     except UpstreamUnavailable as exc:
         await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}", request_id=message.id)
     except ResponseTooLarge as exc:
-        await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}; it was not relayed",
-                         request_id=message.id)
+        await send_error(
+            exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}; it was not relayed", request_id=message.id
+        )
 
 
 def _ladder(exchange: Exchange, message: Message) -> InboundLadderRejection | None:
@@ -107,9 +115,16 @@ def _audit_refused_call(exchange: Exchange, message: Message, reason: str) -> No
         return
     name = message.params.get("name")
     exchange.runtime.audit.record_call(
-        agent=exchange.agent, upstream=exchange.upstream.name, tool=name if isinstance(name, str) else "",
-        decision="invalid", rule=None, policy_version=None, latency_ms=exchange.elapsed_ms(),
-        outcome=reason[:500], arguments=message.params.get("arguments"))
+        agent=exchange.agent,
+        upstream=exchange.upstream.name,
+        tool=name if isinstance(name, str) else "",
+        decision="invalid",
+        rule=None,
+        policy_version=None,
+        latency_ms=exchange.elapsed_ms(),
+        outcome=reason[:500],
+        arguments=message.params.get("arguments"),
+    )
 
 
 def _duplicated_param_header(raw_headers: list[tuple[str, str]]) -> str | None:
@@ -125,9 +140,14 @@ def _call_context(exchange: Exchange, message: Message) -> CallContext:
         await upstream.fetch_catalog(envelope, _envelope_meta(message) or None, None)
 
     return CallContext(
-        modern=True, protocol_version=exchange.headers.get("mcp-protocol-version", ""), session_id=None,
-        response_headers=(), forward=lambda inspect: _forward(exchange, inspect=inspect),
-        fetch_catalog=fetch_catalog, resumable=False)
+        modern=True,
+        protocol_version=exchange.headers.get("mcp-protocol-version", ""),
+        session_id=None,
+        response_headers=(),
+        forward=lambda inspect: _forward(exchange, inspect=inspect),
+        fetch_catalog=fetch_catalog,
+        resumable=False,
+    )
 
 
 def _envelope_meta(message: Message) -> dict[str, object]:
@@ -139,12 +159,19 @@ def _envelope_meta(message: Message) -> dict[str, object]:
 
 
 async def _forward(exchange: Exchange, *, inspect: bool = False, transform: Transform | None = None) -> Relayed:
-    async with exchange.upstream.request("POST", headers=forwardable_headers(exchange.headers),
-                                         body=exchange.body) as response:
+    async with exchange.upstream.request(
+        "POST", headers=forwardable_headers(exchange.headers), body=exchange.body
+    ) as response:
         return await relay(exchange, response, transform=transform, inspect=inspect)
 
 
 async def _reject(exchange: Exchange, code: int, message: str, request_id: object, data: object = None) -> None:
     status = ERROR_CODE_HTTP_STATUS.get(code, 400)
-    await send_error(exchange.send, status, code, message,
-                     request_id=request_id if isinstance(request_id, str | int) else None, data=data)
+    await send_error(
+        exchange.send,
+        status,
+        code,
+        message,
+        request_id=request_id if isinstance(request_id, str | int) else None,
+        data=data,
+    )

@@ -60,9 +60,15 @@ class Relayed:
     disconnected: bool = False
 
 
-async def relay(exchange: Exchange, response: UpstreamResponse, *, headers: Headers = (),
-                transform: Transform | None = None, inspect: bool = False,
-                cancel_on_disconnect: bool = True) -> Relayed:
+async def relay(
+    exchange: Exchange,
+    response: UpstreamResponse,
+    *,
+    headers: Headers = (),
+    transform: Transform | None = None,
+    inspect: bool = False,
+    cancel_on_disconnect: bool = True,
+) -> Relayed:
     """Relay `response` to the agent.
 
     Args:
@@ -74,8 +80,15 @@ async def relay(exchange: Exchange, response: UpstreamResponse, *, headers: Head
             not a cancellation, so the upstream is left to finish.
     """
     if response.is_sse and response.status == 200:
-        return await _relay_events(exchange, response, headers, transform, inspect, cancel_on_disconnect,
-                                   lone_answer_as_json=exchange.method == "POST")
+        return await _relay_events(
+            exchange,
+            response,
+            headers,
+            transform,
+            inspect,
+            cancel_on_disconnect,
+            lone_answer_as_json=exchange.method == "POST",
+        )
     if response.status == 200 and not response.is_json and response.content_type:
         return await _relay_chunks(exchange, response, headers, cancel_on_disconnect)
     body = await response.read()
@@ -88,17 +101,25 @@ async def relay(exchange: Exchange, response: UpstreamResponse, *, headers: Head
                 body = json.dumps(final, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     content_type = response.headers.get("content-type", "application/json").encode("latin-1")
     if response.status in (202, 204) or not body:
-        await exchange.send({"type": "http.response.start", "status": response.status,
-                             "headers": [(b"content-length", b"0"), *headers]})
+        await exchange.send(
+            {"type": "http.response.start", "status": response.status, "headers": [(b"content-length", b"0"), *headers]}
+        )
         await exchange.send({"type": "http.response.body", "body": b""})
     else:
         await send_body(exchange.send, response.status, body, headers, content_type=content_type)
     return Relayed(response.status, final)
 
 
-async def _relay_events(exchange: Exchange, response: UpstreamResponse, headers: Headers,
-                        transform: Transform | None, inspect: bool, cancel_on_disconnect: bool, *,
-                        lone_answer_as_json: bool) -> Relayed:
+async def _relay_events(
+    exchange: Exchange,
+    response: UpstreamResponse,
+    headers: Headers,
+    transform: Transform | None,
+    inspect: bool,
+    cancel_on_disconnect: bool,
+    *,
+    lone_answer_as_json: bool,
+) -> Relayed:
     """Relay an upstream event stream, or a plain JSON answer when a POST's stream is just that.
 
     Committing to `text/event-stream` waits, for at most `_FIRST_EVENT_WINDOW`, for the first
@@ -112,8 +133,7 @@ async def _relay_events(exchange: Exchange, response: UpstreamResponse, headers:
     parser = response.parser()
     held: list[SSEEvent] = []
     if not lone_answer_as_json:
-        return await _pump_events(exchange, response, parser, held, headers, transform, inspect,
-                                  cancel_on_disconnect)
+        return await _pump_events(exchange, response, parser, held, headers, transform, inspect, cancel_on_disconnect)
     try:
         async with asyncio.timeout(_FIRST_EVENT_WINDOW):
             while not held:
@@ -126,8 +146,11 @@ async def _relay_events(exchange: Exchange, response: UpstreamResponse, headers:
     answer = _lone_answer(held[0]) if len(held) == 1 else None
     if answer is not None:
         final = transform(answer) if transform is not None else answer
-        body = (json.dumps(final, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-                if transform is not None else held[0].data.encode("utf-8"))
+        body = (
+            json.dumps(final, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            if transform is not None
+            else held[0].data.encode("utf-8")
+        )
         # Read the stream's end before answering, so the agent's next call finds this upstream
         # connection back in the pool (servers end the stream right after the answer).
         await response.drain(_DRAIN_WINDOW)
@@ -136,9 +159,16 @@ async def _relay_events(exchange: Exchange, response: UpstreamResponse, headers:
     return await _pump_events(exchange, response, parser, held, headers, transform, inspect, cancel_on_disconnect)
 
 
-async def _pump_events(exchange: Exchange, response: UpstreamResponse, parser: SSEParser, held: list[SSEEvent],
-                       headers: Headers, transform: Transform | None, inspect: bool,
-                       cancel_on_disconnect: bool) -> Relayed:
+async def _pump_events(
+    exchange: Exchange,
+    response: UpstreamResponse,
+    parser: SSEParser,
+    held: list[SSEEvent],
+    headers: Headers,
+    transform: Transform | None,
+    inspect: bool,
+    cancel_on_disconnect: bool,
+) -> Relayed:
     """Commit to an event stream: send `held`, then every further event as it arrives."""
     outcome = Relayed(200)
     await start_sse(exchange.send, headers)
@@ -165,11 +195,17 @@ async def _pump_events(exchange: Exchange, response: UpstreamResponse, parser: S
     return outcome
 
 
-async def _relay_chunks(exchange: Exchange, response: UpstreamResponse, headers: Headers,
-                        cancel_on_disconnect: bool) -> Relayed:
+async def _relay_chunks(
+    exchange: Exchange, response: UpstreamResponse, headers: Headers, cancel_on_disconnect: bool
+) -> Relayed:
     """Relay a body that is neither JSON nor SSE (e.g. JSON lines) chunk by chunk, to its end."""
-    await exchange.send({"type": "http.response.start", "status": response.status, "headers": [
-        (b"content-type", response.headers.get("content-type", "").encode("latin-1")), *headers]})
+    await exchange.send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [(b"content-type", response.headers.get("content-type", "").encode("latin-1")), *headers],
+        }
+    )
 
     async def pump() -> None:
         async for chunk in response.chunks():
@@ -212,8 +248,9 @@ def _lone_answer(event: SSEEvent) -> JSONObject | None:
     return message if message is not None and is_response(message) else None
 
 
-async def _send_event(exchange: Exchange, event: SSEEvent, transform: Transform | None, inspect: bool,
-                      outcome: Relayed) -> None:
+async def _send_event(
+    exchange: Exchange, event: SSEEvent, transform: Transform | None, inspect: bool, outcome: Relayed
+) -> None:
     frame, message = _frame(event, transform, inspect)
     if message is not None and is_response(message):
         outcome.final = message
@@ -254,7 +291,3 @@ async def until_disconnect(receive: Receive, work: Coroutine[Any, Any, None]) ->
 async def wait_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-
-

@@ -21,8 +21,9 @@ SSE_HEADERS: Final[tuple[tuple[bytes, bytes], ...]] = (
 )
 
 
-async def send_body(send: Send, status: int, body: bytes, headers: Headers = (),
-                    content_type: bytes = b"application/json") -> None:
+async def send_body(
+    send: Send, status: int, body: bytes, headers: Headers = (), content_type: bytes = b"application/json"
+) -> None:
     head = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
@@ -32,15 +33,22 @@ async def send_json(send: Send, status: int, value: JSON, headers: Headers = ())
     await send_body(send, status, dumps(value), headers)
 
 
-async def send_error(send: Send, status: int, code: int, message: str, *, request_id: RequestId | None = None,
-                     data: JSON = None, headers: Headers = ()) -> None:
+async def send_error(
+    send: Send,
+    status: int,
+    code: int,
+    message: str,
+    *,
+    request_id: RequestId | None = None,
+    data: JSON = None,
+    headers: Headers = (),
+) -> None:
     """A JSON-RPC error body with an HTTP status (`id: null` when the request's id is unknown)."""
     await send_json(send, status, error_response(request_id, code, message, data), headers)
 
 
 async def send_empty(send: Send, status: int, headers: Headers = ()) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-length", b"0"), *headers]})
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0"), *headers]})
     await send({"type": "http.response.body", "body": b""})
 
 

@@ -24,10 +24,14 @@ from urllib.parse import urlsplit
 CSRF_FIELD: Final = "csrf_token"
 CSRF_HEADER: Final = "x-csrf-token"
 
-MISSING_TOKEN: Final = ("This request carried no CSRF token, so it was refused. Reload the inbox page and try "
-                        "again (your browser must accept cookies from Airlock).")
-WRONG_TOKEN: Final = ("This form's CSRF token does not match your session (it may come from an older page or "
-                      "another site), so it was refused. Reload the inbox page and try again.")
+MISSING_TOKEN: Final = (
+    "This request carried no CSRF token, so it was refused. Reload the inbox page and try "
+    "again (your browser must accept cookies from Airlock)."
+)
+WRONG_TOKEN: Final = (
+    "This form's CSRF token does not match your session (it may come from an older page or "
+    "another site), so it was refused. Reload the inbox page and try again."
+)
 FOREIGN_ORIGIN: Final = "This request came from another site ({origin}), so it was refused."
 
 
@@ -46,8 +50,14 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}{suffix}"
 
 
-def refusal(*, expected: str | None, supplied: str | None, origin: str | None, fetch_site: str | None,
-            own_origins: Collection[str]) -> str | None:
+def refusal(
+    *,
+    expected: str | None,
+    supplied: str | None,
+    origin: str | None,
+    fetch_site: str | None,
+    own_origins: Collection[str],
+) -> str | None:
     """Why a state-changing request must be refused, or None when it may go ahead.
 
     Args:

@@ -64,8 +64,11 @@ def parse_filter(query: Mapping[str, str]) -> tuple[HistoryFilter, list[str]]:
         if value and _timestamp(value) is None:
             problems.append(f"{label} must be a date and time like 2026-11-24T10:30; it was ignored.")
     return HistoryFilter(
-        status=status, agent=query.get("agent", "").strip()[:200], tool=query.get("tool", "").strip()[:200],
-        since=since if _timestamp(since) is not None else "", until=until if _timestamp(until) is not None else "",
+        status=status,
+        agent=query.get("agent", "").strip()[:200],
+        tool=query.get("tool", "").strip()[:200],
+        since=since if _timestamp(since) is not None else "",
+        until=until if _timestamp(until) is not None else "",
     ), problems
 
 

@@ -100,8 +100,9 @@ class LiveFeed:
             remove()
             self._subscribers -= 1
 
-    async def events(self, *, since: float, until: float, present: Present,
-                     allowed: StillAllowed) -> AsyncIterator[ServerSentEvent]:
+    async def events(
+        self, *, since: float, until: float, present: Present, allowed: StillAllowed
+    ) -> AsyncIterator[ServerSentEvent]:
         """The feed for one connection, from `since` (epoch seconds) until `until` (the session's end).
 
         `allowed()` is asked before each batch; when it says no (the reviewer was disabled), or

@@ -29,7 +29,6 @@ DESCRIPTION_CHARS: Final = 300
 """How much of a tool's description (from the upstream's catalog) a card and the detail page show."""
 
 
-
 def when(timestamp: float | None) -> str:
     """A readable UTC time to the second, e.g. `2026-11-24 10:30:05 UTC`."""
     if timestamp is None:
@@ -56,7 +55,7 @@ def tool_description(text: str | None) -> str:
     if not text:
         return ""
     flat = " ".join(text.split())
-    return flat if len(flat) <= DESCRIPTION_CHARS else flat[:DESCRIPTION_CHARS - 1].rstrip() + "…"
+    return flat if len(flat) <= DESCRIPTION_CHARS else flat[: DESCRIPTION_CHARS - 1].rstrip() + "…"
 
 
 def pretty_json(value: Any, *, limit: int | None = None) -> str:
@@ -86,8 +85,11 @@ def result_parts(row: ApprovalRow) -> list[tuple[str, str]]:
     result = stored.get("result")
     if not isinstance(result, dict):
         return []
-    parts = [("Text", _readable(item["text"])) for item in result.get("content") or []
-             if isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str)]
+    parts = [
+        ("Text", _readable(item["text"]))
+        for item in result.get("content") or []
+        if isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str)
+    ]
     if "structuredContent" in result and not parts:
         parts.append(("Structured content", pretty_json(result["structuredContent"])))
     return parts

@@ -40,7 +40,8 @@ def reveal_html(value: Any, line: bool = False) -> Markup:
     text = "" if value is None else str(value)
     return Markup("").join(
         _MARK.format(title=_title(piece), text=escape_char(piece)) if is_hidden else escape(piece)
-        for piece, is_hidden in pieces(text, line=line))
+        for piece, is_hidden in pieces(text, line=line)
+    )
 
 
 def reveal_output(value: Any) -> Any:
@@ -57,9 +58,14 @@ def _title(char: str) -> str:
 class Templates:
     def __init__(self, *, prefix: str) -> None:
         """`prefix`: the inbox's path as the browser sees it (e.g. `/inbox`, or `/airlock/inbox` behind a proxy)."""
-        self._env = Environment(loader=PackageLoader("app.inbox", "templates"), autoescape=True,
-                                undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                                finalize=reveal_output)
+        self._env = Environment(
+            loader=PackageLoader("app.inbox", "templates"),
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            finalize=reveal_output,
+        )
         self._env.globals.update(prefix=prefix, version=__version__, present=present, current=None)
         self._env.filters["reveal"] = reveal_html
 

@@ -62,12 +62,18 @@ PING_SECONDS: Final = 15
 SEND_TIMEOUT_SECONDS: Final = 30.0
 """A browser that stops reading its feed for this long is dropped (it reconnects if it is alive)."""
 
-AGENT_TOKEN: Final = ("That is an agent token. Agents cannot sign in to the inbox or decide approvals: sign in "
-                      "with the reviewer token that 'airlock reviewers add NAME' printed.")
-BAD_CREDENTIALS: Final = ("That name and token do not belong to an enabled reviewer. Use the token that "
-                          "'airlock reviewers add NAME' (or 'airlock reviewers rotate NAME') printed for that name.")
-SESSION_ENDED: Final = ("Your inbox session has ended (it expired, or your reviewer access was disabled or its "
-                        "token rotated). Sign in again.")
+AGENT_TOKEN: Final = (
+    "That is an agent token. Agents cannot sign in to the inbox or decide approvals: sign in "
+    "with the reviewer token that 'airlock reviewers add NAME' printed."
+)
+BAD_CREDENTIALS: Final = (
+    "That name and token do not belong to an enabled reviewer. Use the token that "
+    "'airlock reviewers add NAME' (or 'airlock reviewers rotate NAME') printed for that name."
+)
+SESSION_ENDED: Final = (
+    "Your inbox session has ended (it expired, or your reviewer access was disabled or its "
+    "token rotated). Sign in again."
+)
 
 
 def routes(inbox: InboxRoutes) -> list[BaseRoute]:
@@ -86,8 +92,10 @@ def routes(inbox: InboxRoutes) -> list[BaseRoute]:
     ]
     # A Mount matches only below its path, so `/inbox` itself gets its own route.
     middleware = [Middleware(SecurityHeaders)]
-    return [Route("/inbox", inbox.pending, methods=["GET"], middleware=middleware),
-            Mount("/inbox", routes=inner, middleware=middleware, max_body_size=MAX_FORM_BYTES)]
+    return [
+        Route("/inbox", inbox.pending, methods=["GET"], middleware=middleware),
+        Mount("/inbox", routes=inner, middleware=middleware, max_body_size=MAX_FORM_BYTES),
+    ]
 
 
 class InboxRoutes:
@@ -126,8 +134,13 @@ class InboxRoutes:
 
     def _safe_next(self, target: str | None) -> str:
         """Where to go after signing in: a page of this inbox, never another site."""
-        if target and (target == self._prefix or target.startswith(self._prefix + "/")) \
-                and "//" not in target and "\\" not in target and target.isprintable():
+        if (
+            target
+            and (target == self._prefix or target.startswith(self._prefix + "/"))
+            and "//" not in target
+            and "\\" not in target
+            and target.isprintable()
+        ):
             return target
         return self._prefix
 
@@ -139,14 +152,17 @@ class InboxRoutes:
         return csrf.refusal(
             expected=None if session is None else session.csrf,
             supplied=supplied if isinstance(supplied, str) else request.headers.get(csrf.CSRF_HEADER),
-            origin=request.headers.get("origin"), fetch_site=request.headers.get("sec-fetch-site"),
-            own_origins={csrf.origin_of(self._runtime.settings.public_url), csrf.origin_of(str(request.base_url))})
+            origin=request.headers.get("origin"),
+            fetch_site=request.headers.get("sec-fetch-site"),
+            own_origins={csrf.origin_of(self._runtime.settings.public_url), csrf.origin_of(str(request.base_url))},
+        )
 
     def _refused(self, request: Request, message: str, status_code: int) -> Response:
         if _wants_json(request):
             return JSONResponse({"error": message}, status_code=status_code)
-        return self._templates.page("message.html", status_code=status_code, session=None, now=time.time(),
-                                    title="Refused", message=message)
+        return self._templates.page(
+            "message.html", status_code=status_code, session=None, now=time.time(), title="Refused", message=message
+        )
 
     # ------------------------------------------------------------------ sign-in and sign-out
 
@@ -164,11 +180,27 @@ class InboxRoutes:
         self._cookie.write(response, session)
         return response
 
-    def _login_page(self, session: Session, target: str | None, *, error: str | None = None,
-                    notice: str | None = None, name: str = "", status_code: int = 200) -> Response:
-        return self._templates.page("login.html", status_code=status_code, session=None, now=time.time(),
-                                    csrf=session.csrf, next=self._safe_next(target), error=error, notice=notice,
-                                    name=name)
+    def _login_page(
+        self,
+        session: Session,
+        target: str | None,
+        *,
+        error: str | None = None,
+        notice: str | None = None,
+        name: str = "",
+        status_code: int = 200,
+    ) -> Response:
+        return self._templates.page(
+            "login.html",
+            status_code=status_code,
+            session=None,
+            now=time.time(),
+            csrf=session.csrf,
+            next=self._safe_next(target),
+            error=error,
+            notice=notice,
+            name=name,
+        )
 
     async def login(self, request: Request) -> Response:
         form = await self._form(request)
@@ -178,8 +210,9 @@ class InboxRoutes:
             return self._refused(request, refused or csrf.MISSING_TOKEN, 403)
         name, token, target = (str(form.get(key) or "").strip() for key in ("name", "token", "next"))
         if not name or not token:
-            return self._login_page(session, target, error="Enter your reviewer name and token.", name=name,
-                                    status_code=400)
+            return self._login_page(
+                session, target, error="Enter your reviewer name and token.", name=name, status_code=400
+            )
         reviewer = await self._runtime.credentials.reviewer_for(token)
         if reviewer is None and await self._runtime.credentials.agent_for(token) is not None:
             return self._login_page(session, target, error=AGENT_TOKEN, name=name, status_code=403)
@@ -210,8 +243,15 @@ class InboxRoutes:
             return self._to_sign_in(request)
         async with self._runtime.db.read() as conn:
             rows = await approval_store.search(conn, statuses=["pending"], limit=PENDING_LIMIT)
-        return self._templates.page("pending.html", session=session, now=time.time(), rows=rows,
-                                    limit=PENDING_LIMIT, current="pending", describe=self._describe)
+        return self._templates.page(
+            "pending.html",
+            session=session,
+            now=time.time(),
+            rows=rows,
+            limit=PENDING_LIMIT,
+            current="pending",
+            describe=self._describe,
+        )
 
     async def history(self, request: Request) -> Response:
         session = await self._signed_in(request)
@@ -220,13 +260,30 @@ class InboxRoutes:
         chosen, problems = parse_filter(request.query_params)
         agent, tool = chosen.agent or None, chosen.tool or None
         async with self._runtime.db.read() as conn:
-            approvals = await approval_store.search(conn, statuses=chosen.statuses, agent=agent, tool=tool,
-                                                    since=chosen.since_at, until=chosen.until_at, limit=LIMIT)
-            entries = await audit_store.search(conn, agent=agent, tool=tool, since=chosen.since_at,
-                                               until=chosen.until_at, limit=LIMIT)
-        return self._templates.page("history.html", session=session, now=time.time(), current="history",
-                                    filter=chosen, problems=problems, approvals=approvals, entries=entries,
-                                    statuses=STATUS_CHOICES, limit=LIMIT)
+            approvals = await approval_store.search(
+                conn,
+                statuses=chosen.statuses,
+                agent=agent,
+                tool=tool,
+                since=chosen.since_at,
+                until=chosen.until_at,
+                limit=LIMIT,
+            )
+            entries = await audit_store.search(
+                conn, agent=agent, tool=tool, since=chosen.since_at, until=chosen.until_at, limit=LIMIT
+            )
+        return self._templates.page(
+            "history.html",
+            session=session,
+            now=time.time(),
+            current="history",
+            filter=chosen,
+            problems=problems,
+            approvals=approvals,
+            entries=entries,
+            statuses=STATUS_CHOICES,
+            limit=LIMIT,
+        )
 
     async def detail(self, request: Request) -> Response:
         session = await self._signed_in(request)
@@ -234,17 +291,32 @@ class InboxRoutes:
             return self._to_sign_in(request)
         return await self._detail_page(session, request.path_params["approval_id"])
 
-    async def _detail_page(self, session: Session, approval_id: str, *, error: str | None = None,
-                           status_code: int = 200) -> Response:
+    async def _detail_page(
+        self, session: Session, approval_id: str, *, error: str | None = None, status_code: int = 200
+    ) -> Response:
         async with self._runtime.db.read() as conn:
             row = await approval_store.get(conn, approval_id)
             timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
         if row is None:
-            return self._templates.page("message.html", status_code=404, session=session, now=time.time(),
-                                        title="Not found", message=f"There is no approval {approval_id}.")
-        return self._templates.page("detail.html", status_code=status_code, session=session, now=time.time(),
-                                    a=row, timeline=[e for e in timeline if e.event != "call"], error=error,
-                                    current="detail", describe=self._describe)
+            return self._templates.page(
+                "message.html",
+                status_code=404,
+                session=session,
+                now=time.time(),
+                title="Not found",
+                message=f"There is no approval {approval_id}.",
+            )
+        return self._templates.page(
+            "detail.html",
+            status_code=status_code,
+            session=session,
+            now=time.time(),
+            a=row,
+            timeline=[e for e in timeline if e.event != "call"],
+            error=error,
+            current="detail",
+            describe=self._describe,
+        )
 
     def _describe(self, row: ApprovalRow) -> str:
         """The upstream's description of the approval's tool, from the catalog this process holds
@@ -271,20 +343,34 @@ class InboxRoutes:
         approval_id = request.path_params["approval_id"]
         reason = str(form.get("reason") or "")
         try:
-            row = await decide(self._runtime.ledger, approval_id, reviewer=session.reviewer, verdict=verdict,
-                               via="inbox", reason=reason)
+            row = await decide(
+                self._runtime.ledger,
+                approval_id,
+                reviewer=session.reviewer,
+                verdict=verdict,
+                via="inbox",
+                reason=reason,
+            )
         except AlreadyDecided as exc:
             message = present.conflict(exc.approval, session.reviewer)
             return await self._not_decided(request, session, approval_id, message, 409, exc.approval)
         except DecisionError as exc:
             return await self._not_decided(request, session, approval_id, exc.sentence(), exc.status_code)
         if _wants_json(request):
-            return JSONResponse({"message": present.decided(row, session.reviewer),
-                                 "approval": self.event_payload(row, session)})
+            return JSONResponse(
+                {"message": present.decided(row, session.reviewer), "approval": self.event_payload(row, session)}
+            )
         return RedirectResponse(f"{self._prefix}/{approval_id}", status_code=303)
 
-    async def _not_decided(self, request: Request, session: Session, approval_id: str, message: str,
-                           status_code: int, row: ApprovalRow | None = None) -> Response:
+    async def _not_decided(
+        self,
+        request: Request,
+        session: Session,
+        approval_id: str,
+        message: str,
+        status_code: int,
+        row: ApprovalRow | None = None,
+    ) -> Response:
         if _wants_json(request):
             body: dict[str, Any] = {"error": message}
             if row is not None:
@@ -303,16 +389,23 @@ class InboxRoutes:
         async def allowed() -> bool:
             return await self._still_valid(session)
 
-        stream = self.feed.events(since=since, until=session.expires_at, allowed=allowed,
-                                  present=lambda row: self.event_payload(row, session))
+        stream = self.feed.events(
+            since=since, until=session.expires_at, allowed=allowed, present=lambda row: self.event_payload(row, session)
+        )
         return EventSourceResponse(stream, ping=PING_SECONDS, send_timeout=SEND_TIMEOUT_SECONDS)
 
     def event_payload(self, row: ApprovalRow, session: Session) -> dict[str, Any]:
         """An approval as the page's script applies it: the card rendered for this session, and a sentence."""
-        html = self._templates.fragment("_card.html", a=row, csrf=session.csrf, viewer=session.reviewer,
-                                        now=time.time(), describe=self._describe)
-        return {"id": row.id, "status": row.status, "pending": row.status == "pending", "html": html,
-                "message": present.announcement(row, session.reviewer)}
+        html = self._templates.fragment(
+            "_card.html", a=row, csrf=session.csrf, viewer=session.reviewer, now=time.time(), describe=self._describe
+        )
+        return {
+            "id": row.id,
+            "status": row.status,
+            "pending": row.status == "pending",
+            "html": html,
+            "message": present.announcement(row, session.reviewer),
+        }
 
 
 def _wants_json(request: Request) -> bool:

@@ -82,8 +82,10 @@ class SessionCookie:
     def __init__(self, secret_key: str, *, path: str, secure: bool) -> None:
         if len(secret_key) < 32:
             # Fail closed and say so in one sentence: a short key would make the cookies forgeable.
-            raise ConfigError("the inbox needs a secret key of at least 32 characters to sign its cookies; "
-                              "set AIRLOCK_SECRET_KEY (or delete an empty data/secret_key file to have one generated)")
+            raise ConfigError(
+                "the inbox needs a secret key of at least 32 characters to sign its cookies; "
+                "set AIRLOCK_SECRET_KEY (or delete an empty data/secret_key file to have one generated)"
+            )
         self._serializer = URLSafeTimedSerializer(secret_key, salt=_SALT)
         self.path = path
         self.secure = secure
@@ -100,10 +102,18 @@ class SessionCookie:
         return _session(payload, signed_at.timestamp())
 
     def write(self, response: Response, session: Session) -> None:
-        value = self._serializer.dumps({"c": session.csrf, "r": session.reviewer, "k": session.credential,
-                                        "t": session.issued_at})
-        response.set_cookie(COOKIE_NAME, value, max_age=SESSION_SECONDS, path=self.path, secure=self.secure,
-                            httponly=True, samesite="lax")
+        value = self._serializer.dumps(
+            {"c": session.csrf, "r": session.reviewer, "k": session.credential, "t": session.issued_at}
+        )
+        response.set_cookie(
+            COOKIE_NAME,
+            value,
+            max_age=SESSION_SECONDS,
+            path=self.path,
+            secure=self.secure,
+            httponly=True,
+            samesite="lax",
+        )
 
     def clear(self, response: Response) -> None:
         response.delete_cookie(COOKIE_NAME, path=self.path, secure=self.secure, httponly=True, samesite="lax")

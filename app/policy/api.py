@@ -69,8 +69,14 @@ class PolicyApi:
         if upstream is None:
             return _error(404, f"no upstream named {name!r}")
         catalog, note = await _catalog(upstream, fetch=body.get("fetch", True) is not False)
-        result = explain(self._runtime.policies.current(name), body["tool"], body["arguments"], body["agent"],
-                         catalog=catalog, strict_arguments=upstream.settings.strict_arguments)
+        result = explain(
+            self._runtime.policies.current(name),
+            body["tool"],
+            body["arguments"],
+            body["agent"],
+            catalog=catalog,
+            strict_arguments=upstream.settings.strict_arguments,
+        )
         return JSONResponse({**explanation_json(result, upstream=name), "catalog": note})
 
 

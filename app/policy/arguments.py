@@ -56,8 +56,15 @@ logger = logging.getLogger("airlock.policy")
 _SHOWN_VALUE: Final = 60
 """At most this many characters of an offending value are quoted back to the model."""
 _COMBINATORS: Final = frozenset({"anyOf", "oneOf"})
-_TYPE_NAMES: Final = {"array": "an array", "boolean": "a boolean", "integer": "an integer", "null": "null",
-                      "number": "a number", "object": "an object", "string": "a string"}
+_TYPE_NAMES: Final = {
+    "array": "an array",
+    "boolean": "a boolean",
+    "integer": "an integer",
+    "null": "null",
+    "number": "a number",
+    "object": "an object",
+    "string": "a string",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +84,11 @@ class ArgumentProblem:
 class ArgumentSchema:
     """One tool's input schema, compiled: check a call's arguments against it."""
 
-    __slots__ = ("_validator", "_conforms")
+    __slots__ = ("_conforms", "_validator")
 
     def __init__(self, validator: Validator, conforms: Callable[[Any], bool] | None = None) -> None:
         """Args:
-            conforms: a fast check that answers True only for arguments the validator accepts.
+        conforms: a fast check that answers True only for arguments the validator accepts.
         """
         self._validator = validator
         self._conforms = conforms
@@ -114,12 +121,20 @@ def compile_schema(schema: Any) -> ArgumentSchema | None:
     return ArgumentSchema(cls(schema, registry=Registry()), _flat_checker(schema))
 
 
-_FAST_DIALECTS: Final = frozenset({
-    None, "https://json-schema.org/draft/2020-12/schema", "https://json-schema.org/draft/2019-09/schema",
-    "http://json-schema.org/draft-07/schema#", "http://json-schema.org/draft-07/schema",
-    "http://json-schema.org/draft-06/schema#", "http://json-schema.org/draft-06/schema"})
-_ANNOTATIONS: Final = frozenset({"title", "description", "default", "examples", "format", "deprecated",
-                                 "readOnly", "writeOnly", "$comment"})
+_FAST_DIALECTS: Final = frozenset(
+    {
+        None,
+        "https://json-schema.org/draft/2020-12/schema",
+        "https://json-schema.org/draft/2019-09/schema",
+        "http://json-schema.org/draft-07/schema#",
+        "http://json-schema.org/draft-07/schema",
+        "http://json-schema.org/draft-06/schema#",
+        "http://json-schema.org/draft-06/schema",
+    }
+)
+_ANNOTATIONS: Final = frozenset(
+    {"title", "description", "default", "examples", "format", "deprecated", "readOnly", "writeOnly", "$comment"}
+)
 _OBJECT_KEYWORDS: Final = _ANNOTATIONS | {"$schema", "type", "properties", "required", "additionalProperties"}
 _PRIMITIVES: Final[dict[str, Callable[[Any], bool]]] = {
     # Exact Python types of parsed JSON; a subclass or another type is left to jsonschema.
@@ -133,8 +148,11 @@ _PRIMITIVES: Final[dict[str, Callable[[Any], bool]]] = {
 
 def _flat_checker(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
     """A fast "conforms" check for a flat object schema of primitive-typed properties, else None."""
-    if not set(schema) <= _OBJECT_KEYWORDS or schema.get("$schema") not in _FAST_DIALECTS \
-            or schema.get("type", "object") != "object":
+    if (
+        not set(schema) <= _OBJECT_KEYWORDS
+        or schema.get("$schema") not in _FAST_DIALECTS
+        or schema.get("type", "object") != "object"
+    ):
         return None
     properties, required = schema.get("properties", {}), schema.get("required", [])
     additional = schema.get("additionalProperties", True)
@@ -175,8 +193,9 @@ def _primitive_types(subschema: Any) -> list[str] | None:
     return None
 
 
-def _conforms_flat(arguments: Any, checks: Mapping[str, tuple[Callable[[Any], bool], ...]],
-                   required: frozenset[str], additional: bool) -> bool:
+def _conforms_flat(
+    arguments: Any, checks: Mapping[str, tuple[Callable[[Any], bool], ...]], required: frozenset[str], additional: bool
+) -> bool:
     if type(arguments) is not dict or not required <= arguments.keys():
         return False
     for key, value in arguments.items():
@@ -257,8 +276,11 @@ def _expected_types(error: ValidationError) -> list[str]:
 def _extra_key(error: ValidationError) -> str | None:
     """The unexpected key behind an `additionalProperties: false` error (None if it is another error)."""
     schema = error.schema if isinstance(error.schema, Mapping) else {}
-    if error.validator != "additionalProperties" or schema.get("patternProperties") \
-            or not isinstance(error.instance, Mapping):
+    if (
+        error.validator != "additionalProperties"
+        or schema.get("patternProperties")
+        or not isinstance(error.instance, Mapping)
+    ):
         return None
     known = schema.get("properties", {})
     return next((str(key) for key in error.instance if key not in known), None)

@@ -131,8 +131,7 @@ def _parse_dotted(path: str) -> list[str]:
     keys = path.split(".")
     if "" in keys:
         raise PathSyntaxError(
-            f'"{path}" has an empty segment; write a.b.c, or a JSON Pointer (/a/b) '
-            "for keys that contain dots"
+            f'"{path}" has an empty segment; write a.b.c, or a JSON Pointer (/a/b) for keys that contain dots'
         )
     return keys
 
@@ -140,8 +139,7 @@ def _parse_dotted(path: str) -> list[str]:
 def _parse_pointer(path: str) -> list[str]:
     if _POINTER_ESCAPE.search(path):
         raise PathSyntaxError(
-            f'"{path}" has a "~" that is not ~0 or ~1; in a JSON Pointer write ~0 for "~" '
-            'and ~1 for "/"'
+            f'"{path}" has a "~" that is not ~0 or ~1; in a JSON Pointer write ~0 for "~" and ~1 for "/"'
         )
     return [key.replace("~1", "/").replace("~0", "~") for key in path[1:].split("/")]
 
@@ -337,9 +335,7 @@ def _parse_decimal(text: str) -> int | float | None:
         return None
     try:
         return float(text) if "." in text or match.group(1) else int(text)
-    except (
-        ValueError
-    ):  # more digits than int() will convert (sys.int_info.str_digits_check_threshold)
+    except ValueError:  # more digits than int() will convert (sys.int_info.str_digits_check_threshold)
         return None
 
 

@@ -70,9 +70,7 @@ _EMPTY_HINTS: Final = {
     "reviewers": ' (omit "reviewers" to let any reviewer decide)',
 }
 _JSON_SYNTAX_HINTS: Final = {
-    "Expecting value": (
-        "expected a JSON value here (a trailing comma, a comment or an unquoted word?)"
-    ),
+    "Expecting value": ("expected a JSON value here (a trailing comma, a comment or an unquoted word?)"),
     "Expecting property name enclosed in double quotes": (
         "expected a key in double quotes (a trailing comma before '}'?)"
     ),
@@ -173,18 +171,14 @@ def parse_policy_text(text: str, source: str) -> Any:
         )
     except json.JSONDecodeError as exc:
         location = f"line {exc.lineno}, column {exc.colno}"
-        raise PolicyError(
-            source, [PolicyProblem(location, _JSON_SYNTAX_HINTS.get(exc.msg, exc.msg))]
-        ) from None
+        raise PolicyError(source, [PolicyProblem(location, _JSON_SYNTAX_HINTS.get(exc.msg, exc.msg))]) from None
     except RecursionError:
         raise PolicyError(source, [PolicyProblem("", "the JSON is nested too deeply")]) from None
     _raise_if_any(source, list(_strictness_problems(value, duplicates)))
     return value
 
 
-def _strictness_problems(
-    value: Any, duplicates: list[tuple[dict[str, Any], list[str]]]
-) -> Iterator[_Problem]:
+def _strictness_problems(value: Any, duplicates: list[tuple[dict[str, Any], list[str]]]) -> Iterator[_Problem]:
     duplicated = {id(obj): keys for obj, keys in duplicates}
     for path, node in _walk(value):
         if isinstance(node, _BadNumber):
@@ -282,10 +276,7 @@ def _unknown_key(key: str, allowed: list[str]) -> str:
 def _misplaced_field(path: Path, document: Any) -> str:
     field = str(path[-1])
     if field == "rate_limit":
-        return (
-            "has no effect on a deny rule; put it on the allow or approve rule "
-            "whose calls it should limit"
-        )
+        return "has no effect on a deny rule; put it on the allow or approve rule whose calls it should limit"
     action = _lookup(document, path[:-1]).get("action")
     return f'"{field}" is only allowed on approve rules (this rule\'s action is "{action}")'
 
@@ -348,8 +339,7 @@ def _duplicate_ids(rules: list[Any]) -> Iterator[_Problem]:
         if rule_id in first_use:
             yield _Problem.at(
                 ("rules", index, "id"),
-                f'"{rule_id}" is already the id of rules[{first_use[rule_id]}]; '
-                "rule ids must be unique",
+                f'"{rule_id}" is already the id of rules[{first_use[rule_id]}]; rule ids must be unique',
             )
         else:
             first_use[rule_id] = index
@@ -395,9 +385,7 @@ def compile_policy(document: Any, source: str = DEFAULT_SOURCE) -> CompiledPolic
 
 def policy_version(document: Any) -> str:
     """`sha256:` + 16 hex digits over the canonical JSON (sorted keys, no spaces, UTF-8)."""
-    canonical = json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 

@@ -259,9 +259,7 @@ class CompiledPolicy:
         """
         return self.uses_annotations and self._decide_by_rules(tool, arguments, agent) is None
 
-    def _decide_by_rules(
-        self, tool: str, arguments: Mapping[str, Any], agent: str
-    ) -> Decision | None:
+    def _decide_by_rules(self, tool: str, arguments: Mapping[str, Any], agent: str) -> Decision | None:
         hidden, rules = self._for_tool(tool)
         if hidden is not None:
             return hidden
@@ -284,8 +282,6 @@ class CompiledPolicy:
 
 def _class_decisions(actions: Mapping[ToolClass, Action]) -> dict[ToolClass, Decision]:
     return {
-        tool_class: Decision(
-            action=action, rule=f"annotation_defaults.{tool_class}", rule_id=None, reason=None
-        )
+        tool_class: Decision(action=action, rule=f"annotation_defaults.{tool_class}", rule_id=None, reason=None)
         for tool_class, action in actions.items()
     }

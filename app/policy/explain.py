@@ -32,8 +32,10 @@ Outcome: TypeAlias = Literal["allow", "deny", "approve", "hidden", "invalid"]
 ArgumentsStatus: TypeAlias = Literal["conforms", "refused", "not_checked"]
 
 _INDETERMINATE: Final = "indeterminate (the argument is missing, or of a type the condition cannot judge)"
-MCP_DEFAULTS_NOTE: Final = ("annotations are unknown, so annotation_defaults reads them as the MCP specification's "
-                            "defaults (readOnlyHint false, destructiveHint true): the tool counts as destructive")
+MCP_DEFAULTS_NOTE: Final = (
+    "annotations are unknown, so annotation_defaults reads them as the MCP specification's "
+    "defaults (readOnlyHint false, destructiveHint true): the tool counts as destructive"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +118,15 @@ class Explanation:
     policy_source: str
 
 
-def explain(policy: CompiledPolicy, tool: str, arguments: Mapping[str, Any], agent: str, *,
-            catalog: Mapping[str, ToolFacts] | None, strict_arguments: bool = True) -> Explanation:
+def explain(
+    policy: CompiledPolicy,
+    tool: str,
+    arguments: Mapping[str, Any],
+    agent: str,
+    *,
+    catalog: Mapping[str, ToolFacts] | None,
+    strict_arguments: bool = True,
+) -> Explanation:
     """Explain how `policy` decides a call of `tool` by `agent` with `arguments`.
 
     Args:
@@ -133,18 +142,28 @@ def explain(policy: CompiledPolicy, tool: str, arguments: Mapping[str, Any], age
     decision = policy.evaluate(tool, arguments, agent, annotations)
     hidden = decision.action == "hidden"
     checks = () if hidden else _rule_checks(policy, tool, arguments, agent)
-    arguments_check = (_arguments_check(facts, catalog is not None, arguments) if strict_arguments and not hidden
-                       else _unchecked(hidden))
+    arguments_check = (
+        _arguments_check(facts, catalog is not None, arguments)
+        if strict_arguments and not hidden
+        else _unchecked(hidden)
+    )
     outcome: Outcome = "invalid" if arguments_check.status == "refused" else decision.action
     return Explanation(
-        tool=tool, agent=agent, arguments=arguments, outcome=outcome, decision=decision, rules=checks,
+        tool=tool,
+        agent=agent,
+        arguments=arguments,
+        outcome=outcome,
+        decision=decision,
+        rules=checks,
         annotations=_annotation_use(policy, decision, catalog is not None, facts),
-        arguments_check=arguments_check, in_catalog=None if catalog is None else tool in catalog,
-        policy_version=policy.version, policy_source=policy.source)
+        arguments_check=arguments_check,
+        in_catalog=None if catalog is None else tool in catalog,
+        policy_version=policy.version,
+        policy_source=policy.source,
+    )
 
 
-def _rule_checks(policy: CompiledPolicy, tool: str, arguments: Mapping[str, Any],
-                 agent: str) -> tuple[RuleCheck, ...]:
+def _rule_checks(policy: CompiledPolicy, tool: str, arguments: Mapping[str, Any], agent: str) -> tuple[RuleCheck, ...]:
     checks: list[RuleCheck] = []
     for index, rule in enumerate(policy.rules):
         check = check_rule(index, rule, tool, arguments, agent)
@@ -159,8 +178,13 @@ def check_rule(index: int, rule: CompiledRule, tool: str, arguments: Mapping[str
     matched = rule.applies(tool, arguments, agent)
     where = f"rules[{index}]"
     tool_at = rule.tools.first_match(tool)
-    base = {"index": index, "rule_id": rule.decision.rule_id, "action": rule.decision.action, "matched": matched,
-            "tool_pattern": None if tool_at is None else rule.tools.patterns[tool_at]}
+    base = {
+        "index": index,
+        "rule_id": rule.decision.rule_id,
+        "action": rule.decision.action,
+        "matched": matched,
+        "tool_pattern": None if tool_at is None else rule.tools.patterns[tool_at],
+    }
     if tool_at is None:
         why = f"tool {_q(tool)} matches none of {where}.tool {_list(rule.tools.patterns)}"
         return RuleCheck(**base, why=why, agent_pattern=None)
@@ -172,15 +196,18 @@ def check_rule(index: int, rule: CompiledRule, tool: str, arguments: Mapping[str
             return RuleCheck(**base, why=why, agent_pattern=None)
         agent_pattern = rule.agents.patterns[agent_at]
     conditions = _condition_checks(index, rule, arguments)
-    return RuleCheck(**base, why=_when_why(rule, conditions, matched), agent_pattern=agent_pattern,
-                     conditions=conditions)
+    return RuleCheck(
+        **base, why=_when_why(rule, conditions, matched), agent_pattern=agent_pattern, conditions=conditions
+    )
 
 
 def _condition_checks(index: int, rule: CompiledRule, arguments: Mapping[str, Any]) -> tuple[ConditionCheck, ...]:
     if rule.when is None:
         return ()
-    return tuple(ConditionCheck(c.path, format_location(("rules", index, "when", c.path)), c.evaluate(arguments))
-                 for c in rule.when.conditions)
+    return tuple(
+        ConditionCheck(c.path, format_location(("rules", index, "when", c.path)), c.evaluate(arguments))
+        for c in rule.when.conditions
+    )
 
 
 def _when_why(rule: CompiledRule, conditions: tuple[ConditionCheck, ...], matched: bool) -> str:
@@ -194,13 +221,16 @@ def _when_why(rule: CompiledRule, conditions: tuple[ConditionCheck, ...], matche
         return "tool and agents match, and every when condition holds"
     subject = f"{' and '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} {_INDETERMINATE}"
     if matched:
-        return (f"fail closed: {subject}, which counts as a match for "
-                f"{'an' if rule.decision.action == 'approve' else 'a'} {rule.decision.action} rule")
+        return (
+            f"fail closed: {subject}, which counts as a match for "
+            f"{'an' if rule.decision.action == 'approve' else 'a'} {rule.decision.action} rule"
+        )
     return f"{subject}, which counts as no match for an allow rule (fail closed)"
 
 
-def _annotation_use(policy: CompiledPolicy, decision: Decision, fetched: bool,
-                    facts: ToolFacts | None) -> AnnotationUse:
+def _annotation_use(
+    policy: CompiledPolicy, decision: Decision, fetched: bool, facts: ToolFacts | None
+) -> AnnotationUse:
     applied = decision.rule.startswith("annotation_defaults.")
     known = facts is not None
     annotations = None if facts is None else facts.annotations
@@ -230,17 +260,21 @@ def _unchecked(hidden: bool) -> ArgumentsCheck:
 
 def _arguments_check(facts: ToolFacts | None, fetched: bool, arguments: Mapping[str, Any]) -> ArgumentsCheck:
     if not fetched:
-        return ArgumentsCheck("not_checked", "not checked: the upstream's tools/list was not fetched, so the "
-                                             "tool's inputSchema is unknown")
+        return ArgumentsCheck(
+            "not_checked",
+            "not checked: the upstream's tools/list was not fetched, so the tool's inputSchema is unknown",
+        )
     schema = None if facts is None else compile_schema(facts.input_schema)
     if schema is None:
-        return ArgumentsCheck("not_checked", "not checked: the upstream publishes no usable inputSchema for "
-                                             "this tool, so the policy alone judges the call")
+        return ArgumentsCheck(
+            "not_checked",
+            "not checked: the upstream publishes no usable inputSchema for "
+            "this tool, so the policy alone judges the call",
+        )
     problem = schema.check(arguments)
     if problem is None:
         return ArgumentsCheck("conforms", "conform to the tool's inputSchema")
-    return ArgumentsCheck("refused", f"refused by the tool's inputSchema before the policy: {problem.text}",
-                          problem)
+    return ArgumentsCheck("refused", f"refused by the tool's inputSchema before the policy: {problem.text}", problem)
 
 
 def _q(text: str) -> str:
@@ -260,32 +294,60 @@ def explanation_json(explanation: Explanation, *, upstream: str | None = None) -
     decision = e.decision
     limit = decision.rate_limit
     return {
-        "upstream": upstream, "tool": e.tool, "agent": e.agent, "arguments": dict(e.arguments),
+        "upstream": upstream,
+        "tool": e.tool,
+        "agent": e.agent,
+        "arguments": dict(e.arguments),
         "outcome": e.outcome,
-        "decision": {"action": decision.action, "rule": decision.rule, "rule_id": decision.rule_id,
-                     "reason": decision.reason},
+        "decision": {
+            "action": decision.action,
+            "rule": decision.rule,
+            "rule_id": decision.rule_id,
+            "reason": decision.reason,
+        },
         "hidden_by": decision.rule if decision.action == "hidden" else None,
-        "rate_limit": None if limit is None else {"max": limit.max, "window": limit.window,
-                                                  "key": decision.rate_limit_key},
+        "rate_limit": None
+        if limit is None
+        else {"max": limit.max, "window": limit.window, "key": decision.rate_limit_key},
         "rules": [_rule_json(check) for check in e.rules],
-        "annotations": {"policy_uses": e.annotations.policy_uses, "known": e.annotations.known,
-                        "values": None if e.annotations.annotations is None else dict(e.annotations.annotations),
-                        "class": e.annotations.tool_class, "applied": e.annotations.applied,
-                        "note": e.annotations.note},
-        "arguments_check": {"status": e.arguments_check.status, "note": e.arguments_check.note,
-                            "problem": None if e.arguments_check.problem is None else {
-                                "path": e.arguments_check.problem.path, "text": e.arguments_check.problem.text}},
+        "annotations": {
+            "policy_uses": e.annotations.policy_uses,
+            "known": e.annotations.known,
+            "values": None if e.annotations.annotations is None else dict(e.annotations.annotations),
+            "class": e.annotations.tool_class,
+            "applied": e.annotations.applied,
+            "note": e.annotations.note,
+        },
+        "arguments_check": {
+            "status": e.arguments_check.status,
+            "note": e.arguments_check.note,
+            "problem": None
+            if e.arguments_check.problem is None
+            else {"path": e.arguments_check.problem.path, "text": e.arguments_check.problem.text},
+        },
         "in_catalog": e.in_catalog,
         "policy": {"source": e.policy_source, "version": e.policy_version},
     }
 
 
 def _rule_json(check: RuleCheck) -> dict[str, Any]:
-    return {"rule": check.location, "id": check.rule_id, "action": check.action, "matched": check.matched,
-            "why": check.why, "tool_pattern": check.tool_pattern, "agent_pattern": check.agent_pattern,
-            "conditions": [{"path": c.path, "location": c.location,
-                            "result": {True: "true", False: "false", None: "indeterminate"}[c.result]}
-                           for c in check.conditions]}
+    return {
+        "rule": check.location,
+        "id": check.rule_id,
+        "action": check.action,
+        "matched": check.matched,
+        "why": check.why,
+        "tool_pattern": check.tool_pattern,
+        "agent_pattern": check.agent_pattern,
+        "conditions": [
+            {
+                "path": c.path,
+                "location": c.location,
+                "result": {True: "true", False: "false", None: "indeterminate"}[c.result],
+            }
+            for c in check.conditions
+        ],
+    }
 
 
 def explanation_text(explanation: Explanation, *, upstream: str | None = None) -> str:
@@ -304,8 +366,10 @@ def explanation_text(explanation: Explanation, *, upstream: str | None = None) -
     for check in e.rules:
         lines.append(f"  {check.location} ({check.action}): {'MATCH' if check.matched else 'no match'}: {check.why}")
     if d.rate_limit is not None:
-        lines.append(f"  rate limit: at most {d.rate_limit.max} calls per {d.rate_limit.window:g} s per agent "
-                     f"(counter {d.rate_limit_key}); explain does not count calls")
+        lines.append(
+            f"  rate limit: at most {d.rate_limit.max} calls per {d.rate_limit.window:g} s per agent "
+            f"(counter {d.rate_limit_key}); explain does not count calls"
+        )
     lines.append(f"  annotations: {e.annotations.note}")
     lines.append(f"  arguments: {e.arguments_check.note}")
     if e.in_catalog is False:

@@ -31,8 +31,20 @@ from app.policy.conditions import PathSyntaxError, Segment, parse_path
 from app.policy.document import format_location
 
 _GLOB_CHARS: Final = frozenset("*?[")
-_UNDECIDABLE_KEYS: Final = frozenset({"anyOf", "oneOf", "allOf", "not", "if", "$ref", "$dynamicRef",
-                                      "patternProperties", "dependentSchemas", "unevaluatedProperties"})
+_UNDECIDABLE_KEYS: Final = frozenset(
+    {
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "not",
+        "if",
+        "$ref",
+        "$dynamicRef",
+        "patternProperties",
+        "dependentSchemas",
+        "unevaluatedProperties",
+    }
+)
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -99,12 +111,11 @@ def lint(document: Mapping[str, Any]) -> list[Finding]:
 
 
 def _order(location: str) -> tuple[int, str]:
-    index = location[len("rules["):].split("]", 1)[0]
+    index = location[len("rules[") :].split("]", 1)[0]
     return (int(index), location) if index.isdigit() else (-1, location)
 
 
-def _unreachable(index: int, rule: dict[str, Any], earlier: list[dict[str, Any]],
-                 hide: list[str]) -> list[Finding]:
+def _unreachable(index: int, rule: dict[str, Any], earlier: list[dict[str, Any]], hide: list[str]) -> list[Finding]:
     tools = _patterns(rule["tool"])
     blockers = [_blocker(pattern, earlier, rule, hide) for pattern in tools]
     where = f"rules[{index}]"
@@ -113,24 +124,31 @@ def _unreachable(index: int, rule: dict[str, Any], earlier: list[dict[str, Any]]
         return [Finding(where, f"never matches: {reasons}")]
     if not isinstance(rule["tool"], list):
         return []
-    return [Finding(f"{where}.tool[{k}]", f"this pattern never matches: {blocker}")
-            for k, blocker in enumerate(blockers) if blocker is not None]
+    return [
+        Finding(f"{where}.tool[{k}]", f"this pattern never matches: {blocker}")
+        for k, blocker in enumerate(blockers)
+        if blocker is not None
+    ]
 
 
 def _blocker(pattern: str, earlier: list[dict[str, Any]], rule: dict[str, Any], hide: list[str]) -> str | None:
     """Why no call to a tool `pattern` matches can reach `rule`, or None if one may."""
     hidden_by = _covering(hide, pattern)
     if hidden_by is not None:
-        return (f'tools matching "{pattern}" are hidden by hide[{hide.index(hidden_by)}] ("{hidden_by}"), and no '
-                "rule is consulted for a hidden tool")
+        return (
+            f'tools matching "{pattern}" are hidden by hide[{hide.index(hidden_by)}] ("{hidden_by}"), and no '
+            "rule is consulted for a hidden tool"
+        )
     for position, other in enumerate(earlier):
         covering = _covering(_patterns(other["tool"]), pattern)
         if covering is None or not _agents_cover(other, rule) or not _when_covers(other, rule):
             continue
         kind = "a catch-all" if covering == "*" and "agents" not in other and "when" not in other else "an earlier rule"
         condition = "with the same when" if "when" in other else "with no when"
-        return (f'rules[{position}] ({kind}, tool "{covering}", {condition}) already decides every call '
-                f'to "{pattern}" {_by(rule)}')
+        return (
+            f'rules[{position}] ({kind}, tool "{covering}", {condition}) already decides every call '
+            f'to "{pattern}" {_by(rule)}'
+        )
     return None
 
 
@@ -181,9 +199,13 @@ def _unknown_paths(index: int, rule: dict[str, Any], schemas: Mapping[str, Any])
         missing = [name for name in names if _path_undeclared(schemas[name], path)]
         if missing:
             which = ", ".join(f'"{n}"' for n in missing)
-            findings.append(Finding(format_location(("rules", index, "when", path)),
-                                    f"the inputSchema of {which} declares no argument at this path; the condition "
-                                    "reads a missing argument (indeterminate) on every valid call"))
+            findings.append(
+                Finding(
+                    format_location(("rules", index, "when", path)),
+                    f"the inputSchema of {which} declares no argument at this path; the condition "
+                    "reads a missing argument (indeterminate) on every valid call",
+                )
+            )
     return findings
 
 

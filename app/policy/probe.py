@@ -35,8 +35,10 @@ class CatalogUnavailable(Exception):
 
 def tool_facts(catalog: ToolCatalog) -> dict[str, ToolFacts]:
     """The catalog as `explain` reads it: each tool's annotations and input schema."""
-    return {name: ToolFacts(annotations, catalog.input_schemas.get(name))
-            for name, annotations in catalog.annotations.items()}
+    return {
+        name: ToolFacts(annotations, catalog.input_schemas.get(name))
+        for name, annotations in catalog.annotations.items()
+    }
 
 
 async def fetch_tools(settings: UpstreamSettings, *, timeout: float = PROBE_TIMEOUT) -> ToolCatalog:
@@ -56,7 +58,9 @@ async def fetch_tools(settings: UpstreamSettings, *, timeout: float = PROBE_TIME
         except (aiohttp.ClientError, ValueError) as exc:
             raise CatalogUnavailable(f"upstream {settings.name!r} failed: {exc or type(exc).__name__}") from None
         except TimeoutError:
-            raise CatalogUnavailable(f"upstream {settings.name!r} did not list its tools within {timeout:g} s") from None
+            raise CatalogUnavailable(
+                f"upstream {settings.name!r} did not list its tools within {timeout:g} s"
+            ) from None
     if not upstream.catalog.listed:
         raise CatalogUnavailable(f"upstream {settings.name!r} answered tools/list without a tool list")
     return upstream.catalog
@@ -65,8 +69,11 @@ async def fetch_tools(settings: UpstreamSettings, *, timeout: float = PROBE_TIME
 async def _list_tools(upstream: Upstream) -> None:
     params = json.dumps({"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO})
     session_id = await upstream.open_session(params, PROTOCOL_VERSION)
-    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json",
-               "mcp-protocol-version": PROTOCOL_VERSION}
+    headers = {
+        "accept": "application/json, text/event-stream",
+        "content-type": "application/json",
+        "mcp-protocol-version": PROTOCOL_VERSION,
+    }
     try:
         await upstream.fetch_catalog(headers, None, session_id)
     finally:

@@ -26,9 +26,7 @@ class RateLimiter:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def take(
-        self, *, upstream: str, key: str, agent: str, limit: RateLimit, now: float
-    ) -> RateCheck:
+    async def take(self, *, upstream: str, key: str, agent: str, limit: RateLimit, now: float) -> RateCheck:
         """Count one call by `agent` against the rule `key`; refuse it if the window is full."""
         window_start = math.floor(now / limit.window) * limit.window
         window_end = window_start + limit.window

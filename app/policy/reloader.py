@@ -172,14 +172,10 @@ class PolicyReloader:
             return None
         watched.seen = watched.loaded = fingerprint
         self._problems.pop(upstream, None)
-        logger.info(
-            "policy for upstream %r reloaded from %s: %s", upstream, watched.path, policy.version
-        )
+        logger.info("policy for upstream %r reloaded from %s: %s", upstream, watched.path, policy.version)
         return policy
 
-    def _reject(
-        self, upstream: UpstreamName, watched: _Watched, seen: Fingerprint | str, exc: PolicyError
-    ) -> None:
+    def _reject(self, upstream: UpstreamName, watched: _Watched, seen: Fingerprint | str, exc: PolicyError) -> None:
         self._problems[upstream] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if seen == watched.seen:
             return

@@ -42,8 +42,9 @@ class SlackExtension:
         self.api = SlackApi(settings)
         self.outbox = Outbox(runtime.db, self.api, settings, runtime.settings.public_url)
         self.reviewers = SlackReviewers(settings, runtime.db, self.api)
-        self.interactions = SlackInteractions(runtime.ledger, settings, self.api, self.reviewers,
-                                              runtime.settings.public_url)
+        self.interactions = SlackInteractions(
+            runtime.ledger, settings, self.api, self.reviewers, runtime.settings.public_url
+        )
         self._channels: list[ReviewChannel] = [SlackChannel(self.outbox)]
 
     @property

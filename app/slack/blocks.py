@@ -59,10 +59,17 @@ _SLACK_USER: Final = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _SLACK_USERGROUP: Final = re.compile(r"^S[A-Z0-9]{2,}$")
 
 _EMOJI: Final = {
-    Kind.APPROVED: ":hourglass_flowing_sand:", Kind.RUNNING: ":hourglass_flowing_sand:",
-    Kind.SUCCEEDED: ":white_check_mark:", Kind.TOOL_ERROR: ":warning:", Kind.TOO_LARGE: ":warning:",
-    Kind.INPUT_REQUIRED: ":speech_balloon:", Kind.UPSTREAM_ERROR: ":warning:", Kind.NOT_DELIVERED: ":warning:",
-    Kind.UNKNOWN: ":grey_question:", Kind.REJECTED: ":x:", Kind.EXPIRED: ":hourglass:",
+    Kind.APPROVED: ":hourglass_flowing_sand:",
+    Kind.RUNNING: ":hourglass_flowing_sand:",
+    Kind.SUCCEEDED: ":white_check_mark:",
+    Kind.TOOL_ERROR: ":warning:",
+    Kind.TOO_LARGE: ":warning:",
+    Kind.INPUT_REQUIRED: ":speech_balloon:",
+    Kind.UPSTREAM_ERROR: ":warning:",
+    Kind.NOT_DELIVERED: ":warning:",
+    Kind.UNKNOWN: ":grey_question:",
+    Kind.REJECTED: ":x:",
+    Kind.EXPIRED: ":hourglass:",
     Kind.WITHDRAWN: ":leftwards_arrow_with_hook:",
 }
 
@@ -144,9 +151,11 @@ def _block_id(approval: ApprovalRow, part: str) -> str:
 
 def _header(approval: ApprovalRow) -> dict[str, Any]:
     title = wording.title(wording.outcome_of(approval).kind)
-    return {"type": "header", "block_id": _block_id(approval, "header"),
-            "text": {"type": "plain_text", "text": cut(f"{title}: {name(approval.tool)}", HEADER_LIMIT),
-                     "emoji": False}}
+    return {
+        "type": "header",
+        "block_id": _block_id(approval, "header"),
+        "text": {"type": "plain_text", "text": cut(f"{title}: {name(approval.tool)}", HEADER_LIMIT), "emoji": False},
+    }
 
 
 def _field(label: str, value: str) -> dict[str, str]:
@@ -154,18 +163,25 @@ def _field(label: str, value: str) -> dict[str, str]:
 
 
 def _fields(approval: ApprovalRow) -> dict[str, Any]:
-    return {"type": "section", "block_id": _block_id(approval, "fields"), "fields": [
-        _field("Agent", escape(cut(name(approval.agent), 200))),
-        _field("Upstream", escape(cut(name(approval.upstream), 200))),
-        _field("Approval", f"`{escape(approval.id)}`"),
-        _field("Expires" if approval.status == "pending" else "Expiry", slack_date(approval.expires_at)),
-    ]}
+    return {
+        "type": "section",
+        "block_id": _block_id(approval, "fields"),
+        "fields": [
+            _field("Agent", escape(cut(name(approval.agent), 200))),
+            _field("Upstream", escape(cut(name(approval.upstream), 200))),
+            _field("Approval", f"`{escape(approval.id)}`"),
+            _field("Expires" if approval.status == "pending" else "Expiry", slack_date(approval.expires_at)),
+        ],
+    }
 
 
 def _policy(approval: ApprovalRow) -> list[dict[str, Any]]:
     rule = escape(cut(name(approval.policy_rule), 200))
-    text = f"*Policy:* {escape(cut(approval.policy_reason, REASON_BUDGET))} (rule `{rule}`)" \
-        if approval.policy_reason else f"*Policy:* rule `{rule}`"
+    text = (
+        f"*Policy:* {escape(cut(approval.policy_reason, REASON_BUDGET))} (rule `{rule}`)"
+        if approval.policy_reason
+        else f"*Policy:* rule `{rule}`"
+    )
     return [{"type": "section", "block_id": _block_id(approval, "policy"), "text": {"type": "mrkdwn", "text": text}}]
 
 
@@ -176,11 +192,18 @@ def _arguments(approval: ApprovalRow, url: str) -> list[dict[str, Any]]:
         pretty = approval.arguments
     shown, truncated = escaped_within(pretty, ARGUMENTS_BUDGET)
     shown = shown.replace(_FENCE, "`\u200b`\u200b`") + ("\u200b" if shown.endswith("`") else "")
-    blocks: list[dict[str, Any]] = [{"type": "section", "block_id": _block_id(approval, "arguments"),
-                                     "text": {"type": "mrkdwn", "text": f"*Arguments:*\n{_FENCE}{shown}{_FENCE}"}}]
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "block_id": _block_id(approval, "arguments"),
+            "text": {"type": "mrkdwn", "text": f"*Arguments:*\n{_FENCE}{shown}{_FENCE}"},
+        }
+    ]
     if truncated:
-        note = (f":scissors: Arguments truncated ({len(pretty)} characters); "
-                f"<{escape(url)}|see them in full in the web inbox> before deciding.")
+        note = (
+            f":scissors: Arguments truncated ({len(pretty)} characters); "
+            f"<{escape(url)}|see them in full in the web inbox> before deciding."
+        )
         blocks.append(_context(approval, note, "truncated"))
     return blocks
 
@@ -199,29 +222,53 @@ def _buttons(approval: ApprovalRow) -> dict[str, Any]:
     tool = cut(name(approval.tool), 80)
     confirm = {
         "title": {"type": "plain_text", "text": "Approve this call?"},
-        "text": {"type": "plain_text", "text": cut(
-            f"{name(approval.agent)} will run {tool} on {name(approval.upstream)} with the arguments shown, once.",
-            300)},
+        "text": {
+            "type": "plain_text",
+            "text": cut(
+                f"{name(approval.agent)} will run {tool} on {name(approval.upstream)} with the arguments shown, once.",
+                300,
+            ),
+        },
         "confirm": {"type": "plain_text", "text": "Approve"},
         "deny": {"type": "plain_text", "text": "Cancel"},
         "style": "primary",
     }
-    return {"type": "actions", "block_id": _block_id(approval, "decide"), "elements": [
-        {"type": "button", "action_id": APPROVE_ACTION, "value": value, "style": "primary",
-         "text": {"type": "plain_text", "text": "Approve"}, "confirm": confirm},
-        {"type": "button", "action_id": REJECT_ACTION, "value": value, "style": "danger",
-         "text": {"type": "plain_text", "text": "Reject…"}},
-    ]}
+    return {
+        "type": "actions",
+        "block_id": _block_id(approval, "decide"),
+        "elements": [
+            {
+                "type": "button",
+                "action_id": APPROVE_ACTION,
+                "value": value,
+                "style": "primary",
+                "text": {"type": "plain_text", "text": "Approve"},
+                "confirm": confirm,
+            },
+            {
+                "type": "button",
+                "action_id": REJECT_ACTION,
+                "value": value,
+                "style": "danger",
+                "text": {"type": "plain_text", "text": "Reject…"},
+            },
+        ],
+    }
 
 
 def _outcome(approval: ApprovalRow) -> dict[str, Any]:
-    return {"type": "section", "block_id": _block_id(approval, "outcome"),
-            "text": {"type": "mrkdwn", "text": cut(outcome_line(approval), SECTION_LIMIT)}}
+    return {
+        "type": "section",
+        "block_id": _block_id(approval, "outcome"),
+        "text": {"type": "mrkdwn", "text": cut(outcome_line(approval), SECTION_LIMIT)},
+    }
 
 
 VOICE: Final = wording.Voice(
-    time=slack_date, name=lambda text: escape(cut(name(text), 200)),
-    text=lambda text: escape(cut(text, REASON_BUDGET)), strong=lambda verb: f"*{verb}*",
+    time=slack_date,
+    name=lambda text: escape(cut(name(text), 200)),
+    text=lambda text: escape(cut(text, REASON_BUDGET)),
+    strong=lambda verb: f"*{verb}*",
 )
 """Slack's voice: dates each reader sees in their own time zone, escaped names and text, a bold verb."""
 
@@ -234,23 +281,39 @@ def outcome_line(approval: ApprovalRow) -> str:
 
 
 def _context(approval: ApprovalRow, text: str, part: str) -> dict[str, Any]:
-    return {"type": "context", "block_id": _block_id(approval, part),
-            "elements": [{"type": "mrkdwn", "text": cut(text, FIELD_LIMIT)}]}
+    return {
+        "type": "context",
+        "block_id": _block_id(approval, part),
+        "elements": [{"type": "mrkdwn", "text": cut(text, FIELD_LIMIT)}],
+    }
 
 
 def reject_modal(approval: ApprovalRow, private_metadata: str) -> dict[str, Any]:
     """The modal that asks a reviewer why they reject `approval` (submitting it rejects the call)."""
-    intro = (f"Reject *{escape(cut(name(approval.tool), 200))}* for *{escape(cut(name(approval.agent), 100))}* "
-             f"(`{escape(approval.id)}`)? The agent is told who rejected it and why.")
+    intro = (
+        f"Reject *{escape(cut(name(approval.tool), 200))}* for *{escape(cut(name(approval.agent), 100))}* "
+        f"(`{escape(approval.id)}`)? The agent is told who rejected it and why."
+    )
     return {
-        "type": "modal", "callback_id": REJECT_CALLBACK, "private_metadata": private_metadata[:3000],
+        "type": "modal",
+        "callback_id": REJECT_CALLBACK,
+        "private_metadata": private_metadata[:3000],
         "title": {"type": "plain_text", "text": "Reject call"},
         "submit": {"type": "plain_text", "text": "Reject"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": cut(intro, SECTION_LIMIT)}},
-            {"type": "input", "block_id": REASON_BLOCK, "label": {"type": "plain_text", "text": "Reason"},
-             "element": {"type": "plain_text_input", "action_id": REASON_INPUT, "multiline": True,
-                         "min_length": 1, "max_length": REASON_MAX_LENGTH}},
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "label": {"type": "plain_text", "text": "Reason"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_INPUT,
+                    "multiline": True,
+                    "min_length": 1,
+                    "max_length": REASON_MAX_LENGTH,
+                },
+            },
         ],
     }

@@ -63,8 +63,9 @@ MAX_BODY_BYTES: Final = 256 * 1024
 
 
 class SlackInteractions:
-    def __init__(self, ledger: Ledger, settings: SlackSettings, api: SlackApi, reviewers: SlackReviewers,
-                 public_url: str) -> None:
+    def __init__(
+        self, ledger: Ledger, settings: SlackSettings, api: SlackApi, reviewers: SlackReviewers, public_url: str
+    ) -> None:
         assert settings.signing_secret, "Slack is enabled only with a signing secret"
         self._ledger = ledger
         self._settings = settings
@@ -99,19 +100,22 @@ class SlackInteractions:
 
     async def _click(self, click: ButtonClick) -> Response:
         deadline = time.monotonic() + self._settings.click_timeout_seconds
-        checked = await self._authorize(click.actor, click.approval_id, deadline=deadline,
-                                        message=(click.channel_id, click.message_ts))
+        checked = await self._authorize(
+            click.actor, click.approval_id, deadline=deadline, message=(click.channel_id, click.message_ts)
+        )
         if isinstance(checked, Refused):
-            logger.info("refused a Slack click by %s on %s: %s", click.actor.user_id, click.approval_id,
-                        checked.message)
+            logger.info(
+                "refused a Slack click by %s on %s: %s", click.actor.user_id, click.approval_id, checked.message
+            )
             return self._answer(click, checked.message)
         reviewer, approval = checked
         if click.verdict == "approve":
             return await self._approve(click, reviewer)
         return await self._ask_reason(click, reviewer, approval, deadline)
 
-    async def _authorize(self, actor: Actor, approval_id: str, *, deadline: float,
-                         message: tuple[str | None, str | None] | None) -> tuple[str, ApprovalRow] | Refused:
+    async def _authorize(
+        self, actor: Actor, approval_id: str, *, deadline: float, message: tuple[str | None, str | None] | None
+    ) -> tuple[str, ApprovalRow] | Refused:
         """The reviewer and the approval, or why not (see `app/slack/reviewers.py` for the order).
 
         Args:
@@ -126,8 +130,10 @@ class SlackInteractions:
         if approval is None:
             return Refused(f"Airlock has no approval {approval_id}; nothing was changed.")
         if message is not None and (approval.slack_channel, approval.slack_ts) != message:
-            return Refused(f"This button is not on the message Airlock posted for approval {approval.id}; "
-                           "use that message or the web inbox.")
+            return Refused(
+                f"This button is not on the message Airlock posted for approval {approval.id}; "
+                "use that message or the web inbox."
+            )
         reviewer = await self._reviewers.authorize(actor, approval, deadline=deadline)
         return reviewer if isinstance(reviewer, Refused) else (reviewer, approval)
 
@@ -139,8 +145,7 @@ class SlackInteractions:
         logger.info("approval %s approved in Slack by %s (%s)", click.approval_id, reviewer, click.actor.user_id)
         return Response(status_code=200)
 
-    async def _ask_reason(self, click: ButtonClick, reviewer: str, approval: ApprovalRow,
-                          deadline: float) -> Response:
+    async def _ask_reason(self, click: ButtonClick, reviewer: str, approval: ApprovalRow, deadline: float) -> Response:
         refused = await refusal(self._ledger, approval, reviewer=reviewer, verdict="reject")
         if refused is not None:
             return self._answer(click, refused.sentence())
@@ -152,8 +157,11 @@ class SlackInteractions:
         except Exception as exc:
             logger.warning("could not open the reject form for %s: %s", approval.id, describe(exc))
             url = review_url(self._public_url, approval.id)
-            return self._answer(click, "Slack did not open the reason form in time; the call is still pending. "
-                                       f"Click Reject again, or reject it at {url}")
+            return self._answer(
+                click,
+                "Slack did not open the reason form in time; the call is still pending. "
+                f"Click Reject again, or reject it at {url}",
+            )
         return Response(status_code=200)
 
     async def _submitted(self, submission: ReasonSubmitted) -> Response:
@@ -163,8 +171,9 @@ class SlackInteractions:
             return _form_error(checked.message)
         reviewer, approval = checked
         try:
-            await decide(self._ledger, approval.id, reviewer=reviewer, verdict="reject", via="slack",
-                         reason=submission.reason)
+            await decide(
+                self._ledger, approval.id, reviewer=reviewer, verdict="reject", via="slack", reason=submission.reason
+            )
         except DecisionError as exc:
             return _form_error(exc.sentence())
         logger.info("approval %s rejected in Slack by %s (%s)", approval.id, reviewer, submission.actor.user_id)

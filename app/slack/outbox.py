@@ -38,6 +38,7 @@ only the stored channel and ts count.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -104,10 +105,8 @@ class Outbox:
             except Exception:
                 logger.exception("Slack outbox pass failed; retrying")
                 delay = self._settings.poll_seconds
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout=delay)
-            except TimeoutError:
-                pass
 
     async def work(self) -> float:
         """One pass: reconcile, then deliver what is due. Returns how long to wait before the next."""
@@ -174,8 +173,14 @@ class Outbox:
         async with self._db.write() as conn:
             if approval.slack_ts is None:
                 await approval_store.set_slack_message(conn, approval.id, channel, ts)
-            await outbox_store.rendered(conn, approval.id, owner=self._owner, status=approval.status,
-                                        settled=approval.status in FINISHED, now=now)
+            await outbox_store.rendered(
+                conn,
+                approval.id,
+                owner=self._owner,
+                status=approval.status,
+                settled=approval.status in FINISHED,
+                now=now,
+            )
         logger.info("Slack message for approval %s shows %s (%s %s)", approval.id, approval.status, channel, ts)
 
     async def _failed(self, row: OutboxRow, approval: ApprovalRow, error: BaseException) -> None:
@@ -189,10 +194,10 @@ class Outbox:
                 logger.error("gave up on the Slack message for approval %s: %s", approval.id, reason)
                 return
             delay = self._delay(row.attempts, error)
-            await outbox_store.failed(conn, approval.id, owner=self._owner, error=reason, retry_at=now + delay,
-                                      now=now)
-        logger.warning("Slack message for approval %s not sent (%s); retrying at %s", approval.id, reason,
-                       iso(now + delay))
+            await outbox_store.failed(conn, approval.id, owner=self._owner, error=reason, retry_at=now + delay, now=now)
+        logger.warning(
+            "Slack message for approval %s not sent (%s); retrying at %s", approval.id, reason, iso(now + delay)
+        )
 
     def _delay(self, attempts: int, error: BaseException) -> float:
         wait = retry_after(error)

@@ -102,8 +102,12 @@ def _actor(payload: dict[str, Any]) -> Actor:
     if not isinstance(user_id, str) or not user_id:
         raise PayloadError("the payload names no user")
     user_team_id = _str(user.get("team_id"))
-    return Actor(app_id=_str(payload.get("api_app_id")), team_id=_str(team.get("id")) or user_team_id,
-                 user_id=user_id, user_team_id=user_team_id)
+    return Actor(
+        app_id=_str(payload.get("api_app_id")),
+        team_id=_str(team.get("id")) or user_team_id,
+        user_id=user_id,
+        user_team_id=user_team_id,
+    )
 
 
 def _click(payload: dict[str, Any]) -> Interaction:
@@ -115,10 +119,14 @@ def _click(payload: dict[str, Any]) -> Interaction:
         return Ignored("block_actions")
     container = _object(payload.get("container"))
     channel = _object(payload.get("channel"))
-    return ButtonClick(actor=_actor(payload), verdict=verdict, approval_id=approval_id,
-                       channel_id=_str(channel.get("id")) or _str(container.get("channel_id")),
-                       message_ts=_str(container.get("message_ts")) or _str(_object(payload.get("message")).get("ts")),
-                       trigger_id=_str(payload.get("trigger_id")))
+    return ButtonClick(
+        actor=_actor(payload),
+        verdict=verdict,
+        approval_id=approval_id,
+        channel_id=_str(channel.get("id")) or _str(container.get("channel_id")),
+        message_ts=_str(container.get("message_ts")) or _str(_object(payload.get("message")).get("ts")),
+        trigger_id=_str(payload.get("trigger_id")),
+    )
 
 
 def _submission(payload: dict[str, Any]) -> Interaction:
@@ -134,8 +142,12 @@ def _submission(payload: dict[str, Any]) -> Interaction:
         raise PayloadError("the modal's private_metadata names no approval")
     values = _object(_object(view.get("state")).get("values"))
     reason = _object(_object(values.get(REASON_BLOCK)).get(REASON_INPUT)).get("value")
-    return ReasonSubmitted(actor=_actor(payload), approval_id=approval_id, channel_id=_str(metadata.get("channel")),
-                           reason=reason if isinstance(reason, str) else "")
+    return ReasonSubmitted(
+        actor=_actor(payload),
+        approval_id=approval_id,
+        channel_id=_str(metadata.get("channel")),
+        reason=reason if isinstance(reason, str) else "",
+    )
 
 
 def _object(value: Any) -> dict[str, Any]:

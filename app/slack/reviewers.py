@@ -66,8 +66,10 @@ class SlackReviewers:
             name = await token_store.reviewer_for_slack_user(conn, user_id)
         name = name or self._settings.reviewer_users.get(user_id)
         if name is None:
-            return Refused("You are not an Airlock reviewer, so your click changed nothing. An admin can add you "
-                           f"with `airlock reviewers add NAME --slack-user {user_id}`.")
+            return Refused(
+                "You are not an Airlock reviewer, so your click changed nothing. An admin can add you "
+                f"with `airlock reviewers add NAME --slack-user {user_id}`."
+            )
         return name
 
     async def check_routing(self, user_id: str, approval: ApprovalRow, *, deadline: float) -> Refused | None:
@@ -86,13 +88,17 @@ class SlackReviewers:
         for group in groups:
             members = await self._members(group, deadline)
             if members is None:
-                return Refused("Airlock could not check your Slack user-group membership just now; "
-                               "nothing was changed. Please try again in a moment.")
+                return Refused(
+                    "Airlock could not check your Slack user-group membership just now; "
+                    "nothing was changed. Please try again in a moment."
+                )
             if user_id in members:
                 return None
-        return Refused(f"The policy rule for {reveal(approval.tool, line=True)} names other Slack reviewers "
-                       "for this call; "
-                       "your click changed nothing.")
+        return Refused(
+            f"The policy rule for {reveal(approval.tool, line=True)} names other Slack reviewers "
+            "for this call; "
+            "your click changed nothing."
+        )
 
     async def authorize(self, actor: Actor, approval: ApprovalRow, *, deadline: float) -> str | Refused:
         """Steps 2 and 3 (step 1 comes first, before the approval is read)."""

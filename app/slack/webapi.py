@@ -30,14 +30,19 @@ logger = logging.getLogger("airlock.slack")
 
 class SlackApi:
     def __init__(self, settings: SlackSettings) -> None:
-        self._client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url,
-                                      timeout=math.ceil(settings.api_timeout_seconds) + 1, retry_handlers=[])
+        self._client = AsyncWebClient(
+            token=settings.bot_token,
+            base_url=settings.api_url,
+            timeout=math.ceil(settings.api_timeout_seconds) + 1,
+            retry_handlers=[],
+        )
 
     async def post_message(self, channel: str, message: Message, *, timeout: float) -> tuple[str, str]:
         """Post `message` to `channel`; returns the channel id and the message `ts` Slack assigned."""
         async with asyncio.timeout(timeout):
             response = await self._client.chat_postMessage(
-                channel=channel, text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False)
+                channel=channel, text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False
+            )
         return str(response["channel"]), str(response["ts"])
 
     async def update_message(self, channel: str, ts: str, message: Message, *, timeout: float) -> None:

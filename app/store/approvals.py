@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import approvals, slack_outbox, streams
 
-Status = Literal["pending", "approved", "executing", "completed", "failed", "outcome_unknown",
-                 "rejected", "expired", "withdrawn"]
+Status = Literal[
+    "pending", "approved", "executing", "completed", "failed", "outcome_unknown", "rejected", "expired", "withdrawn"
+]
 
 OPEN: Final[tuple[Status, ...]] = ("pending", "approved", "executing")
 """Statuses in which the outcome is still to come."""
@@ -98,21 +99,31 @@ async def get(conn: AsyncConnection, approval_id: str) -> ApprovalRow | None:
     return None if row is None else _row(row)
 
 
-async def find_attachable(conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str,
-                          now: float, retention: float) -> ApprovalRow | None:
+async def find_attachable(
+    conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str, now: float, retention: float
+) -> ApprovalRow | None:
     """The approval an identical call by the same agent re-attaches to, if any.
 
     That is the newest one still open, or finished but not yet delivered to the agent (within the
     retention window). A delivered outcome is not attached to; `find_replayable` finds those.
     """
-    undelivered = and_(approvals.c.status.in_(FINISHED), approvals.c.delivered_at.is_(None),
-                       approvals.c.updated_at > now - retention)
-    row = (await conn.execute(
-        select(*_COLUMNS)
-        .where(approvals.c.agent == agent, approvals.c.upstream == upstream, approvals.c.tool == tool,
-               approvals.c.args_hash == args_hash, or_(approvals.c.status.in_(OPEN), undelivered))
-        .order_by(approvals.c.created_at.desc())
-        .limit(1))).first()
+    undelivered = and_(
+        approvals.c.status.in_(FINISHED), approvals.c.delivered_at.is_(None), approvals.c.updated_at > now - retention
+    )
+    row = (
+        await conn.execute(
+            select(*_COLUMNS)
+            .where(
+                approvals.c.agent == agent,
+                approvals.c.upstream == upstream,
+                approvals.c.tool == tool,
+                approvals.c.args_hash == args_hash,
+                or_(approvals.c.status.in_(OPEN), undelivered),
+            )
+            .order_by(approvals.c.created_at.desc())
+            .limit(1)
+        )
+    ).first()
     return None if row is None else _row(row)
 
 
@@ -124,12 +135,15 @@ def ran() -> Condition:
     not run" (unreachable upstream, unknown session, HTTP 4xx); rejected, expired and withdrawn
     never ran either.
     """
-    return or_(approvals.c.status.in_(("completed", "outcome_unknown")),
-               and_(approvals.c.status == "failed", approvals.c.result.is_not(None)))
+    return or_(
+        approvals.c.status.in_(("completed", "outcome_unknown")),
+        and_(approvals.c.status == "failed", approvals.c.result.is_not(None)),
+    )
 
 
-async def find_replayable(conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str,
-                          since: float, limit: int = 20) -> list[ApprovalRow]:
+async def find_replayable(
+    conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str, since: float, limit: int = 20
+) -> list[ApprovalRow]:
     """Delivered outcomes of identical calls that ran and finished after `since`, newest first.
 
     An identical call gets one of these again, marked as a replay, instead of a new approval (see
@@ -137,32 +151,50 @@ async def find_replayable(conn: AsyncConnection, *, agent: str, upstream: str, t
     """
     rows = await conn.execute(
         select(*_COLUMNS)
-        .where(approvals.c.agent == agent, approvals.c.upstream == upstream, approvals.c.tool == tool,
-               approvals.c.args_hash == args_hash, approvals.c.delivered_at.is_not(None), ran(),
-               approvals.c.finished_at > since)
+        .where(
+            approvals.c.agent == agent,
+            approvals.c.upstream == upstream,
+            approvals.c.tool == tool,
+            approvals.c.args_hash == args_hash,
+            approvals.c.delivered_at.is_not(None),
+            ran(),
+            approvals.c.finished_at > since,
+        )
         .order_by(approvals.c.created_at.desc())
-        .limit(limit))
+        .limit(limit)
+    )
     return [_row(row) for row in rows]
 
 
-async def find_continuable(conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str,
-                           since: float) -> ApprovalRow | None:
+async def find_continuable(
+    conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str, since: float
+) -> ApprovalRow | None:
     """The newest completed, not yet continued approval of this call (see `app/approvals/continuation.py`)."""
     successor = approvals.alias("successor")
     continued = select(successor.c.id).where(successor.c.continues == approvals.c.id).exists()
-    row = (await conn.execute(
-        select(*_COLUMNS)
-        .where(approvals.c.agent == agent, approvals.c.upstream == upstream, approvals.c.tool == tool,
-               approvals.c.args_hash == args_hash, approvals.c.status == "completed",
-               approvals.c.updated_at > since, ~continued)
-        .order_by(approvals.c.created_at.desc())
-        .limit(1))).first()
+    row = (
+        await conn.execute(
+            select(*_COLUMNS)
+            .where(
+                approvals.c.agent == agent,
+                approvals.c.upstream == upstream,
+                approvals.c.tool == tool,
+                approvals.c.args_hash == args_hash,
+                approvals.c.status == "completed",
+                approvals.c.updated_at > since,
+                ~continued,
+            )
+            .order_by(approvals.c.created_at.desc())
+            .limit(1)
+        )
+    ).first()
     return None if row is None else _row(row)
 
 
 async def count_pending(conn: AsyncConnection, agent: str) -> int:
-    result = await conn.execute(select(func.count()).select_from(approvals)
-                                .where(approvals.c.agent == agent, approvals.c.status == "pending"))
+    result = await conn.execute(
+        select(func.count()).select_from(approvals).where(approvals.c.agent == agent, approvals.c.status == "pending")
+    )
     return int(result.scalar_one())
 
 
@@ -190,8 +222,16 @@ def lease_lapsed(now: float) -> Condition:
     return approvals.c.lease_until < now
 
 
-async def transition(conn: AsyncConnection, approval_id: str, *, expected: Status | Sequence[Status],
-                     to: Status, now: float, where: Sequence[Condition] = (), **values: Any) -> bool:
+async def transition(
+    conn: AsyncConnection,
+    approval_id: str,
+    *,
+    expected: Status | Sequence[Status],
+    to: Status,
+    now: float,
+    where: Sequence[Condition] = (),
+    **values: Any,
+) -> bool:
     """Move one approval from `expected` to `to`, setting `values`; True when this call won.
 
     The UPDATE's WHERE clause carries the expected status (and any extra `where` conditions), so of
@@ -201,33 +241,40 @@ async def transition(conn: AsyncConnection, approval_id: str, *, expected: Statu
     result = await conn.execute(
         update(approvals)
         .where(approvals.c.id == approval_id, approvals.c.status.in_(statuses), *where)
-        .values(status=to, updated_at=now, **values))
+        .values(status=to, updated_at=now, **values)
+    )
     return result.rowcount == 1
 
 
 async def bump_attach(conn: AsyncConnection, approval_id: str, now: float) -> int:
     """Record that a request (re-)attached; returns the new attach sequence number."""
     # A new attachment also calls off a withdrawal a closed 2026-07-28 stream had scheduled.
-    await conn.execute(update(approvals).where(approvals.c.id == approval_id)
-                       .values(attach_seq=approvals.c.attach_seq + 1, withdraw_at=None, withdraw_seq=None))
+    await conn.execute(
+        update(approvals)
+        .where(approvals.c.id == approval_id)
+        .values(attach_seq=approvals.c.attach_seq + 1, withdraw_at=None, withdraw_seq=None)
+    )
     result = await conn.execute(select(approvals.c.attach_seq).where(approvals.c.id == approval_id))
     return int(result.scalar_one())
 
 
 async def schedule_withdrawal(conn: AsyncConnection, approval_id: str, *, attach_seq: int, at: float) -> bool:
     """Record that the pending approval is withdrawn at `at` unless attached again after `attach_seq`."""
-    result = await conn.execute(update(approvals).where(approvals.c.id == approval_id,
-                                                        approvals.c.status == "pending",
-                                                        approvals.c.attach_seq == attach_seq)
-                                .values(withdraw_at=at, withdraw_seq=attach_seq))
+    result = await conn.execute(
+        update(approvals)
+        .where(approvals.c.id == approval_id, approvals.c.status == "pending", approvals.c.attach_seq == attach_seq)
+        .values(withdraw_at=at, withdraw_seq=attach_seq)
+    )
     return result.rowcount == 1
 
 
 async def due_withdrawals(conn: AsyncConnection, now: float, limit: int = 500) -> list[tuple[str, str, int]]:
     """`(id, agent, attach seq)` of pending approvals whose scheduled withdrawal is due."""
-    rows = await conn.execute(select(approvals.c.id, approvals.c.agent, approvals.c.withdraw_seq)
-                              .where(_withdrawal_scheduled(), approvals.c.withdraw_at <= now)
-                              .limit(limit))
+    rows = await conn.execute(
+        select(approvals.c.id, approvals.c.agent, approvals.c.withdraw_seq)
+        .where(_withdrawal_scheduled(), approvals.c.withdraw_at <= now)
+        .limit(limit)
+    )
     return [(str(r.id), str(r.agent), int(r.withdraw_seq)) for r in rows]
 
 
@@ -239,34 +286,41 @@ async def next_withdrawal(conn: AsyncConnection) -> float | None:
 
 def _withdrawal_scheduled() -> Condition:
     # The sequence check keeps a withdrawal that can no longer happen from being due forever.
-    return and_(approvals.c.status == "pending", approvals.c.withdraw_at.is_not(None),
-                approvals.c.withdraw_seq == approvals.c.attach_seq)
+    return and_(
+        approvals.c.status == "pending",
+        approvals.c.withdraw_at.is_not(None),
+        approvals.c.withdraw_seq == approvals.c.attach_seq,
+    )
 
 
 async def mark_delivered(conn: AsyncConnection, approval_id: str, now: float) -> bool:
-    result = await conn.execute(update(approvals).where(approvals.c.id == approval_id,
-                                                        approvals.c.status.in_(FINISHED),
-                                                        approvals.c.delivered_at.is_(None))
-                                .values(delivered_at=now))
+    result = await conn.execute(
+        update(approvals)
+        .where(approvals.c.id == approval_id, approvals.c.status.in_(FINISHED), approvals.c.delivered_at.is_(None))
+        .values(delivered_at=now)
+    )
     return result.rowcount == 1
 
 
 async def renew_lease(conn: AsyncConnection, approval_id: str, executor: str, lease_until: float) -> bool:
-    result = await conn.execute(update(approvals).where(approvals.c.id == approval_id,
-                                                        approvals.c.status == "executing",
-                                                        approvals.c.executor == executor)
-                                .values(lease_until=lease_until))
+    result = await conn.execute(
+        update(approvals)
+        .where(approvals.c.id == approval_id, approvals.c.status == "executing", approvals.c.executor == executor)
+        .values(lease_until=lease_until)
+    )
     return result.rowcount == 1
 
 
 async def set_slack_message(conn: AsyncConnection, approval_id: str, channel: str, ts: str) -> None:
-    await conn.execute(update(approvals).where(approvals.c.id == approval_id)
-                       .values(slack_channel=channel, slack_ts=ts))
+    await conn.execute(
+        update(approvals).where(approvals.c.id == approval_id).values(slack_channel=channel, slack_ts=ts)
+    )
 
 
 async def due_for_expiry(conn: AsyncConnection, now: float, limit: int = 500) -> list[str]:
-    rows = await conn.execute(select(approvals.c.id).where(approvals.c.status == "pending",
-                                                           approvals.c.expires_at <= now).limit(limit))
+    rows = await conn.execute(
+        select(approvals.c.id).where(approvals.c.status == "pending", approvals.c.expires_at <= now).limit(limit)
+    )
     return [str(r.id) for r in rows]
 
 
@@ -278,26 +332,42 @@ async def next_expiry(conn: AsyncConnection) -> float | None:
 
 async def lost_executions(conn: AsyncConnection, now: float) -> list[str]:
     """Executing rows whose executor stopped renewing its lease (it crashed mid-call)."""
-    rows = await conn.execute(select(approvals.c.id).where(approvals.c.status == "executing",
-                                                           approvals.c.lease_until < now))
+    rows = await conn.execute(
+        select(approvals.c.id).where(approvals.c.status == "executing", approvals.c.lease_until < now)
+    )
     return [str(r.id) for r in rows]
 
 
 async def unclaimed_approved(conn: AsyncConnection, decided_before: float, limit: int = 100) -> list[str]:
-    rows = await conn.execute(select(approvals.c.id).where(approvals.c.status == "approved",
-                                                           approvals.c.decided_at <= decided_before).limit(limit))
+    rows = await conn.execute(
+        select(approvals.c.id)
+        .where(approvals.c.status == "approved", approvals.c.decided_at <= decided_before)
+        .limit(limit)
+    )
     return [str(r.id) for r in rows]
 
 
 async def changed_since(conn: AsyncConnection, since: float) -> list[tuple[str, float]]:
-    rows = await conn.execute(select(approvals.c.id, approvals.c.updated_at)
-                              .where(approvals.c.updated_at > since).order_by(approvals.c.updated_at))
+    rows = await conn.execute(
+        select(approvals.c.id, approvals.c.updated_at)
+        .where(approvals.c.updated_at > since)
+        .order_by(approvals.c.updated_at)
+    )
     return [(str(r.id), float(r.updated_at)) for r in rows]
 
 
-async def search(conn: AsyncConnection, *, statuses: Sequence[str] = (), agent: str | None = None,
-                 tool: str | None = None, upstream: str | None = None, since: float | None = None,
-                 until: float | None = None, limit: int = 100, newest_first: bool = True) -> list[ApprovalRow]:
+async def search(
+    conn: AsyncConnection,
+    *,
+    statuses: Sequence[str] = (),
+    agent: str | None = None,
+    tool: str | None = None,
+    upstream: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int = 100,
+    newest_first: bool = True,
+) -> list[ApprovalRow]:
     query = select(*_COLUMNS)
     if statuses:
         query = query.where(approvals.c.status.in_(list(statuses)))
@@ -318,9 +388,12 @@ async def search(conn: AsyncConnection, *, statuses: Sequence[str] = (), agent: 
 def _prunable(finished_before: float) -> Condition:
     """Finished before `finished_before`, and referenced by no stream and no continuation."""
     successor = approvals.alias("successor")
-    return and_(approvals.c.status.in_(FINISHED), approvals.c.updated_at < finished_before,
-                ~select(streams.c.id).where(streams.c.approval_id == approvals.c.id).exists(),
-                ~select(successor.c.id).where(successor.c.continues == approvals.c.id).exists())
+    return and_(
+        approvals.c.status.in_(FINISHED),
+        approvals.c.updated_at < finished_before,
+        ~select(streams.c.id).where(streams.c.approval_id == approvals.c.id).exists(),
+        ~select(successor.c.id).where(successor.c.continues == approvals.c.id).exists(),
+    )
 
 
 async def prune_finished(conn: AsyncConnection, finished_before: float, limit: int) -> int:
@@ -333,9 +406,19 @@ async def prune_finished(conn: AsyncConnection, finished_before: float, limit: i
     SELECT stays; replicas skip rows another one is deleting (SKIP LOCKED on PostgreSQL), and rows
     already gone are simply not found.
     """
-    ids = (await conn.execute(select(approvals.c.id).where(_prunable(finished_before))
-                              .order_by(approvals.c.updated_at).limit(limit)
-                              .with_for_update(skip_locked=True))).scalars().all()
+    ids = (
+        (
+            await conn.execute(
+                select(approvals.c.id)
+                .where(_prunable(finished_before))
+                .order_by(approvals.c.updated_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
     if not ids:
         return 0
     await conn.execute(delete(slack_outbox).where(slack_outbox.c.approval_id.in_(ids)))

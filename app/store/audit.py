@@ -38,14 +38,29 @@ async def insert_many(conn: AsyncConnection, entries: Sequence[dict[str, Any]]) 
         await conn.execute(audit_log.insert(), list(entries))
 
 
-async def search(conn: AsyncConnection, *, event: str | None = None, agent: str | None = None,
-                 tool: str | None = None, upstream: str | None = None, decision: str | None = None,
-                 approval_id: str | None = None, since: float | None = None, until: float | None = None,
-                 limit: int = 100, newest_first: bool = True) -> list[AuditRow]:
+async def search(
+    conn: AsyncConnection,
+    *,
+    event: str | None = None,
+    agent: str | None = None,
+    tool: str | None = None,
+    upstream: str | None = None,
+    decision: str | None = None,
+    approval_id: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int = 100,
+    newest_first: bool = True,
+) -> list[AuditRow]:
     query = select(audit_log)
-    for column, value in ((audit_log.c.event, event), (audit_log.c.agent, agent), (audit_log.c.tool, tool),
-                          (audit_log.c.upstream, upstream), (audit_log.c.decision, decision),
-                          (audit_log.c.approval_id, approval_id)):
+    for column, value in (
+        (audit_log.c.event, event),
+        (audit_log.c.agent, agent),
+        (audit_log.c.tool, tool),
+        (audit_log.c.upstream, upstream),
+        (audit_log.c.decision, decision),
+        (audit_log.c.approval_id, approval_id),
+    ):
         if value is not None:
             query = query.where(column == value)
     if since is not None:
@@ -57,8 +72,14 @@ async def search(conn: AsyncConnection, *, event: str | None = None, agent: str 
     return [AuditRow(**r._mapping) for r in rows]
 
 
-async def page(conn: AsyncConnection, *, after: tuple[float, int] | None = None, since: float | None = None,
-               before: float | None = None, limit: int = 500) -> list[AuditRow]:
+async def page(
+    conn: AsyncConnection,
+    *,
+    after: tuple[float, int] | None = None,
+    since: float | None = None,
+    before: float | None = None,
+    limit: int = 500,
+) -> list[AuditRow]:
     """Up to `limit` entries oldest first (by time, then id), those after the `(at, id)` of `after`.
 
     Keyset paging: each page is one short query however far the export has gone.
@@ -79,9 +100,19 @@ async def prune(conn: AsyncConnection, before: float, limit: int) -> int:
     """Delete up to `limit` of the oldest entries recorded before `before`; returns how many went."""
     # SKIP LOCKED (PostgreSQL; SQLite has one writer anyway): replicas pruning at once share the
     # work instead of queueing on each other's rows.
-    ids = (await conn.execute(select(audit_log.c.id).where(audit_log.c.at < before)
-                              .order_by(audit_log.c.at).limit(limit)
-                              .with_for_update(skip_locked=True))).scalars().all()
+    ids = (
+        (
+            await conn.execute(
+                select(audit_log.c.id)
+                .where(audit_log.c.at < before)
+                .order_by(audit_log.c.at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
     if not ids:
         return 0
     result = await conn.execute(delete(audit_log).where(audit_log.c.id.in_(ids)))

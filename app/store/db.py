@@ -107,8 +107,9 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     """
     if url.startswith("sqlite"):
         _ensure_sqlite_directory(url)
-        engine = create_async_engine(url, echo=echo, pool_size=8, max_overflow=24, connect_args={"timeout": 30},
-                                     pool_reset_on_return=None)
+        engine = create_async_engine(
+            url, echo=echo, pool_size=8, max_overflow=24, connect_args={"timeout": 30}, pool_reset_on_return=None
+        )
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         event.listen(engine.sync_engine, "begin", _begin_sqlite)
         return engine
@@ -118,8 +119,16 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     if schema:
         parsed = parsed.difference_update_query(["search_path"])
         connect_args["server_settings"] = {"search_path": str(schema)}
-    return create_async_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_timeout=30,
-                               pool_pre_ping=True, pool_reset_on_return=None, connect_args=connect_args)
+    return create_async_engine(
+        parsed,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=30,
+        pool_pre_ping=True,
+        pool_reset_on_return=None,
+        connect_args=connect_args,
+    )
 
 
 def postgres_schema(url: str) -> str | None:

@@ -32,8 +32,9 @@ def _alembic_ini() -> Path:
     for candidate in (packaged, _CHECKOUT_ROOT / "alembic.ini"):
         if isinstance(candidate, Path) and candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"Airlock's migrations are missing: no {packaged} (installed) "
-                            f"or {_CHECKOUT_ROOT / 'alembic.ini'} (checkout)")
+    raise FileNotFoundError(
+        f"Airlock's migrations are missing: no {packaged} (installed) or {_CHECKOUT_ROOT / 'alembic.ini'} (checkout)"
+    )
 
 
 def alembic_config(database_url: str) -> Config:

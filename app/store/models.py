@@ -127,7 +127,10 @@ approvals = Table(
     Index("ix_approvals_call", "agent", "upstream", "tool", "args_hash"),
     Index(
         "uq_approvals_one_pending_call",
-        "agent", "upstream", "tool", "args_hash",
+        "agent",
+        "upstream",
+        "tool",
+        "args_hash",
         unique=True,
         sqlite_where=text("status = 'pending'"),
         postgresql_where=text("status = 'pending'"),

@@ -51,7 +51,13 @@ def _row(row: Row[Any]) -> OutboxRow:
 
 async def enqueue(conn: AsyncConnection, approval_id: str, channel: str, now: float) -> bool:
     """Queue the first post of an approval's message; True if queued, False if it already was."""
-    values = dict(approval_id=approval_id, channel=channel, next_attempt_at=now, created_at=now, updated_at=now)
+    values = {
+        "approval_id": approval_id,
+        "channel": channel,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     statement = insert(slack_outbox).values(**values).on_conflict_do_nothing(index_elements=["approval_id"])
     return (await conn.execute(statement)).rowcount == 1
@@ -78,7 +84,8 @@ async def due(conn: AsyncConnection, now: float, limit: int = 50) -> list[str]:
         .join(approvals, approvals.c.id == slack_outbox.c.approval_id)
         .where(slack_outbox.c.settled == false(), slack_outbox.c.next_attempt_at <= now, _unleased(now), _stale())
         .order_by(slack_outbox.c.next_attempt_at)
-        .limit(limit))
+        .limit(limit)
+    )
     return [str(r.approval_id) for r in rows]
 
 
@@ -89,7 +96,8 @@ async def next_attempt(conn: AsyncConnection) -> float | None:
     result = await conn.execute(
         select(func.min(ready_at))
         .join(approvals, approvals.c.id == slack_outbox.c.approval_id)
-        .where(slack_outbox.c.settled == false(), _stale()))
+        .where(slack_outbox.c.settled == false(), _stale())
+    )
     value = result.scalar_one_or_none()
     return None if value is None else float(value)
 
@@ -99,10 +107,15 @@ async def unannounced(conn: AsyncConnection, *, created_before: float, limit: in
     queued = exists().where(slack_outbox.c.approval_id == approvals.c.id)
     rows = await conn.execute(
         select(approvals.c.id, approvals.c.slack_routing)
-        .where(approvals.c.status == "pending", approvals.c.created_at < created_before,
-               approvals.c.slack_ts.is_(None), ~queued)
+        .where(
+            approvals.c.status == "pending",
+            approvals.c.created_at < created_before,
+            approvals.c.slack_ts.is_(None),
+            ~queued,
+        )
         .order_by(approvals.c.created_at)
-        .limit(limit))
+        .limit(limit)
+    )
     return [Unannounced(str(r.id), r.slack_routing) for r in rows]
 
 
@@ -111,29 +124,48 @@ async def claim(conn: AsyncConnection, approval_id: str, *, owner: str, now: flo
     result = await conn.execute(
         update(slack_outbox)
         .where(slack_outbox.c.approval_id == approval_id, slack_outbox.c.settled == false(), _unleased(now))
-        .values(lease_owner=owner, lease_until=lease_until, updated_at=now))
+        .values(lease_owner=owner, lease_until=lease_until, updated_at=now)
+    )
     return result.rowcount == 1
 
 
-async def rendered(conn: AsyncConnection, approval_id: str, *, owner: str, status: str, settled: bool,
-                   now: float) -> bool:
+async def rendered(
+    conn: AsyncConnection, approval_id: str, *, owner: str, status: str, settled: bool, now: float
+) -> bool:
     """Record that the message now shows `status`, and let go of the row."""
     result = await conn.execute(
         update(slack_outbox)
         .where(slack_outbox.c.approval_id == approval_id, slack_outbox.c.lease_owner == owner)
-        .values(rendered_status=status, settled=settled, attempts=0, last_error=None, next_attempt_at=now,
-                lease_owner=None, lease_until=None, updated_at=now))
+        .values(
+            rendered_status=status,
+            settled=settled,
+            attempts=0,
+            last_error=None,
+            next_attempt_at=now,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
     return result.rowcount == 1
 
 
-async def failed(conn: AsyncConnection, approval_id: str, *, owner: str, error: str, retry_at: float,
-                 now: float) -> bool:
+async def failed(
+    conn: AsyncConnection, approval_id: str, *, owner: str, error: str, retry_at: float, now: float
+) -> bool:
     """Record a failed attempt, to be retried at `retry_at`, and let go of the row."""
     result = await conn.execute(
         update(slack_outbox)
         .where(slack_outbox.c.approval_id == approval_id, slack_outbox.c.lease_owner == owner)
-        .values(attempts=slack_outbox.c.attempts + 1, last_error=error[:2000], next_attempt_at=retry_at,
-                lease_owner=None, lease_until=None, updated_at=now))
+        .values(
+            attempts=slack_outbox.c.attempts + 1,
+            last_error=error[:2000],
+            next_attempt_at=retry_at,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
     return result.rowcount == 1
 
 
@@ -142,7 +174,8 @@ async def give_up(conn: AsyncConnection, approval_id: str, *, owner: str, error:
     result = await conn.execute(
         update(slack_outbox)
         .where(slack_outbox.c.approval_id == approval_id, slack_outbox.c.lease_owner == owner)
-        .values(settled=True, last_error=error[:2000], lease_owner=None, lease_until=None, updated_at=now))
+        .values(settled=True, last_error=error[:2000], lease_owner=None, lease_until=None, updated_at=now)
+    )
     return result.rowcount == 1
 
 
@@ -151,4 +184,5 @@ async def release(conn: AsyncConnection, approval_id: str, *, owner: str, now: f
     await conn.execute(
         update(slack_outbox)
         .where(and_(slack_outbox.c.approval_id == approval_id, slack_outbox.c.lease_owner == owner))
-        .values(lease_owner=None, lease_until=None, updated_at=now))
+        .values(lease_owner=None, lease_until=None, updated_at=now)
+    )

@@ -24,29 +24,29 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0003'
-down_revision: str | None = '0002'
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('approvals', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('continues', sa.String(length=40), nullable=True))
-        batch_op.create_index('uq_approvals_continues', ['continues'], unique=True)
-        batch_op.add_column(sa.Column('withdraw_at', sa.Float(), nullable=True))
-        batch_op.add_column(sa.Column('withdraw_seq', sa.Integer(), nullable=True))
-        batch_op.create_index('ix_approvals_status_withdraw_at', ['status', 'withdraw_at'], unique=False)
-    with op.batch_alter_table('reviewers', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('signed_out_at', sa.Float(), nullable=True))
+    with op.batch_alter_table("approvals", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("continues", sa.String(length=40), nullable=True))
+        batch_op.create_index("uq_approvals_continues", ["continues"], unique=True)
+        batch_op.add_column(sa.Column("withdraw_at", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("withdraw_seq", sa.Integer(), nullable=True))
+        batch_op.create_index("ix_approvals_status_withdraw_at", ["status", "withdraw_at"], unique=False)
+    with op.batch_alter_table("reviewers", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("signed_out_at", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('reviewers', schema=None) as batch_op:
-        batch_op.drop_column('signed_out_at')
-    with op.batch_alter_table('approvals', schema=None) as batch_op:
-        batch_op.drop_index('ix_approvals_status_withdraw_at')
-        batch_op.drop_column('withdraw_seq')
-        batch_op.drop_column('withdraw_at')
-        batch_op.drop_index('uq_approvals_continues')
-        batch_op.drop_column('continues')
+    with op.batch_alter_table("reviewers", schema=None) as batch_op:
+        batch_op.drop_column("signed_out_at")
+    with op.batch_alter_table("approvals", schema=None) as batch_op:
+        batch_op.drop_index("ix_approvals_status_withdraw_at")
+        batch_op.drop_column("withdraw_seq")
+        batch_op.drop_column("withdraw_at")
+        batch_op.drop_index("uq_approvals_continues")
+        batch_op.drop_column("continues")

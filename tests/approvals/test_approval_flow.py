@@ -23,7 +23,8 @@ def text_of(result: Any) -> str:
 
 
 async def test_approved_call_runs_once_and_the_held_client_receives_the_upstream_result(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     task = new_task(market)
     async with airlock.client(mode=mode) as client:
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "duplicate"}))
@@ -42,7 +43,8 @@ async def test_approved_call_runs_once_and_the_held_client_receives_the_upstream
 
 
 async def test_rejected_call_never_runs_and_the_client_receives_who_rejected_it_and_why(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     task = new_task(market)
     async with airlock.client(mode=mode) as client:
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
@@ -60,7 +62,8 @@ async def test_rejected_call_never_runs_and_the_client_receives_who_rejected_it_
 
 
 async def test_pending_approval_expires_on_time_and_the_held_call_is_told(
-        start_airlock: StartAirlock, market: DemoMarket, mode: str) -> None:
+    start_airlock: StartAirlock, market: DemoMarket, mode: str
+) -> None:
     policy = {**DEFAULT_POLICY, "rules": [{"tool": "em_cancel_task", "action": "approve", "timeout": 1}]}
     airlock = await start_airlock(policy=policy)
     task = new_task(market)
@@ -74,7 +77,8 @@ async def test_pending_approval_expires_on_time_and_the_held_call_is_told(
 
 
 async def test_a_second_decision_gets_409_naming_who_decided_first(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     task = new_task(market)
     async with airlock.client() as client:
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
@@ -91,7 +95,8 @@ async def test_a_second_decision_gets_409_naming_who_decided_first(
 
 
 async def test_a_reviewer_cannot_approve_a_call_made_under_their_own_identity(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     task = new_task(market)
     async with airlock.client("alice") as client:
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
@@ -124,7 +129,8 @@ async def test_agent_tokens_can_never_decide(airlock: AirlockUnderTest, market: 
 
 
 async def test_hold_budget_answers_pending_and_an_identical_retry_receives_the_real_result(
-        start_airlock: StartAirlock, market: DemoMarket, mode: str) -> None:
+    start_airlock: StartAirlock, market: DemoMarket, mode: str
+) -> None:
     airlock = await start_airlock(approvals={"hold_seconds": 1})
     task = new_task(market)
     arguments = {"task_id": task.id, "reason": "x"}
@@ -147,7 +153,8 @@ async def test_hold_budget_answers_pending_and_an_identical_retry_receives_the_r
 
 
 async def test_an_approved_call_runs_even_when_no_request_is_held_and_waits_for_the_retry(
-        start_airlock: StartAirlock, market: DemoMarket, mode: str) -> None:
+    start_airlock: StartAirlock, market: DemoMarket, mode: str
+) -> None:
     airlock = await start_airlock(approvals={"hold_seconds": 1})
     task = new_task(market)
     arguments = {"task_id": task.id, "reason": "x"}
@@ -163,13 +170,15 @@ async def test_an_approved_call_runs_even_when_no_request_is_held_and_waits_for_
             fresh = await client.call_tool("em_cancel_task", arguments)
     assert not retry.is_error
     assert market.calls["em_cancel_task"] == 1, "the stored result is delivered; the call never runs twice"
-    assert not fresh.is_error and fresh.meta[APPROVAL_META_KEY]["id"] == approval_id, \
+    assert not fresh.is_error and fresh.meta[APPROVAL_META_KEY]["id"] == approval_id, (
         "once the outcome was delivered, an identical call gets it again (a replay: it may have been lost)"
+    )
     assert fresh.meta[APPROVAL_META_KEY]["replay"] is True and "replay" not in retry.meta[APPROVAL_META_KEY]
 
 
 async def test_an_identical_call_while_pending_attaches_instead_of_piling_up(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     task = new_task(market)
     arguments = {"task_id": task.id, "reason": "x"}
     async with airlock.client(mode=mode) as one, airlock.client(mode=mode) as two:
@@ -186,11 +195,14 @@ async def test_an_identical_call_while_pending_attaches_instead_of_piling_up(
 
 
 async def test_different_arguments_are_a_different_call_with_their_own_approval(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     one, two = new_task(market), new_task(market)
     async with airlock.client() as client:
-        calls = [asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": t.id, "reason": "x"}))
-                 for t in (one, two)]
+        calls = [
+            asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": t.id, "reason": "x"}))
+            for t in (one, two)
+        ]
         await airlock.wait_pending(count=2)
         for call in calls:
             call.cancel()
@@ -198,7 +210,8 @@ async def test_different_arguments_are_a_different_call_with_their_own_approval(
 
 
 async def test_an_agent_cannot_flood_reviewers_past_its_pending_cap(
-        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    start_airlock: StartAirlock, market: DemoMarket
+) -> None:
     airlock = await start_airlock(approvals={"max_pending_per_agent": 2, "hold_seconds": 1})
     tasks = [new_task(market) for _ in range(3)]
     async with airlock.client() as client:
@@ -209,7 +222,8 @@ async def test_an_agent_cannot_flood_reviewers_past_its_pending_cap(
 
 
 async def test_many_concurrent_approvals_of_one_call_run_the_upstream_exactly_once(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     task = new_task(market)
     arguments = {"task_id": task.id, "reason": "x"}
     reviewers = [f"reviewer-{i}" for i in range(10)]
@@ -219,8 +233,9 @@ async def test_many_concurrent_approvals_of_one_call_run_the_upstream_exactly_on
         holders = [asyncio.create_task(client.call_tool("em_cancel_task", arguments)) for _ in range(5)]
         approval = await airlock.wait_pending()
         await airlock.wait_steps(approval["id"], "attached", 4)
-        decisions = await asyncio.gather(*(airlock.decide(approval["id"], "approve", reviewer=reviewers[i % 10])
-                                           for i in range(50)))
+        decisions = await asyncio.gather(
+            *(airlock.decide(approval["id"], "approve", reviewer=reviewers[i % 10]) for i in range(50))
+        )
         async with asyncio.timeout(15):
             results = await asyncio.gather(*holders)
     assert sorted(r.status_code for r in decisions) == [200] + [409] * 49
@@ -229,7 +244,8 @@ async def test_many_concurrent_approvals_of_one_call_run_the_upstream_exactly_on
 
 
 async def test_waiting_is_reported_as_progress_when_the_client_sent_a_progress_token(
-        start_airlock: StartAirlock, market: DemoMarket, mode: str) -> None:
+    start_airlock: StartAirlock, market: DemoMarket, mode: str
+) -> None:
     airlock = await start_airlock(approvals={"progress_interval_seconds": 0.2})
     task = new_task(market)
     messages: list[str] = []
@@ -238,8 +254,9 @@ async def test_waiting_is_reported_as_progress_when_the_client_sent_a_progress_t
         messages.append(message or "")
 
     async with airlock.client(mode=mode) as client:
-        call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"},
-                                                    progress_callback=on_progress))
+        call = asyncio.create_task(
+            client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}, progress_callback=on_progress)
+        )
         approval = await airlock.wait_pending()
         await wait_for(lambda: len(messages) >= 2, timeout=10)
         await airlock.decide(approval["id"], "approve")
@@ -251,7 +268,8 @@ async def test_waiting_is_reported_as_progress_when_the_client_sent_a_progress_t
 
 @pytest.mark.parametrize("verdict", ["approve", "reject"])
 async def test_the_decision_lands_in_the_audit_timeline(
-        airlock: AirlockUnderTest, market: DemoMarket, verdict: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, verdict: str
+) -> None:
     task = new_task(market)
     async with airlock.client() as client:
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
@@ -262,17 +280,22 @@ async def test_the_decision_lands_in_the_audit_timeline(
             await call
     detail = await airlock.approval(approval["id"])
     events = [entry["event"] for entry in detail["timeline"]]
-    expected = (["parked", "notified", "decided", "executing", "executed", "delivered"] if verdict == "approve"
-                else ["parked", "notified", "decided", "delivered"])
+    expected = (
+        ["parked", "notified", "decided", "executing", "executed", "delivered"]
+        if verdict == "approve"
+        else ["parked", "notified", "decided", "delivered"]
+    )
     assert events == expected
     assert detail["decided_by"] == "alice" and detail["decision_reason"] == "checked"
 
 
 async def test_hold_budget_comes_from_the_agent_then_the_rule_then_the_default(
-        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    start_airlock: StartAirlock, market: DemoMarket
+) -> None:
     policy = {**DEFAULT_POLICY, "rules": [{"tool": "em_cancel_task", "action": "approve", "hold": 1}]}
-    airlock = await start_airlock(policy=policy, approvals={"hold_seconds": 600},
-                                  agents={"patient-bot": {"hold_seconds": 600}})
+    airlock = await start_airlock(
+        policy=policy, approvals={"hold_seconds": 600}, agents={"patient-bot": {"hold_seconds": 600}}
+    )
     task = new_task(market)
     async with airlock.client("quick-bot") as client:
         async with asyncio.timeout(10):
@@ -281,8 +304,9 @@ async def test_hold_budget_comes_from_the_agent_then_the_rule_then_the_default(
     async with airlock.client("patient-bot") as client:
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "y"}))
         approval = await airlock.wait_pending(count=2)
-        assert await _hold_seconds(airlock, approval["id"]) == pytest.approx(600, abs=1), \
+        assert await _hold_seconds(airlock, approval["id"]) == pytest.approx(600, abs=1), (
             "the agent's own budget wins over the rule's"
+        )
         await airlock.decide(approval["id"], "approve")
         async with asyncio.timeout(10):
             result = await call
@@ -295,6 +319,9 @@ async def _hold_seconds(airlock: AirlockUnderTest, approval_id: str) -> float:
     from app.store.models import streams
 
     async with airlock.runtime.db.read() as conn:
-        row = (await conn.execute(select(streams.c.hold_until - streams.c.created_at)
-                                  .where(streams.c.approval_id == approval_id))).one()
+        row = (
+            await conn.execute(
+                select(streams.c.hold_until - streams.c.created_at).where(streams.c.approval_id == approval_id)
+            )
+        ).one()
     return float(row[0])

@@ -20,7 +20,8 @@ from tests.rawmcp import RawSession
 
 
 async def test_a_handshake_era_cancellation_withdraws_the_pending_approval(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     task = new_task(market)
     async with airlock.client(mode="legacy") as client:
         with pytest.raises(MCPError):
@@ -33,7 +34,8 @@ async def test_a_handshake_era_cancellation_withdraws_the_pending_approval(
 
 
 async def test_a_dropped_2026_stream_withdraws_the_approval_after_the_grace_period(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     task = new_task(market)
     async with airlock.client(mode="auto") as client:
         with pytest.raises(MCPError):
@@ -44,7 +46,8 @@ async def test_a_dropped_2026_stream_withdraws_the_approval_after_the_grace_peri
 
 
 async def test_an_identical_retry_within_the_grace_period_keeps_a_2026_approval_alive(
-        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    start_airlock: StartAirlock, market: DemoMarket
+) -> None:
     airlock = await start_airlock(approvals={"cancel_grace_seconds": 30})
     task = new_task(market)
     arguments = {"task_id": task.id, "reason": "x"}
@@ -61,20 +64,27 @@ async def test_an_identical_retry_within_the_grace_period_keeps_a_2026_approval_
     assert market.calls["em_cancel_task"] == 1
 
 
-
 async def test_a_cancellation_that_overtakes_its_call_withdraws_the_call_as_soon_as_it_is_parked(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     """A client that times out while its call is still being judged cancels before the park: the call
     must not wait for a reviewer whose yes would run what its agent gave up on."""
     task = new_task(market)
     async with httpx.AsyncClient(timeout=10) as http:
         session = RawSession(http, airlock.mcp_url, await airlock.agent_token())
         await session.initialize()
-        cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled",
-                  "params": {"requestId": 7, "reason": "timed out"}}
+        cancel = {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": 7, "reason": "timed out"},
+        }
         assert (await http.post(session.url, json=cancel, headers=session.headers())).status_code == 202
-        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                "params": {"name": "em_cancel_task", "arguments": {"task_id": task.id, "reason": "x"}}}
+        call = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "em_cancel_task", "arguments": {"task_id": task.id, "reason": "x"}},
+        }
         async with session.stream("POST", call) as held, asyncio.timeout(10):
             answer = await held.next_message()
     assert answer["id"] == 7 and answer["result"]["isError"]

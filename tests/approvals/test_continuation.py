@@ -27,8 +27,11 @@ from tests.conftest import StartAirlock
 from tests.harness import DEFAULT_POLICY, AirlockUnderTest, submitted_task
 from tests.inbox.conftest import sign_in, web_client
 
-RATING_NEEDS_APPROVAL = {**DEFAULT_POLICY, "hide": [], "rules": [
-    {"tool": "em_rate_worker", "action": "approve", "reason": "ratings move money"}]}
+RATING_NEEDS_APPROVAL = {
+    **DEFAULT_POLICY,
+    "hide": [],
+    "rules": [{"tool": "em_rate_worker", "action": "approve", "reason": "ratings move money"}],
+}
 
 
 async def rate_four(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult | ErrorData:
@@ -40,7 +43,8 @@ async def start(start_airlock: StartAirlock, **approvals: Any) -> AirlockUnderTe
 
 
 async def test_one_approval_covers_a_call_that_asks_the_user_for_input(
-        start_airlock: StartAirlock, market: DemoMarket, mode: str) -> None:
+    start_airlock: StartAirlock, market: DemoMarket, mode: str
+) -> None:
     airlock = await start(start_airlock)
     task = submitted_task(market)
     async with airlock.client(mode=mode, elicitation_callback=rate_four) as client:
@@ -54,8 +58,9 @@ async def test_one_approval_covers_a_call_that_asks_the_user_for_input(
     assert (task.status, task.rating) == ("completed", 4)
     assert market.calls["em_rate_worker"] == 1
     rows = await airlock.approvals("all")
-    assert [row["decided_via"] for row in rows if row["decided_via"] != "continuation"] == ["api"], \
+    assert [row["decided_via"] for row in rows if row["decided_via"] != "continuation"] == ["api"], (
         "a human decided once"
+    )
     if mode == "auto":
         [repeat, first] = rows
         assert repeat["continues"] == first["id"] and repeat["status"] == "completed"
@@ -66,7 +71,8 @@ async def test_one_approval_covers_a_call_that_asks_the_user_for_input(
 
 
 async def test_the_inbox_shows_the_repeat_as_a_continuation_of_the_approved_round(
-        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    start_airlock: StartAirlock, market: DemoMarket
+) -> None:
     airlock = await start(start_airlock)
     task = submitted_task(market)
     async with airlock.client(mode="auto", elicitation_callback=rate_four) as client:
@@ -86,8 +92,9 @@ async def test_the_inbox_shows_the_repeat_as_a_continuation_of_the_approved_roun
 
 async def approved_first_round(airlock: AirlockUnderTest, client: Any, task: Task) -> InputRequiredResult:
     """Drive the 2026 loop by hand: the approved first round's `input_required` answer."""
-    call = asyncio.create_task(client.session.call_tool("em_rate_worker", {"task_id": task.id},
-                                                        allow_input_required=True))
+    call = asyncio.create_task(
+        client.session.call_tool("em_rate_worker", {"task_id": task.id}, allow_input_required=True)
+    )
     approval = await airlock.wait_pending()
     await airlock.decide(approval["id"], "approve")
     async with asyncio.timeout(10):
@@ -102,7 +109,8 @@ def answers(first: InputRequiredResult, rating: int) -> dict[str, Any]:
 
 
 async def test_a_replayed_continuation_gets_the_stored_outcome_and_does_not_run_again(
-        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    start_airlock: StartAirlock, market: DemoMarket
+) -> None:
     airlock = await start(start_airlock)
     task = submitted_task(market)
     async with airlock.client(mode="auto", elicitation_callback=rate_four) as client:
@@ -125,13 +133,16 @@ async def test_two_racing_repeats_run_the_tool_once(start_airlock: StartAirlock,
     was already delivered, the second gets it again as a replay. Either way, one run and one result."""
     airlock = await start(start_airlock)
     task = submitted_task(market)
-    async with airlock.client(mode="auto", elicitation_callback=rate_four) as one, \
-            airlock.client(mode="auto", elicitation_callback=rate_four) as two:
+    async with (
+        airlock.client(mode="auto", elicitation_callback=rate_four) as one,
+        airlock.client(mode="auto", elicitation_callback=rate_four) as two,
+    ):
         first = await approved_first_round(airlock, one, task)
         seed = {"input_responses": answers(first, 4), "request_state": first.request_state}
         async with asyncio.timeout(10):
-            results = await asyncio.gather(*(client.call_tool("em_rate_worker", {"task_id": task.id}, **seed)
-                                             for client in (one, two)))
+            results = await asyncio.gather(
+                *(client.call_tool("em_rate_worker", {"task_id": task.id}, **seed) for client in (one, two))
+            )
     assert all(not result.is_error and result.meta for result in results)
     assert len({result.meta[APPROVAL_META_KEY]["id"] for result in results if result.meta}) == 1
     assert market.calls["em_rate_worker"] == 1 and task.rating == 4
@@ -141,13 +152,18 @@ Repeat = Callable[[InputRequiredResult], dict[str, Any]]
 """What a repeat sends, given the approved round's `input_required` answer (plus `agent`, default agent-1)."""
 
 
-@pytest.mark.parametrize("repeat", [
-    lambda first: {"input_responses": answers(first, 5), "request_state": "forged"},
-    lambda first: {"input_responses": {}, "request_state": first.request_state},
-    lambda first: {"input_responses": answers(first, 1), "request_state": first.request_state, "agent": "agent-2"},
-], ids=["another request state", "not answering what was asked", "another agent"])
+@pytest.mark.parametrize(
+    "repeat",
+    [
+        lambda first: {"input_responses": answers(first, 5), "request_state": "forged"},
+        lambda first: {"input_responses": {}, "request_state": first.request_state},
+        lambda first: {"input_responses": answers(first, 1), "request_state": first.request_state, "agent": "agent-2"},
+    ],
+    ids=["another request state", "not answering what was asked", "another agent"],
+)
 async def test_a_repeat_that_does_not_continue_the_approved_round_needs_a_human(
-        start_airlock: StartAirlock, market: DemoMarket, repeat: Repeat) -> None:
+    start_airlock: StartAirlock, market: DemoMarket, repeat: Repeat
+) -> None:
     airlock = await start(start_airlock)
     task = submitted_task(market)
     async with airlock.client("agent-1", mode="auto", elicitation_callback=rate_four) as client:

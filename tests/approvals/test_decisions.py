@@ -36,16 +36,19 @@ async def held(airlock: AirlockUnderTest, market: DemoMarket, agent: str) -> Asy
 
 async def add_reviewer(airlock: AirlockUnderTest, name: str, *, disabled: bool = False) -> None:
     async with airlock.runtime.db.write() as conn:
-        await token_store.insert_reviewer(conn, name=name, token_hash=f"hash-of-{name}", slack_user_id=None,
-                                          now=time.time())
+        await token_store.insert_reviewer(
+            conn, name=name, token_hash=f"hash-of-{name}", slack_user_id=None, now=time.time()
+        )
         if disabled:
             await token_store.disable_reviewer(conn, name=name, now=time.time())
 
 
-@pytest.mark.parametrize("reviewer", ["RT-Agent", "rt-AGENT", "\uff32\uff34-agent"],
-                         ids=["mixed", "upper", "fullwidth"])
+@pytest.mark.parametrize(
+    "reviewer", ["RT-Agent", "rt-AGENT", "\uff32\uff34-agent"], ids=["mixed", "upper", "fullwidth"]
+)
 async def test_a_reviewer_cannot_approve_a_call_made_under_their_identity_spelled_differently(
-        airlock: AirlockUnderTest, market: DemoMarket, reviewer: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, reviewer: str
+) -> None:
     await airlock.agent_token("rt-agent")
     await add_reviewer(airlock, reviewer)
     async with held(airlock, market, "rt-agent") as approval:
@@ -56,7 +59,8 @@ async def test_a_reviewer_cannot_approve_a_call_made_under_their_identity_spelle
 
 @pytest.mark.parametrize("via", CHANNELS)
 async def test_a_disabled_or_unknown_reviewer_decides_nothing_in_any_channel(
-        airlock: AirlockUnderTest, market: DemoMarket, via: Via) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, via: Via
+) -> None:
     await add_reviewer(airlock, "mallory", disabled=True)
     async with held(airlock, market, "agent-1") as approval:
         with pytest.raises(NotAllowed, match="reviewer mallory is disabled and cannot decide"):
@@ -69,28 +73,31 @@ async def test_a_disabled_or_unknown_reviewer_decides_nothing_in_any_channel(
 
 @pytest.mark.parametrize("via", CHANNELS)
 async def test_a_rejection_without_a_reason_is_refused_in_every_channel(
-        airlock: AirlockUnderTest, market: DemoMarket, via: Via) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, via: Via
+) -> None:
     await airlock.reviewer_token("carol")
     async with held(airlock, market, "agent-1") as approval:
         for reason in (None, "", "   "):
             with pytest.raises(ReasonRequired, match="a rejection needs a reason"):
-                await decide(airlock.runtime.ledger, approval["id"], reviewer="carol", verdict="reject", via=via,
-                             reason=reason)
+                await decide(
+                    airlock.runtime.ledger, approval["id"], reviewer="carol", verdict="reject", via=via, reason=reason
+                )
     assert (await airlock.approval(approval["id"]))["status"] == "pending"
 
 
 async def test_the_api_answers_a_rejection_without_reason_with_a_400_sentence(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with held(airlock, market, "agent-1") as approval:
         response = await airlock.decide(approval["id"], "reject", reviewer="carol")
     assert response.status_code == 400
     assert response.json() == {"error": "a rejection needs a reason: the agent is told who rejected its call and why"}
 
 
-async def test_a_rules_reviewer_list_is_compared_as_identities(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
-    airlock.set_policy({**DEFAULT_POLICY, "rules": [
-        {"tool": "em_cancel_task", "action": "approve", "reviewers": ["Carol"]}]})
+async def test_a_rules_reviewer_list_is_compared_as_identities(airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock.set_policy(
+        {**DEFAULT_POLICY, "rules": [{"tool": "em_cancel_task", "action": "approve", "reviewers": ["Carol"]}]}
+    )
     await airlock.reviewer_token("carol")
     await airlock.reviewer_token("dave")
     async with held(airlock, market, "agent-1") as approval:

@@ -17,13 +17,17 @@ from tests.net import wait_for
 
 
 async def test_the_approval_needed_log_line_shows_a_tricky_tool_name_as_escapes(
-        airlock: AirlockUnderTest, market: DemoMarket, caplog: pytest.LogCaptureFixture) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, caplog: pytest.LogCaptureFixture
+) -> None:
     airlock.set_policy(trojan.POLICY)
     lines: list[str] = []
 
     def logged() -> bool:
-        lines[:] = [record.getMessage() for record in caplog.records
-                    if record.name == "airlock.approvals" and approval["id"] in record.getMessage()]
+        lines[:] = [
+            record.getMessage()
+            for record in caplog.records
+            if record.name == "airlock.approvals" and approval["id"] in record.getMessage()
+        ]
         return any(line.startswith("approval needed") for line in lines)
 
     with caplog.at_level(logging.INFO, logger="airlock.approvals"):

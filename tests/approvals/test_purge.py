@@ -25,8 +25,10 @@ LATER = 86400 + 3600
 
 async def stored(airlock: AirlockUnderTest) -> tuple[int, int]:
     async with airlock.runtime.db.read() as conn:
-        return ((await conn.execute(select(func.count()).select_from(streams))).scalar_one(),
-                (await conn.execute(select(func.count()).select_from(stream_events))).scalar_one())
+        return (
+            (await conn.execute(select(func.count()).select_from(streams))).scalar_one(),
+            (await conn.execute(select(func.count()).select_from(stream_events))).scalar_one(),
+        )
 
 
 async def hold_and_leave(session: RawSession, task_id: str, request_id: int) -> str:
@@ -38,7 +40,8 @@ async def hold_and_leave(session: RawSession, task_id: str, request_id: int) -> 
 
 
 async def test_a_stream_and_its_events_are_purged_after_their_retention_and_not_before(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         session = RawSession(http, airlock.mcp_url, await airlock.agent_token())
         await session.initialize()
@@ -58,7 +61,8 @@ async def test_a_stream_and_its_events_are_purged_after_their_retention_and_not_
 
 
 async def test_one_purge_pass_deletes_a_bounded_number_of_streams(
-        airlock: AirlockUnderTest, market: DemoMarket, monkeypatch: pytest.MonkeyPatch) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sweeper, "_PURGE_BATCH", 2)
     monkeypatch.setattr(sweeper, "_PURGE_BATCHES", 1)
     task = new_task(market)

@@ -66,7 +66,8 @@ async def proxied(airlock: AirlockUnderTest) -> AsyncIterator[CuttingProxy]:
 
 @pytest.mark.parametrize("era", ["modern", "handshake"])
 async def test_an_outcome_lost_by_a_proxy_is_replayed_to_the_identical_retry_and_the_call_runs_once(
-        airlock: AirlockUnderTest, market: DemoMarket, era: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, era: str
+) -> None:
     task = new_task(market)
     arguments = {"task_id": task.id, "reason": "duplicate"}
     async with proxied(airlock) as proxy, httpx.AsyncClient(timeout=10) as http:
@@ -79,8 +80,9 @@ async def test_an_outcome_lost_by_a_proxy_is_replayed_to_the_identical_retry_and
                 await final_message(held)
         async with asyncio.timeout(10):
             await proxy.cut.wait()
-        assert (await airlock.approval(approval["id"]))["delivered_at"] is not None, \
+        assert (await airlock.approval(approval["id"]))["delivered_at"] is not None, (
             "Airlock counted the outcome as delivered: what the agent never read whole"
+        )
         async with agent.call("em_cancel_task", arguments) as retry:
             answer = await final_message(retry)
     result = answer["result"]
@@ -94,7 +96,8 @@ async def test_an_outcome_lost_by_a_proxy_is_replayed_to_the_identical_retry_and
 
 
 async def test_a_replay_is_audited_and_an_identical_call_with_other_arguments_is_a_new_call(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     task = new_task(market)
     async with httpx.AsyncClient(timeout=10) as http:
         agent = RawAgent(http, airlock.mcp_url, await airlock.agent_token(), "modern")
@@ -116,7 +119,8 @@ async def test_a_replay_is_audited_and_an_identical_call_with_other_arguments_is
 
 @pytest.mark.parametrize("era", ["modern", "handshake"])
 async def test_a_rejected_outcome_is_not_replayed_an_identical_call_waits_for_a_human_again(
-        airlock: AirlockUnderTest, market: DemoMarket, era: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, era: str
+) -> None:
     task = new_task(market)
     arguments = {"task_id": task.id, "reason": "x"}
     async with httpx.AsyncClient(timeout=10) as http:
@@ -134,7 +138,8 @@ async def test_a_rejected_outcome_is_not_replayed_an_identical_call_waits_for_a_
 
 
 async def test_the_sdk_client_gets_a_lost_outcome_on_its_identical_retry_in_2026(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     """The same through the official SDK client (2026-07-28: a broken stream is an error to the caller)."""
     task = new_task(market)
     arguments = {"task_id": task.id, "reason": "duplicate"}

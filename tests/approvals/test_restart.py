@@ -29,8 +29,13 @@ from tests.processes import Cluster
 async def cluster(tmp_path: Path, database_url: str, upstream_url: str) -> AsyncIterator[Cluster]:
     # The SDK client reconnects at most twice, `retry` ms apart: a 10 s hint gives a restarted
     # process 20 s to come up, which a loaded machine can need (the default 5 s gives it 10 s).
-    cluster = await Cluster.create(tmp_path, database_url=database_url, upstream_url=upstream_url,
-                                   policy=DEFAULT_POLICY, approvals={"hold_seconds": 120, "sse_retry_ms": 10_000})
+    cluster = await Cluster.create(
+        tmp_path,
+        database_url=database_url,
+        upstream_url=upstream_url,
+        policy=DEFAULT_POLICY,
+        approvals={"hold_seconds": 120, "sse_retry_ms": 10_000},
+    )
     try:
         yield cluster
     finally:
@@ -38,7 +43,8 @@ async def cluster(tmp_path: Path, database_url: str, upstream_url: str) -> Async
 
 
 async def test_a_held_call_survives_sigkill_and_the_reconnected_client_gets_the_result(
-        cluster: Cluster, market: DemoMarket) -> None:
+    cluster: Cluster, market: DemoMarket
+) -> None:
     task = new_task(market)
     first = await cluster.start()
     url = cluster.mcp(first)
@@ -57,7 +63,8 @@ async def test_a_held_call_survives_sigkill_and_the_reconnected_client_gets_the_
 
 
 async def test_a_2026_client_that_lost_its_connection_gets_the_outcome_on_an_identical_retry(
-        cluster: Cluster, market: DemoMarket) -> None:
+    cluster: Cluster, market: DemoMarket
+) -> None:
     task = new_task(market)
     arguments = {"task_id": task.id, "reason": "x"}
     first = await cluster.start()
@@ -78,7 +85,8 @@ async def test_a_2026_client_that_lost_its_connection_gets_the_outcome_on_an_ide
 
 
 async def test_an_execution_cut_off_by_a_crash_is_reported_as_outcome_unknown_and_never_resent(
-        cluster: Cluster, market: DemoMarket) -> None:
+    cluster: Cluster, market: DemoMarket
+) -> None:
     market.delay = 5.0
     task = new_task(market)
     first = await cluster.start()
@@ -98,20 +106,24 @@ async def test_an_execution_cut_off_by_a_crash_is_reported_as_outcome_unknown_an
     assert market.calls["em_cancel_task"] == 1
 
 
-
 async def test_a_2026_cancellation_is_carried_out_even_if_airlock_dies_during_the_grace_period(
-        tmp_path: Path, database_url: str, upstream_url: str, market: DemoMarket) -> None:
+    tmp_path: Path, database_url: str, upstream_url: str, market: DemoMarket
+) -> None:
     """The closed stream schedules the withdrawal in the database; another process's sweeper does it."""
-    cluster = await Cluster.create(tmp_path, database_url=database_url, upstream_url=upstream_url,
-                                   policy=DEFAULT_POLICY, approvals={"hold_seconds": 120, "cancel_grace_seconds": 6})
+    cluster = await Cluster.create(
+        tmp_path,
+        database_url=database_url,
+        upstream_url=upstream_url,
+        policy=DEFAULT_POLICY,
+        approvals={"hold_seconds": 120, "cancel_grace_seconds": 6},
+    )
     db = Database(database_url)
     try:
         task = new_task(market)
         first = await cluster.start()
         async with mcp_client(cluster.mcp(first), cluster.agent_token, mode="auto") as client:
             with pytest.raises(MCPError):
-                await client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"},
-                                       read_timeout_seconds=1)
+                await client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}, read_timeout_seconds=1)
         approval_id = str((await cluster.wait_pending(first))["id"])
 
         async def stored() -> ApprovalRow:

@@ -29,13 +29,16 @@ async def stale_proxy(upstream_url: str) -> AsyncIterator[StaleConnectionProxy]:
 
 
 @pytest.fixture
-async def airlock(tmp_path: Path, database_url: str, stale_proxy: StaleConnectionProxy) -> AsyncIterator[AirlockUnderTest]:
+async def airlock(
+    tmp_path: Path, database_url: str, stale_proxy: StaleConnectionProxy
+) -> AsyncIterator[AirlockUnderTest]:
     async with running_airlock(settings_for_test(tmp_path, f"{stale_proxy.url}/mcp", database_url)) as airlock:
         yield airlock
 
 
 async def test_an_approved_call_runs_on_a_fresh_connection_not_one_the_upstream_may_be_closing(
-        airlock: AirlockUnderTest, stale_proxy: StaleConnectionProxy, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, stale_proxy: StaleConnectionProxy, market: DemoMarket, mode: str
+) -> None:
     task = new_task(market)
     async with airlock.client(mode=mode) as client:
         await client.call_tool("em_list_tasks", {"status": "published"})  # leaves pooled connections behind

@@ -44,23 +44,42 @@ class RunningDemo:
 
 def write_demo_config(tmp_path: Path, *, port: int, upstream_port: int, hold_seconds: float = 50) -> Path:
     config = tmp_path / "airlock.toml"
-    config.write_text("\n".join([
-        'host = "127.0.0.1"', f"port = {port}", 'data_dir = "data"', "token_cache_seconds = 0", "",
-        "[approvals]", f"hold_seconds = {hold_seconds}", "", "[[upstreams]]", 'name = "execution-market"',
-        f'url = "http://127.0.0.1:{upstream_port}/mcp"', f"policy = {json.dumps(str(POLICY))}", "",
-    ]), encoding="utf-8")
+    config.write_text(
+        "\n".join(
+            [
+                'host = "127.0.0.1"',
+                f"port = {port}",
+                'data_dir = "data"',
+                "token_cache_seconds = 0",
+                "",
+                "[approvals]",
+                f"hold_seconds = {hold_seconds}",
+                "",
+                "[[upstreams]]",
+                'name = "execution-market"',
+                f'url = "http://127.0.0.1:{upstream_port}/mcp"',
+                f"policy = {json.dumps(str(POLICY))}",
+                "",
+            ]
+        ),
+        encoding="utf-8",
+    )
     return config
 
 
 def child_env() -> dict[str, str]:
     """The test's environment without anything that would override the config the test wrote."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("AIRLOCK_", "SLACK_")) and key != "DATABASE_URL"}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AIRLOCK_", "SLACK_")) and key != "DATABASE_URL"
+    }
     return {**env, "AIRLOCK_SECRET_KEY": SECRET_KEY, "PYTHONUNBUFFERED": "1"}
 
 
-async def read_until(stream: asyncio.StreamReader, done: Callable[[str], bool], *,
-                     timeout: float = TIMEOUT) -> list[str]:
+async def read_until(
+    stream: asyncio.StreamReader, done: Callable[[str], bool], *, timeout: float = TIMEOUT
+) -> list[str]:
     """The lines of `stream` up to and including the first for which `done(line)` holds."""
     lines: list[str] = []
     async with asyncio.timeout(timeout):
@@ -85,18 +104,33 @@ async def running_demo(tmp_path: Path, *options: str, hold_seconds: float = 50) 
     config = write_demo_config(tmp_path, port=port, upstream_port=upstream_port, hold_seconds=hold_seconds)
     with open(tmp_path / "demo.log", "wb") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app", "demo", "--config", str(config), *options, cwd=tmp_path, env=child_env(),
-            stdout=asyncio.subprocess.PIPE, stderr=log)
+            sys.executable,
+            "-m",
+            "app",
+            "demo",
+            "--config",
+            str(config),
+            *options,
+            cwd=tmp_path,
+            env=child_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+        )
     try:
         assert process.stdout is not None
         try:
             lines = await read_until(process.stdout, lambda line: line.strip() == BANNER_END)
         except AssertionError:
             raise AssertionError((tmp_path / "demo.log").read_text()) from None
-        yield RunningDemo(config=config, data_dir=tmp_path / "data", url=f"http://127.0.0.1:{port}",
-                          upstream_url=f"http://127.0.0.1:{upstream_port}/mcp",
-                          agent_token=banner_value(lines, "agent token"),
-                          reviewer_token=banner_value(lines, "reviewer token"), banner=lines)
+        yield RunningDemo(
+            config=config,
+            data_dir=tmp_path / "data",
+            url=f"http://127.0.0.1:{port}",
+            upstream_url=f"http://127.0.0.1:{upstream_port}/mcp",
+            agent_token=banner_value(lines, "agent token"),
+            reviewer_token=banner_value(lines, "reviewer token"),
+            banner=lines,
+        )
     finally:
         if process.returncode is None:
             process.terminate()
@@ -106,8 +140,15 @@ async def running_demo(tmp_path: Path, *options: str, hold_seconds: float = 50) 
 async def run_cli(*args: str, cwd: Path) -> tuple[int, str]:
     """Run `python -m app ARGS` to completion; its exit status and stderr."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", *args, cwd=cwd, env=child_env(),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "app",
+        *args,
+        cwd=cwd,
+        env=child_env(),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=TIMEOUT)
     assert process.returncode is not None
     return process.returncode, stderr.decode()
@@ -133,8 +174,13 @@ async def approvals_waited_for(stdout: asyncio.StreamReader, count: int) -> list
 async def running_agent(demo: RunningDemo, cwd: Path) -> AsyncIterator[asyncio.StreamReader]:
     """The saved demo agent (`data/demo_agent.py`) running against `demo`; yields its output."""
     agent = await asyncio.create_subprocess_exec(
-        sys.executable, str(demo.data_dir / "demo_agent.py"), cwd=cwd, env=child_env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        str(demo.data_dir / "demo_agent.py"),
+        cwd=cwd,
+        env=child_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     assert agent.stdout is not None
     try:
         yield agent.stdout

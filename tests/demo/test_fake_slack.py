@@ -48,17 +48,27 @@ async def channel_shows(slack_url: str, text: str) -> None:
 async def click_command(slack_url: str, approval_id: str, verdict: str) -> tuple[int, str]:
     """`python -m app.demo.fake_slack click ID VERDICT`: its exit status and output."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.demo.fake_slack", "click", approval_id, verdict, "--slack", slack_url,
-        env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "app.demo.fake_slack",
+        "click",
+        approval_id,
+        verdict,
+        "--slack",
+        slack_url,
+        env=child_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=TIMEOUT)
     assert process.returncode is not None
     return process.returncode, output.decode()
 
 
 async def test_approve_from_the_click_command_runs_the_call_once_and_the_waiting_agent_prints_it(
-        tmp_path: Path) -> None:
-    async with running_demo(tmp_path, "--fake-slack", hold_seconds=0.2) as demo, \
-            running_agent(demo, tmp_path) as agent:
+    tmp_path: Path,
+) -> None:
+    async with running_demo(tmp_path, "--fake-slack", hold_seconds=0.2) as demo, running_agent(demo, tmp_path) as agent:
         slack_url = fake_slack_url(demo)
         [(approval_id, _)] = await approvals_waited_for(agent, count=1)
         await channel_shows(slack_url, f'name="approval" value="{approval_id}"')
@@ -75,8 +85,7 @@ async def test_approve_from_the_click_command_runs_the_call_once_and_the_waiting
 
 
 async def test_reject_with_a_reason_from_the_channel_page_reaches_the_waiting_agent(tmp_path: Path) -> None:
-    async with running_demo(tmp_path, "--fake-slack", hold_seconds=0.2) as demo, \
-            running_agent(demo, tmp_path) as agent:
+    async with running_demo(tmp_path, "--fake-slack", hold_seconds=0.2) as demo, running_agent(demo, tmp_path) as agent:
         slack_url = fake_slack_url(demo)
         [(approval_id, _)] = await approvals_waited_for(agent, count=1)
         await channel_shows(slack_url, f'name="approval" value="{approval_id}"')

@@ -41,8 +41,9 @@ async def agent_tokens(demo: RunningDemo) -> list[token_store.AgentTokenRow]:
 
 async def reviewer_token_works(demo: RunningDemo) -> bool:
     async with httpx.AsyncClient(timeout=5) as http:
-        response = await http.get(f"{demo.url}/api/approvals",
-                                  headers={"Authorization": f"Bearer {demo.reviewer_token}"})
+        response = await http.get(
+            f"{demo.url}/api/approvals", headers={"Authorization": f"Bearer {demo.reviewer_token}"}
+        )
     return response.status_code == 200
 
 
@@ -72,7 +73,8 @@ async def test_a_second_demo_changes_nothing_and_says_where_the_first_runs(tmp_p
 
 @pytest.mark.parametrize("taken", ["airlock", "upstream"])
 async def test_a_taken_port_is_named_with_the_option_that_moves_it_and_nothing_is_issued(
-        tmp_path: Path, taken: str) -> None:
+    tmp_path: Path, taken: str
+) -> None:
     with listening_socket() as busy:
         busy_port = busy.getsockname()[1]
         port, upstream_port = (busy_port, free_port()) if taken == "airlock" else (free_port(), busy_port)
@@ -105,14 +107,17 @@ def test_the_saved_agent_is_the_demo_agent_with_this_demos_endpoint_and_token() 
 
 @pytest.mark.parametrize(("verdict", "outcome"), [("approve", "result:"), ("reject", "error:")])
 async def test_the_demo_agent_keeps_calling_through_pending_results_and_prints_the_outcome(
-        tmp_path: Path, verdict: str, outcome: str) -> None:
+    tmp_path: Path, verdict: str, outcome: str
+) -> None:
     async with running_demo(tmp_path, hold_seconds=0.2) as demo, running_agent(demo, tmp_path) as agent:
         waited = await approvals_waited_for(agent, count=3)
         approval_id = waited[0][0]
         async with httpx.AsyncClient(timeout=10) as http:
-            decided = await http.post(f"{demo.url}/api/approvals/{approval_id}/{verdict}",
-                                      json={"reason": "still needed"},
-                                      headers={"Authorization": f"Bearer {demo.reviewer_token}"})
+            decided = await http.post(
+                f"{demo.url}/api/approvals/{approval_id}/{verdict}",
+                json={"reason": "still needed"},
+                headers={"Authorization": f"Bearer {demo.reviewer_token}"},
+            )
         assert decided.status_code == 200, decided.text
         final = await outcome_printed(agent)
         state = await upstream_state(demo)

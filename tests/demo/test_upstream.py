@@ -29,15 +29,7 @@ from mcp_types import (
     TextContent,
 )
 
-from app.demo.upstream import (
-    LOOPBACK_HOSTS,
-    MCP_PATH,
-    STATE_PATH,
-    DemoMarket,
-    Task,
-    build_app,
-    main,
-)
+from app.demo.upstream import LOOPBACK_HOSTS, MCP_PATH, STATE_PATH, DemoMarket, Task, build_app, main
 from tests.net import free_port, serve, wait_for
 
 TIMEOUT = 10.0

@@ -59,10 +59,19 @@ class BigAnswerUpstream:
         if "id" not in request:
             await _send(send, 202, b"", b"application/json")
         elif method == "initialize":
-            result = {"protocolVersion": request["params"]["protocolVersion"], "capabilities": {"tools": {}},
-                      "serverInfo": {"name": "big-answers", "version": "0"}, "instructions": self.instructions}
-            await _send(send, 200, _answer(request["id"], result), b"application/json",
-                        [(b"mcp-session-id", SESSION_ID.encode())])
+            result = {
+                "protocolVersion": request["params"]["protocolVersion"],
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "big-answers", "version": "0"},
+                "instructions": self.instructions,
+            }
+            await _send(
+                send,
+                200,
+                _answer(request["id"], result),
+                b"application/json",
+                [(b"mcp-session-id", SESSION_ID.encode())],
+            )
         elif method == "tools/call":
             await self._call(request, send)
         elif method == "subscriptions/listen":
@@ -97,12 +106,18 @@ def _answer(request_id: Any, result: dict[str, Any]) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}, ensure_ascii=False).encode("utf-8")
 
 
-async def _send(send: Send, status: int, body: bytes, content_type: bytes,
-                headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _send(
+    send: Send, status: int, body: bytes, content_type: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     """Send `body` in `CHUNK`-sized pieces (no Content-Length), yielding to the loop between them."""
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), *(headers or [])],
+        }
+    )
     for start in range(0, len(body), CHUNK):
-        await send({"type": "http.response.body", "body": body[start:start + CHUNK], "more_body": True})
+        await send({"type": "http.response.body", "body": body[start : start + CHUNK], "more_body": True})
         await asyncio.sleep(0)
     await send({"type": "http.response.body", "body": b""})

@@ -51,11 +51,11 @@ class CuttingProxy(LoopbackProxy):
                     if index >= 0:
                         self.marker = None
                         # Everything before the marker, and its first byte; then the connection is gone.
-                        writer.write(seen[len(tail):max(len(tail), index + 1)])
+                        writer.write(seen[len(tail) : max(len(tail), index + 1)])
                         await writer.drain()
                         writer.transport.abort()
                         self.cut.set()
                         return
-                    tail = seen[-len(marker):]
+                    tail = seen[-len(marker) :]
                 writer.write(chunk)
                 await writer.drain()

@@ -24,8 +24,12 @@ from tests.harness import AirlockUnderTest, copy_database, new_task, running_air
 from tests.net import serve, wait_for
 from tests.rawmcp import ACCEPT, LEGACY_VERSION, MODERN_VERSION, modern_envelope
 
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": LEGACY_VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": LEGACY_VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
 MODERN_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": modern_envelope()}}
 JSON_HEADERS = {"accept": ACCEPT, "content-type": "application/json"}
 MODERN_HEADERS = {**JSON_HEADERS, "mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/list"}
@@ -40,16 +44,27 @@ REQUESTS = {
 }
 
 
-async def send(airlock: AirlockUnderTest, name: str, authorization: str | None, *, path: str | None = None,
-               params: dict[str, str] | None = None) -> httpx.Response:
+async def send(
+    airlock: AirlockUnderTest,
+    name: str,
+    authorization: str | None,
+    *,
+    path: str | None = None,
+    params: dict[str, str] | None = None,
+) -> httpx.Response:
     method, body, headers = REQUESTS[name]
     headers = dict(headers)
     if authorization is not None:
         headers["authorization"] = authorization
     # A new connection per request: `tests.net.serve` sockets lack TCP_NODELAY (see test_malformed).
     async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as http:
-        return await http.request(method, path or airlock.mcp_url, headers=headers, params=params,
-                                  content=None if body is None else json.dumps(body).encode())
+        return await http.request(
+            method,
+            path or airlock.mcp_url,
+            headers=headers,
+            params=params,
+            content=None if body is None else json.dumps(body).encode(),
+        )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -74,11 +89,22 @@ def assert_unauthorized(response: httpx.Response, challenge: str) -> None:
 
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("request_name", sorted(REQUESTS))
-@pytest.mark.parametrize("authorization", [
-    None, "", "Bearer", "Basic YWxpY2U6c2VjcmV0", "Token abc", "Bearer two words", "alk_agent_abc",
-], ids=["absent", "empty", "bearer-only", "basic", "token-scheme", "two-words", "no-scheme"])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Basic YWxpY2U6c2VjcmV0",
+        "Token abc",
+        "Bearer two words",
+        "alk_agent_abc",
+    ],
+    ids=["absent", "empty", "bearer-only", "basic", "token-scheme", "two-words", "no-scheme"],
+)
 async def test_a_request_without_a_usable_bearer_token_gets_401_with_a_challenge(
-        shared: AirlockUnderTest, request_name: str, authorization: str | None) -> None:
+    shared: AirlockUnderTest, request_name: str, authorization: str | None
+) -> None:
     assert_unauthorized(await send(shared, request_name, authorization), CHALLENGE)
 
 
@@ -86,7 +112,8 @@ async def test_a_request_without_a_usable_bearer_token_gets_401_with_a_challenge
 @pytest.mark.parametrize("request_name", sorted(REQUESTS))
 @pytest.mark.parametrize("token", ["alk_agent_made-up", "x" * 300, "not-even-the-right-shape"])
 async def test_an_unknown_token_gets_401_with_error_invalid_token(
-        shared: AirlockUnderTest, request_name: str, token: str) -> None:
+    shared: AirlockUnderTest, request_name: str, token: str
+) -> None:
     assert_unauthorized(await send(shared, request_name, f"Bearer {token}"), INVALID_TOKEN)
 
 
@@ -119,7 +146,8 @@ async def test_authentication_comes_before_revealing_whether_an_upstream_exists(
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("request_name", ["handshake POST", "modern POST"])
 async def test_a_revoked_token_stops_working_and_the_agents_other_tokens_do_not(
-        shared: AirlockUnderTest, request_name: str) -> None:
+    shared: AirlockUnderTest, request_name: str
+) -> None:
     first = await shared.runtime.credentials.issue_agent_token("agent-r")
     second = await shared.runtime.credentials.issue_agent_token("agent-r")
     assert (await send(shared, request_name, f"Bearer {first.token}")).status_code == 200
@@ -138,8 +166,9 @@ async def test_a_revoked_token_cannot_use_a_session_it_opened(shared: AirlockUnd
         opened = await http.post(shared.mcp_url, json=INITIALIZE, headers=headers)
         session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": LEGACY_VERSION}
         await shared.runtime.credentials.revoke(token_id=issued.id)
-        listed = await http.post(shared.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-                                 headers={**headers, **session})
+        listed = await http.post(
+            shared.mcp_url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers={**headers, **session}
+        )
     assert_unauthorized(listed, INVALID_TOKEN)
 
 
@@ -151,24 +180,46 @@ async def test_a_reviewer_token_is_not_an_agent_token(shared: AirlockUnderTest) 
 
 
 async def test_the_identity_comes_from_the_token_whatever_the_call_claims(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     """Arguments, `_meta` and headers that name another agent change nothing about who is asking."""
     token = await airlock.agent_token("intern-bot")
     task = new_task(market)
-    envelope = {**modern_envelope(), "agent": "boss", "io.modelcontextprotocol/clientInfo": {
-        "name": "boss", "version": "0"}}
-    publish = {"name": "em_publish_task", "_meta": envelope,
-               "arguments": {"title": "t", "description": "d", "bounty_usd": 5, "agent_id": "boss", "agent": "boss"}}
+    envelope = {
+        **modern_envelope(),
+        "agent": "boss",
+        "io.modelcontextprotocol/clientInfo": {"name": "boss", "version": "0"},
+    }
+    publish = {
+        "name": "em_publish_task",
+        "_meta": envelope,
+        "arguments": {"title": "t", "description": "d", "bounty_usd": 5, "agent_id": "boss", "agent": "boss"},
+    }
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": publish}
-    headers = {**JSON_HEADERS, "authorization": f"Bearer {token}", "mcp-protocol-version": MODERN_VERSION,
-               "mcp-method": "tools/call", "mcp-name": "em_publish_task", "x-airlock-agent": "boss",
-               "x-agent": "boss", "from": "boss"}
+    headers = {
+        **JSON_HEADERS,
+        "authorization": f"Bearer {token}",
+        "mcp-protocol-version": MODERN_VERSION,
+        "mcp-method": "tools/call",
+        "mcp-name": "em_publish_task",
+        "x-airlock-agent": "boss",
+        "x-agent": "boss",
+        "from": "boss",
+    }
     async with httpx.AsyncClient(timeout=10) as http:
         denied = await http.post(airlock.mcp_url, json=call, headers=headers)
-        cancel = {**call, "id": 2, "params": {**publish, "name": "em_cancel_task",
-                                               "arguments": {"task_id": task.id, "reason": "x", "agent_id": "boss"}}}
-        async with http.stream("POST", airlock.mcp_url, json=cancel,
-                               headers={**headers, "mcp-name": "em_cancel_task"}) as held:
+        cancel = {
+            **call,
+            "id": 2,
+            "params": {
+                **publish,
+                "name": "em_cancel_task",
+                "arguments": {"task_id": task.id, "reason": "x", "agent_id": "boss"},
+            },
+        }
+        async with http.stream(
+            "POST", airlock.mcp_url, json=cancel, headers={**headers, "mcp-name": "em_cancel_task"}
+        ) as held:
             assert held.status_code == 200
             await wait_for(lambda: _pending(airlock), timeout=10)
             [approval] = await airlock.approvals("pending")
@@ -195,7 +246,7 @@ async def test_tokens_are_stored_only_as_sha256_hashes(airlock: AirlockUnderTest
     stored = json.dumps([agent_rows, reviewer_rows], default=str)
     for issued in (agent, reviewer):
         assert issued.token not in stored
-        assert issued.token[len("alk_agent_") + 4:] not in stored
+        assert issued.token[len("alk_agent_") + 4 :] not in stored
     assert any(row["token_hash"] == _sha256(agent.token) for row in agent_rows)
     assert any(row["token_hash"] == _sha256(reviewer.token) for row in reviewer_rows)
     assert {row["prefix"] for row in agent_rows if row["agent"] == "hash-check"} == {agent.token[:14]}

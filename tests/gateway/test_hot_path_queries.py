@@ -70,10 +70,14 @@ def audit_inserts(seen: list[Statement]) -> list[str]:
 
 
 async def test_50_allowed_calls_on_one_handshake_session_read_nothing_and_audit_in_batches(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     task = new_task(market)
-    call = {"jsonrpc": "2.0", "method": "tools/call",
-            "params": {"name": "em_get_task", "arguments": {"task_id": task.id}}}
+    call = {
+        "jsonrpc": "2.0",
+        "method": "tools/call",
+        "params": {"name": "em_get_task", "arguments": {"task_id": task.id}},
+    }
     async with httpx.AsyncClient(timeout=10) as http:
         session = RawSession(http, airlock.mcp_url, await airlock.agent_token())
         await session.initialize()
@@ -89,18 +93,32 @@ async def test_50_allowed_calls_on_one_handshake_session_read_nothing_and_audit_
     assert on_the_call_path(seen) == []
     assert 1 <= len(inserts) < CALLS
     async with airlock.runtime.db.read() as conn:
-        entries = (await conn.execute(select(func.count()).select_from(audit_log).where(
-            audit_log.c.event == "call", audit_log.c.tool == "em_get_task"))).scalar_one()
+        entries = (
+            await conn.execute(
+                select(func.count())
+                .select_from(audit_log)
+                .where(audit_log.c.event == "call", audit_log.c.tool == "em_get_task")
+            )
+        ).scalar_one()
     assert entries == CALLS + 1
 
 
 async def test_50_allowed_modern_calls_read_nothing(airlock: AirlockUnderTest, market: DemoMarket) -> None:
     task = new_task(market)
     token = await airlock.agent_token()
-    headers = {"authorization": f"Bearer {token}", "accept": ACCEPT, "content-type": "application/json",
-               "mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/call", "mcp-name": "em_get_task"}
-    call = {"jsonrpc": "2.0", "method": "tools/call",
-            "params": {"name": "em_get_task", "arguments": {"task_id": task.id}, "_meta": modern_envelope()}}
+    headers = {
+        "authorization": f"Bearer {token}",
+        "accept": ACCEPT,
+        "content-type": "application/json",
+        "mcp-protocol-version": MODERN_VERSION,
+        "mcp-method": "tools/call",
+        "mcp-name": "em_get_task",
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "method": "tools/call",
+        "params": {"name": "em_get_task", "arguments": {"task_id": task.id}, "_meta": modern_envelope()},
+    }
     async with httpx.AsyncClient(timeout=10) as http:
         first = await http.post(airlock.mcp_url, json={**call, "id": 0}, headers=headers)
         assert first.status_code == 200, first.text

@@ -25,15 +25,20 @@ from tests.harness import AirlockUnderTest, running_airlock, settings_for_test
 from tests.net import serve
 from tests.rawmcp import RawSession, final_message, modern_envelope, modern_headers
 
-POLICY = {"version": "1", "default": "deny", "rules": [
-    {"tool": "big_text", "action": "allow"},
-    {"tool": "big_text_reviewed", "action": "approve", "reason": "big"},
-]}
+POLICY = {
+    "version": "1",
+    "default": "deny",
+    "rules": [
+        {"tool": "big_text", "action": "allow"},
+        {"tool": "big_text_reviewed", "action": "approve", "reason": "big"},
+    ],
+}
 
 
 @asynccontextmanager
-async def big_airlock(tmp_path: Path, database_url: str, **overrides: Any
-                      ) -> AsyncIterator[tuple[AirlockUnderTest, BigAnswerUpstream]]:
+async def big_airlock(
+    tmp_path: Path, database_url: str, **overrides: Any
+) -> AsyncIterator[tuple[AirlockUnderTest, BigAnswerUpstream]]:
     upstream = BigAnswerUpstream()
     async with serve(upstream) as base:
         settings = settings_for_test(tmp_path, f"{base}/mcp", database_url, policy=POLICY, **overrides)
@@ -84,12 +89,16 @@ def text_of(result: dict[str, Any]) -> str:
 @pytest.mark.parametrize("mode", ["json", "sse"])
 @pytest.mark.parametrize("era", ["modern", "handshake"])
 async def test_an_allowed_calls_large_answer_is_relayed_whole_and_byte_for_byte(
-        tmp_path: Path, database_url: str, era: str, mode: str, size: int) -> None:
+    tmp_path: Path, database_url: str, era: str, mode: str, size: int
+) -> None:
     async with big_airlock(tmp_path, database_url) as (airlock, upstream), httpx.AsyncClient(timeout=30) as http:
         agent = await Agent(http, airlock, era).start()
         for request_id in range(1, 4):  # more than once: a truncation was intermittent
-            response = await http.post(airlock.mcp_url, json=agent.call("big_text", size, mode, request_id),
-                                       headers=await agent.headers("tools/call", "big_text"))
+            response = await http.post(
+                airlock.mcp_url,
+                json=agent.call("big_text", size, mode, request_id),
+                headers=await agent.headers("tools/call", "big_text"),
+            )
             assert response.status_code == 200
             assert answer_bytes(response) == upstream.answers[-1], f"answer {request_id} was not relayed whole"
     assert upstream.calls["big_text"] == 3
@@ -98,13 +107,18 @@ async def test_an_allowed_calls_large_answer_is_relayed_whole_and_byte_for_byte(
 @pytest.mark.parametrize("mode", ["json", "sse"])
 @pytest.mark.parametrize("era", ["modern", "handshake"])
 async def test_an_approved_calls_large_result_is_stored_and_delivered_whole(
-        tmp_path: Path, database_url: str, era: str, mode: str) -> None:
+    tmp_path: Path, database_url: str, era: str, mode: str
+) -> None:
     size = 2_500_000
     async with big_airlock(tmp_path, database_url) as (airlock, upstream):
         async with httpx.AsyncClient(timeout=30) as http:
             agent = await Agent(http, airlock, era).start()
-            async with http.stream("POST", airlock.mcp_url, json=agent.call("big_text_reviewed", size, mode),
-                                   headers=await agent.headers("tools/call", "big_text_reviewed")) as held:
+            async with http.stream(
+                "POST",
+                airlock.mcp_url,
+                json=agent.call("big_text_reviewed", size, mode),
+                headers=await agent.headers("tools/call", "big_text_reviewed"),
+            ) as held:
                 approval = await airlock.wait_pending()
                 assert (await airlock.decide(approval["id"], "approve")).status_code == 200
                 answer = await final_message(held)
@@ -119,14 +133,21 @@ async def test_an_approved_calls_large_result_is_stored_and_delivered_whole(
 @pytest.mark.parametrize("mode", ["json", "sse"])
 @pytest.mark.parametrize("era", ["modern", "handshake"])
 async def test_an_allowed_answer_over_the_limit_gets_a_clear_error_saying_it_ran(
-        tmp_path: Path, database_url: str, era: str, mode: str) -> None:
+    tmp_path: Path, database_url: str, era: str, mode: str
+) -> None:
     async with big_airlock(tmp_path, database_url, max_response_bytes=50_000) as (airlock, upstream):
         async with httpx.AsyncClient(timeout=30) as http:
             agent = await Agent(http, airlock, era).start()
-            response = await http.post(airlock.mcp_url, json=agent.call("big_text", 200_000, mode),
-                                       headers=await agent.headers("tools/call", "big_text"))
-            small = await http.post(airlock.mcp_url, json=agent.call("big_text", 1_000, mode, 2),
-                                    headers=await agent.headers("tools/call", "big_text"))
+            response = await http.post(
+                airlock.mcp_url,
+                json=agent.call("big_text", 200_000, mode),
+                headers=await agent.headers("tools/call", "big_text"),
+            )
+            small = await http.post(
+                airlock.mcp_url,
+                json=agent.call("big_text", 1_000, mode, 2),
+                headers=await agent.headers("tools/call", "big_text"),
+            )
     result = json.loads(answer_bytes(response))["result"]
     assert result["isError"] is True
     text = text_of(result)
@@ -136,12 +157,17 @@ async def test_an_allowed_answer_over_the_limit_gets_a_clear_error_saying_it_ran
 
 @pytest.mark.parametrize("era", ["modern", "handshake"])
 async def test_a_stream_already_relaying_ends_with_the_too_large_answer_when_the_result_is_over_the_limit(
-        tmp_path: Path, database_url: str, era: str) -> None:
+    tmp_path: Path, database_url: str, era: str
+) -> None:
     async with big_airlock(tmp_path, database_url, max_response_bytes=50_000) as (airlock, upstream):
         async with httpx.AsyncClient(timeout=30) as http:
             agent = await Agent(http, airlock, era).start()
-            async with http.stream("POST", airlock.mcp_url, json=agent.call("big_text", 200_000, "sse-after-log"),
-                                   headers=await agent.headers("tools/call", "big_text")) as response:
+            async with http.stream(
+                "POST",
+                airlock.mcp_url,
+                json=agent.call("big_text", 200_000, "sse-after-log"),
+                headers=await agent.headers("tools/call", "big_text"),
+            ) as response:
                 assert response.headers["content-type"].startswith("text/event-stream")
                 answer = await final_message(response)
     assert answer["id"] == 1 and answer["result"]["isError"] is True
@@ -153,12 +179,17 @@ async def test_a_stream_already_relaying_ends_with_the_too_large_answer_when_the
 @pytest.mark.parametrize("mode", ["json", "sse"])
 @pytest.mark.parametrize("era", ["modern", "handshake"])
 async def test_an_approved_call_whose_result_is_over_the_limit_is_completed_and_says_it_ran(
-        tmp_path: Path, database_url: str, era: str, mode: str) -> None:
+    tmp_path: Path, database_url: str, era: str, mode: str
+) -> None:
     async with big_airlock(tmp_path, database_url, max_response_bytes=50_000) as (airlock, upstream):
         async with httpx.AsyncClient(timeout=30) as http:
             agent = await Agent(http, airlock, era).start()
-            async with http.stream("POST", airlock.mcp_url, json=agent.call("big_text_reviewed", 200_000, mode),
-                                   headers=await agent.headers("tools/call", "big_text_reviewed")) as held:
+            async with http.stream(
+                "POST",
+                airlock.mcp_url,
+                json=agent.call("big_text_reviewed", 200_000, mode),
+                headers=await agent.headers("tools/call", "big_text_reviewed"),
+            ) as held:
                 approval = await airlock.wait_pending()
                 await airlock.decide(approval["id"], "approve")
                 answer = await final_message(held)
@@ -172,11 +203,17 @@ async def test_an_approved_call_whose_result_is_over_the_limit_is_completed_and_
 
 async def test_a_json_lines_answer_is_relayed_chunk_by_chunk_to_its_end(tmp_path: Path, database_url: str) -> None:
     """Regression: a `subscriptions/listen` answer in JSON lines was closed after its first chunk."""
-    lines = [json.dumps({"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "n": n}).encode() + b"\n"
-             for n in range(3)]
+    lines = [
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "n": n}).encode() + b"\n"
+        for n in range(3)
+    ]
     async with big_airlock(tmp_path, database_url) as (airlock, upstream):
-        body = {"jsonrpc": "2.0", "id": 5, "method": "subscriptions/listen",
-                "params": {"_meta": modern_envelope(), "notifications": {"toolsListChanged": True}}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": 5,
+            "method": "subscriptions/listen",
+            "params": {"_meta": modern_envelope(), "notifications": {"toolsListChanged": True}},
+        }
         async with httpx.AsyncClient(timeout=30) as http:
             headers = modern_headers(await airlock.agent_token(), "subscriptions/listen")
             async with http.stream("POST", airlock.mcp_url, json=body, headers=headers) as response:
@@ -209,8 +246,10 @@ def test_max_response_bytes_is_a_validated_setting(tmp_path: Path) -> None:
 
     document = {"upstreams": [{"name": "u", "url": "http://127.0.0.1:1/mcp", "policy": "p.json"}]}
     assert settings_from_document(document, base_dir=tmp_path, env={}).max_response_bytes == 64 * 1024 * 1024
-    assert settings_from_document({**document, "max_response_bytes": 1000}, base_dir=tmp_path,
-                                  env={}).max_response_bytes == 1000
+    assert (
+        settings_from_document({**document, "max_response_bytes": 1000}, base_dir=tmp_path, env={}).max_response_bytes
+        == 1000
+    )
     with pytest.raises(ConfigError, match="max_response_bytes"):
         settings_from_document({**document, "max_response_bytes": 0}, base_dir=tmp_path, env={})
 
@@ -221,7 +260,7 @@ def test_the_sse_parser_reassembles_a_multi_megabyte_event_from_small_chunks() -
     data = json.dumps({"text": big_text(3_000_000)}, ensure_ascii=False)
     frame = encode(data, event_id="e1")
     parser = SSEParser(max_event_bytes=8 * 1024 * 1024)
-    events = [event for start in range(0, len(frame), 4096) for event in parser.feed(frame[start:start + 4096])]
+    events = [event for start in range(0, len(frame), 4096) for event in parser.feed(frame[start : start + 4096])]
     assert [(event.data, event.id) for event in events] == [(data, "e1")]
 
 

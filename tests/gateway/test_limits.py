@@ -35,13 +35,16 @@ async def open_session(http: httpx.AsyncClient, airlock: AirlockUnderTest, agent
 
 
 async def test_an_agent_over_its_held_cap_is_refused_with_a_reason_it_can_act_on(
-        start_airlock: StartAirlock, market: DemoMarket) -> None:
+    start_airlock: StartAirlock, market: DemoMarket
+) -> None:
     airlock = await start_airlock(approvals={"max_held_per_agent": 2})
     task = new_task(market)
     async with httpx.AsyncClient(timeout=10) as http, AsyncExitStack() as holds:
         session = await open_session(http, airlock)
-        held = [await holds.enter_async_context(session.stream("POST", cancel_call(task.id, request_id)))
-                for request_id in (1, 2)]  # kept referenced: a collected reader closes its stream
+        held = [
+            await holds.enter_async_context(session.stream("POST", cancel_call(task.id, request_id)))
+            for request_id in (1, 2)
+        ]  # kept referenced: a collected reader closes its stream
         for reader in held:
             await reader.next_event()
         refused = await http.post(airlock.mcp_url, json=cancel_call(task.id, 3), headers=session.headers())
@@ -61,7 +64,8 @@ async def test_an_agent_over_its_held_cap_is_refused_with_a_reason_it_can_act_on
 
 
 async def test_both_eras_refuse_a_call_over_the_held_cap_through_the_sdk_client(
-        start_airlock: StartAirlock, market: DemoMarket, mode: str) -> None:
+    start_airlock: StartAirlock, market: DemoMarket, mode: str
+) -> None:
     airlock = await start_airlock(approvals={"max_held_per_agent": 1})
     first, second = new_task(market), new_task(market)
     async with airlock.client(mode=mode) as client:
@@ -120,18 +124,25 @@ async def _end_by_exception(airlock: AirlockUnderTest, session: RawSession, task
             await held.next_message()
 
 
-ENDINGS = {"outcome": _end_by_outcome, "hold budget": _end_by_hold_budget, "disconnect": _end_by_disconnect,
-           "cancellation": _end_by_cancellation, "exception": _end_by_exception}
+ENDINGS = {
+    "outcome": _end_by_outcome,
+    "hold budget": _end_by_hold_budget,
+    "disconnect": _end_by_disconnect,
+    "cancellation": _end_by_cancellation,
+    "exception": _end_by_exception,
+}
 
 
 @pytest.mark.parametrize("ending", list(ENDINGS))
 async def test_the_held_count_returns_to_zero_however_the_hold_ends(
-        start_airlock: StartAirlock, market: DemoMarket, monkeypatch: pytest.MonkeyPatch, ending: str) -> None:
+    start_airlock: StartAirlock, market: DemoMarket, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
     approvals: dict[str, Any] = {"max_held_per_agent": 1}
     if ending == "hold budget":
         approvals["hold_seconds"] = 0.5
     airlock = await start_airlock(approvals=approvals)
     if ending == "exception":
+
         async def broken(self: HeldRequest) -> None:
             raise RuntimeError("the hold broke")
 

@@ -56,8 +56,13 @@ class Gateway:
         return self.session.headers(**extra)
 
     def modern_headers(self, method: str = "tools/call", name: str | None = None, **extra: str) -> dict[str, str]:
-        headers = {"authorization": f"Bearer {self.token}", "accept": ACCEPT, "content-type": "application/json",
-                   "mcp-protocol-version": MODERN_VERSION, "mcp-method": method}
+        headers = {
+            "authorization": f"Bearer {self.token}",
+            "accept": ACCEPT,
+            "content-type": "application/json",
+            "mcp-protocol-version": MODERN_VERSION,
+            "mcp-method": method,
+        }
         if name is not None:
             headers["mcp-name"] = name
         headers.update(extra)
@@ -66,8 +71,9 @@ class Gateway:
     def headers(self, era: str, method: str = "tools/call", name: str | None = None) -> dict[str, str]:
         return self.handshake_headers() if era == "handshake" else self.modern_headers(method, name)
 
-    async def post(self, era: str, raw: bytes, *, method: str = "tools/call", name: str | None = None,
-                   **extra: str) -> httpx.Response:
+    async def post(
+        self, era: str, raw: bytes, *, method: str = "tools/call", name: str | None = None, **extra: str
+    ) -> httpx.Response:
         headers = {**self.headers(era, method, name), **extra}
         return await self.http.post(self.url, content=raw, headers=headers)
 
@@ -94,14 +100,23 @@ async def gateway(module_database: str, tmp_path_factory: pytest.TempPathFactory
     market = DemoMarket(examples=False)
     upstream = RecordingUpstream(build_app(market))
     async with serve(upstream) as upstream_base, httpx.AsyncClient(timeout=10, limits=FRESH_CONNECTIONS) as http:
-        settings = settings_for_test(tmp_path, f"{upstream_base}/mcp", module_database,
-                                     max_body_bytes=LIMIT, allowed_origins=[ALLOWED_ORIGIN])
+        settings = settings_for_test(
+            tmp_path, f"{upstream_base}/mcp", module_database, max_body_bytes=LIMIT, allowed_origins=[ALLOWED_ORIGIN]
+        )
         async with running_airlock(settings) as airlock:
             token = await airlock.agent_token("agent-1")
             session = RawSession(http, airlock.mcp_url, token)
             await session.initialize()
-            yield Gateway(airlock.mcp_url, airlock.url, market, upstream, token, await airlock.agent_token("agent-2"),
-                          http, session)
+            yield Gateway(
+                airlock.mcp_url,
+                airlock.url,
+                market,
+                upstream,
+                token,
+                await airlock.agent_token("agent-2"),
+                http,
+                session,
+            )
 
 
 @pytest.fixture(autouse=True)
@@ -153,8 +168,9 @@ def assert_nothing_ran(gateway: Gateway) -> None:
 def spliced(era: str, arguments: str) -> bytes:
     """A `tools/call` of em_get_task whose `arguments` are the given JSON text."""
     meta = ',"_meta":' + json.dumps(modern_envelope()) if era == "modern" else ""
-    return ('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"em_get_task","arguments":%s%s}}'
-            % (arguments, meta)).encode()
+    return (
+        f'{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"em_get_task","arguments":{arguments}{meta}}}}}'
+    ).encode()
 
 
 PARSE_ERRORS: dict[str, Any] = {
@@ -185,7 +201,8 @@ PARSE_ERRORS: dict[str, Any] = {
 @ERAS
 @pytest.mark.parametrize("case", sorted(PARSE_ERRORS))
 async def test_a_body_that_is_not_one_strict_json_document_is_a_parse_error_and_goes_nowhere(
-        gateway: Gateway, era: str, case: str) -> None:
+    gateway: Gateway, era: str, case: str
+) -> None:
     raw = PARSE_ERRORS[case](era)
     response = await gateway.post(era, raw, name="em_get_task")
     error = assert_error(response, 400, -32700)
@@ -195,26 +212,27 @@ async def test_a_body_that_is_not_one_strict_json_document_is_a_parse_error_and_
 
 DUPLICATES = {
     "two names": '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"em_get_task","arguments":'
-                 '{"task_id":"%s"},"name":"em_cancel_task"%s}}',
+    '{"task_id":"%s"},"name":"em_cancel_task"%s}}',
     "name spelled with an escape": '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"em_get_task",'
-                                   '"arguments":{"task_id":"%s"},"na\\u006de":"em_cancel_task"%s}}',
+    '"arguments":{"task_id":"%s"},"na\\u006de":"em_cancel_task"%s}}',
     "two argument objects": '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"em_cancel_task",'
-                            '"arguments":{"task_id":"%s","reason":"x"},"arguments":{"task_id":"x","reason":"y"}%s}}',
+    '"arguments":{"task_id":"%s","reason":"x"},"arguments":{"task_id":"x","reason":"y"}%s}}',
     "an argument twice": '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"em_get_task",'
-                         '"arguments":{"task_id":"%s","task_id":"other"}%s}}',
+    '"arguments":{"task_id":"%s","task_id":"other"}%s}}',
     "two methods": '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"em_cancel_task",'
-                   '"arguments":{"task_id":"%s","reason":"x"}%s},"method":"tools/call"}',
+    '"arguments":{"task_id":"%s","reason":"x"}%s},"method":"tools/call"}',
     "two params": '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"em_get_task",'
-                  '"arguments":{"task_id":"%s"}%s},"params":{"name":"em_cancel_task"}}',
+    '"arguments":{"task_id":"%s"}%s},"params":{"name":"em_cancel_task"}}',
     "two ids": '{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{"name":"em_get_task",'
-               '"arguments":{"task_id":"%s"}%s}}',
+    '"arguments":{"task_id":"%s"}%s}}',
 }
 
 
 @ERAS
 @pytest.mark.parametrize("case", sorted(DUPLICATES))
 async def test_a_duplicate_key_is_refused_and_the_upstream_never_runs_anything(
-        gateway: Gateway, era: str, case: str) -> None:
+    gateway: Gateway, era: str, case: str
+) -> None:
     task = new_task(gateway.market)
     meta = ',"_meta":' + json.dumps(modern_envelope()) if era == "modern" else ""
     raw = (DUPLICATES[case] % (task.id, meta)).encode()
@@ -227,10 +245,12 @@ async def test_a_duplicate_key_is_refused_and_the_upstream_never_runs_anything(
 
 
 @ERAS
-@pytest.mark.parametrize(("before", "after"), [(b" ", b""), (b"\r\n\t ", b"\n"), (b"", b" \r\n")],
-                         ids=["space", "crlf-tab", "trailing"])
+@pytest.mark.parametrize(
+    ("before", "after"), [(b" ", b""), (b"\r\n\t ", b"\n"), (b"", b" \r\n")], ids=["space", "crlf-tab", "trailing"]
+)
 async def test_json_whitespace_around_the_document_is_allowed(
-        gateway: Gateway, era: str, before: bytes, after: bytes) -> None:
+    gateway: Gateway, era: str, before: bytes, after: bytes
+) -> None:
     task = new_task(gateway.market)
     raw = before + encode(tool_call(era, arguments={"task_id": task.id})) + after
     response = await gateway.post(era, raw, name="em_get_task")
@@ -269,7 +289,8 @@ INVALID_REQUESTS: dict[str, tuple[bytes, Any]] = {
 @ERAS
 @pytest.mark.parametrize("case", sorted(INVALID_REQUESTS))
 async def test_valid_json_that_is_not_one_json_rpc_message_is_an_invalid_request(
-        gateway: Gateway, era: str, case: str) -> None:
+    gateway: Gateway, era: str, case: str
+) -> None:
     raw, request_id = INVALID_REQUESTS[case]
     response = await gateway.post(era, raw, method="tools/list")
     error = assert_error(response, 400, -32600, request_id)
@@ -346,7 +367,8 @@ async def test_a_handshake_tools_call_without_params_is_invalid_params(gateway: 
 @ERAS
 @pytest.mark.parametrize("method", ["no/such/method", "Tools/Call", "tools/call/x", "rpc.discover"])
 async def test_an_unknown_method_is_forwarded_and_the_upstreams_answer_relayed(
-        gateway: Gateway, era: str, method: str) -> None:
+    gateway: Gateway, era: str, method: str
+) -> None:
     raw = encode(request(era, method, {}, request_id="u-1"))
     response = await gateway.post(era, raw, method=method)
     assert response.status_code in (200, 404), response.text
@@ -391,7 +413,7 @@ async def test_a_streamed_body_over_the_limit_is_413(gateway: Gateway, era: str)
 
     async def chunks() -> AsyncIterator[bytes]:
         for start in range(0, len(raw), 1000):
-            yield raw[start:start + 1000]
+            yield raw[start : start + 1000]
 
     response = await gateway.http.post(gateway.url, content=chunks(), headers=gateway.headers(era, name="em_get_task"))
     assert "content-length" not in response.request.headers
@@ -411,12 +433,21 @@ async def test_a_body_just_under_the_limit_is_served(gateway: Gateway, era: str)
 
 
 @ERAS
-@pytest.mark.parametrize("content_type", [
-    None, "text/plain", "application/x-www-form-urlencoded", "application/json-patch+json", "multipart/form-data",
-    "application/json; charset=utf-16", "application/json; charset=latin-1",
-])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json-patch+json",
+        "multipart/form-data",
+        "application/json; charset=utf-16",
+        "application/json; charset=latin-1",
+    ],
+)
 async def test_a_body_that_is_not_declared_as_utf8_json_is_415(
-        gateway: Gateway, era: str, content_type: str | None) -> None:
+    gateway: Gateway, era: str, content_type: str | None
+) -> None:
     headers = gateway.headers(era, name="em_get_task")
     del headers["content-type"]
     if content_type is not None:
@@ -427,12 +458,17 @@ async def test_a_body_that_is_not_declared_as_utf8_json_is_415(
 
 
 @ERAS
-@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
-                                          'application/json;charset="UTF-8"'])
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", 'application/json;charset="UTF-8"']
+)
 async def test_json_content_types_are_accepted(gateway: Gateway, era: str, content_type: str) -> None:
     task = new_task(gateway.market)
-    response = await gateway.post(era, encode(tool_call(era, arguments={"task_id": task.id})), name="em_get_task",
-                                  **{"content-type": content_type})
+    response = await gateway.post(
+        era,
+        encode(tool_call(era, arguments={"task_id": task.id})),
+        name="em_get_task",
+        **{"content-type": content_type},
+    )
     assert response.status_code == 200, response.text
     assert gateway.market.calls == {"em_get_task": 1}
 
@@ -472,8 +508,9 @@ async def test_the_public_origin_allowed_origins_and_no_origin_are_served(gatewa
         headers = gateway.headers(era, name="em_get_task")
         if origin is not None:
             headers["origin"] = origin
-        response = await gateway.http.post(gateway.url, content=encode(tool_call(era, arguments={"task_id": task.id})),
-                                           headers=headers)
+        response = await gateway.http.post(
+            gateway.url, content=encode(tool_call(era, arguments={"task_id": task.id})), headers=headers
+        )
         assert response.status_code == 200, (origin, response.text)
     assert gateway.market.calls == {"em_get_task": 3}
 
@@ -481,8 +518,9 @@ async def test_the_public_origin_allowed_origins_and_no_origin_are_served(gatewa
 @ERAS
 async def test_an_unknown_upstream_is_404(gateway: Gateway, era: str) -> None:
     for path in ("/mcp/no-such-upstream", "/mcp/execution-market-2", "/mcp/EXECUTION-MARKET"):
-        response = await gateway.http.post(gateway.base + path, content=encode(tool_call(era)),
-                                           headers=gateway.headers(era, name="em_get_task"))
+        response = await gateway.http.post(
+            gateway.base + path, content=encode(tool_call(era)), headers=gateway.headers(era, name="em_get_task")
+        )
         assert_error(response, 404, -32600)
     assert_nothing_ran(gateway)
 
@@ -491,9 +529,12 @@ async def test_an_unknown_upstream_is_404(gateway: Gateway, era: str) -> None:
 
 
 async def test_a_modern_request_without_the_envelope_is_32602(gateway: Gateway) -> None:
-    for params in ({"name": "em_get_task", "arguments": {}}, {"name": "em_get_task", "_meta": {}},
-                   {"name": "em_get_task", "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN_VERSION}},
-                   {"name": "em_get_task", "_meta": "envelope"}):
+    for params in (
+        {"name": "em_get_task", "arguments": {}},
+        {"name": "em_get_task", "_meta": {}},
+        {"name": "em_get_task", "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN_VERSION}},
+        {"name": "em_get_task", "_meta": "envelope"},
+    ):
         raw = encode({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params})
         error = assert_error(await gateway.post("modern", raw, name="em_get_task"), 400, -32602, 5)
         assert "_meta" in error["message"]
@@ -502,15 +543,19 @@ async def test_a_modern_request_without_the_envelope_is_32602(gateway: Gateway) 
     assert_nothing_ran(gateway)
 
 
-@pytest.mark.parametrize(("headers", "what"), [
-    ({"mcp-method": "tools/list"}, "mcp-method"),
-    ({"mcp-method": "TOOLS/CALL"}, "mcp-method"),
-    ({"mcp-name": "em_cancel_task"}, "mcp-name"),
-    ({"mcp-name": "=?base64?ZW1fY2FuY2VsX3Rhc2s=?="}, "mcp-name"),
-    ({"mcp-name": "=?base64?not base64?="}, "mcp-name"),
-])
+@pytest.mark.parametrize(
+    ("headers", "what"),
+    [
+        ({"mcp-method": "tools/list"}, "mcp-method"),
+        ({"mcp-method": "TOOLS/CALL"}, "mcp-method"),
+        ({"mcp-name": "em_cancel_task"}, "mcp-name"),
+        ({"mcp-name": "=?base64?ZW1fY2FuY2VsX3Rhc2s=?="}, "mcp-name"),
+        ({"mcp-name": "=?base64?not base64?="}, "mcp-name"),
+    ],
+)
 async def test_a_routing_header_that_disagrees_with_the_body_is_32020(
-        gateway: Gateway, headers: dict[str, str], what: str) -> None:
+    gateway: Gateway, headers: dict[str, str], what: str
+) -> None:
     response = await gateway.post("modern", encode(tool_call("modern", request_id=8)), name="em_get_task", **headers)
     error = assert_error(response, 400, -32020, 8)
     assert what in error["message"]
@@ -538,8 +583,7 @@ async def test_a_routing_header_sent_twice_is_32020(gateway: Gateway, header: st
     headers = list(gateway.modern_headers(name="em_get_task").items())
     value = dict(headers)[header]
     headers.append((header.upper(), value))
-    response = await gateway.http.post(gateway.url, content=encode(tool_call("modern", request_id=10)),
-                                       headers=headers)
+    response = await gateway.http.post(gateway.url, content=encode(tool_call("modern", request_id=10)), headers=headers)
     error = assert_error(response, 400, -32020, 10)
     assert "more than once" in error["message"]
     assert_nothing_ran(gateway)
@@ -549,8 +593,7 @@ async def test_a_routing_header_sent_twice_is_32020(gateway: Gateway, header: st
 async def test_an_unsupported_version_is_32022_naming_the_supported_ones(gateway: Gateway, version: str) -> None:
     message = tool_call("modern", request_id=11)
     message["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = version
-    response = await gateway.post("modern", encode(message), name="em_get_task",
-                                  **{"mcp-protocol-version": version})
+    response = await gateway.post("modern", encode(message), name="em_get_task", **{"mcp-protocol-version": version})
     error = assert_error(response, 400, -32022, 11)
     assert error["data"] == {"supported": [MODERN_VERSION], "requested": version}
     assert_nothing_ran(gateway)
@@ -576,8 +619,9 @@ LIST = b'{"jsonrpc":"2.0","id":12,"method":"tools/list"}'
 async def test_a_handshake_request_without_a_session_id_is_400(gateway: Gateway, method: str) -> None:
     headers = gateway.handshake_headers()
     del headers["mcp-session-id"]
-    response = await gateway.http.request(method, gateway.url, headers=headers,
-                                          content=LIST if method == "POST" else None)
+    response = await gateway.http.request(
+        method, gateway.url, headers=headers, content=LIST if method == "POST" else None
+    )
     assert_error(response, 400, -32600)
     assert_nothing_ran(gateway)
 
@@ -586,8 +630,9 @@ async def test_a_handshake_request_without_a_session_id_is_400(gateway: Gateway,
 @pytest.mark.parametrize("session_id", ["made-up", "x" * 2000, "ünïcode".encode(), ""])
 async def test_an_unknown_session_is_404(gateway: Gateway, method: str, session_id: str | bytes) -> None:
     headers: dict[str, Any] = {**gateway.handshake_headers(), "mcp-session-id": session_id}
-    response = await gateway.http.request(method, gateway.url, headers=headers,
-                                          content=LIST if method == "POST" else None)
+    response = await gateway.http.request(
+        method, gateway.url, headers=headers, content=LIST if method == "POST" else None
+    )
     assert_error(response, 404, -32600)
     assert_nothing_ran(gateway)
 
@@ -595,8 +640,9 @@ async def test_an_unknown_session_is_404(gateway: Gateway, method: str, session_
 @pytest.mark.parametrize("method", ["POST", "GET", "DELETE"])
 async def test_another_agents_session_is_404(gateway: Gateway, method: str) -> None:
     headers = gateway.handshake_headers(authorization=f"Bearer {gateway.other_token}")
-    response = await gateway.http.request(method, gateway.url, headers=headers,
-                                          content=LIST if method == "POST" else None)
+    response = await gateway.http.request(
+        method, gateway.url, headers=headers, content=LIST if method == "POST" else None
+    )
     assert_error(response, 404, -32600)
     assert_nothing_ran(gateway)
 
@@ -608,15 +654,20 @@ async def test_a_deleted_session_is_404_afterwards(gateway: Gateway) -> None:
     assert deleted.status_code == 200
     gateway.upstream.requests.clear()
     for method in ("POST", "GET", "DELETE"):
-        response = await gateway.http.request(method, gateway.url, headers=session.headers(),
-                                              content=LIST if method == "POST" else None)
+        response = await gateway.http.request(
+            method, gateway.url, headers=session.headers(), content=LIST if method == "POST" else None
+        )
         assert_error(response, 404, -32600)
     assert_nothing_ran(gateway)
 
 
 async def test_initialize_carrying_a_session_id_is_400(gateway: Gateway) -> None:
-    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": LEGACY_VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": LEGACY_VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    }
     response = await gateway.post("handshake", encode(body))
     assert_error(response, 400, -32600, 0)
     assert_nothing_ran(gateway)
@@ -635,14 +686,22 @@ async def test_an_unsupported_http_method_is_405_in_the_handshake_era(gateway: G
 GARBAGE: list[tuple[str, dict[str, str], bytes]] = [
     ("POST", {}, b"\x00\x01\x02\xff\xfe"),
     ("POST", {}, b"{" * 100_000),
-    ("POST", {}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"em_get_task",'
-                 b'"arguments":{"task_id":{"$gt":""}}}}'),
+    (
+        "POST",
+        {},
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"em_get_task",'
+        b'"arguments":{"task_id":{"$gt":""}}}}',
+    ),
     ("POST", {}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"' + b"n" * 3000 + b'"}}'),
     ("POST", {}, b'{"jsonrpc":"2.0","id":' + b"9" * 400 + b',"method":"ping"}'),
     ("POST", {}, b'{"jsonrpc":"2.0","id":"","method":"ping"}'),
     ("POST", {}, b'{"jsonrpc":"2.0","id":-1,"method":"ping","params":{"_meta":{"progressToken":[]}}}'),
-    ("POST", {}, b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"em_get_task",'
-                 b'"arguments":{},"_meta":{"progressToken":{"a":1}}}}'),
+    (
+        "POST",
+        {},
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"em_get_task",'
+        b'"arguments":{},"_meta":{"progressToken":{"a":1}}}}',
+    ),
     ("POST", {}, b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":5}}'),
     ("POST", {}, b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":{"x":1}}}'),
     ("POST", {}, b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":true}}'),
@@ -668,15 +727,20 @@ GARBAGE: list[tuple[str, dict[str, str], bytes]] = [
 
 
 @ERAS
-@pytest.mark.parametrize(("method", "headers", "body"), GARBAGE,
-                         ids=[f"{method} {index}" for index, (method, _, _) in enumerate(GARBAGE)])
+@pytest.mark.parametrize(
+    ("method", "headers", "body"), GARBAGE, ids=[f"{method} {index}" for index, (method, _, _) in enumerate(GARBAGE)]
+)
 async def test_garbage_never_gets_a_500(
-        gateway: Gateway, era: str, method: str, headers: dict[str, str], body: bytes) -> None:
+    gateway: Gateway, era: str, method: str, headers: dict[str, str], body: bytes
+) -> None:
     request_headers = {**gateway.headers(era, name="em_get_task"), **headers}
     response = await gateway.http.request(method, gateway.url, headers=request_headers, content=body or None)
     assert response.status_code < 500, (response.status_code, response.text[:500])
-    if method != "HEAD" and response.headers.get("content-type", "").startswith("application/json") \
-            and response.status_code >= 400:
+    if (
+        method != "HEAD"
+        and response.headers.get("content-type", "").startswith("application/json")
+        and response.status_code >= 400
+    ):
         message = response.json()
         assert message.get("jsonrpc") == "2.0" and isinstance(message["error"]["code"], int), message
     assert gateway.market.calls.get("em_cancel_task", 0) == 0

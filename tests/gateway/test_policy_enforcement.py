@@ -19,7 +19,8 @@ def text_of(result: Any) -> str:
 
 
 async def test_allowed_call_reaches_the_upstream_and_its_result_comes_back(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     task = new_task(market, title="Water the plants")
     async with airlock.client(mode=mode) as client:
         result = await client.call_tool("em_get_task", {"task_id": task.id})
@@ -37,7 +38,8 @@ async def test_hidden_tool_is_missing_from_tools_list(airlock: AirlockUnderTest,
 
 
 async def test_hidden_tool_call_is_refused_as_unknown_and_never_reaches_upstream(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     task = new_task(market, status="submitted")
     async with airlock.client(mode=mode) as client:
         result = await client.call_tool("em_rate_worker", {"task_id": task.id})
@@ -47,7 +49,8 @@ async def test_hidden_tool_call_is_refused_as_unknown_and_never_reaches_upstream
 
 
 async def test_seed_policy_hides_em_cancel_task_and_denies_everything_else(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     airlock.set_policy({"version": "1", "default": "deny", "hide": ["em_cancel_task"]})
     task = new_task(market)
     async with airlock.client(mode=mode) as client:
@@ -61,7 +64,8 @@ async def test_seed_policy_hides_em_cancel_task_and_denies_everything_else(
 
 
 async def test_denial_reaches_the_agent_as_a_tool_error_with_the_policys_reason(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     async with airlock.client("intern-bot", mode=mode) as client:
         result = await client.call_tool("em_publish_task", {"title": "t", "description": "d", "bounty_usd": 5})
     assert result.is_error
@@ -71,7 +75,8 @@ async def test_denial_reaches_the_agent_as_a_tool_error_with_the_policys_reason(
 
 
 async def test_per_agent_rule_applies_only_to_that_agent(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     async with airlock.client("writer-bot", mode=mode) as client:
         result = await client.call_tool("em_publish_task", {"title": "t", "description": "d", "bounty_usd": 5})
     assert not result.is_error
@@ -79,16 +84,19 @@ async def test_per_agent_rule_applies_only_to_that_agent(
 
 
 async def test_identity_comes_from_the_token_not_from_the_agent_id_argument(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     async with airlock.client("intern-bot", mode=mode) as client:
-        result = await client.call_tool("em_publish_task", {"title": "t", "description": "d", "bounty_usd": 5,
-                                                            "agent_id": "writer-bot"})
+        result = await client.call_tool(
+            "em_publish_task", {"title": "t", "description": "d", "bounty_usd": 5, "agent_id": "writer-bot"}
+        )
     assert result.is_error and "interns cannot publish" in text_of(result)
     assert market.calls["em_publish_task"] == 0
 
 
 async def test_rate_limit_refuses_calls_past_the_maximum_per_agent(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     arguments = {"title": "t", "description": "d", "bounty_usd": 5}
     async with airlock.client("writer-bot", mode=mode) as client:
         results = [await client.call_tool("em_publish_task", arguments) for _ in range(4)]
@@ -102,11 +110,22 @@ async def test_rate_limit_refuses_calls_past_the_maximum_per_agent(
 
 @pytest.mark.parametrize(("bounty", "expected"), [(50, "allow"), (100, "allow"), (150, "approve")])
 async def test_argument_condition_decides_between_rules(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str, bounty: float, expected: str) -> None:
-    airlock.set_policy({**DEFAULT_POLICY, "rules": [
-        {"tool": "em_publish_task", "when": {"bounty_usd": {"gt": 100}}, "action": "deny", "reason": "too large"},
-        {"tool": "em_publish_task", "action": "allow"},
-    ]})
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str, bounty: float, expected: str
+) -> None:
+    airlock.set_policy(
+        {
+            **DEFAULT_POLICY,
+            "rules": [
+                {
+                    "tool": "em_publish_task",
+                    "when": {"bounty_usd": {"gt": 100}},
+                    "action": "deny",
+                    "reason": "too large",
+                },
+                {"tool": "em_publish_task", "action": "allow"},
+            ],
+        }
+    )
     async with airlock.client(mode=mode) as client:
         result = await client.call_tool("em_publish_task", {"title": "t", "description": "d", "bounty_usd": bounty})
     if expected == "allow":
@@ -118,12 +137,18 @@ async def test_argument_condition_decides_between_rules(
 
 
 async def test_policy_reload_takes_effect_without_a_restart(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     task = new_task(market)
     async with airlock.client(mode=mode) as client:
         before = await client.call_tool("em_get_task", {"task_id": task.id})
-        airlock.set_policy({"version": "1", "default": "deny", "rules": [
-            {"tool": "em_get_task", "action": "deny", "reason": "reads are paused"}]})
+        airlock.set_policy(
+            {
+                "version": "1",
+                "default": "deny",
+                "rules": [{"tool": "em_get_task", "action": "deny", "reason": "reads are paused"}],
+            }
+        )
         after = await client.call_tool("em_get_task", {"task_id": task.id})
     assert not before.is_error
     assert after.is_error and "reads are paused" in text_of(after)
@@ -131,7 +156,8 @@ async def test_policy_reload_takes_effect_without_a_restart(
 
 
 async def test_a_broken_policy_edit_never_loads_and_the_last_good_policy_stays(
-        airlock: AirlockUnderTest, market: DemoMarket, caplog: pytest.LogCaptureFixture) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, caplog: pytest.LogCaptureFixture
+) -> None:
     task = new_task(market)
     airlock.policy_path.write_text('{"version": "1", "default": "alow"}', encoding="utf-8")
     import os
@@ -147,9 +173,15 @@ async def test_a_broken_policy_edit_never_loads_and_the_last_good_policy_stays(
 
 
 async def test_annotation_defaults_approve_destructive_tools_and_allow_read_only_ones(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
-    airlock.set_policy({"version": "1", "default": "deny",
-                        "annotation_defaults": {"read_only": "allow", "destructive": "deny", "additive": "deny"}})
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
+    airlock.set_policy(
+        {
+            "version": "1",
+            "default": "deny",
+            "annotation_defaults": {"read_only": "allow", "destructive": "deny", "additive": "deny"},
+        }
+    )
     task = new_task(market)
     async with airlock.client(mode=mode) as client:
         read = await client.call_tool("em_get_task", {"task_id": task.id})

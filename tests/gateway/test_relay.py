@@ -28,8 +28,11 @@ from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task, running_ai
 from tests.net import serve, wait_for
 from tests.rawmcp import ACCEPT, EventReader, RawSession, final_message, modern_envelope, modern_headers
 
-ALLOW_RATING = {**DEFAULT_POLICY, "hide": [], "rules": [
-    {"id": "rate", "tool": "em_rate_worker", "action": "allow"}, *DEFAULT_POLICY["rules"]]}
+ALLOW_RATING = {
+    **DEFAULT_POLICY,
+    "hide": [],
+    "rules": [{"id": "rate", "tool": "em_rate_worker", "action": "allow"}, *DEFAULT_POLICY["rules"]],
+}
 
 
 @dataclass
@@ -101,22 +104,25 @@ def text_of(result: Any) -> str:
 
 
 async def test_upstream_progress_notifications_reach_the_clients_progress_callback(
-        airlock: AirlockUnderTest, mode: str) -> None:
+    airlock: AirlockUnderTest, mode: str
+) -> None:
     reports: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         reports.append((progress, total, message))
 
     async with airlock.client(mode=mode) as client:
-        result = await client.call_tool("em_publish_task", {"title": "t", "description": "d", "bounty_usd": 5},
-                                        progress_callback=on_progress)
+        result = await client.call_tool(
+            "em_publish_task", {"title": "t", "description": "d", "bounty_usd": 5}, progress_callback=on_progress
+        )
         await wait_for(lambda: len(reports) == 3)
     assert not result.is_error
     assert reports == [(1, 3, "validating"), (2, 3, "publishing"), (3, 3, "published")]
 
 
 async def test_an_upstream_log_message_reaches_the_clients_logging_callback(
-        airlock: AirlockUnderTest, mode: str) -> None:
+    airlock: AirlockUnderTest, mode: str
+) -> None:
     logs: list[LoggingMessageNotificationParams] = []
 
     async def on_log(params: LoggingMessageNotificationParams) -> None:
@@ -142,7 +148,8 @@ async def test_a_modern_client_that_did_not_ask_for_log_messages_gets_none(airlo
 
 
 async def test_an_elicitation_round_trips_through_airlock_to_the_client_and_back(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     airlock.set_policy(ALLOW_RATING)
     task = submitted_task(market)
     asked: list[ElicitRequestParams] = []
@@ -161,7 +168,8 @@ async def test_an_elicitation_round_trips_through_airlock_to_the_client_and_back
 
 
 async def test_a_declined_elicitation_reaches_the_upstream_as_declined(
-        airlock: AirlockUnderTest, market: DemoMarket, mode: str) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket, mode: str
+) -> None:
     airlock.set_policy(ALLOW_RATING)
     task = submitted_task(market)
 
@@ -175,7 +183,8 @@ async def test_a_declined_elicitation_reaches_the_upstream_as_declined(
 
 
 async def test_tools_list_keeps_every_field_of_every_visible_tool_and_drops_the_hidden_ones(
-        airlock: AirlockUnderTest, upstream_url: str, mode: str) -> None:
+    airlock: AirlockUnderTest, upstream_url: str, mode: str
+) -> None:
     from mcp import Client
 
     async with Client(upstream_url, mode=mode) as direct:
@@ -195,14 +204,16 @@ def modern_meta_text() -> str:
 
 
 async def test_tools_list_relays_unknown_result_fields_and_meta_unchanged(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     """The filter rewrites only `tools`; every other member of the answer is relayed as it came."""
     token = await airlock.agent_token()
     body = {"jsonrpc": "2.0", "id": "list-1", "method": "tools/list", "params": {"_meta": modern_envelope()}}
     async with httpx.AsyncClient(timeout=10) as http:
         relayed = await http.post(airlock.mcp_url, json=body, headers=modern_headers(token, "tools/list"))
-        direct = await http.post(airlock.runtime.settings.upstreams[0].url, json=body,
-                                 headers=modern_headers(token, "tools/list"))
+        direct = await http.post(
+            airlock.runtime.settings.upstreams[0].url, json=body, headers=modern_headers(token, "tools/list")
+        )
     relayed_message, direct_message = relayed.json(), direct.json()
     assert relayed.status_code == 200 and relayed_message["id"] == "list-1"
     hidden = [t for t in direct_message["result"]["tools"] if t["name"] == "em_rate_worker"]
@@ -223,26 +234,30 @@ SPACED_CALL = (
 
 
 async def test_an_allowed_call_reaches_the_upstream_byte_for_byte_as_sent_in_the_modern_era(
-        recorded: RecordedAirlock, market: DemoMarket) -> None:
+    recorded: RecordedAirlock, market: DemoMarket
+) -> None:
     airlock, upstream = recorded.airlock, recorded.upstream
     task = new_task(market)
     raw = (SPACED_CALL % task.id).encode()
     token = await airlock.agent_token()
     async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(airlock.mcp_url, content=raw, headers=modern_headers(token, "tools/call",
-                                                                                         "em_get_task"))
+        response = await http.post(
+            airlock.mcp_url, content=raw, headers=modern_headers(token, "tools/call", "em_get_task")
+        )
     assert response.status_code == 200, response.text
     assert upstream.calls() == [raw]
     assert market.log == [("em_get_task", {"task_id": task.id, "note": 'café 😀 / "q"'})]
 
 
 async def test_an_allowed_call_reaches_the_upstream_byte_for_byte_as_sent_in_the_handshake_era(
-        recorded: RecordedAirlock, market: DemoMarket) -> None:
+    recorded: RecordedAirlock, market: DemoMarket
+) -> None:
     airlock, upstream = recorded.airlock, recorded.upstream
     task = new_task(market)
-    raw = ('{"jsonrpc" :"2.0","method": "tools/call" , "params":{"arguments":{"task_id":"%s"},'
-           '"_meta":{"progressToken":7,"com.example/x":null},"name":"em_get_task","extra":[]}, "id":"a\\u0062c"}  '
-           % task.id).encode()
+    raw = (
+        f'{{"jsonrpc" :"2.0","method": "tools/call" , "params":{{"arguments":{{"task_id":"{task.id}"}},'
+        '"_meta":{"progressToken":7,"com.example/x":null},"name":"em_get_task","extra":[]}, "id":"a\\u0062c"}  '
+    ).encode()
     async with httpx.AsyncClient(timeout=10) as http:
         session = RawSession(http, airlock.mcp_url, await airlock.agent_token())
         await session.initialize()
@@ -254,13 +269,16 @@ async def test_an_allowed_call_reaches_the_upstream_byte_for_byte_as_sent_in_the
 
 @pytest.mark.parametrize("era", ["modern", "handshake"])
 async def test_an_approved_call_runs_with_the_exact_original_params_and_only_a_new_id(
-        recorded: RecordedAirlock, market: DemoMarket, era: str) -> None:
+    recorded: RecordedAirlock, market: DemoMarket, era: str
+) -> None:
     airlock, upstream = recorded.airlock, recorded.upstream
     task = new_task(market)
     meta = modern_meta_text() if era == "modern" else '{"com.example/x" : "\\u00fc"}'
-    params = ('{ "arguments" : {"reason":"dup\\u00e9  ","task_id" : "%s"}, "x-extra": [1,2.0],'
-              ' "_meta" : %s , "name" :"em_cancel_task" }' % (task.id, meta))
-    raw = ('{"id":9,"jsonrpc":"2.0","params":%s,"method":"tools/call"}' % params).encode()
+    params = (
+        f'{{ "arguments" : {{"reason":"dup\\u00e9  ","task_id" : "{task.id}"}}, "x-extra": [1,2.0],'
+        f' "_meta" : {meta} , "name" :"em_cancel_task" }}'
+    )
+    raw = (f'{{"id":9,"jsonrpc":"2.0","params":{params},"method":"tools/call"}}').encode()
     async with httpx.AsyncClient(timeout=10) as http:
         if era == "modern":
             headers = modern_headers(await airlock.agent_token(), "tools/call", "em_cancel_task")
@@ -280,8 +298,7 @@ async def test_an_approved_call_runs_with_the_exact_original_params_and_only_a_n
     assert member_text(executed, "params") == params
     message = parse_json(executed)
     assert message["id"] == f"airlock-{approval['id']}"
-    assert {k: v for k, v in message.items() if k != "id"} == {
-        k: v for k, v in parse_json(raw).items() if k != "id"}
+    assert {k: v for k, v in message.items() if k != "id"} == {k: v for k, v in parse_json(raw).items() if k != "id"}
     assert market.log == [("em_cancel_task", {"reason": "dupé  ", "task_id": task.id})]
 
 
@@ -309,18 +326,19 @@ class ScriptedUpstream:
         if self.json_body is None and b'"tools/list"' in body:
             # Airlock lists the tools itself before judging a first call (issue 10: it checks the
             # arguments against each tool's inputSchema); this upstream publishes none.
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
             await send({"type": "http.response.body", "body": b'{"jsonrpc":"2.0","id":0,"result":{"tools":[]}}'})
             return
         self.bodies.append(body)
         if self.json_body is not None:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
             await send({"type": "http.response.body", "body": self.json_body})
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         while (frame := await self.frames.get()) is not None:
             await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
@@ -335,19 +353,34 @@ async def scripted(tmp_path: Path, database_url: str) -> AsyncIterator[tuple[Air
 
 
 def get_task_call(request_id: int = 1) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
-        "name": "em_get_task", "arguments": {"task_id": "t"}, "_meta": {**modern_envelope(), "progressToken": "p"}}}
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {
+            "name": "em_get_task",
+            "arguments": {"task_id": "t"},
+            "_meta": {**modern_envelope(), "progressToken": "p"},
+        },
+    }
 
 
 async def test_sse_events_are_relayed_one_by_one_as_the_upstream_sends_them(
-        scripted: tuple[AirlockUnderTest, ScriptedUpstream]) -> None:
+    scripted: tuple[AirlockUnderTest, ScriptedUpstream],
+) -> None:
     """The agent reads the upstream's first event while the upstream has not even written its answer."""
     airlock, upstream = scripted
     progress = '{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"p","progress":1}}'
     final = '{"jsonrpc":"2.0","id":1,"result":{"content":[],"x-vendor":{"a" : 1},"resultType":"complete"},"z":0}'
-    async with httpx.AsyncClient(timeout=10) as http, http.stream("POST", airlock.mcp_url, json=get_task_call(),
-                           headers=modern_headers(await airlock.agent_token(), "tools/call",
-                                                  "em_get_task")) as response:
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream(
+            "POST",
+            airlock.mcp_url,
+            json=get_task_call(),
+            headers=modern_headers(await airlock.agent_token(), "tools/call", "em_get_task"),
+        ) as response,
+    ):
         reader = EventReader(response)
         async with asyncio.timeout(5):
             await upstream.frames.put(b": upstream keep-alive\r\n\r\n")
@@ -362,71 +395,113 @@ async def test_sse_events_are_relayed_one_by_one_as_the_upstream_sends_them(
 
 
 @pytest.mark.parametrize("padding", [0, 3_000_000], ids=["small", "3 MB"])
-async def test_a_json_answer_is_relayed_byte_for_byte(scripted: tuple[AirlockUnderTest, ScriptedUpstream],
-                                                      padding: int) -> None:
+async def test_a_json_answer_is_relayed_byte_for_byte(
+    scripted: tuple[AirlockUnderTest, ScriptedUpstream], padding: int
+) -> None:
     """Regression (issue 10, class 3): a large JSON answer was cut off where the first read stopped."""
     airlock, upstream = scripted
-    upstream.json_body = (b'{ "jsonrpc":"2.0", "id":1, "result":{"content":[{"type":"text","text":"caf\\u00e9'
-                          + "caf\u00e9 \u2615 ".encode() * (padding // 10) + b'"}],'
-                          b' "structuredContent":{"n":1.50}, "_meta":{"com.example/k":[]}, "x-new":true}}')
+    upstream.json_body = (
+        b'{ "jsonrpc":"2.0", "id":1, "result":{"content":[{"type":"text","text":"caf\\u00e9'
+        + "caf\u00e9 \u2615 ".encode() * (padding // 10)
+        + b'"}],'
+        b' "structuredContent":{"n":1.50}, "_meta":{"com.example/k":[]}, "x-new":true}}'
+    )
     async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(airlock.mcp_url, json=get_task_call(), headers=modern_headers(
-            await airlock.agent_token(), "tools/call", "em_get_task"))
+        response = await http.post(
+            airlock.mcp_url,
+            json=get_task_call(),
+            headers=modern_headers(await airlock.agent_token(), "tools/call", "em_get_task"),
+        )
     assert response.status_code == 200
     assert response.content == upstream.json_body
 
 
-@pytest.mark.parametrize("frame", [b"data: not json\n\n", b"data: [1, 2]\n\n", b"data: {\"jsonrpc\":\"2.0\"}\n\n"])
+@pytest.mark.parametrize("frame", [b"data: not json\n\n", b"data: [1, 2]\n\n", b'data: {"jsonrpc":"2.0"}\n\n'])
 async def test_an_upstream_that_answers_initialize_with_garbage_gets_the_agent_an_error_not_a_crash(
-        scripted: tuple[AirlockUnderTest, ScriptedUpstream], frame: bytes) -> None:
+    scripted: tuple[AirlockUnderTest, ScriptedUpstream], frame: bytes
+) -> None:
     airlock, upstream = scripted
     await upstream.frames.put(frame)
     await upstream.frames.put(None)
-    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    }
     async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.post(airlock.mcp_url, json=body, headers={
-            "authorization": f"Bearer {await airlock.agent_token()}", "accept": ACCEPT,
-            "content-type": "application/json"})
+        response = await http.post(
+            airlock.mcp_url,
+            json=body,
+            headers={
+                "authorization": f"Bearer {await airlock.agent_token()}",
+                "accept": ACCEPT,
+                "content-type": "application/json",
+            },
+        )
     assert response.status_code == 200, response.text
-    assert response.json() == {"jsonrpc": "2.0", "id": 0, "error": {
-        "code": -32603, "message": "the upstream did not answer initialize"}}
+    assert response.json() == {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "error": {"code": -32603, "message": "the upstream did not answer initialize"},
+    }
     assert "mcp-session-id" not in response.headers
 
 
 async def test_an_mcp_param_header_that_disagrees_with_the_judged_argument_never_reaches_the_upstream(
-        scripted: tuple[AirlockUnderTest, ScriptedUpstream]) -> None:
+    scripted: tuple[AirlockUnderTest, ScriptedUpstream],
+) -> None:
     """2026-07-28 `x-mcp-header`: intermediaries route on `Mcp-Param-*`, so it must say what the policy judged."""
     airlock, upstream = scripted
     schema = {"type": "object", "properties": {"task_id": {"type": "string", "x-mcp-header": "Task"}}}
-    upstream.json_body = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {
-        "tools": [{"name": "em_get_task", "inputSchema": schema}], "resultType": "complete"}}).encode()
+    upstream.json_body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "result": {"tools": [{"name": "em_get_task", "inputSchema": schema}], "resultType": "complete"},
+        }
+    ).encode()
     token = await airlock.agent_token()
     listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": modern_envelope()}}
-    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-        "name": "em_get_task", "arguments": {"task_id": "t-1"}, "_meta": modern_envelope()}}
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "em_get_task", "arguments": {"task_id": "t-1"}, "_meta": modern_envelope()},
+    }
     async with httpx.AsyncClient(timeout=10) as http:
         await http.post(airlock.mcp_url, json=listing, headers=modern_headers(token, "tools/list"))
         upstream.bodies.clear()
-        refused = [await http.post(airlock.mcp_url, json=call, headers=[
-            *modern_headers(token, "tools/call", "em_get_task").items(), *extra])
-            for extra in ([("mcp-param-task", "t-2")], [], [("mcp-param-task", "t-2"), ("mcp-param-task", "t-1")])]
+        refused = [
+            await http.post(
+                airlock.mcp_url,
+                json=call,
+                headers=[*modern_headers(token, "tools/call", "em_get_task").items(), *extra],
+            )
+            for extra in ([("mcp-param-task", "t-2")], [], [("mcp-param-task", "t-2"), ("mcp-param-task", "t-1")])
+        ]
         assert upstream.bodies == []
-        accepted = await http.post(airlock.mcp_url, json=call, headers={
-            **modern_headers(token, "tools/call", "em_get_task"), "mcp-param-task": "t-1"})
+        accepted = await http.post(
+            airlock.mcp_url,
+            json=call,
+            headers={**modern_headers(token, "tools/call", "em_get_task"), "mcp-param-task": "t-1"},
+        )
     assert [(r.status_code, r.json()["error"]["code"]) for r in refused] == [(400, -32020)] * 3
     assert "more than once" in refused[2].json()["error"]["message"]
     assert accepted.status_code == 200 and len(upstream.bodies) == 1
 
 
 async def test_a_resumed_upstream_stream_holding_only_the_answer_stays_an_event_stream(
-        scripted: tuple[AirlockUnderTest, ScriptedUpstream]) -> None:
+    scripted: tuple[AirlockUnderTest, ScriptedUpstream],
+) -> None:
     """Regression: a POST's lone answer may go back as JSON, but a GET (here a resumption of the
     upstream's own stream, `Last-Event-ID: u.<id>`) is always relayed as events: SDK clients read
     resumption GETs as event streams only."""
     airlock, upstream = scripted
-    upstream.json_body = (b'{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{},'
-                          b'"serverInfo":{"name":"scripted","version":"0"}}}')
+    upstream.json_body = (
+        b'{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{},'
+        b'"serverInfo":{"name":"scripted","version":"0"}}}'
+    )
     async with httpx.AsyncClient(timeout=10) as http:
         session = RawSession(http, airlock.mcp_url, await airlock.agent_token())
         await session.initialize()

@@ -17,12 +17,17 @@ from tests.rawmcp import RawSession
 
 
 def cancel_call(task_id: str, request_id: int = 7) -> dict[str, object]:
-    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
-            "params": {"name": "em_cancel_task", "arguments": {"task_id": task_id, "reason": "x"}}}
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": "em_cancel_task", "arguments": {"task_id": task_id, "reason": "x"}},
+    }
 
 
 async def test_a_dropped_held_stream_is_not_a_cancellation_and_resumes_with_last_event_id(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     task = new_task(market)
     async with httpx.AsyncClient(timeout=10) as http:
         session = RawSession(http, airlock.mcp_url, await airlock.agent_token())
@@ -42,7 +47,8 @@ async def test_a_dropped_held_stream_is_not_a_cancellation_and_resumes_with_last
 
 
 async def test_a_resumed_stream_replays_an_answer_sent_while_the_client_was_away(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     task = new_task(market)
     async with httpx.AsyncClient(timeout=10) as http:
         session = RawSession(http, airlock.mcp_url, await airlock.agent_token())
@@ -60,7 +66,8 @@ async def test_a_resumed_stream_replays_an_answer_sent_while_the_client_was_away
 
 
 async def test_another_agent_or_session_gets_nothing_from_a_stream_it_did_not_open(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     task = new_task(market)
     async with httpx.AsyncClient(timeout=10) as http:
         owner = RawSession(http, airlock.mcp_url, await airlock.agent_token("owner"))
@@ -74,8 +81,10 @@ async def test_another_agent_or_session_gets_nothing_from_a_stream_it_did_not_op
         stolen = await http.get(airlock.mcp_url, headers=intruder.headers(**{"last-event-id": priming.id}))
         sideways = await http.get(airlock.mcp_url, headers=other_session.headers(**{"last-event-id": priming.id}))
         forged = await http.get(airlock.mcp_url, headers=owner.headers(**{"last-event-id": "AAAA.1"}))
-        hijack = await http.post(airlock.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                                 headers={**intruder.headers(), "mcp-session-id": owner.session_id or ""})
+        hijack = await http.post(
+            airlock.mcp_url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={**intruder.headers(), "mcp-session-id": owner.session_id or ""},
+        )
     assert [stolen.status_code, sideways.status_code, forged.status_code] == [404, 404, 404]
     assert hijack.status_code == 404, "a session id is useless to another agent"
-

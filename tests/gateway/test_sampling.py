@@ -32,8 +32,11 @@ def build_summariser(calls: Counter[str]) -> Any:
     server: MCPServer = MCPServer("summariser")
 
     async def ask_for_summary(text: str) -> Sample:
-        return Sample([SamplingMessage(role="user", content=TextContent(type="text", text=f"Summarise: {text}"))],
-                      max_tokens=40, system_prompt="One line.")
+        return Sample(
+            [SamplingMessage(role="user", content=TextContent(type="text", text=f"Summarise: {text}"))],
+            max_tokens=40,
+            system_prompt="One line.",
+        )
 
     @server.tool(name="summarise")
     async def summarise(text: str, summary: Annotated[CreateMessageResult, Resolve(ask_for_summary)]) -> str:
@@ -59,14 +62,16 @@ async def upstream_url(calls: Counter[str]) -> AsyncIterator[str]:
 
 
 async def test_a_sampling_request_round_trips_through_airlock_to_the_agent_and_back(
-        start_airlock: StartAirlock, calls: Counter[str], mode: str) -> None:
+    start_airlock: StartAirlock, calls: Counter[str], mode: str
+) -> None:
     airlock = await start_airlock(policy=ALLOW_ALL)
     asked: list[CreateMessageRequestParams] = []
 
     async def llm(context: ClientRequestContext, params: CreateMessageRequestParams) -> CreateMessageResult:
         asked.append(params)
-        return CreateMessageResult(role="assistant", model="agent-llm",
-                                   content=TextContent(type="text", text="a tidy one-liner"))
+        return CreateMessageResult(
+            role="assistant", model="agent-llm", content=TextContent(type="text", text="a tidy one-liner")
+        )
 
     async with airlock.client(mode=mode, sampling_callback=llm) as client:
         result = await client.call_tool("summarise", {"text": "a long report about escrow refunds"})
@@ -81,7 +86,8 @@ async def test_a_sampling_request_round_trips_through_airlock_to_the_agent_and_b
 
 
 async def test_an_agent_that_refuses_to_sample_sees_its_refusal_and_the_tool_body_never_runs(
-        start_airlock: StartAirlock, calls: Counter[str], mode: str) -> None:
+    start_airlock: StartAirlock, calls: Counter[str], mode: str
+) -> None:
     airlock = await start_airlock(policy=ALLOW_ALL)
 
     async def refuse(context: ClientRequestContext, params: CreateMessageRequestParams) -> ErrorData:

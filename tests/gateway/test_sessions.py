@@ -54,8 +54,9 @@ class Gateway:
 async def gateway(tmp_path: Path, market: DemoMarket, database_url: str) -> AsyncIterator[Gateway]:
     upstream = RecordingUpstream(build_app(market))
     async with serve(upstream) as base:
-        settings = settings_for_test(tmp_path, f"{base}/mcp", database_url,
-                                     sessions={"max_per_agent": 2, "idle_seconds": 600})
+        settings = settings_for_test(
+            tmp_path, f"{base}/mcp", database_url, sessions={"max_per_agent": 2, "idle_seconds": 600}
+        )
         async with running_airlock(settings) as airlock:
             yield Gateway(airlock, upstream)
 
@@ -76,7 +77,8 @@ async def test_ending_a_session_releases_the_upstream_session_behind_it(gateway:
 
 
 async def test_an_agent_over_its_session_cap_loses_its_oldest_session_and_the_upstream_gets_it_back(
-        gateway: Gateway) -> None:
+    gateway: Gateway,
+) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         other = await gateway.session(http, "agent-2")
         first, second = await gateway.session(http), await gateway.session(http)
@@ -104,7 +106,8 @@ async def test_an_idle_session_expires_answers_404_and_its_upstream_session_is_r
 
 
 async def test_a_closed_session_is_purged_after_its_retention_unless_an_open_approval_needs_it(
-        gateway: Gateway, market: DemoMarket) -> None:
+    gateway: Gateway, market: DemoMarket
+) -> None:
     airlock = gateway.airlock
     sessions = airlock.runtime.sessions
     async with httpx.AsyncClient(timeout=10) as http:
@@ -134,13 +137,17 @@ class Clock:
 
 def registry(airlock: AirlockUnderTest, clock: Clock, **settings: Any) -> SessionRegistry:
     """A registry on the test's database, in virtual time, with upstreams that keep no sessions."""
-    return SessionRegistry(airlock.runtime.db, SessionSettings(**{"idle_seconds": 100, **settings}), {},
-                           clock=clock)
+    return SessionRegistry(airlock.runtime.db, SessionSettings(**{"idle_seconds": 100, **settings}), {}, clock=clock)
 
 
 async def open_one(sessions: SessionRegistry, agent: str = "agent-1") -> str:
-    row = await sessions.create(agent=agent, upstream="execution-market", upstream_session_id=None,
-                                protocol_version="2025-11-25", initialize_params="{}")
+    row = await sessions.create(
+        agent=agent,
+        upstream="execution-market",
+        upstream_session_id=None,
+        protocol_version="2025-11-25",
+        initialize_params="{}",
+    )
     return row.id
 
 

@@ -25,8 +25,16 @@ from tests.harness import AirlockUnderTest, new_task
 from tests.net import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 APPROVED: tuple[str, ...] = ("approved", "executing", "completed")
 """An approval's statuses once approved, as far as a test that waits for it can tell."""
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -53,22 +61,27 @@ async def sign_in(client: httpx.AsyncClient, airlock: AirlockUnderTest, name: st
     """Sign `client` in as reviewer `name` through the form; returns the session's CSRF token."""
     token = await airlock.reviewer_token(name)
     form = await client.get("/inbox/-/login")
-    response = await client.post("/inbox/-/login",
-                                 data={"name": name, "token": token, "csrf_token": csrf_of(form.text)})
+    response = await client.post(
+        "/inbox/-/login", data={"name": name, "token": token, "csrf_token": csrf_of(form.text)}
+    )
     assert response.status_code == 303, response.text
     page = await client.get("/inbox")
     assert page.status_code == 200
     return csrf_of(page.text)
 
 
-async def pending_with(airlock: AirlockUnderTest, *, agent: str, tool: str,
-                       arguments: dict[str, Any]) -> dict[str, Any]:
+async def pending_with(
+    airlock: AirlockUnderTest, *, agent: str, tool: str, arguments: dict[str, Any]
+) -> dict[str, Any]:
     """Wait until the approval for this call is pending; return it (as the API shows it)."""
     found: list[dict[str, Any]] = []
 
     async def appeared() -> bool:
-        found[:] = [a for a in await airlock.approvals("pending")
-                    if (a["agent"], a["tool"], a["arguments"]) == (agent, tool, arguments)]
+        found[:] = [
+            a
+            for a in await airlock.approvals("pending")
+            if (a["agent"], a["tool"], a["arguments"]) == (agent, tool, arguments)
+        ]
         return bool(found)
 
     await wait_for(appeared, timeout=10)
@@ -76,9 +89,14 @@ async def pending_with(airlock: AirlockUnderTest, *, agent: str, tool: str,
 
 
 @asynccontextmanager
-async def held_call(airlock: AirlockUnderTest, market: DemoMarket, *, agent: str = "agent-1",
-                    tool: str = "em_cancel_task", arguments: dict[str, Any] | None = None,
-                    ) -> AsyncIterator[tuple[asyncio.Task[Any], dict[str, Any]]]:
+async def held_call(
+    airlock: AirlockUnderTest,
+    market: DemoMarket,
+    *,
+    agent: str = "agent-1",
+    tool: str = "em_cancel_task",
+    arguments: dict[str, Any] | None = None,
+) -> AsyncIterator[tuple[asyncio.Task[Any], dict[str, Any]]]:
     """A call held for approval, made by the official SDK client: (the call as a task, its approval).
 
     The default is `em_cancel_task` on a fresh task, which the test policy always sends for approval.

@@ -48,13 +48,22 @@ async def _screenshots(airlock: AirlockUnderTest, market: DemoMarket, stack: Asy
     survey = new_task(market, title="Count cyclists on Elm Street", bounty_usd=40)
     calls: list[tuple[str, str, dict[str, Any]]] = [
         ("research-bot", "em_cancel_task", {"task_id": bakery.id, "reason": "the bakery closed down"}),
-        ("ops-agent", "em_publish_task", {"title": "Verify 40 storefront opening hours", "description":
-                                          "Visit each shop on the list and photograph its opening hours sign.",
-                                          "bounty_usd": 480, "deadline_hours": 48}),
+        (
+            "ops-agent",
+            "em_publish_task",
+            {
+                "title": "Verify 40 storefront opening hours",
+                "description": "Visit each shop on the list and photograph its opening hours sign.",
+                "bounty_usd": 480,
+                "deadline_hours": 48,
+            },
+        ),
         ("intern-helper", "em_cancel_task", {"task_id": survey.id, "reason": "duplicate of another survey"}),
     ]
-    held = [await stack.enter_async_context(held_call(airlock, market, agent=agent, tool=tool, arguments=arguments))
-            for agent, tool, arguments in calls]
+    held = [
+        await stack.enter_async_context(held_call(airlock, market, agent=agent, tool=tool, arguments=arguments))
+        for agent, tool, arguments in calls
+    ]
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = await browser.new_page(base_url=airlock.url, viewport=VIEWPORT)
@@ -72,9 +81,13 @@ async def _screenshots(airlock: AirlockUnderTest, market: DemoMarket, stack: Asy
         await expect(page.locator(".timeline")).to_contain_text("delivered")
         await page.screenshot(path=str(output / "inbox-detail.png"), full_page=True)
         last_call, last = held[2]
-        await airlock.decide(last["id"], "reject", reviewer="bob",
-                             reason="The survey on Elm Street is a different one: it counts cyclists on weekdays, "
-                                    "this one counts them at weekends, so it is not a duplicate. Keep both.")
+        await airlock.decide(
+            last["id"],
+            "reject",
+            reviewer="bob",
+            reason="The survey on Elm Street is a different one: it counts cyclists on weekdays, "
+            "this one counts them at weekends, so it is not a duplicate. Keep both.",
+        )
         await last_call
         await page.goto("/inbox/history")
         await expect(page.locator(f"#row-{last['id']}")).to_contain_text("rejected")

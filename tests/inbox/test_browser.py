@@ -59,7 +59,8 @@ def text_of(result: Any) -> str:
 
 
 async def test_a_held_call_appears_without_reload_and_approving_it_returns_the_upstream_result(
-        page: Page, airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    page: Page, airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     await sign_in(page, airlock)
     await expect(page.get_by_text("Nothing is waiting for you.")).to_be_visible()
     await page.evaluate("window.stillTheSamePage = true")
@@ -85,7 +86,8 @@ async def test_a_held_call_appears_without_reload_and_approving_it_returns_the_u
 
 
 async def test_rejecting_with_a_reason_sends_the_reason_to_the_agent(
-        page: Page, airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    page: Page, airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     await sign_in(page, airlock)
     async with held_call(airlock, market) as (call, approval):
         card = page.locator(f"#approval-{approval['id']}")
@@ -94,14 +96,16 @@ async def test_rejecting_with_a_reason_sends_the_reason_to_the_agent(
         async with asyncio.timeout(10):
             result = await call
         await expect(page.locator(f"#recent > #approval-{approval['id']}")).to_contain_text(
-            "Rejected by you (alice) via the inbox")
+            "Rejected by you (alice) via the inbox"
+        )
     assert result.is_error
     assert "alice" in text_of(result) and "the task is still needed" in text_of(result)
     assert market.calls["em_cancel_task"] == 0
 
 
 async def test_a_decision_made_through_the_api_leaves_the_page_live_and_the_buttons_go_away(
-        page: Page, airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    page: Page, airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     await sign_in(page, airlock)
     async with held_call(airlock, market) as (call, approval):
         detail = await page.context.new_page()
@@ -123,21 +127,26 @@ async def test_a_decision_made_through_the_api_leaves_the_page_live_and_the_butt
 
 
 async def test_a_post_without_the_csrf_token_is_refused_in_the_browser(
-        page: Page, airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    page: Page, airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     await sign_in(page, airlock)
     async with held_call(airlock, market) as (_call, approval):
         await expect(page.locator(f"#approval-{approval['id']}")).to_be_visible()
-        status, error = await page.evaluate("""async (url) => {
+        status, error = await page.evaluate(
+            """async (url) => {
             const response = await fetch(url, {method: "POST", headers: {Accept: "application/json"}});
             return [response.status, (await response.json()).error];
-        }""", f"/inbox/{approval['id']}/approve")
+        }""",
+            f"/inbox/{approval['id']}/approve",
+        )
         assert [a["id"] for a in await airlock.approvals("pending")] == [approval["id"]]
         await expect(page.locator(f"#pending > #approval-{approval['id']}")).to_be_visible()
     assert status == 403 and "CSRF" in error
 
 
 async def test_a_reviewer_can_decide_with_the_keyboard_alone_on_a_phone_width_screen(
-        page: Page, airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    page: Page, airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     await page.set_viewport_size(PHONE)
     await sign_in(page, airlock)
     async with held_call(airlock, market) as (call, approval):
@@ -164,7 +173,8 @@ PHONE_390: ViewportSize = {"width": 390, "height": 844}
 
 
 async def test_the_history_fits_a_1280_px_screen_and_keeps_each_status_in_view_on_a_phone(
-        page: Page, airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    page: Page, airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     reason = "this cancellation would strand a worker who already accepted the task " * 4
     async with held_call(airlock, market) as (call, approval):
         assert (await airlock.decide(approval["id"], "reject", reviewer="bob", reason=reason)).status_code == 200
@@ -176,16 +186,19 @@ async def test_the_history_fits_a_1280_px_screen_and_keeps_each_status_in_view_o
     row = page.locator(f"#row-{approval['id']}")
     await expect(row).to_contain_text("rejected")
     await expect(page.locator("table.audit tbody tr").first).to_be_visible()
-    assert await page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), \
+    assert await page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), (
         "no sideways scrolling at 1280 px"
+    )
     for wrap in await page.locator(".table-wrap").all():
         assert await wrap.evaluate("el => el.scrollWidth <= el.clientWidth"), "each table fits without its own scroll"
-    assert reason.strip() in (await row.locator("td[data-label=Reason]").get_attribute("title") or ""), \
+    assert reason.strip() in (await row.locator("td[data-label=Reason]").get_attribute("title") or ""), (
         "the whole reason is in the clamped cell's title"
+    )
 
     await page.set_viewport_size(PHONE_390)
-    assert await page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), \
+    assert await page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), (
         "no sideways scrolling on a phone"
+    )
     statuses = page.locator("table.approvals tbody tr td.status")
     assert await statuses.count() >= 1
     for status in await statuses.all():
@@ -193,5 +206,5 @@ async def test_the_history_fits_a_1280_px_screen_and_keeps_each_status_in_view_o
         await expect(status).to_be_visible()
         box = await status.bounding_box()
         assert box is not None, "the status is laid out"
-        assert 0 <= box["x"] and box["x"] + box["width"] <= PHONE_390["width"], box
-        assert 0 <= box["y"] and box["y"] + box["height"] <= PHONE_390["height"], box
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE_390["width"], box
+        assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE_390["height"], box

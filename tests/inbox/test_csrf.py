@@ -16,21 +16,24 @@ from tests.inbox.conftest import csrf_of, held_call, sign_in, web_client
 OWN = {"http://127.0.0.1:8080", "https://airlock.example"}
 
 
-@pytest.mark.parametrize(("expected", "supplied", "origin", "fetch_site", "refused"), [
-    ("tok", "tok", None, None, None),
-    ("tok", "tok", "https://airlock.example", "same-origin", None),
-    ("tok", "tok", "https://AIRLOCK.example:443", None, None),
-    ("tok", None, None, None, csrf.MISSING_TOKEN),
-    (None, "tok", None, None, csrf.MISSING_TOKEN),
-    ("tok", "other", None, None, csrf.WRONG_TOKEN),
-    ("tok", "tok", "https://evil.example", None, "came from another site"),
-    ("tok", "tok", "null", None, "came from another site"),
-    ("tok", "tok", "http://airlock.example", None, "came from another site"),
-    ("tok", "tok", None, "cross-site", "came from another site"),
-])
+@pytest.mark.parametrize(
+    ("expected", "supplied", "origin", "fetch_site", "refused"),
+    [
+        ("tok", "tok", None, None, None),
+        ("tok", "tok", "https://airlock.example", "same-origin", None),
+        ("tok", "tok", "https://AIRLOCK.example:443", None, None),
+        ("tok", None, None, None, csrf.MISSING_TOKEN),
+        (None, "tok", None, None, csrf.MISSING_TOKEN),
+        ("tok", "other", None, None, csrf.WRONG_TOKEN),
+        ("tok", "tok", "https://evil.example", None, "came from another site"),
+        ("tok", "tok", "null", None, "came from another site"),
+        ("tok", "tok", "http://airlock.example", None, "came from another site"),
+        ("tok", "tok", None, "cross-site", "came from another site"),
+    ],
+)
 def test_refusal_needs_the_session_token_and_a_same_site_origin(
-        expected: str | None, supplied: str | None, origin: str | None, fetch_site: str | None,
-        refused: str | None) -> None:
+    expected: str | None, supplied: str | None, origin: str | None, fetch_site: str | None, refused: str | None
+) -> None:
     reason = csrf.refusal(expected=expected, supplied=supplied, origin=origin, fetch_site=fetch_site, own_origins=OWN)
     if refused is None:
         assert reason is None
@@ -39,13 +42,15 @@ def test_refusal_needs_the_session_token_and_a_same_site_origin(
 
 
 async def test_a_decision_without_the_csrf_token_is_refused_and_decides_nothing(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client, held_call(airlock, market) as (_call, approval):
         await sign_in(client, airlock)
         missing = await client.post(f"/inbox/{approval['id']}/approve")
         wrong = await client.post(f"/inbox/{approval['id']}/approve", data={"csrf_token": "guess"})
-        as_json = await client.post(f"/inbox/{approval['id']}/reject", data={"reason": "x"},
-                                    headers={"Accept": "application/json"})
+        as_json = await client.post(
+            f"/inbox/{approval['id']}/reject", data={"reason": "x"}, headers={"Accept": "application/json"}
+        )
         assert [a["id"] for a in await airlock.approvals("pending")] == [approval["id"]]
     assert missing.status_code == 403 and "carried no CSRF token" in missing.text
     assert wrong.status_code == 403 and "does not match your session" in wrong.text
@@ -53,22 +58,26 @@ async def test_a_decision_without_the_csrf_token_is_refused_and_decides_nothing(
 
 
 async def test_a_decision_posted_from_another_site_is_refused_even_with_the_token(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client, held_call(airlock, market) as (_call, approval):
         token = await sign_in(client, airlock)
-        response = await client.post(f"/inbox/{approval['id']}/approve", data={"csrf_token": token},
-                                     headers={"Origin": "https://evil.example"})
+        response = await client.post(
+            f"/inbox/{approval['id']}/approve", data={"csrf_token": token}, headers={"Origin": "https://evil.example"}
+        )
         assert len(await airlock.approvals("pending")) == 1
     assert response.status_code == 403 and "came from another site (https://evil.example)" in response.text
 
 
 async def test_the_csrf_token_may_come_as_a_header_for_the_script(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client, held_call(airlock, market) as (call, approval):
         token = await sign_in(client, airlock)
-        response = await client.post(f"/inbox/{approval['id']}/approve",
-                                     headers={"X-CSRF-Token": token, "Accept": "application/json",
-                                              "Origin": airlock.url})
+        response = await client.post(
+            f"/inbox/{approval['id']}/approve",
+            headers={"X-CSRF-Token": token, "Accept": "application/json", "Origin": airlock.url},
+        )
         await call
     assert response.status_code == 200, response.text
     assert response.json()["approval"]["status"] in ("approved", "executing", "completed")

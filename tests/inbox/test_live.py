@@ -18,19 +18,13 @@ from app.store import tokens as token_store
 from app.store.db import Database
 from tests.conftest import StartAirlock
 from tests.harness import DEFAULT_POLICY, AirlockUnderTest
-from tests.inbox.conftest import (
-    APPROVED,
-    held_call,
-    inbox_of,
-    live_feed,
-    sign_in,
-    web_client,
-)
+from tests.inbox.conftest import APPROVED, held_call, inbox_of, live_feed, sign_in, web_client
 from tests.net import wait_for
 
 
 async def test_a_parked_call_and_its_decision_through_the_api_arrive_on_the_feed(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client:
         csrf = await sign_in(client, airlock)
         async with live_feed(client, since=time.time()) as feed, held_call(airlock, market) as (call, approval):
@@ -46,7 +40,8 @@ async def test_a_parked_call_and_its_decision_through_the_api_arrive_on_the_feed
 
 
 async def test_a_decision_made_by_another_process_arrives_on_the_feed(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     """As `airlock approvals approve` does it: its own engine and notifier, nothing shared in memory."""
     db = Database(airlock.settings.database_url)
     notifier = PostgresNotifier(asyncpg_dsn(db.url), schema=db.schema) if db.is_postgres else Notifier()
@@ -76,7 +71,8 @@ async def test_expiry_arrives_on_the_feed(start_airlock: StartAirlock, market: D
 
 
 async def test_a_page_that_connects_late_is_sent_what_changed_since_it_was_rendered(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client:
         await sign_in(client, airlock)
         rendered_at = time.time()
@@ -96,7 +92,8 @@ async def test_a_page_too_old_to_catch_up_is_told_to_reload(airlock: AirlockUnde
 
 
 async def test_the_feed_drops_its_listener_when_the_browser_goes_away(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     feed_state = inbox_of(airlock).feed
     listeners_before = len(airlock.runtime.notifier._listeners)  # no public count: this is the leak to rule out
     async with web_client(airlock) as client:
@@ -110,7 +107,8 @@ async def test_the_feed_drops_its_listener_when_the_browser_goes_away(
 
 
 async def test_the_feed_needs_a_session_and_ends_when_the_reviewer_is_disabled(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client:
         anonymous = await client.get("/inbox/-/events")
         await sign_in(client, airlock)

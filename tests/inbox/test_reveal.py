@@ -14,21 +14,26 @@ from tests import trojan
 from tests.harness import AirlockUnderTest
 from tests.inbox.conftest import held_call, live_feed, sign_in, web_client
 
-STYLED_OVERRIDE = ('<span class="hidden-char" title="hidden character U+202E RIGHT-TO-LEFT OVERRIDE">'
-                   "\\u202e</span>")
+STYLED_OVERRIDE = '<span class="hidden-char" title="hidden character U+202E RIGHT-TO-LEFT OVERRIDE">\\u202e</span>'
 
 
 async def test_every_page_and_the_live_feed_show_the_tool_names_and_arguments_hidden_characters(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     airlock.set_policy(trojan.POLICY)
     async with web_client(airlock) as client:
         csrf = await sign_in(client, airlock)
-        async with live_feed(client, since=time.time() - 60) as feed, \
-                held_call(airlock, market, tool=trojan.TOOL, arguments=trojan.ARGUMENTS) as (_call, approval):
+        async with (
+            live_feed(client, since=time.time() - 60) as feed,
+            held_call(airlock, market, tool=trojan.TOOL, arguments=trojan.ARGUMENTS) as (_call, approval),
+        ):
             event = await feed.until(approval["id"], "pending")
             pages = {"pending": await client.get("/inbox"), "detail": await client.get(f"/inbox/{approval['id']}")}
-            decided = await client.post(f"/inbox/{approval['id']}/reject", headers={"Accept": "application/json"},
-                                        data={"csrf_token": csrf, "reason": "no \u202e thanks"})
+            decided = await client.post(
+                f"/inbox/{approval['id']}/reject",
+                headers={"Accept": "application/json"},
+                data={"csrf_token": csrf, "reason": "no \u202e thanks"},
+            )
             rejected = await feed.until(approval["id"], "rejected")
         pages["history"] = await client.get("/inbox/history")
         pages["detail after"] = await client.get(f"/inbox/{approval['id']}")

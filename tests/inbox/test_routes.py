@@ -22,15 +22,18 @@ INBOX_PACKAGE = Path(__file__).parents[2] / "app" / "inbox"
 
 def card_of(html: str, approval_id: str) -> str:
     start = html.index(f'id="approval-{approval_id}"')
-    return html[start:html.index("</li>", start)]
+    return html[start : html.index("</li>", start)]
 
 
 async def test_the_pending_page_lists_held_calls_newest_first_with_what_a_reviewer_needs(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client:
         await sign_in(client, airlock)
-        async with held_call(airlock, market, agent="agent-1") as (_first, older), \
-                held_call(airlock, market, agent="agent-2") as (_second, newer):
+        async with (
+            held_call(airlock, market, agent="agent-1") as (_first, older),
+            held_call(airlock, market, agent="agent-2") as (_second, newer),
+        ):
             page = await client.get("/inbox")
     assert page.status_code == 200
     html = page.text
@@ -41,12 +44,13 @@ async def test_the_pending_page_lists_held_calls_newest_first_with_what_a_review
     assert re.search(r'data-since="[\d.]+"[^>]*>\d+ s ago', card), "age"
     assert re.search(r'data-until="[\d.]+"[^>]*>in (29|30) min', card), "time left"
     assert f"&#34;task_id&#34;: &#34;{older['arguments']['task_id']}&#34;" in card, "arguments, pretty-printed"
-    assert '>Approve</button>' in card and '>Reject</button>' in card
+    assert ">Approve</button>" in card and ">Reject</button>" in card
     assert f'<label for="reason-{older["id"]}">Your reason for rejecting (shown to the agent)</label>' in card
 
 
 async def test_a_card_keeps_what_the_agent_sent_apart_from_the_reviewers_decision(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     arguments = {"task_id": new_task(market).id, "reason": "the agent's own reason"}
     async with web_client(airlock) as client:
         await sign_in(client, airlock)
@@ -54,20 +58,25 @@ async def test_a_card_keeps_what_the_agent_sent_apart_from_the_reviewers_decisio
             pending = await client.get("/inbox")
             detail = await client.get(f"/inbox/{approval['id']}")
     card = card_of(pending.text, approval["id"])
-    sent = card[card.index('<section class="sent"'):card.index("</section>")]
-    yours = card[card.index('<section class="yours"'):]
+    sent = card[card.index('<section class="sent"') : card.index("</section>")]
+    yours = card[card.index('<section class="yours"') :]
     assert ">What the agent sent</h3>" in sent and "the agent&#39;s own reason" in sent
     assert "<label" not in sent and "<form" not in sent, "no reviewer input among the agent's arguments"
     assert ">Your decision</h3>" in yours and "the agent&#39;s own reason" not in yours
     assert ">Your reason for rejecting (shown to the agent)</label>" in yours
     assert card.index("What the agent sent") < card.index("Your decision")
     page = detail.text
-    assert page.index(">What the agent sent</h3>") < page.index("the agent&#39;s own reason") \
-        < page.index(">Your decision</h2>") < page.index(">Your reason for rejecting (shown to the agent)</label>")
+    assert (
+        page.index(">What the agent sent</h3>")
+        < page.index("the agent&#39;s own reason")
+        < page.index(">Your decision</h2>")
+        < page.index(">Your reason for rejecting (shown to the agent)</label>")
+    )
 
 
 async def test_approving_from_the_inbox_resumes_the_held_call_with_the_upstream_result(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client, held_call(airlock, market) as (call, approval):
         csrf = await sign_in(client, airlock)
         response = await client.post(f"/inbox/{approval['id']}/approve", data={"csrf_token": csrf})
@@ -81,12 +90,14 @@ async def test_approving_from_the_inbox_resumes_the_held_call_with_the_upstream_
 
 
 async def test_rejecting_needs_a_reason_and_the_agent_receives_it(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client, held_call(airlock, market) as (call, approval):
         csrf = await sign_in(client, airlock)
         blank = await client.post(f"/inbox/{approval['id']}/reject", data={"csrf_token": csrf, "reason": "  "})
-        response = await client.post(f"/inbox/{approval['id']}/reject",
-                                     data={"csrf_token": csrf, "reason": "the task is still needed"})
+        response = await client.post(
+            f"/inbox/{approval['id']}/reject", data={"csrf_token": csrf, "reason": "the task is still needed"}
+        )
         async with asyncio.timeout(10):
             result = await call
     assert blank.status_code == 400 and "A rejection needs a reason" in blank.text
@@ -97,13 +108,15 @@ async def test_rejecting_needs_a_reason_and_the_agent_receives_it(
 
 
 async def test_a_late_decision_is_told_who_decided_first_and_when(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client, held_call(airlock, market) as (call, approval):
         csrf = await sign_in(client, airlock)
         assert (await airlock.decide(approval["id"], "approve", reviewer="bob")).status_code == 200
         page = await client.post(f"/inbox/{approval['id']}/reject", data={"csrf_token": csrf, "reason": "no"})
-        fetched = await client.post(f"/inbox/{approval['id']}/approve", data={"csrf_token": csrf},
-                                    headers={"Accept": "application/json"})
+        fetched = await client.post(
+            f"/inbox/{approval['id']}/approve", data={"csrf_token": csrf}, headers={"Accept": "application/json"}
+        )
         await call
     assert page.status_code == 409
     assert re.search(r"Too late: bob already approved this call via the API at \d{4}-\d\d-\d\d \d\d:\d\d", page.text)
@@ -116,7 +129,8 @@ async def test_a_late_decision_is_told_who_decided_first_and_when(
 
 
 async def test_a_reviewer_cannot_approve_their_own_call_from_the_inbox(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client, held_call(airlock, market, agent="alice") as (_call, approval):
         csrf = await sign_in(client, airlock, "alice")
         response = await client.post(f"/inbox/{approval['id']}/approve", data={"csrf_token": csrf})
@@ -135,7 +149,8 @@ async def test_an_unknown_approval_is_a_404_page(airlock: AirlockUnderTest) -> N
 
 
 async def test_the_detail_page_shows_the_whole_timeline_and_the_result(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client, held_call(airlock, market) as (call, approval):
         await sign_in(client, airlock)
         pending = await client.get(f"/inbox/{approval['id']}")
@@ -143,10 +158,15 @@ async def test_the_detail_page_shows_the_whole_timeline_and_the_result(
         await call
         done = await client.get(f"/inbox/{approval['id']}")
     assert pending.status_code == 200 and ">Approve</button>" in pending.text and "No result yet." in pending.text
-    timeline = unescape(done.text[done.text.index('class="timeline"'):done.text.index('id="result-title"')])
+    timeline = unescape(done.text[done.text.index('class="timeline"') : done.text.index('id="result-title"')])
     steps = re.findall(r"<strong>([a-z ]+)</strong>", timeline)
-    assert [s for s in steps if s in ("parked", "notified", "decided", "executed", "delivered")] == \
-        ["parked", "notified", "decided", "executed", "delivered"]
+    assert [s for s in steps if s in ("parked", "notified", "decided", "executed", "delivered")] == [
+        "parked",
+        "notified",
+        "decided",
+        "executed",
+        "delivered",
+    ]
     assert "by bob" in timeline
     assert ">Approve</button>" not in done.text
     assert '"status": "cancelled"' in unescape(done.text), "the upstream's result"
@@ -154,7 +174,8 @@ async def test_the_detail_page_shows_the_whole_timeline_and_the_result(
 
 
 async def test_attacker_controlled_arguments_are_escaped_and_invisible_characters_shown(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     arguments = {"task_id": new_task(market).id, "reason": "<script>alert(1)</script> \u202eevil\u202c \u200b"}
     async with web_client(airlock) as client, held_call(airlock, market, arguments=arguments) as (_c, approval):
         await sign_in(client, airlock)
@@ -169,8 +190,11 @@ async def test_attacker_controlled_arguments_are_escaped_and_invisible_character
 
 async def test_every_inbox_response_carries_a_strict_csp_and_refuses_framing(airlock: AirlockUnderTest) -> None:
     async with web_client(airlock) as client:
-        responses = [await client.get("/inbox"), await client.get("/inbox/-/login"),
-                     await client.get("/inbox/-/static/inbox.js")]
+        responses = [
+            await client.get("/inbox"),
+            await client.get("/inbox/-/login"),
+            await client.get("/inbox/-/static/inbox.js"),
+        ]
         await sign_in(client, airlock)
         responses += [await client.get("/inbox"), await client.get("/inbox/history")]
     for response in responses:
@@ -197,7 +221,8 @@ def test_the_inbox_ships_everything_it_loads_and_needs_no_external_resources() -
 
 
 async def test_history_filters_approvals_by_status_agent_tool_and_time(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     publish = {"title": "t", "description": "d", "bounty_usd": 500}
     async with web_client(airlock) as client:
         await sign_in(client, airlock)
@@ -207,8 +232,10 @@ async def test_history_filters_approvals_by_status_agent_tool_and_time(
         async with held_call(airlock, market, agent="agent-2") as (call_2, cancel_2):
             await airlock.decide(cancel_2["id"], "reject", reviewer="bob", reason="keep it")
             await call_2
-        async with held_call(airlock, market, agent="agent-2", tool="em_publish_task", arguments=publish) \
-                as (_call_3, publish_3):
+        async with held_call(airlock, market, agent="agent-2", tool="em_publish_task", arguments=publish) as (
+            _call_3,
+            publish_3,
+        ):
 
             async def shown(**params: str) -> set[str]:
                 page = await client.get("/inbox/history", params=params)
@@ -223,14 +250,16 @@ async def test_history_filters_approvals_by_status_agent_tool_and_time(
             assert await shown(status="all", tool="em_publish_task") == {publish_3["id"]}
             assert await shown(status="all", since="2100-01-01T00:00") == set()
             assert await shown(status="all", until="2000-01-01T00:00") == set()
-            assert await shown(status="all", since="2000-01-01T00:00", until="2100-01-01T00:00") == \
-                {cancel_1["id"], cancel_2["id"], publish_3["id"]}
+            assert await shown(status="all", since="2000-01-01T00:00", until="2100-01-01T00:00") == {
+                cancel_1["id"],
+                cancel_2["id"],
+                publish_3["id"],
+            }
             bad = await client.get("/inbox/history", params={"status": "nonsense", "since": "yesterday"})
     assert "Unknown status" in bad.text and "From must be a date and time" in bad.text
 
 
-async def test_history_shows_the_audit_log_with_the_same_filters(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+async def test_history_shows_the_audit_log_with_the_same_filters(airlock: AirlockUnderTest, market: DemoMarket) -> None:
     async with web_client(airlock) as client:
         await sign_in(client, airlock)
         async with held_call(airlock, market, agent="agent-2") as (call, approval):
@@ -238,7 +267,7 @@ async def test_history_shows_the_audit_log_with_the_same_filters(
             await call
         everything = await client.get("/inbox/history")
         other_agent = await client.get("/inbox/history", params={"agent": "agent-9"})
-    audit = everything.text[everything.text.index('id="audit-title"'):]
+    audit = everything.text[everything.text.index('id="audit-title"') :]
     for event in ("parked", "decided", "delivered"):
         assert f'<td data-label="Event" class="status">{event}</td>' in audit
     assert f'href="/inbox/{approval["id"]}"' in audit
@@ -264,7 +293,8 @@ async def test_a_form_larger_than_the_limit_is_refused(airlock: AirlockUnderTest
 
 
 async def test_a_card_shows_the_tools_description_from_the_upstreams_catalog_when_known(
-        airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with web_client(airlock) as client:
         await sign_in(client, airlock)
         async with held_call(airlock, market) as (_call, approval):
@@ -281,8 +311,8 @@ async def test_a_card_shows_the_tools_description_from_the_upstreams_catalog_whe
     assert card.index("tool-description") < card.index("What the agent sent"), "under the tool's name"
     assert '<p class="tool-description">' in detail.text and "Cancellation is permanent" in detail.text
     shown = card_of(marked.text, approval["id"])
-    description = shown[shown.index('<p class="tool-description">'):]
-    description = description[:description.index("</p>")]
+    description = shown[shown.index('<p class="tool-description">') :]
+    description = description[: description.index("</p>")]
     assert "&lt;b&gt;for good&lt;/b&gt;" in description and "<b>" not in description, "escaped"
     assert 'class="hidden-char"' in description, "revealed"
     assert description.count("x") < 300 and description.endswith("…"), "cut"

@@ -26,7 +26,8 @@ def session_cookie(set_cookie: str) -> SimpleCookie:
 
 
 async def test_pages_send_a_visitor_who_is_not_signed_in_to_the_sign_in_form_and_back(
-        airlock: AirlockUnderTest) -> None:
+    airlock: AirlockUnderTest,
+) -> None:
     async with web_client(airlock) as client:
         page = await client.get("/inbox/apr_abc?x=1")
         feed = await client.get("/inbox/-/events")
@@ -39,19 +40,23 @@ async def test_pages_send_a_visitor_who_is_not_signed_in_to_the_sign_in_form_and
         assert '<label for="name">Reviewer name</label>' in form.text
         assert '<label for="token">Reviewer token</label>' in form.text
         token = await airlock.reviewer_token("alice")
-        signed_in = await client.post("/inbox/-/login", data={
-            "name": "alice", "token": token, "csrf_token": csrf_of(form.text), "next": "/inbox/apr_abc?x=1"})
+        signed_in = await client.post(
+            "/inbox/-/login",
+            data={"name": "alice", "token": token, "csrf_token": csrf_of(form.text), "next": "/inbox/apr_abc?x=1"},
+        )
     assert signed_in.status_code == 303
     assert signed_in.headers["location"] == "/inbox/apr_abc?x=1"
 
 
 async def test_signing_in_sets_a_signed_httponly_samesite_cookie_with_a_bounded_lifetime(
-        airlock: AirlockUnderTest) -> None:
+    airlock: AirlockUnderTest,
+) -> None:
     token = await airlock.reviewer_token("alice")
     async with web_client(airlock) as client:
         form = await client.get("/inbox/-/login")
-        response = await client.post("/inbox/-/login",
-                                     data={"name": "alice", "token": token, "csrf_token": csrf_of(form.text)})
+        response = await client.post(
+            "/inbox/-/login", data={"name": "alice", "token": token, "csrf_token": csrf_of(form.text)}
+        )
         page = await client.get("/inbox")
     cookie = session_cookie(response.headers["set-cookie"])[COOKIE_NAME]
     assert cookie["httponly"] is True
@@ -75,8 +80,9 @@ async def test_an_agent_token_cannot_sign_in_and_is_told_why(airlock: AirlockUnd
     agent_token = await airlock.agent_token("agent-1")
     async with web_client(airlock) as client:
         form = await client.get("/inbox/-/login")
-        response = await client.post("/inbox/-/login",
-                                     data={"name": "agent-1", "token": agent_token, "csrf_token": csrf_of(form.text)})
+        response = await client.post(
+            "/inbox/-/login", data={"name": "agent-1", "token": agent_token, "csrf_token": csrf_of(form.text)}
+        )
         page = await client.get("/inbox")
     assert response.status_code == 403
     assert "That is an agent token. Agents cannot sign in" in response.text
@@ -89,10 +95,12 @@ async def test_a_reviewer_token_signs_in_only_under_its_own_name(airlock: Airloc
     await airlock.reviewer_token("bob")
     async with web_client(airlock) as client:
         form = await client.get("/inbox/-/login")
-        as_bob = await client.post("/inbox/-/login",
-                                   data={"name": "bob", "token": alice, "csrf_token": csrf_of(form.text)})
-        unknown = await client.post("/inbox/-/login",
-                                    data={"name": "alice", "token": "alk_rev_nope", "csrf_token": csrf_of(form.text)})
+        as_bob = await client.post(
+            "/inbox/-/login", data={"name": "bob", "token": alice, "csrf_token": csrf_of(form.text)}
+        )
+        unknown = await client.post(
+            "/inbox/-/login", data={"name": "alice", "token": "alk_rev_nope", "csrf_token": csrf_of(form.text)}
+        )
     assert as_bob.status_code == 401 and "do not belong to an enabled reviewer" in as_bob.text
     assert unknown.status_code == 401
 
@@ -122,7 +130,8 @@ async def test_signing_out_clears_the_cookie(airlock: AirlockUnderTest) -> None:
 
 
 async def test_signing_out_also_ends_a_copy_of_the_cookie_and_other_browsers_sessions(
-        airlock: AirlockUnderTest) -> None:
+    airlock: AirlockUnderTest,
+) -> None:
     async with web_client(airlock) as client, web_client(airlock) as other_browser:
         csrf = await sign_in(client, airlock)
         await sign_in(other_browser, airlock)
@@ -147,8 +156,7 @@ async def test_signing_in_again_right_after_signing_out_works(airlock: AirlockUn
     assert page.status_code == 200
 
 
-async def test_a_disabled_reviewer_is_signed_out_and_can_no_longer_decide(
-        airlock: AirlockUnderTest) -> None:
+async def test_a_disabled_reviewer_is_signed_out_and_can_no_longer_decide(airlock: AirlockUnderTest) -> None:
     async with web_client(airlock) as client:
         csrf = await sign_in(client, airlock)
         async with airlock.runtime.db.write() as conn:
@@ -160,7 +168,8 @@ async def test_a_disabled_reviewer_is_signed_out_and_can_no_longer_decide(
 
 
 async def test_rotating_a_reviewer_token_ends_the_sessions_signed_in_with_the_old_one(
-        airlock: AirlockUnderTest) -> None:
+    airlock: AirlockUnderTest,
+) -> None:
     async with web_client(airlock) as client:
         await sign_in(client, airlock)
         assert await airlock.runtime.credentials.rotate_reviewer_token("alice") is not None
@@ -173,8 +182,10 @@ async def test_sign_in_never_redirects_to_another_site(airlock: AirlockUnderTest
     for target in ("https://evil.example/", "//evil.example/inbox", "/inbox//evil.example", "/elsewhere"):
         async with web_client(airlock) as client:
             form = await client.get("/inbox/-/login")
-            response = await client.post("/inbox/-/login", data={
-                "name": "alice", "token": token, "csrf_token": csrf_of(form.text), "next": target})
+            response = await client.post(
+                "/inbox/-/login",
+                data={"name": "alice", "token": token, "csrf_token": csrf_of(form.text), "next": target},
+            )
         assert response.headers["location"] == "/inbox", target
 
 

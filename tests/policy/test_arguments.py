@@ -28,8 +28,14 @@ SCHEMA: dict[str, Any] = {
         "mode": {"enum": ["fast", "safe"]},
     },
     "required": ["force"],
-    "$defs": {"Options": {"type": "object", "properties": {"dry_run": {"type": "boolean"}},
-                          "required": ["dry_run"], "additionalProperties": False}},
+    "$defs": {
+        "Options": {
+            "type": "object",
+            "properties": {"dry_run": {"type": "boolean"}},
+            "required": ["dry_run"],
+            "additionalProperties": False,
+        }
+    },
 }
 
 
@@ -43,26 +49,55 @@ def problem_of(arguments: dict[str, Any], schema: dict[str, Any] = SCHEMA) -> tu
 @pytest.mark.parametrize(
     ("arguments", "path", "text"),
     [
-        *(({"force": spelling}, "force", f'argument "force" must be a boolean, not the {kind} {shown}')
-          for spelling, kind, shown in [("true", "string", '"true"'), ("yes", "string", '"yes"'),
-                                        (1, "number", "1"), ("1", "string", '"1"')]),
+        *(
+            ({"force": spelling}, "force", f'argument "force" must be a boolean, not the {kind} {shown}')
+            for spelling, kind, shown in [
+                ("true", "string", '"true"'),
+                ("yes", "string", '"yes"'),
+                (1, "number", "1"),
+                ("1", "string", '"1"'),
+            ]
+        ),
         ({"force": None}, "force", 'argument "force" must be a boolean, not null'),
         ({"force": True, "limit": "150"}, "limit", 'argument "limit" must be an integer, not the string "150"'),
         ({"force": True, "limit": True}, "limit", 'argument "limit" must be an integer, not the boolean true'),
         ({"force": True, "limit": 1.5}, "limit", 'argument "limit" must be an integer, not the number 1.5'),
-        ({"force": True, "recipients": '["ceo\\u0040corp.com"]'}, "recipients",
-         'argument "recipients" must be an array, not the string "[\\"ceo\\\\u0040corp.com\\"]"'),
-        ({"force": True, "recipients": ["a@b.c", 7]}, "recipients.1",
-         'argument "recipients.1" must be a string, not the number 7'),
-        ({"force": True, "options": '{"dry_run": true}'}, "options",
-         'argument "options" must be an object, not the string "{\\"dry_run\\": true}"'),
-        ({"force": True, "options": {"dry_run": "false"}}, "options.dry_run",
-         'argument "options.dry_run" must be a boolean, not the string "false"'),
+        (
+            {"force": True, "recipients": '["ceo\\u0040corp.com"]'},
+            "recipients",
+            'argument "recipients" must be an array, not the string "[\\"ceo\\\\u0040corp.com\\"]"',
+        ),
+        (
+            {"force": True, "recipients": ["a@b.c", 7]},
+            "recipients.1",
+            'argument "recipients.1" must be a string, not the number 7',
+        ),
+        (
+            {"force": True, "options": '{"dry_run": true}'},
+            "options",
+            'argument "options" must be an object, not the string "{\\"dry_run\\": true}"',
+        ),
+        (
+            {"force": True, "options": {"dry_run": "false"}},
+            "options.dry_run",
+            'argument "options.dry_run" must be a boolean, not the string "false"',
+        ),
         ({"force": True, "options": {}}, "options.dry_run", 'argument "options.dry_run" is required'),
-        ({"force": True, "options": {"dry_run": True, "x": 1}}, "options.x",
-         'argument "options.x" is not a parameter of this tool'),
-        ({"force": True, "retries": "3"}, "retries", 'argument "retries" must be an integer or null, not the string "3"'),
-        ({"force": True, "mode": "FAST"}, "mode", 'argument "mode" must be one of "fast", "safe", not the string "FAST"'),
+        (
+            {"force": True, "options": {"dry_run": True, "x": 1}},
+            "options.x",
+            'argument "options.x" is not a parameter of this tool',
+        ),
+        (
+            {"force": True, "retries": "3"},
+            "retries",
+            'argument "retries" must be an integer or null, not the string "3"',
+        ),
+        (
+            {"force": True, "mode": "FAST"},
+            "mode",
+            'argument "mode" must be one of "fast", "safe", not the string "FAST"',
+        ),
         ({}, "force", 'argument "force" is required'),
     ],
 )
@@ -85,8 +120,11 @@ def test_conforming_arguments_pass(arguments: dict[str, Any]) -> None:
 
 
 def test_the_schemas_own_dialect_is_used_and_draft_2020_12_is_the_default() -> None:
-    draft4 = {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object",
-              "properties": {"n": {"type": "integer", "maximum": 5, "exclusiveMaximum": True}}}
+    draft4 = {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "type": "object",
+        "properties": {"n": {"type": "integer", "maximum": 5, "exclusiveMaximum": True}},
+    }
     assert problem_of({"n": 4}, draft4) is None
     assert problem_of({"n": 5}, draft4) is not None
     assert compile_schema({k: v for k, v in draft4.items() if k != "$schema"}) is None  # not valid 2020-12
@@ -119,7 +157,14 @@ def test_a_validator_is_compiled_once_per_published_schema() -> None:
 
 @pytest.mark.parametrize(
     ("parts", "path"),
-    [([], ""), (["a", 0, "b"], "a.0.b"), (["a.b", "c"], "/a.b/c"), (["x/y", "~"], "x/y.~"), (["/x", "~"], "/~1x/~0"), ([""], "/")],
+    [
+        ([], ""),
+        (["a", 0, "b"], "a.0.b"),
+        (["a.b", "c"], "/a.b/c"),
+        (["x/y", "~"], "x/y.~"),
+        (["/x", "~"], "/~1x/~0"),
+        ([""], "/"),
+    ],
 )
 def test_problem_paths_use_the_policys_path_syntax(parts: list[Any], path: str) -> None:
     assert format_path(parts) == path
@@ -129,8 +174,28 @@ def test_problem_paths_use_the_policys_path_syntax(parts: list[Any], path: str) 
 # when jsonschema does. Generated schemas and arguments; a fixed seed keeps failures reproducible.
 
 _FAST_TYPES = ["string", "boolean", "integer", "number", "null"]
-_VALUES: list[Any] = ["", "x", "1", "true", "null", 0, 1, -7, 2**70, 1.0, 1.5, -0.0, 1e300, True, False, None,
-                      [], [1], {}, {"a": 1}]
+_VALUES: list[Any] = [
+    "",
+    "x",
+    "1",
+    "true",
+    "null",
+    0,
+    1,
+    -7,
+    2**70,
+    1.0,
+    1.5,
+    -0.0,
+    1e300,
+    True,
+    False,
+    None,
+    [],
+    [1],
+    {},
+    {"a": 1},
+]
 
 
 def _generated_property(rng: random.Random) -> Any:
@@ -146,8 +211,15 @@ def _generated_property(rng: random.Random) -> Any:
     if kind == 4:
         return {"type": "string", "format": "date-time"}
     if kind == 5:  # not flat: the fast path must step aside
-        return rng.choice([{"type": "array", "items": {"type": "string"}}, {"enum": ["a", 1]},
-                           {"type": "integer", "minimum": 0}, {"type": "object"}, {"const": 1.0}])
+        return rng.choice(
+            [
+                {"type": "array", "items": {"type": "string"}},
+                {"enum": ["a", 1]},
+                {"type": "integer", "minimum": 0},
+                {"type": "object"},
+                {"const": 1.0},
+            ]
+        )
     return {"type": rng.choice(_FAST_TYPES)}
 
 
@@ -159,9 +231,13 @@ def _generated_schema(rng: random.Random) -> dict[str, Any]:
     if rng.random() < 0.5:
         schema["additionalProperties"] = rng.random() < 0.5
     if rng.random() < 0.2:
-        schema["$schema"] = rng.choice(["http://json-schema.org/draft-07/schema#",
-                                        "http://json-schema.org/draft-04/schema#",
-                                        "https://json-schema.org/draft/2020-12/schema"])
+        schema["$schema"] = rng.choice(
+            [
+                "http://json-schema.org/draft-07/schema#",
+                "http://json-schema.org/draft-04/schema#",
+                "https://json-schema.org/draft/2020-12/schema",
+            ]
+        )
     if rng.random() < 0.1:
         del schema["type"]
     return schema
@@ -193,26 +269,44 @@ def test_the_fast_path_agrees_with_jsonschema_on_generated_flat_schemas_and_argu
     assert fast_schemas > 200 and fast_answers > 8000  # the generator mostly exercises the fast path
 
 
-@pytest.mark.parametrize("schema", [
-    {"type": "object", "properties": {"n": {"type": "integer"}}, "$schema": "http://json-schema.org/draft-04/schema#"},
-    {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}},
-    {"type": "object", "properties": {"n": {"$ref": "#/$defs/N"}}, "$defs": {"N": {"type": "integer"}}},
-    {"type": "object", "patternProperties": {"^x": {"type": "string"}}, "additionalProperties": False},
-    {"type": "object", "properties": {"n": {"anyOf": [{}, {"type": "null"}]}}},
-], ids=["draft-04 integers", "a bound", "a ref", "patternProperties", "anyOf with anything"])
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {
+            "type": "object",
+            "properties": {"n": {"type": "integer"}},
+            "$schema": "http://json-schema.org/draft-04/schema#",
+        },
+        {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}},
+        {"type": "object", "properties": {"n": {"$ref": "#/$defs/N"}}, "$defs": {"N": {"type": "integer"}}},
+        {"type": "object", "patternProperties": {"^x": {"type": "string"}}, "additionalProperties": False},
+        {"type": "object", "properties": {"n": {"anyOf": [{}, {"type": "null"}]}}},
+    ],
+    ids=["draft-04 integers", "a bound", "a ref", "patternProperties", "anyOf with anything"],
+)
 def test_schemas_beyond_flat_primitive_properties_are_left_to_jsonschema(schema: dict[str, Any]) -> None:
     compiled = compile_schema(schema)
     assert compiled is not None and compiled._conforms is None
 
 
 def test_the_fast_path_refuses_the_issue10_coercions_with_jsonschemas_wording() -> None:
-    schema = {"type": "object", "properties": {"force": {"type": "boolean"}, "limit": {"type": "integer"}},
-              "required": ["force"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"force": {"type": "boolean"}, "limit": {"type": "integer"}},
+        "required": ["force"],
+        "additionalProperties": False,
+    }
     assert problem_of({"force": "true"}, schema) == (
-        "force", 'argument "force" must be a boolean, not the string "true"')
+        "force",
+        'argument "force" must be a boolean, not the string "true"',
+    )
     assert problem_of({"force": True, "limit": 1.5}, schema) == (
-        "limit", 'argument "limit" must be an integer, not the number 1.5')
+        "limit",
+        'argument "limit" must be an integer, not the number 1.5',
+    )
     assert problem_of({"force": True, "limit": 2.0}, schema) is None
     assert problem_of({"force": True, "extra": 1}, schema) == (
-        "extra", 'argument "extra" is not a parameter of this tool')
+        "extra",
+        'argument "extra" is not a parameter of this tool',
+    )
     assert problem_of({}, schema) == ("force", 'argument "force" is required')

@@ -15,13 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from app.errors import PolicyError, PolicyProblem
-from app.policy.document import (
-    POLICY_SCHEMA,
-    compile_policy,
-    format_location,
-    load_policy,
-    parse_policy_text,
-)
+from app.policy.document import POLICY_SCHEMA, compile_policy, format_location, load_policy, parse_policy_text
 
 DOCS = Path(__file__).parents[2] / "docs" / "policy.md"
 
@@ -66,9 +60,7 @@ def _properties(schema: Any, where: str = "") -> Iterator[tuple[str, Any]]:
 
 def test_every_property_in_the_schema_has_a_title_and_a_description() -> None:
     undocumented = [
-        where
-        for where, child in _properties(POLICY_SCHEMA)
-        if not (child.get("title") and child.get("description"))
+        where for where, child in _properties(POLICY_SCHEMA) if not (child.get("title") and child.get("description"))
     ]
     assert undocumented == []
 
@@ -207,9 +199,7 @@ def test_load_policy_reads_compiles_and_names_the_file(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_a_structural_mistake_is_reported_at_its_location_in_plain_words(
-    document: Any, problem: str
-) -> None:
+def test_a_structural_mistake_is_reported_at_its_location_in_plain_words(document: Any, problem: str) -> None:
     assert problems_of(document) == [problem]
 
 
@@ -225,8 +215,7 @@ def test_a_misspelt_required_key_is_reported_both_as_missing_and_as_unknown() ->
 def test_approve_only_fields_on_another_rule_are_an_error(field: str, action: str) -> None:
     value = {"timeout": 60, "hold": 5, "reviewers": ["alice"], "slack": {"channel": "#ops"}}[field]
     assert problems_of(rule(action=action, **{field: value})) == [
-        f'rules[0].{field}: "{field}" is only allowed on approve rules '
-        f'(this rule\'s action is "{action}")'
+        f'rules[0].{field}: "{field}" is only allowed on approve rules (this rule\'s action is "{action}")'
     ]
 
 
@@ -238,8 +227,7 @@ def test_approve_only_fields_on_another_rule_are_an_error(field: str, action: st
     [
         (
             {"title": {"regex": "[unclosed"}},
-            "rules[0].when.title.regex: invalid regular expression: "
-            "unterminated character set at position 0",
+            "rules[0].when.title.regex: invalid regular expression: unterminated character set at position 0",
         ),
         (
             {"a..b": 1},
@@ -254,9 +242,7 @@ def test_approve_only_fields_on_another_rule_are_an_error(field: str, action: st
         ({"": 1}, 'rules[0].when[""]: the argument path is empty; name an argument such as amount'),
     ],
 )
-def test_a_condition_that_cannot_compile_is_reported_at_its_location(
-    when: dict[str, Any], problem: str
-) -> None:
+def test_a_condition_that_cannot_compile_is_reported_at_its_location(when: dict[str, Any], problem: str) -> None:
     assert problems_of(rule(when=when)) == [problem]
 
 
@@ -269,9 +255,7 @@ def test_duplicate_rule_ids_name_the_rule_that_used_the_id_first() -> None:
             {"id": "r", "tool": "c", "action": "deny"},
         ],
     }
-    assert problems_of(document) == [
-        'rules[2].id: "r" is already the id of rules[0]; rule ids must be unique'
-    ]
+    assert problems_of(document) == ['rules[2].id: "r" is already the id of rules[0]; rule ids must be unique']
 
 
 def test_every_problem_is_reported_together_in_document_order() -> None:
@@ -287,11 +271,9 @@ def test_every_problem_is_reported_together_in_document_order() -> None:
     assert problems_of(document) == [
         'rule: unknown key "rule"; did you mean "rules"?',
         'rules[10].action: "aprove" is not one of allow, deny, approve',
-        "rules[10].when.t.regex: invalid regular expression: "
-        "missing ), unterminated subpattern at position 0",
+        "rules[10].when.t.regex: invalid regular expression: missing ), unterminated subpattern at position 0",
         'rules[11].id: "x" is already the id of rules[10]; rule ids must be unique',
-        'rules[11].timeout: "timeout" is only allowed on approve rules '
-        '(this rule\'s action is "allow")',
+        'rules[11].timeout: "timeout" is only allowed on approve rules (this rule\'s action is "allow")',
         'version: must be "1", not "2"',
     ]
 
@@ -327,15 +309,11 @@ def test_locations_read_as_json_paths(path: tuple[str | int, ...], location: str
     [
         (
             '{\n  "version": "1",\n}',
-            PolicyProblem(
-                "line 3, column 1", "expected a key in double quotes (a trailing comma before '}'?)"
-            ),
+            PolicyProblem("line 3, column 1", "expected a key in double quotes (a trailing comma before '}'?)"),
         ),
         (
             '{"version": "1"',
-            PolicyProblem(
-                "line 1, column 16", "expected ',' between two items, or the closing bracket"
-            ),
+            PolicyProblem("line 1, column 16", "expected ',' between two items, or the closing bracket"),
         ),
         ('{"version" "1"}', PolicyProblem("line 1, column 12", "expected ':' after the key")),
         (
@@ -347,24 +325,17 @@ def test_locations_read_as_json_paths(path: tuple[str | int, ...], location: str
         ),
         (
             '{"version": "1"} {}',
-            PolicyProblem(
-                "line 1, column 18", "unexpected text after the end of the JSON document"
-            ),
+            PolicyProblem("line 1, column 18", "unexpected text after the end of the JSON document"),
         ),
         ("  \n", PolicyProblem("", 'the file is empty; a policy needs at least {"version": "1"}')),
     ],
 )
-def test_a_json_syntax_error_is_located_by_line_and_column(
-    text: str, problem: PolicyProblem
-) -> None:
+def test_a_json_syntax_error_is_located_by_line_and_column(text: str, problem: PolicyProblem) -> None:
     assert text_problems(text) == [problem]
 
 
 def test_duplicate_keys_are_errors_wherever_they_are() -> None:
-    text = (
-        '{"version": "1", "rules": [{"tool": "t", "action": "deny", "action": "allow"}], '
-        '"version": "1"}'
-    )
+    text = '{"version": "1", "rules": [{"tool": "t", "action": "deny", "action": "allow"}], "version": "1"}'
     assert [str(p) for p in text_problems(text)] == [
         "rules[0].action: this key appears more than once in the same object; "
         "keep only one (JSON readers disagree on which one wins)",
@@ -375,10 +346,7 @@ def test_duplicate_keys_are_errors_wherever_they_are() -> None:
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_numbers_are_rejected_at_their_location(token: str) -> None:
-    text = (
-        '{"version": "1", "rules": [{"tool": "t", "action": "allow", '
-        f'"when": {{"n": {{"lt": {token}}}}}}}]}}'
-    )
+    text = f'{{"version": "1", "rules": [{{"tool": "t", "action": "allow", "when": {{"n": {{"lt": {token}}}}}}}]}}'
     assert [str(p) for p in text_problems(text)] == [
         f"rules[0].when.n.lt: {token} is not a JSON number; write a finite number"
     ]
@@ -404,9 +372,7 @@ def test_a_deeply_nested_document_is_refused_not_a_crash(depth: int) -> None:
 
 
 def test_strict_parsing_returns_plain_json_values() -> None:
-    text = (
-        '{"version": "1", "rules": [{"tool": "t", "action": "allow", "when": {"n": {"lt": 1.5}}}]}'
-    )
+    text = '{"version": "1", "rules": [{"tool": "t", "action": "allow", "when": {"n": {"lt": 1.5}}}]}'
     assert parse_policy_text(text, "p.json") == json.loads(text)
 
 
@@ -418,9 +384,7 @@ def test_a_file_that_cannot_be_read_gives_one_problem_naming_the_os_error(tmp_pa
     with pytest.raises(PolicyError) as caught:
         load_policy(missing)
     assert caught.value.source == str(missing)
-    assert caught.value.problems == [
-        PolicyProblem("", "cannot read the file: No such file or directory (ENOENT)")
-    ]
+    assert caught.value.problems == [PolicyProblem("", "cannot read the file: No such file or directory (ENOENT)")]
 
 
 def test_a_file_that_is_not_utf8_is_located(tmp_path: Path) -> None:
@@ -428,16 +392,12 @@ def test_a_file_that_is_not_utf8_is_located(tmp_path: Path) -> None:
     path.write_bytes(b'{"version": "1",\n "hide": ["caf\xe9"]}')
     with pytest.raises(PolicyError) as caught:
         load_policy(path)
-    assert caught.value.problems == [
-        PolicyProblem("line 2, column 15", "the file is not UTF-8 text")
-    ]
+    assert caught.value.problems == [PolicyProblem("line 2, column 15", "the file is not UTF-8 text")]
 
 
 def test_load_policy_reports_schema_problems_with_the_file_name(tmp_path: Path) -> None:
     path = tmp_path / "policy.json"
-    path.write_text(
-        '{"version": "1", "rules": [{"tool": "t", "acton": "allow"}]}', encoding="utf-8"
-    )
+    path.write_text('{"version": "1", "rules": [{"tool": "t", "acton": "allow"}]}', encoding="utf-8")
     with pytest.raises(PolicyError) as caught:
         load_policy(path)
     assert str(caught.value).startswith(f"{path}: invalid policy\n")

@@ -11,14 +11,7 @@ from typing import Any
 import pytest
 
 from app.policy.document import compile_policy
-from app.policy.engine import (
-    Action,
-    CompiledPolicy,
-    Decision,
-    RateLimit,
-    SlackRouting,
-    classify_tool,
-)
+from app.policy.engine import Action, CompiledPolicy, Decision, RateLimit, SlackRouting, classify_tool
 
 SEED = {"version": "1", "default": "deny", "hide": ["em_cancel_task"]}
 
@@ -124,9 +117,7 @@ def test_the_reference_example_decides_exactly_as_written(
 def test_the_reference_example_parks_a_publish_whose_bounty_it_cannot_read(
     arguments: dict[str, Any], action: str
 ) -> None:
-    assert (
-        compile_policy(EXAMPLE).evaluate("em_publish_task", arguments, "ops-bot").action == action
-    )
+    assert compile_policy(EXAMPLE).evaluate("em_publish_task", arguments, "ops-bot").action == action
 
 
 def test_the_rate_limit_key_is_stable_and_prefers_the_rule_id() -> None:
@@ -192,16 +183,12 @@ def test_the_first_matching_rule_decides_even_when_a_later_one_is_more_specific(
     assert compiled.evaluate("em_delete", {}, "x").rule == "rules[0]"
 
 
-@pytest.mark.parametrize(
-    ("default", "expected"), [(None, "deny"), ("allow", "allow"), ("approve", "approve")]
-)
+@pytest.mark.parametrize(("default", "expected"), [(None, "deny"), ("allow", "allow"), ("approve", "approve")])
 def test_the_default_applies_when_no_rule_matches_and_is_deny_when_omitted(
     default: str | None, expected: Action
 ) -> None:
     fields = {} if default is None else {"default": default}
-    assert policy(**fields).evaluate("anything", {}, "x") == Decision(
-        expected, "default", None, None
-    )
+    assert policy(**fields).evaluate("anything", {}, "x") == Decision(expected, "default", None, None)
 
 
 @pytest.mark.parametrize(
@@ -221,9 +208,7 @@ def test_the_default_applies_when_no_rule_matches_and_is_deny_when_omitted(
         ("a.b", "axb", False),
     ],
 )
-def test_tool_patterns_are_case_sensitive_fnmatch_globs(
-    pattern: str, tool: str, matches: bool
-) -> None:
+def test_tool_patterns_are_case_sensitive_fnmatch_globs(pattern: str, tool: str, matches: bool) -> None:
     compiled = policy(hide=[pattern], rules=[{"tool": pattern, "action": "allow"}])
     assert compiled.is_hidden(tool) is matches
     assert (compiled.evaluate(tool, {}, "x").action == "hidden") is matches
@@ -286,9 +271,7 @@ def test_an_indeterminate_condition_matches_restrictive_rules_and_never_an_allow
 def test_a_definite_false_beats_an_indeterminate_condition_even_for_deny() -> None:
     compiled = policy(
         default="allow",
-        rules=[
-            {"tool": "pay", "when": {"currency": "EUR", "amount": {"gt": 100}}, "action": "deny"}
-        ],
+        rules=[{"tool": "pay", "when": {"currency": "EUR", "amount": {"gt": 100}}, "action": "deny"}],
     )
     assert compiled.evaluate("pay", {"currency": "USD"}, "x").rule == "default"
     assert compiled.evaluate("pay", {"currency": "EUR"}, "x").rule == "rules[0]"
@@ -312,7 +295,8 @@ def test_a_missing_argument_cannot_slip_past_a_deny_to_a_later_allow() -> None:
 COERCED_TRUE = ["true", "True", "1", "yes", "on", 1, 1.0]
 OPERATOR_CASES = [
     # (when, a call the upstream may read as matching `when`)
-    ({"force": True}, {"force": value}) for value in COERCED_TRUE
+    ({"force": True}, {"force": value})
+    for value in COERCED_TRUE
 ] + [
     ({"force": {"in": [True]}}, {"force": "yes"}),
     ({"limit": 150}, {"limit": "150"}),
@@ -344,21 +328,26 @@ def test_issue10_an_allow_rule_never_admits_arguments_it_could_only_read_one_way
 
 def _negation(spec: Any) -> Any:
     operators = spec if isinstance(spec, dict) else {"eq": spec}
-    (name, operand), = operators.items()
+    ((name, operand),) = operators.items()
     flipped = {"eq": "ne", "ne": "eq", "in": "not_in", "not_in": "in"}
     if name in flipped:
         return {flipped[name]: operand}
     return {"exists": not operand} if name == "exists" else {"regex": "(?!.*ceo@corp[.]com).*"}
 
 
-@pytest.mark.parametrize(("force", "action"), [
-    (True, "deny"), (False, "allow"),
-    *((value, "deny") for value in ["true", "yes", 1, "false", 0, None, "banana"]),
-])
+@pytest.mark.parametrize(
+    ("force", "action"),
+    [
+        (True, "deny"),
+        (False, "allow"),
+        *((value, "deny") for value in ["true", "yes", 1, "false", 0, None, "banana"]),
+    ],
+)
 def test_issue10_the_documented_force_table_decides_as_written(force: Any, action: str) -> None:
     """docs/policy.md, "Arguments as the upstream reads them"."""
-    compiled = policy(rules=[{"tool": "deploy", "when": {"force": True}, "action": "deny"},
-                             {"tool": "deploy", "action": "allow"}])
+    compiled = policy(
+        rules=[{"tool": "deploy", "when": {"force": True}, "action": "deny"}, {"tool": "deploy", "action": "allow"}]
+    )
     assert compiled.evaluate("deploy", {"force": force}, "x").action == action
 
 
@@ -471,14 +460,26 @@ def test_a_compiled_policy_keeps_its_own_copy_of_the_document() -> None:
 
 def test_decisions_cached_per_tool_name_still_depend_on_agent_and_arguments() -> None:
     """Airlock-defined: the per-tool-name rule cache must not change any decision."""
-    policy = compile_policy({"version": "1", "default": "deny", "hide": ["x_*"], "rules": [
-        {"tool": "pay", "agents": ["intern-*"], "action": "deny"},
-        {"tool": "pay", "when": {"amount": {"gt": 100}}, "action": "approve"},
-        {"tool": "p*", "action": "allow"},
-    ]})
-    calls = [("pay", {"amount": 5}, "intern-1", "deny"), ("pay", {"amount": 500}, "bot", "approve"),
-             ("pay", {"amount": 5}, "bot", "allow"), ("ping", {}, "intern-1", "allow"),
-             ("x_pay", {}, "bot", "hidden"), ("other", {}, "bot", "deny")]
+    policy = compile_policy(
+        {
+            "version": "1",
+            "default": "deny",
+            "hide": ["x_*"],
+            "rules": [
+                {"tool": "pay", "agents": ["intern-*"], "action": "deny"},
+                {"tool": "pay", "when": {"amount": {"gt": 100}}, "action": "approve"},
+                {"tool": "p*", "action": "allow"},
+            ],
+        }
+    )
+    calls = [
+        ("pay", {"amount": 5}, "intern-1", "deny"),
+        ("pay", {"amount": 500}, "bot", "approve"),
+        ("pay", {"amount": 5}, "bot", "allow"),
+        ("ping", {}, "intern-1", "allow"),
+        ("x_pay", {}, "bot", "hidden"),
+        ("other", {}, "bot", "deny"),
+    ]
     for _ in range(2):  # the second round is served from the cache
         assert [policy.evaluate(t, a, g).action for t, a, g, _ in calls] == [e for *_, e in calls]
 

@@ -16,17 +16,13 @@ import pytest
 
 from app.policy.document import compile_policy
 from app.policy.engine import CompiledPolicy
-from app.policy.explain import (
-    Explanation,
-    ToolFacts,
-    explain,
-    explanation_json,
-    explanation_text,
-)
+from app.policy.explain import Explanation, ToolFacts, explain, explanation_json, explanation_text
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE: dict[str, Any] = {
-    "version": "1", "default": "deny", "hide": ["em_wipe_all"],
+    "version": "1",
+    "default": "deny",
+    "hide": ["em_wipe_all"],
     "rules": [
         {"tool": "em_publish_task", "agents": ["intern-bot"], "action": "deny", "reason": "interns cannot publish"},
         {"tool": "em_publish_task", "when": {"bounty_usd": {"gt": 100}}, "action": "approve", "reason": "large bounty"},
@@ -38,17 +34,26 @@ EXAMPLE: dict[str, Any] = {
 PUBLISH_SCHEMA = {"type": "object", "properties": {"bounty_usd": {"type": "number"}, "title": {"type": "string"}}}
 
 
-def run(arguments: dict[str, Any], tool: str = "em_publish_task", agent: str = "bot", *,
-        document: dict[str, Any] = EXAMPLE, catalog: dict[str, ToolFacts] | None = None,
-        strict: bool = True) -> Explanation:
+def run(
+    arguments: dict[str, Any],
+    tool: str = "em_publish_task",
+    agent: str = "bot",
+    *,
+    document: dict[str, Any] = EXAMPLE,
+    catalog: dict[str, ToolFacts] | None = None,
+    strict: bool = True,
+) -> Explanation:
     return explain(compile_policy(document), tool, arguments, agent, catalog=catalog, strict_arguments=strict)
 
 
 def test_the_matching_rule_and_why_each_earlier_rule_did_not_match_are_given() -> None:
     result = run({"bounty_usd": 50})
     assert (result.outcome, result.decision.rule) == ("allow", "rules[2]")
-    assert [(c.location, c.matched) for c in result.rules] == [("rules[0]", False), ("rules[1]", False),
-                                                               ("rules[2]", True)]
+    assert [(c.location, c.matched) for c in result.rules] == [
+        ("rules[0]", False),
+        ("rules[1]", False),
+        ("rules[2]", True),
+    ]
     assert result.rules[0].why == 'agent "bot" matches none of rules[0].agents ["intern-bot"]'
     assert result.rules[1].why == "rules[1].when.bounty_usd is false"
     assert result.rules[1].conditions[0].result is False
@@ -61,13 +66,17 @@ def test_a_tool_that_matches_no_pattern_is_said_so() -> None:
     assert result.rules[3].why == 'tool "em_rate_worker" matches none of rules[3].tool ["em_get_*"]'
 
 
-@pytest.mark.parametrize(("action", "arguments", "matched", "phrase"), [
-    ("approve", {}, True, "counts as a match for an approve rule"),
-    ("deny", {"bounty_usd": "a lot"}, True, "counts as a match for a deny rule"),
-    ("allow", {}, False, "counts as no match for an allow rule (fail closed)"),
-])
+@pytest.mark.parametrize(
+    ("action", "arguments", "matched", "phrase"),
+    [
+        ("approve", {}, True, "counts as a match for an approve rule"),
+        ("deny", {"bounty_usd": "a lot"}, True, "counts as a match for a deny rule"),
+        ("allow", {}, False, "counts as no match for an allow rule (fail closed)"),
+    ],
+)
 def test_an_indeterminate_condition_is_named_with_what_it_counts_as(
-        action: str, arguments: dict[str, Any], matched: bool, phrase: str) -> None:
+    action: str, arguments: dict[str, Any], matched: bool, phrase: str
+) -> None:
     document = {"version": "1", "rules": [{"tool": "t", "when": {"bounty_usd": {"gt": 100}}, "action": action}]}
     [check] = run(arguments, "t", document=document).rules
     assert check.matched is matched and check.conditions[0].result is None
@@ -93,7 +102,10 @@ ANNOTATED = {"version": "1", "default": "deny", "annotation_defaults": {"read_on
 def test_annotation_defaults_decide_from_the_catalogs_annotations() -> None:
     result = run({}, "em_get_task", document=ANNOTATED, catalog={"em_get_task": ToolFacts({"readOnlyHint": True})})
     assert (result.decision.rule, result.annotations.applied, result.annotations.tool_class) == (
-        "annotation_defaults.read_only", True, "read_only")
+        "annotation_defaults.read_only",
+        True,
+        "read_only",
+    )
 
 
 def test_unknown_annotations_are_said_to_read_as_the_mcp_defaults() -> None:
@@ -115,14 +127,18 @@ def test_arguments_the_schema_refuses_are_refused_before_the_policy() -> None:
     assert explanation_text(result).splitlines()[0] == "em_publish_task by bot: INVALID"
 
 
-@pytest.mark.parametrize(("catalog", "strict", "status"), [
-    ({"em_publish_task": ToolFacts(None, PUBLISH_SCHEMA)}, True, "conforms"),
-    ({"em_publish_task": ToolFacts(None, PUBLISH_SCHEMA)}, False, "not_checked"),
-    ({"em_publish_task": ToolFacts(None, None)}, True, "not_checked"),
-    (None, True, "not_checked"),
-])
+@pytest.mark.parametrize(
+    ("catalog", "strict", "status"),
+    [
+        ({"em_publish_task": ToolFacts(None, PUBLISH_SCHEMA)}, True, "conforms"),
+        ({"em_publish_task": ToolFacts(None, PUBLISH_SCHEMA)}, False, "not_checked"),
+        ({"em_publish_task": ToolFacts(None, None)}, True, "not_checked"),
+        (None, True, "not_checked"),
+    ],
+)
 def test_arguments_are_checked_only_when_strict_and_a_schema_is_known(
-        catalog: dict[str, ToolFacts] | None, strict: bool, status: str) -> None:
+    catalog: dict[str, ToolFacts] | None, strict: bool, status: str
+) -> None:
     result = run({"bounty_usd": 5}, catalog=catalog, strict=strict)
     assert result.arguments_check.status == status and result.outcome == "allow"
 
@@ -132,19 +148,25 @@ def test_the_json_form_names_every_part() -> None:
     assert json.loads(json.dumps(body)) == body
     assert body["outcome"] == "approve" and body["decision"]["reason"] == "large bounty"
     assert body["rules"][1]["conditions"] == [
-        {"path": "bounty_usd", "location": "rules[1].when.bounty_usd", "result": "true"}]
+        {"path": "bounty_usd", "location": "rules[1].when.bounty_usd", "result": "true"}
+    ]
     assert set(body) >= {"upstream", "hidden_by", "rate_limit", "annotations", "arguments_check", "policy"}
 
 
 # --- explain never disagrees with evaluate -----------------------------------------------------
 
 GENERATED_POLICY = {
-    "version": "1", "default": "deny", "hide": ["em_wipe_*"],
+    "version": "1",
+    "default": "deny",
+    "hide": ["em_wipe_*"],
     "annotation_defaults": {"read_only": "allow", "destructive": "approve"},
     "rules": [
         {"tool": "em_publish_task", "agents": ["intern-*"], "action": "deny"},
-        {"tool": "em_publish_task", "when": {"bounty_usd": {"gt": 100}, "title": {"regex": "[a-z ]+"}},
-         "action": "approve"},
+        {
+            "tool": "em_publish_task",
+            "when": {"bounty_usd": {"gt": 100}, "title": {"regex": "[a-z ]+"}},
+            "action": "approve",
+        },
         {"tool": ["em_publish_task", "em_list_*"], "when": {"bounty_usd": {"lte": 10}}, "action": "allow"},
         {"tool": "em_*", "agents": ["bot"], "when": {"tags": {"contains": "safe"}}, "action": "allow"},
         {"tool": "em_cancel_task", "when": {"/reason": {"exists": False}}, "action": "deny"},
@@ -169,9 +191,9 @@ def generated_calls(count: int) -> list[tuple[str, dict[str, Any], str, dict[str
 def test_explain_decides_every_generated_call_as_evaluate_does() -> None:
     """2,000 generated calls: the same decision, and the trace agrees with it rule by rule."""
     compiled: CompiledPolicy = compile_policy(GENERATED_POLICY)
-    for tool, arguments, agent, annotations in generated_calls(2000):
-        expected = compiled.evaluate(tool, arguments, agent, annotations)
-        result = explain(compiled, tool, arguments, agent, catalog={tool: ToolFacts(annotations)})
+    for tool, arguments, agent, tool_annotations in generated_calls(2000):
+        expected = compiled.evaluate(tool, arguments, agent, tool_annotations)
+        result = explain(compiled, tool, arguments, agent, catalog={tool: ToolFacts(tool_annotations)})
         assert result.decision == expected, (tool, arguments, agent)
         matched = [check.location for check in result.rules if check.matched]
         if expected.rule.startswith("rules["):
@@ -204,20 +226,24 @@ def test_the_readme_and_the_reference_show_the_same_example_policy() -> None:
     assert json_block_after(README, "Rules are evaluated in order") == DOCS_EXAMPLE == EXAMPLE
 
 
-@pytest.mark.parametrize(("tool", "arguments", "agent", "outcome", "rule"), [
-    ("em_wipe_all", {}, "bot", "hidden", "hide[0]"),
-    ("em_publish_task", {"bounty_usd": 150}, "intern-bot", "deny", "rules[0]"),
-    ("em_publish_task", {"bounty_usd": 150}, "bot", "approve", "rules[1]"),
-    ("em_publish_task", {"bounty_usd": "150"}, "bot", "approve", "rules[1]"),
-    ("em_publish_task", {"bounty_usd": 50}, "bot", "allow", "rules[2]"),
-    ("em_publish_task", {}, "bot", "approve", "rules[1]"),
-    ("em_publish_task", {"bounty_usd": "a lot"}, "bot", "approve", "rules[1]"),
-    ("em_get_task", {}, "bot", "allow", "rules[3]"),
-    ("em_cancel_task", {}, "bot", "approve", "rules[4]"),
-    ("em_rate_worker", {}, "bot", "deny", "default"),
-])
+@pytest.mark.parametrize(
+    ("tool", "arguments", "agent", "outcome", "rule"),
+    [
+        ("em_wipe_all", {}, "bot", "hidden", "hide[0]"),
+        ("em_publish_task", {"bounty_usd": 150}, "intern-bot", "deny", "rules[0]"),
+        ("em_publish_task", {"bounty_usd": 150}, "bot", "approve", "rules[1]"),
+        ("em_publish_task", {"bounty_usd": "150"}, "bot", "approve", "rules[1]"),
+        ("em_publish_task", {"bounty_usd": 50}, "bot", "allow", "rules[2]"),
+        ("em_publish_task", {}, "bot", "approve", "rules[1]"),
+        ("em_publish_task", {"bounty_usd": "a lot"}, "bot", "approve", "rules[1]"),
+        ("em_get_task", {}, "bot", "allow", "rules[3]"),
+        ("em_cancel_task", {}, "bot", "approve", "rules[4]"),
+        ("em_rate_worker", {}, "bot", "deny", "default"),
+    ],
+)
 def test_the_reference_examples_table_is_what_explain_answers(
-        tool: str, arguments: dict[str, Any], agent: str, outcome: str, rule: str) -> None:
+    tool: str, arguments: dict[str, Any], agent: str, outcome: str, rule: str
+) -> None:
     result = explain(compile_policy(DOCS_EXAMPLE), tool, arguments, agent, catalog=None)
     assert (result.outcome, result.decision.rule) == (outcome, rule)
     row = next(line for line in DOCS.splitlines() if line.startswith("|") and f"`{rule}`" in line)
@@ -240,8 +266,8 @@ def _shell_words(command: str) -> list[str]:
     return shlex.split(command[2:])
 
 
-README_POLICIES = README[README.index("## Policies"):README.index("## Human approval")]
-DOCS_TESTING = DOCS[DOCS.index("## Testing a policy"):DOCS.index("## Editing a live policy")]
+README_POLICIES = README[README.index("## Policies") : README.index("## Human approval")]
+DOCS_TESTING = DOCS[DOCS.index("## Testing a policy") : DOCS.index("## Editing a live policy")]
 
 
 @pytest.mark.parametrize(("section", "count"), [(README_POLICIES, 2), (DOCS_TESTING, 1)], ids=["README", "docs"])
@@ -251,11 +277,13 @@ def test_the_documented_explain_examples_print_what_the_documents_show(section: 
     compiled = compile_policy(EXAMPLE)
     for words, shown in examples:
         agent = words[words.index("--agent") + 1]
-        positional = [w for i, w in enumerate(words[3:], 3) if not w.startswith("-")
-                      and not words[i - 1].startswith("--")]
+        positional = [
+            w for i, w in enumerate(words[3:], 3) if not w.startswith("-") and not words[i - 1].startswith("--")
+        ]
         tool, arguments = positional[0], json.loads(positional[1]) if len(positional) > 1 else {}
-        printed = explanation_text(explain(compiled, tool, arguments, agent, catalog=None),
-                                   upstream="execution-market").splitlines()
+        printed = explanation_text(
+            explain(compiled, tool, arguments, agent, catalog=None), upstream="execution-market"
+        ).splitlines()
         for line in shown:
             if line.strip() and not line.lstrip().startswith(("policy:", "catalog:", "…")):
                 assert line in printed, (words, line, printed)

@@ -49,9 +49,7 @@ def test_startup_loads_every_upstream_policy(policy_file: Path, tmp_path: Path) 
 
 
 @pytest.mark.parametrize("content", [BROKEN, "{", None])
-def test_startup_refuses_an_invalid_or_unreadable_file(
-    policy_file: Path, tmp_path: Path, content: str | None
-) -> None:
+def test_startup_refuses_an_invalid_or_unreadable_file(policy_file: Path, tmp_path: Path, content: str | None) -> None:
     bad = tmp_path / "bad.json"
     if content is not None:
         write(bad, content)
@@ -66,9 +64,8 @@ def test_startup_raises_for_the_first_invalid_file_and_logs_the_others(
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     write(first, BROKEN)
     write(second, "{")
-    with caplog.at_level(logging.ERROR, logger="airlock.policy"):
-        with pytest.raises(PolicyError) as caught:
-            PolicyReloader({"b": second, "a": first})
+    with caplog.at_level(logging.ERROR, logger="airlock.policy"), pytest.raises(PolicyError) as caught:
+        PolicyReloader({"b": second, "a": first})
     assert caught.value.source == str(first)
     assert f"{second}: invalid policy" in caplog.text
     assert str(first) not in caplog.text

@@ -38,9 +38,14 @@ class Replicas(Cluster):
 @pytest.fixture
 async def replicas(tmp_path: Path, postgres_url: str, upstream_url: str) -> AsyncIterator[Replicas]:
     # A slow safety poll: within these tests' bounded waits, only LISTEN/NOTIFY can wake a replica.
-    replicas = await Replicas.create(tmp_path, database_url=postgres_url, upstream_url=upstream_url,
-                                     policy=DEFAULT_POLICY, reviewers=4,
-                                     approvals={"hold_seconds": 120, "safety_poll_seconds": 60})
+    replicas = await Replicas.create(
+        tmp_path,
+        database_url=postgres_url,
+        upstream_url=upstream_url,
+        policy=DEFAULT_POLICY,
+        reviewers=4,
+        approvals={"hold_seconds": 120, "safety_poll_seconds": 60},
+    )
     try:
         await asyncio.gather(replicas.start(), replicas.start())
         yield replicas
@@ -49,7 +54,8 @@ async def replicas(tmp_path: Path, postgres_url: str, upstream_url: str) -> Asyn
 
 
 async def test_a_decision_on_replica_b_wakes_the_client_held_on_replica_a(
-        replicas: Replicas, market: DemoMarket, mode: str) -> None:
+    replicas: Replicas, market: DemoMarket, mode: str
+) -> None:
     task = new_task(market)
     async with mcp_client(replicas.mcp(replicas.a), replicas.agent_token, mode=mode) as client:
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
@@ -62,7 +68,8 @@ async def test_a_decision_on_replica_b_wakes_the_client_held_on_replica_a(
 
 
 async def test_when_a_replica_dies_the_client_reconnects_to_another_and_gets_the_outcome(
-        replicas: Replicas, market: DemoMarket) -> None:
+    replicas: Replicas, market: DemoMarket
+) -> None:
     task = new_task(market)
     port = lambda p: ("127.0.0.1", p.port)  # noqa: E731
     async with Balancer([port(replicas.a), port(replicas.b)]).running() as balancer:
@@ -79,18 +86,24 @@ async def test_when_a_replica_dies_the_client_reconnects_to_another_and_gets_the
 
 
 async def test_200_concurrent_approvals_over_both_replicas_run_the_upstream_once(
-        replicas: Replicas, market: DemoMarket) -> None:
+    replicas: Replicas, market: DemoMarket
+) -> None:
     task = new_task(market)
     arguments = {"task_id": task.id, "reason": "x"}
-    async with mcp_client(replicas.mcp(replicas.a), replicas.agent_token) as on_a, \
-            mcp_client(replicas.mcp(replicas.b), replicas.agent_token) as on_b:
+    async with (
+        mcp_client(replicas.mcp(replicas.a), replicas.agent_token) as on_a,
+        mcp_client(replicas.mcp(replicas.b), replicas.agent_token) as on_b,
+    ):
         held = [asyncio.create_task(client.call_tool("em_cancel_task", arguments)) for client in (on_a, on_b)]
         approval = await replicas.wait_pending(replicas.a)
         await wait_for(lambda: _attachments(replicas, approval["id"]), timeout=15)
         async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as http:
-            statuses = await asyncio.gather(*(
-                replicas.decide(replicas.a if i % 2 else replicas.b, approval["id"], reviewer=i % 4, http=http)
-                for i in range(200)))
+            statuses = await asyncio.gather(
+                *(
+                    replicas.decide(replicas.a if i % 2 else replicas.b, approval["id"], reviewer=i % 4, http=http)
+                    for i in range(200)
+                )
+            )
         async with asyncio.timeout(20):
             results = await asyncio.gather(*held)
     assert sorted(statuses) == [200] + [409] * 199
@@ -100,16 +113,21 @@ async def test_200_concurrent_approvals_over_both_replicas_run_the_upstream_once
 
 async def _attachments(replicas: Replicas, approval_id: str) -> bool:
     async with httpx.AsyncClient(timeout=5) as http:
-        response = await http.get(f"{replicas.a.url}/api/approvals/{approval_id}",
-                                  headers={"Authorization": f"Bearer {replicas.reviewer_tokens[0]}"})
+        response = await http.get(
+            f"{replicas.a.url}/api/approvals/{approval_id}",
+            headers={"Authorization": f"Bearer {replicas.reviewer_tokens[0]}"},
+        )
     return any(entry["event"] == "attached" for entry in response.json()["timeline"])
 
 
 async def test_rate_limits_are_counted_across_replicas(replicas: Replicas, market: DemoMarket) -> None:
     arguments = {"title": "t", "description": "d", "bounty_usd": 5}
-    async with mcp_client(replicas.mcp(replicas.a), replicas.agent_token) as on_a, \
-            mcp_client(replicas.mcp(replicas.b), replicas.agent_token) as on_b:
-        results = await asyncio.gather(*(client.call_tool("em_publish_task", arguments)
-                                         for client in (on_a, on_b, on_a, on_b, on_a, on_b)))
+    async with (
+        mcp_client(replicas.mcp(replicas.a), replicas.agent_token) as on_a,
+        mcp_client(replicas.mcp(replicas.b), replicas.agent_token) as on_b,
+    ):
+        results = await asyncio.gather(
+            *(client.call_tool("em_publish_task", arguments) for client in (on_a, on_b, on_a, on_b, on_a, on_b))
+        )
     assert sorted(r.is_error for r in results) == [False] * 3 + [True] * 3
     assert market.calls["em_publish_task"] == 3

@@ -40,22 +40,36 @@ MALLORY = "U0MALLORY"
 """A member of the workspace who is no Airlock reviewer."""
 
 FAST_SLACK: dict[str, Any] = {
-    "retry_initial_seconds": 0.05, "retry_max_seconds": 0.2, "poll_seconds": 0.2, "api_timeout_seconds": 1,
-    "click_timeout_seconds": 1, "lease_seconds": 5,
+    "retry_initial_seconds": 0.05,
+    "retry_max_seconds": 0.2,
+    "poll_seconds": 0.2,
+    "api_timeout_seconds": 1,
+    "click_timeout_seconds": 1,
+    "lease_seconds": 5,
 }
 
 
 def slack_env(fake: FakeSlack, **extra: str) -> dict[str, str]:
-    return {"AIRLOCK_SECRET_KEY": SECRET_KEY, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_APP_ID": APP_ID, "SLACK_TEAM_IDS": TEAM_ID, "SLACK_DEFAULT_CHANNEL": CHANNEL,
-            "SLACK_API_URL": fake.api_url, "SLACK_REVIEWERS": f"{BOB}=bob", **extra}
+    return {
+        "AIRLOCK_SECRET_KEY": SECRET_KEY,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_APP_ID": APP_ID,
+        "SLACK_TEAM_IDS": TEAM_ID,
+        "SLACK_DEFAULT_CHANNEL": CHANNEL,
+        "SLACK_API_URL": fake.api_url,
+        "SLACK_REVIEWERS": f"{BOB}=bob",
+        **extra,
+    }
 
 
-def with_slack(settings: Settings, tmp_path: Path, env: dict[str, str],
-               table: dict[str, Any] | None = None) -> Settings:
+def with_slack(
+    settings: Settings, tmp_path: Path, env: dict[str, str], table: dict[str, Any] | None = None
+) -> Settings:
     """`settings` with the `[slack]` table and Slack environment parsed as Airlock parses them."""
-    parsed = settings_from_document({"slack": {**FAST_SLACK, **(table or {})}}, base_dir=tmp_path, env=env,
-                                    require_upstreams=False)
+    parsed = settings_from_document(
+        {"slack": {**FAST_SLACK, **(table or {})}}, base_dir=tmp_path, env=env, require_upstreams=False
+    )
     return dataclasses.replace(settings, slack=parsed.slack)
 
 
@@ -69,8 +83,9 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 
 @pytest.fixture
-async def start_slack_airlock(tmp_path: Path, upstream_url: str, database_url: str,
-                              slack: FakeSlack) -> AsyncIterator[StartSlackAirlock]:
+async def start_slack_airlock(
+    tmp_path: Path, upstream_url: str, database_url: str, slack: FakeSlack
+) -> AsyncIterator[StartSlackAirlock]:
     """`await start_slack_airlock(policy=..., slack_table={...}, env={...}, enabled=True)`.
 
     Every Airlock started shares the test's database; alice is a linked reviewer in it, bob an
@@ -78,8 +93,13 @@ async def start_slack_airlock(tmp_path: Path, upstream_url: str, database_url: s
     """
     async with AsyncExitStack() as stack:
 
-        async def start(*, slack_table: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                        enabled: bool = True, **overrides: Any) -> AirlockUnderTest:
+        async def start(
+            *,
+            slack_table: dict[str, Any] | None = None,
+            env: dict[str, str] | None = None,
+            enabled: bool = True,
+            **overrides: Any,
+        ) -> AirlockUnderTest:
             settings = settings_for_test(tmp_path, upstream_url, database_url, **overrides)
             if enabled:
                 settings = with_slack(settings, tmp_path, slack_env(slack, **(env or {})), slack_table)
@@ -126,8 +146,7 @@ async def shows(fake: FakeSlack, row: ApprovalRow, text: str, *, timeout: float 
     """Wait until the message for `row` contains `text` in its blocks; return the message body."""
     assert row.slack_channel is not None and row.slack_ts is not None
     key = (row.slack_channel, row.slack_ts)
-    await wait_for(lambda: key in fake.messages and text in json.dumps(fake.messages[key]["blocks"]),
-                   timeout=timeout)
+    await wait_for(lambda: key in fake.messages and text in json.dumps(fake.messages[key]["blocks"]), timeout=timeout)
     return fake.messages[key]
 
 
@@ -135,34 +154,68 @@ def has_buttons(message: dict[str, Any]) -> bool:
     return any(block["type"] == "actions" for block in message["blocks"])
 
 
-def click_payload(row: ApprovalRow, action: str, *, user: str = ALICE, team: str | None = TEAM_ID,
-                  user_team: str = TEAM_ID, app_id: str = APP_ID, channel: str | None = None,
-                  ts: str | None = None, trigger_id: str = "111.222.trigger") -> dict[str, Any]:
+def click_payload(
+    row: ApprovalRow,
+    action: str,
+    *,
+    user: str = ALICE,
+    team: str | None = TEAM_ID,
+    user_team: str = TEAM_ID,
+    app_id: str = APP_ID,
+    channel: str | None = None,
+    ts: str | None = None,
+    trigger_id: str = "111.222.trigger",
+) -> dict[str, Any]:
     """A `block_actions` payload for a click on the approval's message, shaped like Slack's."""
     channel = channel or row.slack_channel or CHANNEL
     ts = ts or row.slack_ts or "0.0"
     return {
-        "type": "block_actions", "api_app_id": app_id, "token": "legacy-verification-token",
+        "type": "block_actions",
+        "api_app_id": app_id,
+        "token": "legacy-verification-token",
         "user": {"id": user, "username": "alice", "name": "alice", "team_id": user_team},
         "team": None if team is None else {"id": team, "domain": "home"},
         "container": {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": False},
-        "channel": {"id": channel, "name": "approvals"}, "trigger_id": trigger_id,
+        "channel": {"id": channel, "name": "approvals"},
+        "trigger_id": trigger_id,
         "response_url": "https://hooks.slack.invalid/actions/T0HOME/1/x",
         "message": {"type": "message", "ts": ts},
-        "actions": [{"action_id": f"airlock_{action}", "block_id": f"decide:{row.id}:pending", "value": row.id,
-                     "type": "button", "action_ts": f"{time.time():.6f}"}],
+        "actions": [
+            {
+                "action_id": f"airlock_{action}",
+                "block_id": f"decide:{row.id}:pending",
+                "value": row.id,
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
     }
 
 
-def reason_payload(approval_id: str, reason: str, *, user: str = ALICE, team: str | None = TEAM_ID,
-                   user_team: str = TEAM_ID, app_id: str = APP_ID, channel: str = CHANNEL) -> dict[str, Any]:
+def reason_payload(
+    approval_id: str,
+    reason: str,
+    *,
+    user: str = ALICE,
+    team: str | None = TEAM_ID,
+    user_team: str = TEAM_ID,
+    app_id: str = APP_ID,
+    channel: str = CHANNEL,
+) -> dict[str, Any]:
     """A `view_submission` of the reject modal, carrying back the metadata Airlock set."""
     return {
-        "type": "view_submission", "api_app_id": app_id, "team": None if team is None else {"id": team},
+        "type": "view_submission",
+        "api_app_id": app_id,
+        "team": None if team is None else {"id": team},
         "user": {"id": user, "username": "someone", "name": "someone", "team_id": user_team},
-        "view": {"id": "V0001", "team_id": team, "type": "modal", "callback_id": "airlock_reject_reason",
-                 "private_metadata": json.dumps({"approval": approval_id, "channel": channel}),
-                 "state": {"values": {"airlock_reason": {"reason": {"type": "plain_text_input", "value": reason}}}}},
+        "view": {
+            "id": "V0001",
+            "team_id": team,
+            "type": "modal",
+            "callback_id": "airlock_reject_reason",
+            "private_metadata": json.dumps({"approval": approval_id, "channel": channel}),
+            "state": {"values": {"airlock_reason": {"reason": {"type": "plain_text_input", "value": reason}}}},
+        },
     }
 
 
@@ -170,22 +223,26 @@ def form_body(payload: dict[str, Any]) -> bytes:
     return ("payload=" + quote(json.dumps(payload))).encode()
 
 
-def signed_headers(body: bytes, *, timestamp: int | str | None = None,
-                   secret: str = SIGNING_SECRET) -> dict[str, str]:
+def signed_headers(body: bytes, *, timestamp: int | str | None = None, secret: str = SIGNING_SECRET) -> dict[str, str]:
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=stamp, body=body)
     assert signature is not None
-    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature,
-            "Content-Type": "application/x-www-form-urlencoded"}
+    return {
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": signature,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
 
 
-async def interact(airlock: AirlockUnderTest, payload: dict[str, Any], *,
-                   headers: dict[str, str] | None = None) -> httpx.Response:
+async def interact(
+    airlock: AirlockUnderTest, payload: dict[str, Any], *, headers: dict[str, str] | None = None
+) -> httpx.Response:
     """POST a signed interaction, as Slack would."""
     body = form_body(payload)
     async with httpx.AsyncClient(base_url=airlock.url, timeout=10) as http:
-        return await http.post("/slack/interactions", content=body,
-                               headers=signed_headers(body) if headers is None else headers)
+        return await http.post(
+            "/slack/interactions", content=body, headers=signed_headers(body) if headers is None else headers
+        )
 
 
 def ephemeral_texts(fake: FakeSlack, user: str) -> list[str]:

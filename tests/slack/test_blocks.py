@@ -33,14 +33,43 @@ NOW = 1_795_000_000.0
 
 def approval(**changes: Any) -> ApprovalRow:
     base = ApprovalRow(
-        id="apr_abc123", upstream="execution-market", tool="em_cancel_task", agent="agent-1",
-        arguments=json.dumps({"task_id": "t-1", "reason": "duplicate"}), args_hash="0" * 64, params="{}",
-        forward_headers="{}", era="modern", protocol_version="2026-07-28", session_id=None, request_id="1",
-        progress_token=None, policy_rule="cancel", policy_reason="cancelling is irreversible", policy_version="v1",
-        reviewers=None, slack_routing=None, status="pending", created_at=NOW, expires_at=NOW + 1800,
-        updated_at=NOW, attach_seq=0, decided_by=None, decided_via=None, decided_at=None, decision_reason=None,
-        executor=None, lease_until=None, executed_at=None, finished_at=None, result=None, outcome=None,
-        delivered_at=None, slack_channel=None, slack_ts=None)
+        id="apr_abc123",
+        upstream="execution-market",
+        tool="em_cancel_task",
+        agent="agent-1",
+        arguments=json.dumps({"task_id": "t-1", "reason": "duplicate"}),
+        args_hash="0" * 64,
+        params="{}",
+        forward_headers="{}",
+        era="modern",
+        protocol_version="2026-07-28",
+        session_id=None,
+        request_id="1",
+        progress_token=None,
+        policy_rule="cancel",
+        policy_reason="cancelling is irreversible",
+        policy_version="v1",
+        reviewers=None,
+        slack_routing=None,
+        status="pending",
+        created_at=NOW,
+        expires_at=NOW + 1800,
+        updated_at=NOW,
+        attach_seq=0,
+        decided_by=None,
+        decided_via=None,
+        decided_at=None,
+        decision_reason=None,
+        executor=None,
+        lease_until=None,
+        executed_at=None,
+        finished_at=None,
+        result=None,
+        outcome=None,
+        delivered_at=None,
+        slack_channel=None,
+        slack_ts=None,
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -68,9 +97,8 @@ def test_escape_turns_slacks_three_control_characters_into_entities() -> None:
 
 def test_mentions_and_links_inside_arguments_are_shown_not_acted_on() -> None:
     hostile = {"note": "<!channel> <!here> <@U123> <http://evil.example|click me> a & b", "who": "<!subteam^S1>"}
-    message = approval_message(approval(arguments=json.dumps(hostile), agent="<!everyone>", tool="t<x>"),
-                               PUBLIC_URL)
-    texts = mrkdwn_texts(message.blocks) + [message.text]
+    message = approval_message(approval(arguments=json.dumps(hostile), agent="<!everyone>", tool="t<x>"), PUBLIC_URL)
+    texts = [*mrkdwn_texts(message.blocks), message.text]
     for raw in ("<!channel>", "<!here>", "<@U123>", "<http://evil", "<!subteam^S1>", "<!everyone>", "t<x>"):
         assert not any(raw in text for text in texts), raw
     arguments = next(text for text in texts if text.startswith("*Arguments:*"))
@@ -86,8 +114,9 @@ def test_three_backticks_in_arguments_cannot_close_the_code_block() -> None:
 def test_huge_arguments_are_truncated_within_block_kit_limits_with_a_link_to_the_inbox() -> None:
     arguments = json.dumps({"body": "<" * 20_000, "more": "x" * 50_000})
     long_reason = "r" * 5000
-    message = approval_message(approval(arguments=arguments, tool="t" * 256, policy_reason=long_reason,
-                                        agent="a" * 64), PUBLIC_URL)
+    message = approval_message(
+        approval(arguments=arguments, tool="t" * 256, policy_reason=long_reason, agent="a" * 64), PUBLIC_URL
+    )
     blocks = message.blocks
     assert len(blocks) <= 50
     assert len(json.dumps(blocks)) < 12_000, "well under the ~13k at which Slack refuses a message"
@@ -132,8 +161,13 @@ def test_the_expiry_is_a_slack_date_with_an_iso_fallback() -> None:
 
 @pytest.mark.parametrize("status", ALL_STATUSES)
 def test_every_status_has_fallback_text_and_only_pending_has_buttons(status: str) -> None:
-    row = approval(status=status, decided_by=None if status in ("pending", "expired") else "alice",
-                   decided_via="slack", decided_at=NOW + 5, decision_reason="because")
+    row = approval(
+        status=status,
+        decided_by=None if status in ("pending", "expired") else "alice",
+        decided_via="slack",
+        decided_at=NOW + 5,
+        decision_reason="because",
+    )
     message = approval_message(row, PUBLIC_URL)
     assert message.text and "em_cancel_task" in message.text
     assert any(block["type"] == "actions" for block in message.blocks) == (status == "pending")
@@ -142,8 +176,13 @@ def test_every_status_has_fallback_text_and_only_pending_has_buttons(status: str
 
 
 def test_a_rejection_names_who_when_and_why() -> None:
-    row = approval(status="rejected", decided_by="bob", decided_via="slack", decided_at=NOW + 60,
-                   decision_reason="<!channel> not today")
+    row = approval(
+        status="rejected",
+        decided_by="bob",
+        decided_via="slack",
+        decided_at=NOW + 60,
+        decision_reason="<!channel> not today",
+    )
     outcome = json.dumps(approval_message(row, PUBLIC_URL).blocks)
     assert "Rejected* by bob via Slack at <!date^1795000060^" in outcome
     assert "&lt;!channel&gt; not today" in outcome
@@ -151,8 +190,9 @@ def test_a_rejection_names_who_when_and_why() -> None:
 
 def test_a_completed_call_shows_a_short_escaped_summary_of_its_result() -> None:
     result = {"result": {"content": [{"type": "text", "text": "cancelled <!here>\n" + "z" * 1000}], "isError": False}}
-    row = approval(status="completed", decided_by="alice", decided_via="api", decided_at=NOW + 1,
-                   result=json.dumps(result))
+    row = approval(
+        status="completed", decided_by="alice", decided_via="api", decided_at=NOW + 1, result=json.dumps(result)
+    )
     blocks = approval_message(row, PUBLIC_URL).blocks
     outcome = next(block for block in blocks if block["block_id"].startswith("outcome"))
     text = outcome["text"]["text"]
@@ -162,8 +202,9 @@ def test_a_completed_call_shows_a_short_escaped_summary_of_its_result() -> None:
 
 def test_a_round_that_asked_for_input_says_so_rather_than_an_empty_result() -> None:
     result = {"result": {"resultType": "input_required", "inputRequests": {"rating": {}}, "requestState": "s"}}
-    row = approval(status="completed", decided_by="alice", decided_via="api", decided_at=NOW + 1,
-                   result=json.dumps(result))
+    row = approval(
+        status="completed", decided_by="alice", decided_via="api", decided_at=NOW + 1, result=json.dumps(result)
+    )
     rendered = json.dumps(approval_message(row, PUBLIC_URL).blocks)
     assert "asked the agent for input before the tool runs" in rendered and "an empty result" not in rendered
 
@@ -193,10 +234,17 @@ def test_the_reject_modal_asks_for_a_reason_and_carries_the_approval_in_its_meta
 
 @pytest.mark.parametrize("status", ALL_STATUSES)
 def test_every_message_and_the_modal_pass_slack_sdks_own_block_kit_validators(status: str) -> None:
-    row = approval(status=status, decided_by="alice", decided_via="slack", decided_at=NOW + 1,
-                   decision_reason="x" * 3000, tool="t" * 256, policy_reason="r" * 5000,
-                   arguments=json.dumps({"body": "<>&" * 5000}),
-                   slack_routing=json.dumps({"users": ["U0ALICE"], "usergroups": ["S0ONCALL"]}))
+    row = approval(
+        status=status,
+        decided_by="alice",
+        decided_via="slack",
+        decided_at=NOW + 1,
+        decision_reason="x" * 3000,
+        tool="t" * 256,
+        policy_reason="r" * 5000,
+        arguments=json.dumps({"body": "<>&" * 5000}),
+        slack_routing=json.dumps({"users": ["U0ALICE"], "usergroups": ["S0ONCALL"]}),
+    )
     for block in Block.parse_all(approval_message(row, PUBLIC_URL).blocks):
         block.validate_json()
     View(**reject_modal(row, '{"approval": "apr_abc123"}')).validate_json()
@@ -205,8 +253,9 @@ def test_every_message_and_the_modal_pass_slack_sdks_own_block_kit_validators(st
 def test_a_tool_error_reads_as_an_error_not_as_success() -> None:
     """Regression (issues 11 and 13): an approved call whose tool answered `isError: true` read "ran"."""
     result = {"result": {"content": [{"type": "text", "text": "Task 'nope' not found <!here>"}], "isError": True}}
-    row = approval(status="completed", decided_by="alice", decided_via="slack", decided_at=NOW + 1,
-                   result=json.dumps(result))
+    row = approval(
+        status="completed", decided_by="alice", decided_via="slack", decided_at=NOW + 1, result=json.dumps(result)
+    )
     message = approval_message(row, PUBLIC_URL)
     outcome = next(block for block in message.blocks if block["block_id"].startswith("outcome"))["text"]["text"]
     assert outcome.startswith(":warning: *Approved* by alice via Slack at <!date^")

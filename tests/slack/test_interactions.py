@@ -46,8 +46,9 @@ from tests.slack.conftest import (
 
 
 @asynccontextmanager
-async def held_call(airlock: AirlockUnderTest, market: DemoMarket, *,
-                    agent: str = "agent-1") -> AsyncIterator[tuple[asyncio.Task[Any], ApprovalRow]]:
+async def held_call(
+    airlock: AirlockUnderTest, market: DemoMarket, *, agent: str = "agent-1"
+) -> AsyncIterator[tuple[asyncio.Task[Any], ApprovalRow]]:
     """An agent's `em_cancel_task` call held for approval, and its approval once the message is posted."""
     task = new_task(market)
     async with airlock.client(agent) as client:
@@ -68,7 +69,8 @@ async def still_pending(airlock: AirlockUnderTest, row: ApprovalRow) -> bool:
 
 
 async def test_approve_click_runs_the_held_call_once_and_the_message_shows_who_approved_and_the_result(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     async with held_call(slack_airlock, market) as (call, row):
         assert row.slack_channel == CHANNEL
         first = slack.message(row.slack_channel, row.slack_ts)  # type: ignore[arg-type]
@@ -89,7 +91,8 @@ async def test_approve_click_runs_the_held_call_once_and_the_message_shows_who_a
 
 
 async def test_reject_opens_a_reason_modal_and_its_submission_rejects_the_call_with_that_reason(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     async with held_call(slack_airlock, market) as (call, row):
         click = await interact(slack_airlock, click_payload(row, "reject", user=BOB, trigger_id="42.42.trigger"))
         assert click.status_code == 200
@@ -111,7 +114,8 @@ async def test_reject_opens_a_reason_modal_and_its_submission_rejects_the_call_w
 
 
 async def test_an_empty_reason_keeps_the_modal_open_and_the_call_pending(
-        slack_airlock: AirlockUnderTest, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
     async with held_call(slack_airlock, market) as (_call, row):
         response = await interact(slack_airlock, reason_payload(row.id, "   ", user=BOB))
         assert response.status_code == 200
@@ -121,11 +125,17 @@ async def test_an_empty_reason_keeps_the_modal_open_and_the_call_pending(
 
 
 async def test_cancelling_the_reason_modal_leaves_the_call_pending_and_it_can_still_be_approved(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     async with held_call(slack_airlock, market) as (call, row):
         await interact(slack_airlock, click_payload(row, "reject", user=BOB))
-        closed = {"type": "view_closed", "api_app_id": "A0AIRLOCK", "team": {"id": TEAM_ID},
-                  "user": {"id": BOB, "team_id": TEAM_ID}, "view": {"callback_id": "airlock_reject_reason"}}
+        closed = {
+            "type": "view_closed",
+            "api_app_id": "A0AIRLOCK",
+            "team": {"id": TEAM_ID},
+            "user": {"id": BOB, "team_id": TEAM_ID},
+            "view": {"callback_id": "airlock_reject_reason"},
+        }
         assert (await interact(slack_airlock, closed)).status_code == 200
         assert await still_pending(slack_airlock, row)
         await interact(slack_airlock, click_payload(row, "approve", user=ALICE))
@@ -136,7 +146,8 @@ async def test_cancelling_the_reason_modal_leaves_the_call_pending_and_it_can_st
 
 
 async def test_a_second_click_on_a_decided_call_gets_a_private_already_approved_note_and_changes_nothing(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     async with held_call(slack_airlock, market) as (call, row):
         await interact(slack_airlock, click_payload(row, "approve", user=ALICE))
         async with asyncio.timeout(10):
@@ -153,7 +164,8 @@ async def test_a_second_click_on_a_decided_call_gets_a_private_already_approved_
 
 
 async def test_two_reviewers_clicking_at_once_decide_once_and_the_loser_is_told_who_won(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     async with held_call(slack_airlock, market) as (call, row):
         answers = await asyncio.gather(
             interact(slack_airlock, click_payload(row, "approve", user=ALICE)),
@@ -173,7 +185,8 @@ async def test_two_reviewers_clicking_at_once_decide_once_and_the_loser_is_told_
 
 
 async def test_an_approve_click_from_someone_who_is_not_a_reviewer_changes_nothing_and_explains_why(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     async with held_call(slack_airlock, market) as (_call, row):
         approve = await interact(slack_airlock, click_payload(row, "approve", user=MALLORY))
         reject = await interact(slack_airlock, click_payload(row, "reject", user=MALLORY))
@@ -187,7 +200,8 @@ async def test_an_approve_click_from_someone_who_is_not_a_reviewer_changes_nothi
 
 
 async def test_a_reviewer_disabled_after_being_mapped_by_slack_reviewers_decides_nothing_by_click(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     """Issue 10, class 4: the decision path checks the reviewer's state, so the env mapping cannot bypass it."""
     async with slack_airlock.runtime.db.write() as conn:
         assert await tokens.disable_reviewer(conn, name="bob", now=time.time())
@@ -198,24 +212,28 @@ async def test_a_reviewer_disabled_after_being_mapped_by_slack_reviewers_decides
         assert approve.status_code == 200 and reject.status_code == 200
         await wait_for(lambda: len(ephemeral_texts(slack, BOB)) == 2)
         assert await still_pending(slack_airlock, row)
-    assert all(text.startswith("Reviewer bob is disabled and cannot decide; an admin can run")
-               for text in ephemeral_texts(slack, BOB))
+    assert all(
+        text.startswith("Reviewer bob is disabled and cannot decide; an admin can run")
+        for text in ephemeral_texts(slack, BOB)
+    )
     assert "bob is disabled" in submitted.json()["errors"]["airlock_reason"]
     assert slack.calls_to("views.open") == []
     assert market.calls["em_cancel_task"] == 0
 
 
 def routed_policy(**slack: Any) -> dict[str, Any]:
-    rules = [{"id": "cancel", "tool": "em_cancel_task", "action": "approve", "reason": "irreversible",
-              "slack": slack}]
+    rules = [{"id": "cancel", "tool": "em_cancel_task", "action": "approve", "reason": "irreversible", "slack": slack}]
     return {**DEFAULT_POLICY, "rules": rules}
 
 
 async def test_a_rule_naming_slack_users_and_user_groups_lets_only_them_decide(
-        start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket) -> None:
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket
+) -> None:
     slack.usergroups["S0ONCALL"] = [BOB]
-    airlock = await start_slack_airlock(policy=routed_policy(users=[ALICE], usergroups=["S0ONCALL"]),
-                                        env={"SLACK_REVIEWERS": f"{BOB}=bob,U0CAROL=carol"})
+    airlock = await start_slack_airlock(
+        policy=routed_policy(users=[ALICE], usergroups=["S0ONCALL"]),
+        env={"SLACK_REVIEWERS": f"{BOB}=bob,U0CAROL=carol"},
+    )
     async with held_call(airlock, market) as (call, row):
         message = slack.message(row.slack_channel, row.slack_ts)  # type: ignore[arg-type]
         assert f"<@{ALICE}>" in json.dumps(message["blocks"]) and "<!subteam^S0ONCALL>" in json.dumps(message["blocks"])
@@ -235,7 +253,8 @@ async def test_a_rule_naming_slack_users_and_user_groups_lets_only_them_decide(
 
 
 async def test_a_failed_user_group_lookup_refuses_the_click(
-        start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket) -> None:
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket
+) -> None:
     slack.script("usergroups.users.list", Reply.error("plan_upgrade_required"))
     airlock = await start_slack_airlock(policy=routed_policy(usergroups=["S0ONCALL"]))
     async with held_call(airlock, market) as (_call, row):
@@ -246,7 +265,8 @@ async def test_a_failed_user_group_lookup_refuses_the_click(
 
 
 async def test_the_rules_reviewer_list_and_self_approval_are_enforced_by_the_decision_path(
-        start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket) -> None:
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket
+) -> None:
     policy = {**DEFAULT_POLICY, "rules": [{"tool": "em_cancel_task", "action": "approve", "reviewers": ["alice"]}]}
     airlock = await start_slack_airlock(policy=policy)
     async with held_call(airlock, market, agent="alice") as (_call, row):
@@ -259,14 +279,19 @@ async def test_the_rules_reviewer_list_and_self_approval_are_enforced_by_the_dec
     assert market.calls["em_cancel_task"] == 0
 
 
-@pytest.mark.parametrize("origin", [
-    {"team": "T0OTHER", "user_team": "T0OTHER"},
-    {"team": TEAM_ID, "user_team": "T0GUEST"},
-    {"team": None, "user_team": "T0OTHER"},
-    {"app_id": "A0SOMEONEELSE"},
-], ids=["foreign-workspace", "slack-connect-guest", "org-install-foreign-user", "other-app"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        {"team": "T0OTHER", "user_team": "T0OTHER"},
+        {"team": TEAM_ID, "user_team": "T0GUEST"},
+        {"team": None, "user_team": "T0OTHER"},
+        {"app_id": "A0SOMEONEELSE"},
+    ],
+    ids=["foreign-workspace", "slack-connect-guest", "org-install-foreign-user", "other-app"],
+)
 async def test_a_click_from_another_workspace_or_app_is_refused_and_changes_nothing(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket, origin: dict[str, Any]) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket, origin: dict[str, Any]
+) -> None:
     async with held_call(slack_airlock, market) as (_call, row):
         response = await interact(slack_airlock, click_payload(row, "approve", user=ALICE, **origin))
         reject = await interact(slack_airlock, click_payload(row, "reject", user=ALICE, **origin))
@@ -281,7 +306,8 @@ async def test_a_click_from_another_workspace_or_app_is_refused_and_changes_noth
 
 @pytest.mark.parametrize("elsewhere", [{"channel": "C0ELSEWHERE"}, {"ts": "1.000001"}], ids=["channel", "message"])
 async def test_a_button_replayed_from_another_message_is_refused(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket, elsewhere: dict[str, str]) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket, elsewhere: dict[str, str]
+) -> None:
     async with held_call(slack_airlock, market) as (_call, row):
         response = await interact(slack_airlock, click_payload(row, "approve", user=ALICE, **elsewhere))
         assert response.status_code == 200
@@ -294,21 +320,34 @@ def _tampered(body: bytes) -> tuple[bytes, dict[str, str]]:
     return body.replace(b"approve", b"reject"), signed_headers(body)
 
 
-@pytest.mark.parametrize("make", [
-    lambda body: (body, signed_headers(body, secret="not-the-signing-secret")),
-    # A minute past Slack's five-minute window each way: int() truncation and the request's own
-    # travel time must not carry a "future" timestamp back inside it.
-    lambda body: (body, signed_headers(body, timestamp=int(time.time()) - 360)),
-    lambda body: (body, signed_headers(body, timestamp=int(time.time()) + 360)),
-    lambda body: (body, {"Content-Type": "application/x-www-form-urlencoded"}),
-    lambda body: (body, {**signed_headers(body), "X-Slack-Signature": "v0=deadbeef"}),
-    lambda body: (body, {**signed_headers(body), "X-Slack-Request-Timestamp": "yesterday"}),
-    lambda body: (body, {k: v for k, v in signed_headers(body).items() if k != "X-Slack-Signature"}),
-    _tampered,
-], ids=["wrong-secret", "stale", "future", "missing", "malformed", "non-numeric-timestamp", "no-signature",
-        "tampered-body"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda body: (body, signed_headers(body, secret="not-the-signing-secret")),
+        # A minute past Slack's five-minute window each way: int() truncation and the request's own
+        # travel time must not carry a "future" timestamp back inside it.
+        lambda body: (body, signed_headers(body, timestamp=int(time.time()) - 360)),
+        lambda body: (body, signed_headers(body, timestamp=int(time.time()) + 360)),
+        lambda body: (body, {"Content-Type": "application/x-www-form-urlencoded"}),
+        lambda body: (body, {**signed_headers(body), "X-Slack-Signature": "v0=deadbeef"}),
+        lambda body: (body, {**signed_headers(body), "X-Slack-Request-Timestamp": "yesterday"}),
+        lambda body: (body, {k: v for k, v in signed_headers(body).items() if k != "X-Slack-Signature"}),
+        _tampered,
+    ],
+    ids=[
+        "wrong-secret",
+        "stale",
+        "future",
+        "missing",
+        "malformed",
+        "non-numeric-timestamp",
+        "no-signature",
+        "tampered-body",
+    ],
+)
 async def test_an_interaction_without_a_valid_fresh_signature_gets_401_and_changes_nothing(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket, make: Any) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket, make: Any
+) -> None:
     async with held_call(slack_airlock, market) as (_call, row):
         body, headers = make(form_body(click_payload(row, "approve", user=ALICE)))
         response = await interact_raw(slack_airlock, body, headers)
@@ -335,7 +374,8 @@ async def test_a_signed_body_without_a_payload_is_a_bad_request(slack_airlock: A
 
 
 async def test_when_slack_cannot_open_the_reason_modal_the_reviewer_is_told_and_the_call_stays_pending(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     slack.script("views.open", Reply.error("expired_trigger_id"))
     async with held_call(slack_airlock, market) as (_call, row):
         response = await interact(slack_airlock, click_payload(row, "reject", user=BOB))
@@ -346,7 +386,8 @@ async def test_when_slack_cannot_open_the_reason_modal_the_reviewer_is_told_and_
 
 
 async def test_a_hanging_views_open_is_cut_short_so_slack_gets_its_answer_within_three_seconds(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     slack.script("views.open", Reply.hanging())
     async with held_call(slack_airlock, market) as (_call, row):
         started = time.monotonic()

@@ -29,7 +29,8 @@ PHRASE = f"ran; the tool reported an error: {ERROR}"
 
 
 async def test_a_tool_error_reads_as_a_tool_error_in_every_channel(
-        start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket, tmp_path: Path) -> None:
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket, tmp_path: Path
+) -> None:
     airlock = await start_slack_airlock()
     async with web_client(airlock) as web:
         await sign_in(web, airlock)

@@ -51,10 +51,12 @@ async def caught_up(*airlocks: AirlockUnderTest, passes: int = 2) -> None:
     await wait_for(lambda: all(outbox.passes >= target for outbox, target in targets), timeout=10)
 
 
-@pytest.mark.parametrize("trouble", [Reply.server_error(503), Reply.error("internal_error"), Reply.hanging()],
-                         ids=["5xx", "not-ok", "hang"])
+@pytest.mark.parametrize(
+    "trouble", [Reply.server_error(503), Reply.error("internal_error"), Reply.hanging()], ids=["5xx", "not-ok", "hang"]
+)
 async def test_slack_being_down_never_delays_the_call_and_the_message_catches_up_when_slack_is_back(
-        start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket, trouble: Reply) -> None:
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket, trouble: Reply
+) -> None:
     # A long Slack timeout: were the approval waiting on Slack, it would take 30 s, not under 15.
     airlock = await start_slack_airlock(slack_table={"api_timeout_seconds": 30, "lease_seconds": 60})
     slack.fail_all(trouble)
@@ -80,7 +82,8 @@ async def test_slack_being_down_never_delays_the_call_and_the_message_catches_up
 
 
 async def test_failed_slack_calls_are_retried_with_exponential_backoff_and_the_error_is_kept(
-        start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket) -> None:
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket
+) -> None:
     airlock = await start_slack_airlock(slack_table={"retry_initial_seconds": 0.5, "retry_max_seconds": 5})
     slack.script("chat.postMessage", Reply.error("not_in_channel"), Reply.error("not_in_channel"))
     task = new_task(market)
@@ -103,7 +106,8 @@ async def test_failed_slack_calls_are_retried_with_exponential_backoff_and_the_e
 
 
 async def test_a_429_is_retried_only_after_its_retry_after(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     slack.script("chat.postMessage", Reply.ratelimited(1))
     task = new_task(market)
     async with slack_airlock.client() as client:
@@ -118,7 +122,8 @@ async def test_a_429_is_retried_only_after_its_retry_after(
 
 
 async def test_the_message_follows_a_decision_made_by_another_process(
-        start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket) -> None:
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket
+) -> None:
     with_buttons = await start_slack_airlock()
     elsewhere = await start_slack_airlock(enabled=False)
     task = new_task(market)
@@ -137,7 +142,8 @@ async def test_the_message_follows_a_decision_made_by_another_process(
 
 
 async def test_the_message_shows_when_a_call_expired_unanswered(
-        start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket) -> None:
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket
+) -> None:
     policy = {**DEFAULT_POLICY, "rules": [{"tool": "em_cancel_task", "action": "approve", "timeout": 1}]}
     airlock = await start_slack_airlock(policy=policy)
     task = new_task(market)
@@ -157,7 +163,8 @@ async def test_the_message_shows_when_a_call_expired_unanswered(
 
 
 async def test_replicas_sharing_a_database_post_each_message_once_and_update_it_once_per_change(
-        start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket) -> None:
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket
+) -> None:
     replicas = [await start_slack_airlock() for _ in range(3)]
     task = new_task(market)
     async with replicas[0].client() as client:
@@ -176,7 +183,8 @@ async def test_replicas_sharing_a_database_post_each_message_once_and_update_it_
 
 
 async def test_a_pending_approval_whose_message_was_never_queued_is_announced_by_the_reconcile_pass(
-        start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket) -> None:
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket
+) -> None:
     with_buttons = await start_slack_airlock()
     without = await start_slack_airlock(enabled=False)
     task = new_task(market)
@@ -193,7 +201,8 @@ async def test_a_pending_approval_whose_message_was_never_queued_is_announced_by
 
 
 async def test_a_click_after_a_restart_is_resolved_from_the_database(
-        tmp_path: Path, upstream_url: str, database_url: str, slack: FakeSlack, market: DemoMarket) -> None:
+    tmp_path: Path, upstream_url: str, database_url: str, slack: FakeSlack, market: DemoMarket
+) -> None:
     def settings() -> Any:
         base = settings_for_test(tmp_path, upstream_url, database_url, approvals={"hold_seconds": 1})
         return with_slack(base, tmp_path, slack_env(slack))
@@ -225,7 +234,8 @@ async def test_a_click_after_a_restart_is_resolved_from_the_database(
 
 
 async def test_a_message_deleted_in_slack_is_given_up_on_without_affecting_the_approval(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     task = new_task(market)
     async with slack_airlock.client() as client:
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))

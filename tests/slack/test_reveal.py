@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 
+from app.demo.fake_slack import FakeSlack
 from app.demo.upstream import DemoMarket
 from tests import trojan
-from app.demo.fake_slack import FakeSlack
 from tests.harness import AirlockUnderTest
 from tests.net import wait_for
 from tests.slack.conftest import BOB, click_payload, interact, posted
 
 
 async def test_a_tool_name_and_arguments_with_bidi_and_zero_width_characters_are_shown_as_escapes(
-        slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket) -> None:
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
     slack_airlock.set_policy(trojan.POLICY)
     async with slack_airlock.client() as client:
         call = asyncio.create_task(client.call_tool(trojan.TOOL, trojan.ARGUMENTS))

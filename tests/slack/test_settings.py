@@ -16,19 +16,26 @@ from app.config import SlackSettings, settings_from_document
 from app.errors import ConfigError
 from tests.conftest import StartAirlock
 
-FULL_ENV = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s3cret", "SLACK_APP_ID": "A1",
-            "SLACK_TEAM_IDS": "T1, E1", "SLACK_DEFAULT_CHANNEL": "C1"}
+FULL_ENV = {
+    "SLACK_BOT_TOKEN": "xoxb-1",
+    "SLACK_SIGNING_SECRET": "s3cret",
+    "SLACK_APP_ID": "A1",
+    "SLACK_TEAM_IDS": "T1, E1",
+    "SLACK_DEFAULT_CHANNEL": "C1",
+}
 
 
 def slack_settings(env: dict[str, str], table: dict[str, Any] | None = None) -> SlackSettings:
     document = {} if table is None else {"slack": table}
-    return settings_from_document(document, base_dir=Path("/nonexistent"), require_upstreams=False,
-                                  env={"AIRLOCK_SECRET_KEY": "k" * 40, **env}).slack
+    return settings_from_document(
+        document, base_dir=Path("/nonexistent"), require_upstreams=False, env={"AIRLOCK_SECRET_KEY": "k" * 40, **env}
+    ).slack
 
 
 def test_slack_is_configured_from_the_environment() -> None:
-    settings = slack_settings({**FULL_ENV, "SLACK_API_URL": "http://127.0.0.1:9/api/",
-                               "SLACK_REVIEWERS": "U1=alice, U2=bob"})
+    settings = slack_settings(
+        {**FULL_ENV, "SLACK_API_URL": "http://127.0.0.1:9/api/", "SLACK_REVIEWERS": "U1=alice, U2=bob"}
+    )
     assert settings.enabled
     assert (settings.bot_token, settings.signing_secret, settings.app_id) == ("xoxb-1", "s3cret", "A1")
     assert settings.team_ids == ("T1", "E1") and settings.default_channel == "C1"
@@ -37,10 +44,16 @@ def test_slack_is_configured_from_the_environment() -> None:
 
 
 def test_the_environment_wins_over_the_file_and_the_file_supplies_the_rest() -> None:
-    table = {"app_id": "A-file", "team_ids": ["T-file"], "default_channel": "C-file", "reviewers": {"U9": "zed"},
-             "retry_max_seconds": 30}
-    settings = slack_settings({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SLACK_APP_ID": "A-env"},
-                              table)
+    table = {
+        "app_id": "A-file",
+        "team_ids": ["T-file"],
+        "default_channel": "C-file",
+        "reviewers": {"U9": "zed"},
+        "retry_max_seconds": 30,
+    }
+    settings = slack_settings(
+        {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SLACK_APP_ID": "A-env"}, table
+    )
     assert (settings.app_id, settings.team_ids, settings.default_channel) == ("A-env", ("T-file",), "C-file")
     assert settings.reviewer_users == {"U9": "zed"} and settings.retry_max_seconds == 30
 
@@ -57,13 +70,16 @@ def test_half_configured_slack_is_refused_naming_what_is_missing(missing: str) -
         slack_settings(env)
 
 
-@pytest.mark.parametrize("table, message", [
-    ({"bot_token": "xoxb"}, "unknown setting 'bot_token'"),
-    ({"poll_seconds": 0}, "slack.poll_seconds must be a positive"),
-    ({"api_timeout_seconds": 30, "lease_seconds": 20}, "lease_seconds must be longer"),
-    ({"api_url": "ftp://slack"}, "api_url must be an http"),
-    ({"team_ids": ["T1", 2]}, "team_ids must be a list of workspace ids"),
-])
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"bot_token": "xoxb"}, "unknown setting 'bot_token'"),
+        ({"poll_seconds": 0}, "slack.poll_seconds must be a positive"),
+        ({"api_timeout_seconds": 30, "lease_seconds": 20}, "lease_seconds must be longer"),
+        ({"api_url": "ftp://slack"}, "api_url must be an http"),
+        ({"team_ids": ["T1", 2]}, "team_ids must be a list of workspace ids"),
+    ],
+)
 def test_bad_slack_settings_are_one_sentence_errors(table: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         slack_settings({}, table)
