@@ -1,10 +1,12 @@
-"""Approval rows built in memory, for the unit tests of what channels show (no database)."""
+"""Approval rows (and the `Approval`s decoded from them) built in memory, for the unit tests of what
+channels show (no database)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any, Final
 
+from app.approvals.model import Approval
 from app.store.approvals import ApprovalRow
 
 T0: Final = 1_795_000_000.0
@@ -52,3 +54,8 @@ def approval_row(**changes: Any) -> ApprovalRow:
         slack_ts=None,
     )
     return replace(base, **changes)
+
+
+def approval(**changes: Any) -> Approval:
+    """`approval_row(**changes)` as the `Approval` channels read."""
+    return Approval.from_row(approval_row(**changes))

@@ -22,53 +22,62 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from app.approvals.decisions import DecisionError, Verdict, decide
+from app.approvals.model import Approval, ApprovalLike, Status
 from app.approvals.wording import iso, outcome_of, phrase, review_url
 from app.auth import WWW_AUTHENTICATE, bearer_token
 from app.store import approvals as approval_store
 from app.store import audit as audit_store
-from app.store.approvals import ALL_STATUSES, ApprovalRow
 from app.store.audit import AuditRow
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
 
 
-def approval_json(row: ApprovalRow, public_url: str) -> dict[str, Any]:
+def approval_json(approval: ApprovalLike, public_url: str) -> dict[str, Any]:
     """An approval as the API and the CLI show it.
 
     `outcome_kind` and `outcome_summary` say what became of the call (`app/approvals/wording.py`):
     `"tool_error"` and `"ran; the tool reported an error: …"` for a call whose tool answered
     `isError: true`, which `status` alone (`completed`) does not tell. `outcome` is the executor's
-    raw outcome line, as the audit log records it.
+    raw outcome line, as the audit log records it. `arguments` and `result` are the stored text
+    itself in the (never expected) case that it is not a JSON object.
     """
-    outcome = outcome_of(row)
+    a = Approval.of(approval)
+    outcome = outcome_of(a)
     return {
-        "id": row.id,
-        "status": row.status,
-        "upstream": row.upstream,
-        "tool": row.tool,
-        "agent": row.agent,
-        "arguments": json.loads(row.arguments),
-        "args_sha256": row.args_hash,
-        "policy": {"rule": row.policy_rule, "reason": row.policy_reason, "version": row.policy_version},
-        "reviewers": row.allowed_reviewers,
-        "era": row.era,
-        "created_at": iso(row.created_at),
-        "expires_at": iso(row.expires_at),
-        "decided_by": row.decided_by,
-        "decided_via": row.decided_via,
-        "decided_at": iso(row.decided_at),
-        "decision_reason": row.decision_reason,
-        "executed_at": iso(row.executed_at),
-        "finished_at": iso(row.finished_at),
+        "id": a.id,
+        "status": a.status.value,
+        "upstream": a.upstream,
+        "tool": a.tool,
+        "agent": a.agent,
+        "arguments": a.arguments if a.arguments is not None else a.arguments_text,
+        "args_sha256": a.args_hash,
+        "policy": {"rule": a.policy_rule, "reason": a.policy_reason, "version": a.policy_version},
+        "reviewers": a.reviewers,
+        "era": a.era.value,
+        "created_at": iso(a.created_at),
+        "expires_at": iso(a.expires_at),
+        "decided_by": a.decided_by,
+        "decided_via": a.decided_via,
+        "decided_at": iso(a.decided_at),
+        "decision_reason": a.decision_reason,
+        "executed_at": iso(a.executed_at),
+        "finished_at": iso(a.finished_at),
         "outcome_kind": outcome.kind.value,
         "outcome_summary": phrase(outcome),
-        "outcome": row.outcome,
-        "result": json.loads(row.result) if row.result else None,
-        "delivered_at": iso(row.delivered_at),
-        "review_url": review_url(public_url, row.id),
-        "continues": row.continues,
+        "outcome": a.outcome,
+        "result": _result_json(a),
+        "delivered_at": iso(a.delivered_at),
+        "review_url": review_url(public_url, a.id),
+        "continues": a.continues,
     }
+
+
+def _result_json(approval: Approval) -> Any:
+    stored = approval.result
+    if stored is None:
+        return None
+    return stored.message if stored.message is not None else stored.text
 
 
 def timeline_json(entry: AuditRow) -> dict[str, Any]:
@@ -116,9 +125,10 @@ class ApprovalsApi:
         if isinstance(reviewer, JSONResponse):
             return reviewer
         statuses = [s for s in request.query_params.get("status", "").split(",") if s and s != "all"]
-        unknown = [s for s in statuses if s not in ALL_STATUSES]
+        known = [status.value for status in Status]
+        unknown = [s for s in statuses if s not in known]
         if unknown:
-            return _error(400, f"unknown status {unknown[0]!r}; use one of {', '.join(ALL_STATUSES)}")
+            return _error(400, f"unknown status {unknown[0]!r}; use one of {', '.join(known)}")
         try:
             limit = min(max(int(request.query_params.get("limit", "100")), 1), 1000)
         except ValueError:
@@ -133,7 +143,8 @@ class ApprovalsApi:
                 limit=limit,
             )
         public_url = self._runtime.settings.public_url
-        return JSONResponse({"approvals": [approval_json(r, public_url) for r in rows]})
+        approvals = [Approval.from_row(row) for row in rows]
+        return JSONResponse({"approvals": [approval_json(a, public_url) for a in approvals]})
 
     async def show(self, request: Request) -> JSONResponse:
         reviewer = await self._reviewer(request)
@@ -145,7 +156,7 @@ class ApprovalsApi:
             timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
         if row is None:
             return _error(404, f"no approval {approval_id}")
-        body = approval_json(row, self._runtime.settings.public_url)
+        body = approval_json(Approval.from_row(row), self._runtime.settings.public_url)
         body["timeline"] = [timeline_json(entry) for entry in timeline if entry.event != "call"]
         return JSONResponse(body)
 
@@ -177,7 +188,7 @@ class ApprovalsApi:
             if approval is not None:
                 extra["approval"] = approval_json(approval, self._runtime.settings.public_url)
             return _error(exc.status_code, str(exc), **extra)
-        return JSONResponse(approval_json(row, self._runtime.settings.public_url))
+        return JSONResponse(approval_json(Approval.from_row(row), self._runtime.settings.public_url))
 
 
 async def _reason(request: Request) -> str | JSONResponse | None:

@@ -39,20 +39,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import socket
 import time
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
-from app.approvals.outcomes import iso
+from app.approvals.model import Approval, ApprovalLike, routing_of
+from app.approvals.wording import iso
 from app.config import SlackSettings
 from app.slack.blocks import approval_message
 from app.slack.webapi import SlackApi, describe, error_code, retry_after
 from app.store import approvals as approval_store
 from app.store import slack_outbox as outbox_store
-from app.store.approvals import FINISHED, ApprovalRow
+from app.store.approvals import ApprovalRow
 from app.store.db import Database
 from app.store.slack_outbox import OutboxRow
 
@@ -83,17 +84,17 @@ class Outbox:
         """Look for work now (a notifier listener: called with the id of every approval that changed)."""
         self._kick.set()
 
-    def channel_for(self, slack_routing: str | None) -> str:
+    def channel_for(self, routing: Mapping[str, Any]) -> str:
         """The channel a new approval's message goes to: its rule's, else the default."""
-        routing = json.loads(slack_routing) if slack_routing else {}
         channel = routing.get("channel") or self._settings.default_channel
         assert channel, "Slack is enabled only with a default channel"
         return str(channel)
 
-    async def enqueue(self, approval: ApprovalRow) -> None:
+    async def enqueue(self, approval: ApprovalLike) -> None:
         """Queue the first post of `approval`'s message (idempotent), then wake the worker."""
+        approval = Approval.of(approval)
         async with self._db.write() as conn:
-            await outbox_store.enqueue(conn, approval.id, self.channel_for(approval.slack_routing), time.time())
+            await outbox_store.enqueue(conn, approval.id, self.channel_for(approval.routing), time.time())
         self.kick()
 
     async def run(self) -> None:
@@ -141,7 +142,9 @@ class Outbox:
             return
         async with self._db.write() as conn:
             for item in lost:
-                if await outbox_store.enqueue(conn, item.approval_id, self.channel_for(item.slack_routing), now):
+                if await outbox_store.enqueue(
+                    conn, item.approval_id, self.channel_for(routing_of(item.slack_routing)), now
+                ):
                     logger.warning("approval %s had no Slack message queued; queued it now", item.approval_id)
 
     async def _deliver(self, approval_id: str) -> None:
@@ -151,42 +154,43 @@ class Outbox:
             if not await outbox_store.claim(conn, approval_id, owner=self._owner, now=now, lease_until=lease):
                 return
             row = await outbox_store.get(conn, approval_id)
-            approval = await approval_store.get(conn, approval_id)
-        assert row is not None and approval is not None
-        if approval.slack_ts is not None and row.rendered_status == approval.status:
+            stored = await approval_store.get(conn, approval_id)
+        assert row is not None and stored is not None
+        approval = Approval.from_row(stored)
+        if stored.slack_ts is not None and row.rendered_status == approval.status:
             await self._release(approval_id)
             return
         try:
-            await self._render(row, approval)
+            await self._render(row, stored, approval)
         except Exception as exc:
-            await self._failed(row, approval, exc)
+            await self._failed(row, stored, approval, exc)
 
-    async def _render(self, row: OutboxRow, approval: ApprovalRow) -> None:
+    async def _render(self, row: OutboxRow, stored: ApprovalRow, approval: Approval) -> None:
         message = approval_message(approval, self._public_url)
         timeout = self._settings.api_timeout_seconds
-        if approval.slack_ts is None or approval.slack_channel is None:
+        if stored.slack_ts is None or stored.slack_channel is None:
             channel, ts = await self._api.post_message(row.channel, message, timeout=timeout)
         else:
-            channel, ts = approval.slack_channel, approval.slack_ts
+            channel, ts = stored.slack_channel, stored.slack_ts
             await self._api.update_message(channel, ts, message, timeout=timeout)
         now = time.time()
         async with self._db.write() as conn:
-            if approval.slack_ts is None:
+            if stored.slack_ts is None:
                 await approval_store.set_slack_message(conn, approval.id, channel, ts)
             await outbox_store.rendered(
                 conn,
                 approval.id,
                 owner=self._owner,
-                status=approval.status,
-                settled=approval.status in FINISHED,
+                status=approval.status.value,
+                settled=approval.is_finished,
                 now=now,
             )
         logger.info("Slack message for approval %s shows %s (%s %s)", approval.id, approval.status, channel, ts)
 
-    async def _failed(self, row: OutboxRow, approval: ApprovalRow, error: BaseException) -> None:
+    async def _failed(self, row: OutboxRow, stored: ApprovalRow, approval: Approval, error: BaseException) -> None:
         now = time.time()
         reason = describe(error)
-        gone = approval.slack_ts is not None and error_code(error) in _GONE
+        gone = stored.slack_ts is not None and error_code(error) in _GONE
         stale = approval.is_finished and now - approval.updated_at > _GIVE_UP_AFTER
         async with self._db.write() as conn:
             if gone or stale:

@@ -14,7 +14,8 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from app.approvals.outcomes import iso
+from app.approvals.model import Approval
+from app.approvals.wording import iso
 from app.slack.blocks import (
     APPROVE_ACTION,
     REASON_BLOCK,
@@ -31,7 +32,8 @@ PUBLIC_URL = "https://airlock.example"
 NOW = 1_795_000_000.0
 
 
-def approval(**changes: Any) -> ApprovalRow:
+def approval(**changes: Any) -> Approval:
+    """A pending approval with `changes` applied to its row, decoded as the outbox decodes it."""
     base = ApprovalRow(
         id="apr_abc123",
         upstream="execution-market",
@@ -70,7 +72,7 @@ def approval(**changes: Any) -> ApprovalRow:
         slack_channel=None,
         slack_ts=None,
     )
-    return dataclasses.replace(base, **changes)
+    return Approval.from_row(dataclasses.replace(base, **changes))
 
 
 def mrkdwn_texts(blocks: list[dict[str, Any]]) -> list[str]:
