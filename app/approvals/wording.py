@@ -400,6 +400,19 @@ def too_late(approval: Approval, voice: Voice, viewer: str | None = None) -> str
     return f"Too late: {decider(approval, voice, viewer)} already {verb} this call via {via} at {at}."
 
 
+def already_decided(approval: ApprovalLike) -> str:
+    """Why a decision came too late, as the API's 409 and the CLI's one-line error say it (ISO times)."""
+    a = Approval.of(approval)
+    who, at = reveal(a.decided_by or "someone", line=True), iso(a.decided_at)
+    if a.status in (Status.PENDING, Status.EXPIRED):
+        return f"approval {a.id} expired at {iso(a.expires_at)} before anyone decided"
+    if a.status is Status.WITHDRAWN:
+        return f"approval {a.id} was withdrawn by {who} at {at}"
+    if a.status is Status.REJECTED:
+        return f"approval {a.id} was already rejected by {who} at {at}"
+    return f"approval {a.id} was already approved by {who} at {at} (now: {phrase(outcome_of(a))})"
+
+
 # --------------------------------------------------------------------------- sentences for agents
 
 
