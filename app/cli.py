@@ -714,10 +714,12 @@ def _approval_text(row: Any, steps: list[Any], public_url: str) -> str:
     """One approval for a person at a terminal: sentences from `app/approvals/wording.py`, UTC times,
     hidden characters revealed, the arguments and the result in full (JSON pretty-printed)."""
     from app.approvals import wording
+    from app.approvals.model import Approval
     from app.reveal import reveal
 
+    approval = Approval.of(row)
     voice = wording.Voice(time=_when, name=_shown)
-    outcome = wording.outcome_of(row)
+    outcome = wording.outcome_of(approval)
     lines = [
         f"{row.id}: {_shown(row.tool)} on {_shown(row.upstream)}, asked by {_shown(row.agent)}",
         f"  status    {row.status} ({_shown(wording.phrase(outcome))})",
@@ -726,10 +728,10 @@ def _approval_text(row: Any, steps: list[Any], public_url: str) -> str:
         f"  review    {wording.review_url(public_url, row.id)}",
     ]
     if row.decided_at is not None:
-        lines.append(f"  decision  {_shown(wording.account(row, voice))}")
-    lines += ["", "What the agent sent:", _indented(reveal(_pretty(row.arguments)))]
-    if row.result is not None:
-        lines += ["", "Result:", _indented(reveal(_result_text(row.result)))]
+        lines.append(f"  decision  {_shown(wording.account(approval, voice))}")
+    lines += ["", "What the agent sent:", _indented(reveal(_pretty(approval)))]
+    if approval.result is not None:
+        lines += ["", "Result:", _indented(reveal(_result_text(approval.result)))]
     lines += ["", "Timeline:"]
     lines += [
         f"  {_when(step.at)}  {_cell(step.event, 16):<16} {_cell(step.actor, 24):<24} {_cell(step.detail, 60)}"
@@ -738,25 +740,20 @@ def _approval_text(row: Any, steps: list[Any], public_url: str) -> str:
     return "\n".join(lines)
 
 
-def _result_text(stored: str) -> str:
+def _result_text(stored: Any) -> str:
     """A stored result as a person reads it: the tool's text content as is, anything else as JSON."""
-    try:
-        message = json.loads(stored)
-    except ValueError:
-        return stored
-    result = message.get("result") if isinstance(message, dict) else None
-    content = result.get("content") if isinstance(result, dict) else None
-    texts = [item["text"] for item in content or [] if isinstance(item, dict) and isinstance(item.get("text"), str)]
-    if texts and len(texts) == len(content or []):
-        return "\n".join(texts)
-    return json.dumps(message, indent=2, ensure_ascii=False)
+    if stored.message is None:
+        return str(stored.text)
+    content = (stored.result or {}).get("content")
+    if stored.texts and isinstance(content, list) and len(stored.texts) == len(content):
+        return "\n".join(stored.texts)
+    return json.dumps(stored.message, indent=2, ensure_ascii=False)
 
 
-def _pretty(stored: str) -> str:
-    try:
-        return json.dumps(json.loads(stored), indent=2, ensure_ascii=False)
-    except ValueError:
-        return stored
+def _pretty(approval: Any) -> str:
+    if approval.arguments is None:
+        return str(approval.arguments_text)
+    return json.dumps(approval.arguments, indent=2, ensure_ascii=False)
 
 
 def _indented(text: str) -> str:
