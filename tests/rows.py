@@ -33,7 +33,7 @@ def approval_row(**changes: Any) -> ApprovalRow:
         policy_reason="irreversible",
         policy_version="v1",
         reviewers=None,
-        slack_routing=None,
+        routing=None,
         status="pending",
         created_at=T0,
         expires_at=T0 + 1800,
@@ -50,8 +50,6 @@ def approval_row(**changes: Any) -> ApprovalRow:
         result=None,
         outcome=None,
         delivered_at=None,
-        slack_channel=None,
-        slack_ts=None,
     )
     return replace(base, **changes)
 

@@ -16,7 +16,7 @@ Deliberately kept as text:
 - `request_id` and `progress_token`: JSON text of the agent's ids, echoed back byte for byte by the
   transports that own them.
 
-Slack's message coordinates are not here: they belong to the Slack channel, not to the approval.
+Slack's message coordinates are not here: they belong to the Slack channel (`slack_outbox`).
 
 Pure module: no I/O.
 """
@@ -144,8 +144,9 @@ class Approval:
     policy_version: str
     reviewers: tuple[str, ...] | None
     """Who may decide, by the rule; None: any reviewer."""
-    routing: Mapping[str, Any]
-    """The rule's per-channel routing (today Slack's: `channel`, `users`, `usergroups`); empty: none."""
+    routing: Mapping[str, Mapping[str, Any]]
+    """The rule's routing, by reviewer channel (`{"slack": {"channel": …, "users": […]}}`); each
+    channel interprets its own entry (`routing_for`)."""
     status: Status
     created_at: float
     expires_at: float
@@ -191,7 +192,7 @@ class Approval:
             policy_reason=row.policy_reason,
             policy_version=row.policy_version,
             reviewers=_names(row.reviewers),
-            routing=routing_of(row.slack_routing),
+            routing=routing_of(row.routing),
             status=Status(row.status),
             created_at=row.created_at,
             expires_at=row.expires_at,
@@ -222,6 +223,10 @@ class Approval:
         """
         return value if isinstance(value, Approval) else cls.from_row(value)
 
+    def routing_for(self, channel: str) -> Mapping[str, Any]:
+        """What the rule says about `channel` (e.g. `"slack"`); empty when nothing."""
+        return self.routing.get(channel, {})
+
     @property
     def is_open(self) -> bool:
         return self.status.is_open
@@ -243,9 +248,10 @@ ApprovalLike: TypeAlias = Approval | ApprovalRow
 """What the channels' public functions accept while rows are still handed to them (see `Approval.of`)."""
 
 
-def routing_of(text: str | None) -> Mapping[str, Any]:
+def routing_of(text: str | None) -> Mapping[str, Mapping[str, Any]]:
     """A rule's stored per-channel routing, decoded (empty when there is none or it does not decode)."""
-    return (_object(text) or {}) if text else {}
+    decoded = (_object(text) or {}) if text else {}
+    return {channel: entry for channel, entry in decoded.items() if isinstance(entry, dict)}
 
 
 def _object(text: str) -> JSONObject | None:

@@ -38,6 +38,8 @@ from app.approvals.model import Approval, ApprovalLike, Status
 from app.approvals.wording import Kind, iso, review_url
 from app.reveal import reveal
 
+SLACK: Final = "slack"
+"""This channel's name in a rule's routing (`Approval.routing_for`): the policy's `slack` object."""
 APPROVE_ACTION: Final = "airlock_approve"
 REJECT_ACTION: Final = "airlock_reject"
 REJECT_CALLBACK: Final = "airlock_reject_reason"
@@ -210,8 +212,9 @@ def _arguments(approval: Approval, url: str) -> list[dict[str, Any]]:
 
 
 def _mentions(approval: Approval) -> list[dict[str, Any]]:
-    users = [f"<@{u}>" for u in _ids(approval.routing, "users") if _SLACK_USER.match(u)]
-    groups = [f"<!subteam^{g}>" for g in _ids(approval.routing, "usergroups") if _SLACK_USERGROUP.match(g)]
+    routing = approval.routing_for(SLACK)
+    users = [f"<@{u}>" for u in _ids(routing, "users") if _SLACK_USER.match(u)]
+    groups = [f"<!subteam^{g}>" for g in _ids(routing, "usergroups") if _SLACK_USERGROUP.match(g)]
     if not users and not groups:
         return []
     return [_context(approval, "Reviewers: " + " ".join(users + groups), "reviewers")]

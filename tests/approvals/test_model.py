@@ -24,7 +24,7 @@ def test_a_row_decodes_into_typed_fields() -> None:
         forward_headers='{"x-tenant":"acme"}',
         era="handshake",
         reviewers='["alice","bob"]',
-        slack_routing='{"channel":"#ops","users":["U1"]}',
+        routing='{"slack":{"channel":"#ops","users":["U1"]}}',
         status="completed",
         result=json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "ok"}]}}),
     )
@@ -35,7 +35,8 @@ def test_a_row_decodes_into_typed_fields() -> None:
     assert approval.era is Era.HANDSHAKE
     assert approval.status is Status.COMPLETED
     assert approval.reviewers == ("alice", "bob")
-    assert approval.routing == {"channel": "#ops", "users": ["U1"]}
+    assert approval.routing_for("slack") == {"channel": "#ops", "users": ["U1"]}
+    assert approval.routing_for("teams") == {}
     assert approval.result is not None and approval.result.texts == ["ok"]
     assert approval.created_at == T0 and approval.expires_at == T0 + 1800
 
@@ -89,12 +90,17 @@ def test_the_stored_answers_parts_are_read_by_name() -> None:
 @pytest.mark.parametrize("garbage", ["not json", "[1, 2]", '"text"', "{"])
 def test_undecodable_json_does_not_crash_and_keeps_the_stored_text(garbage: str) -> None:
     approval = Approval.from_row(
-        approval_row(arguments=garbage, result=garbage, slack_routing=garbage, forward_headers=garbage)
+        approval_row(arguments=garbage, result=garbage, routing=garbage, forward_headers=garbage)
     )
     assert approval.arguments is None and approval.arguments_text == garbage
     assert approval.result is not None and approval.result.message is None and approval.result.text == garbage
     assert not approval.result.is_error and approval.result.texts == []
     assert approval.routing == {} and approval.forward_headers == {}
+
+
+def test_a_routing_entry_that_is_not_an_object_is_ignored() -> None:
+    approval = Approval.from_row(approval_row(routing='{"slack": ["#ops"], "other": {"x": 1}}'))
+    assert approval.routing == {"other": {"x": 1}}
 
 
 def test_undecodable_reviewers_fail_closed_as_nobody_may_decide() -> None:
