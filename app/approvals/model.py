@@ -8,7 +8,8 @@ that data means.
 
 A row whose JSON cannot be decoded does not crash a reader (invariant 8, fail closed): the parsed
 value is `None` (or empty) and the stored text is kept beside it, so a channel can still show
-exactly what was stored. Rows Airlock wrote always decode.
+exactly what was stored; a reviewer list that does not decode names nobody, so nobody may decide.
+Rows Airlock wrote always decode.
 
 Deliberately kept as text:
 - `params`: the exact `params` bytes the executor sends (invariant 1: what was judged is what runs);
