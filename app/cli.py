@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 from dotenv import load_dotenv
@@ -31,6 +31,13 @@ from dotenv import load_dotenv
 from app import __version__
 from app.errors import AirlockError, ConfigError, PolicyError
 from app.store.approvals import ALL_STATUSES
+
+if TYPE_CHECKING:
+    from app.approvals.ledger import Ledger
+    from app.auth import Credentials
+    from app.config import Settings, UpstreamSettings
+    from app.runtime import Core
+    from app.store.db import Database
 
 T = TypeVar("T")
 
@@ -123,13 +130,13 @@ def main(verbose: bool) -> None:
     configure_logging(verbose=verbose)
 
 
-def _settings(config_path: Path | None, *, require_upstreams: bool = True) -> Any:
+def _settings(config_path: Path | None, *, require_upstreams: bool = True) -> Settings:
     from app.config import load_settings
 
     return load_settings(config_path, require_upstreams=require_upstreams)
 
 
-def _migrate(settings: Any) -> None:
+def _migrate(settings: Settings) -> None:
     from app.store.migrate import upgrade
 
     try:
@@ -503,7 +510,7 @@ def policy_check(files: tuple[Path, ...], config_path: Path | None, upstream: st
     target = _policy_upstream(config_path, upstream) if upstream else None
     schemas = None if target is None else _upstream_schemas(target)
     invalid = warned = 0
-    for path in files or (target.policy,):
+    for path in files or (() if target is None else (target.policy,)):
         try:
             compiled = load_policy(path)
         except PolicyError as exc:
@@ -524,7 +531,7 @@ def policy_check(files: tuple[Path, ...], config_path: Path | None, upstream: st
     sys.exit(1 if invalid or (strict and warned) else 0)
 
 
-def _policy_upstream(config_path: Path | None, name: str | None) -> Any:
+def _policy_upstream(config_path: Path | None, name: str | None) -> UpstreamSettings:
     """The configured upstream called `name` (or the only one, when `name` is None)."""
     settings = _settings(config_path)
     if name is None:
@@ -539,7 +546,7 @@ def _policy_upstream(config_path: Path | None, name: str | None) -> Any:
     return found
 
 
-def _upstream_schemas(upstream: Any) -> dict[str, Any]:
+def _upstream_schemas(upstream: UpstreamSettings) -> dict[str, Any]:
     from app.policy.probe import CatalogUnavailable, fetch_tools
 
     try:
@@ -816,7 +823,7 @@ def _decide_command(verdict: str) -> Callable[..., None]:
     return command
 
 
-async def _only_reviewer(db: Any) -> str:
+async def _only_reviewer(db: Database) -> str:
     """The reviewer the CLI decides as when --as is not given: the only enabled one."""
     from app.store import tokens as token_store
 
@@ -1060,25 +1067,36 @@ def _check_name(name: str, what: str) -> None:
 
 
 @asynccontextmanager
-async def _database(config_path: Path | None) -> AsyncIterator[Any]:
-    """A migrated database for one CLI command."""
-    from app.store.db import Database
+async def _core(config_path: Path | None) -> AsyncIterator[Core]:
+    """The parts every entry point shares (`app/runtime.py::build_core`), on a migrated database.
+
+    The same builder `airlock serve` uses, so the configuration applies to what a command does as
+    it does to the gateway's own work (`[audit] store_arguments` for a decision's audit entry).
+    """
+    from app.runtime import build_core
 
     settings = _settings(config_path, require_upstreams=False)
     await asyncio.to_thread(_migrate, settings)
-    db = Database(settings.database_url)
+    core = build_core(settings)
     try:
-        yield db
+        yield core
     except Exception as exc:
         raise _database_error(settings.database_url, exc) from None
     finally:
-        await db.dispose()
+        await core.db.dispose()
+
+
+@asynccontextmanager
+async def _database(config_path: Path | None) -> AsyncIterator[Database]:
+    """A migrated database for one CLI command."""
+    async with _core(config_path) as core:
+        yield core.db
 
 
 def _database_error(url: str, exc: Exception) -> Exception:
     """A database failure during a CLI command as one `ConfigError` line saying what to do, or `exc` itself.
 
-    Every command reaches the database through `_database`, so this is the one place that turns a
+    Every command reaches the database through `_core`, so this is the one place that turns a
     read-only file, an unreachable server or a missing table into a sentence instead of a traceback.
     A conflict (`IntegrityError`) is the command's own to explain, and other errors are not the
     database's: both pass through unchanged.
@@ -1112,23 +1130,16 @@ def _database_problem(exc: BaseException) -> str:
 
 
 @asynccontextmanager
-async def _credentials(config_path: Path | None) -> AsyncIterator[Any]:
-    from app.auth import Credentials
-
-    async with _database(config_path) as db:
-        yield Credentials(db, cache_seconds=0)
+async def _credentials(config_path: Path | None) -> AsyncIterator[Credentials]:
+    async with _core(config_path) as core:
+        yield core.credentials
 
 
 @asynccontextmanager
-async def _ledger(config_path: Path | None) -> AsyncIterator[Any]:
+async def _ledger(config_path: Path | None) -> AsyncIterator[Ledger]:
     """The approvals ledger, so decisions made here wake the gateways (NOTIFY on PostgreSQL)."""
-    from app.approvals.channels import ChannelFanout
-    from app.approvals.ledger import Ledger
-    from app.approvals.signals import notifier_for
-    from app.audit import AuditLog
-
-    async with _database(config_path) as db:
-        yield Ledger(db, notifier_for(db), ChannelFanout([]), AuditLog(db))
+    async with _core(config_path) as core:
+        yield core.ledger
 
 
 if __name__ == "__main__":  # pragma: no cover
