@@ -76,7 +76,8 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         middleware=[Middleware(RequestTimeout, seconds=request_timeout), Middleware(FailClosed)],
     )
     app.state.runtime = runtime
-    return McpFirst(RequestTimeout(FailClosed(McpEndpoint(runtime)), request_timeout), app)
+    endpoint = McpEndpoint(runtime.gateway, runtime.credentials, runtime.upstreams)
+    return McpFirst(RequestTimeout(FailClosed(endpoint), request_timeout), app)
 
 
 class McpFirst:

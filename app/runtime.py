@@ -13,7 +13,7 @@ Two builders, one wiring:
   CLI's commands build them alone, so a decision made from the CLI honours the same settings
   (`[audit] store_arguments`) and wakes the same gateways (NOTIFY on PostgreSQL).
 - `Runtime(settings)`: the core plus what the serving process adds (policies, upstreams, the
-  gateway's parts, the approval sweeper, the extensions).
+  gateway's parts (`app/gateway/exchange.py::Gateway`), the approval sweeper, the extensions).
 
 `Runtime.run()` is entered once from the Starlette lifespan: it opens the upstream connection
 pool, then supervises the background work (policy reloader, audit writer, approval sweeper,
@@ -33,7 +33,6 @@ from typing import Any
 import aiohttp
 
 from app import inbox, slack
-from app.approvals import hold
 from app.approvals.channels import ChannelFanout, LogChannel, ReviewChannel
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
@@ -44,10 +43,10 @@ from app.audit import AuditLog
 from app.auth import Credentials
 from app.config import Settings
 from app.extension import ChannelExtension, Extension
+from app.gateway.exchange import Gateway
 from app.gateway.intercept import Interceptor
 from app.gateway.limits import HeldLimits
 from app.metrics import Metrics
-from app.policy.engine import Decision
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
 from app.sessions import SessionRegistry
@@ -131,6 +130,18 @@ class Runtime:
             settings.approvals,
             audit_retention_days=settings.audit_retention_days,
         )
+        self.gateway = Gateway(
+            settings=settings,
+            interceptor=self.interceptor,
+            audit=self.audit,
+            held=self.held,
+            sessions=self.sessions,
+            queue=self.queue,
+            ledger=self.ledger,
+            executor=self.executor,
+            notifier=self.notifier,
+            db=self.db,
+        )
         self._http: aiohttp.ClientSession | None = None
         self._started = False
         self.extensions = self._build_extensions(channels)
@@ -158,10 +169,6 @@ class Runtime:
         for extension in extensions:
             self.channels.channels.extend(extension.channels)
         return extensions
-
-    def hold_seconds(self, agent: str, decision: Decision) -> float:
-        """The hold budget (`app/approvals/hold.py`), kept here while `gateway/calls.py` asks the runtime for it."""
-        return hold.hold_seconds(self.settings.approvals, agent, decision)
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[Runtime]:
