@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import click
 from dotenv import load_dotenv
@@ -34,10 +34,13 @@ from app.store.approvals import ALL_STATUSES
 
 if TYPE_CHECKING:
     from app.approvals.ledger import Ledger
-    from app.auth import Credentials
+    from app.auth import Credentials, IssuedToken
     from app.config import Settings, UpstreamSettings
     from app.runtime import Core
+    from app.store.approvals import ApprovalRow
+    from app.store.audit import AuditRow
     from app.store.db import Database
+    from app.store.tokens import AgentTokenRow, ReviewerRow
 
 T = TypeVar("T")
 
@@ -51,7 +54,7 @@ CONFIG_OPTION = click.option(
 )
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"airlock: {message}", err=True)
     sys.exit(2)
 
@@ -310,7 +313,7 @@ def tokens_create(config_path: Path | None, agent: str, label: str | None) -> No
     """
     _check_name(agent, "agent")
 
-    async def create() -> Any:
+    async def create() -> IssuedToken:
         async with _credentials(config_path) as credentials:
             return await credentials.issue_agent_token(agent, label=label)
 
@@ -328,7 +331,7 @@ def tokens_list(config_path: Path | None, agent: str | None, include_revoked: bo
     """List agent tokens (never the tokens themselves)."""
     from app.store import tokens as token_store
 
-    async def fetch() -> Any:
+    async def fetch() -> list[AgentTokenRow]:
         async with _database(config_path) as db, db.read() as conn:
             return await token_store.list_agent_tokens(conn, agent=agent, include_revoked=include_revoked)
 
@@ -387,7 +390,7 @@ def reviewers_add(config_path: Path | None, name: str, slack_user: str | None) -
 
     _check_name(name, "reviewer")
 
-    async def add() -> Any:
+    async def add() -> IssuedToken:
         async with _credentials(config_path) as credentials:
             return await credentials.add_reviewer(name, slack_user_id=slack_user)
 
@@ -413,7 +416,7 @@ def reviewers_add(config_path: Path | None, name: str, slack_user: str | None) -
 def reviewers_rotate(config_path: Path | None, name: str) -> None:
     """Give a reviewer a new token (the old one stops working) and print it."""
 
-    async def rotate() -> Any:
+    async def rotate() -> IssuedToken | None:
         async with _credentials(config_path) as credentials:
             return await credentials.rotate_reviewer_token(name)
 
@@ -464,7 +467,7 @@ def reviewers_list(config_path: Path | None) -> None:
     """List reviewers."""
     from app.store import tokens as token_store
 
-    async def fetch() -> Any:
+    async def fetch() -> list[ReviewerRow]:
         async with _database(config_path) as db, db.read() as conn:
             return await token_store.list_reviewers(conn)
 
@@ -660,7 +663,7 @@ def approvals_list(
     statuses = [] if status == "all" else [s for s in status.split(",") if s]
     settings = _settings(config_path, require_upstreams=False)
 
-    async def fetch() -> Any:
+    async def fetch() -> list[ApprovalRow]:
         async with _database(config_path) as db, db.read() as conn:
             return await approval_store.search(conn, statuses=statuses, agent=agent, tool=tool, limit=limit)
 
@@ -679,7 +682,7 @@ def approvals_list(
         )
 
 
-def _outcome(row: Any) -> str:
+def _outcome(row: ApprovalRow) -> str:
     """What became of the call, in the words every channel uses (`app/approvals/wording.py`)."""
     from app.approvals.wording import outcome_of, phrase
 
@@ -699,7 +702,7 @@ def approvals_show(config_path: Path | None, approval_id: str, as_json: bool) ->
 
     settings = _settings(config_path, require_upstreams=False)
 
-    async def fetch() -> Any:
+    async def fetch() -> tuple[ApprovalRow | None, list[AuditRow]]:
         async with _database(config_path) as db, db.read() as conn:
             row = await approval_store.get(conn, approval_id)
             timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
@@ -717,7 +720,7 @@ def approvals_show(config_path: Path | None, approval_id: str, as_json: bool) ->
     click.echo(_approval_text(row, steps, settings.public_url))
 
 
-def _approval_text(row: Any, steps: list[Any], public_url: str) -> str:
+def _approval_text(row: ApprovalRow, steps: list[AuditRow], public_url: str) -> str:
     """One approval for a person at a terminal: sentences from `app/approvals/wording.py`, UTC times,
     hidden characters revealed, the arguments and the result in full (JSON pretty-printed)."""
     from app.approvals import wording
@@ -792,7 +795,7 @@ def _decide_command(verdict: str) -> Callable[..., None]:
         from app.approvals.decisions import DecisionError, decide
         from app.reveal import reveal
 
-        async def run() -> tuple[Any, str]:
+        async def run() -> tuple[ApprovalRow, str]:
             async with _ledger(config_path) as ledger:
                 name = reviewer or await _only_reviewer(ledger.db)
                 return await decide(
@@ -885,7 +888,7 @@ def audit(
 
     since_ts = _since(since)
 
-    async def fetch() -> Any:
+    async def fetch() -> list[AuditRow]:
         async with _database(config_path) as db, db.read() as conn:
             return await audit_store.search(
                 conn,
@@ -971,7 +974,7 @@ def audit_export(
         out.flush()
 
 
-def _export_json(row: Any) -> dict[str, Any]:
+def _export_json(row: AuditRow) -> dict[str, Any]:
     """One audit entry for `audit export`: every column, its time as UTC ISO 8601 with `Z`."""
     body = {k: getattr(row, k) for k in row.__slots__}
     body["at"] = datetime.fromtimestamp(row.at, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -990,7 +993,7 @@ def _iso_option(name: str, value: str | None) -> float | None:
     return parsed.timestamp()
 
 
-def _audit_line(row: Any) -> str:
+def _audit_line(row: AuditRow) -> str:
     """One audit entry as one table row, however long or multi-line its values."""
     latency = f"{row.latency_ms:.1f}ms" if row.latency_ms is not None else ""
     extra = " ".join(
