@@ -115,10 +115,7 @@ class Runtime:
         self.sessions = SessionRegistry(self.db, settings.sessions, self.upstreams)
         self.held = HeldLimits(settings.approvals.max_held_per_agent)
         if self.metrics is not None:
-            metrics = self.metrics
-            metrics.watch_held(self.held.total)
-            self.policies.add_listener(lambda upstream, _policy: metrics.policy_reloaded(upstream, True))
-            self.policies.add_failure_listener(lambda upstream, _problem: metrics.policy_reloaded(upstream, False))
+            self._watch(self.metrics)
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
         self.executor = Executor(
             self.ledger, self.upstreams, self.sessions, lease_seconds=settings.approvals.execution_lease_seconds
@@ -130,8 +127,20 @@ class Runtime:
             settings.approvals,
             audit_retention_days=settings.audit_retention_days,
         )
-        self.gateway = Gateway(
-            settings=settings,
+        self.gateway = self._build_gateway()
+        self._http: aiohttp.ClientSession | None = None
+        self._started = False
+        self.extensions = self._build_extensions(channels)
+
+    def _watch(self, metrics: Metrics) -> None:
+        metrics.watch_held(self.held.total)
+        self.policies.add_listener(lambda upstream, _policy: metrics.policy_reloaded(upstream, True))
+        self.policies.add_failure_listener(lambda upstream, _problem: metrics.policy_reloaded(upstream, False))
+
+    def _build_gateway(self) -> Gateway:
+        """What `/mcp/{upstream}` uses (`app/gateway/exchange.py`)."""
+        return Gateway(
+            settings=self.settings,
             interceptor=self.interceptor,
             audit=self.audit,
             held=self.held,
@@ -142,9 +151,6 @@ class Runtime:
             notifier=self.notifier,
             db=self.db,
         )
-        self._http: aiohttp.ClientSession | None = None
-        self._started = False
-        self.extensions = self._build_extensions(channels)
 
     def _build_extensions(self, channels: Sequence[ReviewChannel]) -> list[Extension]:
         """The log channel, any `channels` given, then each configured feature, in the fan-out's order."""
