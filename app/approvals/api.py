@@ -15,22 +15,21 @@ to reject) are `decide`'s, the same for every channel; their refusals come back 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from app.approvals.decisions import DecisionError, Verdict, decide
+from app.approvals.ledger import Ledger
 from app.approvals.model import Approval, ApprovalLike, Status
 from app.approvals.wording import iso, outcome_of, phrase, review_url
-from app.auth import WWW_AUTHENTICATE, bearer_token
+from app.auth import WWW_AUTHENTICATE, Credentials, bearer_token
 from app.store import approvals as approval_store
 from app.store import audit as audit_store
 from app.store.audit import AuditRow
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
+from app.store.db import Database
 
 
 def approval_json(approval: ApprovalLike, public_url: str) -> dict[str, Any]:
@@ -90,8 +89,8 @@ def timeline_json(entry: AuditRow) -> dict[str, Any]:
     }
 
 
-def routes(runtime: Runtime) -> list[BaseRoute]:
-    api = ApprovalsApi(runtime)
+def routes(*, credentials: Credentials, db: Database, ledger: Ledger, public_url: str) -> list[BaseRoute]:
+    api = ApprovalsApi(credentials=credentials, db=db, ledger=ledger, public_url=public_url)
     return [
         Route("/api/approvals", api.list, methods=["GET"]),
         Route("/api/approvals/{approval_id}", api.show, methods=["GET"]),
@@ -106,17 +105,20 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 class ApprovalsApi:
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(self, *, credentials: Credentials, db: Database, ledger: Ledger, public_url: str) -> None:
+        self._credentials = credentials
+        self._db = db
+        self._ledger = ledger
+        self._public_url = public_url
 
     async def _reviewer(self, request: Request) -> str | JSONResponse:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             return _error(401, "send a reviewer token as 'Authorization: Bearer <token>'")
-        reviewer = await self._runtime.credentials.reviewer_for(token)
+        reviewer = await self._credentials.reviewer_for(token)
         if reviewer is not None:
             return reviewer
-        if await self._runtime.credentials.agent_for(token) is not None:
+        if await self._credentials.agent_for(token) is not None:
             return _error(403, "agent tokens cannot review or decide approvals")
         return _error(401, "unknown or disabled reviewer token")
 
@@ -133,7 +135,7 @@ class ApprovalsApi:
             limit = min(max(int(request.query_params.get("limit", "100")), 1), 1000)
         except ValueError:
             return _error(400, "limit must be a number")
-        async with self._runtime.db.read() as conn:
+        async with self._db.read() as conn:
             rows = await approval_store.search(
                 conn,
                 statuses=statuses,
@@ -142,7 +144,7 @@ class ApprovalsApi:
                 upstream=request.query_params.get("upstream"),
                 limit=limit,
             )
-        public_url = self._runtime.settings.public_url
+        public_url = self._public_url
         approvals = [Approval.from_row(row) for row in rows]
         return JSONResponse({"approvals": [approval_json(a, public_url) for a in approvals]})
 
@@ -151,12 +153,12 @@ class ApprovalsApi:
         if isinstance(reviewer, JSONResponse):
             return reviewer
         approval_id = request.path_params["approval_id"]
-        async with self._runtime.db.read() as conn:
+        async with self._db.read() as conn:
             row = await approval_store.get(conn, approval_id)
             timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
         if row is None:
             return _error(404, f"no approval {approval_id}")
-        body = approval_json(Approval.from_row(row), self._runtime.settings.public_url)
+        body = approval_json(Approval.from_row(row), self._public_url)
         body["timeline"] = [timeline_json(entry) for entry in timeline if entry.event != "call"]
         return JSONResponse(body)
 
@@ -175,7 +177,7 @@ class ApprovalsApi:
             return reason
         try:
             row = await decide(
-                self._runtime.ledger,
+                self._ledger,
                 request.path_params["approval_id"],
                 reviewer=reviewer,
                 verdict=verdict,
@@ -186,9 +188,9 @@ class ApprovalsApi:
             extra: dict[str, Any] = {}
             approval = getattr(exc, "approval", None)
             if approval is not None:
-                extra["approval"] = approval_json(approval, self._runtime.settings.public_url)
+                extra["approval"] = approval_json(approval, self._public_url)
             return _error(exc.status_code, str(exc), **extra)
-        return JSONResponse(approval_json(Approval.from_row(row), self._runtime.settings.public_url))
+        return JSONResponse(approval_json(Approval.from_row(row), self._public_url))
 
 
 async def _reason(request: Request) -> str | JSONResponse | None:
