@@ -20,6 +20,7 @@ from app.approvals.channels import ChannelFanout, LogChannel, ReviewChannel
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
 from app.approvals.queue import ApprovalQueue
+from app.approvals.service import Approvals
 from app.approvals.signals import notifier_for
 from app.approvals.sweeper import Sweeper
 from app.audit import AuditLog
@@ -69,6 +70,9 @@ class Runtime:
             self.executor,
             settings.approvals,
             audit_retention_days=settings.audit_retention_days,
+        )
+        self.approvals = Approvals(
+            self.ledger, self.queue, self.executor, self.sweeper, settings.approvals, public_url=settings.public_url
         )
         self._http: aiohttp.ClientSession | None = None
         self._started = False

@@ -11,9 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.approvals.continuation import continuation_of
 from app.approvals.outcomes import too_large_text
-from app.approvals.queue import Attachment, ParkRequest, TooManyPending
+from app.approvals.service import Attachment, ParkRequest, TooManyPending, continuation_of
 from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest
 from app.gateway.intercept import Verdict
@@ -32,12 +31,13 @@ from app.jsonrpc import (
     tool_call_of,
     tool_error_result,
 )
+from app.protocol import Era
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 
 @dataclass(frozen=True)
 class CallContext:
-    modern: bool
+    era: Era
     protocol_version: str
     session_id: str | None
     response_headers: Headers
@@ -118,7 +118,7 @@ def _call_to_judge(exchange: Exchange, message: Message) -> ToolCall:
 
 
 async def _refuse(exchange: Exchange, message: Message, context: CallContext, text: str) -> None:
-    result = tool_error_result(text, modern=context.modern)
+    result = tool_error_result(text, modern=context.era.is_modern)
     await send_json(exchange.send, 200, result_response(message.id, result), context.response_headers)
 
 
@@ -158,7 +158,7 @@ async def _park_and_hold(
         args_hash=arguments_hash(call.arguments),
         params_text=params_text,
         forward_headers=forwardable_headers(exchange.headers),
-        era="modern" if context.modern else "handshake",
+        era=context.era,
         protocol_version=context.protocol_version,
         session_id=context.session_id,
         request_id=message.id,
@@ -166,11 +166,11 @@ async def _park_and_hold(
         decision=verdict.decision,
         policy_version=verdict.policy.version,
         hold_seconds=runtime.hold_seconds(exchange.agent, verdict.decision),
-        continuation=continuation_of(message.params) if context.modern else None,
+        continuation=continuation_of(message.params) if context.era.is_modern else None,
     )
     common = _audit_fields(exchange, call, verdict)
     try:
-        attachment = await runtime.queue.park(request, priming=context.resumable)
+        attachment = await runtime.approvals.park(request, priming=context.resumable)
     except TooManyPending as exc:
         text = (
             f"This call to {call.name} needs a human's approval, but you already have {exc.limit} calls "
@@ -188,18 +188,8 @@ async def _park_and_hold(
         approval_id=attachment.approval.id,
         **common,
     )
-    held = HeldRequest(
-        runtime,
-        exchange,
-        attachment.approval,
-        attachment.stream,
-        modern=context.modern,
-        resumable=context.resumable,
-        attach_seq=attachment.attach_seq,
-        headers=context.response_headers,
-        replay=attachment.replayed,
-    )
-    await held.serve(priming_seq=attachment.priming_seq)
+    hold = runtime.approvals.hold(attachment, resumable=context.resumable)
+    await HeldRequest(exchange, hold, headers=context.response_headers).serve()
 
 
 def _parked_outcome(attachment: Attachment) -> str:
