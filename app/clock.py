@@ -80,6 +80,7 @@ class FakeClock:
         self._monotonic = 0.0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
+        self._registered = asyncio.Event()
 
     def now(self) -> float:
         return self._now
@@ -102,6 +103,12 @@ class FakeClock:
     def sleepers(self) -> int:
         """How many sleeps and timed waits are pending."""
         return sum(1 for _, _, future in self._sleepers if not future.done())
+
+    async def sleeping(self, count: int = 1) -> None:
+        """Return once at least `count` sleeps or timed waits are pending (bound it with a timeout)."""
+        while self.sleepers < count:
+            self._registered.clear()
+            await self._registered.wait()
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
@@ -126,4 +133,5 @@ class FakeClock:
     def _deadline(self, seconds: float) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), future))
+        self._registered.set()
         return future

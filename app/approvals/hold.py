@@ -167,11 +167,16 @@ class Hold:
         finally:
             self._closed = True
 
-    def abandon(self) -> None:
-        """The agent left before its answer. A 2026-07-28 client thereby cancels: withdraw after the grace period."""
+    def abandon(self) -> asyncio.Task[None] | None:
+        """The agent left before its answer. A 2026-07-28 client thereby cancels: withdraw after the grace period.
+
+        Returns:
+            The task that withdraws (None in the handshake era, where leaving is no cancellation).
+        """
         self._closed = True
-        if self.era.is_modern:
-            self._approvals.spawn(self._approvals.withdraw_after_grace(self._stream, attach_seq=self._attach_seq))
+        if not self.era.is_modern:
+            return None
+        return self._approvals.spawn(self._approvals.withdraw_after_grace(self._stream, attach_seq=self._attach_seq))
 
     async def _replayed(self, after: int) -> AsyncIterator[Replayed]:
         for stored in await self._approvals.queue.events_after(self._stream.id, after):
