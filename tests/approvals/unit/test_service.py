@@ -267,3 +267,22 @@ async def test_upstream_messages_of_a_run_reach_its_holder_stored_and_before_the
     outcome = await holder.next()
     assert isinstance(relayed, Relayed) and json.loads(relayed.data) == progress and relayed.seq == 2
     assert isinstance(outcome, Outcome) and outcome.seq == 3
+
+
+async def test_watching_an_approval_follows_it_from_parked_to_its_outcome(lifecycle: Lifecycle) -> None:
+    approvals = lifecycle.approvals
+    parked = await lifecycle.park()
+    seen: list[str] = []
+
+    async def watch() -> None:
+        async for row in approvals.watch(parked.approval.id):
+            seen.append(row.status)
+            if row.status == "pending":
+                lifecycle.upstream.release.set()
+                await lifecycle.approve(parked.approval.id)
+            elif row.status == "approved":
+                approvals.execute(row.id)
+
+    await bounded(watch())
+    assert seen[0] == "pending" and seen[-1] == "completed", seen
+    assert lifecycle.upstream.calls == 1
