@@ -122,7 +122,6 @@ def test_only_the_entry_points_import_the_composition_root() -> None:
     assert {name for name, targets in graph.items() if "app.runtime" in targets} <= {"app.asgi", "app.cli"}
 
 
-@pytest.mark.xfail(strict=True, reason="until the lifecycle service lands")
 def test_the_gateway_imports_nothing_from_the_store() -> None:
     graph = import_graph()
     reaching = {
