@@ -10,20 +10,19 @@ validates the version itself and names the ones it serves.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from app.auth import WWW_AUTHENTICATE, TokenLookupsBusy, bearer_token
 from app.gateway import handshake, modern
-from app.gateway.exchange import MCP_PROTOCOL_VERSION, Exchange
+from app.gateway.exchange import Exchange
 from app.gateway.respond import send_error
 from app.jsonrpc import INVALID_REQUEST
+from app.protocol import HANDSHAKE_VERSIONS, MCP_PROTOCOL_VERSION
 from app.types import Receive, Scope, Send
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
-
-HANDSHAKE_VERSIONS: Final = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 
 
 class McpEndpoint:

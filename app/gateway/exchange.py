@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
+from app.protocol import MCP_PROTOCOL_VERSION
 from app.types import Receive, Scope, Send
 from app.upstream import Upstream
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
-
-MCP_PROTOCOL_VERSION: Final = "mcp-protocol-version"
-MCP_SESSION_ID: Final = "mcp-session-id"
-LAST_EVENT_ID: Final = "last-event-id"
 
 
 @dataclass
