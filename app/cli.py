@@ -503,7 +503,7 @@ def policy_check(files: tuple[Path, ...], config_path: Path | None, upstream: st
     target = _policy_upstream(config_path, upstream) if upstream else None
     schemas = None if target is None else _upstream_schemas(target)
     invalid = warned = 0
-    for path in files or (target.policy,):
+    for path in files or ((target if target is not None else _policy_upstream(config_path, upstream)).policy,):
         try:
             compiled = load_policy(path)
         except PolicyError as exc:
