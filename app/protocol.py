@@ -4,11 +4,14 @@ Airlock speaks both eras of Streamable HTTP: the handshake era (`initialize`, `M
 versions up to 2025-11-25) and the 2026-07-28 era (no handshake; each request carries its version).
 Constants come from `mcp` where it defines them, so the next protocol revision cannot drift from
 the SDK silently; `tests/test_protocol.py` pins the values Airlock depends on, so an SDK upgrade
-that changes one fails there first. Every other module imports these names from here, never from
-`mcp` and never as literals. Pure module: no I/O.
+that changes one fails there first. Other modules import these names from here rather than
+redeclare them; `gateway/modern.py` also calls the SDK's validation ladder (`mcp.shared.inbound`)
+directly, with that module's own status table. Pure module: no I/O.
 
-Importing this costs nothing at startup: `mcp.shared.inbound` and `mcp.server.streamable_http` are
-already loaded by the gateway (`gateway/modern.py` runs the SDK's validation ladder).
+Importing this adds nothing to the server's startup: `import mcp` already loads the SDK's server
+modules, and the gateway imports it anyway (`gateway/modern.py`). It does load the SDK for a CLI
+command that reaches `jsonrpc.py` (`airlock policy check --upstream`, for one), a fixed cost paid
+once per command.
 
 The JSON-RPC error codes keep the SDK's names (`PARSE_ERROR`, `INVALID_REQUEST`,
 `METHOD_NOT_FOUND`, `INVALID_PARAMS`, `INTERNAL_ERROR`, and 2026-07-28's `HEADER_MISMATCH` for a
