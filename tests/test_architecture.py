@@ -18,8 +18,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
-import pytest
-
 APP: Final = Path(__file__).resolve().parent.parent / "app"
 
 

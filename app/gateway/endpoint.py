@@ -11,18 +11,16 @@ validates the version itself and names the ones it serves.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 from urllib.parse import urlsplit
 
 from app.auth import WWW_AUTHENTICATE, Credentials, TokenLookupsBusy, bearer_token
 from app.gateway import handshake, modern
-from app.gateway.exchange import MCP_PROTOCOL_VERSION, Exchange, Gateway
+from app.gateway.exchange import Exchange, Gateway
 from app.gateway.respond import send_error
 from app.jsonrpc import INVALID_REQUEST
+from app.protocol import HANDSHAKE_VERSIONS, MCP_PROTOCOL_VERSION
 from app.types import Receive, Scope, Send
 from app.upstream import Upstream
-
-HANDSHAKE_VERSIONS: Final = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 
 
 class McpEndpoint:
