@@ -29,6 +29,7 @@ from app.extension import Extension
 from app.gateway.intercept import Interceptor
 from app.gateway.limits import HeldLimits
 from app.metrics import Metrics
+from app.oauth import ResourceServer
 from app.policy.engine import Decision
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
@@ -44,6 +45,7 @@ class Runtime:
         self.settings = settings
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
         self.credentials = Credentials(self.db, cache_seconds=settings.token_cache_seconds)
+        self.oauth = ResourceServer(settings.oauth, settings.public_url) if settings.oauth is not None else None
         self.policies = PolicyReloader({u.name: u.policy for u in settings.upstreams})
         self.metrics = Metrics() if settings.metrics.enabled else None
         self.audit = AuditLog(self.db, store_arguments=settings.audit_store_arguments, metrics=self.metrics)

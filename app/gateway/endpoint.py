@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
-from app.auth import WWW_AUTHENTICATE, TokenLookupsBusy, bearer_token
+from app.auth import STATIC_TOKEN_PREFIX, WWW_AUTHENTICATE, TokenLookupsBusy, bearer_token
 from app.gateway import handshake, modern
 from app.gateway.exchange import MCP_PROTOCOL_VERSION, Exchange
 from app.gateway.respond import send_error
 from app.jsonrpc import INVALID_REQUEST
+from app.oauth import Refusal
 from app.types import Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class McpEndpoint:
         if not self._origin_allowed(headers):
             await send_error(send, 403, INVALID_REQUEST, "Forbidden: requests from this Origin are not allowed")
             return
-        agent = await self._authenticate(headers, send)
+        agent = await self._authenticate(headers, send, scope["path_params"]["upstream"])
         if agent is None:
             return
         if upstream is None:
@@ -65,9 +66,17 @@ class McpEndpoint:
         origin = headers.get("origin")
         return origin is None or origin.rstrip("/") in self._allowed_origins
 
-    async def _authenticate(self, headers: dict[str, str], send: Send) -> str | None:
+    async def _authenticate(self, headers: dict[str, str], send: Send, upstream: str) -> str | None:
         token = bearer_token(headers.get("authorization"))
-        challenge = [(b"www-authenticate", WWW_AUTHENTICATE.encode())]
+        oauth = self._runtime.oauth
+        if oauth is not None and (token is None or not token.startswith(STATIC_TOKEN_PREFIX)):
+            outcome = await oauth.authenticate(token, upstream)  # an OAuth access token (app/oauth.py)
+            if isinstance(outcome, Refusal):
+                await send_error(send, outcome.status, INVALID_REQUEST, outcome.message, headers=outcome.headers)
+                return None
+            return outcome
+        www_authenticate = WWW_AUTHENTICATE if oauth is None else oauth.challenge(upstream)
+        challenge = [(b"www-authenticate", www_authenticate.encode())]
         if token is None:
             await send_error(
                 send,
@@ -85,7 +94,12 @@ class McpEndpoint:
             )
             return None
         if agent is None:
-            bad = [(b"www-authenticate", (WWW_AUTHENTICATE + ', error="invalid_token"').encode())]
+            refused = (
+                WWW_AUTHENTICATE + ', error="invalid_token"'
+                if oauth is None
+                else oauth.challenge(upstream, error="invalid_token")
+            )
+            bad = [(b"www-authenticate", refused.encode())]
             await send_error(send, 401, INVALID_REQUEST, "Unauthorized: the token is unknown or revoked", headers=bad)
         return agent
 
