@@ -88,6 +88,8 @@ class KeySet:
         self._failed_at = -math.inf
         self._unknown_kid_at = -math.inf
         self._lock = asyncio.Lock()
+        self._attempts = 0
+        """Fetches ended (or skipped) under the lock: a waiter that sees it change uses that outcome."""
         self.fetches = 0
         """Key-set downloads attempted (tests and the benchmark count them)."""
 
@@ -98,13 +100,14 @@ class KeySet:
             IssuerUnavailable: no key set was ever fetched and fetching fails now.
         """
         now = self._clock()
-        if now - self._fetched_at >= _MAX_AGE:
-            await self._refresh(now)
+        stale = now - self._fetched_at >= _MAX_AGE
+        if stale:
+            await self._refresh()
         found = self._lookup(kid)
-        if found is None:
+        if found is None and not stale:
             if now - self._unknown_kid_at >= _UNKNOWN_KID_COOLDOWN:
                 self._unknown_kid_at = now
-                await self._refresh(now)
+                await self._refresh()
             elif self._lock.locked():
                 async with self._lock:
                     pass  # a fetch is under way (perhaps for this very kid): use its result
@@ -116,21 +119,25 @@ class KeySet:
             return next(iter(self._keys.values()))
         return self._keys.get(kid)
 
-    async def _refresh(self, wanted_at: float) -> None:
-        """Fetch the set unless a fetch finished since `wanted_at`, or one failed lately."""
+    async def _refresh(self) -> None:
+        """Fetch the set, unless another fetch ended while this one waited for the lock, or one failed lately."""
+        attempts = self._attempts
         async with self._lock:
-            if self._fetched_at >= wanted_at:
-                return
-            if self._clock() - self._failed_at < _FAILURE_COOLDOWN:
+            if self._attempts != attempts:
                 self._fail_if_empty("fetching them failed moments ago")
                 return
             try:
+                if self._clock() - self._failed_at < _FAILURE_COOLDOWN:
+                    self._fail_if_empty("fetching them failed moments ago")
+                    return
                 self._keys = await self._fetch()
                 self._fetched_at = self._clock()
             except (aiohttp.ClientError, TimeoutError, ValueError, jwt.PyJWKSetError) as exc:
                 self._failed_at = self._clock()
                 logger.warning("cannot fetch the signing keys of %s: %s", self._issuer, exc)
                 self._fail_if_empty(str(exc))
+            finally:
+                self._attempts += 1
 
     def _fail_if_empty(self, why: str) -> None:
         if not self._keys:

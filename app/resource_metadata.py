@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -48,8 +48,12 @@ def canonical_url(url: str) -> str:
 
 
 def resource_url(public_url: str, upstream: str) -> str:
-    """The endpoint's resource identifier: the audience its tokens must name."""
-    return f"{canonical_url(public_url)}/mcp/{upstream}"
+    """The endpoint's resource identifier: the audience its tokens must name.
+
+    The name is percent-encoded: a configured name never changes, but the gateway also challenges
+    requests to names it does not serve, and those must not put `"` or line breaks in a header.
+    """
+    return f"{canonical_url(public_url)}/mcp/{quote(upstream, safe='')}"
 
 
 def metadata_url(resource: str) -> str:
