@@ -93,11 +93,14 @@ class ResourceServer:
         self._public_url = public_url
         self._clock = clock
         self._cache: dict[str, Grant] = {}
+        self._resources: dict[str, str] = {}
+        """Resource URL by upstream name, computed once (the allowed path reads it on every call)."""
 
     def challenge(self, upstream: str, *, error: str | None = None, description: str | None = None) -> str:
         """The `WWW-Authenticate` value for a 401 or 403 from `upstream`'s endpoint."""
-        resource = resource_url(self._public_url, upstream)
-        return challenge(resource, self.settings.scopes_for(upstream), error=error, description=description)
+        return challenge(
+            self._resource(upstream), self.settings.scopes_for(upstream), error=error, description=description
+        )
 
     async def authenticate(self, token: str | None, upstream: str) -> str | Refusal:
         """The agent `token` names, if it may use `upstream`'s endpoint; else the `Refusal` to send."""
@@ -111,7 +114,7 @@ class ResourceServer:
             return self._refusal(401, upstream, str(exc), error="invalid_token")
         except IssuerUnavailable as exc:
             return Refusal(503, f"Service Unavailable: {exc}", [(b"retry-after", b"5")])
-        if resource_url(self._public_url, upstream) not in grant.audiences:
+        if self._resource(upstream) not in grant.audiences:
             return self._refusal(401, upstream, "the token was not issued for this endpoint", error="invalid_token")
         required = self.settings.scopes_for(upstream)
         if not grant.scopes.issuperset(required):
@@ -119,6 +122,14 @@ class ResourceServer:
                 403, upstream, "the token lacks a scope this endpoint requires", error="insufficient_scope"
             )
         return grant.agent
+
+    def _resource(self, upstream: str) -> str:
+        resource = self._resources.get(upstream)
+        if resource is None:
+            resource = resource_url(self._public_url, upstream)
+            if len(self._resources) < _CACHE_SIZE:
+                self._resources[upstream] = resource
+        return resource
 
     def _refusal(self, status: int, upstream: str, sentence: str, *, error: str | None = None) -> Refusal:
         value = self.challenge(upstream, error=error, description=None if error is None else sentence)
@@ -145,10 +156,10 @@ class ResourceServer:
 
     async def _validate(self, token: str, now: float) -> Grant:
         try:
-            header = jwt.get_unverified_header(token)
-            unverified_issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            unverified = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise InvalidToken("the token is not a JWT access token") from None
+        header, unverified_issuer = unverified["header"], unverified["payload"].get("iss")
         if str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
             raise InvalidToken("the token is not an access token (its typ is not at+jwt)")
         algorithm = header.get("alg")
