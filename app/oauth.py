@@ -29,6 +29,7 @@ an allowlist of headers that excludes `Authorization` and cookies).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ _CACHE_SIZE: Final = 10_000
 _MAX_IDENTITY_LENGTH: Final = 256
 
 Headers = list[tuple[bytes, bytes]]
+
+logger = logging.getLogger("airlock.oauth")
 
 
 class InvalidToken(AirlockError):
@@ -111,6 +114,7 @@ class ResourceServer:
         try:
             grant = await self.grant(token)
         except InvalidToken as exc:
+            logger.debug("access token refused at /mcp/%s: %s", upstream, exc)  # debug: anyone can cause these
             return self._refusal(401, upstream, str(exc), error="invalid_token")
         except IssuerUnavailable as exc:
             return Refusal(503, f"Service Unavailable: {exc}", [(b"retry-after", b"5")])

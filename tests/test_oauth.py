@@ -157,11 +157,11 @@ async def audited_agents(airlock: AirlockUnderTest) -> list[str]:
 
 
 async def test_a_client_credentials_token_for_the_endpoint_calls_tools_under_the_agent_its_sub_names(
-    airlock: AirlockUnderTest, provider: OidcProvider, endpoints: Endpoints, market: DemoMarket
+    airlock: AirlockUnderTest, provider: OidcProvider, endpoints: Endpoints, market: DemoMarket, mode: str
 ) -> None:
     task = new_task(market)
     token = await provider.token(endpoints.market, client="agent-2")
-    async with mcp_client(endpoints.market, token) as client:
+    async with mcp_client(endpoints.market, token, mode=mode) as client:
         result = await client.call_tool("em_get_task", {"task_id": task.id})
     assert not result.is_error
     assert await audited_agents(airlock) == ["agent-2"]
