@@ -723,7 +723,7 @@ def _oauth(table: Any, env: Mapping[str, str], upstreams: set[str]) -> OAuthSett
     if jwks_url is not None:
         _check_secure_url("oauth.jwks_url", jwks_url)
     claim = _get(table, "identity_claim", str, "sub")
-    if not claim:
+    if not claim or any(c in claim for c in '"\\') or not claim.isprintable():
         raise ConfigError("oauth.identity_claim must name a claim, such as sub or client_id")
     leeway = _non_negative("oauth.leeway_seconds", table.get("leeway_seconds", 30.0))
     if leeway > _MAX_LEEWAY:

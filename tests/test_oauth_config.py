@@ -53,6 +53,7 @@ def test_an_upstreams_required_scopes_replace_the_global_ones_for_its_endpoint(t
         ({"issuer": "https://idp.example", "leeway_seconds": 61}, "oauth.leeway_seconds must be at most 60 seconds"),
         ({"issuer": "https://idp.example", "leeway_seconds": -1}, "oauth.leeway_seconds cannot be negative"),
         ({"issuer": "https://idp.example", "identity_claim": ""}, "oauth.identity_claim must name a claim"),
+        ({"issuer": "https://idp.example", "identity_claim": 'a"b'}, "oauth.identity_claim must name a claim"),
         ({"issuer": "https://idp.example", "required_scopes": "mcp:tools"}, "oauth.required_scopes must be a list"),
         ({"issuer": "https://idp.example", "required_scopes": ["a b"]}, "oauth.required_scopes must be a list"),
         ({"issuer": "https://idp.example", "audience": "x"}, "[oauth] has an unknown setting 'audience'"),
