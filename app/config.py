@@ -193,6 +193,8 @@ class Settings:
     slack: SlackSettings = field(default_factory=SlackSettings)
     oauth: OAuthSettings | None = None
     """`[oauth]`: agents may also present OAuth access tokens (None: static tokens only)."""
+    webhook: WebhookSettings | None = None
+    """`[webhook]`: signed approval events to a URL and a signed decision endpoint (None: off)."""
     config_path: Path | None = None
 
     def upstream(self, name: str) -> UpstreamSettings | None:
@@ -264,6 +266,7 @@ _TOP_KEYS: Final = frozenset(
         "server",
         "metrics",
         "oauth",
+        "webhook",
     }
 )
 
@@ -321,6 +324,7 @@ def settings_from_document(
         metrics=_metrics(document.get("metrics", {})),
         slack=_slack(document.get("slack", {}), env),
         oauth=_oauth(document.get("oauth"), env, {u.name for u in upstreams}),
+        webhook=_webhook(document.get("webhook"), env),
         config_path=config_path,
     )
 
@@ -799,3 +803,92 @@ def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
         return key_file.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"cannot create {key_file}: {exc.strerror}; set AIRLOCK_SECRET_KEY instead") from None
+
+
+# --- [webhook]: a generic review channel (docs/webhook.md) ------------------------------------
+
+WEBHOOK_EVENTS: Final = (
+    "parked",
+    "approved",
+    "rejected",
+    "expired",
+    "withdrawn",
+    "executing",
+    "completed",
+    "failed",
+    "outcome_unknown",
+)
+"""Event types the webhook can send: `parked`, then each status an approval can move to."""
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """`[webhook]`: approval events POSTed, signed, to `url`; decisions taken at `/webhook/decisions`."""
+
+    url: str
+    """`AIRLOCK_WEBHOOK_URL` / `url`: https, or http on a loopback host."""
+    secret: str = field(repr=False)
+    """`AIRLOCK_WEBHOOK_SECRET` / `secret = "${VAR}"` (env only): signs events (and decisions, unless
+    `decision_secret` is set)."""
+    decision_secret: str | None = field(default=None, repr=False)
+    """`AIRLOCK_WEBHOOK_DECISION_SECRET` / `decision_secret = "${VAR}"`: verifies decision requests."""
+    events: frozenset[str] = frozenset(WEBHOOK_EVENTS)
+    timeout_seconds: float = 10.0
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
+    give_up_after_seconds: float = 86400.0
+    poll_seconds: float = 5.0
+    lease_seconds: float = 60.0
+
+
+_WEBHOOK_SECONDS: Final = (
+    "timeout_seconds",
+    "retry_initial_seconds",
+    "retry_max_seconds",
+    "give_up_after_seconds",
+    "poll_seconds",
+    "lease_seconds",
+)
+_WEBHOOK_KEYS: Final = frozenset({"url", "secret", "decision_secret", "events", *_WEBHOOK_SECONDS})
+_MIN_WEBHOOK_SECRET: Final = 32
+
+
+def _webhook(table: Any, env: Mapping[str, str]) -> WebhookSettings | None:
+    table = {} if table is None else table
+    if not isinstance(table, dict) or set(table) - _WEBHOOK_KEYS:
+        unknown = sorted(set(table) - _WEBHOOK_KEYS) if isinstance(table, dict) else ["(not a table)"]
+        raise ConfigError(f"[webhook] has an unknown setting {unknown[0]!r}")
+    url = env.get("AIRLOCK_WEBHOOK_URL") or _get(table, "url", str, "")
+    if not url:
+        return None
+    _check_secure_url("webhook.url", url)
+    events = _get(table, "events", list, list(WEBHOOK_EVENTS))
+    if not events or not set(events) <= set(WEBHOOK_EVENTS):
+        raise ConfigError(f"webhook.events must be a list of: {', '.join(WEBHOOK_EVENTS)}")
+    secret = _webhook_secret("secret", table, env.get("AIRLOCK_WEBHOOK_SECRET"), env)
+    if secret is None:
+        raise ConfigError("[webhook] needs a secret: set AIRLOCK_WEBHOOK_SECRET (see docs/webhook.md)")
+    defaults = WebhookSettings(url="", secret="")
+    settings = WebhookSettings(
+        url=url,
+        secret=secret,
+        decision_secret=_webhook_secret("decision_secret", table, env.get("AIRLOCK_WEBHOOK_DECISION_SECRET"), env),
+        events=frozenset(events),
+        **{key: _positive(f"webhook.{key}", table.get(key, getattr(defaults, key))) for key in _WEBHOOK_SECONDS},
+    )
+    if settings.lease_seconds <= settings.timeout_seconds:
+        raise ConfigError("webhook.lease_seconds must be longer than webhook.timeout_seconds")
+    return settings
+
+
+def _webhook_secret(key: str, table: Mapping[str, Any], from_env: str | None, env: Mapping[str, str]) -> str | None:
+    """A secret from its environment variable, else from `key = "${VAR}"` (never a literal in the file)."""
+    reference = _get(table, key, str, "")
+    if reference and not _ENV_REF.fullmatch(reference):
+        raise ConfigError(f'webhook.{key} must name an environment variable ({key} = "${{VAR}}"), not hold the secret')
+    secret = from_env or (_expand(reference, env, f"webhook.{key}") if reference else None)
+    if secret is not None and len(secret) < _MIN_WEBHOOK_SECRET:
+        raise ConfigError(
+            f"the webhook {key.replace('_', ' ')} must be at least {_MIN_WEBHOOK_SECRET} random characters"
+        )
+    return secret or None

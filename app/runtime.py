@@ -32,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from app import inbox, slack
+from app import inbox, slack, webhook
 from app.approvals.channels import ChannelFanout, LogChannel, ReviewChannel
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
@@ -162,6 +162,9 @@ class Runtime:
             *(ChannelExtension(channel) for channel in channels),
             slack.build(
                 settings.slack, public_url=settings.public_url, db=self.db, ledger=self.ledger, notifier=self.notifier
+            ),
+            webhook.build(
+                settings.webhook, public_url=settings.public_url, db=self.db, ledger=self.ledger, notifier=self.notifier
             ),
             inbox.build(
                 public_url=settings.public_url,

@@ -362,6 +362,7 @@ def test_the_example_config_names_every_setting_config_py_accepts() -> None:
     assert set(document) == config._TOP_KEYS
     assert set(document["approvals"]) == config._APPROVAL_KEYS
     assert set(document["slack"]) == config._SLACK_KEYS
+    assert set(document["webhook"]) == config._WEBHOOK_KEYS
     assert set(document["sessions"]) == {f.name for f in dataclasses.fields(SessionSettings)}
     assert set(document["server"]) == {f.name for f in dataclasses.fields(ServerSettings)}
     assert set(document["audit"]) == {"store_arguments", "retention_days"}
@@ -372,7 +373,9 @@ def test_the_example_config_names_every_setting_config_py_accepts() -> None:
 
 def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) -> None:
     loaded = settings_from_document(
-        example_with_every_setting_uncommented(), base_dir=tmp_path, env={**ENV, "EM_API_TOKEN": "t"}
+        example_with_every_setting_uncommented(),
+        base_dir=tmp_path,
+        env={**ENV, "EM_API_TOKEN": "t", "AIRLOCK_WEBHOOK_SECRET": KEY, "AIRLOCK_WEBHOOK_DECISION_SECRET": KEY},
     )
     defaults = Settings()
     assert loaded.approvals == dataclasses.replace(
@@ -383,6 +386,9 @@ def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) 
     assert {k: getattr(loaded.slack, k) for k in slack_timings} == {
         k: getattr(SlackSettings(), k) for k in slack_timings
     }
+    assert loaded.webhook is not None
+    webhook_defaults = config.WebhookSettings(url=loaded.webhook.url, secret=KEY, decision_secret=KEY)
+    assert loaded.webhook == webhook_defaults
     for name in (
         "host",
         "port",

@@ -34,7 +34,7 @@ from app.store import tokens as token_store
 from app.store.approvals import ApprovalRow, Status
 
 Verdict = Literal["approve", "reject"]
-Via = Literal["api", "cli", "slack", "inbox"]
+Via = Literal["api", "cli", "slack", "inbox", "webhook"]
 
 REASON_MAX_LENGTH: Final = 2000
 

@@ -82,6 +82,7 @@ VIA: Final = {
     "cli": "the CLI",
     "slack": "Slack",
     "inbox": "the inbox",
+    "webhook": "a webhook",
     "client": "the agent",
     "continuation": "a continuation",
 }

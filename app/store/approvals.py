@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 from sqlalchemy import Row, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import approvals, slack_outbox, streams
+from app.store.models import approvals, slack_outbox, streams, webhook_outbox
 
 Status = Literal[
     "pending", "approved", "executing", "completed", "failed", "outcome_unknown", "rejected", "expired", "withdrawn"
@@ -390,7 +390,7 @@ def _prunable(finished_before: float) -> Condition:
 
 async def prune_finished(conn: AsyncConnection, finished_before: float, limit: int) -> int:
     """Delete up to `limit` finished approvals last changed before `finished_before`, with their Slack
-    outbox rows; returns how many went.
+    and webhook outbox rows; returns how many went.
 
     Never an open one, nor one a stream or a continuing approval still references (those go once
     their stream is purged, or their successor pruned). The caller passes a time already past
@@ -414,5 +414,6 @@ async def prune_finished(conn: AsyncConnection, finished_before: float, limit: i
     if not ids:
         return 0
     await conn.execute(delete(slack_outbox).where(slack_outbox.c.approval_id.in_(ids)))
+    await conn.execute(delete(webhook_outbox).where(webhook_outbox.c.approval_id.in_(ids)))
     result = await conn.execute(delete(approvals).where(approvals.c.id.in_(ids), _prunable(finished_before)))
     return int(result.rowcount or 0)

@@ -235,3 +235,41 @@ The wanted state is the approval row itself; `rendered_status` is the status the
 shows (NULL: not posted yet). A row is due while the two differ; `settled` marks rows that never
 will again (a finished status is shown, or Airlock gave up). Replicas take a row with a
 compare-and-set lease (`lease_owner`, `lease_until`), see `app/store/slack_outbox.py`."""
+
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("event_id", String(40), primary_key=True),
+    Column("approval_id", String(40), ForeignKey("approvals.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("event", String(20), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("settled", Boolean, nullable=False, server_default=false()),
+    Column("delivered_at", Float),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("approval_id", "seq"),
+    Index("ix_webhook_outbox_settled_next_attempt_at", "settled", "next_attempt_at"),
+    Index("ix_webhook_outbox_created_at", "created_at"),
+)
+"""The webhook's durable outbox: one row per event (an approval parked, or moved to a status).
+
+`seq` is the status's place on the approval's path (pending 1; approved, rejected, expired or
+withdrawn 2; executing 3; completed, failed or outcome_unknown 4), so an event is written once
+however many processes saw the change, and a receiver can order an approval's events by it.
+`body` is the JSON sent, byte for byte, on every attempt. `settled`: delivered (`delivered_at`)
+or given up (`last_error` says why). See `app/store/webhook_outbox.py`."""
+
+webhook_signatures = Table(
+    "webhook_signatures",
+    metadata,
+    Column("signature", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+"""Signatures of decision requests already accepted, kept while their timestamp is within the
+tolerance: the same signature again is a replay, on any replica."""
