@@ -115,12 +115,12 @@ async def send_decision(
     document: dict[str, Any] | bytes,
     *,
     secret: str = SECRET,
-    timestamp: int | None = None,
+    offset: int = 0,
     header: str | None = None,
 ) -> httpx.Response:
-    """POST a decision to /webhook/decisions, signed with `secret` at `timestamp` (now) unless `header` is given."""
+    """POST a decision to /webhook/decisions, signed with `secret` at now + `offset` seconds unless `header` is given."""
     body = document if isinstance(document, bytes) else json.dumps(document).encode()
-    at = int(time.time()) if timestamp is None else timestamp
+    at = int(time.time()) + offset
     headers = {"Content-Type": "application/json"}
     signature = header if header is not None else f"t={at},v1={signature_of(secret, at, body)}"
     if signature:
