@@ -1,0 +1,39 @@
+"""Webhook events: every status on an approval's path, worded as of that status.
+
+Provenance: Airlock-defined (docs/webhook.md, "Events"), pure functions over `Approval`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.approvals.model import Approval, Status
+from app.webhook import events
+from tests.rows import approval_row
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_every_path_starts_parked_ends_at_the_status_and_follows_the_lifecycle(status: Status) -> None:
+    path = events.path(status)
+    assert path[0] is Status.PENDING and path[-1] is status
+    assert len(set(path)) == len(path)
+    assert [s for s in path if s.is_finished] == ([status] if status.is_finished else [])
+
+
+def test_a_parked_event_is_named_parked_and_others_by_their_status() -> None:
+    assert events.event_name(Status.PENDING) == "parked"
+    assert events.event_name(Status.OUTCOME_UNKNOWN) == "outcome_unknown"
+
+
+def test_an_earlier_status_is_worded_without_what_came_after() -> None:
+    row = approval_row(status="completed", decided_by="alice", decided_via="api", decided_at=1.0, outcome="ran")
+    done = Approval.from_row(row)
+    parked = json.loads(events.body(events.as_of(done, Status.PENDING), event_id="evt_1", seq=1, public_url="u", now=2))
+    approved = json.loads(
+        events.body(events.as_of(done, Status.APPROVED), event_id="evt_2", seq=2, public_url="u", now=2)
+    )
+    assert parked["type"] == "approval.parked" and parked["approval"]["decided_by"] is None
+    assert approved["approval"]["decided_by"] == "alice" and approved["approval"]["outcome"]["kind"] == "approved"
+    assert events.as_of(done, Status.COMPLETED) is done
