@@ -47,6 +47,16 @@ def path(status: Status) -> tuple[Status, ...]:
     return _PATHS[status]
 
 
+def steps(approval: Approval) -> list[tuple[int, Status]]:
+    """(seq, status) of every status `approval` went through: its path, without `pending` for a
+    continuation (`app/approvals/queue.py` inserts those already approved; nobody was asked)."""
+    return [
+        (seq, status)
+        for seq, status in enumerate(path(approval.status), start=1)
+        if not (status is Status.PENDING and approval.continues is not None)
+    ]
+
+
 def as_of(approval: Approval, status: Status) -> Approval:
     """`approval` as it stood when it reached `status` (an earlier place on its path)."""
     if status is approval.status:

@@ -128,7 +128,7 @@ class Outbox:
             approval = Approval.from_row(row)
             written = await store.seqs(conn, approval_id)
             rows = []
-            for seq, status in enumerate(events.path(approval.status), start=1):
+            for seq, status in events.steps(approval):
                 if seq in written or events.event_name(status) not in self._settings.events:
                     continue
                 event_id = f"evt_{secrets.token_hex(16)}"

@@ -37,3 +37,9 @@ def test_an_earlier_status_is_worded_without_what_came_after() -> None:
     assert parked["type"] == "approval.parked" and parked["approval"]["decided_by"] is None
     assert approved["approval"]["decided_by"] == "alice" and approved["approval"]["outcome"]["kind"] == "approved"
     assert events.as_of(done, Status.COMPLETED) is done
+
+
+def test_a_continuation_is_announced_from_approved_on_as_nobody_was_asked() -> None:
+    continued = Approval.from_row(approval_row(status="executing", continues="apr_0", decided_by="alice"))
+    assert events.steps(continued) == [(2, Status.APPROVED), (3, Status.EXECUTING)]
+    assert events.steps(Approval.from_row(approval_row()))[0] == (1, Status.PENDING)
