@@ -23,6 +23,8 @@ different approvals do not wait for each other. Replicas take a row with a lease
 Deliberate departures:
 - A 4xx other than 429 is retried like a 5xx rather than dropped at once: a receiver refusing
   signatures during a secret rotation must not lose events. The give-up bound still applies.
+- Redirects are not followed (a 3xx is a failed attempt): the body and its signature are for the
+  configured URL, and a receiver that moved is a configuration to fix, not to chase.
 - No metric counts given-up events: `app/metrics.py` has no hook for it yet; the error log line
   and `last_error` are the signal. TODO(webhook owner, issue 18): a counter once metrics are
   handed to extensions.
@@ -41,7 +43,7 @@ from typing import Final
 
 import aiohttp
 
-from app.approvals.model import Approval
+from app.approvals.model import Approval, Status
 from app.approvals.wording import iso
 from app.config import WebhookSettings
 from app.store import approvals as approval_store
@@ -119,35 +121,44 @@ class Outbox:
         return max(delay, 0.01)
 
     async def write(self, approval_id: str) -> int:
-        """Write the events `approval_id`'s path still lacks; returns how many were new."""
+        """Write the events `approval_id`'s path still lacks; returns how many were new.
+
+        Reads first and writes only when something is missing: the reconcile looks at every recent
+        change on each poll, and a write transaction on SQLite holds the one writer's lock.
+        """
         now = time.time()
-        async with self._db.write() as conn:
+        async with self._db.read() as conn:
             row = await approval_store.get(conn, approval_id)
-            if row is None:
-                return 0
-            approval = Approval.from_row(row)
             written = await store.seqs(conn, approval_id)
-            rows = []
-            for seq, status in events.steps(approval):
-                if seq in written or events.event_name(status) not in self._settings.events:
-                    continue
-                event_id = f"evt_{secrets.token_hex(16)}"
-                body = events.body(
-                    events.as_of(approval, status), event_id=event_id, seq=seq, public_url=self._public_url, now=now
-                )
-                rows.append(
-                    {
-                        "event_id": event_id,
-                        "approval_id": approval_id,
-                        "seq": seq,
-                        "event": events.event_name(status),
-                        "body": body.decode(),
-                        "next_attempt_at": now,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
-            return await store.add(conn, rows)
+        if row is None:
+            return 0
+        approval = Approval.from_row(row)
+        missing = [
+            (seq, status)
+            for seq, status in events.steps(approval)
+            if seq not in written and events.event_name(status) in self._settings.events
+        ]
+        if not missing:
+            return 0
+        async with self._db.write() as conn:
+            return await store.add(conn, [self._event(approval, seq, status, now) for seq, status in missing])
+
+    def _event(self, approval: Approval, seq: int, status: Status, now: float) -> dict[str, object]:
+        """The outbox row of `approval`'s event at `status`, with a new id and its body."""
+        event_id = f"evt_{secrets.token_hex(16)}"
+        body = events.body(
+            events.as_of(approval, status), event_id=event_id, seq=seq, public_url=self._public_url, now=now
+        )
+        return {
+            "event_id": event_id,
+            "approval_id": approval.id,
+            "seq": seq,
+            "event": events.event_name(status),
+            "body": body.decode(),
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
 
     async def _reconcile(self) -> None:
         """Look again at approvals changed lately (at most once per poll, not on every wake-up)."""
@@ -196,7 +207,10 @@ class Outbox:
             ATTEMPT_HEADER: str(row.attempts),
         }
         timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
-        async with self._session.post(self._settings.url, data=body, headers=headers, timeout=timeout) as response:
+        post = self._session.post(
+            self._settings.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+        )
+        async with post as response:
             if 200 <= response.status < 300:
                 return
             reason = f"HTTP {response.status}"
