@@ -855,15 +855,17 @@ _MIN_WEBHOOK_SECRET: Final = 32
 
 def _webhook(table: Any, env: Mapping[str, str]) -> WebhookSettings | None:
     table = {} if table is None else table
-    if not isinstance(table, dict) or set(table) - _WEBHOOK_KEYS:
-        unknown = sorted(set(table) - _WEBHOOK_KEYS) if isinstance(table, dict) else ["(not a table)"]
+    if not isinstance(table, dict):
+        raise ConfigError("[webhook] must be a table")
+    unknown = sorted(set(table) - _WEBHOOK_KEYS)
+    if unknown:
         raise ConfigError(f"[webhook] has an unknown setting {unknown[0]!r}")
     url = env.get("AIRLOCK_WEBHOOK_URL") or _get(table, "url", str, "")
     if not url:
         return None
     _check_secure_url("webhook.url", url)
     events = _get(table, "events", list, list(WEBHOOK_EVENTS))
-    if not events or not set(events) <= set(WEBHOOK_EVENTS):
+    if not events or not all(isinstance(e, str) and e in WEBHOOK_EVENTS for e in events):
         raise ConfigError(f"webhook.events must be a list of: {', '.join(WEBHOOK_EVENTS)}")
     secret = _webhook_secret("secret", table, env.get("AIRLOCK_WEBHOOK_SECRET"), env)
     if secret is None:

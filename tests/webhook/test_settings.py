@@ -24,6 +24,11 @@ def webhook(tmp_path: Path, table: dict[str, Any] | None, env: dict[str, str] | 
     return settings.webhook
 
 
+def test_a_webhook_setting_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^\[webhook\] must be a table$"):
+        webhook(tmp_path, "https://h.example/")  # type: ignore[arg-type]
+
+
 def test_the_webhook_is_off_without_a_url(tmp_path: Path) -> None:
     assert webhook(tmp_path, None) is None
     assert webhook(tmp_path, {}) is None
@@ -52,6 +57,7 @@ def test_secrets_may_be_named_as_variables_in_the_file(tmp_path: Path) -> None:
         ({"url": "https://h.example/"}, {"AIRLOCK_WEBHOOK_SECRET": "short"}, "at least 32 random characters"),
         ({"url": "https://h.example/", "events": ["parked", "x"]}, {"AIRLOCK_WEBHOOK_SECRET": SECRET}, "events"),
         ({"url": "https://h.example/", "events": []}, {"AIRLOCK_WEBHOOK_SECRET": SECRET}, "events"),
+        ({"url": "https://h.example/", "events": [{}]}, {"AIRLOCK_WEBHOOK_SECRET": SECRET}, "events"),
         ({"url": "https://h.example/", "colour": 1}, {"AIRLOCK_WEBHOOK_SECRET": SECRET}, "unknown setting 'colour'"),
         (
             {"url": "https://h.example/", "timeout_seconds": 60, "lease_seconds": 60},
