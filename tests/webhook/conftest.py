@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from app.config import Settings, settings_from_document
+from app.store import tokens
 from app.webhook import WebhookExtension
 from tests.harness import SECRET_KEY, AirlockUnderTest, running_airlock, settings_for_test
 from tests.webhook.receiver import Delivery, Receiver
@@ -76,7 +77,10 @@ async def down_receiver() -> AsyncIterator[Receiver]:
 async def start_webhook_airlock(
     tmp_path: Path, upstream_url: str, database_url: str
 ) -> AsyncIterator[StartWebhookAirlock]:
-    """`await start_webhook_airlock(receiver, webhook_table={...}, **settings overrides)`; alice and bob review."""
+    """`await start_webhook_airlock(receiver, webhook_table={...}, **settings overrides)`; alice and bob review.
+
+    Every Airlock started shares the test's database, as replicas do.
+    """
     async with AsyncExitStack() as stack:
 
         async def start(
@@ -86,7 +90,10 @@ async def start_webhook_airlock(
             settings = with_webhook(settings, tmp_path, hook.url, webhook_table)
             airlock = await stack.enter_async_context(running_airlock(settings))
             for name in ("alice", "bob"):
-                await airlock.reviewer_token(name)
+                async with airlock.runtime.db.read() as conn:
+                    known = await tokens.reviewer_named(conn, name)
+                if known is None:
+                    await airlock.reviewer_token(name)
             return airlock
 
         yield start

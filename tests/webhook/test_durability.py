@@ -14,7 +14,7 @@ from app.demo.upstream import DemoMarket
 from app.store import webhook_outbox as outbox_store
 from tests.harness import new_task, running_airlock, settings_for_test
 from tests.net import wait_for
-from tests.webhook.conftest import StartWebhookAirlock, verifies, with_webhook
+from tests.webhook.conftest import StartWebhookAirlock, send_decision, verifies, with_webhook
 from tests.webhook.receiver import Receiver
 
 
@@ -67,3 +67,21 @@ async def test_a_decision_made_by_a_process_without_the_webhook_is_still_announc
     await receiver.wait_until(lambda _: len(receiver.events(approval_id)) == 2)
     assert [e["type"] for e in receiver.events(approval_id)] == ["approval.parked", "approval.rejected"]
     assert airlock.runtime.settings.webhook is not None
+
+
+async def test_replicas_sharing_a_database_send_each_event_once(
+    start_webhook_airlock: StartWebhookAirlock, receiver: Receiver, market: DemoMarket
+) -> None:
+    first = await start_webhook_airlock(receiver)
+    second = await start_webhook_airlock(receiver)
+    task = new_task(market)
+    async with first.client() as client:
+        call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
+        approval_id = str((await first.wait_pending())["id"])
+        decision = {"approval_id": approval_id, "decision": "approve", "reviewer": "bob"}
+        assert (await send_decision(second, decision)).status_code == 200
+        async with asyncio.timeout(10):
+            await call
+    await receiver.wait_until(lambda _: len(receiver.events(approval_id)) == 4)
+    assert len(receiver.deliveries) == 4, "every replica heard of every change; each event went once"
+    assert [e["sequence"] for e in receiver.events(approval_id)] == [1, 2, 3, 4]
