@@ -33,6 +33,7 @@ from app.policy.engine import Decision
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
 from app.sessions import SessionRegistry
+from app.stdio_bridge import StdioBridge
 from app.store.db import Database
 from app.upstream import Upstream, new_client_session
 
@@ -71,6 +72,7 @@ class Runtime:
             audit_retention_days=settings.audit_retention_days,
         )
         self._http: aiohttp.ClientSession | None = None
+        self.stdio = StdioBridge(settings.upstreams, max_line_bytes=settings.max_response_bytes)
         self._started = False
         self.extensions = self._build_extensions()
 
@@ -93,9 +95,10 @@ class Runtime:
             raise RuntimeError("Runtime.run() can only be entered once")
         self._started = True
         self._http = new_client_session()
+        await self.stdio.start()
         for upstream in self.settings.upstreams:
             self.upstreams[upstream.name] = Upstream(
-                upstream, self._http, max_response_bytes=self.settings.max_response_bytes
+                self.stdio.point(upstream), self._http, max_response_bytes=self.settings.max_response_bytes
             )
         tasks = [
             asyncio.create_task(coroutine, name=name)
@@ -116,6 +119,7 @@ class Runtime:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.stdio.stop()
             await self.ledger.shutdown()
             await self.audit.flush()
             await self._http.close()

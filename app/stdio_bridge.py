@@ -1,0 +1,407 @@
+"""stdio upstreams, served to the rest of Airlock as Streamable HTTP on a private loopback socket.
+
+An `[[upstreams]]` entry with `command = [...]` runs an MCP server as a child process speaking
+newline-delimited JSON-RPC on stdin/stdout. Rather than teach the gateway, the approval executor
+and the session registry a second transport, Airlock runs this bridge in-process: it serves each
+stdio upstream as a handshake-era Streamable HTTP endpoint on `127.0.0.1:<ephemeral port>`, and
+the upstream's `url` points there, so everything that works for HTTP upstreams (policy, approvals,
+audit, at-most-once execution, sessions) works unchanged for stdio ones.
+
+Isolation: **one child process per upstream session.** Each `initialize` through the bridge starts
+a new child (`app/stdio_session.py`), which only that session's requests reach; Airlock's own
+sessions are bound to one agent each (`app/sessions.py`), so no message of one agent can reach
+another, and request ids need no remapping. A session's child stops when the session is DELETEd
+(Airlock releases upstream sessions when an agent's session ends or idles out) or when it has had
+no request for `idle_seconds`; at most `max_processes` children of one upstream run at once, and
+an `initialize` beyond that gets HTTP 503 with a JSON-RPC error saying so.
+
+The HTTP contract (what `app/upstream.py` and `app/approvals/executor.py` rely on):
+
+| request                                   | answer |
+|-------------------------------------------|--------|
+| POST `initialize`                         | a new child; its answer as JSON, with `Mcp-Session-Id` |
+| POST a request in a session               | the child's answer as JSON; as SSE when the child sends notifications (progress, logs) or requests before it |
+| POST a notification or response           | 202, written to the child |
+| POST in an unknown or closed session      | 404 (the client initializes again; the executor opens a new session: nothing ran) |
+| POST with no session, 2026-07-28 version  | 400, a JSON-RPC error naming the limitation (see below) |
+| the child exits before answering (JSON)   | 502 with a JSON-RPC error: the executor marks an approved call `outcome_unknown`, the agent reads why |
+| the child exits mid-stream (SSE)          | the connection is cut: the executor marks an approved call `outcome_unknown`; never re-sent |
+| GET                                       | 405 (the spec allows it: there is no standalone stream) |
+| DELETE                                    | the child is stopped (SIGTERM, then SIGKILL after a grace) |
+
+A child that exits on its own is a crash: its in-flight requests fail as above, and the session's
+next request starts a fresh child and replays the session's `initialize` into it, so the agent's
+next call works in the same session. Restarts back off per upstream after repeated crashes
+(immediately, then 0.5 s doubling to 30 s; a child that lived `HEALTHY_SECONDS` resets the count).
+
+Deliberate limits (DO NOT "fix" without reading issue 14):
+- 2026-07-28 requests are not bridged: a stdio server speaks the handshake era only, and
+  translating between the eras (`server/discover`, `resultType`, envelopes) is issue 14 item 3.
+  The bridge answers them with HTTP 400 and a JSON-RPC error, which is what a handshake-only
+  server answers; the official SDK's `mode="auto"` client takes that as "legacy server" and falls
+  back to `initialize`, so auto-mode agents work, in the handshake era.
+- Server→client requests (sampling, elicitation, roots) travel on the stream of the agent's
+  request in flight, and the agent's answer comes back as a POST (a JSON-RPC response) to the
+  same child. With no request in flight there is no stream to carry one (no GET stream), so the
+  child gets a JSON-RPC error at once.
+- The bridge is reachable only on loopback and only under a random path secret, so another local
+  process cannot use it to run the stdio server behind Airlock's policy.
+- aiohttp's web server rather than a second uvicorn: it is already a dependency, runs inside
+  Airlock's event loop with no signal handling of its own, and lets a handler cut a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any, Final
+
+from aiohttp import web
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from app.config import StdioSettings, UpstreamSettings
+from app.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, dumps, error_response, is_response, json_object
+from app.stdio_process import ProcessStartError, StdioProcess
+from app.stdio_session import ChildExited, ChildSession, InFlight, Line
+
+logger = logging.getLogger("airlock.stdio")
+
+MCP_SESSION_ID: Final = "mcp-session-id"
+MCP_PROTOCOL_VERSION: Final = "mcp-protocol-version"
+HEALTHY_SECONDS: Final = 30.0
+"""A child that ran this long before exiting resets its upstream's crash count."""
+_FIRST_BACKOFF: Final = 0.5
+_MAX_BACKOFF: Final = 30.0
+_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+
+
+class Refused(Exception):
+    """A request the bridge answers with an HTTP error status and a JSON-RPC error."""
+
+    def __init__(self, status: int, message: str, code: int = INTERNAL_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Backoff:
+    """When the next child of one upstream may start, after crashes in a row."""
+
+    def __init__(self) -> None:
+        self.crashes = 0
+        self._not_before = 0.0
+
+    def crashed(self, lifetime: float) -> None:
+        if lifetime >= HEALTHY_SECONDS:
+            self.crashes = 0
+        self.crashes += 1
+        delay = 0.0 if self.crashes == 1 else min(_FIRST_BACKOFF * 2 ** (self.crashes - 2), _MAX_BACKOFF)
+        self._not_before = time.monotonic() + delay
+
+    async def wait(self) -> None:
+        delay = self._not_before - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class StdioUpstream:
+    """The children of one stdio upstream: one per upstream session, capped, reaped when idle."""
+
+    def __init__(self, settings: UpstreamSettings, stdio: StdioSettings, *, max_line_bytes: int) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.stdio = stdio
+        self.sessions: dict[str, ChildSession] = {}
+        self.backoff = Backoff()
+        self._max_line_bytes = max_line_bytes
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    def processes(self) -> list[StdioProcess]:
+        """The children running now (tests and shutdown read it)."""
+        return [s.process for s in self.sessions.values() if s.process is not None and s.process.running]
+
+    async def open_session(self, line: bytes, request_id: Any) -> tuple[ChildSession, Line]:
+        """Start a child for a new session and send it the agent's `initialize`.
+
+        Raises:
+            Refused: the cap is reached, the program cannot start, or it did not answer.
+        """
+        if len(self.sessions) >= self.stdio.max_processes:
+            message = (
+                f"stdio upstream {self.name!r} already runs its maximum of {self.stdio.max_processes} processes "
+                "(one per session); close a session or raise max_processes"
+            )
+            logger.warning(message)
+            raise Refused(503, message)
+        session = ChildSession(secrets.token_urlsafe(24), self._tag(), self._spawn, line)
+        self.sessions[session.id] = session
+        try:
+            await self._start(session)
+            answer = await session.request(line, request_id, None, timeout=self.settings.timeout_seconds)
+        except (Refused, ConnectionError) as exc:
+            await self.close(session.id)
+            raise exc if isinstance(exc, Refused) else Refused(502, str(exc)) from None
+        if isinstance(answer, ChildExited):
+            await self.close(session.id)
+            raise Refused(502, answer.reason)
+        return session, answer
+
+    async def ensure_running(self, session: ChildSession) -> None:
+        """Restart a session's crashed child, replaying its `initialize`.
+
+        Raises:
+            Refused: the program cannot start again, or did not accept the replayed `initialize`.
+        """
+        if session.running:
+            return
+        await self.backoff.wait()
+        if session.running:  # another request restarted it meanwhile
+            return
+        logger.info("%s: starting a fresh process for session %s…", self.name, session.id[:8])
+        try:
+            await self._start_with(session.restart(self.settings.timeout_seconds))
+        except ConnectionError as exc:
+            raise Refused(502, f"stdio upstream {self.name!r} could not be restarted: {exc}") from None
+
+    async def close(self, session_id: str) -> bool:
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return False
+        session.closing = True
+        session.fail_in_flight(f"the session with stdio upstream {self.name!r} was closed")
+        if session.process is not None:
+            await session.process.stop()
+        return True
+
+    async def reap_idle(self, now: float) -> None:
+        idle = [
+            s.id for s in self.sessions.values() if not s.in_flight and now - s.last_used >= self.stdio.idle_seconds
+        ]
+        for session_id in idle:
+            logger.info("%s: stopping the process of session %s (idle)", self.name, session_id[:8])
+            await self.close(session_id)
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(self.close(session_id) for session_id in list(self.sessions)))
+
+    def _tag(self) -> str:
+        return f"stdio upstream {self.name!r}"
+
+    async def _start(self, session: ChildSession) -> None:
+        await self.backoff.wait()
+        await self._start_with(session.start())
+
+    async def _start_with(self, starting: Any) -> None:
+        try:
+            await starting
+        except ProcessStartError as exc:
+            raise Refused(502, f"stdio upstream {self.name!r}: {exc}") from None
+
+    async def _spawn(self, on_line: Any) -> StdioProcess:
+        process = await StdioProcess.start(
+            self.stdio.command,
+            tag=self._tag(),
+            env=self.stdio.env,
+            cwd=self.stdio.cwd,
+            on_line=on_line,
+            max_line_bytes=self._max_line_bytes,
+        )
+        watcher = asyncio.get_running_loop().create_task(self._watch(process))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return process
+
+    async def _watch(self, process: StdioProcess) -> None:
+        started = time.monotonic()
+        code = await process.exited
+        session = next((s for s in self.sessions.values() if s.process is process), None)
+        if session is None or session.closing:
+            return
+        self.backoff.crashed(time.monotonic() - started)
+        reason = (
+            f"the stdio server of upstream {self.name!r} exited (code {code}) before answering; "
+            "the request may or may not have taken effect"
+        )
+        logger.warning(
+            "%s (pid %s): exited with code %s; %d request(s) in flight failed",
+            self._tag(),
+            process.pid,
+            code,
+            len(session.in_flight),
+        )
+        session.fail_in_flight(reason)
+
+
+class StdioBridge:
+    """Every stdio upstream of one Airlock, served on one private loopback port."""
+
+    def __init__(self, upstreams: Sequence[UpstreamSettings], *, max_line_bytes: int) -> None:
+        self._secret = secrets.token_urlsafe(24)
+        self.upstreams = {
+            u.name: StdioUpstream(u, u.stdio, max_line_bytes=max_line_bytes) for u in upstreams if u.stdio is not None
+        }
+        self._base = ""
+        self._runner: web.AppRunner | None = None
+        self._reaper: asyncio.Task[None] | None = None
+
+    def point(self, settings: UpstreamSettings) -> UpstreamSettings:
+        """`settings` with its `url` at the bridge for a stdio upstream; unchanged for an HTTP one."""
+        if settings.name not in self.upstreams:
+            return settings
+        if not self._base:
+            raise RuntimeError("StdioBridge.point() needs the bridge running (enter run() first)")
+        return replace(settings, url=f"{self._base}/{self._secret}/{settings.name}")
+
+    async def start(self) -> None:
+        """Serve the stdio upstreams (nothing to do when there are none). Call `stop()` once, at shutdown."""
+        if not self.upstreams or self._runner is not None:
+            return
+        app = web.Application(client_max_size=_MAX_BODY_BYTES)
+        app.router.add_route("*", "/{secret}/{upstream}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY applies
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(self._runner, sock).start()
+        self._base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self._reaper = asyncio.get_running_loop().create_task(self._reap(), name="stdio-reaper")
+
+    async def stop(self) -> None:
+        """Stop every child (SIGTERM, SIGKILL after a grace), then the server."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        await asyncio.gather(*(u.stop_all() for u in self.upstreams.values()))
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[StdioBridge]:
+        """`start()`, then `stop()` on exit."""
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
+
+    async def _reap(self) -> None:
+        period = min(30.0, min(u.stdio.idle_seconds for u in self.upstreams.values()) / 4)
+        while True:
+            await asyncio.sleep(period)
+            for upstream in self.upstreams.values():
+                await upstream.reap_idle(time.monotonic())
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        upstream = self.upstreams.get(request.match_info["upstream"])
+        if upstream is None or not secrets.compare_digest(request.match_info["secret"], self._secret):
+            return web.Response(status=404)
+        if request.method == "POST":
+            return await _post(request, upstream)
+        if request.method == "DELETE":
+            closed = await upstream.close(request.headers.get(MCP_SESSION_ID, ""))
+            return web.Response(status=200 if closed else 404)
+        return _error(405, INVALID_REQUEST, "Method Not Allowed: a stdio upstream has no standalone stream", None)
+
+
+async def _post(request: web.Request, upstream: StdioUpstream) -> web.StreamResponse:
+    body = await request.read()
+    message = json_object(body)
+    if message is None:
+        return _error(400, INVALID_REQUEST, "Bad Request: the body must be one JSON-RPC message", None)
+    # A JSON text holds raw line breaks only as whitespace between tokens, never inside a string.
+    line = body.replace(b"\r", b" ").replace(b"\n", b" ").strip()
+    request_id = message.get("id") if "method" in message else None
+    try:
+        if message.get("method") == "initialize" and "id" in message:
+            return await _initialize(request, upstream, line, request_id)
+        session = _session(request, upstream, request_id)
+        await upstream.ensure_running(session)
+        if "method" not in message or "id" not in message:  # a notification, or the client's answer
+            await session.send(line)
+            return web.Response(status=202)
+        return await _exchange(request, session, line, message)
+    except Refused as exc:
+        return _error(exc.status, exc.code, str(exc), request_id)
+    except ConnectionError as exc:
+        return _error(502, INTERNAL_ERROR, f"stdio upstream {upstream.name!r}: {exc}", request_id)
+
+
+async def _initialize(
+    request: web.Request, upstream: StdioUpstream, line: bytes, request_id: Any
+) -> web.StreamResponse:
+    if MCP_SESSION_ID in request.headers:
+        raise Refused(400, "Bad Request: initialize must not carry a session id", INVALID_REQUEST)
+    session, answer = await upstream.open_session(line, request_id)
+    return web.Response(
+        status=200, body=answer.raw, content_type="application/json", headers={MCP_SESSION_ID: session.id}
+    )
+
+
+def _session(request: web.Request, upstream: StdioUpstream, request_id: Any) -> ChildSession:
+    session_id = request.headers.get(MCP_SESSION_ID)
+    if session_id is None:
+        if request.headers.get(MCP_PROTOCOL_VERSION) in MODERN_PROTOCOL_VERSIONS:
+            raise Refused(
+                400,
+                f"stdio upstream {upstream.name!r} speaks the handshake era only (initialize, then "
+                "Mcp-Session-Id); Airlock does not bridge 2026-07-28 requests to stdio servers yet",
+                INVALID_REQUEST,
+            )
+        raise Refused(400, "Bad Request: Missing session ID", INVALID_REQUEST)
+    session = upstream.sessions.get(session_id)
+    if session is None:
+        raise Refused(404, "Session not found", INVALID_REQUEST)
+    return session
+
+
+async def _exchange(
+    request: web.Request, session: ChildSession, line: bytes, message: Mapping[str, Any]
+) -> web.StreamResponse:
+    """Send one request to the child; answer with its response as JSON, or as SSE if other messages come first."""
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    flight = session.open(message["id"], meta.get("progressToken") if isinstance(meta, dict) else None)
+    try:
+        await session.send(line)
+        first = await flight.queue.get()
+        if isinstance(first, ChildExited):
+            return _error(502, INTERNAL_ERROR, first.reason, message["id"])
+        if is_response(first.message):
+            return web.Response(status=200, body=first.raw, content_type="application/json")
+        return await _stream(request, flight, first)
+    finally:
+        session.done(message["id"])
+
+
+async def _stream(request: web.Request, flight: InFlight, first: Line) -> web.StreamResponse:
+    """Relay the child's messages for one request as SSE until its response.
+
+    A child that exits mid-stream cuts the connection: the status line already said 200, and a
+    JSON-RPC error in the stream would tell the executor the call failed, when it may have run.
+    """
+    stream = web.StreamResponse(status=200, headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+    await stream.prepare(request)
+    item: Line | ChildExited = first
+    while not isinstance(item, ChildExited):
+        await stream.write(b"event: message\ndata: " + item.raw + b"\n\n")
+        if is_response(item.message):
+            await stream.write_eof()
+            return stream
+        item = await flight.queue.get()
+    logger.warning("cutting a stream: %s", item.reason)
+    if request.transport is not None:
+        request.transport.abort()
+    return stream
+
+
+def _error(status: int, code: int, message: str, request_id: Any) -> web.Response:
+    return web.Response(
+        status=status, body=dumps(error_response(request_id, code, message)), content_type="application/json"
+    )
