@@ -26,7 +26,7 @@ The HTTP contract (what `app/upstream.py` and `app/approvals/executor.py` rely o
 | POST with no session, 2026-07-28 version  | 400, a JSON-RPC error naming the limitation (see below) |
 | the child exits before answering (JSON)   | 502 with a JSON-RPC error: the executor marks an approved call `outcome_unknown`, the agent reads why |
 | the child exits mid-stream (SSE)          | the connection is cut: the executor marks an approved call `outcome_unknown`; never re-sent |
-| GET                                       | 405 (the spec allows it: there is no standalone stream) |
+| GET in a session                          | the session's stream of messages tied to no request (list changes, logs, server requests made while no request is open) |
 | DELETE                                    | the child is stopped (SIGTERM, then SIGKILL after a grace) |
 
 A child that exits on its own is a crash: its in-flight requests fail as above, and the session's
@@ -41,9 +41,10 @@ Deliberate limits (DO NOT "fix" without reading issue 14):
   server answers; the official SDK's `mode="auto"` client takes that as "legacy server" and falls
   back to `initialize`, so auto-mode agents work, in the handshake era.
 - Server→client requests (sampling, elicitation, roots) travel on the stream of the agent's
-  request in flight, and the agent's answer comes back as a POST (a JSON-RPC response) to the
-  same child. With no request in flight there is no stream to carry one (no GET stream), so the
-  child gets a JSON-RPC error at once.
+  request in flight, else on the session's GET stream, and the agent's answer comes back as a
+  POST (a JSON-RPC response) to the same child. With neither open there is no way to reach the
+  agent, so the child gets a JSON-RPC error at once ("not supported through Airlock's stdio
+  bridge").
 - The bridge is reachable only on loopback and only under a random path secret, so another local
   process cannot use it to run the stdio server behind Airlock's policy.
 - aiohttp's web server rather than a second uvicorn: it is already a dependency, runs inside
@@ -79,6 +80,9 @@ HEALTHY_SECONDS: Final = 30.0
 _FIRST_BACKOFF: Final = 0.5
 _MAX_BACKOFF: Final = 30.0
 _MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+KEEPALIVE_SECONDS: Final = 15.0
+"""An SSE comment this often on an idle GET stream (as sse-starlette's default ping), so no read timeout ends it."""
+_SSE_HEADERS: Final = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 
 
 class Refused(Exception):
@@ -175,6 +179,7 @@ class StdioUpstream:
             return False
         session.closing = True
         session.fail_in_flight(f"the session with stdio upstream {self.name!r} was closed")
+        session.end_listeners("closed")
         if session.process is not None:
             await session.process.stop()
         return True
@@ -307,7 +312,9 @@ class StdioBridge:
         if request.method == "DELETE":
             closed = await upstream.close(request.headers.get(MCP_SESSION_ID, ""))
             return web.Response(status=200 if closed else 404)
-        return _error(405, INVALID_REQUEST, "Method Not Allowed: a stdio upstream has no standalone stream", None)
+        if request.method == "GET":
+            return await _listen(request, upstream)
+        return _error(405, INVALID_REQUEST, "Method Not Allowed", None)
 
 
 async def _post(request: web.Request, upstream: StdioUpstream) -> web.StreamResponse:
@@ -386,11 +393,11 @@ async def _stream(request: web.Request, flight: InFlight, first: Line) -> web.St
     A child that exits mid-stream cuts the connection: the status line already said 200, and a
     JSON-RPC error in the stream would tell the executor the call failed, when it may have run.
     """
-    stream = web.StreamResponse(status=200, headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+    stream = web.StreamResponse(status=200, headers=_SSE_HEADERS)
     await stream.prepare(request)
     item: Line | ChildExited = first
     while not isinstance(item, ChildExited):
-        await stream.write(b"event: message\ndata: " + item.raw + b"\n\n")
+        await stream.write(_event(item))
         if is_response(item.message):
             await stream.write_eof()
             return stream
@@ -399,6 +406,39 @@ async def _stream(request: web.Request, flight: InFlight, first: Line) -> web.St
     if request.transport is not None:
         request.transport.abort()
     return stream
+
+
+async def _listen(request: web.Request, upstream: StdioUpstream) -> web.StreamResponse:
+    """The session's GET stream: the child's messages that belong to no request, until the session ends."""
+    try:
+        session = _session(request, upstream, None)
+    except Refused as exc:
+        return _error(exc.status, exc.code, str(exc), None)
+    queue: asyncio.Queue[Line | ChildExited] = asyncio.Queue()
+    session.listeners.append(queue)
+    stream = web.StreamResponse(status=200, headers=_SSE_HEADERS)
+    try:
+        await stream.prepare(request)
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                await stream.write(b": keep-alive\n\n")
+                continue
+            if isinstance(item, ChildExited):
+                break
+            await stream.write(_event(item))
+        await stream.write_eof()
+    except ConnectionError:  # Airlock closed the stream
+        pass
+    finally:
+        if queue in session.listeners:
+            session.listeners.remove(queue)
+    return stream
+
+
+def _event(line: Line) -> bytes:
+    return b"event: message\ndata: " + line.raw + b"\n\n"
 
 
 def _error(status: int, code: int, message: str, request_id: Any) -> web.Response:

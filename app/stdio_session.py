@@ -12,9 +12,14 @@ How a line from the child is routed:
 |----------------------------------------------------|------------------------------------------|
 | a response                                         | the request with that id                 |
 | a notification whose `progressToken` is a request's | that request                            |
-| any other notification or a server→client request  | the newest request in flight (the same agent's session) |
-| a server→client request with no request in flight  | answered at once with a JSON-RPC error   |
-| any other notification with no request in flight   | dropped (logged at debug level)          |
+| a server→client request (sampling, elicitation, roots) | the newest request in flight, else the GET stream |
+| the same with neither open                         | answered at once with a JSON-RPC error   |
+| any other notification (list changes, log messages) | the GET stream, else dropped (logged at debug level) |
+
+Everything stays within one agent's session either way. Other notifications go to the GET stream,
+not to a request in flight: stdio carries no "related request" marker, and answering a call as a
+stream just because an unrelated `list_changed` came along would turn a crash into a cut
+connection instead of a clear error (see `app/stdio_bridge.py`).
 
 Request ids pass through unchanged (the child's id space is this session's alone). A child that
 exits while requests are in flight fails each of them with `ChildExited`; the session keeps its
@@ -91,6 +96,8 @@ class ChildSession:
         self.last_used = time.monotonic()
         self.started_at = 0.0
         self.closing = False
+        self.listeners: list[asyncio.Queue[Item]] = []
+        """The queues of the session's GET streams (messages not tied to a request), newest last."""
 
     @property
     def running(self) -> bool:
@@ -158,30 +165,37 @@ class ChildSession:
             flight.queue.put_nowait(ChildExited(reason))
         self.in_flight.clear()
 
+    def end_listeners(self, reason: str) -> None:
+        """The session is over: its GET streams end."""
+        for queue in self.listeners:
+            queue.put_nowait(ChildExited(reason))
+        self.listeners.clear()
+
     async def _route(self, line: bytes) -> None:
         message = json_object(line)
         if message is None:
             logger.warning("%s: wrote a line that is not a JSON-RPC message; ignored", self.tag)
             return
-        flight = self._flight_for(message)
-        if flight is not None:
-            flight.queue.put_nowait(Line(message, line))
+        queue = self._queue_for(message)
+        if queue is not None:
+            queue.put_nowait(Line(message, line))
         elif "method" in message and "id" in message:
             await self._refuse_server_request(message)
         else:
-            logger.debug("%s: dropped %s (no request in flight to carry it)", self.tag, message.get("method"))
+            logger.debug("%s: dropped %s (no stream open to carry it)", self.tag, message.get("method"))
 
-    def _flight_for(self, message: dict[str, Any]) -> InFlight | None:
+    def _queue_for(self, message: dict[str, Any]) -> asyncio.Queue[Item] | None:
         if is_response(message):  # answered: nothing later belongs to that request
-            return self.in_flight.pop(id_key(message.get("id")), None)
+            flight = self.in_flight.pop(id_key(message.get("id")), None)
+            return None if flight is None else flight.queue
         params = message.get("params")
         token = params.get("progressToken") if isinstance(params, dict) else None
-        if token is not None:
-            for flight in self.in_flight.values():
-                if flight.progress_token == id_key(token):
-                    return flight
-        newest = [flight for key, flight in self.in_flight.items() if key != id_key(_REPLAY_ID)]
-        return newest[-1] if newest else None
+        for key, flight in reversed(self.in_flight.items()):
+            if token is not None and flight.progress_token == id_key(token):
+                return flight.queue
+            if token is None and "id" in message and key != id_key(_REPLAY_ID):
+                return flight.queue  # a server→client request: on the newest request's stream
+        return self.listeners[-1] if self.listeners else None
 
     async def _refuse_server_request(self, message: dict[str, Any]) -> None:
         logger.info("%s: refused the server's %s request: no client request is open", self.tag, message["method"])
