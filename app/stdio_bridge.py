@@ -10,10 +10,13 @@ audit, at-most-once execution, sessions) works unchanged for stdio ones.
 Isolation: **one child process per upstream session.** Each `initialize` through the bridge starts
 a new child (`app/stdio_session.py`), which only that session's requests reach; Airlock's own
 sessions are bound to one agent each (`app/sessions.py`), so no message of one agent can reach
-another, and request ids need no remapping. A session's child stops when the session is DELETEd
-(Airlock releases upstream sessions when an agent's session ends or idles out) or when it has had
-no request for `idle_seconds`; at most `max_processes` children of one upstream run at once, and
-an `initialize` beyond that gets HTTP 503 with a JSON-RPC error saying so.
+another, and request ids need no remapping. A session ends, and its child with it, when it is
+DELETEd (Airlock releases upstream sessions when an agent's session ends or idles out). A child
+whose session had no request for `idle_seconds` is stopped, but the session stays: its next
+request starts a fresh child and replays the session's `initialize` (what the server kept in
+memory is lost, as after a crash). At most `max_processes` children of one upstream run at once;
+starting one more gets HTTP 429 with a JSON-RPC error saying so (a 4xx: nothing ran, so the
+executor records an approved call as `failed`, never `outcome_unknown`).
 
 The HTTP contract (what `app/upstream.py` and `app/approvals/executor.py` rely on):
 
@@ -22,7 +25,8 @@ The HTTP contract (what `app/upstream.py` and `app/approvals/executor.py` rely o
 | POST `initialize`                         | a new child; its answer as JSON, with `Mcp-Session-Id` |
 | POST a request in a session               | the child's answer as JSON; as SSE when the child sends notifications (progress, logs) or requests before it |
 | POST a notification or response           | 202, written to the child |
-| POST in an unknown or closed session      | 404 (the client initializes again; the executor opens a new session: nothing ran) |
+| POST in an unknown or ended session       | 404 (the client initializes again; the executor opens a new session: nothing ran) |
+| a child would exceed `max_processes`      | 429 with a JSON-RPC error (nothing ran) |
 | POST with no session, 2026-07-28 version  | 400, a JSON-RPC error naming the limitation (see below) |
 | the child exits before answering (JSON)   | 502 with a JSON-RPC error: the executor marks an approved call `outcome_unknown`, the agent reads why |
 | the child exits mid-stream (SSE)          | the connection is cut: the executor marks an approved call `outcome_unknown`; never re-sent |
@@ -136,13 +140,7 @@ class StdioUpstream:
         Raises:
             Refused: the cap is reached, the program cannot start, or it did not answer.
         """
-        if len(self.sessions) >= self.stdio.max_processes:
-            message = (
-                f"stdio upstream {self.name!r} already runs its maximum of {self.stdio.max_processes} processes "
-                "(one per session); close a session or raise max_processes"
-            )
-            logger.warning(message)
-            raise Refused(503, message)
+        self._check_cap()
         session = ChildSession(secrets.token_urlsafe(24), self._tag(), self._spawn, line)
         self.sessions[session.id] = session
         try:
@@ -157,21 +155,32 @@ class StdioUpstream:
         return session, answer
 
     async def ensure_running(self, session: ChildSession) -> None:
-        """Restart a session's crashed child, replaying its `initialize`.
+        """Give a session whose child crashed or was stopped when idle a fresh one, replaying its `initialize`.
 
         Raises:
-            Refused: the program cannot start again, or did not accept the replayed `initialize`.
+            Refused: the cap is reached (nothing ran), the program cannot start again, or it did
+                not accept the replayed `initialize`.
         """
-        if session.running:
-            return
-        await self.backoff.wait()
-        if session.running:  # another request restarted it meanwhile
-            return
-        logger.info("%s: starting a fresh process for session %s…", self.name, session.id[:8])
-        try:
-            await self._start_with(session.restart(self.settings.timeout_seconds))
-        except ConnectionError as exc:
-            raise Refused(502, f"stdio upstream {self.name!r} could not be restarted: {exc}") from None
+        async with session.restart_lock:
+            if session.running:
+                return
+            self._check_cap()
+            await self.backoff.wait()
+            logger.info("%s: starting a fresh process for session %s…", self._tag(), session.id[:8])
+            try:
+                await self._start_with(session.restart(self.settings.timeout_seconds))
+            except ConnectionError as exc:
+                raise Refused(502, f"stdio upstream {self.name!r} could not be restarted: {exc}") from None
+
+    def _check_cap(self) -> None:
+        """Refuse (429: nothing ran, so an approved call is `failed`, not `outcome_unknown`) at the cap."""
+        if len(self.processes()) >= self.stdio.max_processes:
+            message = (
+                f"stdio upstream {self.name!r} already runs its maximum of {self.stdio.max_processes} processes "
+                "(one per session); close a session or raise max_processes"
+            )
+            logger.warning(message)
+            raise Refused(429, message)
 
     async def close(self, session_id: str) -> bool:
         session = self.sessions.pop(session_id, None)
@@ -185,12 +194,16 @@ class StdioUpstream:
         return True
 
     async def reap_idle(self, now: float) -> None:
+        """Stop the children of sessions idle for `idle_seconds`; the sessions stay, for `ensure_running`."""
         idle = [
-            s.id for s in self.sessions.values() if not s.in_flight and now - s.last_used >= self.stdio.idle_seconds
+            s
+            for s in self.sessions.values()
+            if s.running and not s.in_flight and now - s.last_used >= self.stdio.idle_seconds
         ]
-        for session_id in idle:
-            logger.info("%s: stopping the process of session %s (idle)", self.name, session_id[:8])
-            await self.close(session_id)
+        for session in idle:
+            logger.info("%s: stopping the process of session %s (idle)", self._tag(), session.id[:8])
+            assert session.process is not None
+            await session.process.stop()
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.close(session_id) for session_id in list(self.sessions)))
@@ -226,21 +239,21 @@ class StdioUpstream:
         started = time.monotonic()
         code = await process.exited
         session = next((s for s in self.sessions.values() if s.process is process), None)
-        if session is None or session.closing:
+        if session is None:
             return
-        self.backoff.crashed(time.monotonic() - started)
-        reason = (
+        if not (session.closing or process.stopping):
+            self.backoff.crashed(time.monotonic() - started)
+            logger.warning(
+                "%s (pid %s): exited with code %s; %d request(s) in flight failed",
+                self._tag(),
+                process.pid,
+                code,
+                len(session.in_flight),
+            )
+        session.fail_in_flight(
             f"the stdio server of upstream {self.name!r} exited (code {code}) before answering; "
             "the request may or may not have taken effect"
         )
-        logger.warning(
-            "%s (pid %s): exited with code %s; %d request(s) in flight failed",
-            self._tag(),
-            process.pid,
-            code,
-            len(session.in_flight),
-        )
-        session.fail_in_flight(reason)
 
 
 class StdioBridge:

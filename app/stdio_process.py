@@ -53,6 +53,8 @@ class StdioProcess:
         self.pid = process.pid
         self._on_line = on_line
         self._write_lock = asyncio.Lock()
+        self.stopping = False
+        """True once `stop()` was called: its exit is not a crash."""
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._tasks = [
             asyncio.create_task(self._read_stdout(), name=f"stdio-out-{tag}"),
@@ -110,6 +112,7 @@ class StdioProcess:
 
     async def stop(self, grace: float = STOP_GRACE_SECONDS) -> int:
         """Stop the child's process group: SIGTERM, then SIGKILL after `grace` seconds. Returns its exit code."""
+        self.stopping = True
         if self.running:
             if self._process.stdin is not None:
                 self._process.stdin.close()

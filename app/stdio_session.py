@@ -96,12 +96,14 @@ class ChildSession:
         self.last_used = time.monotonic()
         self.started_at = 0.0
         self.closing = False
+        self.restart_lock = asyncio.Lock()
         self.listeners: list[asyncio.Queue[Item]] = []
         """The queues of the session's GET streams (messages not tied to a request), newest last."""
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.running
+        """Whether the session has a child that takes requests (one being stopped does not)."""
+        return self.process is not None and self.process.running and not self.process.stopping
 
     async def start(self) -> StdioProcess:
         """Start the child (the caller sends `initialize`); its exit fails whatever is in flight."""

@@ -11,7 +11,6 @@ import time
 
 import httpx
 import pytest
-from mcp.shared.exceptions import MCPError
 
 from tests.harness import UPSTREAM
 from tests.net import wait_for
@@ -84,7 +83,7 @@ async def test_ending_the_session_stops_its_child(start_stdio: StartStdio, every
     await wait_for(lambda: stdio_upstream(airlock).processes() == [])
 
 
-async def test_an_idle_session_loses_its_child_and_then_answers_404(
+async def test_an_idle_sessions_child_is_stopped_and_its_next_call_starts_a_fresh_one(
     start_stdio: StartStdio, everything_command: list[str]
 ) -> None:
     airlock = await start_stdio(everything_command, ALLOW_ALL)
@@ -92,11 +91,13 @@ async def test_an_idle_session_loses_its_child_and_then_answers_404(
     async with airlock.client(mode="legacy") as client:
         await client.list_tools()
         [session] = upstream.sessions.values()
+        idle = session.process
         await upstream.reap_idle(time.monotonic() + upstream.stdio.idle_seconds)
-        assert upstream.sessions == {} and upstream.processes() == []
-        with pytest.raises(MCPError):
-            await client.call_tool("get-sum", {"a": 1, "b": 1})
-    assert session.process is not None and not session.process.running
+        assert idle is not None and not idle.running
+        assert upstream.processes() == []
+        result = await client.call_tool("get-sum", {"a": 1, "b": 1})
+        assert not result.is_error
+        assert session.process is not idle and session.running
 
 
 async def test_a_command_that_cannot_start_fails_initialize_with_the_reason(start_stdio: StartStdio) -> None:
