@@ -73,7 +73,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from app.config import StdioSettings, UpstreamSettings
 from app.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, dumps, error_response, is_response, json_object
 from app.stdio_process import ProcessStartError, StdioProcess
-from app.stdio_session import ChildExited, ChildSession, InFlight, Line
+from app.stdio_session import ChildSession, Ended, InFlight, Line
 
 logger = logging.getLogger("airlock.stdio")
 
@@ -149,7 +149,7 @@ class StdioUpstream:
         except (Refused, ConnectionError) as exc:
             await self.close(session.id)
             raise exc if isinstance(exc, Refused) else Refused(502, str(exc)) from None
-        if isinstance(answer, ChildExited):
+        if isinstance(answer, Ended):
             await self.close(session.id)
             raise Refused(502, answer.reason)
         return session, answer
@@ -282,7 +282,9 @@ class StdioBridge:
             return
         app = web.Application(client_max_size=_MAX_BODY_BYTES)
         app.router.add_route("*", "/{secret}/{upstream}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # handler_cancellation: a request whose connection Airlock closed (a 2026-07-28 cancel, a
+        # timeout) stops waiting for its answer, so it no longer counts as in flight.
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY applies
         sock.bind(("127.0.0.1", 0))
@@ -345,6 +347,9 @@ async def _post(request: web.Request, upstream: StdioUpstream) -> web.StreamResp
         await upstream.ensure_running(session)
         if "method" not in message or "id" not in message:  # a notification, or the client's answer
             await session.send(line)
+            if message.get("method") == "notifications/cancelled":
+                params = message.get("params")
+                session.cancelled(params.get("requestId") if isinstance(params, dict) else None)
             return web.Response(status=202)
         return await _exchange(request, session, line, message)
     except Refused as exc:
@@ -391,7 +396,7 @@ async def _exchange(
     try:
         await session.send(line)
         first = await flight.queue.get()
-        if isinstance(first, ChildExited):
+        if isinstance(first, Ended):
             return _error(502, INTERNAL_ERROR, first.reason, message["id"])
         if is_response(first.message):
             return web.Response(status=200, body=first.raw, content_type="application/json")
@@ -408,8 +413,8 @@ async def _stream(request: web.Request, flight: InFlight, first: Line) -> web.St
     """
     stream = web.StreamResponse(status=200, headers=_SSE_HEADERS)
     await stream.prepare(request)
-    item: Line | ChildExited = first
-    while not isinstance(item, ChildExited):
+    item: Line | Ended = first
+    while not isinstance(item, Ended):
         await stream.write(_event(item))
         if is_response(item.message):
             await stream.write_eof()
@@ -427,7 +432,7 @@ async def _listen(request: web.Request, upstream: StdioUpstream) -> web.StreamRe
         session = _session(request, upstream, None)
     except Refused as exc:
         return _error(exc.status, exc.code, str(exc), None)
-    queue: asyncio.Queue[Line | ChildExited] = asyncio.Queue()
+    queue: asyncio.Queue[Line | Ended] = asyncio.Queue()
     session.listeners.append(queue)
     stream = web.StreamResponse(status=200, headers=_SSE_HEADERS)
     try:
@@ -438,7 +443,7 @@ async def _listen(request: web.Request, upstream: StdioUpstream) -> web.StreamRe
             except TimeoutError:
                 await stream.write(b": keep-alive\n\n")
                 continue
-            if isinstance(item, ChildExited):
+            if isinstance(item, Ended):
                 break
             await stream.write(_event(item))
         await stream.write_eof()

@@ -22,7 +22,7 @@ stream just because an unrelated `list_changed` came along would turn a crash in
 connection instead of a clear error (see `app/stdio_bridge.py`).
 
 Request ids pass through unchanged (the child's id space is this session's alone). A child that
-exits while requests are in flight fails each of them with `ChildExited`; the session keeps its
+exits while requests are in flight fails each of them with `Ended`; the session keeps its
 original `initialize` and replays it into a fresh child on the next request (`restart`), so the
 agent's next call works without a new handshake.
 """
@@ -52,8 +52,8 @@ Spawn = Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[StdioProcess]]
 
 
 @dataclass(frozen=True)
-class ChildExited:
-    """Put on a request's queue when the child went away before answering it."""
+class Ended:
+    """Put on a request's queue when it will get no answer: the child exited, or the client cancelled it."""
 
     reason: str
 
@@ -66,7 +66,7 @@ class Line:
     raw: bytes
 
 
-Item = Line | ChildExited
+Item = Line | Ended
 
 
 @dataclass
@@ -133,7 +133,7 @@ class ChildSession:
             async with asyncio.timeout(timeout):
                 while True:
                     item = await flight.queue.get()
-                    if isinstance(item, ChildExited) or is_response(item.message):
+                    if isinstance(item, Ended) or is_response(item.message):
                         return item
         except TimeoutError:
             raise ConnectionError(f"{self.tag}: no answer within {timeout:.0f} s") from None
@@ -162,15 +162,21 @@ class ChildSession:
         await self.process.send(line)
 
     def fail_in_flight(self, reason: str) -> None:
-        """The child is gone: every request in flight ends with `ChildExited(reason)`."""
+        """The child is gone: every request in flight ends with `Ended(reason)`."""
         for flight in self.in_flight.values():
-            flight.queue.put_nowait(ChildExited(reason))
+            flight.queue.put_nowait(Ended(reason))
         self.in_flight.clear()
+
+    def cancelled(self, request_id: Any) -> None:
+        """The client cancelled a request (the child was told): it will get no answer, so stop waiting."""
+        flight = self.in_flight.pop(id_key(request_id), None)
+        if flight is not None:
+            flight.queue.put_nowait(Ended("the client cancelled the request"))
 
     def end_listeners(self, reason: str) -> None:
         """The session is over: its GET streams end."""
         for queue in self.listeners:
-            queue.put_nowait(ChildExited(reason))
+            queue.put_nowait(Ended(reason))
         self.listeners.clear()
 
     async def _route(self, line: bytes) -> None:

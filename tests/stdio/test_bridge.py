@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from tests.harness import UPSTREAM
 from tests.net import wait_for
@@ -106,3 +107,19 @@ async def test_a_command_that_cannot_start_fails_initialize_with_the_reason(star
         async with airlock.client(mode="legacy"):
             pass
     assert "cannot start '/nonexistent/mcp-server'" in leaf_messages(refused.value)
+
+
+async def test_a_call_the_client_cancels_stops_counting_as_in_flight(
+    start_stdio: StartStdio, everything_command: list[str]
+) -> None:
+    airlock = await start_stdio(everything_command, ALLOW_ALL)
+    upstream = stdio_upstream(airlock)
+    async with airlock.client(mode="legacy") as client:
+        await client.list_tools()
+        with pytest.raises(MCPError):  # the SDK times out, then sends notifications/cancelled
+            await client.call_tool(
+                "trigger-long-running-operation", {"duration": 120, "steps": 2}, read_timeout_seconds=1
+            )
+        [session] = upstream.sessions.values()
+        await wait_for(lambda: not session.in_flight)
+        assert not (await client.call_tool("get-sum", {"a": 1, "b": 1})).is_error
