@@ -12,8 +12,9 @@ Deliberate choices:
   (SIGTERM, then SIGKILL after a grace): launchers such as `npx` fork the real server, and
   signalling only the launcher would leave the server orphaned.
 - stderr is forwarded a line at a time, each cut to `STDERR_LINE_LIMIT` characters and tagged
-  with the upstream's name; a child writing faster than the log takes is slowed by the pipe, never
-  buffered without bound. A stdout line longer than `max_line_bytes` ends the child (the stream
+  with the upstream's name, at most `STDERR_LINES_PER_WINDOW` lines per `STDERR_WINDOW_SECONDS`
+  (then one line says how many were skipped), so a chatty server cannot flood Airlock's log; the
+  pipe is always read, so the child never blocks on a full stderr. A stdout line longer than `max_line_bytes` ends the child (the stream
   cannot be resynchronised).
 """
 
@@ -24,6 +25,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Final
@@ -34,6 +36,9 @@ logger = logging.getLogger("airlock.stdio")
 
 STDERR_LINE_LIMIT: Final = 2000
 """Characters of one stderr line that reach the log (the rest is marked as cut)."""
+STDERR_LINES_PER_WINDOW: Final = 200
+STDERR_WINDOW_SECONDS: Final = 10.0
+"""At most this many stderr lines of one child reach the log per window; the rest are counted."""
 STOP_GRACE_SECONDS: Final = 5.0
 """How long a child has to exit after SIGTERM before it gets SIGKILL."""
 
@@ -164,17 +169,55 @@ class StdioProcess:
     async def _read_stderr(self) -> None:
         stderr = self._process.stderr
         assert stderr is not None
+        budget = LineBudget(STDERR_LINES_PER_WINDOW, STDERR_WINDOW_SECONDS)
         while True:
             try:
                 line = await stderr.readline()
             except ValueError:
                 line = b"(a stderr line longer than the line limit was skipped)"
-                with contextlib.suppress(Exception):
-                    await stderr.read(1 << 16)
             if not line:
-                return
+                break
             text = line.decode("utf-8", "replace").rstrip()
             if len(text) > STDERR_LINE_LIMIT:
                 text = text[:STDERR_LINE_LIMIT] + f" … ({len(text) - STDERR_LINE_LIMIT} more characters cut)"
             if text:
-                logger.info("%s stderr: %s", self.tag, text)
+                self._log_stderr(budget, text)
+        if budget.skipped:
+            logger.info("%s stderr: … %d more lines not logged", self.tag, budget.skipped)
+
+    def _log_stderr(self, budget: LineBudget, text: str) -> None:
+        skipped = budget.skipped
+        if budget.take(time.monotonic()):
+            if skipped:
+                logger.info(
+                    "%s stderr: … %d lines not logged (more than %d in %g s)",
+                    self.tag,
+                    skipped,
+                    budget.limit,
+                    budget.window,
+                )
+            logger.info("%s stderr: %s", self.tag, text)
+
+
+class LineBudget:
+    """At most `limit` lines per `window` seconds; `skipped` counts the lines refused since the last one taken.
+
+    Pure (the caller passes the time), so it is tested as a table.
+    """
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.skipped = 0
+        self._start = -window
+        self._used = 0
+
+    def take(self, now: float) -> bool:
+        if now - self._start >= self.window:
+            self._start, self._used = now, 0
+        if self._used >= self.limit:
+            self.skipped += 1
+            return False
+        self._used += 1
+        self.skipped = 0
+        return True

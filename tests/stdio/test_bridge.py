@@ -6,13 +6,16 @@ The upstream is `@modelcontextprotocol/server-everything` over stdio.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import time
 
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from app.stdio_process import STDERR_LINES_PER_WINDOW, StdioProcess
 from tests.harness import UPSTREAM
 from tests.net import wait_for
 from tests.rawmcp import modern_envelope, modern_headers
@@ -123,3 +126,22 @@ async def test_a_call_the_client_cancels_stops_counting_as_in_flight(
         [session] = upstream.sessions.values()
         await wait_for(lambda: not session.in_flight)
         assert not (await client.call_tool("get-sum", {"a": 1, "b": 1})).is_error
+
+
+async def test_a_child_flooding_stderr_is_logged_up_to_its_budget_then_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="airlock.stdio")
+    flood = "import sys\nfor i in range(1000): print(f'noise {i}', file=sys.stderr)\nsys.stderr.flush()"
+
+    async def ignore(line: bytes) -> None:
+        del line
+
+    process = await StdioProcess.start(
+        (sys.executable, "-c", flood), tag="flooder", env={}, cwd=None, on_line=ignore, max_line_bytes=1024
+    )
+    async with asyncio.timeout(10):
+        await process.exited
+    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("flooder stderr:")]
+    assert len([m for m in messages if "noise" in m]) == STDERR_LINES_PER_WINDOW
+    assert messages[-1] == f"flooder stderr: … {1000 - STDERR_LINES_PER_WINDOW} more lines not logged"
