@@ -23,6 +23,9 @@ logger = logging.getLogger("airlock.stdio")
 
 HEALTHY_SECONDS: Final = 30.0
 """A child that ran this long before exiting resets its upstream's crash count."""
+FORGET_AFTER_SECONDS: Final = 86400.0
+"""A session unused this long is forgotten (404 afterwards). A backstop: Airlock itself ends idle
+sessions with DELETE much sooner (`[sessions] idle_seconds`)."""
 _FIRST_BACKOFF: Final = 0.5
 _MAX_BACKOFF: Final = 30.0
 
@@ -144,6 +147,11 @@ class StdioUpstream:
             logger.info("%s: stopping the process of session %s (idle)", self._tag(), session.id[:8])
             assert session.process is not None
             await session.process.stop()
+        forgotten = [
+            s.id for s in self.sessions.values() if not s.in_flight and now - s.last_used >= FORGET_AFTER_SECONDS
+        ]
+        for session_id in forgotten:
+            await self.close(session_id)
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.close(session_id) for session_id in list(self.sessions)))

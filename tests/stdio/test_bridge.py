@@ -15,6 +15,7 @@ import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from app.stdio_pool import FORGET_AFTER_SECONDS
 from app.stdio_process import STDERR_LINES_PER_WINDOW, StdioProcess
 from tests.harness import UPSTREAM
 from tests.net import wait_for
@@ -145,3 +146,14 @@ async def test_a_child_flooding_stderr_is_logged_up_to_its_budget_then_counted(
     messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("flooder stderr:")]
     assert len([m for m in messages if "noise" in m]) == STDERR_LINES_PER_WINDOW
     assert messages[-1] == f"flooder stderr: … {1000 - STDERR_LINES_PER_WINDOW} more lines not logged"
+
+
+async def test_a_session_unused_for_a_day_is_forgotten(start_stdio: StartStdio, everything_command: list[str]) -> None:
+    airlock = await start_stdio(everything_command, ALLOW_ALL)
+    upstream = stdio_upstream(airlock)
+    async with airlock.client(mode="legacy") as client:
+        await client.list_tools()
+        await upstream.reap_idle(time.monotonic() + FORGET_AFTER_SECONDS)
+        assert upstream.sessions == {}
+        with pytest.raises(MCPError):  # 404: the client must initialize again
+            await client.call_tool("get-sum", {"a": 1, "b": 1})
