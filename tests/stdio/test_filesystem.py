@@ -9,10 +9,12 @@ and `mode="legacy"`.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 from tests.harness import AirlockUnderTest
+from tests.stdio.conftest import stdio_upstream
 
 
 def text_of(result: Any) -> str:
@@ -65,4 +67,25 @@ async def test_a_write_is_held_approved_through_the_api_and_executed_exactly_onc
     assert not result.is_error, text_of(result)
     assert target.read_text(encoding="utf-8") == "written once"
     await filesystem_airlock.wait_status(pending["id"], "completed")
+    assert await filesystem_airlock.steps(pending["id"], "executing") == 1
+
+
+async def test_a_write_approved_after_its_sessions_child_went_idle_runs_once_in_a_fresh_child(
+    filesystem_airlock: AirlockUnderTest, sandbox: Path
+) -> None:
+    target = sandbox / "later.txt"
+    upstream = stdio_upstream(filesystem_airlock)
+    async with filesystem_airlock.client(mode="legacy") as client:
+        call = asyncio.ensure_future(client.call_tool("write_file", {"path": str(target), "content": "after a nap"}))
+        pending = await filesystem_airlock.wait_pending()
+        [session] = upstream.sessions.values()
+        idle = session.process
+        await upstream.reap_idle(time.monotonic() + upstream.stdio.idle_seconds)
+        assert upstream.processes() == []
+        assert (await filesystem_airlock.decide(pending["id"])).status_code == 200
+        async with asyncio.timeout(20):
+            result = await call
+    assert not result.is_error, text_of(result)
+    assert target.read_text(encoding="utf-8") == "after a nap"
+    assert session.process is not idle
     assert await filesystem_airlock.steps(pending["id"], "executing") == 1
