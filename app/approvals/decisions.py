@@ -20,14 +20,13 @@ transaction that decides), so no channel can skip one:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.approvals.ledger import Ledger
-from app.approvals.wording import iso, outcome_of, phrase
+from app.approvals.wording import already_decided
 from app.identity import same_identity
 from app.reveal import reveal
 from app.store import approvals as approval_store
@@ -73,17 +72,7 @@ class AlreadyDecided(DecisionError):
     status_code = 409
 
     def __str__(self) -> str:
-        a = self.approval
-        if a.status in ("pending", "expired"):
-            return f"approval {a.id} expired at {iso(a.expires_at)} before anyone decided"
-        if a.status == "withdrawn":
-            return f"approval {a.id} was withdrawn by {_name(a.decided_by)} at {iso(a.decided_at)}"
-        if a.status == "rejected":
-            return f"approval {a.id} was already rejected by {_name(a.decided_by)} at {iso(a.decided_at)}"
-        return (
-            f"approval {a.id} was already approved by {_name(a.decided_by)} at {iso(a.decided_at)} "
-            f"(now: {phrase(outcome_of(a))})"
-        )
+        return already_decided(self.approval)
 
 
 async def decide(
@@ -98,7 +87,7 @@ async def decide(
         ReasonRequired: a rejection without a reason.
         AlreadyDecided: someone decided first, or it expired or was withdrawn (HTTP 409).
     """
-    now = time.time()
+    now = ledger.clock.now()
     reason = (reason or "").strip()[:REASON_MAX_LENGTH] or None
     async with ledger.change() as change:
         row = await approval_store.get(change.conn, approval_id)
@@ -138,7 +127,7 @@ async def refusal(ledger: Ledger, approval: ApprovalRow, *, reviewer: str, verdi
 
     Deciding still checks everything again; this only spares a reviewer a form they cannot submit.
     """
-    if approval.status != "pending" or approval.expires_at <= time.time():
+    if approval.status != "pending" or approval.expires_at <= ledger.clock.now():
         return AlreadyDecided(approval)
     try:
         async with ledger.db.read() as conn:

@@ -1,24 +1,47 @@
 """One authenticated HTTP exchange on `/mcp/{upstream}`: who is asking, of which upstream, with what.
 
 Built by `endpoint.py` after the checks every request passes (origin, credentials, size), and
-handed to the era module that serves it.
+handed to the era module that serves it, with `Gateway`: the parts the gateway's modules use,
+which the composition root (`app/runtime.py`) hands to `McpEndpoint`. The gateway never sees the
+root, and reaches the approval lifecycle only through the approvals service.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from app.approvals import budget
+from app.approvals.service import Approvals
+from app.audit import AuditLog
+from app.config import Settings
+from app.gateway.intercept import Interceptor
+from app.gateway.limits import HeldLimits
+from app.policy.engine import Decision
+from app.sessions import SessionRegistry
 from app.types import Receive, Scope, Send
 from app.upstream import Upstream
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
 
 MCP_PROTOCOL_VERSION: Final = "mcp-protocol-version"
 MCP_SESSION_ID: Final = "mcp-session-id"
 LAST_EVENT_ID: Final = "last-event-id"
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """What the gateway's modules use: the policy seam, the audit log, the approvals entry points, limits."""
+
+    settings: Settings
+    interceptor: Interceptor
+    audit: AuditLog
+    held: HeldLimits
+    sessions: SessionRegistry
+    approvals: Approvals
+
+    def hold_seconds(self, agent: str, decision: Decision) -> float:
+        """How long to hold this agent's request (`app/approvals/budget.py`)."""
+        return budget.hold_seconds(self.settings.approvals, agent, decision)
 
 
 @dataclass
@@ -26,7 +49,7 @@ class Exchange:
     scope: Scope
     receive: Receive
     send: Send
-    runtime: Runtime
+    gateway: Gateway
     agent: str
     upstream: Upstream
     headers: dict[str, str]
