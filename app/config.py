@@ -37,7 +37,7 @@ class UpstreamSettings:
     name: str
     url: str
     """Where the upstream serves Streamable HTTP; empty for a stdio upstream until Airlock's stdio
-    bridge (`app/stdio_bridge.py`) points it at itself."""
+    bridge (`app/stdio/bridge.py`) points it at itself."""
     policy: Path
     headers: Mapping[str, str] = field(default_factory=dict)
     """Extra headers sent upstream (credentials for the upstream; `${VAR}` expands from the environment)."""
@@ -51,7 +51,7 @@ class UpstreamSettings:
 
 @dataclass(frozen=True)
 class StdioSettings:
-    """How to run a stdio upstream: one child process per upstream session (see `app/stdio_bridge.py`)."""
+    """How to run a stdio upstream: one child process per upstream session (see `app/stdio/bridge.py`)."""
 
     command: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)

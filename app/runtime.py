@@ -48,11 +48,11 @@ from app.gateway.exchange import Gateway
 from app.gateway.intercept import Interceptor
 from app.gateway.limits import HeldLimits
 from app.metrics import Metrics
-from app.oauth import ResourceServer
+from app.oauth.resource_server import ResourceServer
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
 from app.sessions import SessionRegistry
-from app.stdio_bridge import StdioBridge
+from app.stdio.bridge import StdioBridge
 from app.store.db import Database
 from app.upstream import Upstream, new_client_session
 

@@ -84,7 +84,7 @@ def test_the_example_config_shows_every_oauth_setting_with_its_default(tmp_path:
     loaded = config.settings_from_document(
         example_with_every_setting_uncommented(),
         base_dir=tmp_path,
-        env={"AIRLOCK_SECRET_KEY": "k" * 40, "EM_API_TOKEN": "t"},
+        env={"AIRLOCK_SECRET_KEY": "k" * 40, "EM_API_TOKEN": "t", "GITHUB_TOKEN": "g"},
     ).oauth
     assert loaded is not None
     assert (loaded.identity_claim, loaded.leeway_seconds) == ("sub", OAuthSettings(issuer="x").leeway_seconds)

@@ -20,7 +20,7 @@ import aiohttp
 from app.config import UpstreamSettings
 from app.policy.explain import ToolFacts
 from app.protocol import MCP_PROTOCOL_VERSION, MCP_SESSION_ID
-from app.stdio_bridge import StdioBridge
+from app.stdio.bridge import StdioBridge
 from app.upstream import DEFAULT_MAX_RESPONSE_BYTES, ToolCatalog, Upstream, UpstreamUnavailable, new_client_session
 
 PROTOCOL_VERSION: Final = "2025-06-18"
@@ -51,7 +51,7 @@ async def fetch_tools(settings: UpstreamSettings, *, timeout: float = PROBE_TIME
         CatalogUnavailable: cannot connect, the upstream refused, answered no tool list, or took
             longer than `timeout` seconds.
     """
-    # A stdio upstream is started for the probe alone, through a bridge of its own (app/stdio_bridge.py).
+    # A stdio upstream is started for the probe alone, through a bridge of its own (app/stdio/bridge.py).
     async with (
         new_client_session() as http,
         StdioBridge([settings], max_line_bytes=DEFAULT_MAX_RESPONSE_BYTES).run() as bridge,

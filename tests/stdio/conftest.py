@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.stdio_pool import StdioUpstream
+from app.stdio.pool import StdioUpstream
 from tests.harness import UPSTREAM, AirlockUnderTest, running_airlock, settings_for_test
 from tests.npmservers import npm_server
 

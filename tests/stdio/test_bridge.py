@@ -1,6 +1,6 @@
 """The stdio bridge's edges: the era it speaks, its caps, the child's environment, stderr, endings.
 
-Provenance: Airlock-defined (issue 14, item 1; the choices are listed in `app/stdio_bridge.py`).
+Provenance: Airlock-defined (issue 14, item 1; the choices are listed in `app/stdio/bridge.py`).
 The upstream is `@modelcontextprotocol/server-everything` over stdio.
 """
 
@@ -15,8 +15,8 @@ import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from app.stdio_pool import FORGET_AFTER_SECONDS
-from app.stdio_process import STDERR_LINES_PER_WINDOW, StdioProcess
+from app.stdio.pool import FORGET_AFTER_SECONDS
+from app.stdio.process import STDERR_LINES_PER_WINDOW, StdioProcess
 from tests.harness import UPSTREAM
 from tests.net import wait_for
 from tests.rawmcp import modern_envelope, modern_headers

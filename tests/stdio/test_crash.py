@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from app.stdio_session import ChildSession
+from app.stdio.session import ChildSession
 from tests.harness import AirlockUnderTest
 from tests.net import wait_for
 from tests.stdio.conftest import ALLOW_ALL, StartStdio, stdio_upstream

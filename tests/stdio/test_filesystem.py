@@ -2,7 +2,7 @@
 
 Provenance: Airlock-defined (issue 14, item 1). The upstream is `@modelcontextprotocol/server-filesystem`
 from the npm registry, run by Airlock as a child process per session; the agent is the official
-`mcp` 2.3 Client in `mode="auto"` (which falls back to the handshake: see `app/stdio_bridge.py`)
+`mcp` 2.3 Client in `mode="auto"` (which falls back to the handshake: see `app/stdio/bridge.py`)
 and `mode="legacy"`.
 """
 

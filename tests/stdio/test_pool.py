@@ -5,8 +5,8 @@ Provenance: Airlock-defined (issue 14, item 1: "a crashed process is restarted w
 
 from __future__ import annotations
 
-from app.stdio_pool import HEALTHY_SECONDS, Backoff
-from app.stdio_process import LineBudget
+from app.stdio.pool import HEALTHY_SECONDS, Backoff
+from app.stdio.process import LineBudget
 
 
 def test_the_first_crash_restarts_at_once_and_each_next_one_waits_twice_as_long_up_to_30_seconds() -> None:

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from app.stdio_process import StdioProcess
+from app.stdio.process import StdioProcess
 from tests.harness import UPSTREAM, running_airlock, settings_for_test
 from tests.stdio.conftest import ALLOW_ALL, stdio_upstream
 

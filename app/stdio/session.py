@@ -3,8 +3,8 @@
 Boundary: a `ChildSession` owns one `StdioProcess` for exactly one upstream session (so for
 exactly one agent session: no message of one agent can reach another, by construction). It sends
 the session's messages to the child and sorts every line the child writes to the request it
-belongs to. HTTP is `app/stdio_bridge.py`'s business; starting and stopping the program is
-`app/stdio_process.py`'s.
+belongs to. HTTP is `app/stdio/bridge.py`'s business; starting and stopping the program is
+`app/stdio/process.py`'s.
 
 How a line from the child is routed:
 
@@ -19,7 +19,7 @@ How a line from the child is routed:
 Everything stays within one agent's session either way. Other notifications go to the GET stream,
 not to a request in flight: stdio carries no "related request" marker, and answering a call as a
 stream just because an unrelated `list_changed` came along would turn a crash into a cut
-connection instead of a clear error (see `app/stdio_bridge.py`).
+connection instead of a clear error (see `app/stdio/bridge.py`).
 
 Request ids pass through unchanged (the child's id space is this session's alone). A child that
 exits while requests are in flight fails each of them with `Ended`; the session keeps its
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from app.jsonrpc import INTERNAL_ERROR, dumps, error_response, is_response, json_object
-from app.stdio_process import StdioProcess
+from app.stdio.process import StdioProcess
 
 logger = logging.getLogger("airlock.stdio")
 

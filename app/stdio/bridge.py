@@ -8,7 +8,7 @@ the upstream's `url` points there, so everything that works for HTTP upstreams (
 audit, at-most-once execution, sessions) works unchanged for stdio ones.
 
 Isolation: **one child process per upstream session.** Each `initialize` through the bridge starts
-a new child (`app/stdio_session.py`), which only that session's requests reach; Airlock's own
+a new child (`app/stdio/session.py`), which only that session's requests reach; Airlock's own
 sessions are bound to one agent each (`app/sessions.py`), so no message of one agent can reach
 another, and request ids need no remapping. A session ends, and its child with it, when it is
 DELETEd (Airlock releases upstream sessions when an agent's session ends or idles out). A child
@@ -36,7 +36,7 @@ The HTTP contract (what `app/upstream.py` and `app/approvals/executor.py` rely o
 A child that exits on its own is a crash: its in-flight requests fail as above, and the session's
 next request starts a fresh child and replays the session's `initialize` into it, so the agent's
 next call works in the same session. Restarts back off per upstream after repeated crashes
-(`app/stdio_pool.py`: immediately, then 0.5 s doubling to 30 s).
+(`app/stdio/pool.py`: immediately, then 0.5 s doubling to 30 s).
 
 Deliberate limits (DO NOT "fix" without reading issue 14):
 - 2026-07-28 requests are not bridged: a stdio server speaks the handshake era only, and
@@ -73,8 +73,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from app.config import UpstreamSettings
 from app.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, dumps, error_response, is_response, json_object
 from app.protocol import MCP_PROTOCOL_VERSION, MCP_SESSION_ID
-from app.stdio_pool import Refused, StdioUpstream
-from app.stdio_session import ChildSession, Ended, InFlight, Line
+from app.stdio.pool import Refused, StdioUpstream
+from app.stdio.session import ChildSession, Ended, InFlight, Line
 
 logger = logging.getLogger("airlock.stdio")
 

@@ -2,7 +2,7 @@
 
 The boundary: this module starts a program, writes messages to its stdin, hands each line of its
 stdout to a callback, forwards its stderr to Airlock's log, and stops it. It knows nothing of MCP
-sessions, HTTP or which agent a message belongs to (that is `app/stdio_bridge.py`).
+sessions, HTTP or which agent a message belongs to (that is `app/stdio/bridge.py`).
 
 Deliberate choices:
 - The child inherits only the few variables the official SDK's stdio client passes on

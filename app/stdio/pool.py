@@ -1,9 +1,9 @@
 """The children of one stdio upstream: one per upstream session, capped, restarted with backoff.
 
 Boundary: `StdioUpstream` decides when a child starts, restarts and stops (a new session, a crash,
-idleness, the cap, shutdown); `app/stdio_session.py` routes one session's messages and
-`app/stdio_process.py` runs the program. No HTTP here: failures are `Refused` with the HTTP
-status `app/stdio_bridge.py` answers with (why each status, in that module's docstring).
+idleness, the cap, shutdown); `app/stdio/session.py` routes one session's messages and
+`app/stdio/process.py` runs the program. No HTTP here: failures are `Refused` with the HTTP
+status `app/stdio/bridge.py` answers with (why each status, in that module's docstring).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any, Final
 
 from app.config import StdioSettings, UpstreamSettings
 from app.jsonrpc import INTERNAL_ERROR
-from app.stdio_process import ProcessStartError, StdioProcess
-from app.stdio_session import ChildSession, Ended, Line
+from app.stdio.process import ProcessStartError, StdioProcess
+from app.stdio.session import ChildSession, Ended, Line
 
 logger = logging.getLogger("airlock.stdio")
 
