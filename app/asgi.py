@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from app import __version__
+from app import __version__, access_log
 from app.approvals import api as approvals_api
 from app.approvals.channels import ReviewChannel
 from app.config import Settings
@@ -71,10 +71,15 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestTimeout, seconds=request_timeout), Middleware(FailClosed)],
+        middleware=[
+            *access_log.middleware(settings),
+            Middleware(RequestTimeout, seconds=request_timeout),
+            Middleware(FailClosed),
+        ],
     )
     app.state.runtime = runtime
-    return McpFirst(RequestTimeout(FailClosed(McpEndpoint(runtime)), request_timeout), app)
+    mcp = access_log.wrap(RequestTimeout(FailClosed(McpEndpoint(runtime)), request_timeout), settings)
+    return McpFirst(mcp, app)
 
 
 class McpFirst:

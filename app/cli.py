@@ -177,12 +177,14 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
 
     import uvicorn
 
+    from app import logs
     from app.asgi import create_app
     from app.limits import uvicorn_limits
 
     if log_level is not None:
         logging.getLogger("airlock").setLevel(log_level.upper())
     settings = _settings(config_path)
+    logs.apply(settings.logging.format)
     if host is not None or port is not None:
         settings = dataclasses.replace(
             settings, host=host or settings.host, port=settings.port if port is None else port
@@ -207,6 +209,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
             proxy_headers=False,
             ws="none",
             **uvicorn_limits(settings.server),
+            **logs.uvicorn_options(settings.logging.format),
         )
         server = uvicorn.Server(config)
         server.run(sockets=[listener])

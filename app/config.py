@@ -24,6 +24,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from app.errors import ConfigError
+from app.logs import LOG_FORMATS, LogFormat
 
 DEFAULT_CONFIG_FILE: Final = "airlock.toml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -120,6 +121,17 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class LoggingSettings:
+    """`[logging]`: the log line format and the access log (see `app/logs.py`, docs/operations.md)."""
+
+    format: LogFormat = "text"
+    """`AIRLOCK_LOG_FORMAT` / `format`: `text` lines, or `json` (one object per line, with the
+    request's correlation fields)."""
+    access_log: bool = False
+    """`AIRLOCK_ACCESS_LOG` / `access_log`: one line per HTTP request (never tokens, cookies or arguments)."""
+
+
+@dataclass(frozen=True)
 class SlackSettings:
     """Slack approvals (see `docs/slack.md`). Enabled when the bot token and signing secret are set.
 
@@ -190,6 +202,7 @@ class Settings:
     sessions: SessionSettings = field(default_factory=SessionSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     config_path: Path | None = None
 
@@ -261,6 +274,7 @@ _TOP_KEYS: Final = frozenset(
         "sessions",
         "server",
         "metrics",
+        "logging",
     }
 )
 
@@ -316,6 +330,7 @@ def settings_from_document(
         sessions=_sessions(document.get("sessions", {})),
         server=_server(document.get("server", {})),
         metrics=_metrics(document.get("metrics", {})),
+        logging=_logging(document.get("logging", {}), env),
         slack=_slack(document.get("slack", {}), env),
         config_path=config_path,
     )
@@ -601,6 +616,23 @@ def _metrics(table: Any) -> MetricsSettings:
     if not isinstance(table, dict) or set(table) - {"enabled"}:
         raise ConfigError("[metrics] accepts only enabled = true|false")
     return MetricsSettings(enabled=_flag("metrics.enabled", table.get("enabled", True)))
+
+
+def _logging(table: Any, env: Mapping[str, str]) -> LoggingSettings:
+    if not isinstance(table, dict) or set(table) - {"format", "access_log"}:
+        raise ConfigError('[logging] accepts only format = "text"|"json" and access_log = true|false')
+    log_format = env.get("AIRLOCK_LOG_FORMAT") or _get(table, "format", str, "text")
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f'logging format must be "text" or "json", not {log_format!r}')
+    access_log = env.get("AIRLOCK_ACCESS_LOG")
+    if access_log is not None and access_log.lower() not in ("true", "false", "1", "0"):
+        raise ConfigError(f"AIRLOCK_ACCESS_LOG must be true or false, not {access_log!r}")
+    return LoggingSettings(
+        format="json" if log_format == "json" else "text",
+        access_log=access_log.lower() in ("true", "1")
+        if access_log is not None
+        else _flag("logging.access_log", table.get("access_log", False)),
+    )
 
 
 _SLACK_SECONDS: Final = (

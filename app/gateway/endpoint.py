@@ -18,6 +18,7 @@ from app.gateway import handshake, modern
 from app.gateway.exchange import MCP_PROTOCOL_VERSION, Exchange
 from app.gateway.respond import send_error
 from app.jsonrpc import INVALID_REQUEST
+from app.logs import bind
 from app.types import Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class McpEndpoint:
         agent = await self._authenticate(headers, send)
         if agent is None:
             return
+        bind(agent=agent)
         if upstream is None:
             await send_error(
                 send, 404, INVALID_REQUEST, f"Not Found: no upstream named {scope['path_params']['upstream']!r}"
