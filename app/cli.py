@@ -179,6 +179,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
 
     from app import logs
     from app.asgi import create_app
+    from app.drain import DrainingServer
     from app.limits import uvicorn_limits
 
     if log_level is not None:
@@ -205,13 +206,12 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
             log_level=log_level or "info",
             access_log=False,
             lifespan="on",
-            timeout_graceful_shutdown=5,
             proxy_headers=False,
             ws="none",
             **uvicorn_limits(settings.server),
             **logs.uvicorn_options(settings.logging.format),
         )
-        server = uvicorn.Server(config)
+        server = DrainingServer(config, app.state.runtime.drain)
         server.run(sockets=[listener])
     if not server.started:
         sys.exit(3)  # as `uvicorn.run` does: the application failed to start; its error is logged above

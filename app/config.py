@@ -110,6 +110,9 @@ class ServerSettings:
     keepalive_timeout_seconds: float = 5.0
     """How long an idle keep-alive connection stays open between requests. Behind a load balancer,
     make it longer than the balancer's own idle timeout."""
+    shutdown_grace_seconds: float = 30.0
+    """On SIGTERM, how long in-flight requests and approved calls may take to finish before they
+    are cut off (held calls are handed back at once; see `app/drain.py`)."""
 
 
 @dataclass(frozen=True)
@@ -608,6 +611,9 @@ def _server(table: Any) -> ServerSettings:
         keepalive_timeout_seconds=_positive(
             "server.keepalive_timeout_seconds",
             table.get("keepalive_timeout_seconds", defaults.keepalive_timeout_seconds),
+        ),
+        shutdown_grace_seconds=_non_negative(
+            "server.shutdown_grace_seconds", table.get("shutdown_grace_seconds", defaults.shutdown_grace_seconds)
         ),
     )
 

@@ -25,6 +25,7 @@ from app.approvals.sweeper import Sweeper
 from app.audit import AuditLog
 from app.auth import Credentials
 from app.config import Settings
+from app.drain import Drain
 from app.extension import Extension
 from app.gateway.intercept import Interceptor
 from app.gateway.limits import HeldLimits
@@ -54,6 +55,7 @@ class Runtime:
         self.upstreams: dict[str, Upstream] = {}
         self.sessions = SessionRegistry(self.db, settings.sessions, self.upstreams)
         self.held = HeldLimits(settings.approvals.max_held_per_agent)
+        self.drain = Drain()
         if self.metrics is not None:
             metrics = self.metrics
             metrics.watch_held(self.held.total)
@@ -116,7 +118,7 @@ class Runtime:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.ledger.shutdown()
+            await self.ledger.shutdown(grace=self.drain.remaining())
             await self.audit.flush()
             await self._http.close()
             await self.db.dispose()

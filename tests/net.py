@@ -38,12 +38,7 @@ async def serve(app: Any, host: str = "127.0.0.1", **options: Any) -> AsyncItera
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=1,
-        ws="none",
-        **options,
+        app, **{"log_level": "warning", "lifespan": "on", "timeout_graceful_shutdown": 1, "ws": "none", **options}
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

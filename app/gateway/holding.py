@@ -161,11 +161,14 @@ class HeldRequest:
         # The row is re-read only when a signal says it changed: a keep-alive tick needs no
         # database round trip (10,000 held calls would otherwise cost ~700 reads a second), and
         # the sweeper's safety poll turns any missed cross-process change into a signal.
-        with self._runtime.notifier.waiter(self._approval_id) as changed:
+        with self._runtime.notifier.waiter(self._approval_id) as changed, self._runtime.drain.waking(changed):
             row = await self._read()
             while True:
                 if row.is_finished:
                     await self._answer_outcome(row)
+                    return
+                if self._runtime.drain.started:
+                    await self._hand_back(row)
                     return
                 if row.status == "approved" and self._execution is None:
                     self._execution = self._runtime.ledger.spawn(self._runtime.executor.execute(row.id, sink=self))
@@ -207,6 +210,12 @@ class HeldRequest:
             **final_message(row, self._runtime.settings.public_url, modern=self._modern, replay=self._replayed_outcome),
         }
         await self._answer(message, delivering=row)
+
+    async def _hand_back(self, row: ApprovalRow) -> None:
+        """The process is shutting down (`app/drain.py`): a resumable stream ends unanswered, for its
+        client to resume elsewhere; any other held request gets the pending result to retry."""
+        if not self._resumable:
+            await self._answer_pending(row)
 
     async def _answer_pending(self, row: ApprovalRow) -> None:
         result = pending_result(row, self._runtime.settings.public_url, modern=self._modern)
