@@ -206,7 +206,6 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
             log_level=log_level or "info",
             access_log=False,
             lifespan="on",
-            proxy_headers=False,
             ws="none",
             **uvicorn_limits(settings.server),
             **logs.uvicorn_options(settings.logging.format),

@@ -12,6 +12,7 @@ receives it. Every problem is a `ConfigError` whose message is one sentence the 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -113,6 +114,9 @@ class ServerSettings:
     shutdown_grace_seconds: float = 30.0
     """On SIGTERM, how long in-flight requests and approved calls may take to finish before they
     are cut off (held calls are handed back at once; see `app/drain.py`)."""
+    forwarded_allow_ips: tuple[str, ...] = ()
+    """Addresses or networks of the reverse proxies whose `X-Forwarded-For`/`-Proto` Airlock
+    believes (uvicorn's `forwarded_allow_ips`); from anyone else those headers are ignored."""
 
 
 @dataclass(frozen=True)
@@ -615,7 +619,19 @@ def _server(table: Any) -> ServerSettings:
         shutdown_grace_seconds=_non_negative(
             "server.shutdown_grace_seconds", table.get("shutdown_grace_seconds", defaults.shutdown_grace_seconds)
         ),
+        forwarded_allow_ips=_networks("server.forwarded_allow_ips", _get(table, "forwarded_allow_ips", list, [])),
     )
+
+
+def _networks(name: str, values: list[Any]) -> tuple[str, ...]:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f'{name} must list IP addresses or networks such as "10.0.0.0/8", not {value!r}'
+            ) from None
+    return tuple(values)
 
 
 def _metrics(table: Any) -> MetricsSettings:
