@@ -40,7 +40,7 @@ _MCP_PREFIX: Final = "/mcp/"
 
 def installed(settings: Settings) -> bool:
     """Whether requests need the middleware: JSON logs (for their fields), an access log, or tracing."""
-    return settings.logging.format == "json" or settings.logging.access_log
+    return settings.logging.format == "json" or settings.logging.access_log or settings.tracing.enabled
 
 
 def middleware(settings: Settings) -> list[Middleware]:

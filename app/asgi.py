@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from app import __version__, access_log
+from app import __version__, access_log, tracing
 from app.approvals import api as approvals_api
 from app.approvals.channels import ReviewChannel
 from app.config import Settings
@@ -78,7 +78,10 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         ],
     )
     app.state.runtime = runtime
-    mcp = access_log.wrap(RequestTimeout(FailClosed(McpEndpoint(runtime)), request_timeout), settings)
+    app.state.traces = traces = tracing.build(settings.tracing)
+    mcp = access_log.wrap(
+        tracing.wrap(RequestTimeout(FailClosed(McpEndpoint(runtime)), request_timeout), traces), settings
+    )
     return McpFirst(mcp, app)
 
 

@@ -139,6 +139,18 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    """`[tracing]`: OpenTelemetry spans per MCP request and upstream call (see `app/tracing.py`)."""
+
+    enabled: bool = False
+    """Make spans (needs `pip install 'airlock[tracing]'`); off costs nothing."""
+    exporter: str = "otlp"
+    """`otlp` (over HTTP; the standard OTEL_EXPORTER_OTLP_* variables say where), `console`, or `none`."""
+    service_name: str = "airlock"
+    """The `service.name` resource attribute of every span."""
+
+
+@dataclass(frozen=True)
 class SlackSettings:
     """Slack approvals (see `docs/slack.md`). Enabled when the bot token and signing secret are set.
 
@@ -210,6 +222,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     config_path: Path | None = None
 
@@ -282,6 +295,7 @@ _TOP_KEYS: Final = frozenset(
         "server",
         "metrics",
         "logging",
+        "tracing",
     }
 )
 
@@ -338,6 +352,7 @@ def settings_from_document(
         server=_server(document.get("server", {})),
         metrics=_metrics(document.get("metrics", {})),
         logging=_logging(document.get("logging", {}), env),
+        tracing=_tracing(document.get("tracing", {})),
         slack=_slack(document.get("slack", {}), env),
         config_path=config_path,
     )
@@ -654,6 +669,19 @@ def _logging(table: Any, env: Mapping[str, str]) -> LoggingSettings:
         access_log=access_log.lower() in ("true", "1")
         if access_log is not None
         else _flag("logging.access_log", table.get("access_log", False)),
+    )
+
+
+def _tracing(table: Any) -> TracingSettings:
+    if not isinstance(table, dict) or set(table) - {"enabled", "exporter", "service_name"}:
+        raise ConfigError("[tracing] accepts only enabled, exporter and service_name")
+    exporter = _get(table, "exporter", str, "otlp")
+    if exporter not in ("otlp", "console", "none"):
+        raise ConfigError(f'tracing exporter must be "otlp", "console" or "none", not {exporter!r}')
+    return TracingSettings(
+        enabled=_flag("tracing.enabled", table.get("enabled", False)),
+        exporter=exporter,
+        service_name=_get(table, "service_name", str, "airlock") or "airlock",
     )
 
 
