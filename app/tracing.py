@@ -90,18 +90,19 @@ class TracedRequests:
     """One SERVER span per HTTP request; must run inside `AccessLog`, whose fields it reads."""
 
     def __init__(self, app: ASGIApp, traces: Traces) -> None:
+        from opentelemetry.trace import SpanKind, StatusCode
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.app = app
         self._tracer = traces.tracer
         self._propagator = TraceContextTextMapPropagator()
+        self._server_kind = SpanKind.SERVER
+        self._error = StatusCode.ERROR
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from opentelemetry.trace import SpanKind, StatusCode
-
         carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         parent = self._propagator.extract(carrier)
         status: list[int] = []
@@ -112,7 +113,7 @@ class TracedRequests:
             await send(message)
 
         name = f"{scope['method']} /mcp/{{upstream}}"
-        with self._tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER) as span:
+        with self._tracer.start_as_current_span(name, context=parent, kind=self._server_kind) as span:
             token = _current_tracer.set(self._tracer)
             try:
                 await self.app(scope, receive, send_noting_status)
@@ -120,7 +121,7 @@ class TracedRequests:
                 _current_tracer.reset(token)
                 span.set_attributes(_request_attributes(scope, status[0] if status else 500))
                 if not status or status[0] >= 500:
-                    span.set_status(StatusCode.ERROR)
+                    span.set_status(self._error)
 
 
 def _request_attributes(scope: Scope, status: int) -> dict[str, Any]:

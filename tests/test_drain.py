@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from app.demo.upstream import DemoMarket
+from app.drain import Drain
 from tests.harness import DEFAULT_POLICY, mcp_client, new_task
 from tests.net import wait_for
 from tests.processes import AirlockProcess, Cluster
@@ -125,3 +126,26 @@ async def test_a_handshake_era_held_stream_ends_resumably_at_sigterm_and_resumes
     assert result.structured_content["status"] == "cancelled"
     assert market.calls["em_cancel_task"] == 1
     assert "Traceback" not in _log(first), _log(first)
+
+
+async def test_draining_wakes_every_waiter_at_once_and_later_ones_immediately() -> None:
+    drain = Drain()
+    early = asyncio.Event()
+    with drain.waking(early):
+        assert drain.waiting == 1 and not drain.started
+        drain.begin(5)
+        assert early.is_set() and drain.started and 0 < drain.remaining() <= 5
+    late = asyncio.Event()
+    with drain.waking(late):
+        assert late.is_set()
+    assert drain.waiting == 0
+
+
+async def test_a_stream_that_would_never_end_is_cancelled_when_draining_starts() -> None:
+    drain = Drain()
+    forever = asyncio.Event()
+    running = asyncio.create_task(drain.unless_draining(forever.wait()))
+    drain.begin(1)  # before or after the task registers: either way it sees the drain
+    async with asyncio.timeout(5):
+        assert await running is False
+    assert await drain.unless_draining(asyncio.sleep(0)) is True
