@@ -63,8 +63,10 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         Route("/readyz", checks.readyz),
         Route("/schemas/policy.json", policy_schema),
         *([Route("/metrics", runtime.metrics.route(runtime.db))] if runtime.metrics is not None else []),
-        *approvals_api.routes(runtime),
-        *policy_api.routes(runtime),
+        *approvals_api.routes(
+            credentials=runtime.credentials, db=runtime.db, ledger=runtime.ledger, public_url=settings.public_url
+        ),
+        *policy_api.routes(runtime.credentials, runtime.policies, runtime.upstreams),
         *(route for extension in runtime.extensions for route in extension.routes()),
     ]
     request_timeout = settings.server.request_timeout_seconds
@@ -79,9 +81,8 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
     )
     app.state.runtime = runtime
     app.state.traces = traces = tracing.build(settings.tracing)
-    mcp = access_log.wrap(
-        tracing.wrap(RequestTimeout(FailClosed(McpEndpoint(runtime)), request_timeout), traces), settings
-    )
+    endpoint = McpEndpoint(runtime.gateway, runtime.credentials, runtime.upstreams)
+    mcp = access_log.wrap(tracing.wrap(RequestTimeout(FailClosed(endpoint), request_timeout), traces), settings)
     return McpFirst(mcp, app)
 
 

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import click
 from dotenv import load_dotenv
@@ -31,6 +31,16 @@ from dotenv import load_dotenv
 from app import __version__
 from app.errors import AirlockError, ConfigError, PolicyError
 from app.store.approvals import ALL_STATUSES
+
+if TYPE_CHECKING:
+    from app.approvals.ledger import Ledger
+    from app.auth import Credentials, IssuedToken
+    from app.config import Settings, UpstreamSettings
+    from app.runtime import Core
+    from app.store.approvals import ApprovalRow
+    from app.store.audit import AuditRow
+    from app.store.db import Database
+    from app.store.tokens import AgentTokenRow, ReviewerRow
 
 T = TypeVar("T")
 
@@ -44,7 +54,7 @@ CONFIG_OPTION = click.option(
 )
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"airlock: {message}", err=True)
     sys.exit(2)
 
@@ -123,13 +133,13 @@ def main(verbose: bool) -> None:
     configure_logging(verbose=verbose)
 
 
-def _settings(config_path: Path | None, *, require_upstreams: bool = True) -> Any:
+def _settings(config_path: Path | None, *, require_upstreams: bool = True) -> Settings:
     from app.config import load_settings
 
     return load_settings(config_path, require_upstreams=require_upstreams)
 
 
-def _migrate(settings: Any) -> None:
+def _migrate(settings: Settings) -> None:
     from app.store.migrate import upgrade
 
     try:
@@ -305,7 +315,7 @@ def tokens_create(config_path: Path | None, agent: str, label: str | None) -> No
     """
     _check_name(agent, "agent")
 
-    async def create() -> Any:
+    async def create() -> IssuedToken:
         async with _credentials(config_path) as credentials:
             return await credentials.issue_agent_token(agent, label=label)
 
@@ -323,7 +333,7 @@ def tokens_list(config_path: Path | None, agent: str | None, include_revoked: bo
     """List agent tokens (never the tokens themselves)."""
     from app.store import tokens as token_store
 
-    async def fetch() -> Any:
+    async def fetch() -> list[AgentTokenRow]:
         async with _database(config_path) as db, db.read() as conn:
             return await token_store.list_agent_tokens(conn, agent=agent, include_revoked=include_revoked)
 
@@ -382,7 +392,7 @@ def reviewers_add(config_path: Path | None, name: str, slack_user: str | None) -
 
     _check_name(name, "reviewer")
 
-    async def add() -> Any:
+    async def add() -> IssuedToken:
         async with _credentials(config_path) as credentials:
             return await credentials.add_reviewer(name, slack_user_id=slack_user)
 
@@ -408,7 +418,7 @@ def reviewers_add(config_path: Path | None, name: str, slack_user: str | None) -
 def reviewers_rotate(config_path: Path | None, name: str) -> None:
     """Give a reviewer a new token (the old one stops working) and print it."""
 
-    async def rotate() -> Any:
+    async def rotate() -> IssuedToken | None:
         async with _credentials(config_path) as credentials:
             return await credentials.rotate_reviewer_token(name)
 
@@ -459,7 +469,7 @@ def reviewers_list(config_path: Path | None) -> None:
     """List reviewers."""
     from app.store import tokens as token_store
 
-    async def fetch() -> Any:
+    async def fetch() -> list[ReviewerRow]:
         async with _database(config_path) as db, db.read() as conn:
             return await token_store.list_reviewers(conn)
 
@@ -505,7 +515,7 @@ def policy_check(files: tuple[Path, ...], config_path: Path | None, upstream: st
     target = _policy_upstream(config_path, upstream) if upstream else None
     schemas = None if target is None else _upstream_schemas(target)
     invalid = warned = 0
-    for path in files or (target.policy,):
+    for path in files or (() if target is None else (target.policy,)):
         try:
             compiled = load_policy(path)
         except PolicyError as exc:
@@ -526,7 +536,7 @@ def policy_check(files: tuple[Path, ...], config_path: Path | None, upstream: st
     sys.exit(1 if invalid or (strict and warned) else 0)
 
 
-def _policy_upstream(config_path: Path | None, name: str | None) -> Any:
+def _policy_upstream(config_path: Path | None, name: str | None) -> UpstreamSettings:
     """The configured upstream called `name` (or the only one, when `name` is None)."""
     settings = _settings(config_path)
     if name is None:
@@ -541,7 +551,7 @@ def _policy_upstream(config_path: Path | None, name: str | None) -> Any:
     return found
 
 
-def _upstream_schemas(upstream: Any) -> dict[str, Any]:
+def _upstream_schemas(upstream: UpstreamSettings) -> dict[str, Any]:
     from app.policy.probe import CatalogUnavailable, fetch_tools
 
     try:
@@ -655,7 +665,7 @@ def approvals_list(
     statuses = [] if status == "all" else [s for s in status.split(",") if s]
     settings = _settings(config_path, require_upstreams=False)
 
-    async def fetch() -> Any:
+    async def fetch() -> list[ApprovalRow]:
         async with _database(config_path) as db, db.read() as conn:
             return await approval_store.search(conn, statuses=statuses, agent=agent, tool=tool, limit=limit)
 
@@ -674,7 +684,7 @@ def approvals_list(
         )
 
 
-def _outcome(row: Any) -> str:
+def _outcome(row: ApprovalRow) -> str:
     """What became of the call, in the words every channel uses (`app/approvals/wording.py`)."""
     from app.approvals.wording import outcome_of, phrase
 
@@ -694,7 +704,7 @@ def approvals_show(config_path: Path | None, approval_id: str, as_json: bool) ->
 
     settings = _settings(config_path, require_upstreams=False)
 
-    async def fetch() -> Any:
+    async def fetch() -> tuple[ApprovalRow | None, list[AuditRow]]:
         async with _database(config_path) as db, db.read() as conn:
             row = await approval_store.get(conn, approval_id)
             timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
@@ -712,14 +722,16 @@ def approvals_show(config_path: Path | None, approval_id: str, as_json: bool) ->
     click.echo(_approval_text(row, steps, settings.public_url))
 
 
-def _approval_text(row: Any, steps: list[Any], public_url: str) -> str:
+def _approval_text(row: ApprovalRow, steps: list[AuditRow], public_url: str) -> str:
     """One approval for a person at a terminal: sentences from `app/approvals/wording.py`, UTC times,
     hidden characters revealed, the arguments and the result in full (JSON pretty-printed)."""
     from app.approvals import wording
+    from app.approvals.model import Approval
     from app.reveal import reveal
 
+    approval = Approval.of(row)
     voice = wording.Voice(time=_when, name=_shown)
-    outcome = wording.outcome_of(row)
+    outcome = wording.outcome_of(approval)
     lines = [
         f"{row.id}: {_shown(row.tool)} on {_shown(row.upstream)}, asked by {_shown(row.agent)}",
         f"  status    {row.status} ({_shown(wording.phrase(outcome))})",
@@ -728,10 +740,10 @@ def _approval_text(row: Any, steps: list[Any], public_url: str) -> str:
         f"  review    {wording.review_url(public_url, row.id)}",
     ]
     if row.decided_at is not None:
-        lines.append(f"  decision  {_shown(wording.account(row, voice))}")
-    lines += ["", "What the agent sent:", _indented(reveal(_pretty(row.arguments)))]
-    if row.result is not None:
-        lines += ["", "Result:", _indented(reveal(_result_text(row.result)))]
+        lines.append(f"  decision  {_shown(wording.account(approval, voice))}")
+    lines += ["", "What the agent sent:", _indented(reveal(_pretty(approval)))]
+    if approval.result is not None:
+        lines += ["", "Result:", _indented(reveal(_result_text(approval.result)))]
     lines += ["", "Timeline:"]
     lines += [
         f"  {_when(step.at)}  {_cell(step.event, 16):<16} {_cell(step.actor, 24):<24} {_cell(step.detail, 60)}"
@@ -740,25 +752,20 @@ def _approval_text(row: Any, steps: list[Any], public_url: str) -> str:
     return "\n".join(lines)
 
 
-def _result_text(stored: str) -> str:
+def _result_text(stored: Any) -> str:
     """A stored result as a person reads it: the tool's text content as is, anything else as JSON."""
-    try:
-        message = json.loads(stored)
-    except ValueError:
-        return stored
-    result = message.get("result") if isinstance(message, dict) else None
-    content = result.get("content") if isinstance(result, dict) else None
-    texts = [item["text"] for item in content or [] if isinstance(item, dict) and isinstance(item.get("text"), str)]
-    if texts and len(texts) == len(content or []):
-        return "\n".join(texts)
-    return json.dumps(message, indent=2, ensure_ascii=False)
+    if stored.message is None:
+        return str(stored.text)
+    content = (stored.result or {}).get("content")
+    if stored.texts and isinstance(content, list) and len(stored.texts) == len(content):
+        return "\n".join(stored.texts)
+    return json.dumps(stored.message, indent=2, ensure_ascii=False)
 
 
-def _pretty(stored: str) -> str:
-    try:
-        return json.dumps(json.loads(stored), indent=2, ensure_ascii=False)
-    except ValueError:
-        return stored
+def _pretty(approval: Any) -> str:
+    if approval.arguments is None:
+        return str(approval.arguments_text)
+    return json.dumps(approval.arguments, indent=2, ensure_ascii=False)
 
 
 def _indented(text: str) -> str:
@@ -787,7 +794,7 @@ def _decide_command(verdict: str) -> Callable[..., None]:
         from app.approvals.decisions import DecisionError, decide
         from app.reveal import reveal
 
-        async def run() -> tuple[Any, str]:
+        async def run() -> tuple[ApprovalRow, str]:
             async with _ledger(config_path) as ledger:
                 name = reviewer or await _only_reviewer(ledger.db)
                 return await decide(
@@ -818,7 +825,7 @@ def _decide_command(verdict: str) -> Callable[..., None]:
     return command
 
 
-async def _only_reviewer(db: Any) -> str:
+async def _only_reviewer(db: Database) -> str:
     """The reviewer the CLI decides as when --as is not given: the only enabled one."""
     from app.store import tokens as token_store
 
@@ -880,7 +887,7 @@ def audit(
 
     since_ts = _since(since)
 
-    async def fetch() -> Any:
+    async def fetch() -> list[AuditRow]:
         async with _database(config_path) as db, db.read() as conn:
             return await audit_store.search(
                 conn,
@@ -966,7 +973,7 @@ def audit_export(
         out.flush()
 
 
-def _export_json(row: Any) -> dict[str, Any]:
+def _export_json(row: AuditRow) -> dict[str, Any]:
     """One audit entry for `audit export`: every column, its time as UTC ISO 8601 with `Z`."""
     body = {k: getattr(row, k) for k in row.__slots__}
     body["at"] = datetime.fromtimestamp(row.at, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -985,7 +992,7 @@ def _iso_option(name: str, value: str | None) -> float | None:
     return parsed.timestamp()
 
 
-def _audit_line(row: Any) -> str:
+def _audit_line(row: AuditRow) -> str:
     """One audit entry as one table row, however long or multi-line its values."""
     latency = f"{row.latency_ms:.1f}ms" if row.latency_ms is not None else ""
     extra = " ".join(
@@ -1062,25 +1069,36 @@ def _check_name(name: str, what: str) -> None:
 
 
 @asynccontextmanager
-async def _database(config_path: Path | None) -> AsyncIterator[Any]:
-    """A migrated database for one CLI command."""
-    from app.store.db import Database
+async def _core(config_path: Path | None) -> AsyncIterator[Core]:
+    """The parts every entry point shares (`app/runtime.py::build_core`), on a migrated database.
+
+    The same builder `airlock serve` uses, so the configuration applies to what a command does as
+    it does to the gateway's own work (`[audit] store_arguments` for a decision's audit entry).
+    """
+    from app.runtime import build_core
 
     settings = _settings(config_path, require_upstreams=False)
     await asyncio.to_thread(_migrate, settings)
-    db = Database(settings.database_url)
+    core = build_core(settings)
     try:
-        yield db
+        yield core
     except Exception as exc:
         raise _database_error(settings.database_url, exc) from None
     finally:
-        await db.dispose()
+        await core.db.dispose()
+
+
+@asynccontextmanager
+async def _database(config_path: Path | None) -> AsyncIterator[Database]:
+    """A migrated database for one CLI command."""
+    async with _core(config_path) as core:
+        yield core.db
 
 
 def _database_error(url: str, exc: Exception) -> Exception:
     """A database failure during a CLI command as one `ConfigError` line saying what to do, or `exc` itself.
 
-    Every command reaches the database through `_database`, so this is the one place that turns a
+    Every command reaches the database through `_core`, so this is the one place that turns a
     read-only file, an unreachable server or a missing table into a sentence instead of a traceback.
     A conflict (`IntegrityError`) is the command's own to explain, and other errors are not the
     database's: both pass through unchanged.
@@ -1114,23 +1132,16 @@ def _database_problem(exc: BaseException) -> str:
 
 
 @asynccontextmanager
-async def _credentials(config_path: Path | None) -> AsyncIterator[Any]:
-    from app.auth import Credentials
-
-    async with _database(config_path) as db:
-        yield Credentials(db, cache_seconds=0)
+async def _credentials(config_path: Path | None) -> AsyncIterator[Credentials]:
+    async with _core(config_path) as core:
+        yield core.credentials
 
 
 @asynccontextmanager
-async def _ledger(config_path: Path | None) -> AsyncIterator[Any]:
+async def _ledger(config_path: Path | None) -> AsyncIterator[Ledger]:
     """The approvals ledger, so decisions made here wake the gateways (NOTIFY on PostgreSQL)."""
-    from app.approvals.channels import ChannelFanout
-    from app.approvals.ledger import Ledger
-    from app.approvals.signals import notifier_for
-    from app.audit import AuditLog
-
-    async with _database(config_path) as db:
-        yield Ledger(db, notifier_for(db), ChannelFanout([]), AuditLog(db))
+    async with _core(config_path) as core:
+        yield core.ledger
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,19 @@
-"""One Airlock process's long-lived parts, built from `Settings`, and the one owner of their lifecycle.
+"""The composition root: the one module that builds Airlock's parts from `Settings` and wires them.
+
+Every component is handed the narrow collaborators it uses, never the root itself: the reviewer
+channels and optional features (`app/extension.py`: the log channel, Slack, the inbox) get the
+approvals ledger, the notifier and their own settings; the HTTP routes get what they read. Nothing
+outside the entry points (`app/asgi.py`, `app/cli.py`) imports this module
+(`tests/test_architecture.py` keeps it so).
+
+Two builders, one wiring:
+
+- `build_core(settings)`: the parts every entry point shares, the database, credentials, the audit
+  log, the notifier and the approvals ledger. `airlock serve` builds them through `Runtime`; the
+  CLI's commands build them alone, so a decision made from the CLI honours the same settings
+  (`[audit] store_arguments`) and wakes the same gateways (NOTIFY on PostgreSQL).
+- `Runtime(settings)`: the core plus what the serving process adds (policies, upstreams, the
+  gateway's parts (`app/gateway/exchange.py::Gateway`), the approval sweeper, the extensions).
 
 `Runtime.run()` is entered once from the Starlette lifespan: it opens the upstream connection
 pool, then supervises the background work (policy reloader, audit writer, approval sweeper,
@@ -12,25 +27,27 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from app import inbox, slack
 from app.approvals.channels import ChannelFanout, LogChannel, ReviewChannel
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
 from app.approvals.queue import ApprovalQueue
-from app.approvals.signals import notifier_for
+from app.approvals.signals import Notifier, notifier_for
 from app.approvals.sweeper import Sweeper
 from app.audit import AuditLog
 from app.auth import Credentials
 from app.config import Settings
 from app.drain import Drain
-from app.extension import Extension
+from app.extension import ChannelExtension, Extension
+from app.gateway.exchange import Gateway
 from app.gateway.intercept import Interceptor
 from app.gateway.limits import HeldLimits
 from app.metrics import Metrics
-from app.policy.engine import Decision
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
 from app.sessions import SessionRegistry
@@ -40,27 +57,67 @@ from app.upstream import Upstream, new_client_session
 logger = logging.getLogger("airlock")
 
 
+@dataclass(frozen=True)
+class Core:
+    """The parts every entry point shares; see `build_core`."""
+
+    db: Database
+    credentials: Credentials
+    audit: AuditLog
+    notifier: Notifier
+    ledger: Ledger
+
+
+def build_core(settings: Settings, *, channels: ChannelFanout | None = None, metrics: Metrics | None = None) -> Core:
+    """The database, credentials, audit log, notifier and approvals ledger, as `settings` configure them.
+
+    Args:
+        settings: the process's settings.
+        channels: the reviewer channels the ledger tells of every change; none when omitted (the
+            CLI: the serving processes hear of its decisions through the notifier).
+        metrics: where the audit log and the ledger count, if metrics are enabled.
+
+    Returns:
+        The parts; the caller owns their lifecycle (`Runtime.run()`, or the CLI command) and
+        disposes `db` at the end.
+    """
+    db = Database(settings.database_url, pool_size=settings.database_pool_size)
+    audit = AuditLog(db, store_arguments=settings.audit_store_arguments, metrics=metrics)
+    notifier = notifier_for(db)
+    return Core(
+        db=db,
+        credentials=Credentials(db, cache_seconds=settings.token_cache_seconds),
+        audit=audit,
+        notifier=notifier,
+        ledger=Ledger(db, notifier, channels if channels is not None else ChannelFanout([]), audit, metrics),
+    )
+
+
 class Runtime:
+    """The serving process's parts, built from `Settings`; `run()` owns their lifecycle.
+
+    The attributes are the parts themselves, for `create_app` to mount and for tests to observe;
+    no part receives the runtime.
+    """
+
     def __init__(self, settings: Settings, *, channels: Sequence[ReviewChannel] = ()) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        self.credentials = Credentials(self.db, cache_seconds=settings.token_cache_seconds)
-        self.policies = PolicyReloader({u.name: u.policy for u in settings.upstreams})
         self.metrics = Metrics() if settings.metrics.enabled else None
-        self.audit = AuditLog(self.db, store_arguments=settings.audit_store_arguments, metrics=self.metrics)
-        self.notifier = notifier_for(self.db)
-        self.channels = ChannelFanout([LogChannel(settings.public_url), *channels])
-        self.ledger = Ledger(self.db, self.notifier, self.channels, self.audit, self.metrics)
+        self.channels = ChannelFanout([])
+        core = build_core(settings, channels=self.channels, metrics=self.metrics)
+        self.db = core.db
+        self.credentials = core.credentials
+        self.audit = core.audit
+        self.notifier = core.notifier
+        self.ledger = core.ledger
+        self.policies = PolicyReloader({u.name: u.policy for u in settings.upstreams})
         self.queue = ApprovalQueue(self.ledger, settings.approvals)
         self.upstreams: dict[str, Upstream] = {}
         self.sessions = SessionRegistry(self.db, settings.sessions, self.upstreams)
         self.held = HeldLimits(settings.approvals.max_held_per_agent)
         self.drain = Drain()
         if self.metrics is not None:
-            metrics = self.metrics
-            metrics.watch_held(self.held.total)
-            self.policies.add_listener(lambda upstream, _policy: metrics.policy_reloaded(upstream, True))
-            self.policies.add_failure_listener(lambda upstream, _problem: metrics.policy_reloaded(upstream, False))
+            self._watch(self.metrics)
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
         self.executor = Executor(
             self.ledger, self.upstreams, self.sessions, lease_seconds=settings.approvals.execution_lease_seconds
@@ -72,22 +129,55 @@ class Runtime:
             settings.approvals,
             audit_retention_days=settings.audit_retention_days,
         )
+        self.gateway = self._build_gateway()
         self._http: aiohttp.ClientSession | None = None
         self._started = False
-        self.extensions = self._build_extensions()
+        self.extensions = self._build_extensions(channels)
 
-    def _build_extensions(self) -> list[Extension]:
-        from app import inbox, slack
+    def _watch(self, metrics: Metrics) -> None:
+        metrics.watch_held(self.held.total)
+        self.policies.add_listener(lambda upstream, _policy: metrics.policy_reloaded(upstream, True))
+        self.policies.add_failure_listener(lambda upstream, _problem: metrics.policy_reloaded(upstream, False))
 
-        extensions = [extension for extension in (slack.build(self), inbox.build(self)) if extension is not None]
+    def _build_gateway(self) -> Gateway:
+        """What `/mcp/{upstream}` uses (`app/gateway/exchange.py`)."""
+        return Gateway(
+            settings=self.settings,
+            interceptor=self.interceptor,
+            audit=self.audit,
+            held=self.held,
+            sessions=self.sessions,
+            queue=self.queue,
+            ledger=self.ledger,
+            executor=self.executor,
+            notifier=self.notifier,
+            db=self.db,
+            drain=self.drain,
+        )
+
+    def _build_extensions(self, channels: Sequence[ReviewChannel]) -> list[Extension]:
+        """The log channel, any `channels` given, then each configured feature, in the fan-out's order."""
+        settings = self.settings
+        built: list[Extension | None] = [
+            ChannelExtension(LogChannel(settings.public_url)),
+            *(ChannelExtension(channel) for channel in channels),
+            slack.build(
+                settings.slack, public_url=settings.public_url, db=self.db, ledger=self.ledger, notifier=self.notifier
+            ),
+            inbox.build(
+                public_url=settings.public_url,
+                secret_key=settings.secret_key,
+                db=self.db,
+                ledger=self.ledger,
+                notifier=self.notifier,
+                credentials=self.credentials,
+                upstreams=self.upstreams,
+            ),
+        ]
+        extensions = [extension for extension in built if extension is not None]
         for extension in extensions:
             self.channels.channels.extend(extension.channels)
         return extensions
-
-    def hold_seconds(self, agent: str, decision: Decision) -> float:
-        """How long to hold this agent's request: the agent's setting, else the rule's, else the default."""
-        approvals = self.settings.approvals
-        return approvals.agent_hold_seconds.get(agent) or decision.hold or approvals.hold_seconds
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[Runtime]:

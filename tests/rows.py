@@ -1,10 +1,12 @@
-"""Approval rows built in memory, for the unit tests of what channels show (no database)."""
+"""Approval rows (and the `Approval`s decoded from them) built in memory, for the unit tests of what
+channels show (no database)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any, Final
 
+from app.approvals.model import Approval
 from app.store.approvals import ApprovalRow
 
 T0: Final = 1_795_000_000.0
@@ -31,7 +33,7 @@ def approval_row(**changes: Any) -> ApprovalRow:
         policy_reason="irreversible",
         policy_version="v1",
         reviewers=None,
-        slack_routing=None,
+        routing=None,
         status="pending",
         created_at=T0,
         expires_at=T0 + 1800,
@@ -48,7 +50,10 @@ def approval_row(**changes: Any) -> ApprovalRow:
         result=None,
         outcome=None,
         delivered_at=None,
-        slack_channel=None,
-        slack_ts=None,
     )
     return replace(base, **changes)
+
+
+def approval(**changes: Any) -> Approval:
+    """`approval_row(**changes)` as the `Approval` channels read."""
+    return Approval.from_row(approval_row(**changes))

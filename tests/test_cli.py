@@ -23,6 +23,8 @@ from click.testing import CliRunner, Result
 
 from app.cli import main
 from app.demo.upstream import DemoMarket
+from app.jsonrpc import canonical_json
+from app.store import audit as audit_store
 from app.store import tokens as token_store
 from tests import trojan
 from tests.harness import DEFAULT_POLICY, SECRET_KEY, AirlockUnderTest, new_task
@@ -612,6 +614,29 @@ async def test_the_cli_decides_as_the_only_enabled_reviewer_and_the_audit_says_v
     audit = await acli("audit", "--approval", approval["id"], "--event", "decided", "--config", config)
     [_header, line] = audit.stdout.splitlines()
     assert "by demo-reviewer" in line and "(via cli)" in line
+
+
+@pytest.mark.parametrize(
+    ("verdict", "store_arguments"), [("approve", False), ("reject", False), ("approve", True), ("reject", True)]
+)
+async def test_a_cli_decision_stores_argument_values_in_the_audit_log_only_when_audit_store_arguments_is_set(
+    airlock: AirlockUnderTest, market: DemoMarket, tmp_path: Path, verdict: str, store_arguments: bool
+) -> None:
+    """Issue 11, item 4: the CLI builds its parts with the composition root `serve` uses, so
+    `[audit] store_arguments` governs the audit entry of a decision made from the CLI too."""
+    config = write_config(tmp_path, airlock.settings.database_url)
+    with config.open("a", encoding="utf-8") as toml:
+        toml.write(f"[audit]\nstore_arguments = {str(store_arguments).lower()}\n")
+    await airlock.reviewer_token("carol")
+    async with parked_cancel(airlock, market) as (_call, approval):
+        decided = await acli(
+            "approvals", verdict, approval["id"], "--as", "carol", "--reason", "r", "--config", str(config)
+        )
+        assert decided.exit_code == 0, decided.output
+    async with airlock.runtime.db.read() as conn:
+        [entry] = await audit_store.search(conn, event="decided", approval_id=approval["id"])
+    assert entry.actor == "carol" and entry.args_hash == approval["args_sha256"]
+    assert entry.arguments == (canonical_json(approval["arguments"]) if store_arguments else None)
 
 
 async def test_the_cli_refuses_names_no_enabled_reviewer_holds_and_asks_for_as_among_several(

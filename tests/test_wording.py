@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.approvals import wording
+from app.approvals.model import Approval
 from app.approvals.wording import Kind, Outcome
 from app.store.approvals import ApprovalRow
 from tests.rows import T0, approval_row
@@ -221,11 +222,11 @@ def test_the_viewer_reads_you() -> None:
 
 def test_a_late_decision_names_who_was_first_and_the_expiry() -> None:
     assert (
-        wording.too_late(ROWS[Kind.TOOL_ERROR], VOICE, "alice")
+        wording.too_late(Approval.from_row(ROWS[Kind.TOOL_ERROR]), VOICE, "alice")
         == "Too late: bob already approved this call via Slack at T+60."
     )
     assert (
-        wording.too_late(ROWS[Kind.EXPIRED], VOICE)
+        wording.too_late(Approval.from_row(ROWS[Kind.EXPIRED]), VOICE)
         == "Too late: this call expired at T+1800 before anyone decided. It did not run."
     )
 

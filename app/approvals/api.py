@@ -15,60 +15,68 @@ to reject) are `decide`'s, the same for every channel; their refusals come back 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from app.approvals.decisions import DecisionError, Verdict, decide
+from app.approvals.ledger import Ledger
+from app.approvals.model import Approval, ApprovalLike, Status
 from app.approvals.wording import iso, outcome_of, phrase, review_url
-from app.auth import WWW_AUTHENTICATE, bearer_token
+from app.auth import WWW_AUTHENTICATE, Credentials, bearer_token
 from app.store import approvals as approval_store
 from app.store import audit as audit_store
-from app.store.approvals import ALL_STATUSES, ApprovalRow
 from app.store.audit import AuditRow
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
+from app.store.db import Database
 
 
-def approval_json(row: ApprovalRow, public_url: str) -> dict[str, Any]:
+def approval_json(approval: ApprovalLike, public_url: str) -> dict[str, Any]:
     """An approval as the API and the CLI show it.
 
     `outcome_kind` and `outcome_summary` say what became of the call (`app/approvals/wording.py`):
     `"tool_error"` and `"ran; the tool reported an error: …"` for a call whose tool answered
     `isError: true`, which `status` alone (`completed`) does not tell. `outcome` is the executor's
-    raw outcome line, as the audit log records it.
+    raw outcome line, as the audit log records it. `arguments` and `result` are the stored text
+    itself in the (never expected) case that it is not a JSON object.
     """
-    outcome = outcome_of(row)
+    a = Approval.of(approval)
+    outcome = outcome_of(a)
     return {
-        "id": row.id,
-        "status": row.status,
-        "upstream": row.upstream,
-        "tool": row.tool,
-        "agent": row.agent,
-        "arguments": json.loads(row.arguments),
-        "args_sha256": row.args_hash,
-        "policy": {"rule": row.policy_rule, "reason": row.policy_reason, "version": row.policy_version},
-        "reviewers": row.allowed_reviewers,
-        "era": row.era,
-        "created_at": iso(row.created_at),
-        "expires_at": iso(row.expires_at),
-        "decided_by": row.decided_by,
-        "decided_via": row.decided_via,
-        "decided_at": iso(row.decided_at),
-        "decision_reason": row.decision_reason,
-        "executed_at": iso(row.executed_at),
-        "finished_at": iso(row.finished_at),
+        "id": a.id,
+        "status": a.status.value,
+        "upstream": a.upstream,
+        "tool": a.tool,
+        "agent": a.agent,
+        "arguments": a.arguments if a.arguments is not None else a.arguments_text,
+        "args_sha256": a.args_hash,
+        "policy": {"rule": a.policy_rule, "reason": a.policy_reason, "version": a.policy_version},
+        "reviewers": a.reviewers,
+        "era": a.era.value,
+        "created_at": iso(a.created_at),
+        "expires_at": iso(a.expires_at),
+        "decided_by": a.decided_by,
+        "decided_via": a.decided_via,
+        "decided_at": iso(a.decided_at),
+        "decision_reason": a.decision_reason,
+        "executed_at": iso(a.executed_at),
+        "finished_at": iso(a.finished_at),
         "outcome_kind": outcome.kind.value,
         "outcome_summary": phrase(outcome),
-        "outcome": row.outcome,
-        "result": json.loads(row.result) if row.result else None,
-        "delivered_at": iso(row.delivered_at),
-        "review_url": review_url(public_url, row.id),
-        "continues": row.continues,
+        "outcome": a.outcome,
+        "result": _result_json(a),
+        "delivered_at": iso(a.delivered_at),
+        "review_url": review_url(public_url, a.id),
+        "continues": a.continues,
     }
+
+
+def _result_json(approval: Approval) -> Any:
+    stored = approval.result
+    if stored is None:
+        return None
+    return stored.message if stored.message is not None else stored.text
 
 
 def timeline_json(entry: AuditRow) -> dict[str, Any]:
@@ -81,8 +89,8 @@ def timeline_json(entry: AuditRow) -> dict[str, Any]:
     }
 
 
-def routes(runtime: Runtime) -> list[BaseRoute]:
-    api = ApprovalsApi(runtime)
+def routes(*, credentials: Credentials, db: Database, ledger: Ledger, public_url: str) -> list[BaseRoute]:
+    api = ApprovalsApi(credentials=credentials, db=db, ledger=ledger, public_url=public_url)
     return [
         Route("/api/approvals", api.list, methods=["GET"]),
         Route("/api/approvals/{approval_id}", api.show, methods=["GET"]),
@@ -97,17 +105,20 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 class ApprovalsApi:
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(self, *, credentials: Credentials, db: Database, ledger: Ledger, public_url: str) -> None:
+        self._credentials = credentials
+        self._db = db
+        self._ledger = ledger
+        self._public_url = public_url
 
     async def _reviewer(self, request: Request) -> str | JSONResponse:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             return _error(401, "send a reviewer token as 'Authorization: Bearer <token>'")
-        reviewer = await self._runtime.credentials.reviewer_for(token)
+        reviewer = await self._credentials.reviewer_for(token)
         if reviewer is not None:
             return reviewer
-        if await self._runtime.credentials.agent_for(token) is not None:
+        if await self._credentials.agent_for(token) is not None:
             return _error(403, "agent tokens cannot review or decide approvals")
         return _error(401, "unknown or disabled reviewer token")
 
@@ -116,14 +127,15 @@ class ApprovalsApi:
         if isinstance(reviewer, JSONResponse):
             return reviewer
         statuses = [s for s in request.query_params.get("status", "").split(",") if s and s != "all"]
-        unknown = [s for s in statuses if s not in ALL_STATUSES]
+        known = [status.value for status in Status]
+        unknown = [s for s in statuses if s not in known]
         if unknown:
-            return _error(400, f"unknown status {unknown[0]!r}; use one of {', '.join(ALL_STATUSES)}")
+            return _error(400, f"unknown status {unknown[0]!r}; use one of {', '.join(known)}")
         try:
             limit = min(max(int(request.query_params.get("limit", "100")), 1), 1000)
         except ValueError:
             return _error(400, "limit must be a number")
-        async with self._runtime.db.read() as conn:
+        async with self._db.read() as conn:
             rows = await approval_store.search(
                 conn,
                 statuses=statuses,
@@ -132,20 +144,21 @@ class ApprovalsApi:
                 upstream=request.query_params.get("upstream"),
                 limit=limit,
             )
-        public_url = self._runtime.settings.public_url
-        return JSONResponse({"approvals": [approval_json(r, public_url) for r in rows]})
+        public_url = self._public_url
+        approvals = [Approval.from_row(row) for row in rows]
+        return JSONResponse({"approvals": [approval_json(a, public_url) for a in approvals]})
 
     async def show(self, request: Request) -> JSONResponse:
         reviewer = await self._reviewer(request)
         if isinstance(reviewer, JSONResponse):
             return reviewer
         approval_id = request.path_params["approval_id"]
-        async with self._runtime.db.read() as conn:
+        async with self._db.read() as conn:
             row = await approval_store.get(conn, approval_id)
             timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
         if row is None:
             return _error(404, f"no approval {approval_id}")
-        body = approval_json(row, self._runtime.settings.public_url)
+        body = approval_json(Approval.from_row(row), self._public_url)
         body["timeline"] = [timeline_json(entry) for entry in timeline if entry.event != "call"]
         return JSONResponse(body)
 
@@ -164,7 +177,7 @@ class ApprovalsApi:
             return reason
         try:
             row = await decide(
-                self._runtime.ledger,
+                self._ledger,
                 request.path_params["approval_id"],
                 reviewer=reviewer,
                 verdict=verdict,
@@ -175,9 +188,9 @@ class ApprovalsApi:
             extra: dict[str, Any] = {}
             approval = getattr(exc, "approval", None)
             if approval is not None:
-                extra["approval"] = approval_json(approval, self._runtime.settings.public_url)
+                extra["approval"] = approval_json(approval, self._public_url)
             return _error(exc.status_code, str(exc), **extra)
-        return JSONResponse(approval_json(row, self._runtime.settings.public_url))
+        return JSONResponse(approval_json(Approval.from_row(row), self._public_url))
 
 
 async def _reason(request: Request) -> str | JSONResponse | None:

@@ -27,7 +27,7 @@ from typing import Final, Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.approvals.ledger import Ledger
-from app.approvals.wording import iso, outcome_of, phrase
+from app.approvals.wording import already_decided
 from app.identity import same_identity
 from app.reveal import reveal
 from app.store import approvals as approval_store
@@ -73,17 +73,7 @@ class AlreadyDecided(DecisionError):
     status_code = 409
 
     def __str__(self) -> str:
-        a = self.approval
-        if a.status in ("pending", "expired"):
-            return f"approval {a.id} expired at {iso(a.expires_at)} before anyone decided"
-        if a.status == "withdrawn":
-            return f"approval {a.id} was withdrawn by {_name(a.decided_by)} at {iso(a.decided_at)}"
-        if a.status == "rejected":
-            return f"approval {a.id} was already rejected by {_name(a.decided_by)} at {iso(a.decided_at)}"
-        return (
-            f"approval {a.id} was already approved by {_name(a.decided_by)} at {iso(a.decided_at)} "
-            f"(now: {phrase(outcome_of(a))})"
-        )
+        return already_decided(self.approval)
 
 
 async def decide(

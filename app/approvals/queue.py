@@ -307,7 +307,6 @@ class ApprovalQueue:
         """The new approval row for `request`, pending."""
         decision = request.decision
         timeout = decision.timeout or self._settings.timeout_seconds
-        slack = decision.slack
         return {
             "id": new_approval_id(),
             "upstream": request.upstream,
@@ -326,11 +325,7 @@ class ApprovalQueue:
             "policy_reason": decision.reason,
             "policy_version": request.policy_version,
             "reviewers": None if decision.reviewers is None else json.dumps(list(decision.reviewers)),
-            "slack_routing": None
-            if slack is None
-            else json.dumps(
-                {"channel": slack.channel, "users": list(slack.users), "usergroups": list(slack.usergroups)}
-            ),
+            "routing": json.dumps(decision.routing) if decision.routing else None,
             "status": "pending",
             "created_at": now,
             "expires_at": now + timeout,

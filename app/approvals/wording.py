@@ -6,16 +6,20 @@ here. A channel formats (HTML, mrkdwn, plain text, its own times); it never writ
 Before this module the same sentence was written four times and the copies disagreed: an approved
 call whose tool answered `isError: true` read "It ran." as if it had succeeded (issues 11 and 13).
 
-What became of an approval is derived once, by `outcome_of(row)`, as an `Outcome`: a `Kind` and,
+What became of an approval is derived once, by `outcome_of(approval)`, as an `Outcome`: a `Kind` and,
 where there is one, a `detail` (the first line of the tool's error or result text, the upstream's
 error, why the call could not be delivered), already revealed (`app/reveal.py`) and cut to
-`DETAIL_LIMIT` characters. Nothing new is stored: the kind follows from the row's status, its
+`DETAIL_LIMIT` characters. Nothing new is stored: the kind follows from the approval's status, its
 stored result and its outcome line.
 
 Sentences that carry names and times take a `Voice`: how the channel writes a time and an
 agent-chosen name. The words stay here.
 
-Pure module: strings from an approval row; no I/O.
+Sentences are worded from an `Approval` (`app/approvals/model.py`), never from stored JSON text.
+The functions that code outside the channels still calls with a row (`outcome_of`, `account`, the
+agent's sentences) accept one and decode it once through `Approval.of`.
+
+Pure module: strings from an approval; no I/O.
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Final
 
+from app.approvals.model import Approval, ApprovalLike, Status, StoredResult
 from app.reveal import reveal
-from app.store.approvals import ApprovalRow
 
 DETAIL_LIMIT: Final = 200
 """Characters of a detail (a tool's error line, an upstream error) shown inside a sentence."""
@@ -195,47 +199,39 @@ def sentence(text: str) -> str:
 # --------------------------------------------------------------------------- the outcome
 
 
-def outcome_of(row: ApprovalRow) -> Outcome:
-    """What became of `row`: the one derivation every channel words."""
-    status = row.status
-    simple = {
-        "pending": Kind.PENDING,
-        "approved": Kind.APPROVED,
-        "executing": Kind.RUNNING,
-        "rejected": Kind.REJECTED,
-        "expired": Kind.EXPIRED,
-        "withdrawn": Kind.WITHDRAWN,
-    }
-    if status in simple:
-        return Outcome(simple[status])
-    if status == "outcome_unknown":
-        return Outcome(Kind.UNKNOWN, first_line(row.outcome) if row.outcome else None)
-    stored = _stored(row.result)
-    if status == "failed":
-        error = stored.get("error")
-        if isinstance(error, dict):
+_SIMPLE: Final = {
+    Status.PENDING: Kind.PENDING,
+    Status.APPROVED: Kind.APPROVED,
+    Status.EXECUTING: Kind.RUNNING,
+    Status.REJECTED: Kind.REJECTED,
+    Status.EXPIRED: Kind.EXPIRED,
+    Status.WITHDRAWN: Kind.WITHDRAWN,
+}
+
+
+def outcome_of(approval: ApprovalLike) -> Outcome:
+    """What became of `approval`: the one derivation every channel words."""
+    a = Approval.of(approval)
+    if a.status in _SIMPLE:
+        return Outcome(_SIMPLE[a.status])
+    if a.status is Status.OUTCOME_UNKNOWN:
+        return Outcome(Kind.UNKNOWN, first_line(a.outcome) if a.outcome else None)
+    error = a.result.error if a.result is not None else None
+    if a.status is Status.FAILED:
+        if error is not None:
             return Outcome(Kind.UPSTREAM_ERROR, first_line(f"{error.get('code')}: {error.get('message')}"))
-        return Outcome(Kind.NOT_DELIVERED, _not_delivered_detail(row.outcome))
-    if status == "completed":
-        return _completed(row, stored.get("result"))
-    return Outcome(Kind.UNKNOWN, first_line(f"status {status}"))
+        return Outcome(Kind.NOT_DELIVERED, _not_delivered_detail(a.outcome))
+    return _completed(a.outcome, a.result)
 
 
-def _stored(result: str | None) -> dict[str, Any]:
-    try:
-        stored = json.loads(result) if result else {}
-    except ValueError:
-        return {}
-    return stored if isinstance(stored, dict) else {}
-
-
-def _completed(row: ApprovalRow, result: Any) -> Outcome:
-    line = row.outcome or ""
+def _completed(line: str | None, stored: StoredResult | None) -> Outcome:
+    line = line or ""
     if line.startswith(TOO_LARGE_PREFIX):
         return Outcome(Kind.TOO_LARGE, cut(line.removeprefix("ran; "), DETAIL_LIMIT * 2))
-    if not isinstance(result, dict):
+    result = None if stored is None else stored.result
+    if result is None:
         return Outcome(Kind.SUCCEEDED)
-    if result.get("resultType") == "input_required":
+    if stored is not None and stored.input_required:
         return Outcome(Kind.INPUT_REQUIRED)
     text = "\n".join(
         str(item.get("text", ""))
@@ -319,67 +315,66 @@ def result_sentence(outcome: Outcome, voice: Voice | None = None) -> str:
     }[outcome.kind]
 
 
-def decision_sentence(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
+def decision_sentence(approval: Approval, voice: Voice, viewer: str | None = None) -> str:
     """Who decided, how and when (or that nobody has)."""
-    at = voice.time(row.decided_at) if row.decided_at is not None else "an unknown time"
-    if row.status == "pending":
-        return f"{voice.strong('Waiting')} for a decision; expires {voice.time(row.expires_at)}."
-    if row.status == "expired":
-        return f"{voice.strong('Expired')} at {voice.time(row.finished_at or row.expires_at)}: nobody decided in time."
-    if row.status == "withdrawn":
+    at = voice.time(approval.decided_at) if approval.decided_at is not None else "an unknown time"
+    if approval.status is Status.PENDING:
+        return f"{voice.strong('Waiting')} for a decision; expires {voice.time(approval.expires_at)}."
+    if approval.status is Status.EXPIRED:
+        return f"{voice.strong('Expired')} at {voice.time(approval.finished_at or approval.expires_at)}: nobody decided in time."
+    if approval.status is Status.WITHDRAWN:
         return f"{voice.strong('Withdrawn')} by the agent at {at} before anyone decided."
-    who = decider(row, voice, viewer)
-    via = voice.via(row.decided_via) if row.decided_via else "an unknown channel"
-    verb = "Rejected" if row.status == "rejected" else "Approved"
+    who = decider(approval, voice, viewer)
+    via = voice.via(approval.decided_via) if approval.decided_via else "an unknown channel"
+    verb = "Rejected" if approval.status is Status.REJECTED else "Approved"
     return f"{voice.strong(verb)} by {who} via {via} at {at}."
 
 
-def reason_sentence(row: ApprovalRow, voice: Voice) -> str:
-    return sentence(f"Reason: {voice.text(row.decision_reason)}") if row.decision_reason else ""
+def reason_sentence(approval: Approval, voice: Voice) -> str:
+    return sentence(f"Reason: {voice.text(approval.decision_reason)}") if approval.decision_reason else ""
 
 
-def decider(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
-    name = voice.name(row.decided_by or "someone")
-    return f"you ({name})" if viewer is not None and row.decided_by == viewer else name
+def decider(approval: Approval, voice: Voice, viewer: str | None = None) -> str:
+    name = voice.name(approval.decided_by or "someone")
+    return f"you ({name})" if viewer is not None and approval.decided_by == viewer else name
 
 
-def account(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
+def account(approval: ApprovalLike, voice: Voice, viewer: str | None = None) -> str:
     """The whole story in one paragraph: the decision, its reason, and what became of the call."""
+    a = Approval.of(approval)
     parts = (
-        decision_sentence(row, voice, viewer),
-        reason_sentence(row, voice),
-        result_sentence(outcome_of(row), voice),
+        decision_sentence(a, voice, viewer),
+        reason_sentence(a, voice),
+        result_sentence(outcome_of(a), voice),
     )
     return " ".join(part for part in parts if part)
 
 
-def headline(row: ApprovalRow, voice: Voice) -> str:
+def headline(approval: Approval, voice: Voice) -> str:
     """One line for a notification: the outcome's title, the call, and who decided."""
-    kind = outcome_of(row).kind
+    kind = outcome_of(approval).kind
     if kind is Kind.PENDING:
         return (
-            f"{title(kind)}: {voice.name(row.agent)} wants to call {voice.name(row.tool)} on "
-            f"{voice.name(row.upstream)} ({row.id})"
+            f"{title(kind)}: {voice.name(approval.agent)} wants to call {voice.name(approval.tool)} on "
+            f"{voice.name(approval.upstream)} ({approval.id})"
         )
-    line = f"{title(kind)}: {voice.name(row.tool)} for {voice.name(row.agent)} ({row.id})"
-    if row.decided_by and kind not in (Kind.EXPIRED, Kind.WITHDRAWN):
-        line += f"; decided by {voice.name(row.decided_by)}"
+    line = f"{title(kind)}: {voice.name(approval.tool)} for {voice.name(approval.agent)} ({approval.id})"
+    if approval.decided_by and kind not in (Kind.EXPIRED, Kind.WITHDRAWN):
+        line += f"; decided by {voice.name(approval.decided_by)}"
     return line
 
 
-def confirmation(row: ApprovalRow) -> str:
+def confirmation(approval: Approval) -> str:
     """What the reviewer who just decided reads."""
-    verb = "rejected" if row.status == "rejected" else "approved"
-    return f"You {verb} {row.tool} for {row.agent} ({row.id})."
+    verb = "rejected" if approval.status is Status.REJECTED else "approved"
+    return f"You {verb} {approval.tool} for {approval.agent} ({approval.id})."
 
 
-def announcement(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
+def announcement(approval: Approval, voice: Voice, viewer: str | None = None) -> str:
     """What a live page announces when an approval appears or changes."""
-    if row.status == "pending":
-        return (
-            f"New approval: {voice.name(row.agent)} wants to call {voice.name(row.tool)} on {voice.name(row.upstream)}."
-        )
-    return f"{voice.name(row.tool)} for {voice.name(row.agent)}: {account(row, voice, viewer)}"
+    if approval.status is Status.PENDING:
+        return f"New approval: {voice.name(approval.agent)} wants to call {voice.name(approval.tool)} on {voice.name(approval.upstream)}."
+    return f"{voice.name(approval.tool)} for {voice.name(approval.agent)}: {account(approval, voice, viewer)}"
 
 
 def no_result(outcome: Outcome) -> str:
@@ -391,64 +386,82 @@ def no_result(outcome: Outcome) -> str:
     return result_sentence(outcome)
 
 
-def too_late(row: ApprovalRow, voice: Voice, viewer: str | None = None) -> str:
+def too_late(approval: Approval, voice: Voice, viewer: str | None = None) -> str:
     """Why a decision came too late, for the reviewer who tried."""
-    if row.status in ("pending", "expired"):
-        return f"Too late: this call expired at {voice.time(row.expires_at)} before anyone decided. It did not run."
-    at = voice.time(row.decided_at) if row.decided_at is not None else "an unknown time"
-    if row.status == "withdrawn":
+    if approval.status in (Status.PENDING, Status.EXPIRED):
+        return (
+            f"Too late: this call expired at {voice.time(approval.expires_at)} before anyone decided. It did not run."
+        )
+    at = voice.time(approval.decided_at) if approval.decided_at is not None else "an unknown time"
+    if approval.status is Status.WITHDRAWN:
         return f"Too late: the agent withdrew this call at {at}. It did not run."
-    verb = "rejected" if row.status == "rejected" else "approved"
-    via = voice.via(row.decided_via) if row.decided_via else "an unknown channel"
-    return f"Too late: {decider(row, voice, viewer)} already {verb} this call via {via} at {at}."
+    verb = "rejected" if approval.status is Status.REJECTED else "approved"
+    via = voice.via(approval.decided_via) if approval.decided_via else "an unknown channel"
+    return f"Too late: {decider(approval, voice, viewer)} already {verb} this call via {via} at {at}."
+
+
+def already_decided(approval: ApprovalLike) -> str:
+    """Why a decision came too late, as the API's 409 and the CLI's one-line error say it (ISO times)."""
+    a = Approval.of(approval)
+    who, at = reveal(a.decided_by or "someone", line=True), iso(a.decided_at)
+    if a.status in (Status.PENDING, Status.EXPIRED):
+        return f"approval {a.id} expired at {iso(a.expires_at)} before anyone decided"
+    if a.status is Status.WITHDRAWN:
+        return f"approval {a.id} was withdrawn by {who} at {at}"
+    if a.status is Status.REJECTED:
+        return f"approval {a.id} was already rejected by {who} at {at}"
+    return f"approval {a.id} was already approved by {who} at {at} (now: {phrase(outcome_of(a))})"
 
 
 # --------------------------------------------------------------------------- sentences for agents
 
 
-def agent_waiting(row: ApprovalRow, url: str, seconds_left: float) -> str:
+def agent_waiting(approval: ApprovalLike, url: str, seconds_left: float) -> str:
     """The progress message a held request shows while it waits."""
+    a = Approval.of(approval)
     return (
-        f"Waiting for human approval of {row.tool} (approval {row.id}); "
+        f"Waiting for human approval of {a.tool} (approval {a.id}); "
         f"review at {url}; expires in {human_duration(seconds_left)}"
     )
 
 
-def agent_not_yet(row: ApprovalRow, url: str) -> str:
+def agent_not_yet(approval: ApprovalLike, url: str) -> str:
     """The answer to a request whose hold budget ran out before the outcome was known."""
-    if row.status == "pending":
+    a = Approval.of(approval)
+    if a.status is Status.PENDING:
         state = (
-            f"A human reviewer must approve this exact call to {row.tool} before it runs, and "
-            f"nobody has decided yet (approval {row.id}, expires {iso(row.expires_at)}). It has NOT run."
+            f"A human reviewer must approve this exact call to {a.tool} before it runs, and "
+            f"nobody has decided yet (approval {a.id}, expires {iso(a.expires_at)}). It has NOT run."
         )
     else:
         state = (
-            f"This call to {row.tool} was approved by {row.decided_by} and is running now "
-            f"(approval {row.id}); its result is not back yet."
+            f"This call to {a.tool} was approved by {a.decided_by} and is running now "
+            f"(approval {a.id}); its result is not back yet."
         )
     return (
-        f"{state} To get the outcome, call {row.tool} again with exactly the same arguments: "
+        f"{state} To get the outcome, call {a.tool} again with exactly the same arguments: "
         "that call waits for the decision and returns the real result (the call never runs twice). "
         f"Reviewers: {url}"
     )
 
 
-def agent_refusal(row: ApprovalRow) -> str:
+def agent_refusal(approval: ApprovalLike) -> str:
     """The result text of an approval that ended without a result of its own (it did not run, or may have)."""
-    tool, who, when = row.tool, row.decided_by, iso(row.decided_at)
-    reason = " " + sentence(f"Reason: {row.decision_reason}") if row.decision_reason else " No reason was given."
-    outcome = outcome_of(row)
+    a = Approval.of(approval)
+    tool, who, when = a.tool, a.decided_by, iso(a.decided_at)
+    reason = " " + sentence(f"Reason: {a.decision_reason}") if a.decision_reason else " No reason was given."
+    outcome = outcome_of(a)
     if outcome.kind is Kind.REJECTED:
         return f"A human reviewer ({who}) rejected this call to {tool} at {when}.{reason} It did not run."
     if outcome.kind is Kind.EXPIRED:
         return (
-            f"Nobody approved this call to {tool} before its approval expired at {iso(row.expires_at)}. "
+            f"Nobody approved this call to {tool} before its approval expired at {iso(a.expires_at)}. "
             "It did not run. Ask a human before trying again."
         )
     if outcome.kind is Kind.WITHDRAWN:
         return (
             f"This call to {tool} was withdrawn before anyone approved it "
-            f"({row.decision_reason or 'the client cancelled it'}). It did not run."
+            f"({a.decision_reason or 'the client cancelled it'}). It did not run."
         )
     if outcome.kind is Kind.UNKNOWN:
         return (
@@ -461,14 +474,15 @@ def agent_refusal(row: ApprovalRow) -> str:
             f"This call to {tool} was approved by {who} but could not be delivered to the upstream: "
             f"{outcome.detail or 'unknown error'}. It did not run."
         )
-    return f"This call to {tool} ended with status {row.status}."
+    return f"This call to {tool} ended with status {a.status}."
 
 
-def agent_replay(row: ApprovalRow, text: str) -> str:
+def agent_replay(approval: ApprovalLike, text: str) -> str:
     """`text` sent again to an identical call after it was delivered once."""
+    a = Approval.of(approval)
     return (
         f"Replay: Airlock sends this stored outcome again because this exact call already ran at "
-        f"{iso(row.executed_at)} (approved by {row.decided_by}). {text}"
+        f"{iso(a.executed_at)} (approved by {a.decided_by}). {text}"
     )
 
 

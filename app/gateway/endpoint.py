@@ -10,32 +10,37 @@ validates the version itself and names the ones it serves.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from collections.abc import Mapping
+from typing import Final
 from urllib.parse import urlsplit
 
-from app.auth import WWW_AUTHENTICATE, TokenLookupsBusy, bearer_token
+from app.auth import WWW_AUTHENTICATE, Credentials, TokenLookupsBusy, bearer_token
 from app.gateway import handshake, modern
-from app.gateway.exchange import MCP_PROTOCOL_VERSION, Exchange
+from app.gateway.exchange import MCP_PROTOCOL_VERSION, Exchange, Gateway
 from app.gateway.respond import send_error
 from app.jsonrpc import INVALID_REQUEST
 from app.logs import bind
 from app.types import Receive, Scope, Send
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
+from app.upstream import Upstream
 
 HANDSHAKE_VERSIONS: Final = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 
 
 class McpEndpoint:
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self._allowed_origins = {_origin(runtime.settings.public_url), *map(_origin, runtime.settings.allowed_origins)}
+    """The endpoint, given the gateway's parts, who may call (`credentials`) and the upstreams by name."""
+
+    def __init__(self, gateway: Gateway, credentials: Credentials, upstreams: Mapping[str, Upstream]) -> None:
+        settings = gateway.settings
+        self._gateway = gateway
+        self._credentials = credentials
+        self._upstreams = upstreams
+        self._max_body_bytes = settings.max_body_bytes
+        self._allowed_origins = {_origin(settings.public_url), *map(_origin, settings.allowed_origins)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw_headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
         headers = dict(raw_headers)
-        upstream = self._runtime.upstreams.get(scope["path_params"]["upstream"])
+        upstream = self._upstreams.get(scope["path_params"]["upstream"])
         if not self._origin_allowed(headers):
             await send_error(send, 403, INVALID_REQUEST, "Forbidden: requests from this Origin are not allowed")
             return
@@ -48,8 +53,8 @@ class McpEndpoint:
                 send, 404, INVALID_REQUEST, f"Not Found: no upstream named {scope['path_params']['upstream']!r}"
             )
             return
-        exchange = Exchange(scope, receive, send, self._runtime, agent, upstream, headers, raw_headers)
-        if scope["method"] == "POST" and not await _read_post(exchange, self._runtime.settings.max_body_bytes):
+        exchange = Exchange(scope, receive, send, self._gateway, agent, upstream, headers, raw_headers)
+        if scope["method"] == "POST" and not await _read_post(exchange, self._max_body_bytes):
             return
         version = headers.get(MCP_PROTOCOL_VERSION)
         if version is None or version in HANDSHAKE_VERSIONS:
@@ -80,7 +85,7 @@ class McpEndpoint:
             )
             return None
         try:
-            agent = await self._runtime.credentials.agent_for(token)
+            agent = await self._credentials.agent_for(token)
         except TokenLookupsBusy as exc:
             await send_error(
                 send, 503, INVALID_REQUEST, f"Service Unavailable: {exc}", headers=[(b"retry-after", b"1")]

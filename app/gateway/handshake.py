@@ -222,7 +222,7 @@ async def _get(exchange: Exchange) -> None:
     try:
         async with exchange.upstream.request("GET", headers=headers) as response:
             relayed = relay(exchange, response, headers=_session_header(session))
-            if not await exchange.runtime.drain.unless_draining(relayed):
+            if not await exchange.gateway.drain.unless_draining(relayed):
                 await end_stream(exchange.send)  # SIGTERM: the client reopens it elsewhere (app/drain.py)
     except UpstreamUnavailable as exc:
         await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}")

@@ -37,10 +37,10 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from app.approvals.outcomes import APPROVAL_META_KEY, final_message, pending_result, waiting_message
-from app.gateway.exchange import Exchange
+from app.gateway.exchange import Exchange, Gateway
 from app.gateway.relay import until_disconnect
 from app.gateway.respond import Headers, end_stream, send_chunk, start_sse
 from app.jsonrpc import dumps, is_response, json_object
@@ -48,9 +48,6 @@ from app.sse import comment, encode
 from app.store import streams as stream_store
 from app.store.approvals import FINISHED, ApprovalRow
 from app.store.streams import StreamRow
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
 
 logger = logging.getLogger("airlock.gateway")
 
@@ -74,7 +71,7 @@ class HeldRequest:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: Gateway,
         exchange: Exchange,
         approval: ApprovalRow,
         stream: StreamRow,

@@ -1,6 +1,7 @@
 """The web inbox: a small page where reviewers see and decide held calls live (see the inbox issue).
 
-Always on: `build()` returns the extension whatever the settings. It adds no review channel (the
+Always on: `build()` returns the extension whatever the settings, given the narrow collaborators
+the composition root (`app/runtime.py`) hands it. It adds no review channel (the
 live feed listens to the notifier, which hears every change, see `app/inbox/live.py`) and no
 background work; it only serves routes (`app/inbox/routes.py`).
 
@@ -11,27 +12,25 @@ and pretty-printed JSON), `render` (Jinja2), `headers` (CSP and friends).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from starlette.routing import BaseRoute
 
 from app.approvals.channels import ReviewChannel
+from app.approvals.ledger import Ledger
+from app.approvals.signals import Notifier
+from app.auth import Credentials
 from app.inbox.routes import InboxRoutes, routes
-
-if TYPE_CHECKING:
-    from app.extension import Extension
-    from app.runtime import Runtime
+from app.store.db import Database
+from app.upstream import Upstream
 
 
 class Inbox:
     name = "inbox"
 
-    def __init__(self, runtime: Runtime) -> None:
-        public = urlsplit(runtime.settings.public_url)
-        self.prefix = public.path.rstrip("/") + "/inbox"
-        handlers = InboxRoutes(runtime, prefix=self.prefix, secure=public.scheme == "https")
+    def __init__(self, handlers: InboxRoutes, *, prefix: str) -> None:
+        self.prefix = prefix
         self.feed = handlers.feed
         self._routes = routes(handlers)
 
@@ -46,6 +45,39 @@ class Inbox:
         return None
 
 
-def build(runtime: Runtime) -> Extension | None:
-    """The web inbox extension."""
-    return Inbox(runtime)
+def build(
+    *,
+    public_url: str,
+    secret_key: str,
+    db: Database,
+    ledger: Ledger,
+    notifier: Notifier,
+    credentials: Credentials,
+    upstreams: Mapping[str, Upstream],
+) -> Inbox:
+    """The web inbox extension, served under `public_url`'s path.
+
+    Args:
+        public_url: Airlock's address as reviewers reach it; its path prefixes `/inbox`, and an
+            https address marks the session cookie `Secure`.
+        secret_key: signs the session cookie.
+        db: reads approvals, the audit log and reviewer sessions.
+        ledger: the approvals ledger that decisions go through (`app/approvals/decisions.py`).
+        notifier: feeds the live page every approval change this process hears of.
+        credentials: checks a reviewer's token at sign-in.
+        upstreams: the upstreams by name, for their tools' descriptions (filled when the process starts).
+    """
+    public = urlsplit(public_url)
+    prefix = public.path.rstrip("/") + "/inbox"
+    handlers = InboxRoutes(
+        db=db,
+        ledger=ledger,
+        notifier=notifier,
+        credentials=credentials,
+        upstreams=upstreams,
+        public_url=public_url,
+        secret_key=secret_key,
+        prefix=prefix,
+        secure=public.scheme == "https",
+    )
+    return Inbox(handlers, prefix=prefix)

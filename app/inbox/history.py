@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from app.store.approvals import ALL_STATUSES
+from app.approvals.model import Status
 
 DECIDED: Final = "decided"
 EVERY: Final = "all"
-STATUS_CHOICES: Final = (DECIDED, EVERY, *ALL_STATUSES)
+STATUS_CHOICES: Final = (DECIDED, EVERY, *(status.value for status in Status))
 LIMIT: Final = 100
 """Rows per table: the newest this many."""
 
@@ -40,7 +40,7 @@ class HistoryFilter:
         if self.status == EVERY:
             return ()
         if self.status == DECIDED:
-            return tuple(s for s in ALL_STATUSES if s != "pending")
+            return tuple(status.value for status in Status if status is not Status.PENDING)
         return (self.status,)
 
     @property

@@ -1,6 +1,6 @@
 """The inbox's live feed: approval changes as server-sent events, which the page's script applies.
 
-Each browser connection subscribes to `runtime.notifier` (every change this process sees: its
+Each browser connection subscribes to the approvals notifier (every change this process sees: its
 own, other replicas' through PostgreSQL NOTIFY, other processes' through the sweeper's safety
 poll) with a set of changed approval ids. The feed re-reads those approvals from the database,
 because the row is the truth and a signal is only a hint (invariant 7, docs/architecture.md), and sends one

@@ -8,7 +8,10 @@ the script shows them as text without a template.
 The sentences themselves are `app/approvals/wording.py`'s; this module picks the inbox's voice (UTC
 times to the second, "you (alice)" for the viewer) and the pieces each template shows.
 
-Pure module: builds strings from an approval row; no I/O.
+It reads an `Approval` (`app/approvals/model.py`), never stored JSON text. The page handlers still
+pass rows, so each function accepts one and decodes it once (`Approval.of`).
+
+Pure module: builds strings from an approval; no I/O.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from app.approvals import wording
+from app.approvals.model import Approval, ApprovalLike
 from app.approvals.wording import human_duration, iso
 from app.reveal import reveal
-from app.store.approvals import ApprovalRow
 from app.store.audit import AuditRow
 
 PREVIEW_CHARS: Final = 4000
@@ -66,32 +69,33 @@ def pretty_json(value: Any, *, limit: int | None = None) -> str:
     return text
 
 
-def arguments_text(row: ApprovalRow, *, limit: int | None = None) -> str:
-    return pretty_json(json.loads(row.arguments), limit=limit)
+def arguments_text(approval: ApprovalLike, *, limit: int | None = None) -> str:
+    """The call's arguments pretty-printed (as stored, should they not be a JSON object)."""
+    a = Approval.of(approval)
+    return pretty_json(a.arguments, limit=limit) if a.arguments is not None else a.arguments_text
 
 
-def result_text(row: ApprovalRow) -> str | None:
+def result_text(approval: ApprovalLike) -> str | None:
     """The upstream's stored answer, the whole JSON-RPC message pretty-printed (None before the call ran)."""
-    return None if row.result is None else pretty_json(json.loads(row.result))
+    stored = Approval.of(approval).result
+    if stored is None:
+        return None
+    return stored.text if stored.message is None else pretty_json(stored.message)
 
 
-def result_parts(row: ApprovalRow) -> list[tuple[str, str]]:
+def result_parts(approval: ApprovalLike) -> list[tuple[str, str]]:
     """The readable parts of the upstream's answer, as (label, text): each text item, the structured
     content, or the JSON-RPC error. Text that is itself JSON is pretty-printed."""
-    stored = json.loads(row.result) if row.result else {}
-    if isinstance(stored.get("error"), dict):
-        error = stored["error"]
-        return [("Error", f"{error.get('code')}: {error.get('message')}")]
-    result = stored.get("result")
-    if not isinstance(result, dict):
+    stored = Approval.of(approval).result
+    if stored is None:
         return []
-    parts = [
-        ("Text", _readable(item["text"]))
-        for item in result.get("content") or []
-        if isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str)
-    ]
-    if "structuredContent" in result and not parts:
-        parts.append(("Structured content", pretty_json(result["structuredContent"])))
+    if stored.error is not None:
+        return [("Error", f"{stored.error.get('code')}: {stored.error.get('message')}")]
+    if stored.result is None:
+        return []
+    parts = [("Text", _readable(text)) for text in stored.texts]
+    if "structuredContent" in stored.result and not parts:
+        parts.append(("Structured content", pretty_json(stored.result["structuredContent"])))
     return parts
 
 
@@ -106,53 +110,53 @@ VOICE: Final = wording.Voice(time=lambda t: when(t))
 """The inbox's voice: UTC times to the second; names as they are (the templates reveal them)."""
 
 
-def decider(row: ApprovalRow, viewer: str | None) -> str:
-    return wording.decider(row, VOICE, viewer)
+def decider(approval: ApprovalLike, viewer: str | None) -> str:
+    return wording.decider(Approval.of(approval), VOICE, viewer)
 
 
-def outcome(row: ApprovalRow, viewer: str | None = None) -> str:
+def outcome(approval: ApprovalLike, viewer: str | None = None) -> str:
     """One paragraph: what became of the approval, who decided, how and when."""
-    return wording.account(row, VOICE, viewer)
+    return wording.account(approval, VOICE, viewer)
 
 
-def label(row: ApprovalRow) -> str:
+def label(approval: ApprovalLike) -> str:
     """The status badge: what became of the call (`tool error`, `succeeded`…), not only its status."""
-    return wording.label(wording.outcome_of(row).kind)
+    return wording.label(wording.outcome_of(approval).kind)
 
 
-def kind(row: ApprovalRow) -> str:
+def kind(approval: ApprovalLike) -> str:
     """The outcome kind, for `data-outcome` and CSS."""
-    return wording.outcome_of(row).kind.value
+    return wording.outcome_of(approval).kind.value
 
 
-def summary(row: ApprovalRow) -> str:
+def summary(approval: ApprovalLike) -> str:
     """A short clause for the history table (`ran; the tool reported an error: …`)."""
-    return wording.phrase(wording.outcome_of(row))
+    return wording.phrase(wording.outcome_of(approval))
 
 
-def result_line(row: ApprovalRow) -> str:
+def result_line(approval: ApprovalLike) -> str:
     """What became of the call itself, above its result (`It ran, and the tool reported an error: …`)."""
-    return wording.result_sentence(wording.outcome_of(row))
+    return wording.result_sentence(wording.outcome_of(approval))
 
 
-def no_result(row: ApprovalRow) -> str:
+def no_result(approval: ApprovalLike) -> str:
     """What the result section says when nothing was stored."""
-    return wording.no_result(wording.outcome_of(row))
+    return wording.no_result(wording.outcome_of(approval))
 
 
-def conflict(row: ApprovalRow, viewer: str | None) -> str:
+def conflict(approval: ApprovalLike, viewer: str | None) -> str:
     """Why a decision came too late, for the reviewer who tried (HTTP 409)."""
-    return reveal(wording.too_late(row, VOICE, viewer))
+    return reveal(wording.too_late(Approval.of(approval), VOICE, viewer))
 
 
-def decided(row: ApprovalRow, viewer: str | None) -> str:
+def decided(approval: ApprovalLike, viewer: str | None) -> str:
     """The confirmation the deciding reviewer sees."""
-    return reveal(wording.confirmation(row))
+    return reveal(wording.confirmation(Approval.of(approval)))
 
 
-def announcement(row: ApprovalRow, viewer: str | None) -> str:
+def announcement(approval: ApprovalLike, viewer: str | None) -> str:
     """What a screen reader hears when an approval changes on the page."""
-    return reveal(wording.announcement(row, VOICE, viewer))
+    return reveal(wording.announcement(Approval.of(approval), VOICE, viewer))
 
 
 def timeline_label(entry: AuditRow) -> str:

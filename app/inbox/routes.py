@@ -27,8 +27,9 @@ inbox still works with JavaScript off, minus the live updates.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from sse_starlette import EventSourceResponse
@@ -40,7 +41,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app.approvals.decisions import AlreadyDecided, DecisionError, Verdict, decide
-from app.auth import token_hash
+from app.approvals.ledger import Ledger
+from app.approvals.signals import Notifier
+from app.auth import Credentials, token_hash
 from app.inbox import csrf, present
 from app.inbox.headers import SecurityHeaders
 from app.inbox.history import LIMIT, STATUS_CHOICES, parse_filter
@@ -51,9 +54,8 @@ from app.store import approvals as approval_store
 from app.store import audit as audit_store
 from app.store import tokens as token_store
 from app.store.approvals import ApprovalRow
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
+from app.store.db import Database
+from app.upstream import Upstream
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 MAX_FORM_BYTES: Final = 64 * 1024
@@ -103,12 +105,28 @@ class InboxRoutes:
     when `public_url` has a path because a proxy serves Airlock below one); `secure` marks the cookie
     `Secure` (`public_url` is https)."""
 
-    def __init__(self, runtime: Runtime, *, prefix: str, secure: bool) -> None:
-        self._runtime = runtime
+    def __init__(
+        self,
+        *,
+        db: Database,
+        ledger: Ledger,
+        notifier: Notifier,
+        credentials: Credentials,
+        upstreams: Mapping[str, Upstream],
+        public_url: str,
+        secret_key: str,
+        prefix: str,
+        secure: bool,
+    ) -> None:
+        self._db = db
+        self._ledger = ledger
+        self._credentials = credentials
+        self._upstreams = upstreams
+        self._public_url = public_url
         self._prefix = prefix
-        self._cookie = SessionCookie(runtime.settings.secret_key, path=prefix, secure=secure)
+        self._cookie = SessionCookie(secret_key, path=prefix, secure=secure)
         self._templates = Templates(prefix=prefix)
-        self.feed = LiveFeed(runtime.db, runtime.notifier)
+        self.feed = LiveFeed(db, notifier)
 
     # ------------------------------------------------------------------ sessions
 
@@ -122,7 +140,7 @@ class InboxRoutes:
     async def _still_valid(self, session: Session) -> bool:
         if session.credential is None or session.reviewer is None:
             return False
-        async with self._runtime.db.read() as conn:
+        async with self._db.read() as conn:
             reviewer = await token_store.reviewer_for_session(conn, session.credential, session.issued_at)
         return reviewer == session.reviewer
 
@@ -154,7 +172,7 @@ class InboxRoutes:
             supplied=supplied if isinstance(supplied, str) else request.headers.get(csrf.CSRF_HEADER),
             origin=request.headers.get("origin"),
             fetch_site=request.headers.get("sec-fetch-site"),
-            own_origins={csrf.origin_of(self._runtime.settings.public_url), csrf.origin_of(str(request.base_url))},
+            own_origins={csrf.origin_of(self._public_url), csrf.origin_of(str(request.base_url))},
         )
 
     def _refused(self, request: Request, message: str, status_code: int) -> Response:
@@ -213,8 +231,8 @@ class InboxRoutes:
             return self._login_page(
                 session, target, error="Enter your reviewer name and token.", name=name, status_code=400
             )
-        reviewer = await self._runtime.credentials.reviewer_for(token)
-        if reviewer is None and await self._runtime.credentials.agent_for(token) is not None:
+        reviewer = await self._credentials.reviewer_for(token)
+        if reviewer is None and await self._credentials.agent_for(token) is not None:
             return self._login_page(session, target, error=AGENT_TOKEN, name=name, status_code=403)
         if reviewer is None or reviewer != name:
             return self._login_page(session, target, error=BAD_CREDENTIALS, name=name, status_code=401)
@@ -229,7 +247,7 @@ class InboxRoutes:
         if refused is not None:
             return self._refused(request, refused, 403)
         if session is not None and session.credential is not None and await self._still_valid(session):
-            async with self._runtime.db.write() as conn:
+            async with self._db.write() as conn:
                 await token_store.sign_out_reviewer(conn, session.credential, time.time())
         response = RedirectResponse(f"{self._prefix}/-/login?signed_out=1", status_code=303)
         self._cookie.clear(response)
@@ -241,7 +259,7 @@ class InboxRoutes:
         session = await self._signed_in(request)
         if session is None:
             return self._to_sign_in(request)
-        async with self._runtime.db.read() as conn:
+        async with self._db.read() as conn:
             rows = await approval_store.search(conn, statuses=["pending"], limit=PENDING_LIMIT)
         return self._templates.page(
             "pending.html",
@@ -259,7 +277,7 @@ class InboxRoutes:
             return self._to_sign_in(request)
         chosen, problems = parse_filter(request.query_params)
         agent, tool = chosen.agent or None, chosen.tool or None
-        async with self._runtime.db.read() as conn:
+        async with self._db.read() as conn:
             approvals = await approval_store.search(
                 conn,
                 statuses=chosen.statuses,
@@ -294,7 +312,7 @@ class InboxRoutes:
     async def _detail_page(
         self, session: Session, approval_id: str, *, error: str | None = None, status_code: int = 200
     ) -> Response:
-        async with self._runtime.db.read() as conn:
+        async with self._db.read() as conn:
             row = await approval_store.get(conn, approval_id)
             timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
         if row is None:
@@ -321,7 +339,7 @@ class InboxRoutes:
     def _describe(self, row: ApprovalRow) -> str:
         """The upstream's description of the approval's tool, from the catalog this process holds
         ("" before any `tools/list` answer was seen, or for an upstream no longer configured)."""
-        upstream = self._runtime.upstreams.get(row.upstream)
+        upstream = self._upstreams.get(row.upstream)
         return "" if upstream is None else present.tool_description(upstream.catalog.descriptions.get(row.tool))
 
     # ------------------------------------------------------------------ decisions
@@ -344,7 +362,7 @@ class InboxRoutes:
         reason = str(form.get("reason") or "")
         try:
             row = await decide(
-                self._runtime.ledger,
+                self._ledger,
                 approval_id,
                 reviewer=session.reviewer,
                 verdict=verdict,

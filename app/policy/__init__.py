@@ -14,7 +14,7 @@ The format is documented for users in `docs/policy.md` and published as `policy.
 """
 
 from app.policy.document import POLICY_SCHEMA, compile_policy, load_policy, parse_policy_text
-from app.policy.engine import Action, CompiledPolicy, Decision, RateLimit, SlackRouting
+from app.policy.engine import Action, CompiledPolicy, Decision, RateLimit, Routing
 from app.policy.reloader import PolicyReloader
 
 __all__ = [
@@ -24,7 +24,7 @@ __all__ = [
     "Decision",
     "PolicyReloader",
     "RateLimit",
-    "SlackRouting",
+    "Routing",
     "compile_policy",
     "load_policy",
     "parse_policy_text",

@@ -15,26 +15,27 @@ to search for a call that slips through. Thin: parse, authenticate, then `explai
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from app.auth import WWW_AUTHENTICATE, bearer_token
+from app.auth import WWW_AUTHENTICATE, Credentials, bearer_token
 from app.jsonrpc import MessageError, parse_json
 from app.policy.explain import ToolFacts, explain, explanation_json
 from app.policy.probe import CatalogUnavailable, fetch_tools, tool_facts
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
+from app.policy.reloader import PolicyReloader
+from app.upstream import Upstream
 
 MAX_BODY: Final = 1024 * 1024
 FETCH_TIMEOUT: Final = 10.0
 
 
-def routes(runtime: Runtime) -> list[BaseRoute]:
-    return [Route("/api/policy/explain", PolicyApi(runtime).explain, methods=["POST"])]
+def routes(credentials: Credentials, policies: PolicyReloader, upstreams: Mapping[str, Upstream]) -> list[BaseRoute]:
+    """The route, given who may ask (`credentials`), the policies in force and the upstreams by name."""
+    return [Route("/api/policy/explain", PolicyApi(credentials, policies, upstreams).explain, methods=["POST"])]
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -43,17 +44,19 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 class PolicyApi:
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(self, credentials: Credentials, policies: PolicyReloader, upstreams: Mapping[str, Upstream]) -> None:
+        self._credentials = credentials
+        self._policies = policies
+        self._upstreams = upstreams
 
     async def _refusal(self, request: Request) -> JSONResponse | None:
         """None for a reviewer; otherwise the 401 or 403 to answer (as `/api/approvals` does)."""
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             return _error(401, "send a reviewer token as 'Authorization: Bearer <token>'")
-        if await self._runtime.credentials.reviewer_for(token) is not None:
+        if await self._credentials.reviewer_for(token) is not None:
             return None
-        if await self._runtime.credentials.agent_for(token) is not None:
+        if await self._credentials.agent_for(token) is not None:
             return _error(403, "agent tokens cannot ask for policy explanations")
         return _error(401, "unknown or disabled reviewer token")
 
@@ -65,12 +68,12 @@ class PolicyApi:
         if isinstance(body, JSONResponse):
             return body
         name = body["upstream"]
-        upstream = self._runtime.upstreams.get(name)
+        upstream = self._upstreams.get(name)
         if upstream is None:
             return _error(404, f"no upstream named {name!r}")
         catalog, note = await _catalog(upstream, fetch=body.get("fetch", True) is not False)
         result = explain(
-            self._runtime.policies.current(name),
+            self._policies.current(name),
             body["tool"],
             body["arguments"],
             body["agent"],

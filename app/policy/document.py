@@ -43,16 +43,10 @@ from jsonschema import Draft202012Validator, ValidationError
 
 from app.errors import PolicyError, PolicyProblem
 from app.policy.conditions import OPERATORS, PathSyntaxError, compile_when, parse_path
-from app.policy.engine import (
-    Action,
-    CompiledPolicy,
-    CompiledRule,
-    Decision,
-    GlobSet,
-    RateLimit,
-    SlackRouting,
-    ToolClass,
-)
+from app.policy.engine import Action, CompiledPolicy, CompiledRule, Decision, GlobSet, RateLimit, Routing, ToolClass
+
+ROUTED_CHANNELS: Final = ("slack",)
+"""Rule keys that route an approval to a reviewer channel; `Decision.routing` keeps them by name."""
 
 POLICY_SCHEMA: Final[dict[str, Any]] = json.loads(
     resources.files("app.policy").joinpath("policy.schema.json").read_text(encoding="utf-8")
@@ -417,7 +411,7 @@ def _rule_decision(name: str, rule: dict[str, Any]) -> Decision:
         timeout=_seconds(rule.get("timeout")),
         hold=_seconds(rule.get("hold")),
         reviewers=tuple(reviewers) if reviewers is not None else None,
-        slack=_slack_routing(rule.get("slack")),
+        routing=_routing(rule),
     )
 
 
@@ -425,14 +419,9 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _slack_routing(slack: dict[str, Any] | None) -> SlackRouting | None:
-    if slack is None:
-        return None
-    return SlackRouting(
-        channel=slack.get("channel"),
-        users=tuple(slack.get("users", ())),
-        usergroups=tuple(slack.get("usergroups", ())),
-    )
+def _routing(rule: dict[str, Any]) -> Routing:
+    # The reviewer channels a rule may route (today Slack alone); each interprets its own object.
+    return {channel: dict(rule[channel]) for channel in ROUTED_CHANNELS if rule.get(channel) is not None}
 
 
 # --- files -----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
 from app.policy.conditions import All, Truth
@@ -50,13 +50,10 @@ class RateLimit:
     window: float
 
 
-@dataclass(frozen=True, slots=True)
-class SlackRouting:
-    """Where an approve rule's requests are announced in Slack."""
+Routing: TypeAlias = Mapping[str, Mapping[str, Any]]
+"""An approve rule's per-channel routing, by channel name (`{"slack": {"channel": "#ops", "users": [...]}}`).
 
-    channel: str | None
-    users: tuple[str, ...]
-    usergroups: tuple[str, ...]
+The engine does not read it: each reviewer channel interprets its own entry. Treat it as read-only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +69,10 @@ class Decision:
         rate_limit: the limit the gateway must enforce before acting, if any.
         rate_limit_key: the stable counter key when `rate_limit` is set: the rule id, else
             `rules[i]`.
-        timeout, hold, reviewers, slack: approve only; None means the gateway's defaults
+        timeout, hold, reviewers: approve only; None means the gateway's defaults
             (for `reviewers`: any reviewer may decide).
+        routing: approve only; each reviewer channel's routing from the rule (its `slack`
+            object), as written; empty when the rule has none.
     """
 
     action: Literal["allow", "deny", "approve", "hidden"]
@@ -85,7 +84,7 @@ class Decision:
     timeout: float | None = None
     hold: float | None = None
     reviewers: tuple[str, ...] | None = None
-    slack: SlackRouting | None = None
+    routing: Routing = field(default_factory=dict, hash=False)
 
 
 class GlobSet:

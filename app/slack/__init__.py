@@ -17,34 +17,32 @@ nothing about Slack exists in the process.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute, Route
 
 from app.approvals.channels import ReviewChannel
+from app.approvals.ledger import Ledger
+from app.approvals.signals import Notifier
+from app.config import SlackSettings
 from app.slack.channel import SlackChannel
 from app.slack.interactions import PATH, SlackInteractions
 from app.slack.outbox import Outbox
 from app.slack.reviewers import SlackReviewers
 from app.slack.webapi import SlackApi
-
-if TYPE_CHECKING:
-    from app.extension import Extension
-    from app.runtime import Runtime
+from app.store.db import Database
 
 
 class SlackExtension:
     name = "slack"
 
-    def __init__(self, runtime: Runtime) -> None:
-        settings = runtime.settings.slack
-        self._runtime = runtime
+    def __init__(
+        self, settings: SlackSettings, *, public_url: str, db: Database, ledger: Ledger, notifier: Notifier
+    ) -> None:
+        self._notifier = notifier
         self.api = SlackApi(settings)
-        self.outbox = Outbox(runtime.db, self.api, settings, runtime.settings.public_url)
-        self.reviewers = SlackReviewers(settings, runtime.db, self.api)
-        self.interactions = SlackInteractions(
-            runtime.ledger, settings, self.api, self.reviewers, runtime.settings.public_url
-        )
+        self.outbox = Outbox(db, self.api, settings, public_url)
+        self.reviewers = SlackReviewers(settings, db, self.api)
+        self.interactions = SlackInteractions(ledger, settings, self.api, self.reviewers, public_url)
         self._channels: list[ReviewChannel] = [SlackChannel(self.outbox)]
 
     @property
@@ -56,15 +54,25 @@ class SlackExtension:
 
     async def run(self) -> None:
         """Run the outbox for the life of the process, woken by every approval change it hears of."""
-        remove = self._runtime.notifier.add_listener(self.outbox.kick)
+        remove = self._notifier.add_listener(self.outbox.kick)
         try:
             await self.outbox.run()
         finally:
             remove()
 
 
-def build(runtime: Runtime) -> Extension | None:
-    """The Slack extension, or None when Slack is not configured."""
-    if not runtime.settings.slack.enabled:
+def build(
+    settings: SlackSettings, *, public_url: str, db: Database, ledger: Ledger, notifier: Notifier
+) -> SlackExtension | None:
+    """The Slack extension, or None when Slack is not configured.
+
+    Args:
+        settings: `[slack]`.
+        public_url: Airlock's address as reviewers reach it (review links in messages).
+        db: the outbox's and the reviewer links' tables.
+        ledger: the approvals ledger that clicks decide through (`app/approvals/decisions.py`).
+        notifier: wakes the outbox on every approval change this process hears of.
+    """
+    if not settings.enabled:
         return None
-    return SlackExtension(runtime)
+    return SlackExtension(settings, public_url=public_url, db=db, ledger=ledger, notifier=notifier)

@@ -1,7 +1,7 @@
 """Block Kit for an approval: the channel message (with buttons while pending, the outcome after), the
 reject-reason modal, and their plain-text fallbacks.
 
-Pure module: builds dictionaries from an approval row; no I/O. The words (titles, the outcome
+Pure module: builds dictionaries from an `Approval` (`app/approvals/model.py`); no I/O. The words (titles, the outcome
 paragraph) are `app/approvals/wording.py`'s; this module gives them Slack's voice (escaped mrkdwn,
 `<!date…>` times, the verb in bold) and an emoji per outcome kind.
 
@@ -29,14 +29,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from app.approvals import wording
+from app.approvals.model import Approval, ApprovalLike, Status
 from app.approvals.wording import Kind, iso, review_url
 from app.reveal import reveal
-from app.store.approvals import ApprovalRow
 
+SLACK: Final = "slack"
+"""This channel's name in a rule's routing (`Approval.routing_for`): the policy's `slack` object."""
 APPROVE_ACTION: Final = "airlock_approve"
 REJECT_ACTION: Final = "airlock_reject"
 REJECT_CALLBACK: Final = "airlock_reject_reason"
@@ -118,7 +121,7 @@ def slack_date(timestamp: float) -> str:
     return f"<!date^{int(timestamp)}^{{date_short_pretty}} at {{time}}|{iso(timestamp)}>"
 
 
-def approval_message(approval: ApprovalRow, public_url: str) -> Message:
+def approval_message(approval: Approval, public_url: str) -> Message:
     """The channel message for `approval` in its current status."""
     url = review_url(public_url, approval.id)
     blocks: list[dict[str, Any]] = [
@@ -127,7 +130,7 @@ def approval_message(approval: ApprovalRow, public_url: str) -> Message:
         *_policy(approval),
         *_arguments(approval, url),
     ]
-    if approval.status == "pending":
+    if approval.status is Status.PENDING:
         blocks.extend(_mentions(approval))
         blocks.append(_buttons(approval))
     else:
@@ -136,7 +139,7 @@ def approval_message(approval: ApprovalRow, public_url: str) -> Message:
     return Message(text=fallback_text(approval), blocks=blocks)
 
 
-def fallback_text(approval: ApprovalRow) -> str:
+def fallback_text(approval: Approval) -> str:
     """The message's `text`: what notifications and screen readers show (escaped mrkdwn)."""
     return escape(cut(wording.headline(approval, _PLAIN_NAMES), FALLBACK_LIMIT))
 
@@ -145,11 +148,11 @@ _PLAIN_NAMES: Final = wording.Voice(time=slack_date, name=name)
 """For the fallback text, which is escaped as a whole."""
 
 
-def _block_id(approval: ApprovalRow, part: str) -> str:
+def _block_id(approval: Approval, part: str) -> str:
     return f"{part}:{approval.id}:{approval.status}"[:255]
 
 
-def _header(approval: ApprovalRow) -> dict[str, Any]:
+def _header(approval: Approval) -> dict[str, Any]:
     title = wording.title(wording.outcome_of(approval).kind)
     return {
         "type": "header",
@@ -162,7 +165,7 @@ def _field(label: str, value: str) -> dict[str, str]:
     return {"type": "mrkdwn", "text": cut(f"*{label}:*\n{value}", FIELD_LIMIT)}
 
 
-def _fields(approval: ApprovalRow) -> dict[str, Any]:
+def _fields(approval: Approval) -> dict[str, Any]:
     return {
         "type": "section",
         "block_id": _block_id(approval, "fields"),
@@ -170,12 +173,12 @@ def _fields(approval: ApprovalRow) -> dict[str, Any]:
             _field("Agent", escape(cut(name(approval.agent), 200))),
             _field("Upstream", escape(cut(name(approval.upstream), 200))),
             _field("Approval", f"`{escape(approval.id)}`"),
-            _field("Expires" if approval.status == "pending" else "Expiry", slack_date(approval.expires_at)),
+            _field("Expires" if approval.status is Status.PENDING else "Expiry", slack_date(approval.expires_at)),
         ],
     }
 
 
-def _policy(approval: ApprovalRow) -> list[dict[str, Any]]:
+def _policy(approval: Approval) -> list[dict[str, Any]]:
     rule = escape(cut(name(approval.policy_rule), 200))
     text = (
         f"*Policy:* {escape(cut(approval.policy_reason, REASON_BUDGET))} (rule `{rule}`)"
@@ -185,11 +188,11 @@ def _policy(approval: ApprovalRow) -> list[dict[str, Any]]:
     return [{"type": "section", "block_id": _block_id(approval, "policy"), "text": {"type": "mrkdwn", "text": text}}]
 
 
-def _arguments(approval: ApprovalRow, url: str) -> list[dict[str, Any]]:
-    try:
-        pretty = json.dumps(json.loads(approval.arguments), indent=2, ensure_ascii=False)
-    except ValueError:
-        pretty = approval.arguments
+def _arguments(approval: Approval, url: str) -> list[dict[str, Any]]:
+    if approval.arguments is None:
+        pretty = approval.arguments_text
+    else:
+        pretty = json.dumps(approval.arguments, indent=2, ensure_ascii=False)
     shown, truncated = escaped_within(pretty, ARGUMENTS_BUDGET)
     shown = shown.replace(_FENCE, "`\u200b`\u200b`") + ("\u200b" if shown.endswith("`") else "")
     blocks: list[dict[str, Any]] = [
@@ -208,16 +211,21 @@ def _arguments(approval: ApprovalRow, url: str) -> list[dict[str, Any]]:
     return blocks
 
 
-def _mentions(approval: ApprovalRow) -> list[dict[str, Any]]:
-    routing = json.loads(approval.slack_routing) if approval.slack_routing else {}
-    users = [f"<@{u}>" for u in routing.get("users", []) if _SLACK_USER.match(u)]
-    groups = [f"<!subteam^{g}>" for g in routing.get("usergroups", []) if _SLACK_USERGROUP.match(g)]
+def _mentions(approval: Approval) -> list[dict[str, Any]]:
+    routing = approval.routing_for(SLACK)
+    users = [f"<@{u}>" for u in _ids(routing, "users") if _SLACK_USER.match(u)]
+    groups = [f"<!subteam^{g}>" for g in _ids(routing, "usergroups") if _SLACK_USERGROUP.match(g)]
     if not users and not groups:
         return []
     return [_context(approval, "Reviewers: " + " ".join(users + groups), "reviewers")]
 
 
-def _buttons(approval: ApprovalRow) -> dict[str, Any]:
+def _ids(routing: Mapping[str, Any], key: str) -> list[str]:
+    value = routing.get(key)
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _buttons(approval: Approval) -> dict[str, Any]:
     value = approval.id[:BUTTON_VALUE_LIMIT]
     tool = cut(name(approval.tool), 80)
     confirm = {
@@ -256,7 +264,7 @@ def _buttons(approval: ApprovalRow) -> dict[str, Any]:
     }
 
 
-def _outcome(approval: ApprovalRow) -> dict[str, Any]:
+def _outcome(approval: Approval) -> dict[str, Any]:
     return {
         "type": "section",
         "block_id": _block_id(approval, "outcome"),
@@ -273,14 +281,14 @@ VOICE: Final = wording.Voice(
 """Slack's voice: dates each reader sees in their own time zone, escaped names and text, a bold verb."""
 
 
-def outcome_line(approval: ApprovalRow) -> str:
+def outcome_line(approval: Approval) -> str:
     """Who decided, when, and what came of it, as escaped mrkdwn (`app/approvals/wording.py`'s account)."""
     emoji = _EMOJI.get(wording.outcome_of(approval).kind)
     text = wording.account(approval, VOICE)
     return f"{emoji} {text}" if emoji else text
 
 
-def _context(approval: ApprovalRow, text: str, part: str) -> dict[str, Any]:
+def _context(approval: Approval, text: str, part: str) -> dict[str, Any]:
     return {
         "type": "context",
         "block_id": _block_id(approval, part),
@@ -288,8 +296,9 @@ def _context(approval: ApprovalRow, text: str, part: str) -> dict[str, Any]:
     }
 
 
-def reject_modal(approval: ApprovalRow, private_metadata: str) -> dict[str, Any]:
+def reject_modal(approval: ApprovalLike, private_metadata: str) -> dict[str, Any]:
     """The modal that asks a reviewer why they reject `approval` (submitting it rejects the call)."""
+    approval = Approval.of(approval)
     intro = (
         f"Reject *{escape(cut(name(approval.tool), 200))}* for *{escape(cut(name(approval.agent), 100))}* "
         f"(`{escape(approval.id)}`)? The agent is told who rejected it and why."

@@ -53,6 +53,7 @@ from app.slack.blocks import REASON_BLOCK, cut, escape, reject_modal
 from app.slack.payloads import Actor, ButtonClick, PayloadError, ReasonSubmitted, parse_interaction, reject_metadata
 from app.slack.reviewers import Refused, SlackReviewers
 from app.slack.webapi import SlackApi, describe
+from app.store import slack_outbox as outbox_store
 from app.store.approvals import ApprovalRow
 
 logger = logging.getLogger("airlock.slack")
@@ -129,13 +130,17 @@ class SlackInteractions:
         approval = await self._ledger.get(approval_id)
         if approval is None:
             return Refused(f"Airlock has no approval {approval_id}; nothing was changed.")
-        if message is not None and (approval.slack_channel, approval.slack_ts) != message:
+        if message is not None and (await self._posted(approval.id) or (None, None)) != message:
             return Refused(
                 f"This button is not on the message Airlock posted for approval {approval.id}; "
                 "use that message or the web inbox."
             )
         reviewer = await self._reviewers.authorize(actor, approval, deadline=deadline)
         return reviewer if isinstance(reviewer, Refused) else (reviewer, approval)
+
+    async def _posted(self, approval_id: str) -> tuple[str, str] | None:
+        async with self._ledger.db.read() as conn:
+            return await outbox_store.message(conn, approval_id)
 
     async def _approve(self, click: ButtonClick, reviewer: str) -> Response:
         try:

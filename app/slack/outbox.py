@@ -4,8 +4,8 @@ Slack trouble must never lose, block or delay an approval, so nothing about Slac
 agent's path. Parking a call only inserts an outbox row (after the approval committed); this worker,
 one per Airlock process, makes the Slack calls:
 
-- a row whose approval has no message yet → `chat.postMessage`, then the message's channel and ts
-  are stored on the approval (`set_slack_message`), which is where clicks are checked against;
+- a row whose message is not posted yet → `chat.postMessage`, then the message's channel and ts
+  are stored on the row (`posted`), which is where clicks are checked against;
 - a row whose message shows an older status than the approval → `chat.update` in place.
 
 The approval row is the wanted state and `rendered_status` the shown one, so there is no queue of
@@ -22,7 +22,7 @@ until it has passed). Nothing sleeps inside a Slack call.
 
 Reconcile: a crash between the approval's commit and the outbox insert would leave a pending
 approval that Slack never hears of. Each pass therefore also enqueues pending approvals that have
-neither a message nor an outbox row and were parked more than two polls ago (cheap: an indexed
+no outbox row (so no message) and were parked more than two polls ago (cheap: an indexed
 query on pending rows). This also announces
 approvals parked while Slack was not configured, or by a replica without it. Finished approvals
 are not announced after the fact; rows that already exist are always brought up to date, so a
@@ -39,20 +39,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import socket
 import time
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
-from app.approvals.outcomes import iso
+from app.approvals.model import Approval, ApprovalLike, routing_of
+from app.approvals.wording import iso
 from app.config import SlackSettings
-from app.slack.blocks import approval_message
+from app.slack.blocks import SLACK, approval_message
 from app.slack.webapi import SlackApi, describe, error_code, retry_after
 from app.store import approvals as approval_store
 from app.store import slack_outbox as outbox_store
-from app.store.approvals import FINISHED, ApprovalRow
 from app.store.db import Database
 from app.store.slack_outbox import OutboxRow
 
@@ -83,17 +83,17 @@ class Outbox:
         """Look for work now (a notifier listener: called with the id of every approval that changed)."""
         self._kick.set()
 
-    def channel_for(self, slack_routing: str | None) -> str:
-        """The channel a new approval's message goes to: its rule's, else the default."""
-        routing = json.loads(slack_routing) if slack_routing else {}
+    def channel_for(self, routing: Mapping[str, Any]) -> str:
+        """The channel a new approval's message goes to: its rule's (`routing`, Slack's entry), else the default."""
         channel = routing.get("channel") or self._settings.default_channel
         assert channel, "Slack is enabled only with a default channel"
         return str(channel)
 
-    async def enqueue(self, approval: ApprovalRow) -> None:
+    async def enqueue(self, approval: ApprovalLike) -> None:
         """Queue the first post of `approval`'s message (idempotent), then wake the worker."""
+        approval = Approval.of(approval)
         async with self._db.write() as conn:
-            await outbox_store.enqueue(conn, approval.id, self.channel_for(approval.slack_routing), time.time())
+            await outbox_store.enqueue(conn, approval.id, self.channel_for(approval.routing_for(SLACK)), time.time())
         self.kick()
 
     async def run(self) -> None:
@@ -141,7 +141,9 @@ class Outbox:
             return
         async with self._db.write() as conn:
             for item in lost:
-                if await outbox_store.enqueue(conn, item.approval_id, self.channel_for(item.slack_routing), now):
+                if await outbox_store.enqueue(
+                    conn, item.approval_id, self.channel_for(routing_of(item.routing).get(SLACK, {})), now
+                ):
                     logger.warning("approval %s had no Slack message queued; queued it now", item.approval_id)
 
     async def _deliver(self, approval_id: str) -> None:
@@ -151,9 +153,10 @@ class Outbox:
             if not await outbox_store.claim(conn, approval_id, owner=self._owner, now=now, lease_until=lease):
                 return
             row = await outbox_store.get(conn, approval_id)
-            approval = await approval_store.get(conn, approval_id)
-        assert row is not None and approval is not None
-        if approval.slack_ts is not None and row.rendered_status == approval.status:
+            stored = await approval_store.get(conn, approval_id)
+        assert row is not None and stored is not None
+        approval = Approval.from_row(stored)
+        if row.ts is not None and row.rendered_status == approval.status:
             await self._release(approval_id)
             return
         try:
@@ -161,32 +164,32 @@ class Outbox:
         except Exception as exc:
             await self._failed(row, approval, exc)
 
-    async def _render(self, row: OutboxRow, approval: ApprovalRow) -> None:
+    async def _render(self, row: OutboxRow, approval: Approval) -> None:
         message = approval_message(approval, self._public_url)
         timeout = self._settings.api_timeout_seconds
-        if approval.slack_ts is None or approval.slack_channel is None:
+        if row.ts is None:
             channel, ts = await self._api.post_message(row.channel, message, timeout=timeout)
         else:
-            channel, ts = approval.slack_channel, approval.slack_ts
+            channel, ts = row.channel, row.ts
             await self._api.update_message(channel, ts, message, timeout=timeout)
         now = time.time()
         async with self._db.write() as conn:
-            if approval.slack_ts is None:
-                await approval_store.set_slack_message(conn, approval.id, channel, ts)
+            if row.ts is None:
+                await outbox_store.posted(conn, approval.id, channel, ts)
             await outbox_store.rendered(
                 conn,
                 approval.id,
                 owner=self._owner,
-                status=approval.status,
-                settled=approval.status in FINISHED,
+                status=approval.status.value,
+                settled=approval.is_finished,
                 now=now,
             )
         logger.info("Slack message for approval %s shows %s (%s %s)", approval.id, approval.status, channel, ts)
 
-    async def _failed(self, row: OutboxRow, approval: ApprovalRow, error: BaseException) -> None:
+    async def _failed(self, row: OutboxRow, approval: Approval, error: BaseException) -> None:
         now = time.time()
         reason = describe(error)
-        gone = approval.slack_ts is not None and error_code(error) in _GONE
+        gone = row.ts is not None and error_code(error) in _GONE
         stale = approval.is_finished and now - approval.updated_at > _GIVE_UP_AFTER
         async with self._db.write() as conn:
             if gone or stale:

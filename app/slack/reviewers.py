@@ -21,13 +21,14 @@ their clicks too.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 
+from app.approvals.model import Approval
 from app.config import SlackSettings
 from app.reveal import reveal
+from app.slack.blocks import SLACK
 from app.slack.payloads import Actor
 from app.slack.webapi import SlackApi, describe
 from app.store import tokens as token_store
@@ -78,7 +79,7 @@ class SlackReviewers:
         Args:
             deadline: `time.monotonic()` by which any user-group lookup must have answered.
         """
-        routing = json.loads(approval.slack_routing) if approval.slack_routing else {}
+        routing = Approval.of(approval).routing_for(SLACK)
         users = [str(u) for u in routing.get("users") or []]
         groups = [str(g) for g in routing.get("usergroups") or []]
         if not users and not groups:

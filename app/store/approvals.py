@@ -49,7 +49,7 @@ class ApprovalRow:
     policy_reason: str | None
     policy_version: str
     reviewers: str | None
-    slack_routing: str | None
+    routing: str | None
     status: str
     created_at: float
     expires_at: float
@@ -66,8 +66,6 @@ class ApprovalRow:
     result: str | None
     outcome: str | None
     delivered_at: float | None
-    slack_channel: str | None
-    slack_ts: str | None
     continues: str | None = None
     """The approval whose `input_required` round this one continues (2026-07-28), if any."""
     withdraw_at: float | None = None
@@ -309,12 +307,6 @@ async def renew_lease(conn: AsyncConnection, approval_id: str, executor: str, le
         .values(lease_until=lease_until)
     )
     return result.rowcount == 1
-
-
-async def set_slack_message(conn: AsyncConnection, approval_id: str, channel: str, ts: str) -> None:
-    await conn.execute(
-        update(approvals).where(approvals.c.id == approval_id).values(slack_channel=channel, slack_ts=ts)
-    )
 
 
 async def due_for_expiry(conn: AsyncConnection, now: float, limit: int = 500) -> list[str]:

@@ -99,7 +99,7 @@ approvals = Table(
     Column("policy_reason", Text),
     Column("policy_version", String(64), nullable=False),
     Column("reviewers", Text),
-    Column("slack_routing", Text),
+    Column("routing", Text),
     Column("status", String(20), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
@@ -116,8 +116,6 @@ approvals = Table(
     Column("result", Text),
     Column("outcome", Text),
     Column("delivered_at", Float),
-    Column("slack_channel", String(64)),
-    Column("slack_ts", String(64)),
     Column("continues", String(40)),
     Column("withdraw_at", Float),
     Column("withdraw_seq", Integer),
@@ -139,7 +137,9 @@ approvals = Table(
     Index("ix_approvals_status_withdraw_at", "status", "withdraw_at"),
 )
 """One row per parked call. `status` moves only by compare-and-set (see `app/store/approvals.py`);
-the partial unique index keeps one pending approval per identical call even across replicas."""
+the partial unique index keeps one pending approval per identical call even across replicas.
+`routing`: the rule's per-channel routing as JSON (`{"slack": {...}}`, see `Decision.routing`);
+what a channel keeps about its own messages lives in its own table (`slack_outbox`)."""
 
 streams = Table(
     "streams",
@@ -214,6 +214,7 @@ slack_outbox = Table(
     metadata,
     Column("approval_id", String(40), ForeignKey("approvals.id"), primary_key=True),
     Column("channel", String(100), nullable=False),
+    Column("ts", String(64)),
     Column("rendered_status", String(20)),
     Column("settled", Boolean, nullable=False, server_default=false()),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -226,6 +227,9 @@ slack_outbox = Table(
     Index("ix_slack_outbox_settled_next_attempt_at", "settled", "next_attempt_at"),
 )
 """Slack's durable outbox: one row per approval that has (or should have) a Slack message.
+
+`channel` is where the message goes, then (once posted) the channel id Slack answered, and `ts`
+the posted message's timestamp: the message clicks are checked against (NULL: not posted yet).
 
 The wanted state is the approval row itself; `rendered_status` is the status the message in Slack
 shows (NULL: not posted yet). A row is due while the two differ; `settled` marks rows that never

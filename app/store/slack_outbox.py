@@ -6,6 +6,9 @@ current status, and its `next_attempt_at` has come. Several replicas may look at
 each tries `claim()`, a compare-and-set on the lease (`lease_until` empty or lapsed) that works the
 same on SQLite and PostgreSQL, and only the one whose UPDATE matched a row does the Slack call.
 
+The row is also where the posted message is: `channel` and `ts` once `posted()` recorded them
+(clicks are checked against them). Slack's data lives here, not on the approval.
+
 Callers own the transaction; nothing here commits.
 """
 
@@ -25,6 +28,9 @@ from app.store.models import approvals, slack_outbox
 class OutboxRow:
     approval_id: str
     channel: str
+    """Where the message goes; once posted, the channel id Slack answered."""
+    ts: str | None
+    """The posted message's timestamp (None: not posted yet)."""
     rendered_status: str | None
     settled: bool
     attempts: int
@@ -36,10 +42,11 @@ class OutboxRow:
 
 @dataclass(frozen=True, slots=True)
 class Unannounced:
-    """A pending approval with no Slack message and no outbox row (its enqueue was lost)."""
+    """A pending approval with no outbox row (its enqueue was lost), and no Slack message therefore."""
 
     approval_id: str
-    slack_routing: str | None
+    routing: str | None
+    """The approval's stored per-channel routing (JSON text, see `approvals.routing`)."""
 
 
 _COLUMNS = [slack_outbox.c[name] for name in OutboxRow.__slots__]
@@ -66,6 +73,28 @@ async def enqueue(conn: AsyncConnection, approval_id: str, channel: str, now: fl
 async def get(conn: AsyncConnection, approval_id: str) -> OutboxRow | None:
     row = (await conn.execute(select(*_COLUMNS).where(slack_outbox.c.approval_id == approval_id))).first()
     return None if row is None else _row(row)
+
+
+async def message(conn: AsyncConnection, approval_id: str) -> tuple[str, str] | None:
+    """The (channel id, ts) of the message posted for an approval, or None when none was."""
+    row = (
+        await conn.execute(
+            select(slack_outbox.c.channel, slack_outbox.c.ts).where(
+                slack_outbox.c.approval_id == approval_id, slack_outbox.c.ts.is_not(None)
+            )
+        )
+    ).first()
+    return None if row is None else (str(row.channel), str(row.ts))
+
+
+async def posted(conn: AsyncConnection, approval_id: str, channel: str, ts: str) -> None:
+    """Record where the message for an approval was posted.
+
+    Not conditional on the lease: a message Slack accepted exists whoever holds the row now.
+    """
+    await conn.execute(
+        update(slack_outbox).where(slack_outbox.c.approval_id == approval_id).values(channel=channel, ts=ts)
+    )
 
 
 def _stale() -> Any:
@@ -103,20 +132,15 @@ async def next_attempt(conn: AsyncConnection) -> float | None:
 
 
 async def unannounced(conn: AsyncConnection, *, created_before: float, limit: int = 100) -> list[Unannounced]:
-    """Pending approvals parked before `created_before` that have neither a Slack message nor an outbox row."""
+    """Pending approvals parked before `created_before` that have no outbox row (so no Slack message)."""
     queued = exists().where(slack_outbox.c.approval_id == approvals.c.id)
     rows = await conn.execute(
-        select(approvals.c.id, approvals.c.slack_routing)
-        .where(
-            approvals.c.status == "pending",
-            approvals.c.created_at < created_before,
-            approvals.c.slack_ts.is_(None),
-            ~queued,
-        )
+        select(approvals.c.id, approvals.c.routing)
+        .where(approvals.c.status == "pending", approvals.c.created_at < created_before, ~queued)
         .order_by(approvals.c.created_at)
         .limit(limit)
     )
-    return [Unannounced(str(r.id), r.slack_routing) for r in rows]
+    return [Unannounced(str(r.id), r.routing) for r in rows]
 
 
 async def claim(conn: AsyncConnection, approval_id: str, *, owner: str, now: float, lease_until: float) -> bool:

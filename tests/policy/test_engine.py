@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app.policy.document import compile_policy
-from app.policy.engine import Action, CompiledPolicy, Decision, RateLimit, SlackRouting, classify_tool
+from app.policy.engine import Action, CompiledPolicy, Decision, RateLimit, classify_tool
 
 SEED = {"version": "1", "default": "deny", "hide": ["em_cancel_task"]}
 
@@ -159,15 +159,20 @@ def test_an_approve_rule_reports_its_timeout_hold_reviewers_and_slack_routing() 
         timeout=600.0,
         hold=2.5,
         reviewers=("alice", "bob"),
-        slack=SlackRouting("#approvals", ("U1",), ("S1",)),
+        routing={"slack": {"channel": "#approvals", "users": ["U1"], "usergroups": ["S1"]}},
     )
 
 
-def test_partial_slack_routing_fills_in_empty_mentions_and_no_channel() -> None:
+def test_slack_routing_is_kept_as_written_for_the_slack_channel_to_interpret() -> None:
     rule = {"tool": "t", "action": "approve", "slack": {"users": ["U1"]}}
     decision = policy(rules=[rule]).evaluate("t", {}, "x")
-    assert decision.slack == SlackRouting(None, ("U1",), ())
+    assert decision.routing == {"slack": {"users": ["U1"]}}
     assert decision.reviewers is None
+
+
+def test_a_rule_without_routing_routes_nowhere_in_particular() -> None:
+    decision = policy(rules=[{"tool": "t", "action": "approve"}]).evaluate("t", {}, "x")
+    assert decision.routing == {}
 
 
 # --- ordering, globs and agents -------------------------------------------------------------

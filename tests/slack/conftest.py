@@ -23,6 +23,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from app.config import Settings, settings_from_document
 from app.demo.fake_slack import BOT_TOKEN, FakeSlack
+from app.store import slack_outbox as outbox_store
 from app.store import tokens
 from app.store.approvals import ApprovalRow
 from tests.harness import SECRET_KEY, AirlockUnderTest, running_airlock, settings_for_test
@@ -130,22 +131,32 @@ async def approval_row(airlock: AirlockUnderTest, approval_id: str) -> ApprovalR
     return row
 
 
-async def posted(airlock: AirlockUnderTest, approval_id: str, *, timeout: float = 10) -> ApprovalRow:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Posted:
+    """An approval's posted Slack message: the approval's id, and the channel and ts Airlock stored."""
+
+    id: str
+    channel: str
+    ts: str
+
+
+async def posted(airlock: AirlockUnderTest, approval_id: str, *, timeout: float = 10) -> Posted:
     """Wait until the approval's Slack message was posted (its channel and ts are stored)."""
-    rows: list[ApprovalRow] = []
+    found: list[Posted] = []
 
     async def stored() -> bool:
-        rows[:] = [await approval_row(airlock, approval_id)]
-        return rows[0].slack_ts is not None
+        async with airlock.runtime.db.read() as conn:
+            message = await outbox_store.message(conn, approval_id)
+        found[:] = [] if message is None else [Posted(approval_id, *message)]
+        return bool(found)
 
     await wait_for(stored, timeout=timeout)
-    return rows[0]
+    return found[0]
 
 
-async def shows(fake: FakeSlack, row: ApprovalRow, text: str, *, timeout: float = 10) -> dict[str, Any]:
-    """Wait until the message for `row` contains `text` in its blocks; return the message body."""
-    assert row.slack_channel is not None and row.slack_ts is not None
-    key = (row.slack_channel, row.slack_ts)
+async def shows(fake: FakeSlack, message: Posted, text: str, *, timeout: float = 10) -> dict[str, Any]:
+    """Wait until the posted `message` contains `text` in its blocks; return the message body."""
+    key = (message.channel, message.ts)
     await wait_for(lambda: key in fake.messages and text in json.dumps(fake.messages[key]["blocks"]), timeout=timeout)
     return fake.messages[key]
 
@@ -155,7 +166,7 @@ def has_buttons(message: dict[str, Any]) -> bool:
 
 
 def click_payload(
-    row: ApprovalRow,
+    row: Posted,
     action: str,
     *,
     user: str = ALICE,
@@ -167,8 +178,8 @@ def click_payload(
     trigger_id: str = "111.222.trigger",
 ) -> dict[str, Any]:
     """A `block_actions` payload for a click on the approval's message, shaped like Slack's."""
-    channel = channel or row.slack_channel or CHANNEL
-    ts = ts or row.slack_ts or "0.0"
+    channel = channel or row.channel
+    ts = ts or row.ts
     return {
         "type": "block_actions",
         "api_app_id": app_id,

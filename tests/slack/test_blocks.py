@@ -14,7 +14,8 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from app.approvals.outcomes import iso
+from app.approvals.model import Approval
+from app.approvals.wording import iso
 from app.slack.blocks import (
     APPROVE_ACTION,
     REASON_BLOCK,
@@ -31,7 +32,8 @@ PUBLIC_URL = "https://airlock.example"
 NOW = 1_795_000_000.0
 
 
-def approval(**changes: Any) -> ApprovalRow:
+def approval(**changes: Any) -> Approval:
+    """A pending approval with `changes` applied to its row, decoded as the outbox decodes it."""
     base = ApprovalRow(
         id="apr_abc123",
         upstream="execution-market",
@@ -50,7 +52,7 @@ def approval(**changes: Any) -> ApprovalRow:
         policy_reason="cancelling is irreversible",
         policy_version="v1",
         reviewers=None,
-        slack_routing=None,
+        routing=None,
         status="pending",
         created_at=NOW,
         expires_at=NOW + 1800,
@@ -67,10 +69,8 @@ def approval(**changes: Any) -> ApprovalRow:
         result=None,
         outcome=None,
         delivered_at=None,
-        slack_channel=None,
-        slack_ts=None,
     )
-    return dataclasses.replace(base, **changes)
+    return Approval.from_row(dataclasses.replace(base, **changes))
 
 
 def mrkdwn_texts(blocks: list[dict[str, Any]]) -> list[str]:
@@ -216,10 +216,15 @@ def test_an_expired_message_says_nobody_decided() -> None:
 
 
 def test_rule_routing_mentions_its_users_and_groups_and_ignores_malformed_ids() -> None:
-    routing = json.dumps({"channel": "C1", "users": ["U0ALICE", "<!channel>"], "usergroups": ["S0ONCALL", "x"]})
-    rendered = json.dumps(approval_message(approval(slack_routing=routing), PUBLIC_URL).blocks)
+    slack = {"channel": "C1", "users": ["U0ALICE", "<!channel>", 7], "usergroups": ["S0ONCALL", "x"]}
+    rendered = json.dumps(approval_message(approval(routing=json.dumps({"slack": slack})), PUBLIC_URL).blocks)
     assert "Reviewers: <@U0ALICE> <!subteam^S0ONCALL>" in rendered
     assert "<!channel>" not in rendered
+
+
+def test_another_channels_routing_mentions_nobody_in_slack() -> None:
+    routing = json.dumps({"other": {"users": ["U0ALICE"]}})
+    assert "Reviewers:" not in json.dumps(approval_message(approval(routing=routing), PUBLIC_URL).blocks)
 
 
 def test_the_reject_modal_asks_for_a_reason_and_carries_the_approval_in_its_metadata() -> None:
@@ -243,7 +248,7 @@ def test_every_message_and_the_modal_pass_slack_sdks_own_block_kit_validators(st
         tool="t" * 256,
         policy_reason="r" * 5000,
         arguments=json.dumps({"body": "<>&" * 5000}),
-        slack_routing=json.dumps({"users": ["U0ALICE"], "usergroups": ["S0ONCALL"]}),
+        routing=json.dumps({"slack": {"users": ["U0ALICE"], "usergroups": ["S0ONCALL"]}}),
     )
     for block in Block.parse_all(approval_message(row, PUBLIC_URL).blocks):
         block.validate_json()

@@ -20,7 +20,6 @@ import pytest
 from app.demo.fake_slack import FakeSlack, Reply
 from app.demo.upstream import DemoMarket
 from app.store import tokens
-from app.store.approvals import ApprovalRow
 from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task
 from tests.net import wait_for
 from tests.slack.conftest import (
@@ -29,6 +28,7 @@ from tests.slack.conftest import (
     CHANNEL,
     MALLORY,
     TEAM_ID,
+    Posted,
     StartSlackAirlock,
     approval_row,
     click_payload,
@@ -48,7 +48,7 @@ from tests.slack.conftest import (
 @asynccontextmanager
 async def held_call(
     airlock: AirlockUnderTest, market: DemoMarket, *, agent: str = "agent-1"
-) -> AsyncIterator[tuple[asyncio.Task[Any], ApprovalRow]]:
+) -> AsyncIterator[tuple[asyncio.Task[Any], Posted]]:
     """An agent's `em_cancel_task` call held for approval, and its approval once the message is posted."""
     task = new_task(market)
     async with airlock.client(agent) as client:
@@ -63,7 +63,7 @@ async def held_call(
             await asyncio.gather(call, return_exceptions=True)
 
 
-async def still_pending(airlock: AirlockUnderTest, row: ApprovalRow) -> bool:
+async def still_pending(airlock: AirlockUnderTest, row: Posted) -> bool:
     current = await approval_row(airlock, row.id)
     return current.status == "pending" and current.decided_by is None
 
@@ -72,8 +72,8 @@ async def test_approve_click_runs_the_held_call_once_and_the_message_shows_who_a
     slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
 ) -> None:
     async with held_call(slack_airlock, market) as (call, row):
-        assert row.slack_channel == CHANNEL
-        first = slack.message(row.slack_channel, row.slack_ts)  # type: ignore[arg-type]
+        assert row.channel == CHANNEL
+        first = slack.message(row.channel, row.ts)
         assert has_buttons(first) and first["text"]
         response = await interact(slack_airlock, click_payload(row, "approve", user=ALICE))
         assert response.status_code == 200
@@ -86,7 +86,7 @@ async def test_approve_click_runs_the_held_call_once_and_the_message_shows_who_a
     message = await shows(slack, row, "It ran and succeeded")
     assert not has_buttons(message)
     assert "Approved* by alice via Slack" in json.dumps(message["blocks"])
-    assert all(call.body["ts"] == row.slack_ts for call in slack.calls_to("chat.update"))
+    assert all(call.body["ts"] == row.ts for call in slack.calls_to("chat.update"))
     assert len(slack.calls_to("chat.postMessage")) == 1
 
 
@@ -235,7 +235,7 @@ async def test_a_rule_naming_slack_users_and_user_groups_lets_only_them_decide(
         env={"SLACK_REVIEWERS": f"{BOB}=bob,U0CAROL=carol"},
     )
     async with held_call(airlock, market) as (call, row):
-        message = slack.message(row.slack_channel, row.slack_ts)  # type: ignore[arg-type]
+        message = slack.message(row.channel, row.ts)
         assert f"<@{ALICE}>" in json.dumps(message["blocks"]) and "<!subteam^S0ONCALL>" in json.dumps(message["blocks"])
         refused = await interact(airlock, click_payload(row, "approve", user="U0CAROL"))
         assert refused.status_code == 200

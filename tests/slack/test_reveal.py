@@ -26,7 +26,7 @@ async def test_a_tool_name_and_arguments_with_bidi_and_zero_width_characters_are
         try:
             approval = await slack_airlock.wait_pending()
             row = await posted(slack_airlock, approval["id"])
-            message = slack.message(row.slack_channel, row.slack_ts)  # type: ignore[arg-type]
+            message = slack.message(row.channel, row.ts)
             await interact(slack_airlock, click_payload(row, "reject", user=BOB, trigger_id="7.7.trigger"))
             await wait_for(lambda: bool(slack.calls_to("views.open")))
         finally:
