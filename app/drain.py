@@ -7,8 +7,8 @@ lifespan shutdown. `DrainingServer` keeps all of that (the grace is `[server]
 shutdown_grace_seconds`) and adds what it lacks:
 
 - **Held calls are answered at once, not cut off at the end of the grace.** A held call waits for
-  a human, which no drain period covers. `Drain.begin()` wakes every held request (`waking`), and
-  `gateway/holding.py` hands it back: a resumable (handshake-era) stream ends without an answer,
+  a human, which no drain period covers. `Drain.begin()` tells every held request (`on_begin`),
+  and its `Hold` (`app/approvals/hold.py`) hands it back: a resumable (handshake-era) stream ends without an answer,
   so its client resumes it with `Last-Event-ID` on another replica or after the restart; every
   other held request gets the "still pending" result, whose identical retry re-attaches. The
   approval itself is durable and untouched (invariant 2): deciding it later delivers its outcome.
@@ -35,7 +35,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Coroutine, Generator, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from typing import Any
 
 import uvicorn
@@ -50,7 +50,7 @@ class Drain:
 
     def __init__(self) -> None:
         self._deadline: float | None = None
-        self._waiters: set[asyncio.Event] = set()
+        self._callbacks: set[Callable[[], None]] = set()
 
     @property
     def started(self) -> bool:
@@ -58,30 +58,34 @@ class Drain:
 
     @property
     def waiting(self) -> int:
-        """Held requests that `begin()` would wake now."""
-        return len(self._waiters)
+        """Held requests and streams that `begin()` would tell now."""
+        return len(self._callbacks)
 
     def begin(self, grace_seconds: float) -> None:
-        """Start draining: wake every held request; in-flight work has `grace_seconds` from now."""
+        """Start draining: tell every held request and stream; in-flight work has `grace_seconds` from now."""
         if self._deadline is None:
             self._deadline = time.monotonic() + grace_seconds
-        for event in self._waiters:
-            event.set()
+        for callback in list(self._callbacks):
+            callback()
 
     def remaining(self) -> float:
         """Seconds left of the grace (0 once it is over, or when no drain started)."""
         return 0.0 if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
     @contextlib.contextmanager
-    def waking(self, event: asyncio.Event) -> Iterator[None]:
-        """Set `event` when draining starts (at once, if it already has), for as long as the block runs."""
-        self._waiters.add(event)
+    def on_begin(self, callback: Callable[[], None]) -> Iterator[None]:
+        """Call `callback` when draining starts (at once, if it already has), for as long as the block runs."""
+        self._callbacks.add(callback)
         if self.started:
-            event.set()
+            callback()
         try:
             yield
         finally:
-            self._waiters.discard(event)
+            self._callbacks.discard(callback)
+
+    def waking(self, event: asyncio.Event) -> contextlib.AbstractContextManager[None]:
+        """Set `event` when draining starts (at once, if it already has), for as long as the block runs."""
+        return self.on_begin(event.set)
 
     async def unless_draining(self, work: Coroutine[Any, Any, Any]) -> bool:
         """Run `work` until it finishes (True) or draining starts (False; `work` is cancelled).

@@ -37,6 +37,7 @@ from app.approvals.channels import ChannelFanout, LogChannel, ReviewChannel
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
 from app.approvals.queue import ApprovalQueue
+from app.approvals.service import Approvals
 from app.approvals.signals import Notifier, notifier_for
 from app.approvals.sweeper import Sweeper
 from app.audit import AuditLog
@@ -129,6 +130,9 @@ class Runtime:
             settings.approvals,
             audit_retention_days=settings.audit_retention_days,
         )
+        self.approvals = Approvals(
+            self.ledger, self.queue, self.executor, self.sweeper, settings.approvals, public_url=settings.public_url
+        )
         self.gateway = self._build_gateway()
         self._http: aiohttp.ClientSession | None = None
         self._started = False
@@ -147,11 +151,7 @@ class Runtime:
             audit=self.audit,
             held=self.held,
             sessions=self.sessions,
-            queue=self.queue,
-            ledger=self.ledger,
-            executor=self.executor,
-            notifier=self.notifier,
-            db=self.db,
+            approvals=self.approvals,
             drain=self.drain,
         )
 

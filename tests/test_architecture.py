@@ -18,8 +18,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
-import pytest
-
 APP: Final = Path(__file__).resolve().parent.parent / "app"
 
 
@@ -122,7 +120,6 @@ def test_only_the_entry_points_import_the_composition_root() -> None:
     assert {name for name, targets in graph.items() if "app.runtime" in targets} <= {"app.asgi", "app.cli"}
 
 
-@pytest.mark.xfail(strict=True, reason="until the lifecycle service lands")
 def test_the_gateway_imports_nothing_from_the_store() -> None:
     graph = import_graph()
     reaching = {

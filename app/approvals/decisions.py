@@ -20,7 +20,6 @@ transaction that decides), so no channel can skip one:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -88,7 +87,7 @@ async def decide(
         ReasonRequired: a rejection without a reason.
         AlreadyDecided: someone decided first, or it expired or was withdrawn (HTTP 409).
     """
-    now = time.time()
+    now = ledger.clock.now()
     reason = (reason or "").strip()[:REASON_MAX_LENGTH] or None
     async with ledger.change() as change:
         row = await approval_store.get(change.conn, approval_id)
@@ -128,7 +127,7 @@ async def refusal(ledger: Ledger, approval: ApprovalRow, *, reviewer: str, verdi
 
     Deciding still checks everything again; this only spares a reviewer a form they cannot submit.
     """
-    if approval.status != "pending" or approval.expires_at <= time.time():
+    if approval.status != "pending" or approval.expires_at <= ledger.clock.now():
         return AlreadyDecided(approval)
     try:
         async with ledger.db.read() as conn:

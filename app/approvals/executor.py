@@ -34,10 +34,9 @@ import asyncio
 import json
 import logging
 import secrets
-import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, overload
+from typing import Any, Final, overload
 
 import aiohttp
 
@@ -45,6 +44,7 @@ from app.approvals.ledger import Ledger
 from app.approvals.outcomes import too_large_outcome, too_large_text
 from app.approvals.wording import cut
 from app.jsonrpc import is_response, json_object, tool_error_result
+from app.protocol import Era
 from app.sessions import SessionRegistry
 from app.store import approvals as approval_store
 from app.store.approvals import ApprovalRow, Status
@@ -55,10 +55,13 @@ _OUTCOME_TEXT_LIMIT: Final = 300
 """How much of a result's first text the one-line `outcome` keeps (the whole result is stored beside it)."""
 
 
-class EventSink(Protocol):
-    """Where a held request wants the upstream's in-flight messages (progress, elicitation)."""
+Publish = Callable[[dict[str, Any]], Awaitable[None]]
+"""Where a run publishes the upstream's in-flight messages (progress, elicitation, sampling).
 
-    async def relay(self, message: dict[str, Any]) -> None: ...
+The approvals service passes the hold that started the run (`hold.py`); the executor knows
+nothing of who listens, and awaits each publication, so they keep their order and come before
+the outcome is recorded.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +81,14 @@ class Executor:
         self._lease = lease_seconds
         self.instance = f"airlock-{secrets.token_hex(6)}"
 
-    async def execute(self, approval_id: str, sink: EventSink | None = None) -> bool:
+    async def execute(self, approval_id: str, *, publish: Publish | None = None) -> bool:
         """Claim and run an approved call; False when someone else claimed it (or it is not approved)."""
         row = await self._claim(approval_id)
         if row is None:
             return False
         renewer = asyncio.get_running_loop().create_task(self._renew(approval_id))
         try:
-            ending = await self._run(row, sink)
+            ending = await self._run(row, publish)
         except asyncio.CancelledError:
             # Shutting down mid-call: leave the row `executing`; its lease lapses and the sweeper
             # reports it as outcome_unknown rather than pretending to know.
@@ -99,7 +102,7 @@ class Executor:
         return True
 
     async def _claim(self, approval_id: str) -> ApprovalRow | None:
-        now = time.time()
+        now = self._ledger.clock.now()
         async with self._ledger.change() as change:
             return await change.move(
                 approval_id,
@@ -115,12 +118,14 @@ class Executor:
 
     async def _renew(self, approval_id: str) -> None:
         while True:
-            await asyncio.sleep(self._lease / 3)
+            await self._ledger.clock.sleep(self._lease / 3)
             async with self._ledger.db.write() as conn:
-                await approval_store.renew_lease(conn, approval_id, self.instance, time.time() + self._lease)
+                await approval_store.renew_lease(
+                    conn, approval_id, self.instance, self._ledger.clock.now() + self._lease
+                )
 
     async def _finish(self, row: ApprovalRow, ending: Ending) -> None:
-        now = time.time()
+        now = self._ledger.clock.now()
         async with self._ledger.change() as change:
             finished = await change.move(
                 row.id,
@@ -144,7 +149,7 @@ class Executor:
                     ending.outcome,
                 )
 
-    async def _run(self, row: ApprovalRow, sink: EventSink | None) -> Ending:
+    async def _run(self, row: ApprovalRow, publish: Publish | None) -> Ending:
         upstream = self._upstreams.get(row.upstream)
         if upstream is None:
             return Ending("failed", None, f"upstream {row.upstream!r} is no longer configured; the call did not run")
@@ -156,14 +161,14 @@ class Executor:
         headers.setdefault("accept", "application/json, text/event-stream")
         headers["content-type"] = "application/json"
         try:
-            if row.era == "handshake":
-                return await self._run_in_session(row, upstream, body, headers, request_id, sink)
-            return await self._send(upstream, body, headers, request_id, sink)
+            if row.era == Era.HANDSHAKE:
+                return await self._run_in_session(row, upstream, body, headers, request_id, publish)
+            return await self._send(upstream, body, headers, request_id, publish)
         except ResponseTooLarge as exc:
             text = too_large_text(row.tool, exc.size, exc.limit)
             return Ending(
                 "completed",
-                {"result": tool_error_result(text, modern=row.era == "modern")},
+                {"result": tool_error_result(text, modern=row.era == Era.MODERN)},
                 too_large_outcome(exc.size, exc.limit),
             )
 
@@ -174,16 +179,16 @@ class Executor:
         body: bytes,
         headers: dict[str, str],
         request_id: str,
-        sink: EventSink | None,
+        publish: Publish | None,
     ) -> Ending:
         session = await self._sessions.get_any(row.session_id) if row.session_id else None
         if session is None:
             return Ending("failed", None, "the agent's session is unknown; the call did not run")
         headers["mcp-protocol-version"] = row.protocol_version
         if session.upstream_session_id is None:  # a session-less upstream
-            return await self._send(upstream, body, headers, request_id, sink)
+            return await self._send(upstream, body, headers, request_id, publish)
         headers["mcp-session-id"] = session.upstream_session_id
-        ending = await self._send(upstream, body, headers, request_id, sink, session_lost_ok=True)
+        ending = await self._send(upstream, body, headers, request_id, publish, session_lost_ok=True)
         if ending is not None:
             return ending
         # The upstream no longer knows that session (404): nothing ran. Open a new one and send again.
@@ -195,11 +200,11 @@ class Executor:
         headers.pop("mcp-session-id")
         if upstream_session:
             headers["mcp-session-id"] = upstream_session
-        return await self._send(upstream, body, headers, request_id, sink)
+        return await self._send(upstream, body, headers, request_id, publish)
 
     @overload
     async def _send(
-        self, upstream: Upstream, body: bytes, headers: dict[str, str], request_id: str, sink: EventSink | None
+        self, upstream: Upstream, body: bytes, headers: dict[str, str], request_id: str, publish: Publish | None
     ) -> Ending: ...
 
     @overload
@@ -209,7 +214,7 @@ class Executor:
         body: bytes,
         headers: dict[str, str],
         request_id: str,
-        sink: EventSink | None,
+        publish: Publish | None,
         *,
         session_lost_ok: bool,
     ) -> Ending | None: ...
@@ -220,7 +225,7 @@ class Executor:
         body: bytes,
         headers: dict[str, str],
         request_id: str,
-        sink: EventSink | None,
+        publish: Publish | None,
         *,
         session_lost_ok: bool = False,
     ) -> Ending | None:
@@ -229,7 +234,7 @@ class Executor:
             async with upstream.request("POST", headers=headers, body=body, fresh_connection=True) as response:
                 if response.status == 404 and session_lost_ok:
                     return None  # the upstream no longer knows the session: nothing ran; open a new one
-                return await self._read_ending(response, request_id, sink)
+                return await self._read_ending(response, request_id, publish)
         except UpstreamUnavailable as exc:
             return Ending("failed", None, f"{exc}; the call did not run")
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
@@ -239,7 +244,7 @@ class Executor:
                 f"the connection to the upstream failed while the call ran ({type(exc).__name__})",
             )
 
-    async def _read_ending(self, response: UpstreamResponse, request_id: str, sink: EventSink | None) -> Ending:
+    async def _read_ending(self, response: UpstreamResponse, request_id: str, publish: Publish | None) -> Ending:
         if response.status >= 500:
             return Ending("outcome_unknown", None, f"the upstream answered HTTP {response.status}")
         if response.is_sse and response.status == 200:
@@ -251,8 +256,8 @@ class Executor:
                     continue
                 if is_response(message) and message["id"] == request_id:
                     return _ending_of(message)
-                if sink is not None:
-                    await sink.relay(message)
+                if publish is not None:
+                    await publish(message)
             return Ending("outcome_unknown", None, "the upstream closed the stream without an answer")
         message = json_object(await response.read())
         if message is not None and is_response(message):

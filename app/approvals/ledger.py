@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.approvals.channels import ChannelFanout
 from app.approvals.signals import Notifier
 from app.audit import AuditLog
+from app.clock import SYSTEM_CLOCK, Clock
 from app.metrics import Metrics
 from app.store import approvals as approval_store
 from app.store.approvals import FINISHED, ApprovalRow, Condition, Status
@@ -85,9 +85,20 @@ class Change:
 
 class Ledger:
     def __init__(
-        self, db: Database, notifier: Notifier, channels: ChannelFanout, audit: AuditLog, metrics: Metrics | None = None
+        self,
+        db: Database,
+        notifier: Notifier,
+        channels: ChannelFanout,
+        audit: AuditLog,
+        metrics: Metrics | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """Args:
+        clock: the lifecycle's time; queue, decisions, executor and sweeper read it from here.
+        """
         self.db = db
+        self.clock = clock
         self.metrics = metrics
         self.notifier = notifier
         self.channels = channels
@@ -135,7 +146,7 @@ class Ledger:
                 if told:
                     async with self.db.write() as conn:
                         await self.audit.record_step(
-                            conn, event="notified", approval=row, now=time.time(), detail="via " + ", ".join(told)
+                            conn, event="notified", approval=row, now=self.clock.now(), detail="via " + ", ".join(told)
                         )
             else:
                 await self.channels.changed(row)

@@ -21,7 +21,6 @@ Pure module: builds dictionaries from an approval row; no I/O. The sentences are
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Final
 
 from app.approvals.wording import (
@@ -72,9 +71,9 @@ def approval_meta(approval: ApprovalRow, public_url: str) -> dict[str, Any]:
     return meta
 
 
-def waiting_message(approval: ApprovalRow, public_url: str, now: float | None = None) -> str:
-    """The progress message a held request shows while it waits."""
-    left = approval.expires_at - (time.time() if now is None else now)
+def waiting_message(approval: ApprovalRow, public_url: str, now: float) -> str:
+    """The progress message a held request shows at `now` while it waits."""
+    left = approval.expires_at - now
     return agent_waiting(approval, review_url(public_url, approval.id), left)
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -41,10 +40,11 @@ from app.approvals.ledger import Change, Ledger
 from app.config import ApprovalSettings
 from app.jsonrpc import canonical_json
 from app.policy.engine import Decision
+from app.protocol import Era
 from app.store import approvals as approval_store
 from app.store import streams as stream_store
 from app.store.approvals import ApprovalRow
-from app.store.streams import StreamRow
+from app.store.streams import StoredEvent, StreamRow
 from app.types import RequestId
 
 _CANCELLATION_MEMORY_SECONDS: Final = 3600.0
@@ -66,7 +66,7 @@ class ParkRequest:
     args_hash: str
     params_text: str
     forward_headers: dict[str, str]
-    era: str
+    era: Era
     protocol_version: str
     session_id: str | None
     request_id: RequestId
@@ -88,6 +88,8 @@ class Attachment:
     created: bool
     attach_seq: int
     priming_seq: int | None
+    era: Era
+    """The era of the request that attached (not necessarily the approval's)."""
     replayed: bool = False
     """The approval's outcome was delivered before; this request gets it again (see the module docstring)."""
 
@@ -132,7 +134,7 @@ class ApprovalQueue:
                 # A concurrent identical call (maybe on another replica) parked first; attach to it.
                 if attempt == 2:
                     raise
-        if request.session_id is not None and request.era == "handshake":
+        if request.session_id is not None and request.era is Era.HANDSHAKE:
             await self._withdraw_if_cancelled(attachment, request.session_id)
         return attachment
 
@@ -143,7 +145,7 @@ class ApprovalQueue:
         before the held streams are looked up, and `park` looks for it after its own commit: in
         any order of the two, one of them sees the other.
         """
-        now = time.time()
+        now = self._ledger.clock.now()
         key = json.dumps(request_id)
         async with self._ledger.db.write() as conn:
             await stream_store.record_cancellation(conn, session_id, key, now)
@@ -165,7 +167,7 @@ class ApprovalQueue:
             )
 
     async def _park_once(self, request: ParkRequest, priming: bool) -> Attachment:
-        now = time.time()
+        now = self._ledger.clock.now()
         async with self._ledger.change() as change:
             conn = change.conn
             if self._ledger.db.is_postgres:
@@ -216,7 +218,7 @@ class ApprovalQueue:
             )
             await stream_store.insert_stream(conn, stream)
             priming_seq = await stream_store.append_event(conn, stream.id, "", now) if priming else None
-        return Attachment(approval, stream, created, seq, priming_seq, replayed=replayed is not None)
+        return Attachment(approval, stream, created, seq, priming_seq, request.era, replayed=replayed is not None)
 
     async def _replayable(self, conn: AsyncConnection, request: ParkRequest, now: float) -> ApprovalRow | None:
         """The newest delivered outcome of this very call that ran, within the retention window."""
@@ -232,7 +234,7 @@ class ApprovalQueue:
 
     async def _continued(self, conn: AsyncConnection, request: ParkRequest, now: float) -> ApprovalRow | None:
         """The approved `input_required` round this request continues, if it is one."""
-        if request.continuation is None or request.era != "modern":
+        if request.continuation is None or request.era is not Era.MODERN:
             return None
         predecessor = await approval_store.find_continuable(
             conn,
@@ -316,7 +318,7 @@ class ApprovalQueue:
             "args_hash": request.args_hash,
             "params": request.params_text,
             "forward_headers": json.dumps(request.forward_headers),
-            "era": request.era,
+            "era": request.era.value,
             "protocol_version": request.protocol_version,
             "session_id": request.session_id,
             "request_id": json.dumps(request.request_id),
@@ -343,7 +345,7 @@ class ApprovalQueue:
                 2026-07-28 grace period: an identical retry within it keeps the approval alive).
             delivered: the agent already knows (it cancelled), so no retry should receive the outcome.
         """
-        now = time.time()
+        now = self._ledger.clock.now()
         where = [] if attach_seq is None else [approval_store.attach_seq_is(attach_seq)]
         async with self._ledger.change() as change:
             row = await change.move(
@@ -371,7 +373,7 @@ class ApprovalQueue:
         (any process's sweeper carries it out). Returns the time it is due, or None when the
         approval is no longer pending or was attached again since `attach_seq`.
         """
-        due = time.time() + self._settings.cancel_grace_seconds
+        due = self._ledger.clock.now() + self._settings.cancel_grace_seconds
         async with self._ledger.db.write() as conn:
             scheduled = await approval_store.schedule_withdrawal(conn, approval_id, attach_seq=attach_seq, at=due)
         return due if scheduled else None
@@ -387,7 +389,7 @@ class ApprovalQueue:
         )
 
     async def expire(self, approval_id: str) -> bool:
-        now = time.time()
+        now = self._ledger.clock.now()
         async with self._ledger.change() as change:
             row = await change.move(
                 approval_id,
@@ -400,10 +402,20 @@ class ApprovalQueue:
             )
         return row is not None
 
+    async def stream(self, stream_id: str) -> StreamRow | None:
+        """A held stream by id (None when unknown or purged)."""
+        async with self._ledger.db.read() as conn:
+            return await stream_store.get_stream(conn, stream_id)
+
+    async def events_after(self, stream_id: str, seq: int) -> list[StoredEvent]:
+        """The stored events of a held stream after `seq`, in order (what a resumed stream replays)."""
+        async with self._ledger.db.read() as conn:
+            return await stream_store.events_after(conn, stream_id, seq)
+
     async def store_event(self, stream_id: str, data: str) -> int:
         """Store one event of a held stream (before it is sent); returns its sequence number."""
         async with self._ledger.db.write() as conn:
-            return await stream_store.append_event(conn, stream_id, data, time.time())
+            return await stream_store.append_event(conn, stream_id, data, self._ledger.clock.now())
 
     async def record_answer(
         self, stream_id: str, data: str, *, store: bool, delivering: ApprovalRow | None = None
@@ -414,7 +426,7 @@ class ApprovalQueue:
         instant it reads this answer, already sees the outcome as delivered (and so gets it as a
         replay rather than attaching as if it were still on its way).
         """
-        now = time.time()
+        now = self._ledger.clock.now()
         async with self._ledger.change() as change:
             seq = await stream_store.append_event(change.conn, stream_id, data, now) if store else None
             if delivering is not None and await approval_store.mark_delivered(change.conn, delivering.id, now):

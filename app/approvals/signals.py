@@ -24,6 +24,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.clock import SYSTEM_CLOCK, Clock
 from app.store.db import Database
 
 logger = logging.getLogger("airlock.signals")
@@ -83,9 +84,10 @@ class Notifier:
 class PostgresNotifier(Notifier):
     """Wake-ups across replicas through PostgreSQL LISTEN/NOTIFY."""
 
-    def __init__(self, dsn: str, *, schema: str | None = None) -> None:
+    def __init__(self, dsn: str, *, schema: str | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__()
         self._dsn = dsn
+        self._clock = clock
         # NOTIFY channels are per database, not per schema: name the schema so deployments that
         # share a database (or parallel test runs) do not wake each other.
         self.channel = CHANNEL if not schema else f"{CHANNEL}_{schema}"[:63]
@@ -102,7 +104,7 @@ class PostgresNotifier(Notifier):
                 connection = await asyncpg.connect(self._dsn)
             except (OSError, asyncpg.PostgresError) as exc:
                 logger.warning("cannot listen for approval changes (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+                await self._clock.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
             delay = 0.5
@@ -131,8 +133,8 @@ def asyncpg_dsn(database_url: str) -> str:
     return "postgresql://" + database_url.split("://", 1)[1]
 
 
-def notifier_for(db: Database) -> Notifier:
+def notifier_for(db: Database, *, clock: Clock = SYSTEM_CLOCK) -> Notifier:
     """The notifier a database calls for: LISTEN/NOTIFY on PostgreSQL, in process otherwise."""
     if db.is_postgres:
-        return PostgresNotifier(asyncpg_dsn(db.url), schema=db.schema)
+        return PostgresNotifier(asyncpg_dsn(db.url), schema=db.schema, clock=clock)
     return Notifier()

@@ -24,9 +24,7 @@ replicas sweeping at once can only duplicate a read, never an action.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -76,7 +74,7 @@ class Sweeper:
         self._audit_retention_days = audit_retention_days
         self._kick = asyncio.Event()
         self._seen: dict[str, float] = {}
-        self._last_poll = time.time()
+        self._last_poll = self._ledger.clock.now()
         self._last_purge = 0.0
         self._running: set[str] = set()
         # Changes this process already signalled (its own, and those NOTIFY delivered) need no
@@ -84,7 +82,7 @@ class Sweeper:
         ledger.notifier.add_listener(self._signalled)
 
     def _signalled(self, approval_id: str) -> None:
-        self._seen[approval_id] = time.time()
+        self._seen[approval_id] = self._ledger.clock.now()
 
     def kick(self) -> None:
         """Sweep now rather than at the next scheduled pass."""
@@ -98,12 +96,11 @@ class Sweeper:
                 logger.exception("sweep failed; retrying")
                 delay = self._settings.safety_poll_seconds
             self._kick.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout=delay)
+            await self._ledger.clock.wait(self._kick, delay)
 
     async def sweep(self) -> float:
         """One pass; returns how long to sleep before the next one."""
-        now = time.time()
+        now = self._ledger.clock.now()
         async with self._ledger.db.read() as conn:
             due = await approval_store.due_for_expiry(conn, now)
             abandoned = await approval_store.due_withdrawals(conn, now)
@@ -124,11 +121,11 @@ class Sweeper:
         delay = self._settings.safety_poll_seconds
         for deadline in deadlines:
             if deadline is not None:
-                delay = min(delay, max(0.0, deadline - time.time()) + 0.005)
+                delay = min(delay, max(0.0, deadline - self._ledger.clock.now()) + 0.005)
         return delay
 
     async def _mark_lost(self, approval_id: str) -> None:
-        now = time.time()
+        now = self._ledger.clock.now()
         async with self._ledger.change() as change:
             row = await change.move(
                 approval_id,

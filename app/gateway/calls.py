@@ -11,9 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.approvals.continuation import continuation_of
 from app.approvals.outcomes import too_large_text
-from app.approvals.queue import Attachment, ParkRequest, TooManyPending
+from app.approvals.service import Attachment, ParkRequest, TooManyPending, continuation_of
 from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest
 from app.gateway.intercept import Verdict
@@ -33,12 +32,13 @@ from app.jsonrpc import (
     tool_error_result,
 )
 from app.logs import bind
+from app.protocol import Era
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 
 @dataclass(frozen=True)
 class CallContext:
-    modern: bool
+    era: Era
     protocol_version: str
     session_id: str | None
     response_headers: Headers
@@ -52,10 +52,10 @@ class CallContext:
 async def serve_tool_call(exchange: Exchange, message: Message, context: CallContext) -> None:
     """Answer a `tools/call`. Raises `MessageError` for an invalid one (the era module answers it)."""
     call = _call_to_judge(exchange, message)
-    runtime = exchange.runtime
-    verdict = await runtime.interceptor.judge(exchange.upstream, exchange.agent, call, context.fetch_catalog)
+    gateway = exchange.gateway
+    verdict = await gateway.interceptor.judge(exchange.upstream, exchange.agent, call, context.fetch_catalog)
     bind(tool=call.name, decision=verdict.audit_decision)
-    audit = runtime.audit
+    audit = gateway.audit
     common = _audit_fields(exchange, call, verdict)
     if verdict.action == "forward":
         try:
@@ -105,7 +105,7 @@ def _call_to_judge(exchange: Exchange, message: Message) -> ToolCall:
         return tool_call_of(message)
     except MessageError as exc:
         name = message.params.get("name")
-        exchange.runtime.audit.record_call(
+        exchange.gateway.audit.record_call(
             agent=exchange.agent,
             upstream=exchange.upstream.name,
             tool=name if isinstance(name, str) else "",
@@ -120,21 +120,21 @@ def _call_to_judge(exchange: Exchange, message: Message) -> ToolCall:
 
 
 async def _refuse(exchange: Exchange, message: Message, context: CallContext, text: str) -> None:
-    result = tool_error_result(text, modern=context.modern)
+    result = tool_error_result(text, modern=context.era.is_modern)
     await send_json(exchange.send, 200, result_response(message.id, result), context.response_headers)
 
 
 async def _park(exchange: Exchange, message: Message, context: CallContext, verdict: Verdict, call: ToolCall) -> None:
     """Park and hold the call, if the agent has a held-request slot left (released however the hold ends)."""
     try:
-        slot = exchange.runtime.held.acquire(exchange.agent)
+        slot = exchange.gateway.held.acquire(exchange.agent)
     except TooManyHeld as exc:
         text = (
             f"This call to {call.name} needs a human's approval, but {exc} waiting for approval. "
             "It did not run; wait for one of them to finish, then call again."
         )
         await _refuse(exchange, message, context, text)
-        exchange.runtime.audit.record_call(
+        exchange.gateway.audit.record_call(
             decision="approve",
             latency_ms=exchange.elapsed_ms(),
             outcome="too many held",
@@ -148,7 +148,7 @@ async def _park(exchange: Exchange, message: Message, context: CallContext, verd
 async def _park_and_hold(
     exchange: Exchange, message: Message, context: CallContext, verdict: Verdict, call: ToolCall
 ) -> None:
-    runtime = exchange.runtime
+    gateway = exchange.gateway
     params_text = member_text(message.raw, "params")
     if params_text is None or message.id is None:
         raise MessageError(INVALID_PARAMS, "Invalid params: tools/call needs params", message.id)
@@ -160,49 +160,39 @@ async def _park_and_hold(
         args_hash=arguments_hash(call.arguments),
         params_text=params_text,
         forward_headers=forwardable_headers(exchange.headers),
-        era="modern" if context.modern else "handshake",
+        era=context.era,
         protocol_version=context.protocol_version,
         session_id=context.session_id,
         request_id=message.id,
         progress_token=call.progress_token,
         decision=verdict.decision,
         policy_version=verdict.policy.version,
-        hold_seconds=runtime.hold_seconds(exchange.agent, verdict.decision),
-        continuation=continuation_of(message.params) if context.modern else None,
+        hold_seconds=gateway.hold_seconds(exchange.agent, verdict.decision),
+        continuation=continuation_of(message.params) if context.era.is_modern else None,
     )
     common = _audit_fields(exchange, call, verdict)
     try:
-        attachment = await runtime.queue.park(request, priming=context.resumable)
+        attachment = await gateway.approvals.park(request, priming=context.resumable)
     except TooManyPending as exc:
         text = (
             f"This call to {call.name} needs a human's approval, but you already have {exc.limit} calls "
             "waiting for review. It did not run; wait for those to be decided first."
         )
         await _refuse(exchange, message, context, text)
-        runtime.audit.record_call(
+        gateway.audit.record_call(
             decision="approve", latency_ms=exchange.elapsed_ms(), outcome="too many pending", **common
         )
         return
     bind(approval_id=attachment.approval.id)
-    runtime.audit.record_call(
+    gateway.audit.record_call(
         decision="approve",
         latency_ms=exchange.elapsed_ms(),
         outcome=_parked_outcome(attachment),
         approval_id=attachment.approval.id,
         **common,
     )
-    held = HeldRequest(
-        runtime,
-        exchange,
-        attachment.approval,
-        attachment.stream,
-        modern=context.modern,
-        resumable=context.resumable,
-        attach_seq=attachment.attach_seq,
-        headers=context.response_headers,
-        replay=attachment.replayed,
-    )
-    await held.serve(priming_seq=attachment.priming_seq)
+    hold = gateway.approvals.hold(attachment, resumable=context.resumable)
+    await HeldRequest(exchange, hold, headers=context.response_headers).serve()
 
 
 def _parked_outcome(attachment: Attachment) -> str:

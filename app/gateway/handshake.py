@@ -17,6 +17,8 @@ Ending a session (DELETE) releases the upstream session behind it.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from app.gateway.calls import CallContext, serve_tool_call
 from app.gateway.exchange import LAST_EVENT_ID, MCP_SESSION_ID, Exchange
 from app.gateway.holding import HeldRequest, parse_event_id
@@ -24,14 +26,28 @@ from app.gateway.limits import TooManyHeld
 from app.gateway.relay import UPSTREAM_EVENT_PREFIX, Relayed, Transform, relay
 from app.gateway.respond import end_stream, send_body, send_empty, send_error
 from app.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, dumps, member_text, parse_message
-from app.store import streams as stream_store
-from app.store.sessions import SessionRow
+from app.protocol import Era
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 DEFAULT_VERSION = "2025-03-26"
 """What the spec says to assume when a handshake-era request carries no MCP-Protocol-Version."""
 PRIMING_SINCE = "2025-11-25"
 """Clients older than this cannot parse an event with empty data, so they get no priming event."""
+
+
+class Session(Protocol):
+    """What this module reads of a session (`app/sessions.py` keeps them; the gateway reads no store)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def agent(self) -> str: ...
+    @property
+    def upstream(self) -> str: ...
+    @property
+    def upstream_session_id(self) -> str | None: ...
+    @property
+    def protocol_version(self) -> str: ...
 
 
 async def serve(exchange: Exchange) -> None:
@@ -71,8 +87,8 @@ async def _post(exchange: Exchange) -> None:
         await send_error(exchange.send, 400, exc.code, exc.message, request_id=message.id)
 
 
-async def _dispatch(exchange: Exchange, session: SessionRow, message: Message) -> None:
-    interceptor = exchange.runtime.interceptor
+async def _dispatch(exchange: Exchange, session: Session, message: Message) -> None:
+    interceptor = exchange.gateway.interceptor
     if message.method == "tools/call":
         await serve_tool_call(exchange, message, _call_context(exchange, session))
     elif message.kind == "request" and message.method == "tools/list":
@@ -84,7 +100,7 @@ async def _dispatch(exchange: Exchange, session: SessionRow, message: Message) -
         await _forward(exchange, session)
 
 
-def _call_context(exchange: Exchange, session: SessionRow) -> CallContext:
+def _call_context(exchange: Exchange, session: Session) -> CallContext:
     upstream = exchange.upstream
 
     async def fetch_catalog() -> None:
@@ -96,7 +112,7 @@ def _call_context(exchange: Exchange, session: SessionRow) -> CallContext:
         await upstream.fetch_catalog(envelope, None, session.upstream_session_id)
 
     return CallContext(
-        modern=False,
+        era=Era.HANDSHAKE,
         protocol_version=session.protocol_version,
         session_id=session.id,
         response_headers=_session_header(session),
@@ -106,17 +122,17 @@ def _call_context(exchange: Exchange, session: SessionRow) -> CallContext:
     )
 
 
-def _session_header(session: SessionRow) -> list[tuple[bytes, bytes]]:
+def _session_header(session: Session) -> list[tuple[bytes, bytes]]:
     return [(MCP_SESSION_ID.encode(), session.id.encode())]
 
 
-async def _session(exchange: Exchange) -> SessionRow | None:
+async def _session(exchange: Exchange) -> Session | None:
     """The agent's open session named by `Mcp-Session-Id`; answers 400/404 itself when there is none."""
     session_id = exchange.headers.get(MCP_SESSION_ID)
     if session_id is None:
         await send_error(exchange.send, 400, INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id (initialize first)")
         return None
-    session = await exchange.runtime.sessions.get(session_id)
+    session = await exchange.gateway.sessions.get(session_id)
     if session is None or session.agent != exchange.agent or session.upstream != exchange.upstream.name:
         await send_error(exchange.send, 404, INVALID_REQUEST, "Session not found")
         return None
@@ -124,7 +140,7 @@ async def _session(exchange: Exchange) -> SessionRow | None:
 
 
 async def _forward(
-    exchange: Exchange, session: SessionRow, *, inspect: bool = False, transform: Transform | None = None
+    exchange: Exchange, session: Session, *, inspect: bool = False, transform: Transform | None = None
 ) -> Relayed:
     headers = forwardable_headers(exchange.headers)
     if session.upstream_session_id:
@@ -132,7 +148,7 @@ async def _forward(
     async with exchange.upstream.request(exchange.method, headers=headers, body=exchange.body or None) as response:
         if response.status == 404 and session.upstream_session_id:
             # The upstream forgot the session (it restarted): end ours too, so the client re-initializes.
-            await exchange.runtime.sessions.close(session.id)
+            await exchange.gateway.sessions.close(session.id)
         # A dropped handshake-era POST stream is not a cancellation (the spec says so): the
         # upstream's call goes on, and its events stay resumable from the upstream if it keeps them.
         return await relay(
@@ -181,7 +197,7 @@ async def _initialize(exchange: Exchange, message: Message) -> None:
         )
         return
     result = answer["result"] if isinstance(answer["result"], dict) else {}
-    session = await exchange.runtime.sessions.create(
+    session = await exchange.gateway.sessions.create(
         agent=exchange.agent,
         upstream=exchange.upstream.name,
         upstream_session_id=upstream_session,
@@ -191,13 +207,13 @@ async def _initialize(exchange: Exchange, message: Message) -> None:
     await send_body(exchange.send, 200, dumps(answer), _session_header(session))
 
 
-async def _withdraw_cancelled(exchange: Exchange, session: SessionRow, message: Message) -> None:
+async def _withdraw_cancelled(exchange: Exchange, session: Session, message: Message) -> None:
     """`notifications/cancelled` for a held request: the agent no longer wants the call."""
     request_id = message.params.get("requestId")
     if not isinstance(request_id, str | int) or isinstance(request_id, bool):
         return
     reason = message.params.get("reason")
-    await exchange.runtime.queue.cancel_request(
+    await exchange.gateway.approvals.cancel_request(
         session.id,
         request_id,
         by=exchange.agent,
@@ -228,22 +244,19 @@ async def _get(exchange: Exchange) -> None:
         await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}")
 
 
-async def _resume(exchange: Exchange, session: SessionRow, last_event_id: str) -> None:
+async def _resume(exchange: Exchange, session: Session, last_event_id: str) -> None:
     """Resume a held call's stream after `Last-Event-ID`: replay what was stored, then hold on."""
-    runtime = exchange.runtime
+    gateway = exchange.gateway
     parsed = parse_event_id(last_event_id)
-    stream = None
+    hold = None
     if parsed is not None:
-        async with runtime.db.read() as conn:
-            stream = await stream_store.get_stream(conn, parsed[0])
-    if stream is None or stream.agent != exchange.agent or stream.session_id != session.id:
+        hold = await gateway.approvals.resume(parsed[0], agent=exchange.agent, session_id=session.id)
+    if hold is None or parsed is None:
         # Another identity's (or a made-up) event id gets nothing, not even confirmation it exists.
         await send_error(exchange.send, 404, INVALID_REQUEST, "Not Found: no stream to resume for this event id")
         return
-    approval = await runtime.ledger.get(stream.approval_id)
-    assert approval is not None and parsed is not None
     try:
-        slot = runtime.held.acquire(exchange.agent)
+        slot = gateway.held.acquire(exchange.agent)
     except TooManyHeld as exc:
         await send_error(
             exchange.send,
@@ -253,22 +266,15 @@ async def _resume(exchange: Exchange, session: SessionRow, last_event_id: str) -
         )
         return
     with slot:
-        held = HeldRequest(
-            runtime,
-            exchange,
-            approval,
-            stream,
-            modern=False,
-            resumable=True,
-            attach_seq=-1,
-            headers=_session_header(session),
-        )
-        await held.serve(replay_after=parsed[1])
+        await HeldRequest(exchange, hold, headers=_session_header(session)).serve(replay_after=parsed[1])
 
 
 async def _delete(exchange: Exchange) -> None:
     session = await _session(exchange)
     if session is None:
         return
-    await exchange.runtime.sessions.end(session)
+    # The registry ends its own record of the session (from its cache: `_session` just read it).
+    row = await exchange.gateway.sessions.get(session.id)
+    if row is not None:
+        await exchange.gateway.sessions.end(row)
     await send_empty(exchange.send, 200, _session_header(session))

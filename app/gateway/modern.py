@@ -27,6 +27,7 @@ from app.gateway.exchange import Exchange
 from app.gateway.relay import Relayed, Transform, relay
 from app.gateway.respond import send_error
 from app.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, parse_message
+from app.protocol import Era
 from app.upstream import PARAM_HEADER_PREFIX, ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 _ENVELOPE_HEADERS: Final = ("accept", "content-type", "mcp-protocol-version")
@@ -79,7 +80,7 @@ def _ladder(exchange: Exchange, message: Message) -> InboundLadderRejection | No
 
 
 async def _dispatch(exchange: Exchange, message: Message) -> None:
-    interceptor = exchange.runtime.interceptor
+    interceptor = exchange.gateway.interceptor
     if message.method == "tools/call":
         try:
             _check_param_headers(exchange, message)
@@ -114,7 +115,7 @@ def _audit_refused_call(exchange: Exchange, message: Message, reason: str) -> No
     if message.method != "tools/call":
         return
     name = message.params.get("name")
-    exchange.runtime.audit.record_call(
+    exchange.gateway.audit.record_call(
         agent=exchange.agent,
         upstream=exchange.upstream.name,
         tool=name if isinstance(name, str) else "",
@@ -140,7 +141,7 @@ def _call_context(exchange: Exchange, message: Message) -> CallContext:
         await upstream.fetch_catalog(envelope, _envelope_meta(message) or None, None)
 
     return CallContext(
-        modern=True,
+        era=Era.MODERN,
         protocol_version=exchange.headers.get("mcp-protocol-version", ""),
         session_id=None,
         response_headers=(),

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
 
+from app.approvals.hold import Hold, HoldEvent
 from app.demo.upstream import DemoMarket
-from app.gateway.holding import HeldRequest
 from app.gateway.limits import HeldLimits, TooManyHeld
 from tests.conftest import StartAirlock
 from tests.gateway.test_resumption import cancel_call
@@ -143,10 +144,11 @@ async def test_the_held_count_returns_to_zero_however_the_hold_ends(
     airlock = await start_airlock(approvals=approvals)
     if ending == "exception":
 
-        async def broken(self: HeldRequest) -> None:
+        async def broken(self: Hold) -> AsyncGenerator[HoldEvent, None]:
             raise RuntimeError("the hold broke")
+            yield  # an async generator, like the method it replaces
 
-        monkeypatch.setattr(HeldRequest, "_wait_for_outcome", broken)
+        monkeypatch.setattr(Hold, "_wait", broken)
     async with httpx.AsyncClient(timeout=10) as http:
         session = await open_session(http, airlock)
         await ENDINGS[ending](airlock, session, new_task(market).id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.approvals.hold import hold_seconds
+from app.approvals.budget import hold_seconds
 from app.config import ApprovalSettings
 from app.policy.engine import Decision
 

@@ -1,0 +1,185 @@
+"""The approval lifecycle's one owner: the small surface transports and reviewer channels use.
+
+`Approvals` wraps the queue (park, attach, replay, continue, withdraw, expire), the decision path,
+the executor (run an approved call once) and the sweeper (background upkeep), and hands a
+transport a `Hold` per held request: an async stream of typed lifecycle events (`hold.py`) that
+the transport turns into its wire format. Everything that reads or writes approvals, held streams
+or their stored events does it here or below (`queue.py`, `ledger.py`, `store/`), never in a
+transport: the gateway imports nothing from `app.store`.
+
+    attachment = await approvals.park(request, priming=resumable)
+    hold = approvals.hold(attachment, resumable=resumable)
+    async with aclosing(hold.events()) as events:
+        async for event in events:
+            ...  # Waiting, Progress, Relayed, then Outcome or Pending
+
+What it does not do: policy (the gateway judged the call before parking it), wording (the
+sentences are `wording.py`'s, the MCP results `outcomes.py`'s), and reviewer notification
+(`channels.py`, which the ledger tells after each commit). Allowed calls never come here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Coroutine
+from typing import Any
+
+from app.approvals.continuation import Continuation, continuation_of
+from app.approvals.decisions import Verdict, Via, decide
+from app.approvals.executor import Executor, Publish
+from app.approvals.hold import Hold, HoldEvent, Outcome, Pending, Progress, Relayed, Replayed, Waiting
+from app.approvals.ledger import Ledger
+from app.approvals.queue import ApprovalQueue, Attachment, ParkRequest, TooManyPending
+from app.approvals.sweeper import Sweeper
+from app.clock import Clock
+from app.config import ApprovalSettings
+from app.protocol import Era
+from app.store.approvals import ApprovalRow
+from app.store.streams import StreamRow
+from app.types import RequestId
+
+__all__ = [
+    "Approvals",
+    "Attachment",
+    "Continuation",
+    "Hold",
+    "HoldEvent",
+    "Outcome",
+    "ParkRequest",
+    "Pending",
+    "Progress",
+    "Relayed",
+    "Replayed",
+    "TooManyPending",
+    "Waiting",
+    "continuation_of",
+]
+
+logger = logging.getLogger("airlock.approvals")
+
+
+class Approvals:
+    def __init__(
+        self,
+        ledger: Ledger,
+        queue: ApprovalQueue,
+        executor: Executor,
+        sweeper: Sweeper,
+        settings: ApprovalSettings,
+        *,
+        public_url: str,
+    ) -> None:
+        self.ledger = ledger
+        self.queue = queue
+        self.settings = settings
+        self.public_url = public_url
+        self._executor = executor
+        self._sweeper = sweeper
+
+    @property
+    def clock(self) -> Clock:
+        return self.ledger.clock
+
+    async def park(self, request: ParkRequest, *, priming: bool) -> Attachment:
+        """Park a call durably, or attach it to the identical open one, or replay its delivered outcome.
+
+        Args:
+            priming: store an empty first event, so a resumable stream can be resumed from its start.
+
+        Raises:
+            TooManyPending: the agent already has `max_pending_per_agent` calls waiting.
+        """
+        return await self.queue.park(request, priming=priming)
+
+    def hold(self, attachment: Attachment, *, resumable: bool) -> Hold:
+        """The lifecycle events of the request that parked (or attached) as `attachment`."""
+        return Hold(
+            self,
+            attachment.stream,
+            era=attachment.era,
+            resumable=resumable,
+            attach_seq=attachment.attach_seq,
+            replay=attachment.replayed,
+            priming_seq=attachment.priming_seq,
+        )
+
+    async def resume(self, stream_id: str, *, agent: str, session_id: str) -> Hold | None:
+        """The hold of a handshake-era stream being resumed, or None unless it is this agent's and session's.
+
+        Another identity's (or a made-up) stream id gets None, exactly like one that does not exist
+        (invariant 4 of docs/architecture.md).
+        """
+        stream = await self.queue.stream(stream_id)
+        if stream is None or stream.agent != agent or stream.session_id != session_id:
+            return None
+        return Hold(self, stream, era=Era.HANDSHAKE, resumable=True, attach_seq=-1)
+
+    async def cancel_request(self, session_id: str, request_id: RequestId, *, by: str, reason: str) -> None:
+        """A handshake-era client cancelled a request: withdraw what it holds, now or once it is parked."""
+        await self.queue.cancel_request(session_id, request_id, by=by, reason=reason)
+
+    async def decide(
+        self, approval_id: str, *, reviewer: str, verdict: Verdict, via: Via, reason: str | None = None
+    ) -> ApprovalRow:
+        """Approve or reject as `reviewer` (first decision wins; see `decisions.decide` for what it raises)."""
+        return await decide(self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason)
+
+    def execute(self, approval_id: str, *, publish: Publish | None = None) -> asyncio.Task[bool]:
+        """Run an approved call in its own task, if this process wins the claim (at most once).
+
+        Args:
+            publish: where the upstream's in-flight messages go (the hold that started the run).
+
+        Returns:
+            The task; its result is False when someone else claimed the call or it is not approved.
+        """
+        return self.spawn(self._executor.execute(approval_id, publish=publish))
+
+    async def withdraw(self, approval_id: str, *, by: str, reason: str) -> bool:
+        """Withdraw a pending approval (the agent no longer wants the call); True if this call did it."""
+        return await self.queue.withdraw(approval_id, by=by, reason=reason)
+
+    async def withdraw_after_grace(self, stream: StreamRow, *, attach_seq: int) -> None:
+        """A 2026-07-28 client left its held stream: withdraw after the grace period, unless it called again.
+
+        The withdrawal is scheduled in the database first, so it happens even if this process dies
+        during the grace period (any process's sweeper carries it out).
+        """
+        due = await self.queue.schedule_withdrawal(stream.approval_id, attach_seq=attach_seq)
+        if due is None:
+            return
+        await self.clock.sleep(max(0.0, due - self.clock.now()))
+        withdrawn = await self.queue.withdraw_abandoned(stream.approval_id, agent=stream.agent, attach_seq=attach_seq)
+        if withdrawn:
+            logger.info("approval %s withdrawn: its 2026-07-28 client went away", stream.approval_id)
+
+    async def mark_delivered(self, approval_id: str, *, stream_id: str) -> None:
+        """Record that a finished approval's outcome reached the agent (on `stream_id`)."""
+        row = await self.ledger.get(approval_id)
+        if row is not None and row.is_finished:
+            await self.queue.mark_delivered(row, stream_id=stream_id)
+
+    async def get(self, approval_id: str) -> ApprovalRow | None:
+        return await self.ledger.get(approval_id)
+
+    async def watch(self, approval_id: str) -> AsyncGenerator[ApprovalRow, None]:
+        """The approval now, then again each time it changes, until it is finished (or vanishes)."""
+        with self.ledger.notifier.waiter(approval_id) as changed:
+            while True:
+                row = await self.ledger.get(approval_id)
+                if row is None:
+                    return
+                yield row
+                if row.is_finished:
+                    return
+                await changed.wait()
+                changed.clear()
+
+    async def sweep(self) -> float:
+        """One pass of background upkeep (expire, withdraw abandoned, mark lost runs, run unclaimed)."""
+        return await self._sweeper.sweep()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run lifecycle work that must outlive the request that started it."""
+        return self.ledger.spawn(coroutine)
