@@ -1,10 +1,10 @@
-# Two commands matter: `make demo` and `make test`. Both build .venv on first use.
+# Two commands matter: `make demo` and `make test` (and `make lint` before a commit). All build .venv on first use.
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast test-postgres bench clean help
+.PHONY: demo test test-fast test-postgres lint bench clean help
 
 # Tests whose code paths differ by database (SKIP LOCKED, upserts, advisory locks, NOTIFY):
 # `make test` runs them a second time on PostgreSQL. `make test-postgres` runs everything there.
@@ -32,6 +32,11 @@ test-postgres: $(STAMP)  ## Run the whole suite on PostgreSQL (127.0.0.1:5432, d
 
 test-fast: $(STAMP)  ## Skip the browser and PostgreSQL tests.
 	$(BIN)/python -m pytest -m "not browser and not postgres"
+
+lint: $(STAMP)  ## Check style, formatting and types (ruff, ruff format, mypy --strict).
+	$(BIN)/ruff check app tests bench migrations
+	$(BIN)/ruff format --check app tests bench migrations
+	$(BIN)/mypy app tests bench
 
 bench: $(STAMP)  ## Measure the gateway (see bench/README.md).
 	$(BIN)/python -m bench.run

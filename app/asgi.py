@@ -8,7 +8,8 @@ Routes:
 - `/livez`, `/readyz`: liveness, and readiness with named checks (see `app/health.py`);
 - `/metrics`: Prometheus metrics, unless `[metrics] enabled = false` (see `app/metrics.py`);
 - `/healthz`: liveness plus what this process serves (policy versions), for load balancers and tests;
-- `/schemas/policy.json`: the policy document's JSON Schema.
+- `/schemas/policy.json`: the policy document's JSON Schema;
+- `/.well-known/oauth-protected-resource…`: OAuth metadata, with `[oauth]` (see `app/resource_metadata.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from app import __version__, access_log, tracing
+from app import __version__, access_log, resource_metadata, tracing
 from app.approvals import api as approvals_api
 from app.approvals.channels import ReviewChannel
 from app.config import Settings
@@ -68,6 +69,7 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         ),
         *policy_api.routes(runtime.credentials, runtime.policies, runtime.upstreams),
         *(route for extension in runtime.extensions for route in extension.routes()),
+        *resource_metadata.routes(settings.oauth, settings.public_url, [u.name for u in settings.upstreams]),
     ]
     request_timeout = settings.server.request_timeout_seconds
     app = Starlette(
@@ -81,7 +83,7 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
     )
     app.state.runtime = runtime
     app.state.traces = traces = tracing.build(settings.tracing)
-    endpoint = McpEndpoint(runtime.gateway, runtime.credentials, runtime.upstreams)
+    endpoint = McpEndpoint(runtime.gateway, runtime.credentials, runtime.upstreams, oauth=runtime.oauth)
     mcp = access_log.wrap(tracing.wrap(RequestTimeout(FailClosed(endpoint), request_timeout), traces), settings)
     return McpFirst(mcp, app)
 

@@ -57,6 +57,8 @@ from app.reveal import reveal
 from app.store import tokens as token_store
 from app.store.db import Database
 
+STATIC_TOKEN_PREFIX: Final = "alk_"
+"""Airlock's own tokens; any other bearer token is an OAuth access token when `[oauth]` is on."""
 AGENT_TOKEN_PREFIX: Final = "alk_agent_"
 REVIEWER_TOKEN_PREFIX: Final = "alk_rev_"
 WWW_AUTHENTICATE: Final = 'Bearer realm="airlock"'

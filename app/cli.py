@@ -34,6 +34,7 @@ from app.store.approvals import ALL_STATUSES
 
 if TYPE_CHECKING:
     from app.approvals.ledger import Ledger
+    from app.approvals.model import ApprovalLike
     from app.auth import Credentials, IssuedToken
     from app.config import Settings, UpstreamSettings
     from app.runtime import Core
@@ -684,7 +685,7 @@ def approvals_list(
         )
 
 
-def _outcome(row: ApprovalRow) -> str:
+def _outcome(row: ApprovalLike) -> str:
     """What became of the call, in the words every channel uses (`app/approvals/wording.py`)."""
     from app.approvals.wording import outcome_of, phrase
 
@@ -722,7 +723,7 @@ def approvals_show(config_path: Path | None, approval_id: str, as_json: bool) ->
     click.echo(_approval_text(row, steps, settings.public_url))
 
 
-def _approval_text(row: ApprovalRow, steps: list[AuditRow], public_url: str) -> str:
+def _approval_text(row: ApprovalLike, steps: list[AuditRow], public_url: str) -> str:
     """One approval for a person at a terminal: sentences from `app/approvals/wording.py`, UTC times,
     hidden characters revealed, the arguments and the result in full (JSON pretty-printed)."""
     from app.approvals import wording

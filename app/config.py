@@ -224,6 +224,8 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
+    oauth: OAuthSettings | None = None
+    """`[oauth]`: agents may also present OAuth access tokens (None: static tokens only)."""
     config_path: Path | None = None
 
     def upstream(self, name: str) -> UpstreamSettings | None:
@@ -296,6 +298,7 @@ _TOP_KEYS: Final = frozenset(
         "metrics",
         "logging",
         "tracing",
+        "oauth",
     }
 )
 
@@ -354,6 +357,7 @@ def settings_from_document(
         logging=_logging(document.get("logging", {}), env),
         tracing=_tracing(document.get("tracing", {})),
         slack=_slack(document.get("slack", {}), env),
+        oauth=_oauth(document.get("oauth"), env, {u.name for u in upstreams}),
         config_path=config_path,
     )
 
@@ -748,6 +752,102 @@ def _slack_reviewers(table: Any, env_value: str | None) -> dict[str, str]:
     if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
         raise ConfigError("[slack] reviewers must map Slack user ids to reviewer names")
     return dict(table)
+
+
+# --- [oauth]: Airlock as an OAuth 2.1 resource server for agents (docs/identity.md) ----------
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    """`[oauth]`: accept JWT access tokens (RFC 9068) from one issuer besides static agent tokens.
+
+    Each endpoint's audience is its canonical URL, `<public_url>/mcp/<name>` (RFC 8707).
+    """
+
+    issuer: str
+    """`AIRLOCK_OAUTH_ISSUER` / `issuer`: the authorization server, compared exactly with `iss`;
+    its metadata (RFC 8414, then OpenID discovery) names the JWKS unless `jwks_url` is set."""
+    identity_claim: str = "sub"
+    """The claim whose value is the agent's name for policies, rate limits, approvals and audit."""
+    required_scopes: tuple[str, ...] = ()
+    """Scopes every token must carry (unless an upstream names its own)."""
+    leeway_seconds: float = 30.0
+    """Clock skew allowed on `exp` and `nbf`, at most 60 s."""
+    jwks_url: str | None = None
+    upstream_scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """`[oauth.upstreams.NAME] required_scopes`: replaces `required_scopes` for that endpoint."""
+
+    def scopes_for(self, upstream: str) -> tuple[str, ...]:
+        return self.upstream_scopes.get(upstream, self.required_scopes)
+
+
+_OAUTH_KEYS: Final = frozenset(
+    {"issuer", "identity_claim", "required_scopes", "leeway_seconds", "jwks_url", "upstreams"}
+)
+_MAX_LEEWAY: Final = 60.0
+
+
+def _oauth(table: Any, env: Mapping[str, str], upstreams: set[str]) -> OAuthSettings | None:
+    issuer = env.get("AIRLOCK_OAUTH_ISSUER")
+    if table is None and not issuer:
+        return None
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise ConfigError("[oauth] must be a table")
+    unknown = sorted(set(table) - _OAUTH_KEYS)
+    if unknown:
+        raise ConfigError(f"[oauth] has an unknown setting {unknown[0]!r}")
+    issuer = issuer or _get(table, "issuer", str, "")
+    if not issuer:
+        raise ConfigError('[oauth] needs the issuer of agents\' access tokens (issuer = "https://idp.example")')
+    _check_secure_url("oauth.issuer", issuer)
+    jwks_url = _get(table, "jwks_url", str, "") or None
+    if jwks_url is not None:
+        _check_secure_url("oauth.jwks_url", jwks_url)
+    claim = _get(table, "identity_claim", str, "sub")
+    if not claim or any(c in claim for c in '"\\') or not claim.isprintable():
+        raise ConfigError("oauth.identity_claim must name a claim, such as sub or client_id")
+    leeway = _non_negative("oauth.leeway_seconds", table.get("leeway_seconds", 30.0))
+    if leeway > _MAX_LEEWAY:
+        raise ConfigError(f"oauth.leeway_seconds must be at most {_MAX_LEEWAY:.0f} seconds")
+    return OAuthSettings(
+        issuer=issuer,
+        identity_claim=claim,
+        required_scopes=_scopes("oauth.required_scopes", table.get("required_scopes", [])),
+        leeway_seconds=leeway,
+        jwks_url=jwks_url,
+        upstream_scopes=_upstream_scopes(table.get("upstreams", {}), upstreams),
+    )
+
+
+def _upstream_scopes(table: Any, upstreams: set[str]) -> dict[str, tuple[str, ...]]:
+    if not isinstance(table, dict) or not all(
+        isinstance(v, dict) and set(v) <= {"required_scopes"} for v in table.values()
+    ):
+        raise ConfigError("[oauth.upstreams.NAME] accepts only required_scopes = [...]")
+    unknown = sorted(set(table) - upstreams)
+    if unknown:
+        raise ConfigError(f"[oauth.upstreams.{unknown[0]}] names no configured upstream")
+    return {
+        name: _scopes(f"oauth.upstreams.{name}.required_scopes", v.get("required_scopes", []))
+        for name, v in table.items()
+    }
+
+
+def _scopes(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(s, str) and s and " " not in s and '"' not in s for s in value
+    ):
+        raise ConfigError(f'{name} must be a list of scope names such as ["mcp:tools"]')
+    return tuple(value)
+
+
+def _check_secure_url(name: str, url: str) -> None:
+    """https, or http only on a loopback host (OAuth 2.1 requires TLS; tests and demos run on loopback)."""
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parts.netloc or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise ConfigError(f"{name} must be an https URL (http only on a loopback host), not {url!r}")
 
 
 def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:

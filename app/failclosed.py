@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 
-from app.jsonrpc import INTERNAL_ERROR, dumps, error_response
+from app.jsonrpc import dumps, error_response
+from app.protocol import INTERNAL_ERROR
 from app.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("airlock")

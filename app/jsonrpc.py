@@ -12,8 +12,10 @@ ways, so this parser refuses what conforming JSON parsers disagree on:
   parsers that read numbers as doubles (JavaScript's among them) round larger ones, so a policy
   condition on `9007199254740993` would judge another number than such an upstream acts on.
 
-Pure module: no I/O. It also owns the JSON-RPC error codes, the error and result builders, and
-the canonical JSON and SHA-256 that bind an approval to its exact arguments.
+Pure module: no I/O. It also owns the error and result builders, and the canonical JSON and
+SHA-256 that bind an approval to its exact arguments. The JSON-RPC error codes are `app.protocol`'s
+(the SDK's), re-exported here for the modules that import them from here; new code imports them
+from `app.protocol`.
 """
 
 from __future__ import annotations
@@ -24,15 +26,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from app.protocol import HEADER_MISMATCH as HEADER_MISMATCH
+from app.protocol import INTERNAL_ERROR as INTERNAL_ERROR
+from app.protocol import INVALID_PARAMS as INVALID_PARAMS
+from app.protocol import INVALID_REQUEST as INVALID_REQUEST
+from app.protocol import METHOD_NOT_FOUND as METHOD_NOT_FOUND
+from app.protocol import PARSE_ERROR as PARSE_ERROR
+from app.protocol import Era
 from app.types import JSON, JSONObject, RequestId
-
-PARSE_ERROR: Final = -32700
-INVALID_REQUEST: Final = -32600
-METHOD_NOT_FOUND: Final = -32601
-INVALID_PARAMS: Final = -32602
-INTERNAL_ERROR: Final = -32603
-HEADER_MISMATCH: Final = -32020
-"""2026-07-28: an MCP routing header disagrees with the body."""
 
 MAX_TOOL_NAME: Final = 256
 """Longer tool names are refused (MCP tool names are meant to be at most 128 characters)."""
@@ -313,16 +314,24 @@ def result_response(request_id: RequestId | None, result: JSONObject) -> JSONObj
     return {"jsonrpc": "2.0", "id": request_id, "result": result}
 
 
-def tool_error_result(text: str, *, meta: JSONObject | None = None, modern: bool = False) -> JSONObject:
+def tool_error_result(
+    text: str, *, meta: JSONObject | None = None, era: Era = Era.HANDSHAKE, modern: bool | None = None
+) -> JSONObject:
     """A `CallToolResult` with `isError: true`: how refusals reach the model, which can act on them.
 
     Args:
         text: what the model reads.
         meta: `_meta` entries for machines (e.g. the pending approval's id and review URL).
-        modern: add `resultType: "complete"`, which 2026-07-28 requires on every result.
+        era: the era of the request answered; `Era.MODERN` adds `resultType: "complete"`, which
+            2026-07-28 requires on every result.
+        modern: the former spelling of `era`; when given, it wins.
     """
+    # TODO(h-protocol, issue 11): drop `modern` once gateway/calls.py, gateway/handshake.py,
+    # approvals/executor.py and approvals/outcomes.py pass `era`.
+    if modern is not None:
+        era = Era.MODERN if modern else Era.HANDSHAKE
     result: JSONObject = {"content": [{"type": "text", "text": text}], "isError": True}
-    if modern:
+    if era is Era.MODERN:
         result["resultType"] = "complete"
     if meta:
         result["_meta"] = meta

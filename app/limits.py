@@ -47,7 +47,8 @@ from typing import Any, Final
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import ServerSettings
-from app.jsonrpc import INVALID_REQUEST, dumps, error_response
+from app.jsonrpc import dumps, error_response
+from app.protocol import INVALID_REQUEST
 from app.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("airlock")

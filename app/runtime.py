@@ -49,6 +49,7 @@ from app.gateway.exchange import Gateway
 from app.gateway.intercept import Interceptor
 from app.gateway.limits import HeldLimits
 from app.metrics import Metrics
+from app.oauth import ResourceServer
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
 from app.sessions import SessionRegistry
@@ -103,6 +104,7 @@ class Runtime:
 
     def __init__(self, settings: Settings, *, channels: Sequence[ReviewChannel] = ()) -> None:
         self.settings = settings
+        self.oauth = ResourceServer(settings.oauth, settings.public_url) if settings.oauth is not None else None
         self.metrics = Metrics() if settings.metrics.enabled else None
         self.channels = ChannelFanout([])
         core = build_core(settings, channels=self.channels, metrics=self.metrics)

@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from app.config import SessionSettings
+from app.protocol import MCP_PROTOCOL_VERSION, MCP_SESSION_ID
 from app.store import sessions as session_store
 from app.store.db import Database
 from app.store.sessions import SessionRow
@@ -54,8 +55,6 @@ _BATCH: Final = 200
 """Rows one janitor transaction closes or deletes: a pass never holds the database for long."""
 _MAX_BATCHES: Final = 20
 _RELEASE_DRAIN_SECONDS: Final = 5.0
-_MCP_SESSION_ID: Final = "mcp-session-id"
-"""The Streamable HTTP session header (as in `app/gateway/exchange.py`, which this layer does not import)."""
 
 
 class SessionRegistry:
@@ -171,7 +170,7 @@ class SessionRegistry:
         upstream = self._upstreams.get(row.upstream)
         if row.upstream_session_id is None or upstream is None:
             return
-        headers = {_MCP_SESSION_ID: row.upstream_session_id, "mcp-protocol-version": row.protocol_version}
+        headers = {MCP_SESSION_ID: row.upstream_session_id, MCP_PROTOCOL_VERSION: row.protocol_version}
         try:
             async with upstream.request("DELETE", headers=headers) as response:
                 await response.drain(_RELEASE_DRAIN_SECONDS)  # the answer says nothing we act on

@@ -33,14 +33,14 @@ import aiohttp
 
 from app.config import UpstreamSettings
 from app.jsonrpc import is_response, json_object
+from app.protocol import MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, PARAM_HEADER_PREFIX
 from app.sse import EventTooLarge, SSEEvent, SSEParser
 from app.tracing import upstream_span
 
 DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 _COUNT_LIMIT_FACTOR: Final = 4
 """An over-long body is read (and discarded) up to this many times the limit, to report its size."""
-FORWARDED_HEADERS: Final = frozenset({"accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name"})
-PARAM_HEADER_PREFIX: Final = "mcp-param-"
+FORWARDED_HEADERS: Final = frozenset({"accept", "content-type", MCP_PROTOCOL_VERSION, MCP_METHOD, MCP_NAME})
 USER_AGENT: Final = "airlock-gateway/0.1"
 POOL_IDLE_SECONDS: Final = 2.0
 
@@ -286,11 +286,11 @@ class Upstream:
         async with self.request("POST", headers=headers, body=body) as response:
             if response.status != 200:
                 raise UpstreamUnavailable(f"upstream {self.name!r} refused initialize (HTTP {response.status})")
-            session_id = response.headers.get("mcp-session-id")
+            session_id = response.headers.get(MCP_SESSION_ID)
             await _discard(response)
-        headers["mcp-protocol-version"] = protocol_version
+        headers[MCP_PROTOCOL_VERSION] = protocol_version
         if session_id:
-            headers["mcp-session-id"] = session_id
+            headers[MCP_SESSION_ID] = session_id
         async with self.request(
             "POST", headers=headers, body=b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
         ) as response:
@@ -316,10 +316,10 @@ class Upstream:
                 body = json.dumps(
                     {"jsonrpc": "2.0", "id": f"airlock-tools-{page}", "method": "tools/list", "params": params}
                 ).encode()
-                headers = {**envelope_headers, "mcp-method": "tools/list"}
-                headers.pop("mcp-name", None)
+                headers = {**envelope_headers, MCP_METHOD: "tools/list"}
+                headers.pop(MCP_NAME, None)
                 if session_id:
-                    headers["mcp-session-id"] = session_id
+                    headers[MCP_SESSION_ID] = session_id
                 result = await self._call(body, headers)
                 tools = result.get("tools") if isinstance(result, dict) else None
                 if not isinstance(tools, list):

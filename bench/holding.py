@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.load import ENVELOPE, MODERN, Run, measure
+from bench.load import ENVELOPE, MODERN, Run, ToolCallSpec, measure
 from bench.procs import rss_bytes
 
 
@@ -72,7 +72,7 @@ async def hold(url: str, token: str, count: int, *, tool: str = "em_cancel_task"
 
 
 async def run(
-    url: str, token: str, pid: int, *, count: int, allowed: dict[str, Any], seconds: float, warmup: float = 1.0
+    url: str, token: str, pid: int, *, count: int, allowed: ToolCallSpec, seconds: float, warmup: float = 1.0
 ) -> dict[str, Any]:
     idle: dict[str, Run] = {}
     for concurrency in (1, 8):

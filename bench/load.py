@@ -13,7 +13,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import aiohttp
 
@@ -24,6 +24,13 @@ ENVELOPE = {
     "io.modelcontextprotocol/clientCapabilities": {},
     "io.modelcontextprotocol/clientInfo": {"name": "airlock-bench", "version": "1"},
 }
+
+
+class ToolCallSpec(TypedDict):
+    """The `tools/call` a benchmark repeats: the `tool` and `arguments` keywords of `measure` and `Target`."""
+
+    tool: str
+    arguments: dict[str, Any]
 
 
 @dataclass

@@ -30,11 +30,12 @@ from app.auth import Credentials
 from app.store.db import Database
 from app.store.migrate import upgrade
 from bench import arguments_cost, decisions, holding, policy_cost
+from bench.load import ToolCallSpec
 from bench.overhead import Target, compare
 from bench.procs import Process, airlock_config, airlock_process, free_port, upstream_process
 
 TASK_ID = "7f1c2a9e-0b5d-4c61-9e2f-5a8d3b6c4e10"  # seeded by the demo upstream
-ALLOWED = {"tool": "em_get_task", "arguments": {"task_id": TASK_ID}}
+ALLOWED: ToolCallSpec = {"tool": "em_get_task", "arguments": {"task_id": TASK_ID}}
 POLICY = {
     "version": "1",
     "default": "deny",

@@ -23,10 +23,12 @@ import httpx
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CallToolResult
 
+from app.approvals.outcomes import APPROVAL_META_KEY
 from app.asgi import create_app
 from app.config import Settings, settings_from_document
-from app.demo.upstream import DemoMarket, Task
+from app.demo.upstream import DemoMarket, Task, TaskStatus
 from app.runtime import Runtime
 from tests.net import serve, wait_for
 
@@ -60,12 +62,19 @@ DEFAULT_POLICY: dict[str, Any] = {
 }
 
 
+def approval_of(result: CallToolResult) -> dict[str, Any]:
+    """The approval Airlock describes in a call result's `_meta` (the test fails if there is none)."""
+    assert result.meta is not None and APPROVAL_META_KEY in result.meta, "the result names no approval"
+    approval: dict[str, Any] = result.meta[APPROVAL_META_KEY]
+    return approval
+
+
 def new_task(
     market: DemoMarket,
     *,
     title: str = "Photograph the corner bakery",
     bounty_usd: float = 5.0,
-    status: str = "published",
+    status: TaskStatus = "published",
 ) -> Task:
     """Put a task straight into the market (no tool call counted)."""
     task = Task(
@@ -76,7 +85,7 @@ def new_task(
         deadline_hours=24,
         status=status,
         agent_id="someone",
-    )  # type: ignore[arg-type]
+    )
     market.tasks[task.id] = task
     return task
 

@@ -25,8 +25,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @asynccontextmanager
-async def serve(app: Any, host: str = "127.0.0.1", **options: Any) -> AsyncIterator[str]:
-    """Run `app` under uvicorn on an ephemeral port; yield its base URL (no trailing slash).
+async def serve(app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any) -> AsyncIterator[str]:
+    """Run `app` under uvicorn on an ephemeral port (or `port`); yield its base URL (no trailing slash).
 
     `options` go to `uvicorn.Config` as they are (e.g. the limits of `app.limits.uvicorn_limits`).
     """
@@ -35,7 +35,7 @@ async def serve(app: Any, host: str = "127.0.0.1", **options: Any) -> AsyncItera
     # connection waits ~40 ms for a delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, **{"log_level": "warning", "lifespan": "on", "timeout_graceful_shutdown": 1, "ws": "none", **options}

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -108,7 +108,7 @@ class Cluster:
         policy: dict[str, Any],
         approvals: dict[str, Any],
         reviewers: int = 1,
-    ) -> Cluster:
+    ) -> Self:
         policy_path = tmp_path / "policy.json"
         policy_path.write_text(json.dumps(policy), encoding="utf-8")
         config = write_config(

@@ -24,7 +24,8 @@ from mcp.shared.exceptions import MCPError
 from app.audit import AuditLog
 from app.cli import main
 from app.demo.upstream import DemoMarket, build_app
-from app.jsonrpc import HEADER_MISMATCH, arguments_hash, canonical_json
+from app.jsonrpc import arguments_hash, canonical_json
+from app.protocol import HEADER_MISMATCH
 from app.store import audit as audit_store
 from app.store.audit import AuditRow
 from tests.conftest import StartAirlock

@@ -14,9 +14,6 @@ from typing import Any
 import pytest
 
 from app.jsonrpc import (
-    INVALID_PARAMS,
-    INVALID_REQUEST,
-    PARSE_ERROR,
     MessageError,
     arguments_hash,
     canonical_json,
@@ -25,6 +22,7 @@ from app.jsonrpc import (
     parse_message,
     tool_call_of,
 )
+from app.protocol import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
 
 def refusal(raw: bytes, parse: Any = parse_json) -> MessageError:

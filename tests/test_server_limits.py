@@ -17,13 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from app.approvals.outcomes import APPROVAL_META_KEY
 from app.asgi import create_app
 from app.config import ServerSettings, Settings, settings_from_document
 from app.demo.upstream import DemoMarket
 from app.errors import ConfigError
 from app.limits import RequestTimeout, uvicorn_limits
-from tests.harness import UPSTREAM, AirlockUnderTest, new_task, settings_for_test
+from tests.harness import UPSTREAM, AirlockUnderTest, approval_of, new_task, settings_for_test
 from tests.net import serve, wait_for
 from tests.processes import AirlockProcess, write_config
 
@@ -196,7 +195,7 @@ async def test_a_held_call_outlasts_the_request_timeout(
     ):
         first = await client.call_tool("em_cancel_task", {"task_id": new_task(market).id, "reason": "x"})
         listed = await client.list_tools()
-    assert first.meta[APPROVAL_META_KEY]["status"] == "pending", "answered at the hold budget, not cut off"
+    assert approval_of(first)["status"] == "pending", "answered at the hold budget, not cut off"
     assert listed.tools
     no_tracebacks(caplog)
 

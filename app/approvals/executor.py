@@ -44,7 +44,7 @@ from app.approvals.ledger import Ledger
 from app.approvals.outcomes import too_large_outcome, too_large_text
 from app.approvals.wording import cut
 from app.jsonrpc import is_response, json_object, tool_error_result
-from app.protocol import Era
+from app.protocol import MCP_PROTOCOL_VERSION, MCP_SESSION_ID, Era
 from app.sessions import SessionRegistry
 from app.store import approvals as approval_store
 from app.store.approvals import ApprovalRow, Status
@@ -184,10 +184,10 @@ class Executor:
         session = await self._sessions.get_any(row.session_id) if row.session_id else None
         if session is None:
             return Ending("failed", None, "the agent's session is unknown; the call did not run")
-        headers["mcp-protocol-version"] = row.protocol_version
+        headers[MCP_PROTOCOL_VERSION] = row.protocol_version
         if session.upstream_session_id is None:  # a session-less upstream
             return await self._send(upstream, body, headers, request_id, publish)
-        headers["mcp-session-id"] = session.upstream_session_id
+        headers[MCP_SESSION_ID] = session.upstream_session_id
         ending = await self._send(upstream, body, headers, request_id, publish, session_lost_ok=True)
         if ending is not None:
             return ending
@@ -197,9 +197,9 @@ class Executor:
         except UpstreamUnavailable as exc:
             return Ending("failed", None, f"{exc}; the call did not run")
         await self._sessions.remap(session, upstream_session)
-        headers.pop("mcp-session-id")
+        headers.pop(MCP_SESSION_ID)
         if upstream_session:
-            headers["mcp-session-id"] = upstream_session
+            headers[MCP_SESSION_ID] = upstream_session
         return await self._send(upstream, body, headers, request_id, publish)
 
     @overload

@@ -273,7 +273,7 @@ class FakeSlack:
         for call in reversed(self.calls_to("views.open")):
             if call.body.get("trigger_id") == trigger_id:
                 view = call.body.get("view")
-                parsed: dict[str, Any] = json.loads(view) if isinstance(view, str) else view
+                parsed: dict[str, Any] | None = json.loads(view) if isinstance(view, str) else view
                 return parsed
         return None
 

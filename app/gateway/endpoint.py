@@ -11,28 +11,36 @@ validates the version itself and names the ones it serves.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 from urllib.parse import urlsplit
 
-from app.auth import WWW_AUTHENTICATE, Credentials, TokenLookupsBusy, bearer_token
+from app.auth import STATIC_TOKEN_PREFIX, WWW_AUTHENTICATE, Credentials, TokenLookupsBusy, bearer_token
 from app.gateway import handshake, modern
-from app.gateway.exchange import MCP_PROTOCOL_VERSION, Exchange, Gateway
+from app.gateway.exchange import Exchange, Gateway
 from app.gateway.respond import send_error
 from app.jsonrpc import INVALID_REQUEST
 from app.logs import bind
+from app.oauth import Refusal, ResourceServer
+from app.protocol import HANDSHAKE_VERSIONS, MCP_PROTOCOL_VERSION
 from app.types import Receive, Scope, Send
 from app.upstream import Upstream
 
-HANDSHAKE_VERSIONS: Final = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
-
 
 class McpEndpoint:
-    """The endpoint, given the gateway's parts, who may call (`credentials`) and the upstreams by name."""
+    """The endpoint, given the gateway's parts, who may call (`credentials`, and `oauth` when
+    `[oauth]` is configured) and the upstreams by name."""
 
-    def __init__(self, gateway: Gateway, credentials: Credentials, upstreams: Mapping[str, Upstream]) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        credentials: Credentials,
+        upstreams: Mapping[str, Upstream],
+        *,
+        oauth: ResourceServer | None = None,
+    ) -> None:
         settings = gateway.settings
         self._gateway = gateway
         self._credentials = credentials
+        self._oauth = oauth
         self._upstreams = upstreams
         self._max_body_bytes = settings.max_body_bytes
         self._allowed_origins = {_origin(settings.public_url), *map(_origin, settings.allowed_origins)}
@@ -44,7 +52,7 @@ class McpEndpoint:
         if not self._origin_allowed(headers):
             await send_error(send, 403, INVALID_REQUEST, "Forbidden: requests from this Origin are not allowed")
             return
-        agent = await self._authenticate(headers, send)
+        agent = await self._authenticate(headers, send, scope["path_params"]["upstream"])
         if agent is None:
             return
         bind(agent=agent)
@@ -72,9 +80,17 @@ class McpEndpoint:
         origin = headers.get("origin")
         return origin is None or origin.rstrip("/") in self._allowed_origins
 
-    async def _authenticate(self, headers: dict[str, str], send: Send) -> str | None:
+    async def _authenticate(self, headers: dict[str, str], send: Send, upstream: str) -> str | None:
         token = bearer_token(headers.get("authorization"))
-        challenge = [(b"www-authenticate", WWW_AUTHENTICATE.encode())]
+        oauth = self._oauth
+        if oauth is not None and (token is None or not token.startswith(STATIC_TOKEN_PREFIX)):
+            outcome = await oauth.authenticate(token, upstream)  # an OAuth access token (app/oauth.py)
+            if isinstance(outcome, Refusal):
+                await send_error(send, outcome.status, INVALID_REQUEST, outcome.message, headers=outcome.headers)
+                return None
+            return outcome
+        www_authenticate = WWW_AUTHENTICATE if oauth is None else oauth.challenge(upstream)
+        challenge = [(b"www-authenticate", www_authenticate.encode())]
         if token is None:
             await send_error(
                 send,
@@ -92,7 +108,12 @@ class McpEndpoint:
             )
             return None
         if agent is None:
-            bad = [(b"www-authenticate", (WWW_AUTHENTICATE + ', error="invalid_token"').encode())]
+            refused = (
+                WWW_AUTHENTICATE + ', error="invalid_token"'
+                if oauth is None
+                else oauth.challenge(upstream, error="invalid_token")
+            )
+            bad = [(b"www-authenticate", refused.encode())]
             await send_error(send, 401, INVALID_REQUEST, "Unauthorized: the token is unknown or revoked", headers=bad)
         return agent
 

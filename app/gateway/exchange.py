@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Final
 
 from app.approvals import budget
 from app.approvals.service import Approvals
@@ -20,13 +19,10 @@ from app.drain import Drain
 from app.gateway.intercept import Interceptor
 from app.gateway.limits import HeldLimits
 from app.policy.engine import Decision
+from app.protocol import MCP_PROTOCOL_VERSION
 from app.sessions import SessionRegistry
 from app.types import Receive, Scope, Send
 from app.upstream import Upstream
-
-MCP_PROTOCOL_VERSION: Final = "mcp-protocol-version"
-MCP_SESSION_ID: Final = "mcp-session-id"
-LAST_EVENT_ID: Final = "last-event-id"
 
 
 @dataclass(frozen=True)

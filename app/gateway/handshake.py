@@ -20,17 +20,15 @@ from __future__ import annotations
 from typing import Protocol
 
 from app.gateway.calls import CallContext, serve_tool_call
-from app.gateway.exchange import LAST_EVENT_ID, MCP_SESSION_ID, Exchange
+from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest, parse_event_id
 from app.gateway.limits import TooManyHeld
 from app.gateway.relay import UPSTREAM_EVENT_PREFIX, Relayed, Transform, relay
 from app.gateway.respond import end_stream, send_body, send_empty, send_error
 from app.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, dumps, member_text, parse_message
-from app.protocol import Era
+from app.protocol import DEFAULT_VERSION, LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, Era
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
-DEFAULT_VERSION = "2025-03-26"
-"""What the spec says to assume when a handshake-era request carries no MCP-Protocol-Version."""
 PRIMING_SINCE = "2025-11-25"
 """Clients older than this cannot parse an event with empty data, so they get no priming event."""
 
@@ -107,7 +105,7 @@ def _call_context(exchange: Exchange, session: Session) -> CallContext:
         envelope = {
             "accept": "application/json, text/event-stream",
             "content-type": "application/json",
-            "mcp-protocol-version": session.protocol_version,
+            MCP_PROTOCOL_VERSION: session.protocol_version,
         }
         await upstream.fetch_catalog(envelope, None, session.upstream_session_id)
 

@@ -27,10 +27,10 @@ from app.gateway.exchange import Exchange
 from app.gateway.relay import Relayed, Transform, relay
 from app.gateway.respond import send_error
 from app.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, parse_message
-from app.protocol import Era
-from app.upstream import PARAM_HEADER_PREFIX, ResponseTooLarge, UpstreamUnavailable, forwardable_headers
+from app.protocol import MCP_PROTOCOL_VERSION, PARAM_HEADER_PREFIX, Era
+from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
-_ENVELOPE_HEADERS: Final = ("accept", "content-type", "mcp-protocol-version")
+_ENVELOPE_HEADERS: Final = ("accept", "content-type", MCP_PROTOCOL_VERSION)
 
 
 async def serve(exchange: Exchange) -> None:
@@ -142,7 +142,7 @@ def _call_context(exchange: Exchange, message: Message) -> CallContext:
 
     return CallContext(
         era=Era.MODERN,
-        protocol_version=exchange.headers.get("mcp-protocol-version", ""),
+        protocol_version=exchange.headers.get(MCP_PROTOCOL_VERSION, ""),
         session_id=None,
         response_headers=(),
         forward=lambda inspect: _forward(exchange, inspect=inspect),

@@ -27,15 +27,8 @@ from typing import Any, Final
 from app.approvals.outcomes import too_large_text
 from app.gateway.exchange import Exchange
 from app.gateway.respond import Headers, end_stream, send_body, send_chunk, start_sse
-from app.jsonrpc import (
-    INTERNAL_ERROR,
-    dumps,
-    error_response,
-    is_response,
-    json_object,
-    result_response,
-    tool_error_result,
-)
+from app.jsonrpc import dumps, error_response, is_response, json_object, result_response, tool_error_result
+from app.protocol import INTERNAL_ERROR, PROTOCOL_VERSION_META, Era
 from app.sse import SSEEvent, SSEParser, comment, encode
 from app.types import JSONObject, Receive
 from app.upstream import ResponseTooLarge, UpstreamResponse
@@ -46,7 +39,6 @@ _FIRST_EVENT_WINDOW: Final = 0.05
 _DRAIN_WINDOW: Final = 0.005
 """Seconds to wait for a stream to end after its answer (then the connection is dropped instead)."""
 
-_MODERN_ENVELOPE_KEY: Final = "io.modelcontextprotocol/protocolVersion"
 
 Transform = Callable[[JSONObject], JSONObject]
 
@@ -234,9 +226,10 @@ def _too_large_error(exchange: Exchange, exc: ResponseTooLarge) -> JSONObject:
     params = request.get("params") if request is not None else None
     if request is not None and request.get("method") == "tools/call" and isinstance(params, dict):
         meta = params.get("_meta")
-        modern = isinstance(meta, dict) and _MODERN_ENVELOPE_KEY in meta  # only 2026-07-28 requests carry it
+        # Only 2026-07-28 requests carry the per-request envelope.
+        era = Era.MODERN if isinstance(meta, dict) and PROTOCOL_VERSION_META in meta else Era.HANDSHAKE
         text = too_large_text(str(params.get("name")), exc.size, exc.limit)
-        return result_response(request_id, tool_error_result(text, modern=modern))
+        return result_response(request_id, tool_error_result(text, era=era))
     return error_response(request_id, INTERNAL_ERROR, f"{exc}; it was not relayed")
 
 

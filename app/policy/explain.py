@@ -178,27 +178,30 @@ def check_rule(index: int, rule: CompiledRule, tool: str, arguments: Mapping[str
     matched = rule.applies(tool, arguments, agent)
     where = f"rules[{index}]"
     tool_at = rule.tools.first_match(tool)
-    base = {
-        "index": index,
-        "rule_id": rule.decision.rule_id,
-        "action": rule.decision.action,
-        "matched": matched,
-        "tool_pattern": None if tool_at is None else rule.tools.patterns[tool_at],
-    }
+    tool_pattern = None if tool_at is None else rule.tools.patterns[tool_at]
+
+    def checked(why: str, agent_pattern: str | None = None, conditions: tuple[ConditionCheck, ...] = ()) -> RuleCheck:
+        return RuleCheck(
+            index=index,
+            rule_id=rule.decision.rule_id,
+            action=rule.decision.action,
+            matched=matched,
+            why=why,
+            tool_pattern=tool_pattern,
+            agent_pattern=agent_pattern,
+            conditions=conditions,
+        )
+
     if tool_at is None:
-        why = f"tool {_q(tool)} matches none of {where}.tool {_list(rule.tools.patterns)}"
-        return RuleCheck(**base, why=why, agent_pattern=None)
+        return checked(f"tool {_q(tool)} matches none of {where}.tool {_list(rule.tools.patterns)}")
     agent_pattern = None
     if rule.agents is not None:
         agent_at = rule.agents.first_match(agent)
         if agent_at is None:
-            why = f"agent {_q(agent)} matches none of {where}.agents {_list(rule.agents.patterns)}"
-            return RuleCheck(**base, why=why, agent_pattern=None)
+            return checked(f"agent {_q(agent)} matches none of {where}.agents {_list(rule.agents.patterns)}")
         agent_pattern = rule.agents.patterns[agent_at]
     conditions = _condition_checks(index, rule, arguments)
-    return RuleCheck(
-        **base, why=_when_why(rule, conditions, matched), agent_pattern=agent_pattern, conditions=conditions
-    )
+    return checked(_when_why(rule, conditions, matched), agent_pattern, conditions)
 
 
 def _condition_checks(index: int, rule: CompiledRule, arguments: Mapping[str, Any]) -> tuple[ConditionCheck, ...]:

@@ -92,7 +92,8 @@ def _when_covers(earlier: dict[str, Any], later: dict[str, Any]) -> bool:
     """
     if "when" not in earlier:
         return True
-    return earlier["when"] == later.get("when") and (earlier["action"] != "allow" or later["action"] == "allow")
+    same_when: bool = earlier["when"] == later.get("when")
+    return same_when and (earlier["action"] != "allow" or later["action"] == "allow")
 
 
 def _rules(document: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ import aiohttp
 
 from app.config import UpstreamSettings
 from app.policy.explain import ToolFacts
+from app.protocol import MCP_PROTOCOL_VERSION, MCP_SESSION_ID
 from app.upstream import ToolCatalog, Upstream, UpstreamUnavailable, new_client_session
 
 PROTOCOL_VERSION: Final = "2025-06-18"
@@ -72,13 +73,13 @@ async def _list_tools(upstream: Upstream) -> None:
     headers = {
         "accept": "application/json, text/event-stream",
         "content-type": "application/json",
-        "mcp-protocol-version": PROTOCOL_VERSION,
+        MCP_PROTOCOL_VERSION: PROTOCOL_VERSION,
     }
     try:
         await upstream.fetch_catalog(headers, None, session_id)
     finally:
         if session_id:
-            await _end_session(upstream, {**headers, "mcp-session-id": session_id})
+            await _end_session(upstream, {**headers, MCP_SESSION_ID: session_id})
 
 
 async def _end_session(upstream: Upstream, headers: dict[str, str]) -> None:

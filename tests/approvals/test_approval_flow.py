@@ -14,7 +14,7 @@ import pytest
 from app.approvals.outcomes import APPROVAL_META_KEY
 from app.demo.upstream import DemoMarket
 from tests.conftest import StartAirlock
-from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task
+from tests.harness import DEFAULT_POLICY, AirlockUnderTest, approval_of, new_task
 from tests.net import wait_for
 
 
@@ -56,7 +56,7 @@ async def test_rejected_call_never_runs_and_the_client_receives_who_rejected_it_
     assert result.is_error
     text = text_of(result)
     assert "rejected" in text and "bob" in text and "the task is still needed" in text and "did not run" in text
-    assert result.meta[APPROVAL_META_KEY]["status"] == "rejected"
+    assert approval_of(result)["status"] == "rejected"
     assert market.calls["em_cancel_task"] == 0
     assert market.tasks[task.id].status == "published"
 
@@ -137,7 +137,7 @@ async def test_hold_budget_answers_pending_and_an_identical_retry_receives_the_r
     async with airlock.client(mode=mode) as client:
         async with asyncio.timeout(10):
             first = await client.call_tool("em_cancel_task", arguments)
-        meta = first.meta[APPROVAL_META_KEY]
+        meta = approval_of(first)
         assert first.is_error
         assert meta["status"] == "pending" and meta["retry"] == "identical"
         assert meta["reviewUrl"].endswith(f"/inbox/{meta['id']}")
@@ -148,7 +148,7 @@ async def test_hold_budget_answers_pending_and_an_identical_retry_receives_the_r
             retry = await client.call_tool("em_cancel_task", arguments)
     assert not retry.is_error, text_of(retry)
     assert retry.structured_content["status"] == "cancelled"
-    assert retry.meta[APPROVAL_META_KEY]["id"] == meta["id"]
+    assert approval_of(retry)["id"] == meta["id"]
     assert market.calls["em_cancel_task"] == 1
 
 
@@ -161,7 +161,7 @@ async def test_an_approved_call_runs_even_when_no_request_is_held_and_waits_for_
     async with airlock.client(mode=mode) as client:
         async with asyncio.timeout(10):
             first = await client.call_tool("em_cancel_task", arguments)
-        approval_id = first.meta[APPROVAL_META_KEY]["id"]
+        approval_id = approval_of(first)["id"]
         await airlock.decide(approval_id, "approve")
         await wait_for(lambda: market.calls["em_cancel_task"] == 1, timeout=10)
         async with asyncio.timeout(10):
@@ -170,10 +170,10 @@ async def test_an_approved_call_runs_even_when_no_request_is_held_and_waits_for_
             fresh = await client.call_tool("em_cancel_task", arguments)
     assert not retry.is_error
     assert market.calls["em_cancel_task"] == 1, "the stored result is delivered; the call never runs twice"
-    assert not fresh.is_error and fresh.meta[APPROVAL_META_KEY]["id"] == approval_id, (
+    assert not fresh.is_error and approval_of(fresh)["id"] == approval_id, (
         "once the outcome was delivered, an identical call gets it again (a replay: it may have been lost)"
     )
-    assert fresh.meta[APPROVAL_META_KEY]["replay"] is True and "replay" not in retry.meta[APPROVAL_META_KEY]
+    assert approval_of(fresh)["replay"] is True and "replay" not in approval_of(retry)
 
 
 async def test_an_identical_call_while_pending_attaches_instead_of_piling_up(
@@ -300,7 +300,7 @@ async def test_hold_budget_comes_from_the_agent_then_the_rule_then_the_default(
     async with airlock.client("quick-bot") as client:
         async with asyncio.timeout(10):
             by_rule = await client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"})
-    assert by_rule.meta[APPROVAL_META_KEY]["status"] == "pending", "the rule's 1 s hold applies"
+    assert approval_of(by_rule)["status"] == "pending", "the rule's 1 s hold applies"
     async with airlock.client("patient-bot") as client:
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "y"}))
         approval = await airlock.wait_pending(count=2)

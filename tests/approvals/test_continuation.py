@@ -24,7 +24,7 @@ from mcp_types import ElicitRequestParams, ElicitResult, ErrorData, InputRequire
 from app.approvals.outcomes import APPROVAL_META_KEY
 from app.demo.upstream import DemoMarket, Task
 from tests.conftest import StartAirlock
-from tests.harness import DEFAULT_POLICY, AirlockUnderTest, submitted_task
+from tests.harness import DEFAULT_POLICY, AirlockUnderTest, approval_of, submitted_task
 from tests.inbox.conftest import sign_in, web_client
 
 RATING_NEEDS_APPROVAL = {
@@ -115,7 +115,7 @@ async def test_a_replayed_continuation_gets_the_stored_outcome_and_does_not_run_
     task = submitted_task(market)
     async with airlock.client(mode="auto", elicitation_callback=rate_four) as client:
         first = await approved_first_round(airlock, client, task)
-        seed = {"input_responses": answers(first, 4), "request_state": first.request_state}
+        seed: dict[str, Any] = {"input_responses": answers(first, 4), "request_state": first.request_state}
         async with asyncio.timeout(10):
             done = await client.call_tool("em_rate_worker", {"task_id": task.id}, **seed)
             replay = await client.call_tool("em_rate_worker", {"task_id": task.id}, **seed)
@@ -123,7 +123,7 @@ async def test_a_replayed_continuation_gets_the_stored_outcome_and_does_not_run_
     assert not replay.is_error and replay.meta is not None
     assert replay.structured_content == done.structured_content
     meta = replay.meta[APPROVAL_META_KEY]
-    assert meta["replay"] is True and meta["id"] == done.meta[APPROVAL_META_KEY]["id"], "the same outcome, again"
+    assert meta["replay"] is True and meta["id"] == approval_of(done)["id"], "the same outcome, again"
     assert market.calls["em_rate_worker"] == 1
     assert len(await airlock.approvals("all")) == 2, "the first round and its continuation; nothing new to approve"
 
@@ -138,7 +138,7 @@ async def test_two_racing_repeats_run_the_tool_once(start_airlock: StartAirlock,
         airlock.client(mode="auto", elicitation_callback=rate_four) as two,
     ):
         first = await approved_first_round(airlock, one, task)
-        seed = {"input_responses": answers(first, 4), "request_state": first.request_state}
+        seed: dict[str, Any] = {"input_responses": answers(first, 4), "request_state": first.request_state}
         async with asyncio.timeout(10):
             results = await asyncio.gather(
                 *(client.call_tool("em_rate_worker", {"task_id": task.id}, **seed) for client in (one, two))

@@ -117,6 +117,6 @@ def test_an_approval_is_immutable_and_of_returns_it_unchanged() -> None:
 
 
 def test_status_values_are_the_stored_strings() -> None:
-    assert Status.OUTCOME_UNKNOWN == "outcome_unknown"
+    assert Status.OUTCOME_UNKNOWN.value == "outcome_unknown"
     assert Status.PENDING.is_open and Status.WITHDRAWN.is_finished
     assert Status.REJECTED.was_decided and not Status.EXPIRED.was_decided

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from mcp.shared.exceptions import MCPError
+from mcp_types import TextContent
 
 from app.demo.upstream import DemoMarket
 from app.store import approvals as approval_store
@@ -100,7 +101,7 @@ async def test_an_execution_cut_off_by_a_crash_is_reported_as_outcome_unknown_an
         await cluster.start(first.port)
         async with asyncio.timeout(30):
             result = await call
-    assert result.is_error
+    assert result.is_error and isinstance(result.content[0], TextContent)
     text = result.content[0].text
     assert "may or may not have taken effect" in text and "will NOT re-send" in text
     assert market.calls["em_cancel_task"] == 1

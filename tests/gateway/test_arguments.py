@@ -21,6 +21,7 @@ import httpx
 import pytest
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import TextContent
 from pydantic import BaseModel
 
 from app.config import UpstreamSettings
@@ -113,7 +114,7 @@ NO_FORCE = policy({"when": {"force": True}, "action": "deny", "reason": "no forc
 async def call(airlock: AirlockUnderTest, mode: str, arguments: dict[str, Any]) -> tuple[bool, str]:
     async with airlock.client(mode=mode) as client:
         result = await client.call_tool(DEPLOY, arguments)
-    text = " ".join(item.text for item in result.content if getattr(item, "type", "") == "text")
+    text = " ".join(item.text for item in result.content if isinstance(item, TextContent))
     return bool(result.is_error), text
 
 

@@ -167,6 +167,7 @@ async def test_a_resumed_stream_holds_a_slot_too(start_airlock: StartAirlock, ma
         session = await open_session(http, airlock)
         async with session.stream("POST", cancel_call(new_task(market).id, 1)) as first:
             priming = await first.next_event()
+            assert priming.id is not None
         await held_count_is_zero(airlock)
         async with session.stream("POST", cancel_call(new_task(market).id, 2)) as second:
             await second.next_event()

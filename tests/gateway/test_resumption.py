@@ -55,6 +55,7 @@ async def test_a_resumed_stream_replays_an_answer_sent_while_the_client_was_away
         await session.initialize()
         async with session.stream("POST", cancel_call(task.id, 9)) as held:
             priming = await held.next_event()
+            assert priming.id is not None
             approval_id = (await airlock.approvals("pending"))[0]["id"]
         await airlock.decide(approval_id, "reject", reason="not now")
         await airlock.wait_status(approval_id, "rejected")
@@ -74,6 +75,7 @@ async def test_another_agent_or_session_gets_nothing_from_a_stream_it_did_not_op
         await owner.initialize()
         async with owner.stream("POST", cancel_call(task.id)) as held:
             priming = await held.next_event()
+            assert priming.id is not None
         intruder = RawSession(http, airlock.mcp_url, await airlock.agent_token("intruder"))
         await intruder.initialize()
         other_session = RawSession(http, airlock.mcp_url, await airlock.agent_token("owner"))

@@ -71,8 +71,7 @@ async def test_when_a_replica_dies_the_client_reconnects_to_another_and_gets_the
     replicas: Replicas, market: DemoMarket
 ) -> None:
     task = new_task(market)
-    port = lambda p: ("127.0.0.1", p.port)  # noqa: E731
-    async with Balancer([port(replicas.a), port(replicas.b)]).running() as balancer:
+    async with Balancer([("127.0.0.1", replicas.a.port), ("127.0.0.1", replicas.b.port)]).running() as balancer:
         async with mcp_client(replicas.mcp(balancer.url), replicas.agent_token, mode="legacy") as client:
             call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
             approval = await replicas.wait_pending(replicas.b)

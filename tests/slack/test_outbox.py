@@ -101,7 +101,7 @@ async def test_failed_slack_calls_are_retried_with_exponential_backoff_and_the_e
         await asyncio.gather(call, return_exceptions=True)
     first, second, third = slack.calls_to("chat.postMessage")
     assert second.at - first.at >= 0.45 and third.at - second.at >= 0.95, "0.5 s, then 1 s"
-    assert has_buttons(slack.message(row.channel, row.ts))  # type: ignore[arg-type]
+    assert has_buttons(slack.message(row.channel, row.ts))
 
 
 async def test_a_429_is_retried_only_after_its_retry_after(
@@ -117,7 +117,7 @@ async def test_a_429_is_retried_only_after_its_retry_after(
         await asyncio.gather(call, return_exceptions=True)
     first, second = slack.calls_to("chat.postMessage")
     assert second.at - first.at >= 0.95, "Retry-After: 1 was honoured (the normal backoff here is 50 ms)"
-    assert has_buttons(slack.message(row.channel, row.ts))  # type: ignore[arg-type]
+    assert has_buttons(slack.message(row.channel, row.ts))
 
 
 async def test_the_message_follows_a_decision_made_by_another_process(
@@ -191,7 +191,7 @@ async def test_a_pending_approval_whose_message_was_never_queued_is_announced_by
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
         approval = await pending_approval(without)
         row = await posted(with_buttons, approval["id"])
-        assert has_buttons(slack.message(row.channel, row.ts))  # type: ignore[arg-type]
+        assert has_buttons(slack.message(row.channel, row.ts))
         await interact(with_buttons, click_payload(row, "approve", user=ALICE))
         async with asyncio.timeout(10):
             result = await call

@@ -112,9 +112,10 @@ async def test_an_approved_call_runs_once_while_holders_and_sweepers_race_for_it
     upstream.release.set()
 
     answers = [await holder.next() for holder in holders]
-    assert [type(answer) for answer in answers] == [Outcome, Outcome]
-    assert [json.loads(answer.data)["id"] for answer in answers] == [1, 2]
-    assert all(approval_meta(answer.data)["status"] == "completed" for answer in answers)
+    outcomes = [answer for answer in answers if isinstance(answer, Outcome)]
+    assert len(outcomes) == 2
+    assert [json.loads(outcome.data)["id"] for outcome in outcomes] == [1, 2]
+    assert all(approval_meta(outcome.data)["status"] == "completed" for outcome in outcomes)
     assert sorted(await bounded(asyncio.gather(*runs))) in ([False, False], [False, True])
     await lifecycle.ledger.shutdown()
     assert upstream.calls == 1
