@@ -38,6 +38,8 @@ class UpstreamSettings:
 
     name: str
     url: str
+    """Where the upstream serves Streamable HTTP; empty for a stdio upstream until Airlock's stdio
+    bridge (`app/stdio_bridge.py`) points it at itself."""
     policy: Path
     headers: Mapping[str, str] = field(default_factory=dict)
     """Extra headers sent upstream (credentials for the upstream; `${VAR}` expands from the environment)."""
@@ -45,6 +47,22 @@ class UpstreamSettings:
     """How long an upstream request may take before Airlock gives up on it."""
     strict_arguments: bool = True
     """Refuse a call whose arguments do not conform, exactly, to the tool's published inputSchema."""
+    stdio: StdioSettings | None = None
+    """Set when the upstream is a program speaking MCP on stdin/stdout rather than a URL."""
+
+
+@dataclass(frozen=True)
+class StdioSettings:
+    """How to run a stdio upstream: one child process per upstream session (see `app/stdio_bridge.py`)."""
+
+    command: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Added to the few variables every child inherits (`${VAR}` expands from the environment)."""
+    cwd: Path | None = None
+    max_processes: int = 10
+    """Children of this upstream alive at once (one per agent session); `initialize` beyond it is refused."""
+    idle_seconds: float = 900.0
+    """A child whose session has had no request for this long is stopped."""
 
 
 @dataclass(frozen=True)
@@ -484,19 +502,33 @@ def _upstreams(tables: Any, base_dir: Path, env: Mapping[str, str]) -> tuple[Ups
     return tuple(upstreams)
 
 
+_UPSTREAM_KEYS: Final = frozenset({"name", "url", "policy", "headers", "timeout_seconds", "strict_arguments"})
+_STDIO_KEYS: Final = frozenset({"command", "env", "cwd", "max_processes", "idle_seconds"})
+
+
 def _upstream(index: int, table: Any, base_dir: Path, env: Mapping[str, str]) -> UpstreamSettings:
     where = f"upstreams[{index}]"
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
-    unknown = sorted(set(table) - {"name", "url", "policy", "headers", "timeout_seconds", "strict_arguments"})
+    unknown = sorted(set(table) - _UPSTREAM_KEYS - _STDIO_KEYS)
     if unknown:
         raise ConfigError(f"{where} has an unknown setting {unknown[0]!r}")
     name, url, policy = table.get("name"), table.get("url"), table.get("policy")
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(f"{where}.name must be a short name of letters, digits, '.', '_' or '-'")
-    if not isinstance(url, str):
-        raise ConfigError(f"upstream {name!r} needs a url")
-    _check_http_url(f"upstream {name!r} url", url)
+    if ("url" in table) == ("command" in table):
+        raise ConfigError(
+            f'upstream {name!r} needs exactly one of url = "http://…" (Streamable HTTP) or command = ["prog", …] (stdio)'
+        )
+    stdio = _stdio(name, table, base_dir, env) if "command" in table else None
+    if stdio is None:
+        if not isinstance(url, str):
+            raise ConfigError(f"upstream {name!r} needs a url")
+        _check_http_url(f"upstream {name!r} url", url)
+        if not _STDIO_KEYS.isdisjoint(table):
+            raise ConfigError(f"upstream {name!r} has a url, so {sorted(_STDIO_KEYS & set(table))[0]!r} does not apply")
+    elif "headers" in table:
+        raise ConfigError(f"upstream {name!r} runs a command, so it takes env, not headers")
     if not isinstance(policy, str):
         raise ConfigError(f'upstream {name!r} needs a policy file (policy = "policies/{name}.json")')
     headers = table.get("headers", {})
@@ -504,11 +536,34 @@ def _upstream(index: int, table: Any, base_dir: Path, env: Mapping[str, str]) ->
         raise ConfigError(f"upstream {name!r} headers must be a table of strings")
     return UpstreamSettings(
         name=name,
-        url=url,
+        url=url if isinstance(url, str) else "",
         policy=_resolve(base_dir, policy),
         headers={k: _expand(v, env, f"upstream {name!r} header {k!r}") for k, v in headers.items()},
         timeout_seconds=_positive(f"upstream {name!r} timeout_seconds", table.get("timeout_seconds", 300.0)),
         strict_arguments=_flag(f"upstream {name!r} strict_arguments", table.get("strict_arguments", True)),
+        stdio=stdio,
+    )
+
+
+def _stdio(name: str, table: Mapping[str, Any], base_dir: Path, env: Mapping[str, str]) -> StdioSettings:
+    command = table["command"]
+    if not isinstance(command, list) or not command or not all(isinstance(part, str) and part for part in command):
+        raise ConfigError(f'upstream {name!r} command must be a non-empty list of strings, such as ["npx", "server"]')
+    child_env = table.get("env", {})
+    if not isinstance(child_env, dict) or not all(isinstance(v, str) for v in child_env.values()):
+        raise ConfigError(f"upstream {name!r} env must be a table of strings")
+    cwd = table.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise ConfigError(f"upstream {name!r} cwd must be a directory path")
+    defaults = StdioSettings(command=())
+    return StdioSettings(
+        command=tuple(command),
+        env={k: _expand(v, env, f"upstream {name!r} env {k!r}") for k, v in child_env.items()},
+        cwd=None if cwd is None else _resolve(base_dir, cwd),
+        max_processes=_positive_int(
+            f"upstream {name!r} max_processes", table.get("max_processes", defaults.max_processes)
+        ),
+        idle_seconds=_positive(f"upstream {name!r} idle_seconds", table.get("idle_seconds", defaults.idle_seconds)),
     )
 
 

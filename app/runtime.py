@@ -53,6 +53,7 @@ from app.oauth import ResourceServer
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
 from app.sessions import SessionRegistry
+from app.stdio_bridge import StdioBridge
 from app.store.db import Database
 from app.upstream import Upstream, new_client_session
 
@@ -137,6 +138,7 @@ class Runtime:
         )
         self.gateway = self._build_gateway()
         self._http: aiohttp.ClientSession | None = None
+        self.stdio = StdioBridge(settings.upstreams, max_line_bytes=settings.max_response_bytes)
         self._started = False
         self.extensions = self._build_extensions(channels)
 
@@ -187,9 +189,10 @@ class Runtime:
             raise RuntimeError("Runtime.run() can only be entered once")
         self._started = True
         self._http = new_client_session()
+        await self.stdio.start()
         for upstream in self.settings.upstreams:
             self.upstreams[upstream.name] = Upstream(
-                upstream, self._http, max_response_bytes=self.settings.max_response_bytes
+                self.stdio.point(upstream), self._http, max_response_bytes=self.settings.max_response_bytes
             )
         tasks = [
             asyncio.create_task(coroutine, name=name)
@@ -210,7 +213,10 @@ class Runtime:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Executions in flight may finish within the drain's grace (app/drain.py), and use their
+            # stdio child until then: stop the children after.
             await self.ledger.shutdown(grace=self.drain.remaining())
+            await self.stdio.stop()
             await self.audit.flush()
             await self._http.close()
             await self.db.dispose()
