@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from app import __version__
+from app import __version__, access_log, tracing
 from app.approvals import api as approvals_api
 from app.approvals.channels import ReviewChannel
 from app.config import Settings
@@ -76,11 +76,17 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestTimeout, seconds=request_timeout), Middleware(FailClosed)],
+        middleware=[
+            *access_log.middleware(settings),
+            Middleware(RequestTimeout, seconds=request_timeout),
+            Middleware(FailClosed),
+        ],
     )
     app.state.runtime = runtime
+    app.state.traces = traces = tracing.build(settings.tracing)
     endpoint = McpEndpoint(runtime.gateway, runtime.credentials, runtime.upstreams, oauth=runtime.oauth)
-    return McpFirst(RequestTimeout(FailClosed(endpoint), request_timeout), app)
+    mcp = access_log.wrap(tracing.wrap(RequestTimeout(FailClosed(endpoint), request_timeout), traces), settings)
+    return McpFirst(mcp, app)
 
 
 class McpFirst:

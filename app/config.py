@@ -12,6 +12,7 @@ receives it. Every problem is a `ConfigError` whose message is one sentence the 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -24,6 +25,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from app.errors import ConfigError
+from app.logs import LOG_FORMATS, LogFormat
 
 DEFAULT_CONFIG_FILE: Final = "airlock.toml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -127,6 +129,12 @@ class ServerSettings:
     keepalive_timeout_seconds: float = 5.0
     """How long an idle keep-alive connection stays open between requests. Behind a load balancer,
     make it longer than the balancer's own idle timeout."""
+    shutdown_grace_seconds: float = 30.0
+    """On SIGTERM, how long in-flight requests and approved calls may take to finish before they
+    are cut off (held calls are handed back at once; see `app/drain.py`)."""
+    forwarded_allow_ips: tuple[str, ...] = ()
+    """Addresses or networks of the reverse proxies whose `X-Forwarded-For`/`-Proto` Airlock
+    believes (uvicorn's `forwarded_allow_ips`); from anyone else those headers are ignored."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,29 @@ class MetricsSettings:
 
     enabled: bool = True
     """Serve `/metrics`. It needs no token: firewall it, or keep it behind the proxy."""
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """`[logging]`: the log line format and the access log (see `app/logs.py`, docs/operations.md)."""
+
+    format: LogFormat = "text"
+    """`AIRLOCK_LOG_FORMAT` / `format`: `text` lines, or `json` (one object per line, with the
+    request's correlation fields)."""
+    access_log: bool = False
+    """`AIRLOCK_ACCESS_LOG` / `access_log`: one line per HTTP request (never tokens, cookies or arguments)."""
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """`[tracing]`: OpenTelemetry spans per MCP request and upstream call (see `app/tracing.py`)."""
+
+    enabled: bool = False
+    """Make spans (needs `pip install 'airlock[tracing]'`); off costs nothing."""
+    exporter: str = "otlp"
+    """`otlp` (over HTTP; the standard OTEL_EXPORTER_OTLP_* variables say where), `console`, or `none`."""
+    service_name: str = "airlock"
+    """The `service.name` resource attribute of every span."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +239,8 @@ class Settings:
     sessions: SessionSettings = field(default_factory=SessionSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     oauth: OAuthSettings | None = None
     """`[oauth]`: agents may also present OAuth access tokens (None: static tokens only)."""
@@ -281,6 +314,8 @@ _TOP_KEYS: Final = frozenset(
         "sessions",
         "server",
         "metrics",
+        "logging",
+        "tracing",
         "oauth",
     }
 )
@@ -337,6 +372,8 @@ def settings_from_document(
         sessions=_sessions(document.get("sessions", {})),
         server=_server(document.get("server", {})),
         metrics=_metrics(document.get("metrics", {})),
+        logging=_logging(document.get("logging", {}), env),
+        tracing=_tracing(document.get("tracing", {})),
         slack=_slack(document.get("slack", {}), env),
         oauth=_oauth(document.get("oauth"), env, {u.name for u in upstreams}),
         config_path=config_path,
@@ -653,13 +690,58 @@ def _server(table: Any) -> ServerSettings:
             "server.keepalive_timeout_seconds",
             table.get("keepalive_timeout_seconds", defaults.keepalive_timeout_seconds),
         ),
+        shutdown_grace_seconds=_non_negative(
+            "server.shutdown_grace_seconds", table.get("shutdown_grace_seconds", defaults.shutdown_grace_seconds)
+        ),
+        forwarded_allow_ips=_networks("server.forwarded_allow_ips", _get(table, "forwarded_allow_ips", list, [])),
     )
+
+
+def _networks(name: str, values: list[Any]) -> tuple[str, ...]:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f'{name} must list IP addresses or networks such as "10.0.0.0/8", not {value!r}'
+            ) from None
+    return tuple(values)
 
 
 def _metrics(table: Any) -> MetricsSettings:
     if not isinstance(table, dict) or set(table) - {"enabled"}:
         raise ConfigError("[metrics] accepts only enabled = true|false")
     return MetricsSettings(enabled=_flag("metrics.enabled", table.get("enabled", True)))
+
+
+def _logging(table: Any, env: Mapping[str, str]) -> LoggingSettings:
+    if not isinstance(table, dict) or set(table) - {"format", "access_log"}:
+        raise ConfigError('[logging] accepts only format = "text"|"json" and access_log = true|false')
+    log_format = env.get("AIRLOCK_LOG_FORMAT") or _get(table, "format", str, "text")
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f'logging format must be "text" or "json", not {log_format!r}')
+    access_log = env.get("AIRLOCK_ACCESS_LOG")
+    if access_log is not None and access_log.lower() not in ("true", "false", "1", "0"):
+        raise ConfigError(f"AIRLOCK_ACCESS_LOG must be true or false, not {access_log!r}")
+    return LoggingSettings(
+        format="json" if log_format == "json" else "text",
+        access_log=access_log.lower() in ("true", "1")
+        if access_log is not None
+        else _flag("logging.access_log", table.get("access_log", False)),
+    )
+
+
+def _tracing(table: Any) -> TracingSettings:
+    if not isinstance(table, dict) or set(table) - {"enabled", "exporter", "service_name"}:
+        raise ConfigError("[tracing] accepts only enabled, exporter and service_name")
+    exporter = _get(table, "exporter", str, "otlp")
+    if exporter not in ("otlp", "console", "none"):
+        raise ConfigError(f'tracing exporter must be "otlp", "console" or "none", not {exporter!r}')
+    return TracingSettings(
+        enabled=_flag("tracing.enabled", table.get("enabled", False)),
+        exporter=exporter,
+        service_name=_get(table, "service_name", str, "airlock") or "airlock",
+    )
 
 
 _SLACK_SECONDS: Final = (

@@ -43,6 +43,7 @@ from app.approvals.sweeper import Sweeper
 from app.audit import AuditLog
 from app.auth import Credentials
 from app.config import Settings
+from app.drain import Drain
 from app.extension import ChannelExtension, Extension
 from app.gateway.exchange import Gateway
 from app.gateway.intercept import Interceptor
@@ -118,6 +119,7 @@ class Runtime:
         self.upstreams: dict[str, Upstream] = {}
         self.sessions = SessionRegistry(self.db, settings.sessions, self.upstreams)
         self.held = HeldLimits(settings.approvals.max_held_per_agent)
+        self.drain = Drain()
         if self.metrics is not None:
             self._watch(self.metrics)
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
@@ -154,6 +156,7 @@ class Runtime:
             held=self.held,
             sessions=self.sessions,
             approvals=self.approvals,
+            drain=self.drain,
         )
 
     def _build_extensions(self, channels: Sequence[ReviewChannel]) -> list[Extension]:
@@ -210,8 +213,10 @@ class Runtime:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Executions in flight may finish within the drain's grace (app/drain.py), and use their
+            # stdio child until then: stop the children after.
+            await self.ledger.shutdown(grace=self.drain.remaining())
             await self.stdio.stop()
-            await self.ledger.shutdown()
             await self.audit.flush()
             await self._http.close()
             await self.db.dispose()

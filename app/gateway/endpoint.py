@@ -18,6 +18,7 @@ from app.gateway import handshake, modern
 from app.gateway.exchange import Exchange, Gateway
 from app.gateway.respond import send_error
 from app.jsonrpc import INVALID_REQUEST
+from app.logs import bind
 from app.oauth.resource_server import Refusal, ResourceServer
 from app.protocol import HANDSHAKE_VERSIONS, MCP_PROTOCOL_VERSION
 from app.types import Receive, Scope, Send
@@ -54,6 +55,7 @@ class McpEndpoint:
         agent = await self._authenticate(headers, send, scope["path_params"]["upstream"])
         if agent is None:
             return
+        bind(agent=agent)
         if upstream is None:
             await send_error(
                 send, 404, INVALID_REQUEST, f"Not Found: no upstream named {scope['path_params']['upstream']!r}"
