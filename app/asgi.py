@@ -9,7 +9,7 @@ Routes:
 - `/metrics`: Prometheus metrics, unless `[metrics] enabled = false` (see `app/metrics.py`);
 - `/healthz`: liveness plus what this process serves (policy versions), for load balancers and tests;
 - `/schemas/policy.json`: the policy document's JSON Schema;
-- `/.well-known/oauth-protected-resource…`: OAuth metadata, with `[oauth]` (see `app/resource_metadata.py`).
+- `/.well-known/oauth-protected-resource…`: OAuth metadata, with `[oauth]` (see `app/oauth/metadata.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from app import __version__, resource_metadata
+from app import __version__, access_log, tracing
 from app.approvals import api as approvals_api
 from app.approvals.channels import ReviewChannel
 from app.config import Settings
@@ -31,6 +31,7 @@ from app.failclosed import FailClosed
 from app.gateway.endpoint import McpEndpoint
 from app.health import Health
 from app.limits import RequestTimeout
+from app.oauth import metadata as resource_metadata
 from app.policy import api as policy_api
 from app.policy.document import POLICY_SCHEMA
 from app.runtime import Runtime
@@ -75,11 +76,17 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(RequestTimeout, seconds=request_timeout), Middleware(FailClosed)],
+        middleware=[
+            *access_log.middleware(settings),
+            Middleware(RequestTimeout, seconds=request_timeout),
+            Middleware(FailClosed),
+        ],
     )
     app.state.runtime = runtime
+    app.state.traces = traces = tracing.build(settings.tracing)
     endpoint = McpEndpoint(runtime.gateway, runtime.credentials, runtime.upstreams, oauth=runtime.oauth)
-    return McpFirst(RequestTimeout(FailClosed(endpoint), request_timeout), app)
+    mcp = access_log.wrap(tracing.wrap(RequestTimeout(FailClosed(endpoint), request_timeout), traces), settings)
+    return McpFirst(mcp, app)
 
 
 class McpFirst:

@@ -188,12 +188,15 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
 
     import uvicorn
 
+    from app import logs
     from app.asgi import create_app
+    from app.drain import DrainingServer
     from app.limits import uvicorn_limits
 
     if log_level is not None:
         logging.getLogger("airlock").setLevel(log_level.upper())
     settings = _settings(config_path)
+    logs.apply(settings.logging.format)
     if host is not None or port is not None:
         settings = dataclasses.replace(
             settings, host=host or settings.host, port=settings.port if port is None else port
@@ -214,12 +217,11 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
             log_level=log_level or "info",
             access_log=False,
             lifespan="on",
-            timeout_graceful_shutdown=5,
-            proxy_headers=False,
             ws="none",
             **uvicorn_limits(settings.server),
+            **logs.uvicorn_options(settings.logging.format),
         )
-        server = uvicorn.Server(config)
+        server = DrainingServer(config, app.state.runtime.drain)
         server.run(sockets=[listener])
     if not server.started:
         sys.exit(3)  # as `uvicorn.run` does: the application failed to start; its error is logged above

@@ -12,6 +12,7 @@ receives it. Every problem is a `ConfigError` whose message is one sentence the 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -24,6 +25,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from app.errors import ConfigError
+from app.logs import LOG_FORMATS, LogFormat
 
 DEFAULT_CONFIG_FILE: Final = "airlock.toml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -36,6 +38,8 @@ class UpstreamSettings:
 
     name: str
     url: str
+    """Where the upstream serves Streamable HTTP; empty for a stdio upstream until Airlock's stdio
+    bridge (`app/stdio/bridge.py`) points it at itself."""
     policy: Path
     headers: Mapping[str, str] = field(default_factory=dict)
     """Extra headers sent upstream (credentials for the upstream; `${VAR}` expands from the environment)."""
@@ -43,6 +47,22 @@ class UpstreamSettings:
     """How long an upstream request may take before Airlock gives up on it."""
     strict_arguments: bool = True
     """Refuse a call whose arguments do not conform, exactly, to the tool's published inputSchema."""
+    stdio: StdioSettings | None = None
+    """Set when the upstream is a program speaking MCP on stdin/stdout rather than a URL."""
+
+
+@dataclass(frozen=True)
+class StdioSettings:
+    """How to run a stdio upstream: one child process per upstream session (see `app/stdio/bridge.py`)."""
+
+    command: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Added to the few variables every child inherits (`${VAR}` expands from the environment)."""
+    cwd: Path | None = None
+    max_processes: int = 10
+    """Children of this upstream alive at once (one per agent session); `initialize` beyond it is refused."""
+    idle_seconds: float = 900.0
+    """A child whose session has had no request for this long is stopped."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +129,12 @@ class ServerSettings:
     keepalive_timeout_seconds: float = 5.0
     """How long an idle keep-alive connection stays open between requests. Behind a load balancer,
     make it longer than the balancer's own idle timeout."""
+    shutdown_grace_seconds: float = 30.0
+    """On SIGTERM, how long in-flight requests and approved calls may take to finish before they
+    are cut off (held calls are handed back at once; see `app/drain.py`)."""
+    forwarded_allow_ips: tuple[str, ...] = ()
+    """Addresses or networks of the reverse proxies whose `X-Forwarded-For`/`-Proto` Airlock
+    believes (uvicorn's `forwarded_allow_ips`); from anyone else those headers are ignored."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +143,29 @@ class MetricsSettings:
 
     enabled: bool = True
     """Serve `/metrics`. It needs no token: firewall it, or keep it behind the proxy."""
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """`[logging]`: the log line format and the access log (see `app/logs.py`, docs/operations.md)."""
+
+    format: LogFormat = "text"
+    """`AIRLOCK_LOG_FORMAT` / `format`: `text` lines, or `json` (one object per line, with the
+    request's correlation fields)."""
+    access_log: bool = False
+    """`AIRLOCK_ACCESS_LOG` / `access_log`: one line per HTTP request (never tokens, cookies or arguments)."""
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """`[tracing]`: OpenTelemetry spans per MCP request and upstream call (see `app/tracing.py`)."""
+
+    enabled: bool = False
+    """Make spans (needs `pip install 'airlock[tracing]'`); off costs nothing."""
+    exporter: str = "otlp"
+    """`otlp` (over HTTP; the standard OTEL_EXPORTER_OTLP_* variables say where), `console`, or `none`."""
+    service_name: str = "airlock"
+    """The `service.name` resource attribute of every span."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +239,8 @@ class Settings:
     sessions: SessionSettings = field(default_factory=SessionSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     oauth: OAuthSettings | None = None
     """`[oauth]`: agents may also present OAuth access tokens (None: static tokens only)."""
@@ -265,6 +316,8 @@ _TOP_KEYS: Final = frozenset(
         "sessions",
         "server",
         "metrics",
+        "logging",
+        "tracing",
         "oauth",
         "webhook",
     }
@@ -322,6 +375,8 @@ def settings_from_document(
         sessions=_sessions(document.get("sessions", {})),
         server=_server(document.get("server", {})),
         metrics=_metrics(document.get("metrics", {})),
+        logging=_logging(document.get("logging", {}), env),
+        tracing=_tracing(document.get("tracing", {})),
         slack=_slack(document.get("slack", {}), env),
         oauth=_oauth(document.get("oauth"), env, {u.name for u in upstreams}),
         webhook=_webhook(document.get("webhook"), env),
@@ -451,19 +506,33 @@ def _upstreams(tables: Any, base_dir: Path, env: Mapping[str, str]) -> tuple[Ups
     return tuple(upstreams)
 
 
+_UPSTREAM_KEYS: Final = frozenset({"name", "url", "policy", "headers", "timeout_seconds", "strict_arguments"})
+_STDIO_KEYS: Final = frozenset({"command", "env", "cwd", "max_processes", "idle_seconds"})
+
+
 def _upstream(index: int, table: Any, base_dir: Path, env: Mapping[str, str]) -> UpstreamSettings:
     where = f"upstreams[{index}]"
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
-    unknown = sorted(set(table) - {"name", "url", "policy", "headers", "timeout_seconds", "strict_arguments"})
+    unknown = sorted(set(table) - _UPSTREAM_KEYS - _STDIO_KEYS)
     if unknown:
         raise ConfigError(f"{where} has an unknown setting {unknown[0]!r}")
     name, url, policy = table.get("name"), table.get("url"), table.get("policy")
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(f"{where}.name must be a short name of letters, digits, '.', '_' or '-'")
-    if not isinstance(url, str):
-        raise ConfigError(f"upstream {name!r} needs a url")
-    _check_http_url(f"upstream {name!r} url", url)
+    if ("url" in table) == ("command" in table):
+        raise ConfigError(
+            f'upstream {name!r} needs exactly one of url = "http://…" (Streamable HTTP) or command = ["prog", …] (stdio)'
+        )
+    stdio = _stdio(name, table, base_dir, env) if "command" in table else None
+    if stdio is None:
+        if not isinstance(url, str):
+            raise ConfigError(f"upstream {name!r} needs a url")
+        _check_http_url(f"upstream {name!r} url", url)
+        if not _STDIO_KEYS.isdisjoint(table):
+            raise ConfigError(f"upstream {name!r} has a url, so {sorted(_STDIO_KEYS & set(table))[0]!r} does not apply")
+    elif "headers" in table:
+        raise ConfigError(f"upstream {name!r} runs a command, so it takes env, not headers")
     if not isinstance(policy, str):
         raise ConfigError(f'upstream {name!r} needs a policy file (policy = "policies/{name}.json")')
     headers = table.get("headers", {})
@@ -471,11 +540,34 @@ def _upstream(index: int, table: Any, base_dir: Path, env: Mapping[str, str]) ->
         raise ConfigError(f"upstream {name!r} headers must be a table of strings")
     return UpstreamSettings(
         name=name,
-        url=url,
+        url=url if isinstance(url, str) else "",
         policy=_resolve(base_dir, policy),
         headers={k: _expand(v, env, f"upstream {name!r} header {k!r}") for k, v in headers.items()},
         timeout_seconds=_positive(f"upstream {name!r} timeout_seconds", table.get("timeout_seconds", 300.0)),
         strict_arguments=_flag(f"upstream {name!r} strict_arguments", table.get("strict_arguments", True)),
+        stdio=stdio,
+    )
+
+
+def _stdio(name: str, table: Mapping[str, Any], base_dir: Path, env: Mapping[str, str]) -> StdioSettings:
+    command = table["command"]
+    if not isinstance(command, list) or not command or not all(isinstance(part, str) and part for part in command):
+        raise ConfigError(f'upstream {name!r} command must be a non-empty list of strings, such as ["npx", "server"]')
+    child_env = table.get("env", {})
+    if not isinstance(child_env, dict) or not all(isinstance(v, str) for v in child_env.values()):
+        raise ConfigError(f"upstream {name!r} env must be a table of strings")
+    cwd = table.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise ConfigError(f"upstream {name!r} cwd must be a directory path")
+    defaults = StdioSettings(command=())
+    return StdioSettings(
+        command=tuple(command),
+        env={k: _expand(v, env, f"upstream {name!r} env {k!r}") for k, v in child_env.items()},
+        cwd=None if cwd is None else _resolve(base_dir, cwd),
+        max_processes=_positive_int(
+            f"upstream {name!r} max_processes", table.get("max_processes", defaults.max_processes)
+        ),
+        idle_seconds=_positive(f"upstream {name!r} idle_seconds", table.get("idle_seconds", defaults.idle_seconds)),
     )
 
 
@@ -602,13 +694,58 @@ def _server(table: Any) -> ServerSettings:
             "server.keepalive_timeout_seconds",
             table.get("keepalive_timeout_seconds", defaults.keepalive_timeout_seconds),
         ),
+        shutdown_grace_seconds=_non_negative(
+            "server.shutdown_grace_seconds", table.get("shutdown_grace_seconds", defaults.shutdown_grace_seconds)
+        ),
+        forwarded_allow_ips=_networks("server.forwarded_allow_ips", _get(table, "forwarded_allow_ips", list, [])),
     )
+
+
+def _networks(name: str, values: list[Any]) -> tuple[str, ...]:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f'{name} must list IP addresses or networks such as "10.0.0.0/8", not {value!r}'
+            ) from None
+    return tuple(values)
 
 
 def _metrics(table: Any) -> MetricsSettings:
     if not isinstance(table, dict) or set(table) - {"enabled"}:
         raise ConfigError("[metrics] accepts only enabled = true|false")
     return MetricsSettings(enabled=_flag("metrics.enabled", table.get("enabled", True)))
+
+
+def _logging(table: Any, env: Mapping[str, str]) -> LoggingSettings:
+    if not isinstance(table, dict) or set(table) - {"format", "access_log"}:
+        raise ConfigError('[logging] accepts only format = "text"|"json" and access_log = true|false')
+    log_format = env.get("AIRLOCK_LOG_FORMAT") or _get(table, "format", str, "text")
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f'logging format must be "text" or "json", not {log_format!r}')
+    access_log = env.get("AIRLOCK_ACCESS_LOG")
+    if access_log is not None and access_log.lower() not in ("true", "false", "1", "0"):
+        raise ConfigError(f"AIRLOCK_ACCESS_LOG must be true or false, not {access_log!r}")
+    return LoggingSettings(
+        format="json" if log_format == "json" else "text",
+        access_log=access_log.lower() in ("true", "1")
+        if access_log is not None
+        else _flag("logging.access_log", table.get("access_log", False)),
+    )
+
+
+def _tracing(table: Any) -> TracingSettings:
+    if not isinstance(table, dict) or set(table) - {"enabled", "exporter", "service_name"}:
+        raise ConfigError("[tracing] accepts only enabled, exporter and service_name")
+    exporter = _get(table, "exporter", str, "otlp")
+    if exporter not in ("otlp", "console", "none"):
+        raise ConfigError(f'tracing exporter must be "otlp", "console" or "none", not {exporter!r}')
+    return TracingSettings(
+        enabled=_flag("tracing.enabled", table.get("enabled", False)),
+        exporter=exporter,
+        service_name=_get(table, "service_name", str, "airlock") or "airlock",
+    )
 
 
 _SLACK_SECONDS: Final = (

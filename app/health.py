@@ -112,6 +112,8 @@ class Health:
         return checks
 
     async def _upstream(self, name: str, url: str) -> Check:
+        if not url:  # a stdio upstream: its processes start per session (app/stdio/bridge.py)
+            return Check(f"upstream:{name}", True, False)
         cached = self._reachable.get(name)
         now = time.monotonic()
         if cached is not None and now - cached[0] < UPSTREAM_CHECK_SECONDS:

@@ -11,6 +11,11 @@
 - `keepalive_timeout_seconds` → `timeout_keep_alive`: an idle connection is closed after it.
 - `request_timeout_seconds` → `http`: uvicorn's httptools protocol with a header timeout
   (`HeaderTimeoutProtocol`).
+- `shutdown_grace_seconds` → `timeout_graceful_shutdown`: how long in-flight requests may finish
+  after SIGTERM (`app/drain.py` hands held calls back first).
+- `forwarded_allow_ips` → `proxy_headers` and `forwarded_allow_ips`: uvicorn takes the client
+  address and scheme from `X-Forwarded-For`/`-Proto` only on connections from those addresses
+  (none by default: the headers are ignored).
 
 `RequestTimeout` is the ASGI middleware for `request_timeout_seconds`. Neither of uvicorn's HTTP
 implementations (h11, httptools) limits how long a request's body may take, so a client that sends
@@ -57,6 +62,9 @@ def uvicorn_limits(server: ServerSettings) -> dict[str, Any]:
         "limit_concurrency": server.max_connections + 1,
         "timeout_keep_alive": server.keepalive_timeout_seconds,
         "http": header_timeout_protocol(server.request_timeout_seconds),
+        "timeout_graceful_shutdown": server.shutdown_grace_seconds,
+        "proxy_headers": bool(server.forwarded_allow_ips),
+        "forwarded_allow_ips": list(server.forwarded_allow_ips) or None,
     }
 
 

@@ -43,15 +43,17 @@ from app.approvals.sweeper import Sweeper
 from app.audit import AuditLog
 from app.auth import Credentials
 from app.config import Settings
+from app.drain import Drain
 from app.extension import ChannelExtension, Extension
 from app.gateway.exchange import Gateway
 from app.gateway.intercept import Interceptor
 from app.gateway.limits import HeldLimits
 from app.metrics import Metrics
-from app.oauth import ResourceServer
+from app.oauth.resource_server import ResourceServer
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
 from app.sessions import SessionRegistry
+from app.stdio.bridge import StdioBridge
 from app.store.db import Database
 from app.upstream import Upstream, new_client_session
 
@@ -117,6 +119,7 @@ class Runtime:
         self.upstreams: dict[str, Upstream] = {}
         self.sessions = SessionRegistry(self.db, settings.sessions, self.upstreams)
         self.held = HeldLimits(settings.approvals.max_held_per_agent)
+        self.drain = Drain()
         if self.metrics is not None:
             self._watch(self.metrics)
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
@@ -135,6 +138,7 @@ class Runtime:
         )
         self.gateway = self._build_gateway()
         self._http: aiohttp.ClientSession | None = None
+        self.stdio = StdioBridge(settings.upstreams, max_line_bytes=settings.max_response_bytes)
         self._started = False
         self.extensions = self._build_extensions(channels)
 
@@ -152,6 +156,7 @@ class Runtime:
             held=self.held,
             sessions=self.sessions,
             approvals=self.approvals,
+            drain=self.drain,
         )
 
     def _build_extensions(self, channels: Sequence[ReviewChannel]) -> list[Extension]:
@@ -187,9 +192,10 @@ class Runtime:
             raise RuntimeError("Runtime.run() can only be entered once")
         self._started = True
         self._http = new_client_session()
+        await self.stdio.start()
         for upstream in self.settings.upstreams:
             self.upstreams[upstream.name] = Upstream(
-                upstream, self._http, max_response_bytes=self.settings.max_response_bytes
+                self.stdio.point(upstream), self._http, max_response_bytes=self.settings.max_response_bytes
             )
         tasks = [
             asyncio.create_task(coroutine, name=name)
@@ -210,7 +216,10 @@ class Runtime:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.ledger.shutdown()
+            # Executions in flight may finish within the drain's grace (app/drain.py), and use their
+            # stdio child until then: stop the children after.
+            await self.ledger.shutdown(grace=self.drain.remaining())
+            await self.stdio.stop()
             await self.audit.flush()
             await self._http.close()
             await self.db.dispose()

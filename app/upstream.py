@@ -35,6 +35,7 @@ from app.config import UpstreamSettings
 from app.jsonrpc import is_response, json_object
 from app.protocol import MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, PARAM_HEADER_PREFIX
 from app.sse import EventTooLarge, SSEEvent, SSEParser
+from app.tracing import upstream_span
 
 DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 _COUNT_LIMIT_FACTOR: Final = 4
@@ -250,6 +251,7 @@ class Upstream:
             UpstreamUnavailable: the connection could not be made (nothing was delivered).
         """
         async with contextlib.AsyncExitStack() as stack:
+            traced = stack.enter_context(upstream_span(self.name, method))  # {} unless [tracing] is on
             session = self._session
             if fresh_connection:
                 session = await stack.enter_async_context(new_client_session(force_close=True))
@@ -258,7 +260,7 @@ class Upstream:
                     method,
                     self.url,
                     data=body,
-                    headers=self._headers(headers),
+                    headers=self._headers({**headers, **traced} if traced else headers),
                     timeout=self._timeout,
                     allow_redirects=False,
                 )

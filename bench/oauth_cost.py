@@ -11,7 +11,7 @@ times the function each MCP request awaits to learn its agent, in a tight loop, 
   costs.
 
 The keys come from memory (a `KeySet` whose fetch returns them), so no fetch is timed: fetches
-are counted and rate-limited by `app/jwks.py`, not per call. This is a microbenchmark, not part
+are counted and rate-limited by `app/oauth/jwks.py`, not per call. This is a microbenchmark, not part
 of `make bench` (which measures whole calls over HTTP).
 
     .venv/bin/python -m bench.oauth_cost [--calls 20000]
@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from app.auth import Credentials
 from app.config import OAuthSettings
-from app.jwks import KeySet, SigningKey
-from app.oauth import ResourceServer
+from app.oauth.jwks import KeySet, SigningKey
+from app.oauth.resource_server import ResourceServer
 from app.store.db import Database
 from app.store.migrate import upgrade
 

@@ -38,12 +38,7 @@ async def serve(app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any
     sock.bind((host, port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=1,
-        ws="none",
-        **options,
+        app, **{"log_level": "warning", "lifespan": "on", "timeout_graceful_shutdown": 1, "ws": "none", **options}
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -24,6 +24,7 @@ from app.config import (
     SessionSettings,
     Settings,
     SlackSettings,
+    StdioSettings,
     UpstreamSettings,
     load_settings,
     settings_from_document,
@@ -367,15 +368,24 @@ def test_the_example_config_names_every_setting_config_py_accepts() -> None:
     assert set(document["server"]) == {f.name for f in dataclasses.fields(ServerSettings)}
     assert set(document["audit"]) == {"store_arguments", "retention_days"}
     assert [set(agent) for agent in document["agents"].values()] == [{"hold_seconds"}]
-    [upstream_table] = document["upstreams"]
-    assert set(upstream_table) == {f.name for f in dataclasses.fields(UpstreamSettings)}
+    http_table, stdio_table = document["upstreams"]
+    http_fields = {f.name for f in dataclasses.fields(UpstreamSettings)} - {"stdio"}
+    assert set(http_table) == http_fields
+    stdio_fields = {f.name for f in dataclasses.fields(StdioSettings)}
+    assert set(stdio_table) == (http_fields - {"url", "headers"}) | stdio_fields
 
 
 def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) -> None:
     loaded = settings_from_document(
         example_with_every_setting_uncommented(),
         base_dir=tmp_path,
-        env={**ENV, "EM_API_TOKEN": "t", "AIRLOCK_WEBHOOK_SECRET": KEY, "AIRLOCK_WEBHOOK_DECISION_SECRET": KEY},
+        env={
+            **ENV,
+            "EM_API_TOKEN": "t",
+            "GITHUB_TOKEN": "g",
+            "AIRLOCK_WEBHOOK_SECRET": KEY,
+            "AIRLOCK_WEBHOOK_DECISION_SECRET": KEY,
+        },
     )
     defaults = Settings()
     assert loaded.approvals == dataclasses.replace(
@@ -401,8 +411,14 @@ def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) 
     ):
         assert getattr(loaded, name) == getattr(defaults, name), name
     assert loaded.database_url == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'airlock.db'}"
-    [market] = loaded.upstreams
+    market, files = loaded.upstreams
     assert (market.timeout_seconds, market.strict_arguments) == (300.0, True)
+    assert files.stdio is not None
+    defaults_stdio = StdioSettings(command=())
+    assert (files.stdio.max_processes, files.stdio.idle_seconds) == (
+        defaults_stdio.max_processes,
+        defaults_stdio.idle_seconds,
+    )
 
 
 def test_the_example_config_works_as_it_is(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The issuer's key set: discovery, caching, and how rarely it is fetched (`app/jwks.py`).
+"""The issuer's key set: discovery, caching, and how rarely it is fetched (`app/oauth/jwks.py`).
 
 Provenance: spec (RFC 8414 metadata, then OpenID Discovery; the metadata's `issuer` must be the
 configured one, RFC 8414 §3.3); Airlock-defined (issue 15: keys "fetched, cached, refreshed on an
@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from app.jwks import _FAILURE_COOLDOWN, _MAX_AGE, _UNKNOWN_KID_COOLDOWN, IssuerUnavailable, KeySet, metadata_urls
+from app.oauth.jwks import _FAILURE_COOLDOWN, _MAX_AGE, _UNKNOWN_KID_COOLDOWN, IssuerUnavailable, KeySet, metadata_urls
 from tests.keyserver import Key, key_server
 
 

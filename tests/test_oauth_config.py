@@ -87,6 +87,7 @@ def test_the_example_config_shows_every_oauth_setting_with_its_default(tmp_path:
         env={
             "AIRLOCK_SECRET_KEY": "k" * 40,
             "EM_API_TOKEN": "t",
+            "GITHUB_TOKEN": "g",
             "AIRLOCK_WEBHOOK_SECRET": "w" * 32,
             "AIRLOCK_WEBHOOK_DECISION_SECRET": "d" * 32,
         },

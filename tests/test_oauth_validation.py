@@ -1,4 +1,4 @@
-"""Access-token validation details a real provider cannot be made to show on cue (`app/oauth.py`).
+"""Access-token validation details a real provider cannot be made to show on cue (`app/oauth/resource_server.py`).
 
 Provenance: spec (RFC 9068 `typ` and algorithms, RFC 7517 `alg` on a key, RFC 6750 challenges);
 Airlock-defined (issue 15: validations are cached so the allowed-call path stays cheap, bounded;
@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from app import oauth as oauth_module
 from app.config import OAuthSettings
-from app.oauth import Refusal, ResourceServer
+from app.oauth import resource_server as oauth_module
+from app.oauth.resource_server import Refusal, ResourceServer
 from tests.keyserver import Key, KeyServer, key_server
 from tests.net import free_port
 

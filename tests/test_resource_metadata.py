@@ -1,4 +1,4 @@
-"""Protected Resource Metadata routes and challenges (`app/resource_metadata.py`).
+"""Protected Resource Metadata routes and challenges (`app/oauth/metadata.py`).
 
 Provenance: spec (RFC 9728 §3.1 path-inserted well-known URL, §3.3 `resource` identical to the
 URL it was inserted into; RFC 8707 canonical resource form; MCP: clients try the path-inserted
@@ -12,9 +12,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app import resource_metadata
 from app.config import OAuthSettings
-from app.resource_metadata import canonical_url, challenge, metadata_url, resource_url
+from app.oauth import metadata as resource_metadata
+from app.oauth.metadata import canonical_url, challenge, metadata_url, resource_url
 
 OAUTH = OAuthSettings(
     issuer="http://127.0.0.1:9471", required_scopes=("mcp:tools",), upstream_scopes={"admin": ("mcp:admin",)}

@@ -160,6 +160,7 @@ class Hold:
         self._relayed: deque[Relayed] = deque()
         self._wake: asyncio.Event | None = None
         self._executing = False
+        self._handing_back = False
         self._closed = False
         self._started = approvals.clock.monotonic()
 
@@ -190,6 +191,13 @@ class Hold:
                 yield event
         finally:
             self._closed = True
+
+    def hand_back(self) -> None:
+        """The process is shutting down (`app/drain.py`): a resumable stream ends now without its answer,
+        for the client to resume elsewhere; any other request is answered pending, to retry."""
+        self._handing_back = True
+        if self._wake is not None:
+            self._wake.set()
 
     def abandon(self) -> asyncio.Task[None] | None:
         """The agent left before its answer. A 2026-07-28 client thereby cancels: withdraw after the grace period.
@@ -229,6 +237,10 @@ class Hold:
                     yield self._relayed.popleft()
                 if row.is_finished:
                     yield await self._answer_outcome(row)
+                    return
+                if self._handing_back:
+                    if not self._resumable:
+                        yield await self._answer_pending(row)
                     return
                 if row.status == "approved" and not self._executing:
                     self._executing = True

@@ -151,8 +151,11 @@ class Ledger:
             else:
                 await self.channels.changed(row)
 
-    async def shutdown(self) -> None:
-        """Cancel background work (executions in flight keep their lease and are resolved by the sweeper)."""
+    async def shutdown(self, *, grace: float = 0.0) -> None:
+        """Give background work up to `grace` seconds to finish, then cancel it (executions in flight
+        keep their lease and are resolved by the sweeper)."""
+        if self._background and grace > 0:
+            await asyncio.wait(list(self._background), timeout=grace)
         tasks = list(self._background)
         for task in tasks:
             task.cancel()

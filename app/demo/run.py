@@ -181,8 +181,7 @@ async def _serve_demo(settings: Settings, upstream_port: int, banner: str) -> No
             lifespan="on",
             access_log=False,
             ws="none",
-            timeout_graceful_shutdown=3,
-            **uvicorn_limits(settings.server),
+            **{**uvicorn_limits(settings.server), "timeout_graceful_shutdown": 3},
         )
     )
     stop = asyncio.Event()

@@ -31,6 +31,7 @@ from app.jsonrpc import (
     tool_call_of,
     tool_error_result,
 )
+from app.logs import bind
 from app.protocol import Era
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
@@ -53,6 +54,7 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
     call = _call_to_judge(exchange, message)
     gateway = exchange.gateway
     verdict = await gateway.interceptor.judge(exchange.upstream, exchange.agent, call, context.fetch_catalog)
+    bind(tool=call.name, decision=verdict.audit_decision)
     audit = gateway.audit
     common = _audit_fields(exchange, call, verdict)
     if verdict.action == "forward":
@@ -181,6 +183,7 @@ async def _park_and_hold(
             decision="approve", latency_ms=exchange.elapsed_ms(), outcome="too many pending", **common
         )
         return
+    bind(approval_id=attachment.approval.id)
     gateway.audit.record_call(
         decision="approve",
         latency_ms=exchange.elapsed_ms(),

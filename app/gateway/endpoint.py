@@ -18,7 +18,8 @@ from app.gateway import handshake, modern
 from app.gateway.exchange import Exchange, Gateway
 from app.gateway.respond import send_error
 from app.jsonrpc import INVALID_REQUEST
-from app.oauth import Refusal, ResourceServer
+from app.logs import bind
+from app.oauth.resource_server import Refusal, ResourceServer
 from app.protocol import HANDSHAKE_VERSIONS, MCP_PROTOCOL_VERSION
 from app.types import Receive, Scope, Send
 from app.upstream import Upstream
@@ -54,6 +55,7 @@ class McpEndpoint:
         agent = await self._authenticate(headers, send, scope["path_params"]["upstream"])
         if agent is None:
             return
+        bind(agent=agent)
         if upstream is None:
             await send_error(
                 send, 404, INVALID_REQUEST, f"Not Found: no upstream named {scope['path_params']['upstream']!r}"
@@ -82,7 +84,7 @@ class McpEndpoint:
         token = bearer_token(headers.get("authorization"))
         oauth = self._oauth
         if oauth is not None and (token is None or not token.startswith(STATIC_TOKEN_PREFIX)):
-            outcome = await oauth.authenticate(token, upstream)  # an OAuth access token (app/oauth.py)
+            outcome = await oauth.authenticate(token, upstream)  # an OAuth access token (app/oauth/resource_server.py)
             if isinstance(outcome, Refusal):
                 await send_error(send, outcome.status, INVALID_REQUEST, outcome.message, headers=outcome.headers)
                 return None

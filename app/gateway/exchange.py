@@ -15,6 +15,7 @@ from app.approvals import budget
 from app.approvals.service import Approvals
 from app.audit import AuditLog
 from app.config import Settings
+from app.drain import Drain
 from app.gateway.intercept import Interceptor
 from app.gateway.limits import HeldLimits
 from app.policy.engine import Decision
@@ -34,6 +35,8 @@ class Gateway:
     held: HeldLimits
     sessions: SessionRegistry
     approvals: Approvals
+    drain: Drain = field(default_factory=Drain)
+    """SIGTERM's drain (`app/drain.py`): held requests and GET streams end when it starts."""
 
     def hold_seconds(self, agent: str, decision: Decision) -> float:
         """How long to hold this agent's request (`app/approvals/budget.py`)."""

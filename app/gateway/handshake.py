@@ -24,7 +24,7 @@ from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest, parse_event_id
 from app.gateway.limits import TooManyHeld
 from app.gateway.relay import UPSTREAM_EVENT_PREFIX, Relayed, Transform, relay
-from app.gateway.respond import send_body, send_empty, send_error
+from app.gateway.respond import end_stream, send_body, send_empty, send_error
 from app.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, dumps, member_text, parse_message
 from app.protocol import DEFAULT_VERSION, LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, Era
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
@@ -235,7 +235,9 @@ async def _get(exchange: Exchange) -> None:
         headers[LAST_EVENT_ID] = last_event_id[len(UPSTREAM_EVENT_PREFIX) :]
     try:
         async with exchange.upstream.request("GET", headers=headers) as response:
-            await relay(exchange, response, headers=_session_header(session))
+            relayed = relay(exchange, response, headers=_session_header(session))
+            if not await exchange.gateway.drain.unless_draining(relayed):
+                await end_stream(exchange.send)  # SIGTERM: the client reopens it elsewhere (app/drain.py)
     except UpstreamUnavailable as exc:
         await send_error(exchange.send, 502, INTERNAL_ERROR, f"Bad Gateway: {exc}")
 

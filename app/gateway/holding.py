@@ -75,7 +75,8 @@ class HeldRequest:
     async def serve(self, *, replay_after: int | None = None) -> None:
         """Answer the request with the held stream; returns when it is answered or the agent left."""
         await start_sse(self._exchange.send, self._headers)
-        completed = await until_disconnect(self._exchange.receive, self._stream(replay_after))
+        with self._exchange.gateway.drain.on_begin(self._hold.hand_back):  # SIGTERM (app/drain.py)
+            completed = await until_disconnect(self._exchange.receive, self._stream(replay_after))
         if completed:
             await end_stream(self._exchange.send)
         elif not self._answered:

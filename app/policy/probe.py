@@ -3,7 +3,8 @@
 The gateway learns an upstream's tools through an agent's own session (`app/gateway/`). Checking
 or explaining a policy has no agent, so this opens a short handshake-era session of its own
 (`Upstream.open_session`, then `Upstream.fetch_catalog`, the same code the gateway uses, so the
-configured URL and credential headers apply), and ends it with DELETE.
+configured URL and credential headers apply), and ends it with DELETE. A stdio upstream's
+program is started for the probe and stopped after it.
 
 Not here: deciding anything from the catalog (`lint.py`, `explain.py`).
 """
@@ -19,7 +20,8 @@ import aiohttp
 from app.config import UpstreamSettings
 from app.policy.explain import ToolFacts
 from app.protocol import MCP_PROTOCOL_VERSION, MCP_SESSION_ID
-from app.upstream import ToolCatalog, Upstream, UpstreamUnavailable, new_client_session
+from app.stdio.bridge import StdioBridge
+from app.upstream import DEFAULT_MAX_RESPONSE_BYTES, ToolCatalog, Upstream, UpstreamUnavailable, new_client_session
 
 PROTOCOL_VERSION: Final = "2025-06-18"
 """A handshake-era version every MCP server of the last year speaks.
@@ -49,8 +51,12 @@ async def fetch_tools(settings: UpstreamSettings, *, timeout: float = PROBE_TIME
         CatalogUnavailable: cannot connect, the upstream refused, answered no tool list, or took
             longer than `timeout` seconds.
     """
-    async with new_client_session() as http:
-        upstream = Upstream(settings, http)
+    # A stdio upstream is started for the probe alone, through a bridge of its own (app/stdio/bridge.py).
+    async with (
+        new_client_session() as http,
+        StdioBridge([settings], max_line_bytes=DEFAULT_MAX_RESPONSE_BYTES).run() as bridge,
+    ):
+        upstream = Upstream(bridge.point(settings), http)
         try:
             async with asyncio.timeout(timeout):
                 await _list_tools(upstream)

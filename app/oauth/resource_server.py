@@ -14,13 +14,13 @@ and the audit log, exactly like a static token's agent name) or a `Refusal` the 
 
 Checks, in order: header `typ` is `at+jwt` (so an ID token never passes), `alg` on `ALGORITHMS`,
 the unverified `iss` is the configured issuer (before any key lookup, so tokens from elsewhere
-never cause a fetch), the key by `kid` (`app/jwks.py`), then PyJWT verifies the signature, `iss`,
+never cause a fetch), the key by `kid` (`app/oauth/jwks.py`), then PyJWT verifies the signature, `iss`,
 `exp` and `nbf` with the leeway; `aud` and scopes are checked per endpoint.
 
 A validated token is cached (by its text, at most `_CACHE_SIZE`, until its `exp` or
 `_CACHE_SECONDS` after validation, whichever is first), so an allowed call's path does a dict
 lookup and two set checks, no signature check. Refusals are not cached: a refused token costs one
-signature check at most, and forged `kid`s cannot cost fetches (`app/jwks.py`).
+signature check at most, and forged `kid`s cannot cost fetches (`app/oauth/jwks.py`).
 
 What this module does not do: opaque tokens (RFC 7662 introspection), reviewer sign-in, or
 anything with the upstream: the agent's token never leaves Airlock (`app/upstream.py` forwards
@@ -39,8 +39,8 @@ import jwt
 
 from app.config import OAuthSettings
 from app.errors import AirlockError
-from app.jwks import IssuerUnavailable, KeySet, SigningKey
-from app.resource_metadata import challenge, resource_url
+from app.oauth.jwks import IssuerUnavailable, KeySet, SigningKey
+from app.oauth.metadata import challenge, resource_url
 
 ALGORITHMS: Final = ("RS256", "PS256", "ES256", "EdDSA")
 ACCESS_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})

@@ -7,7 +7,7 @@ the path-inserted well-known URL, `/.well-known/oauth-protected-resource/mcp/<na
 at the root form, `/.well-known/oauth-protected-resource` (resource = `public_url`; a token for
 that audience is not accepted at an endpoint: each endpoint is its own audience).
 
-This module builds URLs, documents and header values; it validates no token (`app/oauth.py` does).
+This module builds URLs, documents and header values; it validates no token (`app/oauth/resource_server.py` does).
 
 Deliberate departures:
 
