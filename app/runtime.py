@@ -37,7 +37,7 @@ from app.approvals.channels import ChannelFanout, LogChannel, ReviewChannel
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
 from app.approvals.queue import ApprovalQueue
-from app.approvals.service import Approvals
+from app.approvals.service import ApprovalDesk, Approvals
 from app.approvals.signals import Notifier, notifier_for
 from app.approvals.sweeper import Sweeper
 from app.audit import AuditLog
@@ -67,10 +67,13 @@ class Core:
     audit: AuditLog
     notifier: Notifier
     ledger: Ledger
+    desk: ApprovalDesk
+    """The approvals service as reviewer channels use it (read, search, decide), for the CLI; the
+    serving process hands its channels the whole `Approvals` instead."""
 
 
 def build_core(settings: Settings, *, channels: ChannelFanout | None = None, metrics: Metrics | None = None) -> Core:
-    """The database, credentials, audit log, notifier and approvals ledger, as `settings` configure them.
+    """The database, credentials, audit log, notifier, approvals ledger and desk, as `settings` configure them.
 
     Args:
         settings: the process's settings.
@@ -85,12 +88,14 @@ def build_core(settings: Settings, *, channels: ChannelFanout | None = None, met
     db = Database(settings.database_url, pool_size=settings.database_pool_size)
     audit = AuditLog(db, store_arguments=settings.audit_store_arguments, metrics=metrics)
     notifier = notifier_for(db)
+    ledger = Ledger(db, notifier, channels if channels is not None else ChannelFanout([]), audit, metrics)
     return Core(
         db=db,
         credentials=Credentials(db, cache_seconds=settings.token_cache_seconds),
         audit=audit,
         notifier=notifier,
-        ledger=Ledger(db, notifier, channels if channels is not None else ChannelFanout([]), audit, metrics),
+        ledger=ledger,
+        desk=ApprovalDesk(ledger),
     )
 
 
@@ -161,13 +166,17 @@ class Runtime:
             ChannelExtension(LogChannel(settings.public_url)),
             *(ChannelExtension(channel) for channel in channels),
             slack.build(
-                settings.slack, public_url=settings.public_url, db=self.db, ledger=self.ledger, notifier=self.notifier
+                settings.slack,
+                public_url=settings.public_url,
+                db=self.db,
+                approvals=self.approvals,
+                notifier=self.notifier,
             ),
             inbox.build(
                 public_url=settings.public_url,
                 secret_key=settings.secret_key,
                 db=self.db,
-                ledger=self.ledger,
+                approvals=self.approvals,
                 notifier=self.notifier,
                 credentials=self.credentials,
                 upstreams=self.upstreams,
