@@ -21,14 +21,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from app.approvals.model import Approval, ApprovalLike, Status
+from app.approvals.model import Approval, Status
 from app.approvals.service import ApprovalDesk, DecisionError, Verdict
 from app.approvals.wording import iso, outcome_of, phrase, review_url
 from app.auth import WWW_AUTHENTICATE, Credentials, bearer_token
 from app.store.audit import AuditRow
 
 
-def approval_json(approval: ApprovalLike, public_url: str) -> dict[str, Any]:
+def approval_json(approval: Approval, public_url: str) -> dict[str, Any]:
     """An approval as the API and the CLI show it.
 
     `outcome_kind` and `outcome_summary` say what became of the call (`app/approvals/wording.py`):
@@ -37,34 +37,33 @@ def approval_json(approval: ApprovalLike, public_url: str) -> dict[str, Any]:
     raw outcome line, as the audit log records it. `arguments` and `result` are the stored text
     itself in the (never expected) case that it is not a JSON object.
     """
-    a = Approval.of(approval)
-    outcome = outcome_of(a)
+    outcome = outcome_of(approval)
     return {
-        "id": a.id,
-        "status": a.status.value,
-        "upstream": a.upstream,
-        "tool": a.tool,
-        "agent": a.agent,
-        "arguments": a.arguments if a.arguments is not None else a.arguments_text,
-        "args_sha256": a.args_hash,
-        "policy": {"rule": a.policy_rule, "reason": a.policy_reason, "version": a.policy_version},
-        "reviewers": a.reviewers,
-        "era": a.era.value,
-        "created_at": iso(a.created_at),
-        "expires_at": iso(a.expires_at),
-        "decided_by": a.decided_by,
-        "decided_via": a.decided_via,
-        "decided_at": iso(a.decided_at),
-        "decision_reason": a.decision_reason,
-        "executed_at": iso(a.executed_at),
-        "finished_at": iso(a.finished_at),
+        "id": approval.id,
+        "status": approval.status.value,
+        "upstream": approval.upstream,
+        "tool": approval.tool,
+        "agent": approval.agent,
+        "arguments": approval.arguments if approval.arguments is not None else approval.arguments_text,
+        "args_sha256": approval.args_hash,
+        "policy": {"rule": approval.policy_rule, "reason": approval.policy_reason, "version": approval.policy_version},
+        "reviewers": approval.reviewers,
+        "era": approval.era.value,
+        "created_at": iso(approval.created_at),
+        "expires_at": iso(approval.expires_at),
+        "decided_by": approval.decided_by,
+        "decided_via": approval.decided_via,
+        "decided_at": iso(approval.decided_at),
+        "decision_reason": approval.decision_reason,
+        "executed_at": iso(approval.executed_at),
+        "finished_at": iso(approval.finished_at),
         "outcome_kind": outcome.kind.value,
         "outcome_summary": phrase(outcome),
-        "outcome": a.outcome,
-        "result": _result_json(a),
-        "delivered_at": iso(a.delivered_at),
-        "review_url": review_url(public_url, a.id),
-        "continues": a.continues,
+        "outcome": approval.outcome,
+        "result": _result_json(approval),
+        "delivered_at": iso(approval.delivered_at),
+        "review_url": review_url(public_url, approval.id),
+        "continues": approval.continues,
     }
 
 

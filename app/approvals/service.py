@@ -247,9 +247,9 @@ class Approvals(ApprovalDesk):
 
     async def mark_delivered(self, approval_id: str, *, stream_id: str) -> None:
         """Record that a finished approval's outcome reached the agent (on `stream_id`)."""
-        row = await self.ledger.get(approval_id)
-        if row is not None and row.is_finished:
-            await self.queue.mark_delivered(row, stream_id=stream_id)
+        approval = await self.get(approval_id)
+        if approval is not None and approval.is_finished:
+            await self.queue.mark_delivered(approval_id, stream_id=stream_id)
 
     async def watch(self, approval_id: str) -> AsyncGenerator[Approval, None]:
         """The approval now, then again each time it changes, until it is finished (or vanishes)."""
