@@ -2,18 +2,20 @@
 
 Every component is handed the narrow collaborators it uses, never the root itself: the reviewer
 channels and optional features (`app/extension.py`: the log channel, Slack, the inbox) get the
-approvals ledger, the notifier and their own settings; the HTTP routes get what they read. Nothing
+approvals service, the notifier and their own settings; the HTTP routes get what they read. Nothing
 outside the entry points (`app/asgi.py`, `app/cli.py`) imports this module
 (`tests/test_architecture.py` keeps it so).
 
 Two builders, one wiring:
 
 - `build_core(settings)`: the parts every entry point shares, the database, credentials, the audit
-  log, the notifier and the approvals ledger. `airlock serve` builds them through `Runtime`; the
-  CLI's commands build them alone, so a decision made from the CLI honours the same settings
+  log, the notifier, the approvals ledger and the reviewers' part of the approvals service
+  (`ApprovalDesk`). `airlock serve` builds them through `Runtime`; the CLI's commands build them
+  alone, so a decision made from the CLI honours the same settings
   (`[audit] store_arguments`) and wakes the same gateways (NOTIFY on PostgreSQL).
 - `Runtime(settings)`: the core plus what the serving process adds (policies, upstreams, the
-  gateway's parts (`app/gateway/exchange.py::Gateway`), the approval sweeper, the extensions).
+  gateway's parts (`app/gateway/exchange.py::Gateway`), the approval sweeper, the extensions), and
+  the one `Approvals` (`app/approvals/service.py`) the gateway, the API and the channels share.
 
 `Runtime.run()` is entered once from the Starlette lifespan: it opens the upstream connection
 pool, then supervises the background work (policy reloader, audit writer, approval sweeper,

@@ -1,4 +1,5 @@
-"""Deciding an approval: the one path the API, the CLI, Slack and the web inbox all call.
+"""Deciding an approval: the one path the API, the CLI, Slack and the web inbox all take, through
+the approvals service (`Approvals.decide`, `app/approvals/service.py`).
 
 A decision is a compare-and-set on the pending row: the first one wins, and a later one learns
 who decided and when. Channel code only authenticates the reviewer and renders the outcome.
