@@ -666,26 +666,26 @@ def approvals_list(
         async with _desk(config_path) as desk:
             return await desk.search(statuses=statuses, agent=agent, tool=tool, limit=limit)
 
-    rows = _run(fetch())
+    found = _run(fetch())
     if as_json:
-        click.echo(json.dumps([approval_json(r, settings.public_url) for r in rows], indent=2))
+        click.echo(json.dumps([approval_json(a, settings.public_url) for a in found], indent=2))
         return
-    if not rows:
+    if not found:
         click.echo("no approvals" + (f" with status {status}" if statuses else ""))
         return
     click.echo(f"{'ID':<21} {'STATUS':<16} {'AGENT':<16} {'TOOL':<22} {'CREATED':<20} {'EXPIRES':<20} OUTCOME")
-    for row in rows:
+    for a in found:
         click.echo(
-            f"{row.id:<21} {row.status:<16} {_shown(row.agent):<16} {_shown(row.tool):<22} "
-            f"{_when(row.created_at):<20} {_when(row.expires_at):<20} {_outcome(row)}"
+            f"{a.id:<21} {a.status:<16} {_shown(a.agent):<16} {_shown(a.tool):<22} "
+            f"{_when(a.created_at):<20} {_when(a.expires_at):<20} {_outcome(a)}"
         )
 
 
-def _outcome(row: Approval) -> str:
+def _outcome(approval: Approval) -> str:
     """What became of the call, in the words every channel uses (`app/approvals/wording.py`)."""
     from app.approvals.wording import outcome_of, phrase
 
-    return _shown(phrase(outcome_of(row)))
+    return _shown(phrase(outcome_of(approval)))
 
 
 @approvals.command("show")
