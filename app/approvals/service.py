@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Coroutine, Sequence
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -87,7 +87,7 @@ __all__ = [
 
 logger = logging.getLogger("airlock.approvals")
 
-TIMELINE_LIMIT = 1000
+TIMELINE_LIMIT: Final = 1000
 """At most this many steps of one approval's timeline are read."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from app.approvals.decisions import AlreadyDecided
+from app.approvals.model import Status
 from app.approvals.outcomes import APPROVAL_META_KEY
 from app.approvals.service import Outcome, Pending, Progress, Relayed, Replayed, Waiting
 from app.protocol import Era
@@ -287,3 +288,18 @@ async def test_watching_an_approval_follows_it_from_parked_to_its_outcome(lifecy
     await bounded(watch())
     assert seen[0] == "pending" and seen[-1] == "completed", seen
     assert lifecycle.upstream.calls == 1
+
+
+async def test_reviewers_read_typed_approvals_and_their_timeline_without_the_agents_call(lifecycle: Lifecycle) -> None:
+    approvals = lifecycle.approvals
+    parked = await lifecycle.park()
+    other = await lifecycle.park(task="task-2", request_id=2)
+    await lifecycle.approve(parked.approval.id)
+
+    approved = await approvals.search(statuses=["approved"])
+    assert [a.id for a in approved] == [parked.approval.id]
+    assert approved[0].status is Status.APPROVED and approved[0].decided_by == REVIEWER
+    assert {a.id for a in await approvals.search()} == {parked.approval.id, other.approval.id}
+    assert set(await approvals.changed_since(0.0)) == {parked.approval.id, other.approval.id}
+    steps = [step.event for step in await approvals.timeline(parked.approval.id)]
+    assert steps[0] == "parked" and steps[-1] == "decided" and "call" not in steps
