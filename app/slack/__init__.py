@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute, Route
 
 from app.approvals.channels import ReviewChannel
-from app.approvals.ledger import Ledger
+from app.approvals.service import ApprovalDesk
 from app.approvals.signals import Notifier
 from app.config import SlackSettings
 from app.slack.channel import SlackChannel
@@ -36,13 +36,13 @@ class SlackExtension:
     name = "slack"
 
     def __init__(
-        self, settings: SlackSettings, *, public_url: str, db: Database, ledger: Ledger, notifier: Notifier
+        self, settings: SlackSettings, *, public_url: str, db: Database, approvals: ApprovalDesk, notifier: Notifier
     ) -> None:
         self._notifier = notifier
         self.api = SlackApi(settings)
-        self.outbox = Outbox(db, self.api, settings, public_url)
+        self.outbox = Outbox(db, approvals, self.api, settings, public_url)
         self.reviewers = SlackReviewers(settings, db, self.api)
-        self.interactions = SlackInteractions(ledger, settings, self.api, self.reviewers, public_url)
+        self.interactions = SlackInteractions(approvals, db, settings, self.api, self.reviewers, public_url)
         self._channels: list[ReviewChannel] = [SlackChannel(self.outbox)]
 
     @property
@@ -62,7 +62,7 @@ class SlackExtension:
 
 
 def build(
-    settings: SlackSettings, *, public_url: str, db: Database, ledger: Ledger, notifier: Notifier
+    settings: SlackSettings, *, public_url: str, db: Database, approvals: ApprovalDesk, notifier: Notifier
 ) -> SlackExtension | None:
     """The Slack extension, or None when Slack is not configured.
 
@@ -70,9 +70,9 @@ def build(
         settings: `[slack]`.
         public_url: Airlock's address as reviewers reach it (review links in messages).
         db: the outbox's and the reviewer links' tables.
-        ledger: the approvals ledger that clicks decide through (`app/approvals/decisions.py`).
+        approvals: the approvals service that clicks decide through and messages are rendered from.
         notifier: wakes the outbox on every approval change this process hears of.
     """
     if not settings.enabled:
         return None
-    return SlackExtension(settings, public_url=public_url, db=db, ledger=ledger, notifier=notifier)
+    return SlackExtension(settings, public_url=public_url, db=db, approvals=approvals, notifier=notifier)
