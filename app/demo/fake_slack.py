@@ -45,8 +45,9 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from app.demo.fake_socket_mode import LINK_PATH, FakeSocketMode
 from app.slack.blocks import APPROVE_ACTION, REASON_BLOCK, REASON_INPUT, REJECT_ACTION
 
 BOT_TOKEN = "xoxb-airlock-test-token"
@@ -128,7 +129,11 @@ class FakeSlack:
         self._failing: Reply | None = None
         self._recovered = asyncio.Event()
         self._next_ts = 0
-        routes = [Route("/api/{method}", self._handle, methods=["GET", "POST"])]
+        self.socket_mode = FakeSocketMode()
+        routes: list[BaseRoute] = [
+            Route("/api/{method}", self._handle, methods=["GET", "POST"]),
+            WebSocketRoute(LINK_PATH, self.socket_mode.endpoint),
+        ]
         if workspace is not None:
             routes += [Route("/", self._page), Route(CLICK_PATH, self._click_form, methods=["POST"])]
         self.app = Starlette(routes=routes)
@@ -161,6 +166,8 @@ class FakeSlack:
         method = request.path_params["method"]
         body = await _body(request)
         self.calls.append(Call(method, dict(request.headers), body, time.monotonic()))
+        if method == "apps.connections.open":
+            return await self._open_socket(request)
         if request.headers.get("authorization") != f"Bearer {BOT_TOKEN}":
             return JSONResponse({"ok": False, "error": "invalid_auth"})
         reply = self._failing or self._next_scripted(method)
@@ -174,6 +181,14 @@ class FakeSlack:
                 "<html>Slack is down</html>", status_code=reply.status, headers=reply.headers, media_type="text/html"
             )
         return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+    async def _open_socket(self, request: Request) -> Response:
+        """`apps.connections.open`, authorised by the app-level token (not the bot token)."""
+        reply = self._failing or self._next_scripted("apps.connections.open")
+        if reply is not None and reply.body is not None:
+            return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+        ws_base = "ws" + str(request.base_url).rstrip("/").removeprefix("http")
+        return JSONResponse(await self.socket_mode.open_connection(request.headers, ws_base))
 
     def _next_scripted(self, method: str) -> Reply | None:
         queue = self._scripts.get(method)
@@ -218,7 +233,9 @@ class FakeSlack:
         """Serve on the socket of an earlier `bind()` (else a free loopback port) until the block ends."""
         sock = self._socket or self.bind()
         server = uvicorn.Server(
-            uvicorn.Config(self.app, log_level="warning", lifespan="off", ws="none", timeout_graceful_shutdown=1)
+            uvicorn.Config(
+                self.app, log_level="warning", lifespan="off", ws="websockets-sansio", timeout_graceful_shutdown=1
+            )
         )
         task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
