@@ -183,6 +183,9 @@ class FakeSlack:
         reply = self._failing or self._next_scripted(method)
         if reply is None:
             return JSONResponse(self._default(method, body))
+        return await self._scripted(reply)
+
+    async def _scripted(self, reply: Reply) -> Response:
         if reply.hang:
             await self._recovered.wait()
             return Response(status_code=503)
@@ -195,8 +198,8 @@ class FakeSlack:
     async def _open_socket(self, request: Request) -> Response:
         """`apps.connections.open`, authorised by the app-level token (not the bot token)."""
         reply = self._failing or self._next_scripted("apps.connections.open")
-        if reply is not None and reply.body is not None:
-            return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+        if reply is not None:
+            return await self._scripted(reply)
         ws_base = "ws" + str(request.base_url).rstrip("/").removeprefix("http")
         return JSONResponse(await self.socket_mode.open_connection(request.headers, ws_base))
 

@@ -117,7 +117,8 @@ class SocketMode:
                         code or describe(exc),
                     )
                     return None
-                wait = retry_after(exc) or delay
+                wait = retry_after(exc)
+                wait = delay if wait is None else wait
                 logger.warning("could not open a Slack Socket Mode connection (%s); retrying", describe(exc))
             except Exception as exc:
                 wait = delay

@@ -15,7 +15,7 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from app.demo.fake_slack import FakeSlack
+from app.demo.fake_slack import FakeSlack, Reply
 from app.demo.fake_socket_mode import APP_TOKEN, FakeSocketMode
 from app.demo.upstream import DemoMarket
 from app.slack import SlackExtension
@@ -199,6 +199,33 @@ async def test_a_wrong_app_token_is_one_clear_error_not_a_retry_loop_and_airlock
     async with held_call(airlock, market) as (_call, row):
         assert row.channel, "the outbox still posts the message over the Web API"
     assert len(slack.calls_to("apps.connections.open")) == 1
+
+
+async def test_slack_failing_at_start_is_retried_and_then_the_connection_opens(
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, sockets: FakeSocketMode, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack.script("apps.connections.open", Reply.server_error(503), Reply.ratelimited(0))
+    await start_socket_airlock(start_slack_airlock, slack)
+    assert len(slack.calls_to("apps.connections.open")) == 3 and sockets.opened == 1
+    retried = [r.getMessage() for r in caplog.records if r.name == "airlock.slack"]
+    assert [m for m in retried if "retrying" in m] == [
+        "could not open a Slack Socket Mode connection (Slack answered HTTP 503); retrying",
+        "could not open a Slack Socket Mode connection (Slack answered HTTP 429 (ratelimited)); retrying",
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_envelopes_other_than_interactions_and_unreadable_ones_are_acked_and_ignored(
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, sockets: FakeSocketMode
+) -> None:
+    await start_socket_airlock(start_slack_airlock, slack)
+    event = await sockets.send({"type": "event_callback", "event": {"type": "app_mention"}}, kind="events_api")
+    nobody = await sockets.send({"type": "block_actions", "actions": []})
+    unreadable = {"type": "view_submission", "view": {"callback_id": "airlock_reject_reason", "private_metadata": "?"}}
+    garbled = await sockets.send(unreadable)
+    for envelope in (event, nobody, garbled):
+        assert await acked_promptly(sockets, envelope) is None
+    assert not slack.calls_to("chat.postEphemeral") and not slack.calls_to("views.open")
 
 
 async def test_socket_mode_serves_no_interactions_endpoint(
