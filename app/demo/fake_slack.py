@@ -15,7 +15,10 @@ One copy serves two users:
   signing secret: a `block_actions` payload for Approve or Reject and, for Reject, the
   `view_submission` of the reason modal Airlock opened with `views.open`. A page at `/` shows the
   channel with the buttons; `python -m app.demo.fake_slack click APPROVAL_ID approve` clicks from
-  a terminal.
+  a terminal. With `Workspace(socket=True)` (`airlock demo --fake-slack socket`) the same payloads
+  go as Socket Mode envelopes to the connections Airlock opened, and the acks are the answers.
+- Socket Mode (`fake_socket_mode.py`): `apps.connections.open` (checked against the app-level
+  token) and the `/link/` WebSocket, served by the same app; tests reach it as `socket_mode`.
 
 Boundary: only what Airlock uses. One workspace, one channel, one clicking user; no OAuth, no
 Events API, no rendering of Block Kit beyond its text. Nothing here is part of the gateway.
@@ -301,7 +304,9 @@ class FakeSlack:
 
     async def _view_opened(self, trigger_id: str, *, timeout: float = 5) -> dict[str, Any] | None:
         """The modal Airlock opened for `trigger_id`, waiting for it: over Socket Mode the click is
-        acknowledged before Airlock calls `views.open`."""
+        acknowledged before Airlock calls `views.open`; over HTTP it was called before the answer."""
+        if self.workspace is None or not self.workspace.socket:
+            return self._view_of(trigger_id)
         try:
             async with asyncio.timeout(timeout), self._called:
                 await self._called.wait_for(lambda: self._view_of(trigger_id) is not None)

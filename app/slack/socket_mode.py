@@ -35,6 +35,11 @@ Deliberate choices (do not "fix" without reading why):
   forever. Network failures and rate limits at start are retried with backoff.
 - The app token is never logged: the settings' repr hides it, the SDK redacts `Authorization` in
   its debug logs, and nothing here formats it.
+
+Known gap (SDK behaviour, slack_sdk 3.48): when opening the WebSocket itself fails, the client's
+`connect()` retries the same URL every `ping_interval` without asking `apps.connections.open` for
+a new one; if Slack stops accepting an old URL after a long outage, that connection stays down
+until Airlock restarts. The fake cannot show what Slack does with an old URL (unconfirmed).
 """
 
 from __future__ import annotations
