@@ -57,6 +57,8 @@ class FakeSocketMode:
         self.acks: list[Ack] = []
         self.sent: dict[str, float] = {}
         """Envelope id → `time.monotonic()` when it was last sent."""
+        self.refuse_next = 0
+        """Refuse this many WebSocket opens (their tickets are spent all the same)."""
         self._sockets: dict[int, WebSocket] = {}
         self._tickets: set[str] = set()
         self._ids = itertools.count(1)
@@ -83,6 +85,10 @@ class FakeSocketMode:
             await websocket.close(code=_POLICY_VIOLATION)
             return
         self._tickets.discard(ticket)
+        if self.refuse_next > 0:
+            self.refuse_next -= 1
+            await websocket.close(code=_POLICY_VIOLATION)
+            return
         await websocket.accept()
         connection = next(self._ids)
         self._sockets[connection] = websocket

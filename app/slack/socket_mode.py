@@ -36,10 +36,10 @@ Deliberate choices (do not "fix" without reading why):
 - The app token is never logged: the settings' repr hides it, the SDK redacts `Authorization` in
   its debug logs, and nothing here formats it.
 
-Known gap (SDK behaviour, slack_sdk 3.48): when opening the WebSocket itself fails, the client's
-`connect()` retries the same URL every `ping_interval` without asking `apps.connections.open` for
-a new one; if Slack stops accepting an old URL after a long outage, that connection stays down
-until Airlock restarts. The fake cannot show what Slack does with an old URL (unconfirmed).
+- A connection attempt that has not opened within `_PATIENCE_PINGS` pings starts over with a new
+  URL (`_Client.connect`). The SDK's `connect()` retries a failed WebSocket open with the same URL
+  for ever, and a URL is a one-time ticket: after an outage Slack may never accept it again
+  (what Slack does with an old URL is unconfirmed; the fake's tickets are single-use).
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ INTERACTIVE: Final = "interactive"
 _REMEMBERED: Final = 10_000
 """Envelope ids kept for spotting repeats (a few hours of clicks for any team)."""
 _RETRY_MAX_SECONDS: Final = 60.0
+_PATIENCE_PINGS: Final = 4
+"""A connection attempt gets this many ping intervals (the SDK's staleness limit) before a new URL."""
 _RETRIED: Final = frozenset({"ratelimited", "internal_error", "fatal_error", "request_timeout", "service_unavailable"})
 """`apps.connections.open` errors worth retrying; any other means the token or the app is wrong."""
 
@@ -133,7 +135,7 @@ class SocketMode:
 
     async def _connect(self, web: AsyncWebClient, first_url: str) -> None:
         for index in range(self._settings.socket_connections):
-            client = SocketModeClient(
+            client = _Client(
                 app_token=self._settings.app_token or "",
                 logger=logging.getLogger("airlock.slack.socket"),
                 web_client=web,
@@ -143,7 +145,7 @@ class SocketMode:
             self.clients.append(client)
             if index == 0:
                 client.wss_uri = first_url
-            await client.connect()  # type: ignore[no-untyped-call]
+            await client.connect()
         logger.info("Slack Socket Mode connected (%d connections)", len(self.clients))
         self.connected.set()
 
@@ -178,6 +180,22 @@ class SocketMode:
         if len(self._seen) > _REMEMBERED:
             self._seen.popitem(last=False)
         return False
+
+
+class _Client(SocketModeClient):
+    """slack_sdk's aiohttp client, except that a connection attempt stuck on one URL starts over."""
+
+    async def connect(self) -> None:
+        while not self.closed:
+            try:
+                async with asyncio.timeout(self.ping_interval * _PATIENCE_PINGS):
+                    await super().connect()  # type: ignore[no-untyped-call]
+                return
+            except TimeoutError:
+                self.logger.warning("a Slack Socket Mode connection did not open in time; asking for a new URL")
+                self.wss_uri = None
+                # connect() turns auto-reconnect off while it works and back on only on success.
+                self.auto_reconnect_enabled = self.default_auto_reconnect_enabled
 
 
 async def _ack(client: AsyncBaseSocketModeClient, envelope_id: str, payload: dict[str, Any] | None = None) -> None:

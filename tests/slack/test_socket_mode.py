@@ -49,8 +49,10 @@ def socket_mode_of(airlock: AirlockUnderTest) -> SocketMode:
     return socket_mode
 
 
-async def start_socket_airlock(start: StartSlackAirlock, slack: FakeSlack, *, connections: int = 1) -> AirlockUnderTest:
-    airlock = await start(env=socket_env(), slack_table={"socket_connections": connections})
+async def start_socket_airlock(
+    start: StartSlackAirlock, slack: FakeSlack, *, connections: int = 1, **table: Any
+) -> AirlockUnderTest:
+    airlock = await start(env=socket_env(), slack_table={"socket_connections": connections, **table})
     async with asyncio.timeout(5):
         await socket_mode_of(airlock).connected.wait()
     await slack.socket_mode.wait_until(lambda: len(slack.socket_mode.connections) == connections)
@@ -135,6 +137,21 @@ async def test_after_slack_ends_the_connection_the_client_reconnects_and_the_nex
             result = await call
     assert not result.is_error, text_of(result)
     assert APP_TOKEN not in caplog.text, "the app-level token must never be logged"
+
+
+async def test_a_connection_whose_url_is_refused_starts_over_with_a_new_url_and_the_next_click_works(
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, sockets: FakeSocketMode, market: DemoMarket
+) -> None:
+    airlock = await start_socket_airlock(start_slack_airlock, slack, socket_ping_seconds=0.2)
+    sockets.refuse_next = 1
+    await sockets.drop()
+    await sockets.wait_until(lambda: sockets.opened == 3 and len(sockets.connections) == 1)
+    async with held_call(airlock, market) as (call, row):
+        envelope = await sockets.send(click_payload(row, "approve"))
+        assert await acked_promptly(sockets, envelope) is None
+        async with asyncio.timeout(10):
+            result = await call
+    assert not result.is_error, text_of(result)
 
 
 async def test_an_envelope_delivered_twice_decides_once_and_sends_no_note(
