@@ -84,7 +84,7 @@ class SocketMode:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.clients: list[SocketModeClient] = []
         self.connected = asyncio.Event()
-        """Set once every client has connected (tests and health wait on it)."""
+        """Set once every client has connected (tests wait on it)."""
         self.refused = asyncio.Event()
         """Set when Slack refused the app token and Socket Mode is off."""
 
