@@ -661,6 +661,7 @@ def _slack(table: Any, env: Mapping[str, str]) -> SlackSettings:
         raise ConfigError('[slack] team_ids must be a list of workspace ids such as "T0123456789"')
     team_ids = env.get("SLACK_TEAM_IDS") or ",".join(file_team_ids)
     defaults = SlackSettings()
+    mode = _slack_mode(env.get("SLACK_MODE") or _get(table, "mode", str, defaults.mode))
     settings = SlackSettings(
         bot_token=env.get("SLACK_BOT_TOKEN") or None,
         signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
@@ -669,8 +670,8 @@ def _slack(table: Any, env: Mapping[str, str]) -> SlackSettings:
         default_channel=env.get("SLACK_DEFAULT_CHANNEL") or _get(table, "default_channel", str, "") or None,
         api_url=env.get("SLACK_API_URL") or _get(table, "api_url", str, "") or defaults.api_url,
         reviewer_users=_slack_reviewers(table.get("reviewers", {}), env.get("SLACK_REVIEWERS")),
-        mode=_slack_mode(env.get("SLACK_MODE") or _get(table, "mode", str, defaults.mode)),
-        app_token=_app_token(table, env),
+        mode=mode,
+        app_token=_app_token(table, env, mode),
         socket_connections=_socket_connections(table.get("socket_connections", defaults.socket_connections)),
         **{key: _positive(f"slack.{key}", table.get(key, getattr(defaults, key))) for key in _SLACK_SECONDS},
     )
@@ -710,13 +711,18 @@ def _slack_mode(value: str) -> SlackMode:
     return "socket" if value == "socket" else "http"
 
 
-def _app_token(table: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
-    """`AIRLOCK_SLACK_APP_TOKEN`, else `[slack] app_token`, which may only name an environment variable."""
+def _app_token(table: Mapping[str, Any], env: Mapping[str, str], mode: SlackMode) -> str | None:
+    """`AIRLOCK_SLACK_APP_TOKEN`, else `[slack] app_token`, which may only name an environment variable.
+
+    Read only in socket mode: HTTP mode has no use for it, so its variable need not be set there.
+    """
     reference = _get(table, "app_token", str, "")
     if reference and not _ENV_REF.fullmatch(reference):
         raise ConfigError(
             '[slack] app_token must be a reference such as "${SLACK_APP_TOKEN}": secrets stay in the environment'
         )
+    if mode != "socket":
+        return None
     token = env.get("AIRLOCK_SLACK_APP_TOKEN") or (_expand(reference, env, "[slack] app_token") if reference else "")
     if token and not token.startswith(APP_TOKEN_PREFIX):
         # Never echo the value: it may be the bot token or another secret pasted in the wrong place.

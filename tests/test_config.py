@@ -372,9 +372,7 @@ def test_the_example_config_names_every_setting_config_py_accepts() -> None:
 
 def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) -> None:
     loaded = settings_from_document(
-        example_with_every_setting_uncommented(),
-        base_dir=tmp_path,
-        env={**ENV, "EM_API_TOKEN": "t", "SLACK_APP_TOKEN": "xapp-1-A1-1-t"},
+        example_with_every_setting_uncommented(), base_dir=tmp_path, env={**ENV, "EM_API_TOKEN": "t"}
     )
     defaults = Settings()
     assert loaded.approvals == dataclasses.replace(

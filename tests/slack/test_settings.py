@@ -122,6 +122,7 @@ def test_http_mode_ignores_an_app_token_and_still_needs_the_signing_secret() -> 
     env = {k: v for k, v in SOCKET_ENV.items() if k != "SLACK_MODE"}
     with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
         slack_settings(env)
+    assert slack_settings({}, {"app_token": "${NOT_SET_IN_HTTP_MODE}"}).app_token is None
 
 
 @pytest.mark.parametrize(
@@ -135,7 +136,7 @@ def test_http_mode_ignores_an_app_token_and_still_needs_the_signing_secret() -> 
         ({**SOCKET_ENV, "AIRLOCK_SLACK_APP_TOKEN": "xoxb-oops"}, {}, r"must be an app-level token \(xapp-…\)"),
         ({}, {"mode": "sockets"}, 'slack.mode must be "http" or "socket"'),
         ({}, {"app_token": "xapp-1-literal"}, "app_token must be a reference"),
-        ({}, {"app_token": "${UNSET_XAPP}"}, r"refers to \$\{UNSET_XAPP\}, which is not set"),
+        ({}, {"mode": "socket", "app_token": "${UNSET_XAPP}"}, r"refers to \$\{UNSET_XAPP\}, which is not set"),
         ({}, {"socket_connections": 11}, "socket_connections must be a whole number from 1 to 10"),
         ({}, {"socket_ping_seconds": 0}, "socket_ping_seconds must be a positive"),
     ],
