@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from app.approvals.service import ApprovalDesk
     from app.auth import Credentials, IssuedToken
     from app.config import Settings, UpstreamSettings
+    from app.demo.run import FakeSlackMode
     from app.runtime import Core
     from app.store.audit import AuditRow
     from app.store.db import Database
@@ -275,11 +276,17 @@ def migrate(config_path: Path | None) -> None:
 )
 @click.option(
     "--fake-slack",
-    is_flag=True,
-    help="Also send approvals to a local fake Slack with working buttons (replaces any Slack settings).",
+    type=click.Choice(["http", "socket"]),
+    is_flag=False,
+    flag_value="http",
+    default=None,
+    help="Also send approvals to a local fake Slack with working buttons (replaces any Slack settings); "
+    "`--fake-slack socket` delivers its clicks over Socket Mode.",
 )
 @_friendly
-def demo(config_path: Path | None, port: int | None, upstream_port: int | None, fake_slack: bool) -> None:
+def demo(
+    config_path: Path | None, port: int | None, upstream_port: int | None, fake_slack: FakeSlackMode | None
+) -> None:
     """Run the demo: an Execution Market-like upstream behind Airlock, with a sample policy (SQLite).
 
     Uses ./airlock.toml, which ships set up for the demo. Prints an agent token, a reviewer token

@@ -7,6 +7,9 @@ The extension wires four parts together and owns nothing else:
   this process hears of through the notifier (including changes other processes made);
 - `interactions.py`: `POST /slack/interactions`, where clicks are verified, mapped to a reviewer
   (`reviewers.py`) and decided through the one decision path;
+- `socket_mode.py`: with `[slack] mode = "socket"`, the same clicks arriving over Socket Mode
+  WebSockets instead (no public URL, no `/slack/interactions` route), handled by the same
+  `SlackInteractions.respond()`;
 - `blocks.py` (what the message looks like), `payloads.py` (what Slack sends), `webapi.py` (the
   Slack calls).
 
@@ -16,6 +19,7 @@ nothing about Slack exists in the process.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from starlette.routing import BaseRoute, Route
@@ -28,6 +32,7 @@ from app.slack.channel import SlackChannel
 from app.slack.interactions import PATH, SlackInteractions
 from app.slack.outbox import Outbox
 from app.slack.reviewers import SlackReviewers
+from app.slack.socket_mode import SocketMode
 from app.slack.webapi import SlackApi
 from app.store.db import Database
 
@@ -44,19 +49,26 @@ class SlackExtension:
         self.reviewers = SlackReviewers(settings, db, self.api)
         self.interactions = SlackInteractions(approvals, db, settings, self.api, self.reviewers, public_url)
         self._channels: list[ReviewChannel] = [SlackChannel(self.outbox)]
+        self.socket_mode = SocketMode(settings, self.interactions) if settings.mode == "socket" else None
 
     @property
     def channels(self) -> Sequence[ReviewChannel]:
         return self._channels
 
     def routes(self) -> Sequence[BaseRoute]:
+        if self.socket_mode is not None:
+            return ()
         return [Route(PATH, self.interactions.handle, methods=["POST"])]
 
     async def run(self) -> None:
-        """Run the outbox for the life of the process, woken by every approval change it hears of."""
+        """Run the outbox for the life of the process, woken by every approval change it hears of,
+        and in socket mode the Socket Mode connections beside it (which never stop the outbox)."""
         remove = self._notifier.add_listener(self.outbox.kick)
         try:
-            await self.outbox.run()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.outbox.run(), name="slack-outbox")
+                if self.socket_mode is not None:
+                    group.create_task(self.socket_mode.run(), name="slack-socket-mode")
         finally:
             remove()
 

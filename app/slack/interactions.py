@@ -50,7 +50,15 @@ from app.approvals.outcomes import review_url
 from app.approvals.service import ApprovalDesk, DecisionError
 from app.config import SlackSettings
 from app.slack.blocks import REASON_BLOCK, cut, escape, reject_modal
-from app.slack.payloads import Actor, ButtonClick, PayloadError, ReasonSubmitted, parse_interaction, reject_metadata
+from app.slack.payloads import (
+    Actor,
+    ButtonClick,
+    Interaction,
+    PayloadError,
+    ReasonSubmitted,
+    parse_interaction,
+    reject_metadata,
+)
 from app.slack.reviewers import Refused, SlackReviewers
 from app.slack.webapi import SlackApi, describe
 from app.store import slack_outbox as outbox_store
@@ -77,14 +85,14 @@ class SlackInteractions:
         approvals: what clicks read and decide through.
         db: the outbox's table, for the message Airlock posted for an approval.
         """
-        assert settings.signing_secret, "Slack is enabled only with a signing secret"
         self._approvals = approvals
         self._db = db
         self._settings = settings
         self._api = api
         self._reviewers = reviewers
         self._public_url = public_url
-        self._verifier = SignatureVerifier(settings.signing_secret)
+        # None in Socket Mode, where this route is not mounted and nothing arrives signed.
+        self._verifier = SignatureVerifier(settings.signing_secret) if settings.signing_secret else None
 
     async def handle(self, request: Request) -> Response:
         body = await _body(request)
@@ -97,6 +105,15 @@ class SlackInteractions:
             interaction = parse_interaction(body)
         except PayloadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        return await self.respond(interaction)
+
+    async def respond(self, interaction: Interaction) -> Response:
+        """Handle one verified, parsed interaction; the answer Slack gets, for either transport.
+
+        Over HTTP the response is sent as it is. Over Socket Mode (`app/slack/socket_mode.py`) its
+        JSON body, if any, is the envelope's ack payload (a modal's `response_action`), and its
+        background task runs after the ack, as it runs here after the response is sent.
+        """
         if isinstance(interaction, ButtonClick):
             return await self._click(interaction)
         if isinstance(interaction, ReasonSubmitted):
@@ -104,6 +121,8 @@ class SlackInteractions:
         return Response(status_code=200)
 
     def _verified(self, body: bytes, headers: Headers) -> bool:
+        if self._verifier is None:
+            return False
         try:
             return self._verifier.is_valid_request(body, dict(headers.items()))
         except ValueError:
