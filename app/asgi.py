@@ -66,7 +66,7 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         Route("/schemas/policy.json", policy_schema),
         *([Route("/metrics", runtime.metrics.route(runtime.db))] if runtime.metrics is not None else []),
         *approvals_api.routes(
-            credentials=runtime.credentials, db=runtime.db, ledger=runtime.ledger, public_url=settings.public_url
+            credentials=runtime.credentials, approvals=runtime.approvals, public_url=settings.public_url
         ),
         *policy_api.routes(runtime.credentials, runtime.policies, runtime.upstreams),
         *(route for extension in runtime.extensions for route in extension.routes()),

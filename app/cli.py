@@ -29,16 +29,16 @@ import click
 from dotenv import load_dotenv
 
 from app import __version__
+from app.approvals.model import Status
 from app.errors import AirlockError, ConfigError, PolicyError
-from app.store.approvals import ALL_STATUSES
 
 if TYPE_CHECKING:
-    from app.approvals.ledger import Ledger
-    from app.approvals.model import ApprovalLike
+    from app.approvals.model import Approval
+    from app.approvals.service import ApprovalDesk
     from app.auth import Credentials, IssuedToken
     from app.config import Settings, UpstreamSettings
+    from app.demo.run import FakeSlackMode
     from app.runtime import Core
-    from app.store.approvals import ApprovalRow
     from app.store.audit import AuditRow
     from app.store.db import Database
     from app.store.tokens import AgentTokenRow, ReviewerRow
@@ -112,7 +112,7 @@ class _CommaChoice(click.Choice[str]):
         )
 
 
-STATUS_CHOICE: Final = _CommaChoice(["all", *ALL_STATUSES])
+STATUS_CHOICE: Final = _CommaChoice(["all", *(status.value for status in Status)])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -276,11 +276,17 @@ def migrate(config_path: Path | None) -> None:
 )
 @click.option(
     "--fake-slack",
-    is_flag=True,
-    help="Also send approvals to a local fake Slack with working buttons (replaces any Slack settings).",
+    type=click.Choice(["http", "socket"]),
+    is_flag=False,
+    flag_value="http",
+    default=None,
+    help="Also send approvals to a local fake Slack with working buttons (replaces any Slack settings); "
+    "`--fake-slack socket` delivers its clicks over Socket Mode.",
 )
 @_friendly
-def demo(config_path: Path | None, port: int | None, upstream_port: int | None, fake_slack: bool) -> None:
+def demo(
+    config_path: Path | None, port: int | None, upstream_port: int | None, fake_slack: FakeSlackMode | None
+) -> None:
     """Run the demo: an Execution Market-like upstream behind Airlock, with a sample policy (SQLite).
 
     Uses ./airlock.toml, which ships set up for the demo. Prints an agent token, a reviewer token
@@ -661,35 +667,34 @@ def approvals_list(
 ) -> None:
     """List approvals, newest first."""
     from app.approvals.api import approval_json
-    from app.store import approvals as approval_store
 
     statuses = [] if status == "all" else [s for s in status.split(",") if s]
     settings = _settings(config_path, require_upstreams=False)
 
-    async def fetch() -> list[ApprovalRow]:
-        async with _database(config_path) as db, db.read() as conn:
-            return await approval_store.search(conn, statuses=statuses, agent=agent, tool=tool, limit=limit)
+    async def fetch() -> list[Approval]:
+        async with _desk(config_path) as desk:
+            return await desk.search(statuses=statuses, agent=agent, tool=tool, limit=limit)
 
-    rows = _run(fetch())
+    found = _run(fetch())
     if as_json:
-        click.echo(json.dumps([approval_json(r, settings.public_url) for r in rows], indent=2))
+        click.echo(json.dumps([approval_json(a, settings.public_url) for a in found], indent=2))
         return
-    if not rows:
+    if not found:
         click.echo("no approvals" + (f" with status {status}" if statuses else ""))
         return
     click.echo(f"{'ID':<21} {'STATUS':<16} {'AGENT':<16} {'TOOL':<22} {'CREATED':<20} {'EXPIRES':<20} OUTCOME")
-    for row in rows:
+    for a in found:
         click.echo(
-            f"{row.id:<21} {row.status:<16} {_shown(row.agent):<16} {_shown(row.tool):<22} "
-            f"{_when(row.created_at):<20} {_when(row.expires_at):<20} {_outcome(row)}"
+            f"{a.id:<21} {a.status:<16} {_shown(a.agent):<16} {_shown(a.tool):<22} "
+            f"{_when(a.created_at):<20} {_when(a.expires_at):<20} {_outcome(a)}"
         )
 
 
-def _outcome(row: ApprovalLike) -> str:
+def _outcome(approval: Approval) -> str:
     """What became of the call, in the words every channel uses (`app/approvals/wording.py`)."""
     from app.approvals.wording import outcome_of, phrase
 
-    return _shown(phrase(outcome_of(row)))
+    return _shown(phrase(outcome_of(approval)))
 
 
 @approvals.command("show")
@@ -700,21 +705,16 @@ def _outcome(row: ApprovalLike) -> str:
 def approvals_show(config_path: Path | None, approval_id: str, as_json: bool) -> None:
     """Show one approval: the call, the policy's reason, the decision, the result and the timeline."""
     from app.approvals.api import approval_json, timeline_json
-    from app.store import approvals as approval_store
-    from app.store import audit as audit_store
 
     settings = _settings(config_path, require_upstreams=False)
 
-    async def fetch() -> tuple[ApprovalRow | None, list[AuditRow]]:
-        async with _database(config_path) as db, db.read() as conn:
-            row = await approval_store.get(conn, approval_id)
-            timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
-            return row, timeline
+    async def fetch() -> tuple[Approval | None, list[AuditRow]]:
+        async with _desk(config_path) as desk:
+            return await desk.get(approval_id), await desk.timeline(approval_id)
 
-    row, timeline = _run(fetch())
+    row, steps = _run(fetch())
     if row is None:
         _fail(f"no approval {approval_id}")
-    steps = [t for t in timeline if t.event != "call"]
     if as_json:
         body = approval_json(row, settings.public_url)
         body["timeline"] = [timeline_json(t) for t in steps]
@@ -723,24 +723,22 @@ def approvals_show(config_path: Path | None, approval_id: str, as_json: bool) ->
     click.echo(_approval_text(row, steps, settings.public_url))
 
 
-def _approval_text(row: ApprovalLike, steps: list[AuditRow], public_url: str) -> str:
+def _approval_text(approval: Approval, steps: list[AuditRow], public_url: str) -> str:
     """One approval for a person at a terminal: sentences from `app/approvals/wording.py`, UTC times,
     hidden characters revealed, the arguments and the result in full (JSON pretty-printed)."""
     from app.approvals import wording
-    from app.approvals.model import Approval
     from app.reveal import reveal
 
-    approval = Approval.of(row)
     voice = wording.Voice(time=_when, name=_shown)
     outcome = wording.outcome_of(approval)
     lines = [
-        f"{row.id}: {_shown(row.tool)} on {_shown(row.upstream)}, asked by {_shown(row.agent)}",
-        f"  status    {row.status} ({_shown(wording.phrase(outcome))})",
-        f"  policy    {_shown(row.policy_reason)} (rule {_shown(row.policy_rule)})",
-        f"  asked     {_when(row.created_at)}, expires {_when(row.expires_at)}",
-        f"  review    {wording.review_url(public_url, row.id)}",
+        f"{approval.id}: {_shown(approval.tool)} on {_shown(approval.upstream)}, asked by {_shown(approval.agent)}",
+        f"  status    {approval.status} ({_shown(wording.phrase(outcome))})",
+        f"  policy    {_shown(approval.policy_reason)} (rule {_shown(approval.policy_rule)})",
+        f"  asked     {_when(approval.created_at)}, expires {_when(approval.expires_at)}",
+        f"  review    {wording.review_url(public_url, approval.id)}",
     ]
-    if row.decided_at is not None:
+    if approval.decided_at is not None:
         lines.append(f"  decision  {_shown(wording.account(approval, voice))}")
     lines += ["", "What the agent sent:", _indented(reveal(_pretty(approval)))]
     if approval.result is not None:
@@ -792,14 +790,13 @@ def _decide_command(verdict: str) -> Callable[..., None]:
     )
     @_friendly
     def command(config_path: Path | None, approval_id: str, reviewer: str | None, reason: str | None) -> None:
-        from app.approvals.decisions import DecisionError, decide
+        from app.approvals.service import DecisionError
         from app.reveal import reveal
 
-        async def run() -> tuple[ApprovalRow, str]:
-            async with _ledger(config_path) as ledger:
-                name = reviewer or await _only_reviewer(ledger.db)
-                return await decide(
-                    ledger,
+        async def run() -> tuple[Approval, str]:
+            async with _core(config_path) as core:
+                name = reviewer or await _only_reviewer(core.db)
+                return await core.desk.decide(
                     approval_id,
                     reviewer=name,
                     verdict=verdict,  # type: ignore[arg-type]
@@ -1139,10 +1136,11 @@ async def _credentials(config_path: Path | None) -> AsyncIterator[Credentials]:
 
 
 @asynccontextmanager
-async def _ledger(config_path: Path | None) -> AsyncIterator[Ledger]:
-    """The approvals ledger, so decisions made here wake the gateways (NOTIFY on PostgreSQL)."""
+async def _desk(config_path: Path | None) -> AsyncIterator[ApprovalDesk]:
+    """The approvals service as reviewers use it (`build_core`'s desk): decisions made here wake
+    the gateways (NOTIFY on PostgreSQL)."""
     async with _core(config_path) as core:
-        yield core.ledger
+        yield core.desk
 
 
 if __name__ == "__main__":  # pragma: no cover

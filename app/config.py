@@ -21,7 +21,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from app.errors import ConfigError
@@ -30,6 +30,7 @@ from app.logs import LOG_FORMATS, LogFormat
 DEFAULT_CONFIG_FILE: Final = "airlock.toml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+SlackMode = Literal["http", "socket"]
 
 
 @dataclass(frozen=True)
@@ -170,9 +171,10 @@ class TracingSettings:
 
 @dataclass(frozen=True)
 class SlackSettings:
-    """Slack approvals (see `docs/slack.md`). Enabled when the bot token and signing secret are set.
+    """Slack approvals (see `docs/slack.md`). Enabled when the bot token and, in `http` mode, the
+    signing secret or, in `socket` mode, the app-level token are set.
 
-    Secrets come only from the environment. Once either is set, the app id, the workspace ids and
+    Secrets come only from the environment. Once one is set, the app id, the workspace ids and
     the default channel must be set too (from the environment or `[slack]`): Airlock refuses to
     start half configured rather than accept clicks it cannot check.
     """
@@ -180,7 +182,17 @@ class SlackSettings:
     bot_token: str | None = None
     """`SLACK_BOT_TOKEN` (env only): the bot's `xoxb-…` token for the Web API."""
     signing_secret: str | None = None
-    """`SLACK_SIGNING_SECRET` (env only): verifies that interaction requests come from Slack."""
+    """`SLACK_SIGNING_SECRET` (env only): verifies that interaction requests come from Slack (`http` mode)."""
+    mode: SlackMode = "http"
+    """`SLACK_MODE` / `mode`: how clicks reach Airlock. `http`: Slack posts them to
+    `<public_url>/slack/interactions` (needs a public HTTPS address); `socket`: Airlock opens a
+    Socket Mode WebSocket to Slack (no public address; needs `app_token`)."""
+    app_token: str | None = field(default=None, repr=False)
+    """`AIRLOCK_SLACK_APP_TOKEN` / `app_token = "${VAR}"` (a reference, never the token itself): the
+    app-level `xapp-…` token with `connections:write` that opens Socket Mode connections."""
+    socket_connections: int = 2
+    """`socket_connections`: Socket Mode connections this process keeps open (1 to 10 per app in all,
+    counting every replica); a second one covers the gap while the other is being replaced."""
     app_id: str | None = None
     """`SLACK_APP_ID` / `app_id`: the `A…` id of the Slack app; payloads for any other app are refused."""
     team_ids: tuple[str, ...] = ()
@@ -209,10 +221,14 @@ class SlackSettings:
     approvals whose message was never queued)."""
     lease_seconds: float = 60.0
     """`lease_seconds`: how long a replica owns a claimed outbox row (must exceed api_timeout_seconds)."""
+    socket_ping_seconds: float = 5.0
+    """`socket_ping_seconds`: how often a Socket Mode connection is pinged; one that misses pongs for
+    four intervals is replaced."""
 
     @property
     def enabled(self) -> bool:
-        return bool(self.bot_token and self.signing_secret and self.app_id and self.team_ids and self.default_channel)
+        inbound = self.signing_secret if self.mode == "http" else self.app_token
+        return bool(self.bot_token and inbound and self.app_id and self.team_ids and self.default_channel)
 
 
 @dataclass(frozen=True)
@@ -756,8 +772,23 @@ _SLACK_SECONDS: Final = (
     "click_timeout_seconds",
     "poll_seconds",
     "lease_seconds",
+    "socket_ping_seconds",
 )
-_SLACK_KEYS: Final = frozenset({"default_channel", "app_id", "team_ids", "api_url", "reviewers", *_SLACK_SECONDS})
+_SLACK_KEYS: Final = frozenset(
+    {
+        "default_channel",
+        "app_id",
+        "team_ids",
+        "api_url",
+        "reviewers",
+        "mode",
+        "app_token",
+        "socket_connections",
+        *_SLACK_SECONDS,
+    }
+)
+_SLACK_MODES: Final = ("http", "socket")
+APP_TOKEN_PREFIX: Final = "xapp-"
 
 
 def _slack(table: Any, env: Mapping[str, str]) -> SlackSettings:
@@ -771,6 +802,7 @@ def _slack(table: Any, env: Mapping[str, str]) -> SlackSettings:
         raise ConfigError('[slack] team_ids must be a list of workspace ids such as "T0123456789"')
     team_ids = env.get("SLACK_TEAM_IDS") or ",".join(file_team_ids)
     defaults = SlackSettings()
+    mode = _slack_mode(env.get("SLACK_MODE") or _get(table, "mode", str, defaults.mode))
     settings = SlackSettings(
         bot_token=env.get("SLACK_BOT_TOKEN") or None,
         signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
@@ -779,17 +811,31 @@ def _slack(table: Any, env: Mapping[str, str]) -> SlackSettings:
         default_channel=env.get("SLACK_DEFAULT_CHANNEL") or _get(table, "default_channel", str, "") or None,
         api_url=env.get("SLACK_API_URL") or _get(table, "api_url", str, "") or defaults.api_url,
         reviewer_users=_slack_reviewers(table.get("reviewers", {}), env.get("SLACK_REVIEWERS")),
+        mode=mode,
+        app_token=_app_token(table, env, mode),
+        socket_connections=_socket_connections(table.get("socket_connections", defaults.socket_connections)),
         **{key: _positive(f"slack.{key}", table.get(key, getattr(defaults, key))) for key in _SLACK_SECONDS},
     )
     _check_http_url("slack api_url", settings.api_url)
     if settings.lease_seconds <= settings.api_timeout_seconds:
         raise ConfigError("slack.lease_seconds must be longer than slack.api_timeout_seconds")
-    if settings.bot_token or settings.signing_secret:
+    _check_slack_complete(settings)
+    return settings
+
+
+def _check_slack_complete(settings: SlackSettings) -> None:
+    """Refuse a half-configured Slack: once any secret is set, everything the mode needs must be."""
+    socket_mode = settings.mode == "socket"
+    if socket_mode and settings.bot_token and not settings.app_token:
+        raise ConfigError(
+            "Slack socket mode needs an app-level token: set AIRLOCK_SLACK_APP_TOKEN (xapp-…, see docs/slack.md)"
+        )
+    if settings.bot_token or settings.signing_secret or (socket_mode and settings.app_token):
         missing = [
             name
             for name, value in (
                 ("SLACK_BOT_TOKEN", settings.bot_token),
-                ("SLACK_SIGNING_SECRET", settings.signing_secret),
+                *(() if socket_mode else (("SLACK_SIGNING_SECRET", settings.signing_secret),)),
                 ("SLACK_APP_ID", settings.app_id),
                 ("SLACK_TEAM_IDS", settings.team_ids),
                 ("SLACK_DEFAULT_CHANNEL", settings.default_channel),
@@ -798,7 +844,37 @@ def _slack(table: Any, env: Mapping[str, str]) -> SlackSettings:
         ]
         if missing:
             raise ConfigError(f"Slack is only partly configured: set {', '.join(missing)} (see docs/slack.md)")
-    return settings
+
+
+def _slack_mode(value: str) -> SlackMode:
+    if value not in _SLACK_MODES:
+        raise ConfigError('slack.mode must be "http" or "socket"')
+    return "socket" if value == "socket" else "http"
+
+
+def _app_token(table: Mapping[str, Any], env: Mapping[str, str], mode: SlackMode) -> str | None:
+    """`AIRLOCK_SLACK_APP_TOKEN`, else `[slack] app_token`, which may only name an environment variable.
+
+    Read only in socket mode: HTTP mode has no use for it, so its variable need not be set there.
+    """
+    reference = _get(table, "app_token", str, "")
+    if reference and not _ENV_REF.fullmatch(reference):
+        raise ConfigError(
+            '[slack] app_token must be a reference such as "${SLACK_APP_TOKEN}": secrets stay in the environment'
+        )
+    if mode != "socket":
+        return None
+    token = env.get("AIRLOCK_SLACK_APP_TOKEN") or (_expand(reference, env, "[slack] app_token") if reference else "")
+    if token and not token.startswith(APP_TOKEN_PREFIX):
+        # Never echo the value: it may be the bot token or another secret pasted in the wrong place.
+        raise ConfigError("the Slack app_token must be an app-level token (xapp-…) with the connections:write scope")
+    return token or None
+
+
+def _socket_connections(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
+        raise ConfigError("slack.socket_connections must be a whole number from 1 to 10")
+    return value
 
 
 def _slack_reviewers(table: Any, env_value: str | None) -> dict[str, str]:

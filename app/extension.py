@@ -4,12 +4,12 @@ An extension offers review channels (told of new and changed approvals, see
 `app/approvals/channels.py`), HTTP routes, and background work. The log channel, Slack, the web
 inbox and any future channel (a webhook) are extensions. The composition root
 (`app/runtime.py`) builds each from its own settings and hands it the narrow collaborators it
-uses (the approvals ledger, the notifier, the database…); an extension never sees the root,
+uses (the approvals service, the notifier, the database…); an extension never sees the root,
 and nothing in the core imports an extension. The root adds an extension's channels to the
 fan-out, runs its background work in the process's lifecycle, and `create_app` mounts its routes.
 
 A feature that is not configured builds nothing (its `build` returns None). Deciding goes through
-`app/approvals/decisions.py`, whichever extension the reviewer used.
+the approvals service (`app/approvals/service.py`), whichever extension the reviewer used.
 """
 
 from __future__ import annotations

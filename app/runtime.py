@@ -2,18 +2,20 @@
 
 Every component is handed the narrow collaborators it uses, never the root itself: the reviewer
 channels and optional features (`app/extension.py`: the log channel, Slack, the inbox) get the
-approvals ledger, the notifier and their own settings; the HTTP routes get what they read. Nothing
+approvals service, the notifier and their own settings; the HTTP routes get what they read. Nothing
 outside the entry points (`app/asgi.py`, `app/cli.py`) imports this module
 (`tests/test_architecture.py` keeps it so).
 
 Two builders, one wiring:
 
 - `build_core(settings)`: the parts every entry point shares, the database, credentials, the audit
-  log, the notifier and the approvals ledger. `airlock serve` builds them through `Runtime`; the
-  CLI's commands build them alone, so a decision made from the CLI honours the same settings
+  log, the notifier, the approvals ledger and the reviewers' part of the approvals service
+  (`ApprovalDesk`). `airlock serve` builds them through `Runtime`; the CLI's commands build them
+  alone, so a decision made from the CLI honours the same settings
   (`[audit] store_arguments`) and wakes the same gateways (NOTIFY on PostgreSQL).
 - `Runtime(settings)`: the core plus what the serving process adds (policies, upstreams, the
-  gateway's parts (`app/gateway/exchange.py::Gateway`), the approval sweeper, the extensions).
+  gateway's parts (`app/gateway/exchange.py::Gateway`), the approval sweeper, the extensions), and
+  the one `Approvals` (`app/approvals/service.py`) the gateway, the API and the channels share.
 
 `Runtime.run()` is entered once from the Starlette lifespan: it opens the upstream connection
 pool, then supervises the background work (policy reloader, audit writer, approval sweeper,
@@ -37,7 +39,7 @@ from app.approvals.channels import ChannelFanout, LogChannel, ReviewChannel
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
 from app.approvals.queue import ApprovalQueue
-from app.approvals.service import Approvals
+from app.approvals.service import ApprovalDesk, Approvals
 from app.approvals.signals import Notifier, notifier_for
 from app.approvals.sweeper import Sweeper
 from app.audit import AuditLog
@@ -69,10 +71,13 @@ class Core:
     audit: AuditLog
     notifier: Notifier
     ledger: Ledger
+    desk: ApprovalDesk
+    """The approvals service as reviewer channels use it (read, search, decide), for the CLI; the
+    serving process hands its channels the whole `Approvals` instead."""
 
 
 def build_core(settings: Settings, *, channels: ChannelFanout | None = None, metrics: Metrics | None = None) -> Core:
-    """The database, credentials, audit log, notifier and approvals ledger, as `settings` configure them.
+    """The database, credentials, audit log, notifier, approvals ledger and desk, as `settings` configure them.
 
     Args:
         settings: the process's settings.
@@ -87,12 +92,14 @@ def build_core(settings: Settings, *, channels: ChannelFanout | None = None, met
     db = Database(settings.database_url, pool_size=settings.database_pool_size)
     audit = AuditLog(db, store_arguments=settings.audit_store_arguments, metrics=metrics)
     notifier = notifier_for(db)
+    ledger = Ledger(db, notifier, channels if channels is not None else ChannelFanout([]), audit, metrics)
     return Core(
         db=db,
         credentials=Credentials(db, cache_seconds=settings.token_cache_seconds),
         audit=audit,
         notifier=notifier,
-        ledger=Ledger(db, notifier, channels if channels is not None else ChannelFanout([]), audit, metrics),
+        ledger=ledger,
+        desk=ApprovalDesk(ledger),
     )
 
 
@@ -166,16 +173,24 @@ class Runtime:
             ChannelExtension(LogChannel(settings.public_url)),
             *(ChannelExtension(channel) for channel in channels),
             slack.build(
-                settings.slack, public_url=settings.public_url, db=self.db, ledger=self.ledger, notifier=self.notifier
+                settings.slack,
+                public_url=settings.public_url,
+                db=self.db,
+                approvals=self.approvals,
+                notifier=self.notifier,
             ),
             webhook.build(
-                settings.webhook, public_url=settings.public_url, db=self.db, ledger=self.ledger, notifier=self.notifier
+                settings.webhook,
+                public_url=settings.public_url,
+                db=self.db,
+                approvals=self.approvals,
+                notifier=self.notifier,
             ),
             inbox.build(
                 public_url=settings.public_url,
                 secret_key=settings.secret_key,
                 db=self.db,
-                ledger=self.ledger,
+                approvals=self.approvals,
                 notifier=self.notifier,
                 credentials=self.credentials,
                 upstreams=self.upstreams,

@@ -1,4 +1,5 @@
-"""The shape of `app/`: no import cycles, and the gateway does not reach into the store.
+"""The shape of `app/`: no import cycles, the gateway does not reach into the store, and reviewer
+channels use the approvals service alone.
 
 Provenance: Airlock-defined (issue 11, items 4 and 10: "a composition root instead of a service
 locator"; docs/architecture.md, "Layers" and "Composition"). The import graph is read from the
@@ -105,7 +106,7 @@ def test_the_cycle_finder_finds_a_cycle_through_three_modules_and_ignores_a_chai
 def test_the_import_graph_sees_imports_under_type_checking_and_inside_functions() -> None:
     graph = import_graph()
     assert "app.runtime" in graph["app.asgi"], "a plain top-level import"
-    assert "app.approvals.ledger" in graph["app.cli"], "an import under TYPE_CHECKING"
+    assert "app.store.audit" in graph["app.cli"], "an import under TYPE_CHECKING"
     assert "app.store.migrate" in graph["app.cli"], "an import inside a function"
     assert "app.approvals.channels" in graph["app.slack"], "a from-import of a module's name"
 
@@ -127,4 +128,28 @@ def test_the_gateway_imports_nothing_from_the_store() -> None:
         for name, targets in graph.items()
         if name.startswith("app.gateway")
     }
+    assert {name: targets for name, targets in reaching.items() if targets} == {}
+
+
+LIFECYCLE_INTERNALS: Final = frozenset({"app.approvals.ledger", "app.approvals.decisions", "app.store.approvals"})
+"""What only the approvals service and the modules below it import: the ledger (the one way state
+changes), the decision path, and the approvals table's queries."""
+
+
+def reviewer_channel(name: str) -> bool:
+    """The web inbox, Slack, the reviewers' JSON API and the CLI (whose `approvals` commands are one).
+
+    The CLI is one module, so the rule covers all of it: its other commands have no business with
+    the lifecycle's internals either.
+    """
+    return name.split(".")[:2] in (["app", "inbox"], ["app", "slack"]) or name in {"app.approvals.api", "app.cli"}
+
+
+def test_reviewer_channels_reach_approvals_only_through_the_service() -> None:
+    """Each channel reads, searches and decides through `app/approvals/service.py`, never around it."""
+    graph = import_graph()
+    reaching = {
+        name: sorted(targets & LIFECYCLE_INTERNALS) for name, targets in graph.items() if reviewer_channel(name)
+    }
+    assert {"app.inbox.routes", "app.slack.interactions", "app.approvals.api", "app.cli"} <= reaching.keys()
     assert {name: targets for name, targets in reaching.items() if targets} == {}

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.approvals.model import Approval
 from app.runtime import Runtime, build_core
-from app.store.approvals import ApprovalRow
 from tests.harness import settings_for_test
 
 
 class Recording:
     name = "recording"
 
-    async def parked(self, approval: ApprovalRow) -> None:
+    async def parked(self, approval: Approval) -> None:
         return None
 
-    async def changed(self, approval: ApprovalRow) -> None:
+    async def changed(self, approval: Approval) -> None:
         return None
 
 

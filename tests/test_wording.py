@@ -29,6 +29,11 @@ def result(text: str, *, is_error: bool = False) -> str:
     return json.dumps({"result": {"content": [{"type": "text", "text": text}], "isError": is_error}})
 
 
+def decoded(stored: ApprovalRow, **changes: Any) -> Approval:
+    """`stored` with `changes`, as the `Approval` wording reads."""
+    return Approval.from_row(replace(stored, **changes))
+
+
 ROWS: dict[Kind, ApprovalRow] = {
     Kind.PENDING: row(),
     Kind.APPROVED: row(status="approved", **DECIDED),
@@ -166,7 +171,7 @@ def test_the_table_covers_every_outcome_kind() -> None:
 def test_each_outcome_kind_is_derived_once_and_worded_once(
     kind: Kind, detail: str | None, label: str, phrase: str, account: str
 ) -> None:
-    approval = ROWS[kind]
+    approval = Approval.from_row(ROWS[kind])
     outcome = wording.outcome_of(approval)
     assert outcome == Outcome(kind, detail)
     assert wording.label(kind) == label
@@ -179,7 +184,7 @@ def test_each_outcome_kind_is_derived_once_and_worded_once(
 
 def test_a_tool_error_quotes_the_first_line_of_its_text_revealed_and_cut() -> None:
     text = "\n\n  Task \u202e'x' not found " + "y" * 500 + "\nsecond line"
-    outcome = wording.outcome_of(replace(ROWS[Kind.TOOL_ERROR], result=result(text, is_error=True)))
+    outcome = wording.outcome_of(decoded(ROWS[Kind.TOOL_ERROR], result=result(text, is_error=True)))
     assert outcome.kind is Kind.TOOL_ERROR and outcome.detail is not None
     assert outcome.detail.startswith("Task \\u202e'x' not found yyy") and "\u202e" not in outcome.detail
     assert len(outcome.detail) == wording.DETAIL_LIMIT and outcome.detail.endswith("…")
@@ -187,12 +192,12 @@ def test_a_tool_error_quotes_the_first_line_of_its_text_revealed_and_cut() -> No
 
 
 def test_a_json_result_is_quoted_on_one_line_not_as_its_opening_brace() -> None:
-    approval = replace(ROWS[Kind.SUCCEEDED], result=result('{\n  "status": "cancelled"\n}'))
+    approval = decoded(ROWS[Kind.SUCCEEDED], result=result('{\n  "status": "cancelled"\n}'))
     assert wording.outcome_of(approval).detail == '{"status": "cancelled"}'
 
 
 def test_a_tool_error_without_text_still_says_the_tool_reported_an_error() -> None:
-    approval = replace(ROWS[Kind.TOOL_ERROR], result=json.dumps({"result": {"content": [], "isError": True}}))
+    approval = decoded(ROWS[Kind.TOOL_ERROR], result=json.dumps({"result": {"content": [], "isError": True}}))
     assert (
         wording.phrase(wording.outcome_of(approval)) == "ran; the tool reported an error: the tool gave no error text"
     )
@@ -200,7 +205,7 @@ def test_a_tool_error_without_text_still_says_the_tool_reported_an_error() -> No
 
 @pytest.mark.parametrize("reason", ["still needed", "still needed.", "Why? Because!"])
 def test_a_reason_ends_in_exactly_one_full_stop(reason: str) -> None:
-    approval = replace(ROWS[Kind.REJECTED], decision_reason=reason)
+    approval = decoded(ROWS[Kind.REJECTED], decision_reason=reason)
     text = wording.account(approval, VOICE)
     assert f"Reason: {reason.rstrip('.')}" in text and ".." not in text
     assert wording.agent_refusal(approval).count("It did not run.") == 1
@@ -209,7 +214,7 @@ def test_a_reason_ends_in_exactly_one_full_stop(reason: str) -> None:
 
 def test_an_undelivered_call_tells_the_agent_it_did_not_run_once() -> None:
     """Regression: "… the call did not run. It did not run."."""
-    text = wording.agent_refusal(ROWS[Kind.NOT_DELIVERED])
+    text = wording.agent_refusal(decoded(ROWS[Kind.NOT_DELIVERED]))
     assert text == (
         "This call to em_cancel_task was approved by bob but could not be delivered to the upstream: "
         "upstream unreachable. It did not run."
@@ -217,16 +222,16 @@ def test_an_undelivered_call_tells_the_agent_it_did_not_run_once() -> None:
 
 
 def test_the_viewer_reads_you() -> None:
-    assert wording.account(ROWS[Kind.APPROVED], VOICE, "bob").startswith("Approved by you (bob) via Slack")
+    assert wording.account(decoded(ROWS[Kind.APPROVED]), VOICE, "bob").startswith("Approved by you (bob) via Slack")
 
 
 def test_a_late_decision_names_who_was_first_and_the_expiry() -> None:
     assert (
-        wording.too_late(Approval.from_row(ROWS[Kind.TOOL_ERROR]), VOICE, "alice")
+        wording.too_late(decoded(ROWS[Kind.TOOL_ERROR]), VOICE, "alice")
         == "Too late: bob already approved this call via Slack at T+60."
     )
     assert (
-        wording.too_late(Approval.from_row(ROWS[Kind.EXPIRED]), VOICE)
+        wording.too_late(decoded(ROWS[Kind.EXPIRED]), VOICE)
         == "Too late: this call expired at T+1800 before anyone decided. It did not run."
     )
 

@@ -1,4 +1,4 @@
-"""`/api/approvals`: the reviewers' JSON API. Thin: authenticate the reviewer, then call the queue.
+"""`/api/approvals`: the reviewers' JSON API. Thin: authenticate the reviewer, then call the approvals service.
 
     GET  /api/approvals?status=pending,approved|all&agent=&tool=&upstream=&limit=   list, newest first
     GET  /api/approvals/{id}                                            one approval and its timeline
@@ -21,18 +21,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from app.approvals.decisions import DecisionError, Verdict, decide
-from app.approvals.ledger import Ledger
-from app.approvals.model import Approval, ApprovalLike, Status
+from app.approvals.model import Approval, Status
+from app.approvals.service import ApprovalDesk, DecisionError, Verdict
 from app.approvals.wording import iso, outcome_of, phrase, review_url
 from app.auth import WWW_AUTHENTICATE, Credentials, bearer_token
-from app.store import approvals as approval_store
-from app.store import audit as audit_store
 from app.store.audit import AuditRow
-from app.store.db import Database
 
 
-def approval_json(approval: ApprovalLike, public_url: str) -> dict[str, Any]:
+def approval_json(approval: Approval, public_url: str) -> dict[str, Any]:
     """An approval as the API and the CLI show it.
 
     `outcome_kind` and `outcome_summary` say what became of the call (`app/approvals/wording.py`):
@@ -41,34 +37,33 @@ def approval_json(approval: ApprovalLike, public_url: str) -> dict[str, Any]:
     raw outcome line, as the audit log records it. `arguments` and `result` are the stored text
     itself in the (never expected) case that it is not a JSON object.
     """
-    a = Approval.of(approval)
-    outcome = outcome_of(a)
+    outcome = outcome_of(approval)
     return {
-        "id": a.id,
-        "status": a.status.value,
-        "upstream": a.upstream,
-        "tool": a.tool,
-        "agent": a.agent,
-        "arguments": a.arguments if a.arguments is not None else a.arguments_text,
-        "args_sha256": a.args_hash,
-        "policy": {"rule": a.policy_rule, "reason": a.policy_reason, "version": a.policy_version},
-        "reviewers": a.reviewers,
-        "era": a.era.value,
-        "created_at": iso(a.created_at),
-        "expires_at": iso(a.expires_at),
-        "decided_by": a.decided_by,
-        "decided_via": a.decided_via,
-        "decided_at": iso(a.decided_at),
-        "decision_reason": a.decision_reason,
-        "executed_at": iso(a.executed_at),
-        "finished_at": iso(a.finished_at),
+        "id": approval.id,
+        "status": approval.status.value,
+        "upstream": approval.upstream,
+        "tool": approval.tool,
+        "agent": approval.agent,
+        "arguments": approval.arguments if approval.arguments is not None else approval.arguments_text,
+        "args_sha256": approval.args_hash,
+        "policy": {"rule": approval.policy_rule, "reason": approval.policy_reason, "version": approval.policy_version},
+        "reviewers": approval.reviewers,
+        "era": approval.era.value,
+        "created_at": iso(approval.created_at),
+        "expires_at": iso(approval.expires_at),
+        "decided_by": approval.decided_by,
+        "decided_via": approval.decided_via,
+        "decided_at": iso(approval.decided_at),
+        "decision_reason": approval.decision_reason,
+        "executed_at": iso(approval.executed_at),
+        "finished_at": iso(approval.finished_at),
         "outcome_kind": outcome.kind.value,
         "outcome_summary": phrase(outcome),
-        "outcome": a.outcome,
-        "result": _result_json(a),
-        "delivered_at": iso(a.delivered_at),
-        "review_url": review_url(public_url, a.id),
-        "continues": a.continues,
+        "outcome": approval.outcome,
+        "result": _result_json(approval),
+        "delivered_at": iso(approval.delivered_at),
+        "review_url": review_url(public_url, approval.id),
+        "continues": approval.continues,
     }
 
 
@@ -89,8 +84,8 @@ def timeline_json(entry: AuditRow) -> dict[str, Any]:
     }
 
 
-def routes(*, credentials: Credentials, db: Database, ledger: Ledger, public_url: str) -> list[BaseRoute]:
-    api = ApprovalsApi(credentials=credentials, db=db, ledger=ledger, public_url=public_url)
+def routes(*, credentials: Credentials, approvals: ApprovalDesk, public_url: str) -> list[BaseRoute]:
+    api = ApprovalsApi(credentials=credentials, approvals=approvals, public_url=public_url)
     return [
         Route("/api/approvals", api.list, methods=["GET"]),
         Route("/api/approvals/{approval_id}", api.show, methods=["GET"]),
@@ -105,10 +100,9 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 class ApprovalsApi:
-    def __init__(self, *, credentials: Credentials, db: Database, ledger: Ledger, public_url: str) -> None:
+    def __init__(self, *, credentials: Credentials, approvals: ApprovalDesk, public_url: str) -> None:
         self._credentials = credentials
-        self._db = db
-        self._ledger = ledger
+        self._approvals = approvals
         self._public_url = public_url
 
     async def _reviewer(self, request: Request) -> str | JSONResponse:
@@ -135,17 +129,14 @@ class ApprovalsApi:
             limit = min(max(int(request.query_params.get("limit", "100")), 1), 1000)
         except ValueError:
             return _error(400, "limit must be a number")
-        async with self._db.read() as conn:
-            rows = await approval_store.search(
-                conn,
-                statuses=statuses,
-                agent=request.query_params.get("agent"),
-                tool=request.query_params.get("tool"),
-                upstream=request.query_params.get("upstream"),
-                limit=limit,
-            )
+        approvals = await self._approvals.search(
+            statuses=statuses,
+            agent=request.query_params.get("agent"),
+            tool=request.query_params.get("tool"),
+            upstream=request.query_params.get("upstream"),
+            limit=limit,
+        )
         public_url = self._public_url
-        approvals = [Approval.from_row(row) for row in rows]
         return JSONResponse({"approvals": [approval_json(a, public_url) for a in approvals]})
 
     async def show(self, request: Request) -> JSONResponse:
@@ -153,13 +144,11 @@ class ApprovalsApi:
         if isinstance(reviewer, JSONResponse):
             return reviewer
         approval_id = request.path_params["approval_id"]
-        async with self._db.read() as conn:
-            row = await approval_store.get(conn, approval_id)
-            timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
-        if row is None:
+        approval = await self._approvals.get(approval_id)
+        if approval is None:
             return _error(404, f"no approval {approval_id}")
-        body = approval_json(Approval.from_row(row), self._public_url)
-        body["timeline"] = [timeline_json(entry) for entry in timeline if entry.event != "call"]
+        body = approval_json(approval, self._public_url)
+        body["timeline"] = [timeline_json(entry) for entry in await self._approvals.timeline(approval_id)]
         return JSONResponse(body)
 
     async def approve(self, request: Request) -> JSONResponse:
@@ -176,8 +165,7 @@ class ApprovalsApi:
         if isinstance(reason, JSONResponse):
             return reason
         try:
-            row = await decide(
-                self._ledger,
+            approval = await self._approvals.decide(
                 request.path_params["approval_id"],
                 reviewer=reviewer,
                 verdict=verdict,
@@ -186,11 +174,11 @@ class ApprovalsApi:
             )
         except DecisionError as exc:
             extra: dict[str, Any] = {}
-            approval = getattr(exc, "approval", None)
-            if approval is not None:
-                extra["approval"] = approval_json(approval, self._public_url)
+            current = getattr(exc, "approval", None)
+            if current is not None:
+                extra["approval"] = approval_json(current, self._public_url)
             return _error(exc.status_code, str(exc), **extra)
-        return JSONResponse(approval_json(Approval.from_row(row), self._public_url))
+        return JSONResponse(approval_json(approval, self._public_url))
 
 
 async def _reason(request: Request) -> str | JSONResponse | None:

@@ -1,8 +1,9 @@
 """The hold budget: how long the gateway holds an agent's request for a decision before answering "pending".
 
-Pure: settings and a policy decision in, seconds out; no I/O. Invariant 5 of docs/architecture.md
-("clients never wait past their patience") is kept by the holder (`app/gateway/holding.py`),
-which asks this module for the budget and nothing else.
+Pure: settings and a policy decision in, seconds out; no I/O. The gateway asks it when it parks a
+call (`app/gateway/exchange.py`); the held request answers "pending" once the budget is spent
+(`app/approvals/hold.py`), which keeps invariant 5 of docs/architecture.md ("clients never wait
+past their patience").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One small interface, `ReviewChannel`, that the log, Slack and the web inbox implement. Channels are
 told after the approval's transaction committed (the row exists before any message about it), and
 must not block: anything slow or fallible (Slack's API) goes through the channel's own durable
-queue. Channels never decide; deciding goes through `app/approvals/decisions.py`.
+queue. Channels never decide; deciding goes through the approvals service (`app/approvals/service.py`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Final, Protocol
 
+from app.approvals.model import Approval
 from app.approvals.outcomes import review_url
 from app.reveal import reveal
-from app.store.approvals import ApprovalRow
 
 logger = logging.getLogger("airlock.approvals")
 
@@ -23,10 +23,10 @@ logger = logging.getLogger("airlock.approvals")
 class ReviewChannel(Protocol):
     name: str
 
-    async def parked(self, approval: ApprovalRow) -> None:
+    async def parked(self, approval: Approval) -> None:
         """A new approval waits for a decision."""
 
-    async def changed(self, approval: ApprovalRow) -> None:
+    async def changed(self, approval: Approval) -> None:
         """An approval moved (decided, expired, withdrawn, executed, delivered)."""
 
 
@@ -45,7 +45,7 @@ class LogChannel:
         self._public_url = public_url
         self._logged: OrderedDict[str, str] = OrderedDict()
 
-    async def parked(self, approval: ApprovalRow) -> None:
+    async def parked(self, approval: Approval) -> None:
         logger.warning(
             "approval needed: %s wants %s on %s (approval %s) - review at %s or run `airlock approvals approve %s`",
             reveal(approval.agent, line=True),
@@ -56,15 +56,15 @@ class LogChannel:
             approval.id,
         )
 
-    async def changed(self, approval: ApprovalRow) -> None:
-        if self._logged.get(approval.id) == approval.status:
+    async def changed(self, approval: Approval) -> None:
+        if self._logged.get(approval.id) == approval.status.value:
             return
-        self._logged[approval.id] = approval.status
+        self._logged[approval.id] = approval.status.value
         self._logged.move_to_end(approval.id)
         if len(self._logged) > self._REMEMBERED:
             self._logged.popitem(last=False)
         by = f" by {reveal(approval.decided_by, line=True)}" if approval.decided_by else ""
-        logger.info("approval %s (%s): %s%s", approval.id, reveal(approval.tool, line=True), approval.status, by)
+        logger.info("approval %s (%s): %s%s", approval.id, reveal(approval.tool, line=True), approval.status.value, by)
 
 
 class ChannelFanout:
@@ -73,7 +73,7 @@ class ChannelFanout:
     def __init__(self, channels: Sequence[ReviewChannel]) -> None:
         self.channels = list(channels)
 
-    async def parked(self, approval: ApprovalRow) -> list[str]:
+    async def parked(self, approval: Approval) -> list[str]:
         """Tell every channel; returns the names of those that took it."""
         told: list[str] = []
         for channel in self.channels:
@@ -84,7 +84,7 @@ class ChannelFanout:
                 logger.exception("review channel %s failed on a new approval", channel.name)
         return told
 
-    async def changed(self, approval: ApprovalRow) -> None:
+    async def changed(self, approval: Approval) -> None:
         for channel in self.channels:
             try:
                 await channel.changed(approval)

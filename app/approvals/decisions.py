@@ -1,4 +1,5 @@
-"""Deciding an approval: the one path the API, the CLI, Slack and the web inbox all call.
+"""Deciding an approval: the one path the API, the CLI, Slack and the web inbox all take, through
+the approvals service (`Approvals.decide`, `app/approvals/service.py`).
 
 A decision is a compare-and-set on the pending row: the first one wins, and a later one learns
 who decided and when. Channel code only authenticates the reviewer and renders the outcome.
@@ -26,12 +27,13 @@ from typing import Final, Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.approvals.ledger import Ledger
+from app.approvals.model import Approval
 from app.approvals.wording import already_decided
 from app.identity import same_identity
 from app.reveal import reveal
 from app.store import approvals as approval_store
 from app.store import tokens as token_store
-from app.store.approvals import ApprovalRow, Status
+from app.store.approvals import Status
 
 Verdict = Literal["approve", "reject"]
 Via = Literal["api", "cli", "slack", "inbox", "webhook"]
@@ -68,7 +70,7 @@ class ReasonRequired(DecisionError):
 
 @dataclass
 class AlreadyDecided(DecisionError):
-    approval: ApprovalRow
+    approval: Approval
     status_code = 409
 
     def __str__(self) -> str:
@@ -77,7 +79,7 @@ class AlreadyDecided(DecisionError):
 
 async def decide(
     ledger: Ledger, approval_id: str, *, reviewer: str, verdict: Verdict, via: Via, reason: str | None = None
-) -> ApprovalRow:
+) -> Approval:
     """Approve or reject a pending approval as `reviewer`; returns the approval after the decision.
 
     Raises:
@@ -93,10 +95,10 @@ async def decide(
         row = await approval_store.get(change.conn, approval_id)
         if row is None:
             raise ApprovalNotFound(f"no approval {reveal(approval_id, line=True)}")
-        await _check_reviewer(change.conn, row, reviewer, verdict)
+        await _check_reviewer(change.conn, Approval.from_row(row), reviewer, verdict)
         if verdict == "reject" and reason is None:
             if row.status != "pending" or row.expires_at <= now:
-                raise AlreadyDecided(row)  # the more useful answer: no reason would have helped
+                raise AlreadyDecided(Approval.from_row(row))  # the more useful answer: no reason would have helped
             raise ReasonRequired("a rejection needs a reason: the agent is told who rejected its call and why")
         status: Status = "approved" if verdict == "approve" else "rejected"
         decided = await change.move(
@@ -118,11 +120,11 @@ async def decide(
         if decided is None:
             current = await approval_store.get(change.conn, approval_id)
             assert current is not None
-            raise AlreadyDecided(current)
-    return decided
+            raise AlreadyDecided(Approval.from_row(current))
+    return Approval.from_row(decided)
 
 
-async def refusal(ledger: Ledger, approval: ApprovalRow, *, reviewer: str, verdict: Verdict) -> DecisionError | None:
+async def refusal(ledger: Ledger, approval: Approval, *, reviewer: str, verdict: Verdict) -> DecisionError | None:
     """Why `reviewer` could not decide `approval` now (every rule but the reason), or None.
 
     Deciding still checks everything again; this only spares a reviewer a form they cannot submit.
@@ -137,7 +139,7 @@ async def refusal(ledger: Ledger, approval: ApprovalRow, *, reviewer: str, verdi
     return None
 
 
-async def _check_reviewer(conn: AsyncConnection, row: ApprovalRow, reviewer: str, verdict: Verdict) -> None:
+async def _check_reviewer(conn: AsyncConnection, row: Approval, reviewer: str, verdict: Verdict) -> None:
     known = await token_store.reviewer_named(conn, reviewer)
     if known is None:
         raise NotAllowed(
@@ -152,7 +154,7 @@ async def _check_reviewer(conn: AsyncConnection, row: ApprovalRow, reviewer: str
     if verdict == "approve" and same_identity(reviewer, row.agent):
         maker = "" if reviewer == row.agent else f" (as agent {_name(row.agent)}, the same identity)"
         raise NotAllowed(f"{_name(reviewer)} made this call{maker} and cannot approve it; another reviewer must")
-    allowed = row.allowed_reviewers
+    allowed = row.reviewers
     if allowed is not None and not any(same_identity(reviewer, name) for name in allowed):
         raise NotAllowed(f"the policy rule for {_name(row.tool)} lets only {', '.join(map(_name, allowed))} decide")
 

@@ -36,13 +36,13 @@ from typing import Any, Protocol
 
 from app.approvals.executor import Publish
 from app.approvals.ledger import Ledger
+from app.approvals.model import FINISHED, Approval, Status
 from app.approvals.outcomes import APPROVAL_META_KEY, final_message, pending_result, waiting_message
 from app.approvals.queue import ApprovalQueue
 from app.clock import Clock
 from app.config import ApprovalSettings
 from app.jsonrpc import dumps, is_response, json_object
 from app.protocol import Era
-from app.store.approvals import FINISHED, ApprovalRow
 from app.store.streams import StreamRow
 from app.types import RequestId
 
@@ -125,6 +125,7 @@ class Lifecycle(Protocol):
     async def withdraw_after_grace(self, stream: StreamRow, *, attach_seq: int) -> None: ...
     async def mark_delivered(self, approval_id: str, *, stream_id: str) -> None: ...
     def execute(self, approval_id: str, *, publish: Publish | None = None) -> asyncio.Task[bool]: ...
+    async def get(self, approval_id: str) -> Approval | None: ...
 
 
 class Hold:
@@ -231,29 +232,29 @@ class Hold:
         # the sweeper's safety poll turns any missed cross-process change into a signal.
         with approvals.ledger.notifier.waiter(self.approval_id) as changed:
             self._wake = changed
-            row = await self._read()
+            approval = await self._read()
             while True:
                 while self._relayed:
                     yield self._relayed.popleft()
-                if row.is_finished:
-                    yield await self._answer_outcome(row)
+                if approval.is_finished:
+                    yield await self._answer_outcome(approval)
                     return
                 if self._handing_back:
                     if not self._resumable:
-                        yield await self._answer_pending(row)
+                        yield await self._answer_pending(approval)
                     return
-                if row.status == "approved" and not self._executing:
+                if approval.status is Status.APPROVED and not self._executing:
                     self._executing = True
-                    approvals.execute(row.id, publish=self._relay)
+                    approvals.execute(approval.id, publish=self._relay)
                 left = self._stream.hold_until - approvals.clock.now()
                 if left <= 0:
-                    yield await self._answer_pending(row)
+                    yield await self._answer_pending(approval)
                     return
                 if await approvals.clock.wait(changed, min(left, tick)):
                     changed.clear()
-                    row = await self._read()
+                    approval = await self._read()
                 else:
-                    yield self._progress(row)
+                    yield self._progress(approval)
 
     async def _relay(self, message: dict[str, Any]) -> None:
         """Store one upstream message of the running call, and pass it on while the agent listens.
@@ -268,32 +269,30 @@ class Hold:
             if self._wake is not None:
                 self._wake.set()
 
-    async def _read(self) -> ApprovalRow:
-        row = await self._approvals.ledger.get(self.approval_id)
-        if row is None:
+    async def _read(self) -> Approval:
+        approval = await self._approvals.get(self.approval_id)
+        if approval is None:
             raise RuntimeError(f"approval {self.approval_id} vanished")
-        return row
+        return approval
 
-    def _progress(self, row: ApprovalRow) -> Progress:
+    def _progress(self, approval: Approval) -> Progress:
         approvals = self._approvals
         elapsed = approvals.clock.monotonic() - self._started
-        if row.status != "pending":
+        if approval.status is not Status.PENDING:
             return Progress(elapsed, None)
-        return Progress(elapsed, waiting_message(row, approvals.public_url, approvals.clock.now()))
+        return Progress(elapsed, waiting_message(approval, approvals.public_url, approvals.clock.now()))
 
-    async def _answer_outcome(self, row: ApprovalRow) -> Outcome:
-        body = final_message(row, self._approvals.public_url, modern=self.era.is_modern, replay=self._replay)
-        data, seq = await self._record({"jsonrpc": "2.0", "id": self.request_id, **body}, delivering=row)
+    async def _answer_outcome(self, approval: Approval) -> Outcome:
+        body = final_message(approval, self._approvals.public_url, modern=self.era.is_modern, replay=self._replay)
+        data, seq = await self._record({"jsonrpc": "2.0", "id": self.request_id, **body}, delivering=approval.id)
         return Outcome(data, seq)
 
-    async def _answer_pending(self, row: ApprovalRow) -> Pending:
-        result = pending_result(row, self._approvals.public_url, modern=self.era.is_modern)
+    async def _answer_pending(self, approval: Approval) -> Pending:
+        result = pending_result(approval, self._approvals.public_url, modern=self.era.is_modern)
         data, seq = await self._record({"jsonrpc": "2.0", "id": self.request_id, "result": result})
         return Pending(data, seq)
 
-    async def _record(
-        self, message: dict[str, Any], *, delivering: ApprovalRow | None = None
-    ) -> tuple[str, int | None]:
+    async def _record(self, message: dict[str, Any], *, delivering: str | None = None) -> tuple[str, int | None]:
         data = dumps(message).decode("utf-8")
         seq = await self._approvals.queue.record_answer(
             self._stream.id, data, store=self._resumable, delivering=delivering

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.approvals.channels import ChannelFanout
+from app.approvals.model import Approval
 from app.approvals.signals import Notifier
 from app.audit import AuditLog
 from app.clock import SYSTEM_CLOCK, Clock
@@ -141,15 +142,16 @@ class Ledger:
             row = await self.get(approval_id)
             if row is None:
                 continue
+            approval = Approval.from_row(row)
             if parked:
-                told = await self.channels.parked(row)
+                told = await self.channels.parked(approval)
                 if told:
                     async with self.db.write() as conn:
                         await self.audit.record_step(
                             conn, event="notified", approval=row, now=self.clock.now(), detail="via " + ", ".join(told)
                         )
             else:
-                await self.channels.changed(row)
+                await self.channels.changed(approval)
 
     async def shutdown(self, *, grace: float = 0.0) -> None:
         """Give background work up to `grace` seconds to finish, then cancel it (executions in flight

@@ -24,12 +24,11 @@ Pure module: no I/O.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 from app.protocol import Era
 from app.store.approvals import ApprovalRow
@@ -216,16 +215,6 @@ class Approval:
             withdraw_seq=row.withdraw_seq,
         )
 
-    @classmethod
-    def of(cls, value: ApprovalLike) -> Approval:
-        """`value` as an `Approval`, decoding it if it is still a row.
-
-        Transitional: code outside the reviewer channels still hands rows to the channels' public
-        functions, a template several times per row. TODO(lifecycle, issue 11): drop once the
-        approval service returns `Approval`.
-        """
-        return value if isinstance(value, Approval) else _decoded(value)
-
     def routing_for(self, channel: str) -> Mapping[str, Any]:
         """What the rule says about `channel` (e.g. `"slack"`); empty when nothing."""
         return self.routing.get(channel, {})
@@ -245,17 +234,6 @@ class Approval:
         The status is `completed` either way; this is what tells a tool error from a success.
         """
         return self.status is Status.COMPLETED and self.result is not None and self.result.is_error
-
-
-@functools.lru_cache(maxsize=16)
-def _decoded(row: ApprovalRow) -> Approval:
-    # Rows are frozen, so a row seen again decodes to the same Approval: a page that hands one
-    # row to several channel functions in a row decodes it once. Small: rows can carry big results.
-    return Approval.from_row(row)
-
-
-ApprovalLike: TypeAlias = Approval | ApprovalRow
-"""What the channels' public functions accept while rows are still handed to them (see `Approval.of`)."""
 
 
 def routing_of(text: str | None) -> Mapping[str, Mapping[str, Any]]:

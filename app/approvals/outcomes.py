@@ -14,15 +14,15 @@ delivered once (see `queue.py`, replays) also carries `"replay": true` and `"exe
 The metadata also carries `"outcome"`, the approval's outcome kind (`app/approvals/wording.py`,
 e.g. `"tool_error"` for a call that ran and whose tool reported an error).
 
-Pure module: builds dictionaries from an approval row; no I/O. The sentences are
+Pure module: builds dictionaries from an `Approval` (`app/approvals/model.py`); no I/O. The sentences are
 `app/approvals/wording.py`'s; this module only puts them into MCP results.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
+from app.approvals.model import Approval, Status
 from app.approvals.wording import (
     agent_not_yet,
     agent_refusal,
@@ -36,7 +36,6 @@ from app.approvals.wording import (
     too_large_text,
 )
 from app.jsonrpc import tool_error_result
-from app.store.approvals import ApprovalRow
 
 __all__ = [
     "APPROVAL_META_KEY",
@@ -54,10 +53,10 @@ __all__ = [
 APPROVAL_META_KEY: Final = "dev.airlock/approval"
 
 
-def approval_meta(approval: ApprovalRow, public_url: str) -> dict[str, Any]:
+def approval_meta(approval: Approval, public_url: str) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "id": approval.id,
-        "status": approval.status,
+        "status": approval.status.value,
         "outcome": outcome_of(approval).kind.value,
         "expiresAt": iso(approval.expires_at),
         "reviewUrl": review_url(public_url, approval.id),
@@ -71,19 +70,19 @@ def approval_meta(approval: ApprovalRow, public_url: str) -> dict[str, Any]:
     return meta
 
 
-def waiting_message(approval: ApprovalRow, public_url: str, now: float) -> str:
+def waiting_message(approval: Approval, public_url: str, now: float) -> str:
     """The progress message a held request shows at `now` while it waits."""
     left = approval.expires_at - now
     return agent_waiting(approval, review_url(public_url, approval.id), left)
 
 
-def pending_result(approval: ApprovalRow, public_url: str, *, modern: bool) -> dict[str, Any]:
+def pending_result(approval: Approval, public_url: str, *, modern: bool) -> dict[str, Any]:
     """The answer to a request whose hold budget ran out before anyone decided."""
     text = agent_not_yet(approval, review_url(public_url, approval.id))
     return tool_error_result(text, meta={APPROVAL_META_KEY: approval_meta(approval, public_url)}, modern=modern)
 
 
-def final_message(approval: ApprovalRow, public_url: str, *, modern: bool, replay: bool = False) -> dict[str, Any]:
+def final_message(approval: Approval, public_url: str, *, modern: bool, replay: bool = False) -> dict[str, Any]:
     """The `result` or `error` member of the final JSON-RPC response for a finished approval.
 
     Args:
@@ -94,8 +93,8 @@ def final_message(approval: ApprovalRow, public_url: str, *, modern: bool, repla
     if replay:
         approval_data.update(replay=True, executedAt=iso(approval.executed_at))
     meta = {APPROVAL_META_KEY: approval_data}
-    if approval.status in ("completed", "failed") and approval.result:
-        stored = json.loads(approval.result)
+    stored = approval.result.message if approval.result is not None else None
+    if approval.status in (Status.COMPLETED, Status.FAILED) and stored is not None:
         if "result" in stored and isinstance(stored["result"], dict):
             result = dict(stored["result"])
             result["_meta"] = {**(result.get("_meta") or {}), **meta}

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.approvals.continuation import Continuation, continues
 from app.approvals.ledger import Change, Ledger
+from app.approvals.model import Approval
 from app.config import ApprovalSettings
 from app.jsonrpc import canonical_json
 from app.policy.engine import Decision
@@ -83,7 +84,7 @@ class ParkRequest:
 class Attachment:
     """A held request's claim on an approval: the approval as parked, and the request's own stream."""
 
-    approval: ApprovalRow
+    approval: Approval
     stream: StreamRow
     created: bool
     attach_seq: int
@@ -218,7 +219,9 @@ class ApprovalQueue:
             )
             await stream_store.insert_stream(conn, stream)
             priming_seq = await stream_store.append_event(conn, stream.id, "", now) if priming else None
-        return Attachment(approval, stream, created, seq, priming_seq, request.era, replayed=replayed is not None)
+        return Attachment(
+            Approval.from_row(approval), stream, created, seq, priming_seq, request.era, replayed=replayed is not None
+        )
 
     async def _replayable(self, conn: AsyncConnection, request: ParkRequest, now: float) -> ApprovalRow | None:
         """The newest delivered outcome of this very call that ran, within the retention window."""
@@ -418,29 +421,34 @@ class ApprovalQueue:
             return await stream_store.append_event(conn, stream_id, data, self._ledger.clock.now())
 
     async def record_answer(
-        self, stream_id: str, data: str, *, store: bool, delivering: ApprovalRow | None = None
+        self, stream_id: str, data: str, *, store: bool, delivering: str | None = None
     ) -> int | None:
         """Record a held request's answer before it is sent: store it, and mark the outcome delivered.
 
         Marking before sending means the agent's next identical call, which it can send the
         instant it reads this answer, already sees the outcome as delivered (and so gets it as a
         replay rather than attaching as if it were still on its way).
+
+        Args:
+            delivering: the id of the finished approval whose outcome this answer carries.
         """
         now = self._ledger.clock.now()
         async with self._ledger.change() as change:
             seq = await stream_store.append_event(change.conn, stream_id, data, now) if store else None
-            if delivering is not None and await approval_store.mark_delivered(change.conn, delivering.id, now):
+            if delivering is not None and await approval_store.mark_delivered(change.conn, delivering, now):
+                row = await approval_store.get(change.conn, delivering)
+                assert row is not None
                 await self._ledger.audit.record_step(
                     change.conn,
                     event="delivered",
-                    approval=delivering,
+                    approval=row,
                     now=now,
-                    actor=delivering.agent,
+                    actor=row.agent,
                     detail=f"stream {stream_id}",
-                    outcome=delivering.status,
+                    outcome=row.status,
                 )
-                change.touch(delivering.id)
+                change.touch(delivering)
         return seq
 
-    async def mark_delivered(self, approval: ApprovalRow, *, stream_id: str) -> None:
-        await self.record_answer(stream_id, "", store=False, delivering=approval)
+    async def mark_delivered(self, approval_id: str, *, stream_id: str) -> None:
+        await self.record_answer(stream_id, "", store=False, delivering=approval_id)

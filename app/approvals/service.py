@@ -13,6 +13,12 @@ transport: the gateway imports nothing from `app.store`.
         async for event in events:
             ...  # Waiting, Progress, Relayed, then Outcome or Pending
 
+Reviewer channels (the API, the CLI, Slack, the inbox) use the `ApprovalDesk` part of it: read
+and search approvals, an approval's timeline, what changed since a moment, and decide. The CLI,
+which serves nothing, gets an `ApprovalDesk` alone from `app/runtime.py::build_core`; the serving
+process hands the channels its `Approvals`, which is one. Both return `Approval`s (`model.py`);
+the rows stay below this module.
+
 What it does not do: policy (the gateway judged the call before parking it), wording (the
 sentences are `wording.py`'s, the MCP results `outcomes.py`'s), and reviewer notification
 (`channels.py`, which the ledger tells after each commit). Allowed calls never come here.
@@ -22,44 +28,139 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Coroutine
-from typing import Any
+from collections.abc import AsyncGenerator, Coroutine, Sequence
+from typing import Any, Final
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.approvals.continuation import Continuation, continuation_of
-from app.approvals.decisions import Verdict, Via, decide
+from app.approvals.decisions import (
+    AlreadyDecided,
+    ApprovalNotFound,
+    DecisionError,
+    NotAllowed,
+    ReasonRequired,
+    Verdict,
+    Via,
+    decide,
+    refusal,
+)
 from app.approvals.executor import Executor, Publish
 from app.approvals.hold import Hold, HoldEvent, Outcome, Pending, Progress, Relayed, Replayed, Waiting
 from app.approvals.ledger import Ledger
+from app.approvals.model import Approval
 from app.approvals.queue import ApprovalQueue, Attachment, ParkRequest, TooManyPending
 from app.approvals.sweeper import Sweeper
 from app.clock import Clock
 from app.config import ApprovalSettings
 from app.protocol import Era
-from app.store.approvals import ApprovalRow
+from app.store import approvals as approval_store
+from app.store import audit as audit_store
+from app.store.audit import AuditRow
 from app.store.streams import StreamRow
 from app.types import RequestId
 
 __all__ = [
+    "AlreadyDecided",
+    "ApprovalDesk",
+    "ApprovalNotFound",
     "Approvals",
     "Attachment",
     "Continuation",
+    "DecisionError",
     "Hold",
     "HoldEvent",
+    "NotAllowed",
     "Outcome",
     "ParkRequest",
     "Pending",
     "Progress",
+    "ReasonRequired",
     "Relayed",
     "Replayed",
     "TooManyPending",
+    "Verdict",
+    "Via",
     "Waiting",
     "continuation_of",
 ]
 
 logger = logging.getLogger("airlock.approvals")
 
+TIMELINE_LIMIT: Final = 1000
+"""At most this many steps of one approval's timeline are read."""
 
-class Approvals:
+
+class ApprovalDesk:
+    """The approvals service as reviewer channels use it: read, search, trace and decide."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    @property
+    def clock(self) -> Clock:
+        return self.ledger.clock
+
+    async def get(self, approval_id: str) -> Approval | None:
+        row = await self.ledger.get(approval_id)
+        return None if row is None else Approval.from_row(row)
+
+    async def search(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        agent: str | None = None,
+        tool: str | None = None,
+        upstream: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        newest_first: bool = True,
+    ) -> list[Approval]:
+        """Approvals with any of `statuses` (every status when empty), by the call's agent, tool and
+        upstream, created in [`since`, `until`), newest first unless `newest_first` is False."""
+        async with self.ledger.db.read() as conn:
+            rows = await approval_store.search(
+                conn,
+                statuses=statuses,
+                agent=agent,
+                tool=tool,
+                upstream=upstream,
+                since=since,
+                until=until,
+                limit=limit,
+                newest_first=newest_first,
+            )
+        return [Approval.from_row(row) for row in rows]
+
+    async def timeline(self, approval_id: str) -> list[AuditRow]:
+        """What happened to an approval since it was parked, oldest first, as the audit log recorded it.
+
+        The agent's call itself (the audit entry `call`) is not a step of the approval's.
+        """
+        async with self.ledger.db.read() as conn:
+            return await _timeline(conn, approval_id)
+
+    async def changed_since(self, since: float) -> list[str]:
+        """The approvals changed after `since` (`updated_at`), least recently changed first."""
+        async with self.ledger.db.read() as conn:
+            return [approval_id for approval_id, _ in await approval_store.changed_since(conn, since)]
+
+    async def decide(
+        self, approval_id: str, *, reviewer: str, verdict: Verdict, via: Via, reason: str | None = None
+    ) -> Approval:
+        """Approve or reject as `reviewer` (first decision wins; see `decisions.decide` for what it raises)."""
+        return await decide(self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason)
+
+    async def refusal(self, approval: Approval, *, reviewer: str, verdict: Verdict) -> DecisionError | None:
+        """Why `reviewer` could not decide `approval` now (every rule but the reason), or None.
+
+        For a channel that must ask something first; `decide` still checks everything again.
+        """
+        return await refusal(self.ledger, approval, reviewer=reviewer, verdict=verdict)
+
+
+class Approvals(ApprovalDesk):
     def __init__(
         self,
         ledger: Ledger,
@@ -70,16 +171,12 @@ class Approvals:
         *,
         public_url: str,
     ) -> None:
-        self.ledger = ledger
+        super().__init__(ledger)
         self.queue = queue
         self.settings = settings
         self.public_url = public_url
         self._executor = executor
         self._sweeper = sweeper
-
-    @property
-    def clock(self) -> Clock:
-        return self.ledger.clock
 
     async def park(self, request: ParkRequest, *, priming: bool) -> Attachment:
         """Park a call durably, or attach it to the identical open one, or replay its delivered outcome.
@@ -119,12 +216,6 @@ class Approvals:
         """A handshake-era client cancelled a request: withdraw what it holds, now or once it is parked."""
         await self.queue.cancel_request(session_id, request_id, by=by, reason=reason)
 
-    async def decide(
-        self, approval_id: str, *, reviewer: str, verdict: Verdict, via: Via, reason: str | None = None
-    ) -> ApprovalRow:
-        """Approve or reject as `reviewer` (first decision wins; see `decisions.decide` for what it raises)."""
-        return await decide(self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason)
-
     def execute(self, approval_id: str, *, publish: Publish | None = None) -> asyncio.Task[bool]:
         """Run an approved call in its own task, if this process wins the claim (at most once).
 
@@ -156,22 +247,19 @@ class Approvals:
 
     async def mark_delivered(self, approval_id: str, *, stream_id: str) -> None:
         """Record that a finished approval's outcome reached the agent (on `stream_id`)."""
-        row = await self.ledger.get(approval_id)
-        if row is not None and row.is_finished:
-            await self.queue.mark_delivered(row, stream_id=stream_id)
+        approval = await self.get(approval_id)
+        if approval is not None and approval.is_finished:
+            await self.queue.mark_delivered(approval_id, stream_id=stream_id)
 
-    async def get(self, approval_id: str) -> ApprovalRow | None:
-        return await self.ledger.get(approval_id)
-
-    async def watch(self, approval_id: str) -> AsyncGenerator[ApprovalRow, None]:
+    async def watch(self, approval_id: str) -> AsyncGenerator[Approval, None]:
         """The approval now, then again each time it changes, until it is finished (or vanishes)."""
         with self.ledger.notifier.waiter(approval_id) as changed:
             while True:
-                row = await self.ledger.get(approval_id)
-                if row is None:
+                approval = await self.get(approval_id)
+                if approval is None:
                     return
-                yield row
-                if row.is_finished:
+                yield approval
+                if approval.is_finished:
                     return
                 await changed.wait()
                 changed.clear()
@@ -183,3 +271,8 @@ class Approvals:
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run lifecycle work that must outlive the request that started it."""
         return self.ledger.spawn(coroutine)
+
+
+async def _timeline(conn: AsyncConnection, approval_id: str) -> list[AuditRow]:
+    steps = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=TIMELINE_LIMIT)
+    return [step for step in steps if step.event != "call"]

@@ -16,8 +16,6 @@ Sentences that carry names and times take a `Voice`: how the channel writes a ti
 agent-chosen name. The words stay here.
 
 Sentences are worded from an `Approval` (`app/approvals/model.py`), never from stored JSON text.
-The functions that code outside the channels still calls with a row (`outcome_of`, `account`, the
-agent's sentences) accept one and decode it once through `Approval.of`.
 
 Pure module: strings from an approval; no I/O.
 """
@@ -33,7 +31,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
-from app.approvals.model import Approval, ApprovalLike, Status, StoredResult
+from app.approvals.model import Approval, Status, StoredResult
 from app.reveal import reveal
 
 DETAIL_LIMIT: Final = 200
@@ -210,19 +208,18 @@ _SIMPLE: Final = {
 }
 
 
-def outcome_of(approval: ApprovalLike) -> Outcome:
+def outcome_of(approval: Approval) -> Outcome:
     """What became of `approval`: the one derivation every channel words."""
-    a = Approval.of(approval)
-    if a.status in _SIMPLE:
-        return Outcome(_SIMPLE[a.status])
-    if a.status is Status.OUTCOME_UNKNOWN:
-        return Outcome(Kind.UNKNOWN, first_line(a.outcome) if a.outcome else None)
-    error = a.result.error if a.result is not None else None
-    if a.status is Status.FAILED:
+    if approval.status in _SIMPLE:
+        return Outcome(_SIMPLE[approval.status])
+    if approval.status is Status.OUTCOME_UNKNOWN:
+        return Outcome(Kind.UNKNOWN, first_line(approval.outcome) if approval.outcome else None)
+    error = approval.result.error if approval.result is not None else None
+    if approval.status is Status.FAILED:
         if error is not None:
             return Outcome(Kind.UPSTREAM_ERROR, first_line(f"{error.get('code')}: {error.get('message')}"))
-        return Outcome(Kind.NOT_DELIVERED, _not_delivered_detail(a.outcome))
-    return _completed(a.outcome, a.result)
+        return Outcome(Kind.NOT_DELIVERED, _not_delivered_detail(approval.outcome))
+    return _completed(approval.outcome, approval.result)
 
 
 def _completed(line: str | None, stored: StoredResult | None) -> Outcome:
@@ -340,13 +337,12 @@ def decider(approval: Approval, voice: Voice, viewer: str | None = None) -> str:
     return f"you ({name})" if viewer is not None and approval.decided_by == viewer else name
 
 
-def account(approval: ApprovalLike, voice: Voice, viewer: str | None = None) -> str:
+def account(approval: Approval, voice: Voice, viewer: str | None = None) -> str:
     """The whole story in one paragraph: the decision, its reason, and what became of the call."""
-    a = Approval.of(approval)
     parts = (
-        decision_sentence(a, voice, viewer),
-        reason_sentence(a, voice),
-        result_sentence(outcome_of(a), voice),
+        decision_sentence(approval, voice, viewer),
+        reason_sentence(approval, voice),
+        result_sentence(outcome_of(approval), voice),
     )
     return " ".join(part for part in parts if part)
 
@@ -401,68 +397,66 @@ def too_late(approval: Approval, voice: Voice, viewer: str | None = None) -> str
     return f"Too late: {decider(approval, voice, viewer)} already {verb} this call via {via} at {at}."
 
 
-def already_decided(approval: ApprovalLike) -> str:
+def already_decided(approval: Approval) -> str:
     """Why a decision came too late, as the API's 409 and the CLI's one-line error say it (ISO times)."""
-    a = Approval.of(approval)
-    who, at = reveal(a.decided_by or "someone", line=True), iso(a.decided_at)
-    if a.status in (Status.PENDING, Status.EXPIRED):
-        return f"approval {a.id} expired at {iso(a.expires_at)} before anyone decided"
-    if a.status is Status.WITHDRAWN:
-        return f"approval {a.id} was withdrawn by {who} at {at}"
-    if a.status is Status.REJECTED:
-        return f"approval {a.id} was already rejected by {who} at {at}"
-    return f"approval {a.id} was already approved by {who} at {at} (now: {phrase(outcome_of(a))})"
+    who, at = reveal(approval.decided_by or "someone", line=True), iso(approval.decided_at)
+    if approval.status in (Status.PENDING, Status.EXPIRED):
+        return f"approval {approval.id} expired at {iso(approval.expires_at)} before anyone decided"
+    if approval.status is Status.WITHDRAWN:
+        return f"approval {approval.id} was withdrawn by {who} at {at}"
+    if approval.status is Status.REJECTED:
+        return f"approval {approval.id} was already rejected by {who} at {at}"
+    return f"approval {approval.id} was already approved by {who} at {at} (now: {phrase(outcome_of(approval))})"
 
 
 # --------------------------------------------------------------------------- sentences for agents
 
 
-def agent_waiting(approval: ApprovalLike, url: str, seconds_left: float) -> str:
+def agent_waiting(approval: Approval, url: str, seconds_left: float) -> str:
     """The progress message a held request shows while it waits."""
-    a = Approval.of(approval)
     return (
-        f"Waiting for human approval of {a.tool} (approval {a.id}); "
+        f"Waiting for human approval of {approval.tool} (approval {approval.id}); "
         f"review at {url}; expires in {human_duration(seconds_left)}"
     )
 
 
-def agent_not_yet(approval: ApprovalLike, url: str) -> str:
+def agent_not_yet(approval: Approval, url: str) -> str:
     """The answer to a request whose hold budget ran out before the outcome was known."""
-    a = Approval.of(approval)
-    if a.status is Status.PENDING:
+    if approval.status is Status.PENDING:
         state = (
-            f"A human reviewer must approve this exact call to {a.tool} before it runs, and "
-            f"nobody has decided yet (approval {a.id}, expires {iso(a.expires_at)}). It has NOT run."
+            f"A human reviewer must approve this exact call to {approval.tool} before it runs, and "
+            f"nobody has decided yet (approval {approval.id}, expires {iso(approval.expires_at)}). It has NOT run."
         )
     else:
         state = (
-            f"This call to {a.tool} was approved by {a.decided_by} and is running now "
-            f"(approval {a.id}); its result is not back yet."
+            f"This call to {approval.tool} was approved by {approval.decided_by} and is running now "
+            f"(approval {approval.id}); its result is not back yet."
         )
     return (
-        f"{state} To get the outcome, call {a.tool} again with exactly the same arguments: "
+        f"{state} To get the outcome, call {approval.tool} again with exactly the same arguments: "
         "that call waits for the decision and returns the real result (the call never runs twice). "
         f"Reviewers: {url}"
     )
 
 
-def agent_refusal(approval: ApprovalLike) -> str:
+def agent_refusal(approval: Approval) -> str:
     """The result text of an approval that ended without a result of its own (it did not run, or may have)."""
-    a = Approval.of(approval)
-    tool, who, when = a.tool, a.decided_by, iso(a.decided_at)
-    reason = " " + sentence(f"Reason: {a.decision_reason}") if a.decision_reason else " No reason was given."
-    outcome = outcome_of(a)
+    tool, who, when = approval.tool, approval.decided_by, iso(approval.decided_at)
+    reason = (
+        " " + sentence(f"Reason: {approval.decision_reason}") if approval.decision_reason else " No reason was given."
+    )
+    outcome = outcome_of(approval)
     if outcome.kind is Kind.REJECTED:
         return f"A human reviewer ({who}) rejected this call to {tool} at {when}.{reason} It did not run."
     if outcome.kind is Kind.EXPIRED:
         return (
-            f"Nobody approved this call to {tool} before its approval expired at {iso(a.expires_at)}. "
+            f"Nobody approved this call to {tool} before its approval expired at {iso(approval.expires_at)}. "
             "It did not run. Ask a human before trying again."
         )
     if outcome.kind is Kind.WITHDRAWN:
         return (
             f"This call to {tool} was withdrawn before anyone approved it "
-            f"({a.decision_reason or 'the client cancelled it'}). It did not run."
+            f"({approval.decision_reason or 'the client cancelled it'}). It did not run."
         )
     if outcome.kind is Kind.UNKNOWN:
         return (
@@ -475,15 +469,14 @@ def agent_refusal(approval: ApprovalLike) -> str:
             f"This call to {tool} was approved by {who} but could not be delivered to the upstream: "
             f"{outcome.detail or 'unknown error'}. It did not run."
         )
-    return f"This call to {tool} ended with status {a.status}."
+    return f"This call to {tool} ended with status {approval.status}."
 
 
-def agent_replay(approval: ApprovalLike, text: str) -> str:
+def agent_replay(approval: Approval, text: str) -> str:
     """`text` sent again to an identical call after it was delivered once."""
-    a = Approval.of(approval)
     return (
         f"Replay: Airlock sends this stored outcome again because this exact call already ran at "
-        f"{iso(a.executed_at)} (approved by {a.decided_by}). {text}"
+        f"{iso(approval.executed_at)} (approved by {approval.decided_by}). {text}"
     )
 
 

@@ -15,7 +15,10 @@ One copy serves two users:
   signing secret: a `block_actions` payload for Approve or Reject and, for Reject, the
   `view_submission` of the reason modal Airlock opened with `views.open`. A page at `/` shows the
   channel with the buttons; `python -m app.demo.fake_slack click APPROVAL_ID approve` clicks from
-  a terminal.
+  a terminal. With `Workspace(socket=True)` (`airlock demo --fake-slack socket`) the same payloads
+  go as Socket Mode envelopes to the connections Airlock opened, and the acks are the answers.
+- Socket Mode (`fake_socket_mode.py`): `apps.connections.open` (checked against the app-level
+  token) and the `/link/` WebSocket, served by the same app; tests reach it as `socket_mode`.
 
 Boundary: only what Airlock uses. One workspace, one channel, one clicking user; no OAuth, no
 Events API, no rendering of Block Kit beyond its text. Nothing here is part of the gateway.
@@ -45,8 +48,9 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from app.demo.fake_socket_mode import APP_TOKEN, LINK_PATH, FakeSocketMode
 from app.slack.blocks import APPROVE_ACTION, REASON_BLOCK, REASON_INPUT, REJECT_ACTION
 
 BOT_TOKEN = "xoxb-airlock-test-token"
@@ -102,12 +106,19 @@ class Workspace:
     team_id: str = "T0DEMO"
     channel: str = "C0APPROVALS"
     user: str = "U0DEMO"
+    socket: bool = False
+    """Deliver clicks over Socket Mode (to the connections Airlock opened) instead of signed HTTP."""
 
     def environment(self, api_url: str, reviewer: str) -> dict[str, str]:
         """The `SLACK_*` variables that point Airlock at this workspace, with `user` as `reviewer`."""
+        inbound = (
+            {"SLACK_MODE": "socket", "AIRLOCK_SLACK_APP_TOKEN": APP_TOKEN}
+            if self.socket
+            else {"SLACK_SIGNING_SECRET": self.signing_secret}
+        )
         return {
             "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": self.signing_secret,
+            **inbound,
             "SLACK_APP_ID": self.app_id,
             "SLACK_TEAM_IDS": self.team_id,
             "SLACK_DEFAULT_CHANNEL": self.channel,
@@ -127,8 +138,13 @@ class FakeSlack:
         self._scripts: dict[str, deque[Reply]] = {}
         self._failing: Reply | None = None
         self._recovered = asyncio.Event()
+        self._called = asyncio.Condition()
         self._next_ts = 0
-        routes = [Route("/api/{method}", self._handle, methods=["GET", "POST"])]
+        self.socket_mode = FakeSocketMode()
+        routes: list[BaseRoute] = [
+            Route("/api/{method}", self._handle, methods=["GET", "POST"]),
+            WebSocketRoute(LINK_PATH, self.socket_mode.endpoint),
+        ]
         if workspace is not None:
             routes += [Route("/", self._page), Route(CLICK_PATH, self._click_form, methods=["POST"])]
         self.app = Starlette(routes=routes)
@@ -161,11 +177,18 @@ class FakeSlack:
         method = request.path_params["method"]
         body = await _body(request)
         self.calls.append(Call(method, dict(request.headers), body, time.monotonic()))
+        async with self._called:
+            self._called.notify_all()
+        if method == "apps.connections.open":
+            return await self._open_socket(request)
         if request.headers.get("authorization") != f"Bearer {BOT_TOKEN}":
             return JSONResponse({"ok": False, "error": "invalid_auth"})
         reply = self._failing or self._next_scripted(method)
         if reply is None:
             return JSONResponse(self._default(method, body))
+        return await self._scripted(reply)
+
+    async def _scripted(self, reply: Reply) -> Response:
         if reply.hang:
             await self._recovered.wait()
             return Response(status_code=503)
@@ -174,6 +197,14 @@ class FakeSlack:
                 "<html>Slack is down</html>", status_code=reply.status, headers=reply.headers, media_type="text/html"
             )
         return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+    async def _open_socket(self, request: Request) -> Response:
+        """`apps.connections.open`, authorised by the app-level token (not the bot token)."""
+        reply = self._failing or self._next_scripted("apps.connections.open")
+        if reply is not None:
+            return await self._scripted(reply)
+        ws_base = "ws" + str(request.base_url).rstrip("/").removeprefix("http")
+        return JSONResponse(await self.socket_mode.open_connection(request.headers, ws_base))
 
     def _next_scripted(self, method: str) -> Reply | None:
         queue = self._scripts.get(method)
@@ -218,7 +249,9 @@ class FakeSlack:
         """Serve on the socket of an earlier `bind()` (else a free loopback port) until the block ends."""
         sock = self._socket or self.bind()
         server = uvicorn.Server(
-            uvicorn.Config(self.app, log_level="warning", lifespan="off", ws="none", timeout_graceful_shutdown=1)
+            uvicorn.Config(
+                self.app, log_level="warning", lifespan="off", ws="websockets-sansio", timeout_graceful_shutdown=1
+            )
         )
         task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
@@ -251,16 +284,16 @@ class FakeSlack:
             return f"no message with buttons for {approval_id} (not posted yet, or already decided)"
         channel, ts = found
         trigger = f"{time.time():.6f}.{secrets.token_hex(4)}"
-        answer = await self._interact(_click_payload(self.workspace, approval_id, verdict, channel, ts, trigger))
-        if verdict == "approve" or answer.status_code != 200:
-            return f"{verdict} {approval_id}: Airlock answered {answer.status_code} {answer.text}".strip()
-        view = self._view_opened(trigger)
+        status, text = await self._interact(_click_payload(self.workspace, approval_id, verdict, channel, ts, trigger))
+        if verdict == "approve" or status != 200:
+            return f"{verdict} {approval_id}: Airlock answered {status} {text}".strip()
+        view = await self._view_opened(trigger)
         if view is None:
             return f"reject {approval_id}: Airlock opened no reason form (see its log)"
-        answer = await self._interact(_reason_payload(self.workspace, view, reason))
-        if "response_action" in answer.text:  # Airlock kept the form open with an error
-            return f"reject {approval_id}: Airlock refused the reason: {answer.text}"
-        return f"reject {approval_id} ({reason}): Airlock answered {answer.status_code} {answer.text}".strip()
+        status, text = await self._interact(_reason_payload(self.workspace, view, reason))
+        if "response_action" in text:  # Airlock kept the form open with an error
+            return f"reject {approval_id}: Airlock refused the reason: {text}"
+        return f"reject {approval_id} ({reason}): Airlock answered {status} {text}".strip()
 
     def _buttons_of(self, approval_id: str) -> tuple[str, str] | None:
         for (channel, ts), body in self.messages.items():
@@ -269,7 +302,19 @@ class FakeSlack:
                     return channel, ts
         return None
 
-    def _view_opened(self, trigger_id: str) -> dict[str, Any] | None:
+    async def _view_opened(self, trigger_id: str, *, timeout: float = 5) -> dict[str, Any] | None:
+        """The modal Airlock opened for `trigger_id`, waiting for it: over Socket Mode the click is
+        acknowledged before Airlock calls `views.open`; over HTTP it was called before the answer."""
+        if self.workspace is None or not self.workspace.socket:
+            return self._view_of(trigger_id)
+        try:
+            async with asyncio.timeout(timeout), self._called:
+                await self._called.wait_for(lambda: self._view_of(trigger_id) is not None)
+        except TimeoutError:
+            return None
+        return self._view_of(trigger_id)
+
+    def _view_of(self, trigger_id: str) -> dict[str, Any] | None:
         for call in reversed(self.calls_to("views.open")):
             if call.body.get("trigger_id") == trigger_id:
                 view = call.body.get("view")
@@ -277,8 +322,14 @@ class FakeSlack:
                 return parsed
         return None
 
-    async def _interact(self, payload: dict[str, Any]) -> httpx2.Response:
+    async def _interact(self, payload: dict[str, Any]) -> tuple[int, str]:
+        """Send Airlock an interaction as Slack would; its answer as (HTTP status, body).
+
+        Over Socket Mode the answer is the ack: 200 and its payload, if any.
+        """
         assert self.workspace is not None
+        if self.workspace.socket:
+            return await self._deliver(payload)
         body = ("payload=" + quote(json.dumps(payload))).encode()
         stamp = str(int(time.time()))
         signature = SignatureVerifier(self.workspace.signing_secret).generate_signature(timestamp=stamp, body=body)
@@ -288,7 +339,16 @@ class FakeSlack:
             "Content-Type": "application/x-www-form-urlencoded",
         }
         async with httpx2.AsyncClient(timeout=10) as http:
-            return await http.post(self.workspace.airlock_url + INTERACTIONS_PATH, content=body, headers=headers)
+            answer = await http.post(self.workspace.airlock_url + INTERACTIONS_PATH, content=body, headers=headers)
+        return answer.status_code, answer.text
+
+    async def _deliver(self, payload: dict[str, Any]) -> tuple[int, str]:
+        try:
+            envelope = await self.socket_mode.send(payload)
+            ack = await self.socket_mode.ack(envelope, timeout=10)
+        except (RuntimeError, TimeoutError):
+            return 503, "(no answer over Socket Mode: is Airlock connected?)"
+        return 200, json.dumps(ack.payload) if ack.payload else ""
 
     async def _click_form(self, request: Request) -> Response:
         form = await request.form()
@@ -399,6 +459,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve.add_argument(
         "--reviewer", default="demo-reviewer", help="the Airlock reviewer the clicking user is (default: %(default)s)"
     )
+    serve.add_argument(
+        "--socket", action="store_true", help="deliver clicks over Socket Mode (Airlock connects; no signed HTTP)"
+    )
     click = commands.add_parser("click", help="click Approve or Reject on an approval's message")
     click.add_argument("approval_id")
     click.add_argument("verdict", choices=VERDICTS)
@@ -422,6 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     workspace = Workspace(
         airlock_url=args.airlock.rstrip("/"),
         signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or secrets.token_hex(16),
+        socket=args.socket,
     )
     url = f"http://127.0.0.1:{args.port}"
     print(
@@ -431,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     )
     print(f"The channel, with buttons: {url}/", flush=True)
-    uvicorn.run(FakeSlack(workspace).app, host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(FakeSlack(workspace).app, host="127.0.0.1", port=args.port, log_level="warning", ws="websockets-sansio")
 
 
 if __name__ == "__main__":

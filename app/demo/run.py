@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -31,6 +32,7 @@ from app.asgi import create_app
 from app.auth import Credentials
 from app.config import Settings, load_settings
 from app.demo.fake_slack import BOT_TOKEN, FakeSlack, Workspace
+from app.demo.fake_socket_mode import APP_TOKEN
 from app.demo.lock import DemoAddress, demo_lock
 from app.demo.upstream import DemoMarket, build_app
 from app.errors import ConfigError
@@ -38,6 +40,8 @@ from app.limits import uvicorn_limits
 from app.store.db import Database
 from app.store.migrate import upgrade
 
+FakeSlackMode = Literal["http", "socket"]
+"""How the fake Slack's clicks reach Airlock: signed HTTP to /slack/interactions, or Socket Mode."""
 DEMO_AGENT = "demo-agent"
 DEMO_REVIEWER = "demo-reviewer"
 AGENT_PLACEHOLDERS = ('URL = "http://127.0.0.1:8080/mcp/execution-market"', 'TOKEN = "alk_agent_..."')
@@ -48,9 +52,10 @@ def run_demo(
     config_path: Path | None = None,
     port: int | None = None,
     upstream_port: int | None = None,
-    fake_slack: bool = False,
+    fake_slack: FakeSlackMode | None = None,
 ) -> None:
-    """Run the demo until SIGINT/SIGTERM; with `fake_slack`, approvals also go to a local fake Slack.
+    """Run the demo until SIGINT/SIGTERM; with `fake_slack`, approvals also go to a local fake Slack
+    whose clicks reach Airlock over signed HTTP (`"http"`) or Socket Mode (`"socket"`).
 
     Raises:
         ConfigError: The configuration is unusable, a demo already runs on this data directory
@@ -62,8 +67,8 @@ def run_demo(
     with demo_lock(settings.data_dir, DemoAddress(airlock=settings.public_url, upstream=upstream.url)):
         _check_free(settings.host, settings.port, "127.0.0.1", upstream_port)
         slack = None
-        if fake_slack:
-            settings, slack = _with_fake_slack(settings)
+        if fake_slack is not None:
+            settings, slack = _with_fake_slack(settings, socket=fake_slack == "socket")
         try:
             upgrade(settings.database_url)
         except Exception as exc:
@@ -101,16 +106,18 @@ def _with_ports(settings: Settings, port: int | None, upstream_port: int | None)
     return settings
 
 
-def _with_fake_slack(settings: Settings) -> tuple[Settings, FakeSlack]:
+def _with_fake_slack(settings: Settings, *, socket: bool) -> tuple[Settings, FakeSlack]:
     """Settings that send approvals to a fake Slack on a free loopback port, whose user is the demo reviewer."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    workspace = Workspace(airlock_url=f"http://{host}:{settings.port}")
+    workspace = Workspace(airlock_url=f"http://{host}:{settings.port}", socket=socket)
     fake = FakeSlack(workspace)
     fake.bind()
     slack = dataclasses.replace(
         settings.slack,
         bot_token=BOT_TOKEN,
-        signing_secret=workspace.signing_secret,
+        signing_secret=None if socket else workspace.signing_secret,
+        mode="socket" if socket else "http",
+        app_token=APP_TOKEN if socket else None,
         app_id=workspace.app_id,
         team_ids=(workspace.team_id,),
         default_channel=workspace.channel,
@@ -259,8 +266,10 @@ Press Ctrl+C to stop.
 def _slack_lines(slack: FakeSlack | None, python: Path) -> str:
     if slack is None:
         return ""
+    assert slack.workspace is not None
+    over = "over Socket Mode, the WebSocket Airlock opened" if slack.workspace.socket else "signed, over HTTP"
     return f"""
-or in the fake Slack: open {slack.url}/ (the #approvals channel, with the buttons), or run
+or in the fake Slack: open {slack.url}/ (the #approvals channel, with the buttons; clicks go {over}), or run
 
   {python} -m app.demo.fake_slack click <ID> approve --slack {slack.url}   # or: reject <ID> --reason "..."
 """

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from starlette.routing import BaseRoute
 
 from app.approvals.channels import ReviewChannel
-from app.approvals.ledger import Ledger
+from app.approvals.service import ApprovalDesk
 from app.approvals.signals import Notifier
 from app.auth import Credentials
 from app.inbox.routes import InboxRoutes, routes
@@ -50,7 +50,7 @@ def build(
     public_url: str,
     secret_key: str,
     db: Database,
-    ledger: Ledger,
+    approvals: ApprovalDesk,
     notifier: Notifier,
     credentials: Credentials,
     upstreams: Mapping[str, Upstream],
@@ -61,8 +61,8 @@ def build(
         public_url: Airlock's address as reviewers reach it; its path prefixes `/inbox`, and an
             https address marks the session cookie `Secure`.
         secret_key: signs the session cookie.
-        db: reads approvals, the audit log and reviewer sessions.
-        ledger: the approvals ledger that decisions go through (`app/approvals/decisions.py`).
+        db: reads the audit log and reviewer sessions.
+        approvals: the approvals service: what the pages show, and the one decision path.
         notifier: feeds the live page every approval change this process hears of.
         credentials: checks a reviewer's token at sign-in.
         upstreams: the upstreams by name, for their tools' descriptions (filled when the process starts).
@@ -71,7 +71,7 @@ def build(
     prefix = public.path.rstrip("/") + "/inbox"
     handlers = InboxRoutes(
         db=db,
-        ledger=ledger,
+        approvals=approvals,
         notifier=notifier,
         credentials=credentials,
         upstreams=upstreams,

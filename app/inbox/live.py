@@ -2,9 +2,9 @@
 
 Each browser connection subscribes to the approvals notifier (every change this process sees: its
 own, other replicas' through PostgreSQL NOTIFY, other processes' through the sweeper's safety
-poll) with a set of changed approval ids. The feed re-reads those approvals from the database,
-because the row is the truth and a signal is only a hint (invariant 7, docs/architecture.md), and sends one
-`approval` event per approval. The page supplies `present(row)`, the event's payload (the card
+poll) with a set of changed approval ids. The feed re-reads those approvals (through the approvals
+service), because the row is the truth and a signal is only a hint (invariant 7, docs/architecture.md), and sends one
+`approval` event per approval. The page supplies `present(approval)`, the event's payload (the card
 rendered for this session), so this module knows nothing of HTML.
 
 Gaps are closed the way the SSE standard intends: every event's id is the row's `updated_at`, the
@@ -24,7 +24,7 @@ the browser goes away, and the `finally` of `subscribe()` removes the listener.
 
 Events:
 
-    approval     {"id", "status", "pending", "html", "message"}   (the page's `present(row)`)
+    approval     {"id", "status", "pending", "html", "message"}   (the page's `present(approval)`)
     reload       {}   the page is too old to catch up; load it again
     signed-out   {}   the session ended (expired, reviewer disabled or token rotated)
 """
@@ -41,10 +41,9 @@ from typing import Any, Final
 
 from sse_starlette.event import ServerSentEvent
 
+from app.approvals.model import Approval
+from app.approvals.service import ApprovalDesk
 from app.approvals.signals import Notifier
-from app.store import approvals as approval_store
-from app.store.approvals import ApprovalRow
-from app.store.db import Database
 
 RETRY_MS: Final = 2000
 """How long the browser waits before reconnecting a dropped feed."""
@@ -52,7 +51,7 @@ REPLAY_OVERLAP: Final = 2.0
 STALE_AFTER: Final = 15 * 60.0
 """Seconds; a page whose last news is older than this reloads rather than replaying the gap."""
 
-Present = Callable[[ApprovalRow], dict[str, Any]]
+Present = Callable[[Approval], dict[str, Any]]
 StillAllowed = Callable[[], Awaitable[bool]]
 
 
@@ -79,8 +78,8 @@ class Subscription:
 
 
 class LiveFeed:
-    def __init__(self, db: Database, notifier: Notifier) -> None:
-        self._db = db
+    def __init__(self, approvals: ApprovalDesk, notifier: Notifier) -> None:
+        self._approvals = approvals
         self._notifier = notifier
         self._subscribers = 0
 
@@ -113,7 +112,7 @@ class LiveFeed:
             if time.time() - since > STALE_AFTER:
                 yield ServerSentEvent(data="{}", event="reload")
                 return
-            for approval_id in await self._changed_since(since - REPLAY_OVERLAP):
+            for approval_id in await self._approvals.changed_since(since - REPLAY_OVERLAP):
                 subscription.add(approval_id)
             while (left := until - time.time()) > 0:
                 batch = await subscription.next_batch(left)
@@ -121,18 +120,15 @@ class LiveFeed:
                     continue
                 if not await allowed():
                     break
-                for row in await self._rows(batch):
-                    yield ServerSentEvent(data=json.dumps(present(row)), event="approval", id=f"{row.updated_at:.6f}")
+                for approval in await self._approvals_now(batch):
+                    yield ServerSentEvent(
+                        data=json.dumps(present(approval)), event="approval", id=f"{approval.updated_at:.6f}"
+                    )
             yield ServerSentEvent(data="{}", event="signed-out")
 
-    async def _changed_since(self, since: float) -> list[str]:
-        async with self._db.read() as conn:
-            return [approval_id for approval_id, _ in await approval_store.changed_since(conn, since)]
-
-    async def _rows(self, approval_ids: list[str]) -> list[ApprovalRow]:
-        async with self._db.read() as conn:
-            rows = [await approval_store.get(conn, approval_id) for approval_id in approval_ids]
-        return sorted((row for row in rows if row is not None), key=lambda row: row.updated_at)
+    async def _approvals_now(self, approval_ids: list[str]) -> list[Approval]:
+        found = [await self._approvals.get(approval_id) for approval_id in approval_ids]
+        return sorted((a for a in found if a is not None), key=lambda a: a.updated_at)
 
 
 def since_from(last_event_id: str | None, since: str | None, *, now: float) -> float:

@@ -8,8 +8,7 @@ the script shows them as text without a template.
 The sentences themselves are `app/approvals/wording.py`'s; this module picks the inbox's voice (UTC
 times to the second, "you (alice)" for the viewer) and the pieces each template shows.
 
-It reads an `Approval` (`app/approvals/model.py`), never stored JSON text. The page handlers still
-pass rows, so each function accepts one and decodes it once (`Approval.of`).
+It reads an `Approval` (`app/approvals/model.py`), never stored JSON text.
 
 Pure module: builds strings from an approval; no I/O.
 """
@@ -21,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from app.approvals import wording
-from app.approvals.model import Approval, ApprovalLike
+from app.approvals.model import Approval
 from app.approvals.wording import human_duration, iso
 from app.reveal import reveal
 from app.store.audit import AuditRow
@@ -69,24 +68,23 @@ def pretty_json(value: Any, *, limit: int | None = None) -> str:
     return text
 
 
-def arguments_text(approval: ApprovalLike, *, limit: int | None = None) -> str:
+def arguments_text(approval: Approval, *, limit: int | None = None) -> str:
     """The call's arguments pretty-printed (as stored, should they not be a JSON object)."""
-    a = Approval.of(approval)
-    return pretty_json(a.arguments, limit=limit) if a.arguments is not None else a.arguments_text
+    return pretty_json(approval.arguments, limit=limit) if approval.arguments is not None else approval.arguments_text
 
 
-def result_text(approval: ApprovalLike) -> str | None:
+def result_text(approval: Approval) -> str | None:
     """The upstream's stored answer, the whole JSON-RPC message pretty-printed (None before the call ran)."""
-    stored = Approval.of(approval).result
+    stored = approval.result
     if stored is None:
         return None
     return stored.text if stored.message is None else pretty_json(stored.message)
 
 
-def result_parts(approval: ApprovalLike) -> list[tuple[str, str]]:
+def result_parts(approval: Approval) -> list[tuple[str, str]]:
     """The readable parts of the upstream's answer, as (label, text): each text item, the structured
     content, or the JSON-RPC error. Text that is itself JSON is pretty-printed."""
-    stored = Approval.of(approval).result
+    stored = approval.result
     if stored is None:
         return []
     if stored.error is not None:
@@ -110,53 +108,53 @@ VOICE: Final = wording.Voice(time=lambda t: when(t))
 """The inbox's voice: UTC times to the second; names as they are (the templates reveal them)."""
 
 
-def decider(approval: ApprovalLike, viewer: str | None) -> str:
-    return wording.decider(Approval.of(approval), VOICE, viewer)
+def decider(approval: Approval, viewer: str | None) -> str:
+    return wording.decider(approval, VOICE, viewer)
 
 
-def outcome(approval: ApprovalLike, viewer: str | None = None) -> str:
+def outcome(approval: Approval, viewer: str | None = None) -> str:
     """One paragraph: what became of the approval, who decided, how and when."""
     return wording.account(approval, VOICE, viewer)
 
 
-def label(approval: ApprovalLike) -> str:
+def label(approval: Approval) -> str:
     """The status badge: what became of the call (`tool error`, `succeeded`…), not only its status."""
     return wording.label(wording.outcome_of(approval).kind)
 
 
-def kind(approval: ApprovalLike) -> str:
+def kind(approval: Approval) -> str:
     """The outcome kind, for `data-outcome` and CSS."""
     return wording.outcome_of(approval).kind.value
 
 
-def summary(approval: ApprovalLike) -> str:
+def summary(approval: Approval) -> str:
     """A short clause for the history table (`ran; the tool reported an error: …`)."""
     return wording.phrase(wording.outcome_of(approval))
 
 
-def result_line(approval: ApprovalLike) -> str:
+def result_line(approval: Approval) -> str:
     """What became of the call itself, above its result (`It ran, and the tool reported an error: …`)."""
     return wording.result_sentence(wording.outcome_of(approval))
 
 
-def no_result(approval: ApprovalLike) -> str:
+def no_result(approval: Approval) -> str:
     """What the result section says when nothing was stored."""
     return wording.no_result(wording.outcome_of(approval))
 
 
-def conflict(approval: ApprovalLike, viewer: str | None) -> str:
+def conflict(approval: Approval, viewer: str | None) -> str:
     """Why a decision came too late, for the reviewer who tried (HTTP 409)."""
-    return reveal(wording.too_late(Approval.of(approval), VOICE, viewer))
+    return reveal(wording.too_late(approval, VOICE, viewer))
 
 
-def decided(approval: ApprovalLike, viewer: str | None) -> str:
+def decided(approval: Approval, viewer: str | None) -> str:
     """The confirmation the deciding reviewer sees."""
-    return reveal(wording.confirmation(Approval.of(approval)))
+    return reveal(wording.confirmation(approval))
 
 
-def announcement(approval: ApprovalLike, viewer: str | None) -> str:
+def announcement(approval: Approval, viewer: str | None) -> str:
     """What a screen reader hears when an approval changes on the page."""
-    return reveal(wording.announcement(Approval.of(approval), VOICE, viewer))
+    return reveal(wording.announcement(approval, VOICE, viewer))
 
 
 def timeline_label(entry: AuditRow) -> str:

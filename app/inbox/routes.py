@@ -14,7 +14,8 @@ Fixed paths live under `/-/`, which no approval id (`apr_…`) can be, so `/inbo
 (the review link every channel sends) never swallows them.
 
 This module only authenticates the reviewer, checks CSRF and renders outcomes. Deciding goes
-through `app/approvals/decisions.py::decide(via="inbox")`, the path every channel shares and the
+through the approvals service (`Approvals.decide(via="inbox")`, `app/approvals/service.py`), the
+path every channel shares and the
 one place its rules live (first decision wins, an enabled reviewer, no self-approval, a rejection
 needs a reason). The session is re-checked against the reviewers table on every request
 (`_signed_in`), so a disabled reviewer's open page stops deciding at once.
@@ -40,8 +41,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app.approvals.decisions import AlreadyDecided, DecisionError, Verdict, decide
-from app.approvals.ledger import Ledger
+from app.approvals.model import Approval
+from app.approvals.service import AlreadyDecided, ApprovalDesk, DecisionError, Verdict
 from app.approvals.signals import Notifier
 from app.auth import Credentials, token_hash
 from app.inbox import csrf, present
@@ -50,10 +51,8 @@ from app.inbox.history import LIMIT, STATUS_CHOICES, parse_filter
 from app.inbox.live import LiveFeed, since_from
 from app.inbox.render import Templates
 from app.inbox.session import Session, SessionCookie, anonymous_session, reviewer_session
-from app.store import approvals as approval_store
 from app.store import audit as audit_store
 from app.store import tokens as token_store
-from app.store.approvals import ApprovalRow
 from app.store.db import Database
 from app.upstream import Upstream
 
@@ -109,7 +108,7 @@ class InboxRoutes:
         self,
         *,
         db: Database,
-        ledger: Ledger,
+        approvals: ApprovalDesk,
         notifier: Notifier,
         credentials: Credentials,
         upstreams: Mapping[str, Upstream],
@@ -119,14 +118,14 @@ class InboxRoutes:
         secure: bool,
     ) -> None:
         self._db = db
-        self._ledger = ledger
+        self._approvals = approvals
         self._credentials = credentials
         self._upstreams = upstreams
         self._public_url = public_url
         self._prefix = prefix
         self._cookie = SessionCookie(secret_key, path=prefix, secure=secure)
         self._templates = Templates(prefix=prefix)
-        self.feed = LiveFeed(db, notifier)
+        self.feed = LiveFeed(approvals, notifier)
 
     # ------------------------------------------------------------------ sessions
 
@@ -259,8 +258,7 @@ class InboxRoutes:
         session = await self._signed_in(request)
         if session is None:
             return self._to_sign_in(request)
-        async with self._db.read() as conn:
-            rows = await approval_store.search(conn, statuses=["pending"], limit=PENDING_LIMIT)
+        rows = await self._approvals.search(statuses=["pending"], limit=PENDING_LIMIT)
         return self._templates.page(
             "pending.html",
             session=session,
@@ -277,16 +275,10 @@ class InboxRoutes:
             return self._to_sign_in(request)
         chosen, problems = parse_filter(request.query_params)
         agent, tool = chosen.agent or None, chosen.tool or None
+        approvals = await self._approvals.search(
+            statuses=chosen.statuses, agent=agent, tool=tool, since=chosen.since_at, until=chosen.until_at, limit=LIMIT
+        )
         async with self._db.read() as conn:
-            approvals = await approval_store.search(
-                conn,
-                statuses=chosen.statuses,
-                agent=agent,
-                tool=tool,
-                since=chosen.since_at,
-                until=chosen.until_at,
-                limit=LIMIT,
-            )
             entries = await audit_store.search(
                 conn, agent=agent, tool=tool, since=chosen.since_at, until=chosen.until_at, limit=LIMIT
             )
@@ -312,10 +304,8 @@ class InboxRoutes:
     async def _detail_page(
         self, session: Session, approval_id: str, *, error: str | None = None, status_code: int = 200
     ) -> Response:
-        async with self._db.read() as conn:
-            row = await approval_store.get(conn, approval_id)
-            timeline = await audit_store.search(conn, approval_id=approval_id, newest_first=False, limit=1000)
-        if row is None:
+        approval = await self._approvals.get(approval_id)
+        if approval is None:
             return self._templates.page(
                 "message.html",
                 status_code=404,
@@ -329,18 +319,18 @@ class InboxRoutes:
             status_code=status_code,
             session=session,
             now=time.time(),
-            a=row,
-            timeline=[e for e in timeline if e.event != "call"],
+            a=approval,
+            timeline=await self._approvals.timeline(approval_id),
             error=error,
             current="detail",
             describe=self._describe,
         )
 
-    def _describe(self, row: ApprovalRow) -> str:
+    def _describe(self, approval: Approval) -> str:
         """The upstream's description of the approval's tool, from the catalog this process holds
         ("" before any `tools/list` answer was seen, or for an upstream no longer configured)."""
-        upstream = self._upstreams.get(row.upstream)
-        return "" if upstream is None else present.tool_description(upstream.catalog.descriptions.get(row.tool))
+        upstream = self._upstreams.get(approval.upstream)
+        return "" if upstream is None else present.tool_description(upstream.catalog.descriptions.get(approval.tool))
 
     # ------------------------------------------------------------------ decisions
 
@@ -361,8 +351,7 @@ class InboxRoutes:
         approval_id = request.path_params["approval_id"]
         reason = str(form.get("reason") or "")
         try:
-            row = await decide(
-                self._ledger,
+            decided = await self._approvals.decide(
                 approval_id,
                 reviewer=session.reviewer,
                 verdict=verdict,
@@ -376,7 +365,10 @@ class InboxRoutes:
             return await self._not_decided(request, session, approval_id, exc.sentence(), exc.status_code)
         if _wants_json(request):
             return JSONResponse(
-                {"message": present.decided(row, session.reviewer), "approval": self.event_payload(row, session)}
+                {
+                    "message": present.decided(decided, session.reviewer),
+                    "approval": self.event_payload(decided, session),
+                }
             )
         return RedirectResponse(f"{self._prefix}/{approval_id}", status_code=303)
 
@@ -387,12 +379,12 @@ class InboxRoutes:
         approval_id: str,
         message: str,
         status_code: int,
-        row: ApprovalRow | None = None,
+        current: Approval | None = None,
     ) -> Response:
         if _wants_json(request):
             body: dict[str, Any] = {"error": message}
-            if row is not None:
-                body["approval"] = self.event_payload(row, session)
+            if current is not None:
+                body["approval"] = self.event_payload(current, session)
             return JSONResponse(body, status_code=status_code)
         return await self._detail_page(session, approval_id, error=message, status_code=status_code)
 
@@ -408,21 +400,29 @@ class InboxRoutes:
             return await self._still_valid(session)
 
         stream = self.feed.events(
-            since=since, until=session.expires_at, allowed=allowed, present=lambda row: self.event_payload(row, session)
+            since=since,
+            until=session.expires_at,
+            allowed=allowed,
+            present=lambda approval: self.event_payload(approval, session),
         )
         return EventSourceResponse(stream, ping=PING_SECONDS, send_timeout=SEND_TIMEOUT_SECONDS)
 
-    def event_payload(self, row: ApprovalRow, session: Session) -> dict[str, Any]:
+    def event_payload(self, approval: Approval, session: Session) -> dict[str, Any]:
         """An approval as the page's script applies it: the card rendered for this session, and a sentence."""
         html = self._templates.fragment(
-            "_card.html", a=row, csrf=session.csrf, viewer=session.reviewer, now=time.time(), describe=self._describe
+            "_card.html",
+            a=approval,
+            csrf=session.csrf,
+            viewer=session.reviewer,
+            now=time.time(),
+            describe=self._describe,
         )
         return {
-            "id": row.id,
-            "status": row.status,
-            "pending": row.status == "pending",
+            "id": approval.id,
+            "status": approval.status.value,
+            "pending": approval.status == "pending",
             "html": html,
-            "message": present.announcement(row, session.reviewer),
+            "message": present.announcement(approval, session.reviewer),
         }
 
 

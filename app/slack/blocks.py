@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from app.approvals import wording
-from app.approvals.model import Approval, ApprovalLike, Status
+from app.approvals.model import Approval, Status
 from app.approvals.wording import Kind, iso, review_url
 from app.reveal import reveal
 
@@ -296,9 +296,8 @@ def _context(approval: Approval, text: str, part: str) -> dict[str, Any]:
     }
 
 
-def reject_modal(approval: ApprovalLike, private_metadata: str) -> dict[str, Any]:
+def reject_modal(approval: Approval, private_metadata: str) -> dict[str, Any]:
     """The modal that asks a reviewer why they reject `approval` (submitting it rejects the call)."""
-    approval = Approval.of(approval)
     intro = (
         f"Reject *{escape(cut(name(approval.tool), 200))}* for *{escape(cut(name(approval.agent), 100))}* "
         f"(`{escape(approval.id)}`)? The agent is told who rejected it and why."

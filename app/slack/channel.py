@@ -10,8 +10,8 @@ local worker early.
 
 from __future__ import annotations
 
+from app.approvals.model import Approval
 from app.slack.outbox import Outbox
-from app.store.approvals import ApprovalRow
 
 
 class SlackChannel:
@@ -20,8 +20,8 @@ class SlackChannel:
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
 
-    async def parked(self, approval: ApprovalRow) -> None:
+    async def parked(self, approval: Approval) -> None:
         await self._outbox.enqueue(approval)
 
-    async def changed(self, approval: ApprovalRow) -> None:
+    async def changed(self, approval: Approval) -> None:
         self._outbox.kick(approval.id)

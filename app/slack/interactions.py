@@ -27,9 +27,9 @@ Deliberate choices:
 - A rejection needs a reason (a rule of the decision path, as in every channel): an empty one
   keeps the modal open with the decision path's sentence. Cancelling the modal sends nothing and
   leaves the call pending.
-- Decisions go through `app/approvals/decisions.py::decide` with `via="slack"`; nothing here
-  changes an approval any other way. Before opening the reason form, `decisions.refusal` runs the
-  same checks (an enabled reviewer, the rule's reviewers, the approval still pending), so nobody
+- Decisions go through the approvals service (`Approvals.decide`, `app/approvals/service.py`) with
+  `via="slack"`; nothing here changes an approval any other way. Before opening the reason form,
+  `Approvals.refusal` runs the same checks (an enabled reviewer, the rule's reviewers, the approval still pending), so nobody
   fills in a form they cannot submit; the submission is checked again when it decides.
 """
 
@@ -45,16 +45,24 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from app.approvals.decisions import DecisionError, decide, refusal
-from app.approvals.ledger import Ledger
+from app.approvals.model import Approval
 from app.approvals.outcomes import review_url
+from app.approvals.service import ApprovalDesk, DecisionError
 from app.config import SlackSettings
 from app.slack.blocks import REASON_BLOCK, cut, escape, reject_modal
-from app.slack.payloads import Actor, ButtonClick, PayloadError, ReasonSubmitted, parse_interaction, reject_metadata
+from app.slack.payloads import (
+    Actor,
+    ButtonClick,
+    Interaction,
+    PayloadError,
+    ReasonSubmitted,
+    parse_interaction,
+    reject_metadata,
+)
 from app.slack.reviewers import Refused, SlackReviewers
 from app.slack.webapi import SlackApi, describe
 from app.store import slack_outbox as outbox_store
-from app.store.approvals import ApprovalRow
+from app.store.db import Database
 
 logger = logging.getLogger("airlock.slack")
 
@@ -65,15 +73,26 @@ MAX_BODY_BYTES: Final = 256 * 1024
 
 class SlackInteractions:
     def __init__(
-        self, ledger: Ledger, settings: SlackSettings, api: SlackApi, reviewers: SlackReviewers, public_url: str
+        self,
+        approvals: ApprovalDesk,
+        db: Database,
+        settings: SlackSettings,
+        api: SlackApi,
+        reviewers: SlackReviewers,
+        public_url: str,
     ) -> None:
-        assert settings.signing_secret, "Slack is enabled only with a signing secret"
-        self._ledger = ledger
+        """Args:
+        approvals: what clicks read and decide through.
+        db: the outbox's table, for the message Airlock posted for an approval.
+        """
+        self._approvals = approvals
+        self._db = db
         self._settings = settings
         self._api = api
         self._reviewers = reviewers
         self._public_url = public_url
-        self._verifier = SignatureVerifier(settings.signing_secret)
+        # None in Socket Mode, where this route is not mounted and nothing arrives signed.
+        self._verifier = SignatureVerifier(settings.signing_secret) if settings.signing_secret else None
 
     async def handle(self, request: Request) -> Response:
         body = await _body(request)
@@ -86,6 +105,15 @@ class SlackInteractions:
             interaction = parse_interaction(body)
         except PayloadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        return await self.respond(interaction)
+
+    async def respond(self, interaction: Interaction) -> Response:
+        """Handle one verified, parsed interaction; the answer Slack gets, for either transport.
+
+        Over HTTP the response is sent as it is. Over Socket Mode (`app/slack/socket_mode.py`) its
+        JSON body, if any, is the envelope's ack payload (a modal's `response_action`), and its
+        background task runs after the ack, as it runs here after the response is sent.
+        """
         if isinstance(interaction, ButtonClick):
             return await self._click(interaction)
         if isinstance(interaction, ReasonSubmitted):
@@ -93,6 +121,8 @@ class SlackInteractions:
         return Response(status_code=200)
 
     def _verified(self, body: bytes, headers: Headers) -> bool:
+        if self._verifier is None:
+            return False
         try:
             return self._verifier.is_valid_request(body, dict(headers.items()))
         except ValueError:
@@ -116,7 +146,7 @@ class SlackInteractions:
 
     async def _authorize(
         self, actor: Actor, approval_id: str, *, deadline: float, message: tuple[str | None, str | None] | None
-    ) -> tuple[str, ApprovalRow] | Refused:
+    ) -> tuple[str, Approval] | Refused:
         """The reviewer and the approval, or why not (see `app/slack/reviewers.py` for the order).
 
         Args:
@@ -127,7 +157,7 @@ class SlackInteractions:
         refused = self._reviewers.check_origin(actor)
         if refused is not None:
             return refused
-        approval = await self._ledger.get(approval_id)
+        approval = await self._approvals.get(approval_id)
         if approval is None:
             return Refused(f"Airlock has no approval {approval_id}; nothing was changed.")
         if message is not None and (await self._posted(approval.id) or (None, None)) != message:
@@ -139,19 +169,19 @@ class SlackInteractions:
         return reviewer if isinstance(reviewer, Refused) else (reviewer, approval)
 
     async def _posted(self, approval_id: str) -> tuple[str, str] | None:
-        async with self._ledger.db.read() as conn:
+        async with self._db.read() as conn:
             return await outbox_store.message(conn, approval_id)
 
     async def _approve(self, click: ButtonClick, reviewer: str) -> Response:
         try:
-            await decide(self._ledger, click.approval_id, reviewer=reviewer, verdict="approve", via="slack")
+            await self._approvals.decide(click.approval_id, reviewer=reviewer, verdict="approve", via="slack")
         except DecisionError as exc:
             return self._answer(click, exc.sentence())
         logger.info("approval %s approved in Slack by %s (%s)", click.approval_id, reviewer, click.actor.user_id)
         return Response(status_code=200)
 
-    async def _ask_reason(self, click: ButtonClick, reviewer: str, approval: ApprovalRow, deadline: float) -> Response:
-        refused = await refusal(self._ledger, approval, reviewer=reviewer, verdict="reject")
+    async def _ask_reason(self, click: ButtonClick, reviewer: str, approval: Approval, deadline: float) -> Response:
+        refused = await self._approvals.refusal(approval, reviewer=reviewer, verdict="reject")
         if refused is not None:
             return self._answer(click, refused.sentence())
         if click.trigger_id is None:
@@ -176,8 +206,8 @@ class SlackInteractions:
             return _form_error(checked.message)
         reviewer, approval = checked
         try:
-            await decide(
-                self._ledger, approval.id, reviewer=reviewer, verdict="reject", via="slack", reason=submission.reason
+            await self._approvals.decide(
+                approval.id, reviewer=reviewer, verdict="reject", via="slack", reason=submission.reason
             )
         except DecisionError as exc:
             return _form_error(exc.sentence())

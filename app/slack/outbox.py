@@ -46,12 +46,12 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from app.approvals.model import Approval, ApprovalLike, routing_of
+from app.approvals.model import Approval, routing_of
+from app.approvals.service import ApprovalDesk
 from app.approvals.wording import iso
 from app.config import SlackSettings
 from app.slack.blocks import SLACK, approval_message
 from app.slack.webapi import SlackApi, describe, error_code, retry_after
-from app.store import approvals as approval_store
 from app.store import slack_outbox as outbox_store
 from app.store.db import Database
 from app.store.slack_outbox import OutboxRow
@@ -67,8 +67,15 @@ _GIVE_UP_AFTER: Final = 86400.0
 
 
 class Outbox:
-    def __init__(self, db: Database, api: SlackApi, settings: SlackSettings, public_url: str) -> None:
+    def __init__(
+        self, db: Database, approvals: ApprovalDesk, api: SlackApi, settings: SlackSettings, public_url: str
+    ) -> None:
+        """Args:
+        db: the outbox's table (`app/store/slack_outbox.py`).
+        approvals: where the approval each message shows is read.
+        """
         self._db = db
+        self._approvals = approvals
         self._api = api
         self._settings = settings
         self._public_url = public_url
@@ -89,9 +96,8 @@ class Outbox:
         assert channel, "Slack is enabled only with a default channel"
         return str(channel)
 
-    async def enqueue(self, approval: ApprovalLike) -> None:
+    async def enqueue(self, approval: Approval) -> None:
         """Queue the first post of `approval`'s message (idempotent), then wake the worker."""
-        approval = Approval.of(approval)
         async with self._db.write() as conn:
             await outbox_store.enqueue(conn, approval.id, self.channel_for(approval.routing_for(SLACK)), time.time())
         self.kick()
@@ -153,9 +159,9 @@ class Outbox:
             if not await outbox_store.claim(conn, approval_id, owner=self._owner, now=now, lease_until=lease):
                 return
             row = await outbox_store.get(conn, approval_id)
-            stored = await approval_store.get(conn, approval_id)
-        assert row is not None and stored is not None
-        approval = Approval.from_row(stored)
+        # Read after the claim committed, so the message renders the approval as it is now.
+        approval = await self._approvals.get(approval_id)
+        assert row is not None and approval is not None
         if row.ts is not None and row.rendered_status == approval.status:
             await self._release(approval_id)
             return

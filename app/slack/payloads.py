@@ -1,6 +1,7 @@
 """Slack interaction payloads → typed records: a button click, a reject reason submitted, or neither.
 
-Pure module: takes the raw (already verified) request body and returns a value; no I/O.
+Pure module: takes the raw (already verified) request body, or over Socket Mode the payload
+already parsed, and returns a value; no I/O.
 
 Slack posts interactions as `application/x-www-form-urlencoded` with one `payload` field holding
 JSON. Only what Airlock acts on is kept, and nothing about the reviewer but ids: `user.name` and
@@ -70,7 +71,15 @@ def parse_interaction(body: bytes) -> Interaction:
     Raises:
         PayloadError: no `payload` field, or it is not a JSON object with a user id.
     """
-    payload = _payload(body)
+    return interaction_of(_payload(body))
+
+
+def interaction_of(payload: dict[str, Any]) -> Interaction:
+    """Read one interaction payload that arrived already parsed (a Socket Mode envelope's `payload`).
+
+    Raises:
+        PayloadError: it names no user.
+    """
     kind = str(payload.get("type", ""))
     if kind == "block_actions":
         return _click(payload)

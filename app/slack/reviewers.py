@@ -32,7 +32,6 @@ from app.slack.blocks import SLACK
 from app.slack.payloads import Actor
 from app.slack.webapi import SlackApi, describe
 from app.store import tokens as token_store
-from app.store.approvals import ApprovalRow
 from app.store.db import Database
 
 logger = logging.getLogger("airlock.slack")
@@ -73,13 +72,13 @@ class SlackReviewers:
             )
         return name
 
-    async def check_routing(self, user_id: str, approval: ApprovalRow, *, deadline: float) -> Refused | None:
+    async def check_routing(self, user_id: str, approval: Approval, *, deadline: float) -> Refused | None:
         """Step 3: when the rule names Slack users or user groups, the user must be among them.
 
         Args:
             deadline: `time.monotonic()` by which any user-group lookup must have answered.
         """
-        routing = Approval.of(approval).routing_for(SLACK)
+        routing = approval.routing_for(SLACK)
         users = [str(u) for u in routing.get("users") or []]
         groups = [str(g) for g in routing.get("usergroups") or []]
         if not users and not groups:
@@ -101,7 +100,7 @@ class SlackReviewers:
             "your click changed nothing."
         )
 
-    async def authorize(self, actor: Actor, approval: ApprovalRow, *, deadline: float) -> str | Refused:
+    async def authorize(self, actor: Actor, approval: Approval, *, deadline: float) -> str | Refused:
         """Steps 2 and 3 (step 1 comes first, before the approval is read)."""
         reviewer = await self.reviewer(actor.user_id)
         if isinstance(reviewer, Refused):

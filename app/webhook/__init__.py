@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute, Route
 
 from app.approvals.channels import ReviewChannel
-from app.approvals.ledger import Ledger
+from app.approvals.service import ApprovalDesk
 from app.approvals.signals import Notifier
 from app.config import WebhookSettings
 from app.store.db import Database
@@ -32,11 +32,11 @@ class WebhookExtension:
     name = "webhook"
 
     def __init__(
-        self, settings: WebhookSettings, *, public_url: str, db: Database, ledger: Ledger, notifier: Notifier
+        self, settings: WebhookSettings, *, public_url: str, db: Database, approvals: ApprovalDesk, notifier: Notifier
     ) -> None:
         self._notifier = notifier
         self.outbox = Outbox(db, settings, public_url)
-        self.decisions = WebhookDecisions(ledger, settings.decision_secret or settings.secret)
+        self.decisions = WebhookDecisions(approvals, db, settings.decision_secret or settings.secret)
         self._channels: list[ReviewChannel] = [WebhookChannel(self.outbox)]
 
     @property
@@ -56,17 +56,17 @@ class WebhookExtension:
 
 
 def build(
-    settings: WebhookSettings | None, *, public_url: str, db: Database, ledger: Ledger, notifier: Notifier
+    settings: WebhookSettings | None, *, public_url: str, db: Database, approvals: ApprovalDesk, notifier: Notifier
 ) -> WebhookExtension | None:
     """The webhook extension, or None when `[webhook]` is not configured.
 
     Args:
         settings: `[webhook]`.
         public_url: Airlock's address as reviewers reach it (review links in events).
-        db: the outbox's tables.
-        ledger: the approvals ledger that decisions go through (`app/approvals/decisions.py`).
+        db: the outbox's tables and the decision endpoint's replay guard.
+        approvals: what decisions go through (`Approvals.decide`, the one decision path).
         notifier: notes every approval change this process hears of for the outbox.
     """
     if settings is None:
         return None
-    return WebhookExtension(settings, public_url=public_url, db=db, ledger=ledger, notifier=notifier)
+    return WebhookExtension(settings, public_url=public_url, db=db, approvals=approvals, notifier=notifier)

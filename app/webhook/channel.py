@@ -8,7 +8,7 @@ anything both miss through the outbox's reconcile (`app/webhook/outbox.py`).
 
 from __future__ import annotations
 
-from app.store.approvals import ApprovalRow
+from app.approvals.model import Approval
 from app.webhook.outbox import Outbox
 
 
@@ -18,8 +18,8 @@ class WebhookChannel:
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
 
-    async def parked(self, approval: ApprovalRow) -> None:
+    async def parked(self, approval: Approval) -> None:
         self._outbox.note(approval.id)
 
-    async def changed(self, approval: ApprovalRow) -> None:
+    async def changed(self, approval: Approval) -> None:
         self._outbox.note(approval.id)

@@ -17,8 +17,8 @@ the `reviewer` it names must be an existing, enabled Airlock reviewer, and every
 (no self-approval, a rule's reviewer list, a rejection needs a reason, the first decision wins) is
 `app/approvals/decisions.py`'s, the same as for every channel. The audit log shows "via webhook".
 
-Decisions go through `decisions.decide` with the ledger, as the Slack extension does today
-(`Approvals.decide` is the same call; channels move onto it with issue 11).
+Decisions go through the approvals service (`Approvals.decide`, `app/approvals/service.py`), as
+every reviewer channel's do.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from typing import Any, Final
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from app.approvals.decisions import DecisionError, Verdict, decide
-from app.approvals.ledger import Ledger
+from app.approvals.service import ApprovalDesk, DecisionError, Verdict
 from app.store import webhook_outbox as store
+from app.store.db import Database
 from app.webhook.signing import SIGNATURE_HEADER, TOLERANCE_SECONDS, Invalid, verify
 
 logger = logging.getLogger("airlock.webhook")
@@ -53,8 +53,9 @@ class Decision:
 
 
 class WebhookDecisions:
-    def __init__(self, ledger: Ledger, secret: str) -> None:
-        self._ledger = ledger
+    def __init__(self, approvals: ApprovalDesk, db: Database, secret: str) -> None:
+        self._approvals = approvals
+        self._db = db
         self._secrets = (secret,)
 
     async def handle(self, request: Request) -> JSONResponse:
@@ -65,7 +66,7 @@ class WebhookDecisions:
         if isinstance(checked, Invalid):
             logger.warning("refused a webhook decision: %s", checked.reason)
             return _error(401, checked.reason)
-        async with self._ledger.db.write() as conn:
+        async with self._db.write() as conn:
             first = await store.first_use(
                 conn, checked.signature, expires_at=checked.timestamp + TOLERANCE_SECONDS, now=time.time()
             )
@@ -79,8 +80,7 @@ class WebhookDecisions:
 
     async def _decide(self, decision: Decision) -> JSONResponse:
         try:
-            row = await decide(
-                self._ledger,
+            approval = await self._approvals.decide(
                 decision.approval_id,
                 reviewer=decision.reviewer,
                 verdict=decision.verdict,
@@ -89,8 +89,10 @@ class WebhookDecisions:
             )
         except DecisionError as exc:
             return _error(exc.status_code, str(exc))
-        logger.info("approval %s %s by %s via webhook", row.id, row.status, row.decided_by)
-        return JSONResponse({"approval_id": row.id, "status": row.status, "decided_by": row.decided_by})
+        logger.info("approval %s %s by %s via webhook", approval.id, approval.status, approval.decided_by)
+        return JSONResponse(
+            {"approval_id": approval.id, "status": approval.status.value, "decided_by": approval.decided_by}
+        )
 
 
 def _parse(body: bytes) -> Decision | str:

@@ -21,6 +21,7 @@ from app.demo.upstream import DemoMarket
 from app.store import approvals as approval_store
 from app.store.approvals import ApprovalRow
 from app.store.db import Database
+from tests.fakes.balancer import PRIMING_EVENT, Balancer
 from tests.harness import DEFAULT_POLICY, mcp_client, new_task
 from tests.net import wait_for
 from tests.processes import Cluster
@@ -48,10 +49,16 @@ async def test_a_held_call_survives_sigkill_and_the_reconnected_client_gets_the_
 ) -> None:
     task = new_task(market)
     first = await cluster.start()
-    url = cluster.mcp(first)
-    async with mcp_client(url, cluster.agent_token, mode="legacy") as client:
+    async with (
+        Balancer([("127.0.0.1", first.port)]).running() as balancer,
+        mcp_client(cluster.mcp(balancer.url), cluster.agent_token, mode="legacy") as client,
+    ):
         call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
         approval_id = str((await cluster.wait_pending(first))["id"])
+        # Crash only once the held stream has begun: a crash before its first byte leaves the client
+        # nothing to resume (it would retry the identical call, the next test's case).
+        async with asyncio.timeout(30):
+            await balancer.sent(first.port, PRIMING_EVENT)
         first.kill()
         second = await cluster.start(first.port)
         assert [a["id"] for a in await cluster.pending(second)] == [approval_id], "still pending after the crash"

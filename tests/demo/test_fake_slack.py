@@ -103,6 +103,27 @@ async def test_reject_with_a_reason_from_the_channel_page_reaches_the_waiting_ag
     assert "em_cancel_task" not in [tool for tool, _ in state["log"]]
 
 
+async def test_with_fake_slack_socket_a_reject_from_the_page_goes_over_socket_mode_and_reaches_the_agent(
+    tmp_path: Path,
+) -> None:
+    """Issue 18, item 1: `airlock demo --fake-slack socket`; no signed HTTP, Airlock connects to the fake."""
+    options = ("--fake-slack", "socket")
+    async with running_demo(tmp_path, *options, hold_seconds=0.2) as demo, running_agent(demo, tmp_path) as agent:
+        slack_url = fake_slack_url(demo)
+        assert any("over Socket Mode" in line for line in demo.banner)
+        [(approval_id, _)] = await approvals_waited_for(agent, count=1)
+        await channel_shows(slack_url, f'name="approval" value="{approval_id}"')
+        form = {"from_page": "1", "approval": approval_id, "verdict": "reject", "reason": "still needed"}
+
+        async with httpx.AsyncClient(timeout=15) as http:
+            clicked = await http.post(f"{slack_url}{CLICK_PATH}", data=form)
+
+        assert "Airlock%20answered%20200" in clicked.headers["location"], clicked.headers["location"]
+        final = await outcome_printed(agent)
+
+    assert final.startswith("error: A human reviewer (demo-reviewer) rejected") and "still needed" in final
+
+
 async def test_a_click_before_the_message_is_posted_says_so(tmp_path: Path) -> None:
     async with running_demo(tmp_path, "--fake-slack") as demo:
         status, said = await click_command(fake_slack_url(demo), "apr_unknown", "approve")

@@ -13,9 +13,9 @@ import pytest
 
 from app.inbox import present
 from app.reveal import reveal
-from tests.rows import T0, approval_row
+from tests.rows import T0, approval
 
-row = approval_row
+row = approval
 
 
 @pytest.mark.parametrize(

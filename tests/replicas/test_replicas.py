@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from app.demo.upstream import DemoMarket
-from tests.fakes.balancer import Balancer
+from tests.fakes.balancer import PRIMING_EVENT, Balancer
 from tests.harness import DEFAULT_POLICY, mcp_client, new_task
 from tests.net import wait_for
 from tests.processes import AirlockProcess, Cluster
@@ -75,6 +75,10 @@ async def test_when_a_replica_dies_the_client_reconnects_to_another_and_gets_the
         async with mcp_client(replicas.mcp(balancer.url), replicas.agent_token, mode="legacy") as client:
             call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "x"}))
             approval = await replicas.wait_pending(replicas.b)
+            # Crash A only once its held stream has begun: a crash before the first byte leaves the
+            # client nothing to resume (it would retry the identical call, a different test's case).
+            async with asyncio.timeout(30):
+                await balancer.sent(replicas.a.port, PRIMING_EVENT)
             replicas.a.kill()
             assert await replicas.decide(replicas.b, approval["id"]) == 200
             async with asyncio.timeout(30):

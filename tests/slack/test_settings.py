@@ -95,3 +95,55 @@ async def test_without_slack_configured_there_is_no_interactions_endpoint(start_
     assert all(extension.name != "slack" for extension in airlock.runtime.extensions)
     async with httpx.AsyncClient(base_url=airlock.url) as http:
         assert (await http.post("/slack/interactions", content=b"payload={}")).status_code == 404
+
+
+# --------------------------------------------------------------------------- socket mode (issue 18, item 1)
+
+SOCKET_ENV = {key: value for key, value in FULL_ENV.items() if key != "SLACK_SIGNING_SECRET"} | {
+    "SLACK_MODE": "socket",
+    "AIRLOCK_SLACK_APP_TOKEN": "xapp-1-A1-1-secret",
+}
+
+
+def test_socket_mode_is_on_with_the_app_token_and_needs_no_signing_secret() -> None:
+    settings = slack_settings(SOCKET_ENV)
+    assert settings.enabled and settings.mode == "socket"
+    assert settings.app_token == "xapp-1-A1-1-secret" and settings.signing_secret is None
+    assert "xapp-1-A1-1-secret" not in repr(settings)
+
+
+def test_the_file_names_the_app_token_by_reference_and_the_environment_supplies_it() -> None:
+    env = {k: v for k, v in SOCKET_ENV.items() if k != "AIRLOCK_SLACK_APP_TOKEN"} | {"MY_XAPP": "xapp-from-ref"}
+    settings = slack_settings(env, {"mode": "socket", "app_token": "${MY_XAPP}", "socket_connections": 3})
+    assert (settings.app_token, settings.socket_connections) == ("xapp-from-ref", 3)
+
+
+def test_http_mode_ignores_an_app_token_and_still_needs_the_signing_secret() -> None:
+    env = {k: v for k, v in SOCKET_ENV.items() if k != "SLACK_MODE"}
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
+        slack_settings(env)
+    assert slack_settings({}, {"app_token": "${NOT_SET_IN_HTTP_MODE}"}).app_token is None
+
+
+@pytest.mark.parametrize(
+    "env, table, message",
+    [
+        (
+            {**SOCKET_ENV, "AIRLOCK_SLACK_APP_TOKEN": ""},
+            {},
+            "socket mode needs an app-level token: set AIRLOCK_SLACK_APP",
+        ),
+        ({**SOCKET_ENV, "AIRLOCK_SLACK_APP_TOKEN": "xoxb-oops"}, {}, r"must be an app-level token \(xapp-…\)"),
+        ({}, {"mode": "sockets"}, 'slack.mode must be "http" or "socket"'),
+        ({}, {"app_token": "xapp-1-literal"}, "app_token must be a reference"),
+        ({}, {"mode": "socket", "app_token": "${UNSET_XAPP}"}, r"refers to \$\{UNSET_XAPP\}, which is not set"),
+        ({}, {"socket_connections": 11}, "socket_connections must be a whole number from 1 to 10"),
+        ({}, {"socket_ping_seconds": 0}, "socket_ping_seconds must be a positive"),
+    ],
+)
+def test_bad_socket_mode_settings_are_one_sentence_errors(
+    env: dict[str, str], table: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        slack_settings(env, table)
+    assert "xoxb-oops" not in str(raised.value)

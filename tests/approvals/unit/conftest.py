@@ -20,6 +20,7 @@ import pytest
 from app.approvals.channels import ChannelFanout
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
+from app.approvals.model import Approval
 from app.approvals.queue import ApprovalQueue
 from app.approvals.service import Approvals, Attachment, Hold, HoldEvent, ParkRequest
 from app.approvals.signals import Notifier
@@ -32,7 +33,6 @@ from app.policy.engine import Decision
 from app.protocol import Era
 from app.sessions import SessionRegistry
 from app.store import tokens as token_store
-from app.store.approvals import ApprovalRow
 from app.store.db import Database
 
 UPSTREAM = "market"
@@ -130,12 +130,12 @@ class Lifecycle:
         )
         return await self.approvals.park(request, priming=priming)
 
-    async def row(self, approval_id: str) -> ApprovalRow:
-        row = await self.approvals.get(approval_id)
-        assert row is not None
-        return row
+    async def approval(self, approval_id: str) -> Approval:
+        approval = await self.approvals.get(approval_id)
+        assert approval is not None
+        return approval
 
-    async def approve(self, approval_id: str) -> ApprovalRow:
+    async def approve(self, approval_id: str) -> Approval:
         return await self.approvals.decide(approval_id, reviewer=REVIEWER, verdict="approve", via="api")
 
 

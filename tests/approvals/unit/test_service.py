@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from app.approvals.decisions import AlreadyDecided
+from app.approvals.model import Status
 from app.approvals.outcomes import APPROVAL_META_KEY
 from app.approvals.service import Outcome, Pending, Progress, Relayed, Replayed, Waiting
 from app.protocol import Era
@@ -33,13 +34,13 @@ async def test_a_pending_approval_expires_at_its_deadline_and_not_before(lifecyc
 
     lifecycle.clock.advance(timeout - 0.5)
     delay = await lifecycle.approvals.sweep()
-    assert (await lifecycle.row(parked.approval.id)).status == "pending"
+    assert (await lifecycle.approval(parked.approval.id)).status == "pending"
     assert delay == pytest.approx(0.5, abs=0.01), "the sweeper wakes for the deadline, not a poll later"
 
     lifecycle.clock.advance(0.5)
     await lifecycle.approvals.sweep()
-    row = await lifecycle.row(parked.approval.id)
-    assert (row.status, row.finished_at) == ("expired", lifecycle.clock.now())
+    approval = await lifecycle.approval(parked.approval.id)
+    assert (approval.status, approval.finished_at) == ("expired", lifecycle.clock.now())
 
 
 async def test_a_decision_at_the_deadline_is_refused_even_before_the_sweeper_runs(lifecycle: Lifecycle) -> None:
@@ -47,7 +48,7 @@ async def test_a_decision_at_the_deadline_is_refused_even_before_the_sweeper_run
     lifecycle.clock.advance(lifecycle.settings.timeout_seconds)
     with pytest.raises(AlreadyDecided):
         await lifecycle.approve(parked.approval.id)
-    assert (await lifecycle.row(parked.approval.id)).status == "pending", "expiring is the sweeper's step"
+    assert (await lifecycle.approval(parked.approval.id)).status == "pending", "expiring is the sweeper's step"
 
 
 async def test_the_first_decision_wins_and_the_loser_learns_who_decided(lifecycle: Lifecycle) -> None:
@@ -62,7 +63,7 @@ async def test_the_first_decision_wins_and_the_loser_learns_who_decided(lifecycl
     lost = [o for o in outcomes if isinstance(o, AlreadyDecided)]
     assert len(won) == 1 and len(lost) == 1, outcomes
     assert lost[0].approval.decided_by == won[0].decided_by
-    assert (await lifecycle.row(parked.approval.id)).status == won[0].status
+    assert (await lifecycle.approval(parked.approval.id)).status == won[0].status
 
 
 async def test_a_hold_answers_pending_when_its_budget_runs_out_and_the_approval_stays_open(
@@ -92,7 +93,7 @@ async def test_a_hold_answers_pending_when_its_budget_runs_out_and_the_approval_
     assert approval_meta(pending.data)["status"] == "pending"
     assert json.loads(pending.data)["id"] == 1
     await bounded(listener.task)
-    assert (await lifecycle.row(parked.approval.id)).status == "pending"
+    assert (await lifecycle.approval(parked.approval.id)).status == "pending"
 
 
 async def test_an_approved_call_runs_once_while_holders_and_sweepers_race_for_it(lifecycle: Lifecycle) -> None:
@@ -119,8 +120,8 @@ async def test_an_approved_call_runs_once_while_holders_and_sweepers_race_for_it
     assert sorted(await bounded(asyncio.gather(*runs))) in ([False, False], [False, True])
     await lifecycle.ledger.shutdown()
     assert upstream.calls == 1
-    row = await lifecycle.row(first.approval.id)
-    assert (row.status, row.delivered_at) == ("completed", lifecycle.clock.now())
+    approval = await lifecycle.approval(first.approval.id)
+    assert (approval.status, approval.delivered_at) == ("completed", lifecycle.clock.now())
 
 
 async def test_a_lease_that_lapses_after_a_crash_becomes_outcome_unknown_and_is_never_sent_again(
@@ -131,18 +132,18 @@ async def test_a_lease_that_lapses_after_a_crash_becomes_outcome_unknown_and_is_
     await lifecycle.approve(parked.approval.id)
     run = approvals.execute(parked.approval.id)
     await bounded(upstream.entered.wait())
-    run.cancel()  # the process stops mid-call: the row stays `executing` under its lease
+    run.cancel()  # the process stops mid-call: the approval stays `executing` under its lease
     await asyncio.gather(run, return_exceptions=True)
-    assert (await lifecycle.row(parked.approval.id)).status == "executing"
+    assert (await lifecycle.approval(parked.approval.id)).status == "executing"
 
     clock.advance(lifecycle.settings.execution_lease_seconds - 0.5)
     await approvals.sweep()
-    assert (await lifecycle.row(parked.approval.id)).status == "executing", "not before the lease lapses"
+    assert (await lifecycle.approval(parked.approval.id)).status == "executing", "not before the lease lapses"
 
     clock.advance(1.0)
     await lifecycle.sweeper().sweep()
-    row = await lifecycle.row(parked.approval.id)
-    assert row.status == "outcome_unknown"
+    approval = await lifecycle.approval(parked.approval.id)
+    assert approval.status == "outcome_unknown"
     upstream.release.set()
     assert await bounded(approvals.execute(parked.approval.id)) is False
     await approvals.sweep()
@@ -180,7 +181,7 @@ async def test_a_delivered_outcome_is_replayed_within_retention_and_a_new_call_a
     clock.advance(1.0)
     later = await lifecycle.park(request_id=3)
     assert later.created and later.approval.id != parked.approval.id
-    assert (await lifecycle.row(later.approval.id)).status == "pending"
+    assert (await lifecycle.approval(later.approval.id)).status == "pending"
 
 
 async def test_a_2026_client_that_leaves_withdraws_its_approval_after_the_grace_period(
@@ -196,11 +197,11 @@ async def test_a_2026_client_that_leaves_withdraws_its_approval_after_the_grace_
 
     await bounded(clock.sleeping())
     clock.advance(lifecycle.settings.cancel_grace_seconds - 0.5)
-    assert clock.sleepers == 1 and (await lifecycle.row(parked.approval.id)).status == "pending"
+    assert clock.sleepers == 1 and (await lifecycle.approval(parked.approval.id)).status == "pending"
     clock.advance(0.5)
     await bounded(withdrawal)
-    row = await lifecycle.row(parked.approval.id)
-    assert (row.status, row.decided_by, row.decided_via) == ("withdrawn", "agent-1", "client")
+    approval = await lifecycle.approval(parked.approval.id)
+    assert (approval.status, approval.decided_by, approval.decided_via) == ("withdrawn", "agent-1", "client")
 
 
 async def test_an_identical_retry_within_the_grace_period_keeps_the_approval(lifecycle: Lifecycle) -> None:
@@ -218,7 +219,7 @@ async def test_an_identical_retry_within_the_grace_period_keeps_the_approval(lif
     clock.advance(lifecycle.settings.cancel_grace_seconds)
     await bounded(withdrawal)
     await approvals.sweep()
-    assert (await lifecycle.row(parked.approval.id)).status == "pending"
+    assert (await lifecycle.approval(parked.approval.id)).status == "pending"
 
 
 async def test_a_handshake_client_that_leaves_does_not_withdraw(lifecycle: Lifecycle) -> None:
@@ -276,14 +277,29 @@ async def test_watching_an_approval_follows_it_from_parked_to_its_outcome(lifecy
     seen: list[str] = []
 
     async def watch() -> None:
-        async for row in approvals.watch(parked.approval.id):
-            seen.append(row.status)
-            if row.status == "pending":
+        async for approval in approvals.watch(parked.approval.id):
+            seen.append(approval.status)
+            if approval.status == "pending":
                 lifecycle.upstream.release.set()
                 await lifecycle.approve(parked.approval.id)
-            elif row.status == "approved":
-                approvals.execute(row.id)
+            elif approval.status == "approved":
+                approvals.execute(approval.id)
 
     await bounded(watch())
     assert seen[0] == "pending" and seen[-1] == "completed", seen
     assert lifecycle.upstream.calls == 1
+
+
+async def test_reviewers_read_typed_approvals_and_their_timeline_without_the_agents_call(lifecycle: Lifecycle) -> None:
+    approvals = lifecycle.approvals
+    parked = await lifecycle.park()
+    other = await lifecycle.park(task="task-2", request_id=2)
+    await lifecycle.approve(parked.approval.id)
+
+    approved = await approvals.search(statuses=["approved"])
+    assert [a.id for a in approved] == [parked.approval.id]
+    assert approved[0].status is Status.APPROVED and approved[0].decided_by == REVIEWER
+    assert {a.id for a in await approvals.search()} == {parked.approval.id, other.approval.id}
+    assert set(await approvals.changed_since(0.0)) == {parked.approval.id, other.approval.id}
+    steps = [step.event for step in await approvals.timeline(parked.approval.id)]
+    assert steps[0] == "parked" and steps[-1] == "decided" and "call" not in steps
