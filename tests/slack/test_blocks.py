@@ -6,7 +6,6 @@ Airlock-defined layout (issue: Slack approvals, "the message"). Pure: no I/O.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -26,51 +25,23 @@ from app.slack.blocks import (
     escaped_within,
     reject_modal,
 )
-from app.store.approvals import ALL_STATUSES, ApprovalRow
+from app.store.approvals import ALL_STATUSES
+from tests import rows
 
 PUBLIC_URL = "https://airlock.example"
-NOW = 1_795_000_000.0
+NOW = rows.T0
 
 
 def approval(**changes: Any) -> Approval:
-    """A pending approval with `changes` applied to its row, decoded as the outbox decodes it."""
-    base = ApprovalRow(
-        id="apr_abc123",
-        upstream="execution-market",
-        tool="em_cancel_task",
-        agent="agent-1",
-        arguments=json.dumps({"task_id": "t-1", "reason": "duplicate"}),
-        args_hash="0" * 64,
-        params="{}",
-        forward_headers="{}",
-        era="modern",
-        protocol_version="2026-07-28",
-        session_id=None,
-        request_id="1",
-        progress_token=None,
-        policy_rule="cancel",
-        policy_reason="cancelling is irreversible",
-        policy_version="v1",
-        reviewers=None,
-        routing=None,
-        status="pending",
-        created_at=NOW,
-        expires_at=NOW + 1800,
-        updated_at=NOW,
-        attach_seq=0,
-        decided_by=None,
-        decided_via=None,
-        decided_at=None,
-        decision_reason=None,
-        executor=None,
-        lease_until=None,
-        executed_at=None,
-        finished_at=None,
-        result=None,
-        outcome=None,
-        delivered_at=None,
-    )
-    return Approval.from_row(dataclasses.replace(base, **changes))
+    """A pending approval (`tests/rows.py`) with this file's call, and `changes`, applied."""
+    defaults: dict[str, Any] = {
+        "id": "apr_abc123",
+        "upstream": "execution-market",
+        "arguments": json.dumps({"task_id": "t-1", "reason": "duplicate"}),
+        "args_hash": "0" * 64,
+        "policy_reason": "cancelling is irreversible",
+    }
+    return rows.approval(**(defaults | changes))
 
 
 def mrkdwn_texts(blocks: list[dict[str, Any]]) -> list[str]:
