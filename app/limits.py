@@ -44,6 +44,7 @@ import asyncio
 import logging
 from typing import Any, Final
 
+from starlette.requests import ClientDisconnect, Request
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import ServerSettings
@@ -200,3 +201,26 @@ async def _answer_timeout(scope: Scope, send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes | None:
+    """A request's whole body (the exact bytes a sender signed), read at most `max_bytes` far.
+
+    Returns:
+        The body; None when it is (or declares itself) larger than `max_bytes`; b"" when the
+        client went away before it ended.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:
+        return b""
+    return b"".join(chunks)

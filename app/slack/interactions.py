@@ -42,13 +42,14 @@ from typing import Final
 from slack_sdk.signature import SignatureVerifier
 from starlette.background import BackgroundTask
 from starlette.datastructures import Headers
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.approvals.model import Approval
 from app.approvals.outcomes import review_url
 from app.approvals.service import ApprovalDesk, DecisionError
 from app.config import SlackSettings
+from app.limits import read_body
 from app.slack.blocks import REASON_BLOCK, cut, escape, reject_modal
 from app.slack.payloads import (
     Actor,
@@ -95,7 +96,7 @@ class SlackInteractions:
         self._verifier = SignatureVerifier(settings.signing_secret) if settings.signing_secret else None
 
     async def handle(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await read_body(request, MAX_BODY_BYTES)
         if body is None:
             return JSONResponse({"error": "request too large"}, status_code=413)
         if not self._verified(body, request.headers):
@@ -231,18 +232,3 @@ class SlackInteractions:
 def _form_error(message: str) -> JSONResponse:
     """Keep the modal open and show `message` under the reason field."""
     return JSONResponse({"response_action": "errors", "errors": {REASON_BLOCK: cut(message, 300)}})
-
-
-async def _body(request: Request) -> bytes | None:
-    """The raw body (the bytes Slack signed), or None when it is larger than any interaction."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return None
-            chunks.append(chunk)
-    except ClientDisconnect:
-        return b""
-    return b"".join(chunks)

@@ -29,10 +29,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app.approvals.service import ApprovalDesk, DecisionError, Verdict
+from app.limits import read_body
 from app.store import webhook_outbox as store
 from app.store.db import Database
 from app.webhook.signing import SIGNATURE_HEADER, TOLERANCE_SECONDS, Invalid, verify
@@ -59,7 +60,7 @@ class WebhookDecisions:
         self._secrets = (secret,)
 
     async def handle(self, request: Request) -> JSONResponse:
-        body = await _body(request)
+        body = await read_body(request, MAX_BODY_BYTES)
         if body is None:
             return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
         checked = verify(self._secrets, request.headers.get(SIGNATURE_HEADER), body, now=time.time())
@@ -118,21 +119,3 @@ def _parse(body: bytes) -> Decision | str:
 
 def _error(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
-
-
-async def _body(request: Request) -> bytes | None:
-    """The raw body (the bytes the sender signed), or None when it is larger than any decision."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return None
-            chunks.append(chunk)
-    except ClientDisconnect:
-        return b""
-    return b"".join(chunks)
