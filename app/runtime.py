@@ -99,7 +99,7 @@ def build_core(settings: Settings, *, channels: ChannelFanout | None = None, met
         audit=audit,
         notifier=notifier,
         ledger=ledger,
-        desk=ApprovalDesk(ledger),
+        desk=ApprovalDesk(ledger, groups=settings.reviewer_groups),
     )
 
 
@@ -141,7 +141,13 @@ class Runtime:
             audit_retention_days=settings.audit_retention_days,
         )
         self.approvals = Approvals(
-            self.ledger, self.queue, self.executor, self.sweeper, settings.approvals, public_url=settings.public_url
+            self.ledger,
+            self.queue,
+            self.executor,
+            self.sweeper,
+            settings.approvals,
+            public_url=settings.public_url,
+            groups=settings.reviewer_groups,
         )
         self.gateway = self._build_gateway()
         self._http: aiohttp.ClientSession | None = None

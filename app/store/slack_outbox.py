@@ -38,6 +38,8 @@ class OutboxRow:
     lease_owner: str | None
     lease_until: float | None
     last_error: str | None
+    rendered_votes: str | None = None
+    """The quorum votes the message shows, as the approval's `votes` column stores them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +100,12 @@ async def posted(conn: AsyncConnection, approval_id: str, channel: str, ts: str)
 
 
 def _stale() -> Any:
-    """The message does not show the approval's current status."""
-    return or_(slack_outbox.c.rendered_status.is_(None), slack_outbox.c.rendered_status != approvals.c.status)
+    """The message does not show the approval's current status (or its quorum votes so far)."""
+    return or_(
+        slack_outbox.c.rendered_status.is_(None),
+        slack_outbox.c.rendered_status != approvals.c.status,
+        slack_outbox.c.rendered_votes.is_distinct_from(approvals.c.votes),
+    )
 
 
 def _unleased(now: float) -> Any:
@@ -154,14 +160,23 @@ async def claim(conn: AsyncConnection, approval_id: str, *, owner: str, now: flo
 
 
 async def rendered(
-    conn: AsyncConnection, approval_id: str, *, owner: str, status: str, settled: bool, now: float
+    conn: AsyncConnection,
+    approval_id: str,
+    *,
+    owner: str,
+    status: str,
+    settled: bool,
+    now: float,
+    votes: str | None = None,
 ) -> bool:
-    """Record that the message now shows `status`, and let go of the row."""
+    """Record that the message now shows `status` (and the quorum `votes`, as the approval stores
+    them), and let go of the row."""
     result = await conn.execute(
         update(slack_outbox)
         .where(slack_outbox.c.approval_id == approval_id, slack_outbox.c.lease_owner == owner)
         .values(
             rendered_status=status,
+            rendered_votes=votes,
             settled=settled,
             attempts=0,
             last_error=None,

@@ -19,7 +19,7 @@ import json
 from typing import Any, Final
 
 from app.approvals.model import Approval, Status
-from app.approvals.wording import Voice, account, iso, outcome_of, review_url, title
+from app.approvals.wording import Voice, account, iso, outcome_of, quorum_progress, review_url, title
 
 PARKED: Final = "parked"
 
@@ -65,7 +65,9 @@ def as_of(approval: Approval, status: Status) -> Approval:
         approval, status=status, result=None, outcome=None, finished_at=None, executed_at=None, delivered_at=None
     )
     if status is Status.PENDING:
-        return dataclasses.replace(earlier, decided_by=None, decided_via=None, decided_at=None, decision_reason=None)
+        return dataclasses.replace(
+            earlier, decided_by=None, decided_via=None, decided_at=None, decision_reason=None, votes=()
+        )
     return earlier
 
 
@@ -91,6 +93,11 @@ def body(approval: Approval, *, event_id: str, seq: int, public_url: str, now: f
             "decided_via": approval.decided_via,
             "decided_at": iso(approval.decided_at),
             "decision_reason": approval.decision_reason,
+            "quorum": {
+                "needed": approval.quorum,
+                "approvals": list(approval.votes),
+                "progress": quorum_progress(approval, _VOICE) or None,
+            },
             "outcome": {"kind": outcome.kind.value, "title": title(outcome.kind), "summary": account(approval, _VOICE)},
             "review_url": review_url(public_url, approval.id),
         },
