@@ -150,9 +150,10 @@ async def _approve(
     ):
         return None
     counted = await vote_store.record(change.conn, approval_id, reviewer=reviewer, via=via, now=now)
-    voters = await vote_store.voters(change.conn, approval_id)
     row = await approval_store.get(change.conn, approval_id)
     assert row is not None
+    # The row's `votes` keeps the order votes landed in (the table's times can tie).
+    voters = list(Approval.from_row(row).votes) + ([reviewer] if counted else [])
     if len(voters) >= row.quorum:
         return await _settle(
             change, approval_id, "approved", reviewer=reviewer, via=via, reason=reason, now=now, votes=voters
