@@ -272,3 +272,13 @@ def test_every_channels_account_of_a_quorum_says_how_many_more_approvals_it_wait
     )
     single = decoded(row(status="approved", **DECIDED), votes='["bob"]')
     assert wording.decision_sentence(single, VOICE) == "Approved by bob via Slack at T+60."
+
+
+def test_an_agent_told_to_call_again_learns_how_many_reviewers_its_call_needs_and_has() -> None:
+    waiting = decoded(row(), quorum=2, votes='["alice"]')
+    text = wording.agent_not_yet(waiting, "https://airlock.test/inbox")
+    assert text.startswith(
+        "2 different human reviewers must approve this exact call to em_cancel_task before it runs, "
+        "and it has 1 of 2 approvals, by alice (approval apr_1, expires "
+    )
+    assert "It has NOT run." in text

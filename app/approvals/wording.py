@@ -454,7 +454,13 @@ def agent_waiting(approval: Approval, url: str, seconds_left: float) -> str:
 
 def agent_not_yet(approval: Approval, url: str) -> str:
     """The answer to a request whose hold budget ran out before the outcome was known."""
-    if approval.status is Status.PENDING:
+    if approval.status is Status.PENDING and approval.needs_quorum:
+        state = (
+            f"{approval.quorum} different human reviewers must approve this exact call to {approval.tool} before "
+            f"it runs, and it has {quorum_progress(approval)} (approval {approval.id}, expires "
+            f"{iso(approval.expires_at)}). It has NOT run."
+        )
+    elif approval.status is Status.PENDING:
         state = (
             f"A human reviewer must approve this exact call to {approval.tool} before it runs, and "
             f"nobody has decided yet (approval {approval.id}, expires {iso(approval.expires_at)}). It has NOT run."
