@@ -153,14 +153,14 @@ async def _approve(
     row = await approval_store.get(change.conn, approval_id)
     assert row is not None
     # The row's `votes` keeps the order votes landed in (the table's times can tie).
-    voters = list(Approval.from_row(row).votes) + ([reviewer] if counted else [])
+    current = Approval.from_row(row)
+    voters = list(current.votes) + ([reviewer] if counted else [])
     if len(voters) >= row.quorum:
         return await _settle(
             change, approval_id, "approved", reviewer=reviewer, via=via, reason=reason, now=now, votes=voters
         )
     if not counted:
         return row
-    progress = Approval.from_row(row)
     return await change.move(
         approval_id,
         expected="pending",
@@ -169,7 +169,7 @@ async def _approve(
         event="voted",
         actor=reviewer,
         audit_outcome="approved",
-        audit_detail=f"via {via}: {quorum_progress(_with_votes(progress, voters))}",
+        audit_detail=f"via {via}: {quorum_progress(replace(current, votes=tuple(voters)))}",
         votes=json.dumps(voters),
     )
 
@@ -203,10 +203,6 @@ async def _settle(
         finished_at=None if status == "approved" else now,
         **({} if votes is None else {"votes": json.dumps(votes)}),
     )
-
-
-def _with_votes(approval: Approval, voters: list[str]) -> Approval:
-    return replace(approval, votes=tuple(voters))
 
 
 async def refusal(
