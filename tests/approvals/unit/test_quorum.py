@@ -177,3 +177,21 @@ async def test_a_vote_is_a_step_of_the_approvals_timeline(lifecycle: Lifecycle) 
     steps = [(s.event, s.actor, s.detail) for s in await lifecycle.approvals.timeline(parked.approval.id)]
     assert ("voted", REVIEWER, "via api: 1 of 2 approvals, by carol") in steps
     assert ("decided", "dave", "via api") in steps
+
+
+async def test_the_deciding_vote_racing_the_agents_withdrawal_either_approves_or_is_refused_never_both(
+    lifecycle: Lifecycle,
+) -> None:
+    parked = await lifecycle.park(decision=TWO)
+    await vote(lifecycle, parked.approval.id, REVIEWER)
+    voted, withdrawn = await asyncio.gather(
+        vote(lifecycle, parked.approval.id, "dave"),
+        lifecycle.approvals.withdraw(parked.approval.id, by="agent-1", reason="gone"),
+        return_exceptions=True,
+    )
+    final = await lifecycle.approval(parked.approval.id)
+    if withdrawn is True:
+        assert isinstance(voted, AlreadyDecided) and (final.status, final.votes) == ("withdrawn", (REVIEWER,))
+    else:
+        assert withdrawn is False and isinstance(voted, Approval)
+        assert (final.status, final.votes) == ("approved", (REVIEWER, "dave"))
