@@ -83,7 +83,7 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         ],
     )
     app.state.runtime = runtime
-    app.state.traces = traces = tracing.build(settings.tracing)
+    app.state.traces = traces = runtime.traces
     endpoint = McpEndpoint(runtime.gateway, runtime.credentials, runtime.upstreams, oauth=runtime.oauth)
     mcp = access_log.wrap(tracing.wrap(RequestTimeout(FailClosed(endpoint), request_timeout), traces), settings)
     return McpFirst(mcp, app)

@@ -34,7 +34,7 @@ from typing import Any
 
 import aiohttp
 
-from app import inbox, slack, webhook
+from app import inbox, slack, tracing, webhook
 from app.approvals.channels import ChannelFanout, LogChannel, ReviewChannel
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
@@ -130,8 +130,13 @@ class Runtime:
         if self.metrics is not None:
             self._watch(self.metrics)
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
+        self.traces = tracing.build(settings.tracing)
         self.executor = Executor(
-            self.ledger, self.upstreams, self.sessions, lease_seconds=settings.approvals.execution_lease_seconds
+            self.ledger,
+            self.upstreams,
+            self.sessions,
+            lease_seconds=settings.approvals.execution_lease_seconds,
+            traces=self.traces,
         )
         self.sweeper = Sweeper(
             self.ledger,
@@ -141,7 +146,13 @@ class Runtime:
             audit_retention_days=settings.audit_retention_days,
         )
         self.approvals = Approvals(
-            self.ledger, self.queue, self.executor, self.sweeper, settings.approvals, public_url=settings.public_url
+            self.ledger,
+            self.queue,
+            self.executor,
+            self.sweeper,
+            settings.approvals,
+            public_url=settings.public_url,
+            traces=self.traces,
         )
         self.gateway = self._build_gateway()
         self._http: aiohttp.ClientSession | None = None

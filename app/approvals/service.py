@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -58,6 +59,7 @@ from app.store import approvals as approval_store
 from app.store import audit as audit_store
 from app.store.audit import AuditRow
 from app.store.streams import StreamRow
+from app.tracing import Traces, current_traceparent, lifecycle_span
 from app.types import RequestId
 
 __all__ = [
@@ -94,8 +96,9 @@ TIMELINE_LIMIT: Final = 1000
 class ApprovalDesk:
     """The approvals service as reviewer channels use it: read, search, trace and decide."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, traces: Traces | None = None) -> None:
         self.ledger = ledger
+        self._traces = traces
 
     @property
     def clock(self) -> Clock:
@@ -150,7 +153,13 @@ class ApprovalDesk:
         self, approval_id: str, *, reviewer: str, verdict: Verdict, via: Via, reason: str | None = None
     ) -> Approval:
         """Approve or reject as `reviewer` (first decision wins; see `decisions.decide` for what it raises)."""
-        return await decide(self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason)
+        if self._traces is None:
+            return await decide(self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason)
+        row = await self.ledger.get(approval_id)
+        parked_by = None if row is None else Approval.from_row(row).forward_headers.get("traceparent")
+        attributes = {"airlock.approval_id": approval_id, "airlock.verdict": verdict, "airlock.reviewer": reviewer}
+        with lifecycle_span(self._traces, "approval decide", parked_by=parked_by, attributes=attributes):
+            return await decide(self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason)
 
     async def refusal(self, approval: Approval, *, reviewer: str, verdict: Verdict) -> DecisionError | None:
         """Why `reviewer` could not decide `approval` now (every rule but the reason), or None.
@@ -170,8 +179,9 @@ class Approvals(ApprovalDesk):
         settings: ApprovalSettings,
         *,
         public_url: str,
+        traces: Traces | None = None,
     ) -> None:
-        super().__init__(ledger)
+        super().__init__(ledger, traces=traces)
         self.queue = queue
         self.settings = settings
         self.public_url = public_url
@@ -187,6 +197,9 @@ class Approvals(ApprovalDesk):
         Raises:
             TooManyPending: the agent already has `max_pending_per_agent` calls waiting.
         """
+        if (traceparent := current_traceparent()) is not None:
+            # Stored with the call, so its decision and execution link back to this request's span.
+            request = replace(request, forward_headers={**request.forward_headers, "traceparent": traceparent})
         return await self.queue.park(request, priming=priming)
 
     def hold(self, attachment: Attachment, *, resumable: bool) -> Hold:
