@@ -162,6 +162,7 @@ class Runtime:
 
     def _watch(self, metrics: Metrics) -> None:
         metrics.watch_held(self.held.total)
+        metrics.watch_database(self.db)
         self.policies.add_listener(lambda upstream, _policy: metrics.policy_reloaded(upstream, True))
         self.policies.add_failure_listener(lambda upstream, _problem: metrics.policy_reloaded(upstream, False))
 

@@ -7,16 +7,23 @@ Provenance: Airlock-defined (issue 16, item 2): a real Airlock on loopback drive
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app.demo.upstream import DemoMarket
 from app.metrics import MAX_TOOLS, Metrics
 from tests.conftest import StartAirlock
-from tests.harness import DEFAULT_POLICY, UPSTREAM, AirlockUnderTest, new_task
-from tests.net import wait_for
+from tests.harness import DEFAULT_POLICY, UPSTREAM, AirlockUnderTest, new_task, running_airlock, settings_for_test
+from tests.net import free_port, wait_for
+from tests.rawmcp import modern_envelope, modern_headers
+from tests.webhook.conftest import with_webhook
+from tests.webhook.receiver import Receiver
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -93,6 +100,12 @@ async def test_the_counters_move_by_exactly_the_calls_made(airlock: AirlockUnder
         ("airlock_approvals_total", frozenset({("upstream", UPSTREAM), ("status", "completed")})): 1,
     }
     assert calls(after, "em_get_task", "allow", "ok") == 2
+    decided = value(after, "airlock_approval_decision_seconds_count", upstream=UPSTREAM, verdict="approved")
+    assert (
+        decided - value(before, "airlock_approval_decision_seconds_count", upstream=UPSTREAM, verdict="approved") == 1
+    )
+    resulted = value(after, "airlock_approval_result_seconds_count", upstream=UPSTREAM, status="completed")
+    assert resulted - value(before, "airlock_approval_result_seconds_count", upstream=UPSTREAM, status="completed") == 1
     count = value(after, "airlock_request_seconds_count", upstream=UPSTREAM, decision="allow")
     assert count - value(before, "airlock_request_seconds_count", upstream=UPSTREAM, decision="allow") == 2
     assert value(after, "airlock_request_seconds_sum", upstream=UPSTREAM, decision="allow") > 0
@@ -130,3 +143,61 @@ def test_labels_stay_bounded_whatever_the_agent_sends() -> None:
     assert len(tools) == MAX_TOOLS + 1 and "other" in tools
     assert sum(s.value for s in samples if s.labels["tool"] == "other") == 100 + 3  # the cap was reached first
     assert {s.labels["outcome"] for s in samples} == {"refused", "invalid", "error", "continues"}
+
+
+async def test_an_unreachable_upstream_is_counted_as_an_upstream_error(tmp_path: Path, database_url: str) -> None:
+    settings = settings_for_test(tmp_path, f"http://127.0.0.1:{free_port()}/mcp", database_url)
+    async with running_airlock(settings) as airlock:
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "em_get_task", "arguments": {"task_id": "t"}, "_meta": modern_envelope()},
+        }
+        headers = modern_headers(await airlock.agent_token(), "tools/call", "em_get_task")
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.post(airlock.mcp_url, json=body, headers=headers)
+        assert response.json()["result"]["isError"] is True
+        samples = await scrape(airlock)
+    assert value(samples, "airlock_upstream_errors_total", upstream=UPSTREAM, kind="unreachable") == 1
+    assert calls(samples, "em_get_task", "allow", "upstream unreachable") == 1
+
+
+async def test_undelivered_and_failing_channel_deliveries_are_gauges(
+    tmp_path: Path, upstream_url: str, database_url: str, market: DemoMarket
+) -> None:
+    down = Receiver()  # its port refuses connections until started
+    settings = with_webhook(settings_for_test(tmp_path, upstream_url, database_url), tmp_path, down.url)
+    try:
+        async with running_airlock(settings) as airlock:
+            async with airlock.client() as client:
+                held = asyncio.create_task(
+                    client.call_tool("em_cancel_task", {"task_id": new_task(market).id, "reason": "dup"})
+                )
+                await airlock.wait_pending()
+
+                async def failing() -> bool:
+                    return value(await scrape(airlock), "airlock_outbox_failing", channel="webhook") == 1
+
+                await wait_for(failing, timeout=10)
+                samples = await scrape(airlock)
+                assert value(samples, "airlock_outbox_pending", channel="webhook") == 1
+                assert value(samples, "airlock_outbox_pending", channel="slack") == 0
+                await down.start()
+
+                async def delivered() -> bool:
+                    return value(await scrape(airlock), "airlock_outbox_pending", channel="webhook") == 0
+
+                await wait_for(delivered, timeout=10)
+                assert value(await scrape(airlock), "airlock_outbox_failing", channel="webhook") == 0
+                held.cancel()
+    finally:
+        await down.stop()
+
+
+async def test_errors_the_database_raises_are_counted(airlock: AirlockUnderTest) -> None:
+    before = value(await scrape(airlock), "airlock_database_errors_total")
+    with pytest.raises(DBAPIError):
+        async with airlock.runtime.db.read() as conn:
+            await conn.execute(text("SELECT * FROM no_such_table"))
+    assert value(await scrape(airlock), "airlock_database_errors_total") == before + 1
