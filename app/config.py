@@ -144,6 +144,9 @@ class MetricsSettings:
 
     enabled: bool = True
     """Serve `/metrics`. It needs no token: firewall it, or keep it behind the proxy."""
+    listen: tuple[str, int] | None = None
+    """`listen = "host:port"`: serve `/metrics` there instead, on a listener of its own (so the
+    MCP port need not expose it); None: on the main listener."""
 
 
 @dataclass(frozen=True)
@@ -729,9 +732,22 @@ def _networks(name: str, values: list[Any]) -> tuple[str, ...]:
 
 
 def _metrics(table: Any) -> MetricsSettings:
-    if not isinstance(table, dict) or set(table) - {"enabled"}:
-        raise ConfigError("[metrics] accepts only enabled = true|false")
-    return MetricsSettings(enabled=_flag("metrics.enabled", table.get("enabled", True)))
+    if not isinstance(table, dict) or set(table) - {"enabled", "listen"}:
+        raise ConfigError('[metrics] accepts only enabled = true|false and listen = "host:port"')
+    listen = table.get("listen")
+    return MetricsSettings(
+        enabled=_flag("metrics.enabled", table.get("enabled", True)),
+        listen=None if listen is None else _listen_address("metrics.listen", listen),
+    )
+
+
+def _listen_address(where: str, value: Any) -> tuple[str, int]:
+    """`"host:port"` (`"[::1]:9464"` for IPv6) as (host, port)."""
+    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f'{where} must be "host:port", such as "127.0.0.1:9464", not {value!r}')
+    return host, int(port)
 
 
 def _logging(table: Any, env: Mapping[str, str]) -> LoggingSettings:

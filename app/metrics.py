@@ -1,4 +1,5 @@
-"""Prometheus metrics at `GET /metrics` (`[metrics] enabled`, default true), one registry per app.
+"""Prometheus metrics at `GET /metrics` (`[metrics] enabled`, default true), one registry per app,
+on the main listener or on one of its own (`[metrics] listen`).
 
 Instruments (labels are bounded: no argument values, approval ids or agent names):
 
@@ -34,9 +35,12 @@ hot path is one dictionary lookup and two pre-resolved label children per call.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Final
 
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import Table, event, func, select
 from starlette.requests import Request
@@ -233,25 +237,50 @@ class Metrics:
         """Read `airlock_held_requests` from `total()` at each scrape."""
         self._held.set_function(lambda: float(total()))
 
+    async def render(self, db: Database) -> bytes:
+        """The exposition text: the gauges read from the database first (a few COUNTs), then the registry."""
+        async with db.read() as conn:
+            pending = (
+                await conn.execute(select(func.count()).select_from(approvals).where(approvals.c.status == "pending"))
+            ).scalar_one()
+            for channel, table in _OUTBOXES.items():
+                waiting, failing = (
+                    await conn.execute(
+                        select(func.count(), func.count(table.c.last_error)).where(table.c.settled.is_(False))
+                    )
+                ).one()
+                self._outbox_pending.labels(channel).set(waiting)
+                self._outbox_failing.labels(channel).set(failing)
+        self._pending.set(pending)
+        return generate_latest(self.registry)
+
     def route(self, db: Database) -> Callable[[Request], Awaitable[Response]]:
-        """The `/metrics` handler: counts pending approvals (one COUNT), then renders the registry."""
+        """The `/metrics` handler of the main listener."""
 
         async def metrics(_request: Request) -> Response:
-            async with db.read() as conn:
-                pending = (
-                    await conn.execute(
-                        select(func.count()).select_from(approvals).where(approvals.c.status == "pending")
-                    )
-                ).scalar_one()
-                for channel, table in _OUTBOXES.items():
-                    waiting, failing = (
-                        await conn.execute(
-                            select(func.count(), func.count(table.c.last_error)).where(table.c.settled.is_(False))
-                        )
-                    ).one()
-                    self._outbox_pending.labels(channel).set(waiting)
-                    self._outbox_failing.labels(channel).set(failing)
-            self._pending.set(pending)
-            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+            return Response(await self.render(db), media_type=CONTENT_TYPE_LATEST)
 
         return metrics
+
+    @asynccontextmanager
+    async def listener(self, db: Database, address: tuple[str, int], sock: socket.socket | None) -> AsyncIterator[None]:
+        """Serve `GET /metrics` on a listener of its own (`[metrics] listen`) while inside.
+
+        aiohttp's server, not a second uvicorn: uvicorn's `serve()` takes over the process's
+        signal handlers, which belong to the main server (its SIGTERM drain). `sock` is the socket
+        `airlock serve` bound before starting, so a taken port was one line; else bind `address`.
+        """
+
+        async def metrics(_request: web.Request) -> web.Response:
+            return web.Response(body=await self.render(db), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, *address)
+        try:
+            await site.start()
+            yield
+        finally:
+            await runner.cleanup()

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +128,8 @@ class Runtime:
         self.sessions = SessionRegistry(self.db, settings.sessions, self.upstreams)
         self.held = HeldLimits(settings.approvals.max_held_per_agent)
         self.drain = Drain()
+        self.metrics_socket: socket.socket | None = None
+        """The `[metrics] listen` socket, when `airlock serve` bound it before starting."""
         if self.metrics is not None:
             self._watch(self.metrics)
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
@@ -238,7 +241,12 @@ class Runtime:
         for task in tasks:
             task.add_done_callback(_report_crash)
         try:
-            yield self
+            async with AsyncExitStack() as stack:
+                if self.metrics is not None and self.settings.metrics.listen is not None:
+                    await stack.enter_async_context(
+                        self.metrics.listener(self.db, self.settings.metrics.listen, self.metrics_socket)
+                    )
+                yield self
         finally:
             for task in tasks:
                 task.cancel()

@@ -21,6 +21,7 @@ from app.metrics import MAX_TOOLS, Metrics
 from tests.conftest import StartAirlock
 from tests.harness import DEFAULT_POLICY, UPSTREAM, AirlockUnderTest, new_task, running_airlock, settings_for_test
 from tests.net import free_port, wait_for
+from tests.processes import Cluster
 from tests.rawmcp import modern_envelope, modern_headers
 from tests.webhook.conftest import with_webhook
 from tests.webhook.receiver import Receiver
@@ -126,6 +127,38 @@ async def test_metrics_can_be_turned_off(start_airlock: StartAirlock) -> None:
         response = await http.get(f"{airlock.url}/metrics")
     assert response.status_code == 404
     assert airlock.runtime.metrics is None
+
+
+async def test_metrics_can_have_a_listener_of_their_own(start_airlock: StartAirlock, market: DemoMarket) -> None:
+    port = free_port()
+    airlock = await start_airlock(metrics={"listen": f"127.0.0.1:{port}"})
+    async with airlock.client() as client:
+        assert not (await client.call_tool("em_get_task", {"task_id": new_task(market).id})).is_error
+    async with httpx.AsyncClient(timeout=10) as http:
+        on_mcp_port = await http.get(f"{airlock.url}/metrics")
+        own = await http.get(f"http://127.0.0.1:{port}/metrics")
+    assert on_mcp_port.status_code == 404, "not exposed on the MCP listener any more"
+    assert own.status_code == 200 and own.headers["content-type"].startswith("text/plain")
+    assert calls(parse(own.text), "em_get_task", "allow", "ok") == 1
+
+
+async def test_airlock_serve_serves_metrics_on_the_listener_it_bound_first(
+    tmp_path: Path, database_url: str, upstream_url: str
+) -> None:
+    cluster = await Cluster.create(
+        tmp_path, database_url=database_url, upstream_url=upstream_url, policy=DEFAULT_POLICY, approvals={}
+    )
+    port = free_port()
+    with cluster.config.open("a", encoding="utf-8") as config:
+        config.write(f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    try:
+        airlock = await cluster.start()
+        async with httpx.AsyncClient(timeout=10) as http:
+            own = await http.get(f"http://127.0.0.1:{port}/metrics")
+        assert own.status_code == 200 and "airlock_approvals_pending 0.0" in own.text
+        assert f"metrics at http://127.0.0.1:{port}/metrics" in airlock.log.read_text(encoding="utf-8")
+    finally:
+        cluster.stop_all()
 
 
 def test_labels_stay_bounded_whatever_the_agent_sends() -> None:
