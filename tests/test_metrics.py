@@ -16,7 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from app.config import settings_from_document
 from app.demo.upstream import DemoMarket
+from app.errors import ConfigError
 from app.metrics import MAX_TOOLS, Metrics
 from tests.conftest import StartAirlock
 from tests.harness import DEFAULT_POLICY, UPSTREAM, AirlockUnderTest, new_task, running_airlock, settings_for_test
@@ -234,3 +236,25 @@ async def test_errors_the_database_raises_are_counted(airlock: AirlockUnderTest)
         async with airlock.runtime.db.read() as conn:
             await conn.execute(text("SELECT * FROM no_such_table"))
     assert value(await scrape(airlock), "airlock_database_errors_total") == before + 1
+
+
+@pytest.mark.parametrize("listen", ["9464", "localhost", "127.0.0.1:0", "127.0.0.1:99999", ":9464", 9464])
+def test_a_bad_metrics_listen_address_is_one_sentence(tmp_path: Path, listen: object) -> None:
+    with pytest.raises(ConfigError) as raised:
+        settings_from_document(
+            {"metrics": {"listen": listen}},
+            base_dir=tmp_path,
+            env={"AIRLOCK_SECRET_KEY": "k" * 40},
+            require_upstreams=False,
+        )
+    assert str(raised.value).startswith('metrics.listen must be "host:port"')
+
+
+def test_an_ipv6_metrics_listen_address_is_understood(tmp_path: Path) -> None:
+    settings = settings_from_document(
+        {"metrics": {"listen": "[::1]:9464"}},
+        base_dir=tmp_path,
+        env={"AIRLOCK_SECRET_KEY": "k" * 40},
+        require_upstreams=False,
+    )
+    assert settings.metrics.listen == ("::1", 9464)
