@@ -250,13 +250,13 @@ class InboxRoutes:
         )
 
     async def login(self, request: Request) -> Response:
+        if not self._token_sign_in:
+            return self._refused(request, TOKEN_SIGN_IN_OFF, 403)
         form = await self._form(request)
         session = self._cookie.read(request)
         refused = self._csrf_refusal(request, session, form)
         if refused is not None or session is None:
             return self._refused(request, refused or csrf.MISSING_TOKEN, 403)
-        if not self._token_sign_in:
-            return self._refused(request, TOKEN_SIGN_IN_OFF, 403)
         name, token, target = (str(form.get(key) or "").strip() for key in ("name", "token", "next"))
         if not name or not token:
             return self._login_page(
