@@ -21,11 +21,13 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from app.asgi import create_app
 from app.config import InboxOidcSettings
 from app.demo.upstream import DemoMarket
 from app.inbox.admission import NOT_ALLOWED
+from app.inbox.session import COOKIE_NAME, SessionCookie
 from app.inbox.sso import CODE_REFUSED, STALE_FLOW, WRONG_STATE
 from app.oauth.id_token import IdTokenVerifier, InvalidIdToken
 from app.store import tokens as token_store
@@ -198,6 +200,18 @@ async def test_a_reviewer_in_an_allowed_group_lands_on_the_inbox_and_can_decide(
     assert (await airlock.approval(approval["id"]))["decided_by"] == "alice@example.com"
 
 
+async def test_the_session_carries_the_reviewers_groups_from_the_provider(
+    airlock: AirlockUnderTest, browser: httpx.AsyncClient
+) -> None:
+    """The same kind of value as a static reviewer's configured groups: a set of names on the reviewer."""
+    await sign_in(browser, airlock, "alice")
+    value = browser.cookies.get(COOKIE_NAME, path="/inbox") or ""
+    request = Request({"type": "http", "headers": [(b"cookie", f"{COOKIE_NAME}={value}".encode())]})
+    session = SessionCookie(airlock.settings.secret_key, path="/inbox", secure=False).read(request)
+    assert session is not None and session.reviewer == "alice@example.com"
+    assert session.groups == frozenset({"sre", "staff"})
+
+
 async def test_signing_out_ends_the_single_sign_on_session_and_copies_of_its_cookie(
     airlock: AirlockUnderTest, browser: httpx.AsyncClient
 ) -> None:
@@ -255,7 +269,7 @@ async def test_the_self_approval_check_still_applies_to_a_reviewer_named_by_the_
 
 
 async def test_static_reviewer_tokens_keep_working_beside_single_sign_on_unless_turned_off(
-    start_sso_airlock: StartSsoAirlock, browser: httpx.AsyncClient, tmp_path: Path
+    start_sso_airlock: StartSsoAirlock, browser: httpx.AsyncClient
 ) -> None:
     airlock = await start_sso_airlock()
     form = await browser.get(f"{airlock.url}/inbox/-/login")
