@@ -915,13 +915,27 @@ class OAuthSettings:
     jwks_url: str | None = None
     upstream_scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """`[oauth.upstreams.NAME] required_scopes`: replaces `required_scopes` for that endpoint."""
+    introspection_endpoint: str | None = None
+    """RFC 7662: where opaque (non-JWT) access tokens are looked up; None: only JWTs are accepted."""
+    introspection_client_id: str | None = None
+    introspection_client_secret: str = ""
+    """From `AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET`: Airlock authenticates to the endpoint."""
 
     def scopes_for(self, upstream: str) -> tuple[str, ...]:
         return self.upstream_scopes.get(upstream, self.required_scopes)
 
 
 _OAUTH_KEYS: Final = frozenset(
-    {"issuer", "identity_claim", "required_scopes", "leeway_seconds", "jwks_url", "upstreams"}
+    {
+        "issuer",
+        "identity_claim",
+        "required_scopes",
+        "leeway_seconds",
+        "jwks_url",
+        "upstreams",
+        "introspection_endpoint",
+        "introspection_client_id",
+    }
 )
 _MAX_LEEWAY: Final = 60.0
 
@@ -956,7 +970,27 @@ def _oauth(table: Any, env: Mapping[str, str], upstreams: set[str]) -> OAuthSett
         leeway_seconds=leeway,
         jwks_url=jwks_url,
         upstream_scopes=_upstream_scopes(table.get("upstreams", {}), upstreams),
+        **_introspection(table, env),
     )
+
+
+def _introspection(table: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    endpoint = _get(table, "introspection_endpoint", str, "")
+    if not endpoint:
+        return {}
+    _check_secure_url("oauth.introspection_endpoint", endpoint)
+    client_id = _get(table, "introspection_client_id", str, "")
+    secret = env.get("AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET", "")
+    if not client_id or not secret:
+        raise ConfigError(
+            "oauth.introspection_endpoint needs introspection_client_id, and "
+            "AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET in the environment"
+        )
+    return {
+        "introspection_endpoint": endpoint,
+        "introspection_client_id": client_id,
+        "introspection_client_secret": secret,
+    }
 
 
 def _upstream_scopes(table: Any, upstreams: set[str]) -> dict[str, tuple[str, ...]]:

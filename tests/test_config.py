@@ -388,6 +388,7 @@ def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) 
             "AIRLOCK_WEBHOOK_SECRET": KEY,
             "AIRLOCK_WEBHOOK_DECISION_SECRET": KEY,
             "AIRLOCK_INBOX_OIDC_CLIENT_SECRET": KEY,
+            "AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET": KEY,
         },
     )
     defaults = Settings()

@@ -85,11 +85,14 @@ class OidcProvider:
         ttl: int = 600,
         accounts: dict[str, dict[str, Any]] | None = None,
         web_clients: list[dict[str, Any]] | None = None,
+        opaque: list[str] | None = None,
     ) -> None:
         """Args:
         accounts: people who can sign in on the provider's login page, by login, with their claims.
-        web_clients: authorization-code clients (the inbox), registered as given.
+        web_clients: more clients (the inbox, a resource server that introspects), registered as given.
+        opaque: resources whose access tokens are opaque (RFC 7662 introspection) rather than JWTs.
         """
+        self.opaque = opaque or []
         self.port = free_port()
         self.accounts = accounts or {}
         self.web_clients = web_clients or []
@@ -159,6 +162,7 @@ class OidcProvider:
             ]
             + self.web_clients,
             "accounts": self.accounts,
+            "opaque": self.opaque,
         }
 
     async def _answers(self) -> bool:

@@ -2,7 +2,8 @@
 // CONFIG: {port, issuer, resources: [url...], scope, ttl, jwks: {keys: [private JWK...]}, clients: [...],
 //          accounts: {id: {claims...}}}
 // Access tokens for a listed resource are JWTs (RFC 9068) with aud = that resource; any other
-// resource is refused (invalid_target), as a real deployment's resource registry would.
+// resource is refused (invalid_target), as a real deployment's resource registry would; those in
+// `opaque` get opaque tokens instead, which resource servers look up at /token/introspection.
 // With `accounts`, people sign in through the provider's own login and consent pages
 // (devInteractions: any password, a listed login), and their claims (email, groups, ...) go into
 // the ID token itself (conformIdTokenClaims: false), as the inbox's single sign-on reads them.
@@ -27,13 +28,16 @@ const provider = new Provider(config.issuer, {
   features: {
     devInteractions: { enabled: Object.keys(accounts).length > 0 },
     clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => config.resources[0],
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resource) => {
         if (!config.resources.includes(resource)) throw new errors.InvalidTarget();
-        return { scope: config.scope, accessTokenFormat: 'jwt', accessTokenTTL: config.ttl };
+        const format = (config.opaque || []).includes(resource) ? 'opaque' : 'jwt';
+        return { scope: config.scope, accessTokenFormat: format, accessTokenTTL: config.ttl };
       },
     },
   },
