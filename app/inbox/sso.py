@@ -93,6 +93,7 @@ CODE_REFUSED: Final = (
 )
 BAD_ID_TOKEN: Final = "The identity provider's ID token was refused: {why}. You were not signed in."
 PROVIDER_DOWN: Final = "The identity provider cannot be reached now ({why}). Try again in a moment."
+RACED: Final = "Another first sign-in as {name} finished at the same moment. Start again from the sign-in page."
 DISABLED: Final = (
     "Reviewer {name} is disabled in Airlock, so you were not signed in. An admin can run "
     "`airlock reviewers enable {name}`."
@@ -289,7 +290,7 @@ class SingleSignOn:
         except NameCollision as exc:
             raise _NotSignedIn(f"You cannot sign in as {reveal(name, line=True)}: {exc}.", 403) from None
         except IntegrityError:
-            raise _NotSignedIn(STALE_FLOW, 409) from None  # the same person's first sign-in, twice at once
+            raise _NotSignedIn(RACED.format(name=reveal(name, line=True)), 409) from None
         logger.info("reviewer %s created at their first single sign-on", name)
         return credential
 

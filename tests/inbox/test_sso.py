@@ -89,13 +89,14 @@ async def start_sso_airlock(
 
         async def start(**oidc: Any) -> AirlockUnderTest:
             settings = settings_for_test(tmp_path, upstream_url, database_url, port=site.port, public_url=site.base)
-            sso = InboxOidcSettings(
-                issuer=provider.issuer,
-                client_id=CLIENT_ID,
-                client_secret=CLIENT_SECRET,
-                scopes=("openid", "email", "profile", "groups"),
-                **{"allowed_groups": frozenset({"sre"}), **oidc},
-            )
+            defaults: dict[str, Any] = {
+                "issuer": provider.issuer,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "scopes": ("openid", "email", "profile", "groups"),
+                "allowed_groups": frozenset({"sre"}),
+            }
+            sso = InboxOidcSettings(**{**defaults, **oidc})
             settings = dataclasses.replace(settings, inbox_oidc=sso)
             app = create_app(settings)
             url = await stack.enter_async_context(serve(app, port=site.port))
@@ -291,6 +292,14 @@ async def test_with_token_sign_in_off_only_single_sign_on_lets_reviewers_in(
     refused = await browser.post(f"{airlock.url}/inbox/-/login", data={"name": "bob", "token": token})
     assert refused.status_code == 403 and "turned off" in refused.text
     assert (await sign_in(browser, airlock, "alice")).status_code == 303
+
+
+async def test_an_unreachable_provider_gets_a_page_saying_so_not_an_error(
+    start_sso_airlock: StartSsoAirlock, browser: httpx.AsyncClient
+) -> None:
+    airlock = await start_sso_airlock(issuer=f"http://127.0.0.1:{free_port()}")
+    answer = await browser.get(f"{airlock.url}/inbox/-/sso/login")
+    assert answer.status_code == 503 and "The identity provider cannot be reached now" in answer.text
 
 
 # --------------------------------------------------------------------------- forged and replayed answers
