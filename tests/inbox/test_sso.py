@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 import pytest
+from playwright.async_api import Browser, expect
 from starlette.requests import Request
 
 from app.asgi import create_app
@@ -113,7 +114,7 @@ async def airlock(start_sso_airlock: StartSsoAirlock) -> AirlockUnderTest:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[httpx.AsyncClient]:
+async def web() -> AsyncIterator[httpx.AsyncClient]:
     """A cookie-keeping HTTP client that follows nothing by itself (the tests look at each redirect)."""
     async with httpx.AsyncClient(timeout=10) as client:
         yield client
@@ -140,7 +141,7 @@ class _Form(HTMLParser):
         self._done = self._done or tag == "form"
 
 
-async def to_callback(browser: httpx.AsyncClient, response: httpx.Response, login: str) -> str:
+async def to_callback(web: httpx.AsyncClient, response: httpx.Response, login: str) -> str:
     """Follow the provider's pages from `response` as a person would (log in as `login` with any
     password, then consent) until the provider sends the browser to the inbox's callback; its URL."""
     for _ in range(12):
@@ -148,27 +149,27 @@ async def to_callback(browser: httpx.AsyncClient, response: httpx.Response, logi
             target = urljoin(str(response.url), response.headers["location"])
             if target.startswith(f"{urlsplit(str(response.url)).scheme}://") and "/inbox/-/sso/callback" in target:
                 return target
-            response = await browser.get(target)
+            response = await web.get(target)
             continue
         assert response.status_code == 200, response.text
         form = _Form()
         form.feed(response.text)
         assert form.action is not None, f"the provider's page has no form:\n{response.text}"
         fields = {**form.fields, **({"login": login, "password": "any"} if "login" in form.fields else {})}
-        response = await browser.post(urljoin(str(response.url), form.action), data=fields)
+        response = await web.post(urljoin(str(response.url), form.action), data=fields)
     raise AssertionError("the provider never sent the browser back to the inbox")
 
 
-async def callback_for(browser: httpx.AsyncClient, airlock: AirlockUnderTest, login: str) -> str:
+async def callback_for(web: httpx.AsyncClient, airlock: AirlockUnderTest, login: str) -> str:
     """Start single sign-on at the inbox and go through the provider; the callback URL it returns to."""
-    start = await browser.get(f"{airlock.url}/inbox/-/sso/login", params={"next": "/inbox"})
+    start = await web.get(f"{airlock.url}/inbox/-/sso/login", params={"next": "/inbox"})
     assert start.status_code == 303, start.text
-    return await to_callback(browser, start, login)
+    return await to_callback(web, start, login)
 
 
-async def sign_in(browser: httpx.AsyncClient, airlock: AirlockUnderTest, login: str) -> httpx.Response:
+async def sign_in(web: httpx.AsyncClient, airlock: AirlockUnderTest, login: str) -> httpx.Response:
     """The inbox's answer to the provider's redirect back after `login` signed in there."""
-    return await browser.get(await callback_for(browser, airlock, login))
+    return await web.get(await callback_for(web, airlock, login))
 
 
 def with_query(url: str, **changes: str) -> str:
@@ -181,17 +182,17 @@ def with_query(url: str, **changes: str) -> str:
 
 
 async def test_a_reviewer_in_an_allowed_group_lands_on_the_inbox_and_can_decide(
-    airlock: AirlockUnderTest, browser: httpx.AsyncClient, market: DemoMarket
+    airlock: AirlockUnderTest, web: httpx.AsyncClient, market: DemoMarket
 ) -> None:
-    answer = await sign_in(browser, airlock, "alice")
+    answer = await sign_in(web, airlock, "alice")
     assert answer.status_code == 303 and answer.headers["location"] == "/inbox"
     cookie = answer.headers["set-cookie"]
     assert "airlock_inbox=" in cookie and "HttpOnly" in cookie and "Path=/inbox" in cookie
-    page = await browser.get(f"{airlock.url}/inbox")
+    page = await web.get(f"{airlock.url}/inbox")
     assert page.status_code == 200
     assert "Signed in as <strong>alice@example.com</strong>" in page.text
     async with held_call(airlock, market) as (_call, approval):
-        decided = await browser.post(
+        decided = await web.post(
             f"{airlock.url}/inbox/{approval['id']}/approve",
             data={"csrf_token": csrf_of(page.text)},
             headers={"accept": "application/json"},
@@ -202,11 +203,11 @@ async def test_a_reviewer_in_an_allowed_group_lands_on_the_inbox_and_can_decide(
 
 
 async def test_the_session_carries_the_reviewers_groups_from_the_provider(
-    airlock: AirlockUnderTest, browser: httpx.AsyncClient
+    airlock: AirlockUnderTest, web: httpx.AsyncClient
 ) -> None:
     """The same kind of value as a static reviewer's configured groups: a set of names on the reviewer."""
-    await sign_in(browser, airlock, "alice")
-    value = browser.cookies.get(COOKIE_NAME, path="/inbox") or ""
+    await sign_in(web, airlock, "alice")
+    value = web.cookies.get(COOKIE_NAME, path="/inbox") or ""
     request = Request({"type": "http", "headers": [(b"cookie", f"{COOKIE_NAME}={value}".encode())]})
     session = SessionCookie(airlock.settings.secret_key, path="/inbox", secure=False).read(request)
     assert session is not None and session.reviewer == "alice@example.com"
@@ -214,53 +215,53 @@ async def test_the_session_carries_the_reviewers_groups_from_the_provider(
 
 
 async def test_signing_out_ends_the_single_sign_on_session_and_copies_of_its_cookie(
-    airlock: AirlockUnderTest, browser: httpx.AsyncClient
+    airlock: AirlockUnderTest, web: httpx.AsyncClient
 ) -> None:
-    await sign_in(browser, airlock, "alice")
-    page = await browser.get(f"{airlock.url}/inbox")
-    copy = browser.cookies.get("airlock_inbox", path="/inbox")
-    out = await browser.post(f"{airlock.url}/inbox/-/logout", data={"csrf_token": csrf_of(page.text)})
+    await sign_in(web, airlock, "alice")
+    page = await web.get(f"{airlock.url}/inbox")
+    copy = web.cookies.get("airlock_inbox", path="/inbox")
+    out = await web.post(f"{airlock.url}/inbox/-/logout", data={"csrf_token": csrf_of(page.text)})
     assert out.status_code == 303 and out.headers["location"] == "/inbox/-/login?signed_out=1"
-    assert (await browser.get(f"{airlock.url}/inbox")).status_code == 303
+    assert (await web.get(f"{airlock.url}/inbox")).status_code == 303
     async with httpx.AsyncClient(timeout=10, cookies={"airlock_inbox": copy or ""}) as stolen:
         assert (await stolen.get(f"{airlock.url}/inbox")).headers["location"].startswith("/inbox/-/login")
-    again = await sign_in(browser, airlock, "alice")
+    again = await sign_in(web, airlock, "alice")
     assert again.status_code == 303, "signing in again after signing out works"
 
 
 async def test_a_person_in_no_allowed_group_gets_a_clear_403_and_no_session(
-    airlock: AirlockUnderTest, browser: httpx.AsyncClient
+    airlock: AirlockUnderTest, web: httpx.AsyncClient
 ) -> None:
-    answer = await sign_in(browser, airlock, "mallory")
+    answer = await sign_in(web, airlock, "mallory")
     assert answer.status_code == 403
     assert NOT_ALLOWED.format(name="mallory@example.com", groups="sre").replace("'", "&#39;") in answer.text
     assert "airlock_inbox=" not in answer.headers.get("set-cookie", "")
-    assert (await browser.get(f"{airlock.url}/inbox")).status_code == 303, "still signed out"
+    assert (await web.get(f"{airlock.url}/inbox")).status_code == 303, "still signed out"
     async with airlock.runtime.db.read() as conn:
         assert await token_store.reviewer_named(conn, "mallory@example.com") is None, "no reviewer was created"
 
 
 async def test_a_reviewer_the_provider_no_longer_puts_in_an_allowed_group_is_disabled_at_their_next_sign_in(
-    start_sso_airlock: StartSsoAirlock, browser: httpx.AsyncClient
+    start_sso_airlock: StartSsoAirlock, web: httpx.AsyncClient
 ) -> None:
     airlock = await start_sso_airlock(allowed_groups=frozenset({"staff"}))
     await airlock.reviewer_token("mallory@example.com")
-    answer = await sign_in(browser, airlock, "mallory")
+    answer = await sign_in(web, airlock, "mallory")
     assert answer.status_code == 303, "staff may review here"
     async with airlock.runtime.db.write() as conn:
         await token_store.disable_reviewer(conn, name="mallory@example.com", now=time.time())
-    refused = await sign_in(browser, airlock, "mallory")
+    refused = await sign_in(web, airlock, "mallory")
     assert refused.status_code == 403 and "is disabled in Airlock" in refused.text, "never re-enabled by signing in"
 
 
 async def test_the_self_approval_check_still_applies_to_a_reviewer_named_by_the_provider(
-    start_sso_airlock: StartSsoAirlock, browser: httpx.AsyncClient, market: DemoMarket
+    start_sso_airlock: StartSsoAirlock, web: httpx.AsyncClient, market: DemoMarket
 ) -> None:
     airlock = await start_sso_airlock(reviewer_claim="preferred_username")
-    assert (await sign_in(browser, airlock, "bot-owner")).status_code == 303
-    page = await browser.get(f"{airlock.url}/inbox")
+    assert (await sign_in(web, airlock, "bot-owner")).status_code == 303
+    page = await web.get(f"{airlock.url}/inbox")
     async with held_call(airlock, market, agent="agent-1") as (_call, approval):
-        refused = await browser.post(
+        refused = await web.post(
             f"{airlock.url}/inbox/{approval['id']}/approve",
             data={"csrf_token": csrf_of(page.text)},
             headers={"accept": "application/json"},
@@ -270,76 +271,91 @@ async def test_the_self_approval_check_still_applies_to_a_reviewer_named_by_the_
 
 
 async def test_static_reviewer_tokens_keep_working_beside_single_sign_on_unless_turned_off(
-    start_sso_airlock: StartSsoAirlock, browser: httpx.AsyncClient
+    start_sso_airlock: StartSsoAirlock, web: httpx.AsyncClient
 ) -> None:
     airlock = await start_sso_airlock()
-    form = await browser.get(f"{airlock.url}/inbox/-/login")
+    form = await web.get(f"{airlock.url}/inbox/-/login")
     assert 'id="sso" href="/inbox/-/sso/login?next=/inbox"' in form.text and 'name="token"' in form.text
     token = await airlock.reviewer_token("bob")
-    signed = await browser.post(
+    signed = await web.post(
         f"{airlock.url}/inbox/-/login", data={"name": "bob", "token": token, "csrf_token": csrf_of(form.text)}
     )
     assert signed.status_code == 303
 
 
 async def test_with_token_sign_in_off_only_single_sign_on_lets_reviewers_in(
-    start_sso_airlock: StartSsoAirlock, browser: httpx.AsyncClient
+    start_sso_airlock: StartSsoAirlock, web: httpx.AsyncClient
 ) -> None:
     airlock = await start_sso_airlock(token_sign_in=False)
-    form = await browser.get(f"{airlock.url}/inbox/-/login")
+    form = await web.get(f"{airlock.url}/inbox/-/login")
     assert 'id="sso"' in form.text and 'name="token"' not in form.text
     token = await airlock.reviewer_token("bob")
-    refused = await browser.post(f"{airlock.url}/inbox/-/login", data={"name": "bob", "token": token})
+    refused = await web.post(f"{airlock.url}/inbox/-/login", data={"name": "bob", "token": token})
     assert refused.status_code == 403 and "turned off" in refused.text
-    assert (await sign_in(browser, airlock, "alice")).status_code == 303
+    assert (await sign_in(web, airlock, "alice")).status_code == 303
 
 
 async def test_an_unreachable_provider_gets_a_page_saying_so_not_an_error(
-    start_sso_airlock: StartSsoAirlock, browser: httpx.AsyncClient
+    start_sso_airlock: StartSsoAirlock, web: httpx.AsyncClient
 ) -> None:
     airlock = await start_sso_airlock(issuer=f"http://127.0.0.1:{free_port()}")
-    answer = await browser.get(f"{airlock.url}/inbox/-/sso/login")
+    answer = await web.get(f"{airlock.url}/inbox/-/sso/login")
     assert answer.status_code == 503 and "The identity provider cannot be reached now" in answer.text
+
+
+@pytest.mark.browser
+async def test_a_reviewer_signs_in_through_the_providers_pages_in_chromium(
+    airlock: AirlockUnderTest, browser: Browser
+) -> None:
+    context = await browser.new_context(base_url=airlock.url)
+    try:
+        page = await context.new_page()
+        await page.goto("/inbox")
+        await page.get_by_role("link", name="Sign in with single sign-on").click()
+        await page.locator("input[name=login]").fill("alice")
+        await page.locator("input[name=password]").fill("any password")
+        await page.locator("button[type=submit]").click()
+        await page.get_by_role("button", name="Continue").click()
+        await expect(page).to_have_url(f"{airlock.url}/inbox")
+        await expect(page.locator(".who")).to_have_text("Signed in as alice@example.com")
+    finally:
+        await context.close()
 
 
 # --------------------------------------------------------------------------- forged and replayed answers
 
 
-async def test_an_answer_with_another_state_is_refused(airlock: AirlockUnderTest, browser: httpx.AsyncClient) -> None:
-    callback = await callback_for(browser, airlock, "alice")
-    answer = await browser.get(with_query(callback, state="forged-by-another-site"))
+async def test_an_answer_with_another_state_is_refused(airlock: AirlockUnderTest, web: httpx.AsyncClient) -> None:
+    callback = await callback_for(web, airlock, "alice")
+    answer = await web.get(with_query(callback, state="forged-by-another-site"))
     assert answer.status_code == 400 and WRONG_STATE in answer.text.replace("&#39;", "'")
     assert "airlock_inbox=" not in answer.headers.get("set-cookie", "")
-    assert (await browser.get(f"{airlock.url}/inbox")).status_code == 303
+    assert (await web.get(f"{airlock.url}/inbox")).status_code == 303
 
 
-async def test_an_answer_without_the_flow_cookie_is_refused(
-    airlock: AirlockUnderTest, browser: httpx.AsyncClient
-) -> None:
+async def test_an_answer_without_the_flow_cookie_is_refused(airlock: AirlockUnderTest, web: httpx.AsyncClient) -> None:
     """Login CSRF: a code and state sent to someone else's browser sign nobody in there."""
-    callback = await callback_for(browser, airlock, "alice")
+    callback = await callback_for(web, airlock, "alice")
     async with httpx.AsyncClient(timeout=10) as victim:
         answer = await victim.get(callback)
     assert answer.status_code == 400 and STALE_FLOW in answer.text.replace("&#39;", "'")
 
 
-async def test_a_replayed_code_is_refused(airlock: AirlockUnderTest, browser: httpx.AsyncClient) -> None:
-    callback = await callback_for(browser, airlock, "alice")
-    assert (await browser.get(callback)).status_code == 303
-    replayed = await browser.get(callback)
+async def test_a_replayed_code_is_refused(airlock: AirlockUnderTest, web: httpx.AsyncClient) -> None:
+    callback = await callback_for(web, airlock, "alice")
+    assert (await web.get(callback)).status_code == 303
+    replayed = await web.get(callback)
     assert replayed.status_code == 400 and STALE_FLOW in replayed.text.replace("&#39;", "'"), "the flow is used once"
-    fresh = await browser.get(f"{airlock.url}/inbox/-/sso/login", follow_redirects=False)
+    fresh = await web.get(f"{airlock.url}/inbox/-/sso/login", follow_redirects=False)
     state = parse_qs(urlsplit(fresh.headers["location"]).query)["state"][0]
-    answer = await browser.get(with_query(callback, state=state))
+    answer = await web.get(with_query(callback, state=state))
     assert answer.status_code == 400, "the provider refuses a code used before (and one without its verifier)"
     assert CODE_REFUSED.split("(")[0] in answer.text
 
 
-async def test_an_answer_naming_another_issuer_is_refused(
-    airlock: AirlockUnderTest, browser: httpx.AsyncClient
-) -> None:
-    callback = await callback_for(browser, airlock, "alice")
-    answer = await browser.get(with_query(callback, iss="https://attacker.example"))
+async def test_an_answer_naming_another_issuer_is_refused(airlock: AirlockUnderTest, web: httpx.AsyncClient) -> None:
+    callback = await callback_for(web, airlock, "alice")
+    answer = await web.get(with_query(callback, iss="https://attacker.example"))
     assert answer.status_code == 400 and "names another identity provider" in answer.text
 
 
