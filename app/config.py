@@ -265,6 +265,8 @@ class Settings:
     """`[oauth]`: agents may also present OAuth access tokens (None: static tokens only)."""
     webhook: WebhookSettings | None = None
     """`[webhook]`: signed approval events to a URL and a signed decision endpoint (None: off)."""
+    inbox_oidc: InboxOidcSettings | None = None
+    """`[inbox.oidc]`: reviewers sign in to the inbox through an OpenID provider (None: tokens only)."""
     config_path: Path | None = None
 
     def upstream(self, name: str) -> UpstreamSettings | None:
@@ -339,6 +341,7 @@ _TOP_KEYS: Final = frozenset(
         "tracing",
         "oauth",
         "webhook",
+        "inbox",
     }
 )
 
@@ -399,6 +402,7 @@ def settings_from_document(
         slack=_slack(document.get("slack", {}), env),
         oauth=_oauth(document.get("oauth"), env, {u.name for u in upstreams}),
         webhook=_webhook(document.get("webhook"), env),
+        inbox_oidc=_inbox_oidc(document.get("inbox"), env),
         config_path=config_path,
     )
 
@@ -927,13 +931,27 @@ class OAuthSettings:
     jwks_url: str | None = None
     upstream_scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """`[oauth.upstreams.NAME] required_scopes`: replaces `required_scopes` for that endpoint."""
+    introspection_endpoint: str | None = None
+    """RFC 7662: where opaque (non-JWT) access tokens are looked up; None: only JWTs are accepted."""
+    introspection_client_id: str | None = None
+    introspection_client_secret: str = ""
+    """From `AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET`: Airlock authenticates to the endpoint."""
 
     def scopes_for(self, upstream: str) -> tuple[str, ...]:
         return self.upstream_scopes.get(upstream, self.required_scopes)
 
 
 _OAUTH_KEYS: Final = frozenset(
-    {"issuer", "identity_claim", "required_scopes", "leeway_seconds", "jwks_url", "upstreams"}
+    {
+        "issuer",
+        "identity_claim",
+        "required_scopes",
+        "leeway_seconds",
+        "jwks_url",
+        "upstreams",
+        "introspection_endpoint",
+        "introspection_client_id",
+    }
 )
 _MAX_LEEWAY: Final = 60.0
 
@@ -968,7 +986,27 @@ def _oauth(table: Any, env: Mapping[str, str], upstreams: set[str]) -> OAuthSett
         leeway_seconds=leeway,
         jwks_url=jwks_url,
         upstream_scopes=_upstream_scopes(table.get("upstreams", {}), upstreams),
+        **_introspection(table, env),
     )
+
+
+def _introspection(table: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    endpoint = _get(table, "introspection_endpoint", str, "")
+    if not endpoint:
+        return {}
+    _check_secure_url("oauth.introspection_endpoint", endpoint)
+    client_id = _get(table, "introspection_client_id", str, "")
+    secret = env.get("AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET", "")
+    if not client_id or not secret:
+        raise ConfigError(
+            "oauth.introspection_endpoint needs introspection_client_id, and "
+            "AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET in the environment"
+        )
+    return {
+        "introspection_endpoint": endpoint,
+        "introspection_client_id": client_id,
+        "introspection_client_secret": secret,
+    }
 
 
 def _upstream_scopes(table: Any, upstreams: set[str]) -> dict[str, tuple[str, ...]]:
@@ -1123,3 +1161,78 @@ def _webhook_secret(key: str, table: Mapping[str, Any], from_env: str | None, en
             f"the webhook {key.replace('_', ' ')} must be at least {_MIN_WEBHOOK_SECRET} random characters"
         )
     return secret or None
+
+
+# --- [inbox.oidc]: reviewers sign in with single sign-on (docs/identity.md) -------------------
+
+REVIEWER_CLAIMS: Final = ("email", "preferred_username", "sub")
+
+
+@dataclass(frozen=True)
+class InboxOidcSettings:
+    """`[inbox.oidc]`: the inbox signs reviewers in through an OpenID provider (authorization code + PKCE).
+
+    The client secret comes only from the environment (`AIRLOCK_INBOX_OIDC_CLIENT_SECRET`). The
+    redirect URI to register at the provider is `<public_url>/inbox/-/sso/callback`.
+    """
+
+    issuer: str
+    """Compared exactly with the ID token's `iss`; its OpenID discovery document names the endpoints."""
+    client_id: str
+    client_secret: str
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    reviewer_claim: str = "email"
+    """The ID token claim whose value is the reviewer's name (`email`, `preferred_username` or `sub`)."""
+    groups_claim: str = "groups"
+    allowed_groups: frozenset[str] = frozenset()
+    """A reviewer must be in at least one of these groups (never empty: single sign-on fails closed)."""
+    token_sign_in: bool = True
+    """False: the sign-in form with reviewer tokens is off, and single sign-on is the only way in."""
+
+
+_INBOX_KEYS: Final = frozenset({"oidc"})
+_INBOX_OIDC_KEYS: Final = frozenset(
+    {"issuer", "client_id", "scopes", "reviewer_claim", "groups_claim", "allowed_groups", "token_sign_in"}
+)
+
+
+def _inbox_oidc(table: Any, env: Mapping[str, str]) -> InboxOidcSettings | None:
+    table = {} if table is None else table
+    if not isinstance(table, dict) or sorted(set(table) - _INBOX_KEYS):
+        raise ConfigError("[inbox] accepts only an [inbox.oidc] table")
+    oidc = table.get("oidc")
+    if oidc is None:
+        return None
+    if not isinstance(oidc, dict):
+        raise ConfigError("[inbox.oidc] must be a table")
+    unknown = sorted(set(oidc) - _INBOX_OIDC_KEYS)
+    if unknown:
+        hint = " (set AIRLOCK_INBOX_OIDC_CLIENT_SECRET instead)" if unknown[0] == "client_secret" else ""
+        raise ConfigError(f"[inbox.oidc] has an unknown setting {unknown[0]!r}{hint}")
+    issuer = _get(oidc, "issuer", str, "")
+    client_id = _get(oidc, "client_id", str, "")
+    secret = env.get("AIRLOCK_INBOX_OIDC_CLIENT_SECRET", "")
+    if not issuer or not client_id or not secret:
+        raise ConfigError(
+            "[inbox.oidc] needs issuer and client_id, and AIRLOCK_INBOX_OIDC_CLIENT_SECRET in the environment"
+        )
+    _check_secure_url("inbox.oidc.issuer", issuer)
+    claim = _get(oidc, "reviewer_claim", str, "email")
+    if claim not in REVIEWER_CLAIMS:
+        raise ConfigError(f"inbox.oidc.reviewer_claim must be one of {', '.join(REVIEWER_CLAIMS)}, not {claim!r}")
+    scopes = _scopes("inbox.oidc.scopes", oidc.get("scopes", ["openid", "email", "profile"]))
+    if "openid" not in scopes:
+        raise ConfigError('inbox.oidc.scopes must include "openid"')
+    groups = _get(oidc, "allowed_groups", list, [])
+    if not groups or not all(isinstance(g, str) and g for g in groups):
+        raise ConfigError('inbox.oidc.allowed_groups must list the groups whose members may review, such as ["sre"]')
+    return InboxOidcSettings(
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=secret,
+        scopes=scopes,
+        reviewer_claim=claim,
+        groups_claim=_get(oidc, "groups_claim", str, "groups") or "groups",
+        allowed_groups=frozenset(groups),
+        token_sign_in=_get(oidc, "token_sign_in", bool, True),
+    )

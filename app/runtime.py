@@ -209,6 +209,7 @@ class Runtime:
                 notifier=self.notifier,
                 credentials=self.credentials,
                 upstreams=self.upstreams,
+                oidc=settings.inbox_oidc,
             ),
         ]
         extensions = [extension for extension in built if extension is not None]

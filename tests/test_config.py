@@ -364,6 +364,8 @@ def test_the_example_config_names_every_setting_config_py_accepts() -> None:
     assert set(document["approvals"]) == config._APPROVAL_KEYS
     assert set(document["slack"]) == config._SLACK_KEYS
     assert set(document["webhook"]) == config._WEBHOOK_KEYS
+    assert set(document["inbox"]) == config._INBOX_KEYS
+    assert set(document["inbox"]["oidc"]) == config._INBOX_OIDC_KEYS
     assert set(document["sessions"]) == {f.name for f in dataclasses.fields(SessionSettings)}
     assert set(document["server"]) == {f.name for f in dataclasses.fields(ServerSettings)}
     assert set(document["audit"]) == {"store_arguments", "retention_days"}
@@ -385,9 +387,18 @@ def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) 
             "GITHUB_TOKEN": "g",
             "AIRLOCK_WEBHOOK_SECRET": KEY,
             "AIRLOCK_WEBHOOK_DECISION_SECRET": KEY,
+            "AIRLOCK_INBOX_OIDC_CLIENT_SECRET": KEY,
+            "AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET": KEY,
         },
     )
     defaults = Settings()
+    assert loaded.inbox_oidc is not None
+    assert loaded.inbox_oidc == config.InboxOidcSettings(
+        issuer=loaded.inbox_oidc.issuer,
+        client_id=loaded.inbox_oidc.client_id,
+        client_secret=KEY,
+        allowed_groups=loaded.inbox_oidc.allowed_groups,
+    )
     assert loaded.approvals == dataclasses.replace(
         ApprovalSettings(), agent_hold_seconds=loaded.approvals.agent_hold_seconds
     )
