@@ -57,6 +57,7 @@ from app.policy.reloader import PolicyReloader
 from app.sessions import SessionRegistry
 from app.stdio.bridge import StdioBridge
 from app.store.db import Database
+from app.tasks.service import Tasks
 from app.upstream import Upstream, new_client_session
 
 logger = logging.getLogger("airlock")
@@ -164,6 +165,13 @@ class Runtime:
             sessions=self.sessions,
             approvals=self.approvals,
             drain=self.drain,
+            tasks=Tasks(
+                self.db,
+                self.approvals,
+                self.settings.tasks,
+                self.settings.approvals,
+                public_url=self.settings.public_url,
+            ),
         )
 
     def _build_extensions(self, channels: Sequence[ReviewChannel]) -> list[Extension]:
