@@ -8,7 +8,7 @@ cancelling it withdraws a pending approval through the same compare-and-set ever
 A task on a call the policy allowed runs that call once, in the background, and stores the
 upstream's answer on the row.
 
-Lifetimes: a task lives at least as long as its approval can (what is left of the approval's
+Lifetimes: a task lives at least as long as its approval can (the approval's
 timeout plus `[approvals] result_retention_seconds`), whatever the client asked for (the Python
 SDK asks for 60 s), and otherwise what the client asked for, up to `[tasks] max_ttl_seconds`.
 After that it is gone ("not found").
@@ -90,8 +90,8 @@ class Tasks:
             existing = await task_store.for_approval(conn, approval.id)
         if existing is not None and existing.agent == approval.agent:
             return TaskView(existing, approval)
-        now = self.clock.now()
-        floor = max(0.0, approval.expires_at - now) + self._approval_settings.result_retention_seconds
+        # The approval's whole timeout, not what is left of it: a retry's task never outlives less.
+        floor = approval.expires_at - approval.created_at + self._approval_settings.result_retention_seconds
         row = self._new_row(approval.agent, approval.upstream, approval.tool, requested, floor, approval.id)
         try:
             async with self._db.write() as conn:
