@@ -517,7 +517,7 @@ def task_message(approval: Approval, url: str, now: float) -> str:
     if outcome.kind is Kind.RUNNING:
         return f"Running {approval.tool} on {approval.upstream}."
     if outcome.kind is Kind.REJECTED:
-        return f"Rejected by {who} at {when}: {approval.decision_reason or 'no reason given'}. It did not run."
+        return f"Rejected by {who} at {when}: {sentence(approval.decision_reason or 'no reason given')} It did not run."
     if outcome.kind is Kind.EXPIRED:
         waited = human_duration(approval.expires_at - approval.created_at)
         return f"No decision within {waited}; not executed."

@@ -137,6 +137,10 @@ def _call_to_judge(exchange: Exchange, message: Message) -> ToolCall:
 
 
 async def _refuse(exchange: Exchange, message: Message, context: CallContext, text: str) -> None:
+    task = requested_task(message.params) if context.tasks else None
+    if task is not None:
+        await tasks.refuse(exchange, message, context.response_headers, task, text)
+        return
     result = tool_error_result(text, modern=context.era.is_modern)
     await send_json(exchange.send, 200, result_response(message.id, result), context.response_headers)
 

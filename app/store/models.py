@@ -283,6 +283,7 @@ tasks = Table(
     Column("tool", String(200), nullable=False),
     Column("approval_id", String(40), unique=True),
     Column("result", Text),
+    Column("refusal", Text),
     Column("cancelled_at", Float),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
@@ -293,5 +294,6 @@ tasks = Table(
 """MCP tasks (2025-11-25) on `tools/call` (see `app/tasks/`): bound to `agent`, unguessable `id`.
 
 A task on a held call is a view of its approval (`approval_id`, one task per approval); one on a
-call the policy allowed keeps the upstream's JSON-RPC answer in `result` (NULL while it runs).
+call the policy allowed keeps the upstream's JSON-RPC answer in `result` (NULL while it runs); one
+on a call Airlock refused keeps the refusal there, and its sentence in `refusal`.
 `cancelled_at`: the agent cancelled it (`tasks/cancel`). After `expires_at` the task is gone."""

@@ -24,6 +24,8 @@ class TaskRow:
     tool: str
     approval_id: str | None
     result: str | None
+    refusal: str | None
+    """Why Airlock refused the call itself (its status message); None when it reached the upstream."""
     cancelled_at: float | None
     created_at: float
     updated_at: float
@@ -40,6 +42,7 @@ async def insert(conn: AsyncConnection, row: TaskRow) -> None:
             tool=row.tool,
             approval_id=row.approval_id,
             result=row.result,
+            refusal=row.refusal,
             cancelled_at=row.cancelled_at,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -72,10 +75,10 @@ async def list_for_agent(
     return [TaskRow(**row._mapping) for row in rows]
 
 
-async def settle(conn: AsyncConnection, task_id: str, result: str, now: float) -> bool:
-    """Store the upstream's answer of an allowed call's task; True if this call stored it."""
+async def settle(conn: AsyncConnection, task_id: str, result: str, now: float, *, refusal: str | None = None) -> bool:
+    """Store the answer of a task's call (the upstream's, or Airlock's refusal); True if this call stored it."""
     statement = update(tasks).where(tasks.c.id == task_id, tasks.c.result.is_(None))
-    return (await conn.execute(statement.values(result=result, updated_at=now))).rowcount == 1
+    return (await conn.execute(statement.values(result=result, refusal=refusal, updated_at=now))).rowcount == 1
 
 
 async def cancel(conn: AsyncConnection, task_id: str, now: float) -> bool:

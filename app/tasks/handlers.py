@@ -127,6 +127,19 @@ async def serve_allowed(
     return view.id
 
 
+async def refuse(exchange: Exchange, message: Message, headers: Headers, task: TaskRequest, text: str) -> None:
+    """Answer a refused task-augmented call with a task that fails with the refusal as its status message.
+
+    A task-aware client expects a `CreateTaskResult`; given a plain result instead, the
+    TypeScript SDK reports "Task creation did not return a task" and the reason is lost.
+    """
+    tasks = _tasks(exchange)
+    name = message.params.get("name")
+    view = await tasks.for_allowed(exchange.agent, exchange.upstream.name, str(name), task)
+    await _send_created(exchange, message, headers, tasks, view)
+    await tasks.refuse(view, text)
+
+
 async def _send_created(exchange: Exchange, message: Message, headers: Headers, tasks: Tasks, view: TaskView) -> None:
     wire = tasks.wire(view)
     result = {"task": wire, "_meta": {IMMEDIATE_RESPONSE_META: wire.get("statusMessage", "")}}

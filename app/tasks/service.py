@@ -126,6 +126,7 @@ class Tasks:
             tool=tool,
             approval_id=approval_id,
             result=None,
+            refusal=None,
             cancelled_at=None,
             created_at=now,
             updated_at=now,
@@ -142,6 +143,14 @@ class Tasks:
         async with self._db.write() as conn:
             await task_store.settle(conn, task_id, json.dumps(answer, ensure_ascii=False), now)
         self._settled.setdefault(task_id, asyncio.Event()).set()
+
+    async def refuse(self, view: TaskView, text: str) -> None:
+        """End a new task with Airlock's refusal of its call (the call never reached the upstream)."""
+        answer = {"result": tool_error_result(text)}
+        async with self._db.write() as conn:
+            await task_store.settle(
+                conn, view.id, json.dumps(answer, ensure_ascii=False), self.clock.now(), refusal=text
+            )
 
     async def view(self, task_id: str, agent: str) -> TaskView:
         """`agent`'s task `task_id` now. Raises `TaskNotFound` (also for another agent's)."""

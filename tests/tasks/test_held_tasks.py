@@ -127,6 +127,20 @@ async def test_another_agent_can_neither_read_nor_list_nor_cancel_a_task(
     assert (await owner.get(task["taskId"]))["result"]["status"] == "working", "the intruder changed nothing"
 
 
+async def test_a_refused_task_call_gets_a_task_that_fails_with_the_refusal_as_its_status_message(
+    airlock: AirlockUnderTest, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    intern = await agent(airlock, http, "intern-bot")
+    arguments = {"title": "t", "description": "d", "bounty_usd": 5, "deadline_hours": 1}
+    task = created(await intern.call("em_publish_task", arguments))
+    assert task["status"] == "working", "every task starts working (spec), even one refused at once"
+    polled = (await intern.get(task["taskId"]))["result"]
+    assert polled["status"] == "failed" and "interns cannot publish" in polled["statusMessage"]
+    result = (await intern.result(task["taskId"]))["result"]
+    assert result["isError"] is True and "interns cannot publish" in result["content"][0]["text"]
+    assert market.calls["em_publish_task"] == 0
+
+
 async def test_an_identical_task_call_while_pending_gets_the_same_task(
     airlock: AirlockUnderTest, http: httpx.AsyncClient, market: DemoMarket
 ) -> None:

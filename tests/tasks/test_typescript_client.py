@@ -59,3 +59,19 @@ async def test_the_typescript_task_client_learns_the_rejection_reason_from_the_s
     assert failed["status"] == "failed"
     assert "Rejected by bob" in failed["statusMessage"] and "not this one" in failed["statusMessage"]
     assert market.calls["em_cancel_task"] == 0
+
+
+async def test_the_typescript_task_client_learns_why_airlock_refused_a_call_at_once(
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
+    token = await airlock.agent_token("intern-bot")
+    arguments = {"title": "t", "description": "d", "bounty_usd": 5, "deadline_hours": 1}
+    async with ToolStream(airlock.mcp_url, token, "em_publish_task", arguments) as stream:
+        created = await stream.next()
+        statuses = []
+        while (message := await stream.next())["type"] == "taskStatus":
+            statuses.append(message["task"])
+    assert created["type"] == "taskCreated", "a task, not an unreadable plain result"
+    assert message["type"] == "error"
+    assert statuses[-1]["status"] == "failed" and "interns cannot publish" in statuses[-1]["statusMessage"]
+    assert market.calls["em_publish_task"] == 0
