@@ -8,6 +8,7 @@ with Airlock under uvicorn, the real demo upstream counting executions, and raw 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from app.demo.upstream import DemoMarket
+from tests.conftest import StartAirlock
 from tests.harness import AirlockUnderTest, new_task, running_airlock
 from tests.tasks.wire import TaskSession, task_session
 
@@ -152,6 +154,17 @@ async def test_an_identical_task_call_while_pending_gets_the_same_task(
     assert len(await airlock.approvals("pending")) == 1
 
 
+async def test_two_identical_task_calls_at_once_share_one_approval_and_one_task(
+    airlock: AirlockUnderTest, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    one, other = await agent(airlock, http), await agent(airlock, http)
+    arguments = {"task_id": new_task(market).id, "reason": "x"}
+    answers = await asyncio.gather(one.call("em_cancel_task", arguments), other.call("em_cancel_task", arguments))
+    assert len({created(answer)["taskId"] for answer in answers}) == 1
+    assert len(await airlock.approvals("pending")) == 1
+    assert [task["taskId"] for task in await one.list()] == [created(answers[0])["taskId"]]
+
+
 async def test_a_call_the_policy_allows_also_gets_a_task_that_completes_with_the_upstreams_answer(
     airlock: AirlockUnderTest, http: httpx.AsyncClient, market: DemoMarket
 ) -> None:
@@ -209,3 +222,20 @@ async def test_a_task_survives_an_airlock_restart_and_the_same_agent_finds_it_in
         assert result["structuredContent"]["status"] == "cancelled"
         assert (await again.get(task["taskId"]))["result"]["status"] == "completed"
     assert market.calls["em_cancel_task"] == 1
+
+
+async def test_tasks_result_keeps_the_stream_alive_and_is_bounded_by_the_hold_budget(
+    start_airlock: StartAirlock, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    airlock = await start_airlock(approvals={"hold_seconds": 1, "keepalive_seconds": 0.1})
+    session = await agent(airlock, http)
+    task = created(await session.call("em_cancel_task", {"task_id": new_task(market).id, "reason": "x"}))
+    body = {"jsonrpc": "2.0", "id": 5, "method": "tasks/result", "params": {"taskId": task["taskId"]}}
+    async with session.stream("POST", body) as waiting:
+        assert waiting.response.headers["content-type"].startswith("text/event-stream")
+        keepalive = await waiting.next_event(skip_comments=False)
+        assert keepalive.comment is not None and task["taskId"] in keepalive.comment
+        answer = await waiting.next_message()
+    assert answer["id"] == 5 and answer["error"]["code"] == -32603
+    assert "still working" in answer["error"]["message"] and "tasks/get" in answer["error"]["message"]
+    assert (await session.get(task["taskId"]))["result"]["status"] == "working", "waiting changed nothing"
