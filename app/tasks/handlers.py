@@ -33,7 +33,7 @@ from app.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, Message, MessageError, d
 from app.protocol import MCP_SESSION_ID
 from app.sse import comment, encode
 from app.tasks.model import IMMEDIATE_RESPONSE_META, TASKS_SINCE, TaskRequest, TaskView
-from app.tasks.service import TaskFinished, TaskNotFound, Tasks
+from app.tasks.service import InvalidCursor, TaskFinished, TaskNotFound, Tasks
 from app.types import JSONObject
 from app.upstream import forwardable_headers
 
@@ -168,6 +168,8 @@ async def serve_task_request(exchange: Exchange, message: Message, headers: Head
             await _reply(exchange, message, headers, tasks.wire(await tasks.cancel(task_id, exchange.agent)))
         else:
             await _serve_result(exchange, message, headers, await tasks.view(task_id, exchange.agent))
+    except InvalidCursor:
+        await _fail(exchange, message, headers, INVALID_PARAMS, "Invalid params: invalid cursor")
     except TaskNotFound:
         await _fail(exchange, message, headers, INVALID_PARAMS, "Invalid params: task not found")
     except TaskFinished as exc:

@@ -50,6 +50,10 @@ class TaskNotFound(Exception):
     """No such task for this agent (never existed, another agent's, or past its ttl)."""
 
 
+class InvalidCursor(Exception):
+    """A `tasks/list` cursor this server did not hand out."""
+
+
 class TaskFinished(Exception):
     """The task is already terminal, so it cannot be cancelled."""
 
@@ -169,7 +173,11 @@ class Tasks:
         return TaskView(row, approval)
 
     async def list(self, agent: str, cursor: str | None) -> tuple[list[TaskView], str | None]:
-        """One page of `agent`'s own live tasks, oldest first, and the cursor of the next page."""
+        """One page of `agent`'s own live tasks, oldest first, and the cursor of the next page.
+
+        Raises:
+            InvalidCursor: `cursor` is not one this server handed out.
+        """
         after = _cursor_position(cursor)
         async with self._db.read() as conn:
             rows = await task_store.list_for_agent(conn, agent, now=self.clock.now(), after=after, limit=LIST_PAGE + 1)
@@ -275,11 +283,11 @@ def _cursor_of(row: TaskRow) -> str:
 
 
 def _cursor_position(cursor: str | None) -> tuple[float, str] | None:
-    """Where a `tasks/list` cursor points; an unreadable one starts over (it names nothing secret)."""
+    """Where a `tasks/list` cursor points (None: the first page). Raises `InvalidCursor`."""
     if cursor is None:
         return None
     try:
         created_at, task_id = json.loads(cursor)
         return float(created_at), str(task_id)
     except (ValueError, TypeError):
-        return None
+        raise InvalidCursor(cursor) from None

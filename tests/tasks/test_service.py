@@ -14,7 +14,7 @@ import pytest
 
 from app.config import TaskSettings
 from app.tasks.model import RELATED_TASK_META, TaskRequest
-from app.tasks.service import TaskFinished, TaskNotFound, Tasks
+from app.tasks.service import LIST_PAGE, InvalidCursor, TaskFinished, TaskNotFound, Tasks
 from tests.approvals.unit.conftest import AGENT, Lifecycle, bounded, lifecycle
 
 __all__ = ["lifecycle"]
@@ -135,3 +135,18 @@ async def test_another_agent_gets_not_found_for_every_operation(lifecycle: Lifec
             await operation(view.id, "agent-2")
     assert (await tasks.list("agent-2", None))[0] == []
     assert (await lifecycle.approval(view.row.approval_id or "")).status == "pending"
+
+
+async def test_tasks_list_pages_through_the_agents_own_tasks_oldest_first(lifecycle: Lifecycle) -> None:
+    tasks = tasks_of(lifecycle)
+    made = []
+    for _ in range(LIST_PAGE + 1):
+        made.append((await tasks.for_allowed(AGENT, "market", "get_task", PYTHON_SDK_TTL)).id)
+        lifecycle.clock.advance(0.001)
+    await tasks.for_allowed("agent-2", "market", "get_task", PYTHON_SDK_TTL)
+    first, cursor = await tasks.list(AGENT, None)
+    assert cursor is not None
+    rest, end = await tasks.list(AGENT, cursor)
+    assert [view.id for view in first + rest] == made and end is None
+    with pytest.raises(InvalidCursor):
+        await tasks.list(AGENT, "not a cursor")
