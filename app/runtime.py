@@ -144,6 +144,7 @@ class Runtime:
         self.approvals = Approvals(
             self.ledger, self.queue, self.executor, self.sweeper, settings.approvals, public_url=settings.public_url
         )
+        self.tasks = Tasks(self.db, self.approvals, settings.tasks, settings.approvals, public_url=settings.public_url)
         self.gateway = self._build_gateway()
         self._http: aiohttp.ClientSession | None = None
         self.stdio = StdioBridge(settings.upstreams, max_line_bytes=settings.max_response_bytes)
@@ -165,13 +166,7 @@ class Runtime:
             sessions=self.sessions,
             approvals=self.approvals,
             drain=self.drain,
-            tasks=Tasks(
-                self.db,
-                self.approvals,
-                self.settings.tasks,
-                self.settings.approvals,
-                public_url=self.settings.public_url,
-            ),
+            tasks=self.tasks,
         )
 
     def _build_extensions(self, channels: Sequence[ReviewChannel]) -> list[Extension]:
@@ -228,6 +223,7 @@ class Runtime:
                 ("approval-sweeper", self.sweeper.run()),
                 ("approval-signals", self.notifier.run()),
                 ("session-janitor", self.sessions.run()),
+                ("task-janitor", self.tasks.run()),
                 *((f"extension-{e.name}", e.run()) for e in self.extensions),
             )
         ]

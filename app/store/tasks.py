@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import tasks
@@ -85,3 +85,9 @@ async def cancel(conn: AsyncConnection, task_id: str, now: float) -> bool:
     """Record the agent's cancellation; True if this call recorded it (first one wins)."""
     statement = update(tasks).where(tasks.c.id == task_id, tasks.c.cancelled_at.is_(None))
     return (await conn.execute(statement.values(cancelled_at=now, updated_at=now))).rowcount == 1
+
+
+async def purge_expired(conn: AsyncConnection, now: float, limit: int) -> int:
+    """Delete up to `limit` tasks whose ttl ended before `now`; returns how many."""
+    doomed = select(tasks.c.id).where(tasks.c.expires_at <= now).limit(limit).scalar_subquery()
+    return (await conn.execute(delete(tasks).where(tasks.c.id.in_(doomed)))).rowcount

@@ -44,6 +44,9 @@ logger = logging.getLogger("airlock.tasks")
 
 LIST_PAGE: Final = 50
 """Tasks per `tasks/list` page."""
+PURGE_EVERY: Final = 60.0
+"""Seconds between two purges of tasks past their ttl (they read as "not found" already)."""
+PURGE_BATCH: Final = 500
 
 
 class TaskNotFound(Exception):
@@ -78,6 +81,25 @@ class Tasks:
         self._approval_settings = approval_settings
         self.public_url = public_url
         self._settled: dict[str, asyncio.Event] = {}
+
+    async def run(self) -> None:
+        """Purge tasks past their ttl, every `PURGE_EVERY` seconds, in bounded batches, until cancelled."""
+        while True:
+            try:
+                await self.purge()
+            except Exception:
+                logger.exception("purging expired tasks failed; retrying")
+            await self.clock.sleep(PURGE_EVERY)
+
+    async def purge(self) -> int:
+        """Delete tasks past their ttl (every replica may: a deleted row is deleted once); returns how many."""
+        purged = 0
+        while True:
+            async with self._db.write() as conn:
+                batch = await task_store.purge_expired(conn, self.clock.now(), PURGE_BATCH)
+            purged += batch
+            if batch < PURGE_BATCH:
+                return purged
 
     @property
     def clock(self) -> Clock:

@@ -45,10 +45,12 @@ async def test_a_task_lives_as_long_as_its_approval_can_even_when_the_client_ask
     lifecycle.clock.advance(lifetime - 1)
     await lifecycle.approvals.sweep()
     assert (await tasks.view(view.id, AGENT)).status == "failed", "expired, and still readable"
+    assert await tasks.purge() == 0, "kept until its ttl ends"
     lifecycle.clock.advance(1)
     with pytest.raises(TaskNotFound):
         await tasks.view(view.id, AGENT)
     assert (await tasks.list(AGENT, None))[0] == []
+    assert await tasks.purge() == 1
 
 
 async def test_an_allowed_calls_task_keeps_what_the_client_asked_for_up_to_the_maximum(lifecycle: Lifecycle) -> None:
