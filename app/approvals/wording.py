@@ -559,3 +559,11 @@ def task_cancelled_message(started: bool) -> str:
     if started:
         return "Cancelled after execution started; it may have taken effect (a running call cannot be recalled)."
     return "Cancelled by the client; not executed."
+
+
+def task_lost_message(tool: str) -> str:
+    """A task's `statusMessage` (and result) when the process running its allowed call died mid-call."""
+    return (
+        f"Outcome unknown: the Airlock process running {tool} stopped before the upstream answered; "
+        "it may or may not have taken effect. Check before retrying."
+    )

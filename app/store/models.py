@@ -283,7 +283,8 @@ tasks = Table(
     Column("tool", String(200), nullable=False),
     Column("approval_id", String(40), unique=True),
     Column("result", Text),
-    Column("refusal", Text),
+    Column("note", Text),
+    Column("lease_until", Float),
     Column("cancelled_at", Float),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
@@ -294,6 +295,7 @@ tasks = Table(
 """MCP tasks (2025-11-25) on `tools/call` (see `app/tasks/`): bound to `agent`, unguessable `id`.
 
 A task on a held call is a view of its approval (`approval_id`, one task per approval); one on a
-call the policy allowed keeps the upstream's JSON-RPC answer in `result` (NULL while it runs); one
-on a call Airlock refused keeps the refusal there, and its sentence in `refusal`.
+call the policy allowed keeps the upstream's JSON-RPC answer in `result` (NULL while it runs, while
+the process running it renews `lease_until`); when Airlock answered instead (a refusal, a run whose
+process died), `result` is Airlock's answer and `note` its sentence.
 `cancelled_at`: the agent cancelled it (`tasks/cancel`). After `expires_at` the task is gone."""

@@ -24,8 +24,10 @@ class TaskRow:
     tool: str
     approval_id: str | None
     result: str | None
-    refusal: str | None
-    """Why Airlock refused the call itself (its status message); None when it reached the upstream."""
+    note: str | None
+    """Airlock's sentence when Airlock, not the upstream, answered the call (a refusal, a lost run)."""
+    lease_until: float | None
+    """While an allowed call runs: until when its process vouches for it (renewed as it runs)."""
     cancelled_at: float | None
     created_at: float
     updated_at: float
@@ -42,7 +44,8 @@ async def insert(conn: AsyncConnection, row: TaskRow) -> None:
             tool=row.tool,
             approval_id=row.approval_id,
             result=row.result,
-            refusal=row.refusal,
+            note=row.note,
+            lease_until=row.lease_until,
             cancelled_at=row.cancelled_at,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -75,10 +78,16 @@ async def list_for_agent(
     return [TaskRow(**row._mapping) for row in rows]
 
 
-async def settle(conn: AsyncConnection, task_id: str, result: str, now: float, *, refusal: str | None = None) -> bool:
-    """Store the answer of a task's call (the upstream's, or Airlock's refusal); True if this call stored it."""
+async def settle(conn: AsyncConnection, task_id: str, result: str, now: float, *, note: str | None = None) -> bool:
+    """Store the answer of a task's call (the upstream's, or Airlock's with its `note`); True if this call stored it."""
     statement = update(tasks).where(tasks.c.id == task_id, tasks.c.result.is_(None))
-    return (await conn.execute(statement.values(result=result, refusal=refusal, updated_at=now))).rowcount == 1
+    return (await conn.execute(statement.values(result=result, note=note, updated_at=now))).rowcount == 1
+
+
+async def renew(conn: AsyncConnection, task_id: str, until: float) -> None:
+    """Extend the lease of an allowed call's run (nothing once it is settled)."""
+    statement = update(tasks).where(tasks.c.id == task_id, tasks.c.result.is_(None))
+    await conn.execute(statement.values(lease_until=until))
 
 
 async def cancel(conn: AsyncConnection, task_id: str, now: float) -> bool:

@@ -120,8 +120,8 @@ class TaskView:
         stored = self.stored
         if stored is None:
             return task_running_message(self.row.tool, self.row.upstream)
-        if self.row.refusal is not None:
-            return self.row.refusal
+        if self.row.note is not None:
+            return self.row.note
         return task_answer_message(answer_outcome(stored))
 
     def poll_interval(self, waiting_ms: int) -> int:

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.approvals.outcomes import final_message, too_large_text
 from app.approvals.service import Approvals, Attachment
+from app.approvals.wording import task_lost_message
 from app.clock import Clock
 from app.config import ApprovalSettings, TaskSettings
 from app.jsonrpc import tool_error_result
@@ -152,7 +153,8 @@ class Tasks:
             tool=tool,
             approval_id=approval_id,
             result=None,
-            refusal=None,
+            note=None,
+            lease_until=None if approval_id is not None else now + self._approval_settings.execution_lease_seconds,
             cancelled_at=None,
             created_at=now,
             updated_at=now,
@@ -164,19 +166,42 @@ class Tasks:
         self._approvals.spawn(self._run_allowed(view.id, upstream, headers, body))
 
     async def _run_allowed(self, task_id: str, upstream: Upstream, headers: Mapping[str, str], body: bytes) -> None:
-        answer = await _call(upstream, headers, body, tool=_tool_of(body))
+        renewing = asyncio.ensure_future(self._renew(task_id))
+        try:
+            answer = await _call(upstream, headers, body, tool=_tool_of(body))
+        finally:
+            renewing.cancel()
         now = self.clock.now()
         async with self._db.write() as conn:
             await task_store.settle(conn, task_id, json.dumps(answer, ensure_ascii=False), now)
         self._settled.setdefault(task_id, asyncio.Event()).set()
 
+    async def _renew(self, task_id: str) -> None:
+        """Keep vouching for a running call, so no reader takes it for lost (see `_lost`)."""
+        lease = self._approval_settings.execution_lease_seconds
+        while True:
+            await self.clock.sleep(lease / 3)
+            async with self._db.write() as conn:
+                await task_store.renew(conn, task_id, self.clock.now() + lease)
+
+    async def _lost(self, row: TaskRow) -> TaskRow:
+        """An allowed call whose process stopped vouching for it (it died mid-call) ends as outcome unknown.
+
+        A compare-and-set, like every other settling: a late answer from a process that was only
+        slow loses to it, and readers on every replica agree.
+        """
+        text = task_lost_message(row.tool)
+        answer = json.dumps({"result": tool_error_result(text)}, ensure_ascii=False)
+        async with self._db.write() as conn:
+            await task_store.settle(conn, row.id, answer, self.clock.now(), note=text)
+            settled = await task_store.get(conn, row.id)
+        return settled or row
+
     async def refuse(self, view: TaskView, text: str) -> None:
         """End a new task with Airlock's refusal of its call (the call never reached the upstream)."""
         answer = {"result": tool_error_result(text)}
         async with self._db.write() as conn:
-            await task_store.settle(
-                conn, view.id, json.dumps(answer, ensure_ascii=False), self.clock.now(), refusal=text
-            )
+            await task_store.settle(conn, view.id, json.dumps(answer, ensure_ascii=False), self.clock.now(), note=text)
 
     async def view(self, task_id: str, agent: str) -> TaskView:
         """`agent`'s task `task_id` now. Raises `TaskNotFound` (also for another agent's)."""
@@ -188,7 +213,8 @@ class Tasks:
 
     async def _view(self, row: TaskRow) -> TaskView:
         if row.approval_id is None:
-            return TaskView(row, None)
+            lapsed = row.result is None and row.lease_until is not None and row.lease_until < self.clock.now()
+            return TaskView(await self._lost(row) if lapsed else row, None)
         approval = await self._approvals.get(row.approval_id)
         if approval is None:  # pruned with its approval: the task is gone too
             raise TaskNotFound(row.id)

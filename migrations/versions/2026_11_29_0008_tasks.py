@@ -2,8 +2,8 @@
 
 Held calls as MCP tasks (see `app/tasks/`): one row per task, bound to the agent that created it.
 A task on a held call is a view of its approval (`approval_id`); a task on a call the policy
-allowed at once keeps the upstream's answer itself (`result`); one on a call Airlock refused keeps
-the refusal (`result`, and its sentence in `refusal`). No foreign key to `approvals`:
+allowed at once keeps the upstream's answer itself (`result`), or Airlock's own (a refusal, a run
+it lost; its sentence in `note`), and renews `lease_until` while that call runs. No foreign key to `approvals`:
 pruning a finished approval must not wait for its task, which then reads as expired.
 
 Revision ID: 0008
@@ -33,7 +33,8 @@ def upgrade() -> None:
         sa.Column("tool", sa.String(length=200), nullable=False),
         sa.Column("approval_id", sa.String(length=40), nullable=True),
         sa.Column("result", sa.Text(), nullable=True),
-        sa.Column("refusal", sa.Text(), nullable=True),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("lease_until", sa.Float(), nullable=True),
         sa.Column("cancelled_at", sa.Float(), nullable=True),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),

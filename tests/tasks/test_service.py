@@ -9,6 +9,8 @@ response, tasks/result blocks until terminal) and Airlock-defined (issue 17; the
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
 
@@ -152,3 +154,32 @@ async def test_tasks_list_pages_through_the_agents_own_tasks_oldest_first(lifecy
     assert [view.id for view in first + rest] == made and end is None
     with pytest.raises(InvalidCursor):
         await tasks.list(AGENT, "not a cursor")
+
+
+async def test_an_allowed_call_stays_working_while_it_runs_and_ends_unknown_if_its_process_died(
+    lifecycle: Lifecycle,
+) -> None:
+    tasks = tasks_of(lifecycle)
+    lease = lifecycle.settings.execution_lease_seconds
+    running = await tasks.for_allowed(AGENT, "market", "cancel_task", PYTHON_SDK_TTL)
+    body = {"jsonrpc": "2.0", "id": "airlock-1", "method": "tools/call", "params": {"name": "cancel_task"}}
+    upstream: Any = lifecycle.upstream  # scripted: counts calls, answers when released
+    tasks.run_allowed(running, upstream, {}, json.dumps(body).encode())
+    await bounded(lifecycle.upstream.entered.wait())
+    orphan = await tasks.for_allowed(AGENT, "market", "cancel_task", PYTHON_SDK_TTL)  # its process died at once
+    for _ in range(6):  # two leases: the running call's process keeps renewing
+        await bounded(lifecycle.clock.sleeping())
+        lifecycle.clock.advance(lease / 3)
+    await bounded(lifecycle.clock.sleeping())
+
+    assert (await tasks.view(running.id, AGENT)).status == "working"
+    lost = await tasks.view(orphan.id, AGENT)
+    assert lost.status == "failed"
+    assert "may or may not have taken effect" in tasks.wire(lost)["statusMessage"]
+    assert (await tasks.answer(lost))["result"]["isError"] is True
+
+    lifecycle.upstream.release.set()
+    done = await bounded(tasks.wait(running.id, AGENT))
+    assert done.status == "completed"
+    assert (await tasks.answer(done))["result"]["content"] == [{"type": "text", "text": "done"}]
+    assert lifecycle.upstream.calls == 1
