@@ -239,3 +239,20 @@ async def test_tasks_result_keeps_the_stream_alive_and_is_bounded_by_the_hold_bu
     assert answer["id"] == 5 and answer["error"]["code"] == -32603
     assert "still working" in answer["error"]["message"] and "tasks/get" in answer["error"]["message"]
     assert (await session.get(task["taskId"]))["result"]["status"] == "working", "waiting changed nothing"
+
+
+async def test_any_replica_answers_for_a_task_another_replica_created(
+    start_airlock: StartAirlock, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    first, second = await start_airlock(), await start_airlock()  # two processes, one database
+    token = await first.agent_token()
+    on_first = await task_session(http, first.mcp_url, token)
+    task = created(await on_first.call("em_cancel_task", {"task_id": new_task(market).id, "reason": "x"}))
+    on_second = await task_session(http, second.mcp_url, token)
+    assert (await on_second.get(task["taskId"]))["result"]["status"] == "working"
+    approval = await second.wait_pending()
+    assert (await second.decide(approval["id"])).status_code == 200
+    result = (await on_second.result(task["taskId"]))["result"]
+    assert result["structuredContent"]["status"] == "cancelled"
+    assert (await on_first.get(task["taskId"]))["result"]["status"] == "completed"
+    assert market.calls["em_cancel_task"] == 1
