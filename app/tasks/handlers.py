@@ -136,8 +136,10 @@ async def refuse(exchange: Exchange, message: Message, headers: Headers, task: T
     tasks = _tasks(exchange)
     name = message.params.get("name")
     view = await tasks.for_allowed(exchange.agent, exchange.upstream.name, str(name), task)
-    await _send_created(exchange, message, headers, tasks, view)
+    # Durable before acknowledged: a client that polls the instant it reads the task finds it failed.
+    # The answer still reports the task as it began, `working`, as every task must.
     await tasks.refuse(view, text)
+    await _send_created(exchange, message, headers, tasks, view)
 
 
 async def _send_created(exchange: Exchange, message: Message, headers: Headers, tasks: Tasks, view: TaskView) -> None:
