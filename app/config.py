@@ -112,6 +112,17 @@ class SessionSettings:
 
 
 @dataclass(frozen=True)
+class TaskSettings:
+    """Held calls as MCP tasks (`[tasks]`, see `docs/tasks.md`)."""
+
+    max_ttl_seconds: float = 7 * 86400.0
+    """The longest a task is kept; a task lives at least as long as its approval can (timeout plus
+    `[approvals] result_retention_seconds`), even when that is longer or the client asked for less."""
+    poll_interval_ms: int = 5000
+    """The `pollInterval` suggested to clients while a task waits for a human."""
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """`[server]`: limits of the HTTP server, so that one client cannot hold what others need.
 
@@ -256,6 +267,7 @@ class Settings:
     secret_key: str = ""
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
+    tasks: TaskSettings = field(default_factory=TaskSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -335,6 +347,7 @@ _TOP_KEYS: Final = frozenset(
         "slack",
         "agents",
         "sessions",
+        "tasks",
         "server",
         "metrics",
         "logging",
@@ -395,6 +408,7 @@ def settings_from_document(
         secret_key=_secret_key(env, data_dir),
         approvals=_approvals(document.get("approvals", {}), document.get("agents", {})),
         sessions=_sessions(document.get("sessions", {})),
+        tasks=_tasks(document.get("tasks", {})),
         server=_server(document.get("server", {})),
         metrics=_metrics(document.get("metrics", {})),
         logging=_logging(document.get("logging", {}), env),
@@ -697,6 +711,21 @@ def _sessions(table: Any) -> SessionSettings:
         idle_seconds=_positive("sessions.idle_seconds", table.get("idle_seconds", defaults.idle_seconds)),
         retention_seconds=_positive(
             "sessions.retention_seconds", table.get("retention_seconds", defaults.retention_seconds)
+        ),
+    )
+
+
+def _tasks(table: Any) -> TaskSettings:
+    if not isinstance(table, dict):
+        raise ConfigError("[tasks] must be a table")
+    unknown = sorted(set(table) - {"max_ttl_seconds", "poll_interval_ms"})
+    if unknown:
+        raise ConfigError(f"[tasks] has an unknown setting {unknown[0]!r}")
+    defaults = TaskSettings()
+    return TaskSettings(
+        max_ttl_seconds=_positive("tasks.max_ttl_seconds", table.get("max_ttl_seconds", defaults.max_ttl_seconds)),
+        poll_interval_ms=_positive_int(
+            "tasks.poll_interval_ms", table.get("poll_interval_ms", defaults.poll_interval_ms)
         ),
     )
 

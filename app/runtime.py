@@ -58,6 +58,7 @@ from app.policy.reloader import PolicyReloader
 from app.sessions import SessionRegistry
 from app.stdio.bridge import StdioBridge
 from app.store.db import Database
+from app.tasks.service import Tasks
 from app.upstream import Upstream, new_client_session
 
 logger = logging.getLogger("airlock")
@@ -157,6 +158,7 @@ class Runtime:
             public_url=settings.public_url,
             traces=self.traces,
         )
+        self.tasks = Tasks(self.db, self.approvals, settings.tasks, settings.approvals, public_url=settings.public_url)
         self.gateway = self._build_gateway()
         self._http: aiohttp.ClientSession | None = None
         self.stdio = StdioBridge(settings.upstreams, max_line_bytes=settings.max_response_bytes)
@@ -179,6 +181,7 @@ class Runtime:
             sessions=self.sessions,
             approvals=self.approvals,
             drain=self.drain,
+            tasks=self.tasks,
         )
 
     def _build_extensions(self, channels: Sequence[ReviewChannel]) -> list[Extension]:
@@ -236,6 +239,7 @@ class Runtime:
                 ("approval-sweeper", self.sweeper.run()),
                 ("approval-signals", self.notifier.run()),
                 ("session-janitor", self.sessions.run()),
+                ("task-janitor", self.tasks.run()),
                 *((f"extension-{e.name}", e.run()) for e in self.extensions),
             )
         ]

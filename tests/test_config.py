@@ -25,6 +25,7 @@ from app.config import (
     Settings,
     SlackSettings,
     StdioSettings,
+    TaskSettings,
     UpstreamSettings,
     load_settings,
     settings_from_document,
@@ -367,6 +368,7 @@ def test_the_example_config_names_every_setting_config_py_accepts() -> None:
     assert set(document["inbox"]) == config._INBOX_KEYS
     assert set(document["inbox"]["oidc"]) == config._INBOX_OIDC_KEYS
     assert set(document["sessions"]) == {f.name for f in dataclasses.fields(SessionSettings)}
+    assert set(document["tasks"]) == {f.name for f in dataclasses.fields(TaskSettings)}
     assert set(document["server"]) == {f.name for f in dataclasses.fields(ServerSettings)}
     assert set(document["audit"]) == {"store_arguments", "retention_days"}
     assert [set(agent) for agent in document["agents"].values()] == [{"hold_seconds"}]
@@ -402,7 +404,7 @@ def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) 
     assert loaded.approvals == dataclasses.replace(
         ApprovalSettings(), agent_hold_seconds=loaded.approvals.agent_hold_seconds
     )
-    assert (loaded.sessions, loaded.server) == (SessionSettings(), ServerSettings())
+    assert (loaded.sessions, loaded.server, loaded.tasks) == (SessionSettings(), ServerSettings(), TaskSettings())
     slack_timings = [f.name for f in dataclasses.fields(SlackSettings) if f.name.endswith("_seconds")] + ["api_url"]
     assert {k: getattr(loaded.slack, k) for k in slack_timings} == {
         k: getattr(SlackSettings(), k) for k in slack_timings
@@ -441,3 +443,13 @@ def test_env_example_lists_every_environment_variable_config_py_reads() -> None:
     read = set(re.findall(r'env\.get\("([A-Z_]+)"', inspect.getsource(config)))
     listed = set(re.findall(r"^#? ?([A-Z_]+)=", (ROOT / ".env.example").read_text(encoding="utf-8"), re.MULTILINE))
     assert read and read - listed == set()
+
+
+def test_tasks_settings_are_read_from_their_table_and_validated(tmp_path: Path) -> None:
+    """Issue 17: `[tasks]` bounds a task's life and suggests the poll interval."""
+    loaded = settings(tmp_path, document(tasks={"max_ttl_seconds": 3600, "poll_interval_ms": 2000}))
+    assert loaded.tasks == TaskSettings(max_ttl_seconds=3600, poll_interval_ms=2000)
+    assert (
+        config_error(tmp_path, document(tasks={"poll_interval": 1})) == "[tasks] has an unknown setting 'poll_interval'"
+    )
+    assert "tasks.poll_interval_ms" in config_error(tmp_path, document(tasks={"poll_interval_ms": 0}))

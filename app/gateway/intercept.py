@@ -150,6 +150,11 @@ class Interceptor:
 
         return transform
 
+    def may_hold_for(self, upstream: Upstream) -> Callable[[str], bool]:
+        """Whether the current policy could hold a call to a tool (for `taskSupport`, `app/tasks/`)."""
+        policy = self._policies.current(upstream.name)
+        return policy.may_hold
+
     def filter_tools(self, upstream: Upstream, result: Any) -> Any:
         """Remove hidden tools from a `tools/list` result, and learn every tool's annotations."""
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):

@@ -250,6 +250,20 @@ class CompiledPolicy:
             return self._by_class.get(classify_tool(annotations), self._default)
         return self._default
 
+    def may_hold(self, tool: str) -> bool:
+        """Whether some call to `tool`, by some agent with some arguments, could be held for approval.
+
+        An over-approximation (conditions and agents are not evaluated): a tool it names may still
+        never be held, but a tool it does not name never is.
+        """
+        hidden, rules = self._for_tool(tool)
+        if hidden is not None:
+            return False
+        if any(rule.decision.action == "approve" for rule in rules):
+            return True
+        fallbacks = [self._default, *(self._by_class.values() if self.uses_annotations else ())]
+        return any(decision.action == "approve" for decision in fallbacks)
+
     def needs_annotations(self, tool: str, arguments: Mapping[str, Any], agent: str) -> bool:
         """True when evaluate() would consult annotations.
 

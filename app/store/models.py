@@ -273,3 +273,29 @@ webhook_signatures = Table(
 )
 """Signatures of decision requests already accepted, kept while their timestamp is within the
 tolerance: the same signature again is a replay, on any replica."""
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("agent", String(200), nullable=False),
+    Column("upstream", String(200), nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("approval_id", String(40), unique=True),
+    Column("result", Text),
+    Column("note", Text),
+    Column("lease_until", Float),
+    Column("cancelled_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_tasks_agent_created_at", "agent", "created_at"),
+    Index("ix_tasks_expires_at", "expires_at"),
+)
+"""MCP tasks (2025-11-25) on `tools/call` (see `app/tasks/`): bound to `agent`, unguessable `id`.
+
+A task on a held call is a view of its approval (`approval_id`, one task per approval); one on a
+call the policy allowed keeps the upstream's JSON-RPC answer in `result` (NULL while it runs, while
+the process running it renews `lease_until`); when Airlock answered instead (a refusal, a run whose
+process died), `result` is Airlock's answer and `note` its sentence.
+`cancelled_at`: the agent cancelled it (`tasks/cancel`). After `expires_at` the task is gone."""
