@@ -73,6 +73,11 @@ async def _post(exchange: Exchange) -> None:
     session = await _session(exchange)
     if session is None:
         return
+    await serve_in_session(exchange, session, message)
+
+
+async def serve_in_session(exchange: Exchange, session: Session, message: Message) -> None:
+    """Serve one parsed message (not `initialize`) in `session`; also how an endpoint reaches a member (`aggregate.py`)."""
     try:
         await _dispatch(exchange, session, message)
     except UpstreamUnavailable as exc:

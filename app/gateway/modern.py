@@ -43,22 +43,34 @@ async def serve(exchange: Exchange) -> None:
             headers=[(b"allow", b"POST")],
         )
         return
+    message = await admit(exchange)
+    if message is not None:
+        await serve_message(exchange, message)
+
+
+async def admit(exchange: Exchange) -> Message | None:
+    """The POST's message if it passes the validation ladder; None when a refusal was already sent."""
     try:
         message = parse_message(exchange.body)
     except MessageError as exc:
         await _reject(exchange, exc.code, exc.message, exc.request_id)
-        return
+        return None
     if message.kind == "response":
         await _reject(
             exchange, INVALID_REQUEST, "Invalid Request: 2026-07-28 clients do not send responses", message.id
         )
-        return
+        return None
     if message.kind == "request":
         rejection = _ladder(exchange, message)
         if rejection is not None:
             _audit_refused_call(exchange, message, rejection.message)
             await _reject(exchange, rejection.code, rejection.message, message.id, rejection.data)
-            return
+            return None
+    return message
+
+
+async def serve_message(exchange: Exchange, message: Message) -> None:
+    """Serve one admitted message; also how an endpoint reaches a member (`aggregate.py`)."""
     try:
         await _dispatch(exchange, message)
     except MessageError as exc:
