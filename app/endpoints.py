@@ -32,7 +32,7 @@ RESOURCE_SCHEME: Final = "airlock:"
 MAX_NAME_LENGTH: Final = 128
 """The MCP spec's limit on a tool name (2025-11-25, "Tool names")."""
 _NAME_CHARS: Final = re.compile(r"^[A-Za-z0-9_.-]+$")
-_ENDPOINT_KEYS: Final = frozenset({"name", "upstreams", "separator", "prefixes"})
+ENDPOINT_KEYS: Final = frozenset({"name", "upstreams", "separator", "prefixes"})
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def _endpoint(index: int, table: Any, upstream_names: Sequence[str]) -> Endpoint
     where = f"endpoints[{index}]"
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
-    unknown = sorted(set(table) - _ENDPOINT_KEYS)
+    unknown = sorted(set(table) - ENDPOINT_KEYS)
     if unknown:
         raise ConfigError(f"{where} has an unknown setting {unknown[0]!r}")
     name = table.get("name")

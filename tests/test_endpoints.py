@@ -96,3 +96,11 @@ def test_resource_uris_carry_the_prefix_as_a_uri_and_read_back() -> None:
     assert NAMING.route_uri(merged) == Routed("files", "file:///tmp/a b?x=1#top")
     assert NAMING.route_uri("file:///tmp/a") is None
     assert NAMING.route_uri("airlock:files/") is None
+
+
+def test_the_example_config_shows_every_endpoint_setting() -> None:
+    from app.endpoints import ENDPOINT_KEYS
+    from tests.test_config import example_with_every_setting_uncommented
+
+    [table] = example_with_every_setting_uncommented()["endpoints"]
+    assert set(table) == ENDPOINT_KEYS
