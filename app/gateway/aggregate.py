@@ -44,13 +44,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from app.endpoints import EndpointSettings, Naming, Routed
 from app.gateway import handshake, modern
 from app.gateway.exchange import Exchange
+from app.gateway.members import (
+    EndpointSession,
+    MemberRefused,
+    MemberSessions,
+    ask_upstream,
+    post_upstream,
+    session_headers,
+)
 from app.gateway.merge import LISTINGS, BadCursor, Listing, decode_cursor, merge_pages
 from app.gateway.respond import send_empty, send_error, send_json
 from app.jsonrpc import (
@@ -64,7 +71,7 @@ from app.jsonrpc import (
     result_response,
     tool_error_result,
 )
-from app.protocol import DEFAULT_VERSION, HANDSHAKE_VERSIONS, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID
+from app.protocol import DEFAULT_VERSION, HANDSHAKE_VERSIONS, MCP_NAME, MCP_SESSION_ID
 from app.sessions import SessionRegistry
 from app.types import JSONObject, Send
 from app.types import Message as AsgiMessage
@@ -75,30 +82,7 @@ logger = logging.getLogger("airlock.gateway")
 Ask = Callable[[Upstream, str, JSONObject], Awaitable[JSONObject]]
 """Airlock's own request to one upstream, in the client's era: (upstream, method, params) → result."""
 
-_OPENED_LIMIT: Final = 50_000
-"""Endpoint sessions whose upstream sessions this process remembers (least recently used dropped)."""
 SERVER_NAME: Final = "airlock"
-
-
-class EndpointSession(Protocol):
-    """What this module reads of a session (`app/sessions.py` keeps them; the gateway reads no store)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def agent(self) -> str: ...
-    @property
-    def upstream(self) -> str: ...
-    @property
-    def upstream_session_id(self) -> str | None: ...
-    @property
-    def protocol_version(self) -> str: ...
-    @property
-    def initialize_params(self) -> str: ...
-
-
-class MemberRefused(Exception):
-    """An upstream answered Airlock's own request with an error (or no answer)."""
 
 
 class Aggregate:
@@ -113,8 +97,7 @@ class Aggregate:
         self.settings = settings
         self.naming = Naming(settings)
         self._upstreams = upstreams
-        self._opened: OrderedDict[str, dict[str, str]] = OrderedDict()
-        self._opening: dict[tuple[str, str], asyncio.Lock] = {}
+        self._members = MemberSessions(upstreams)
 
     @property
     def front(self) -> Upstream:
@@ -156,7 +139,7 @@ class Aggregate:
         if session is None:
             return
         if message is None:
-            await self._end(exchange.gateway.sessions, session)
+            await self._members.end(exchange.gateway.sessions, session)
             await send_empty(exchange.send, 200, _session_header(session.id))
             return
         await self._handshake_message(exchange, session, message)
@@ -218,13 +201,13 @@ class Aggregate:
             return
 
         async def ask(upstream: Upstream, method: str, params: JSONObject) -> JSONObject:
-            member = await self._member_session(exchange, session, upstream)
+            member = await self._members.session_for(exchange.gateway.sessions, session, upstream)
             return await _ask_in_session(exchange.gateway.sessions, upstream, member, method, params)
 
         async def delegate(routed: Routed, rewritten: Exchange, forwarded: Message) -> None:
             upstream = self._upstreams[routed.upstream]
             try:
-                member = await self._member_session(exchange, session, upstream)
+                member = await self._members.session_for(exchange.gateway.sessions, session, upstream)
             except (UpstreamUnavailable, MemberRefused) as exc:
                 await _unreachable(
                     exchange, message, headers, f"the upstream {routed.upstream!r} is unreachable ({exc})"
@@ -235,66 +218,20 @@ class Aggregate:
 
         await self._request(exchange, message, headers, ask, delegate)
 
-    async def _member_session(
-        self, exchange: Exchange, session: EndpointSession, upstream: Upstream
-    ) -> EndpointSession:
-        """The upstream session behind this endpoint session, opened on first use."""
-        sessions = exchange.gateway.sessions
-        key = (session.id, upstream.name)
-        lock = self._opening.setdefault(key, asyncio.Lock())
-        async with lock:
-            opened = self._opened.setdefault(session.id, {})
-            self._opened.move_to_end(session.id)
-            while len(self._opened) > _OPENED_LIMIT:
-                self._opened.popitem(last=False)
-            known = opened.get(upstream.name)
-            member = await sessions.get(known) if known is not None else None
-            if member is None or member.agent != exchange.agent:
-                upstream_session = await upstream.open_session(session.initialize_params, session.protocol_version)
-                member = await sessions.create(
-                    agent=exchange.agent,
-                    upstream=upstream.name,
-                    upstream_session_id=upstream_session,
-                    protocol_version=session.protocol_version,
-                    initialize_params=session.initialize_params,
-                )
-                opened[upstream.name] = member.id
-        self._opening.pop(key, None)
-        return member
-
-    async def _opened_members(
-        self, sessions: SessionRegistry, session: EndpointSession
-    ) -> list[tuple[Upstream, EndpointSession]]:
-        found: list[tuple[Upstream, EndpointSession]] = []
-        for name, member_id in self._opened.get(session.id, {}).items():
-            member = await sessions.get(member_id)
-            if member is not None and name in self._upstreams:
-                found.append((self._upstreams[name], member))
-        return found
-
     async def _to_opened_members(self, exchange: Exchange, session: EndpointSession, message: Message) -> None:
         """A notification or an answer to a server request: to every upstream session opened (see the docstring)."""
         sessions = exchange.gateway.sessions
         if message.method == "notifications/initialized":
             return  # Airlock's own handshake: each upstream session had its own
-        for upstream, member in await self._opened_members(sessions, session):
+        for upstream, member in await self._members.opened(sessions, session):
             if message.method == "notifications/cancelled":
                 await _withdraw(exchange, member, message)
             try:
-                await _post_in_session(upstream, member, message.raw)
+                await post_upstream(upstream, session_headers(member), message.raw)
             except (UpstreamUnavailable, ResponseTooLarge) as exc:
                 logger.warning(
                     "endpoint %s: could not pass a message on to %s: %s", self.settings.name, upstream.name, exc
                 )
-
-    async def _end(self, sessions: SessionRegistry, session: EndpointSession) -> None:
-        """DELETE: end the endpoint session and every upstream session it opened (each released upstream)."""
-        ids = [member.id for _, member in await self._opened_members(sessions, session)]
-        self._opened.pop(session.id, None)
-        for session_id in [*ids, session.id]:
-            row = await sessions.get(session_id)  # from the registry's cache: just read
-            if row is not None:
-                await sessions.end(row)
 
     # 2026-07-28.
 
@@ -312,7 +249,7 @@ class Aggregate:
             body = {"jsonrpc": "2.0", "id": f"airlock-{method}", "method": method, "params": {**params, **envelope}}
             headers = {**forwardable_headers(exchange.headers), "mcp-method": method}
             headers.pop(MCP_NAME, None)
-            return await _ask(upstream, headers, dumps(body))
+            return await ask_upstream(upstream, headers, dumps(body))
 
         async def delegate(routed: Routed, rewritten: Exchange, forwarded: Message) -> None:
             await modern.serve_message(rewritten, forwarded)
@@ -323,7 +260,7 @@ class Aggregate:
         """`server/discover`: the endpoint speaks 2026-07-28 only if every reachable upstream does."""
         headers = forwardable_headers(exchange.headers)
         answers = await asyncio.gather(
-            *(_ask(self._upstreams[u], headers, exchange.body) for u in self.settings.upstreams),
+            *(ask_upstream(self._upstreams[u], headers, exchange.body) for u in self.settings.upstreams),
             return_exceptions=True,
         )
         results: list[JSONObject] = []
@@ -540,50 +477,16 @@ async def _withdraw(exchange: Exchange, member: EndpointSession, message: Messag
         )
 
 
-def _member_headers(member: EndpointSession) -> dict[str, str]:
-    headers = {
-        "accept": "application/json, text/event-stream",
-        "content-type": "application/json",
-        MCP_PROTOCOL_VERSION: member.protocol_version,
-    }
-    if member.upstream_session_id:
-        headers[MCP_SESSION_ID] = member.upstream_session_id
-    return headers
-
-
 async def _ask_in_session(
     sessions: SessionRegistry, upstream: Upstream, member: EndpointSession, method: str, params: JSONObject
 ) -> JSONObject:
     body = dumps({"jsonrpc": "2.0", "id": f"airlock-{method}", "method": method, "params": params})
     try:
-        return await _ask(upstream, _member_headers(member), body)
+        return await ask_upstream(upstream, session_headers(member), body)
     except MemberRefused as exc:
-        if "HTTP 404" in str(exc):
-            await sessions.close(member.id)  # the upstream forgot it: the next message opens a new one
+        if exc.status == 404:
+            await sessions.close(member.id)  # the upstream forgot it: the next request opens a new one
         raise
-
-
-async def _post_in_session(upstream: Upstream, member: EndpointSession, body: bytes) -> None:
-    async with upstream.request("POST", headers=_member_headers(member), body=body) as response:
-        await response.drain(1.0)
-
-
-async def _ask(upstream: Upstream, headers: Mapping[str, str], body: bytes) -> JSONObject:
-    """POST one request of Airlock's own and read its result.
-
-    Raises:
-        UpstreamUnavailable, ResponseTooLarge: as `Upstream.request` and `UpstreamResponse.answer`.
-        MemberRefused: any answer but a JSON-RPC result.
-    """
-    async with upstream.request("POST", headers=headers, body=body) as response:
-        if response.status != 200:
-            raise MemberRefused(f"HTTP {response.status}")
-        answer = await response.answer()
-    if answer is None or not isinstance(answer.get("result"), dict):
-        error = answer.get("error") if answer is not None else None
-        raise MemberRefused(f"error {error.get('message') if isinstance(error, dict) else 'no answer'}")
-    result: JSONObject = answer["result"]
-    return result
 
 
 def _discovered(results: list[JSONObject], endpoint: str) -> JSONObject:
