@@ -22,10 +22,12 @@ from typing import Protocol
 from app.gateway.calls import CallContext, serve_tool_call
 from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest, parse_event_id
+from app.gateway.judged import serve_judged_request
 from app.gateway.limits import TooManyHeld
 from app.gateway.relay import UPSTREAM_EVENT_PREFIX, Relayed, Transform, relay
 from app.gateway.respond import end_stream, send_body, send_empty, send_error
 from app.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, dumps, member_text, parse_message
+from app.policy.requests import JUDGED_METHODS
 from app.protocol import DEFAULT_VERSION, LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, Era
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
@@ -96,6 +98,10 @@ async def _dispatch(exchange: Exchange, session: Session, message: Message) -> N
         await serve_tool_call(exchange, message, _call_context(exchange, session))
     elif message.kind == "request" and message.method == "tools/list":
         await _forward(exchange, session, transform=interceptor.tools_list_filter(exchange.upstream))
+    elif message.kind == "request" and message.method in JUDGED_METHODS:
+        await serve_judged_request(
+            exchange, message, lambda: _forward(exchange, session, inspect=True), _session_header(session)
+        )
     elif message.kind == "notification" and message.method == "notifications/cancelled":
         await _withdraw_cancelled(exchange, session, message)
         await _forward(exchange, session)

@@ -24,9 +24,11 @@ from mcp.shared.inbound import (
 
 from app.gateway.calls import CallContext, serve_tool_call
 from app.gateway.exchange import Exchange
+from app.gateway.judged import serve_judged_request
 from app.gateway.relay import Relayed, Transform, relay
 from app.gateway.respond import send_error
 from app.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, parse_message
+from app.policy.requests import JUDGED_METHODS
 from app.protocol import MCP_PROTOCOL_VERSION, PARAM_HEADER_PREFIX, Era
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
@@ -102,6 +104,8 @@ async def _dispatch(exchange: Exchange, message: Message) -> None:
         await serve_tool_call(exchange, message, _call_context(exchange, message))
     elif message.method == "tools/list":
         await _forward(exchange, transform=interceptor.tools_list_filter(exchange.upstream))
+    elif message.kind == "request" and message.method in JUDGED_METHODS:
+        await serve_judged_request(exchange, message, lambda: _forward(exchange, inspect=True))
     else:
         await _forward(exchange)
 

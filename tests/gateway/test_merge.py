@@ -10,13 +10,14 @@ import pytest
 
 from app.endpoints import EndpointSettings, Naming
 from app.gateway.merge import LISTINGS, BadCursor, decode_cursor, encode_cursor, merge_pages
+from app.types import JSONObject
 
 NAMING = Naming(EndpointSettings("team", ("market", "files"), "__", {}))
 MEMBERS = ("market", "files")
 
 
 def test_each_upstreams_page_is_renamed_and_the_next_cursor_carries_each_upstreams_own() -> None:
-    pages = [
+    pages: list[tuple[str, JSONObject]] = [
         ("market", {"tools": [{"name": "em_get_task"}], "nextCursor": "m2"}),
         ("files", {"tools": [{"name": "read_file", "description": "kept"}]}),
     ]
