@@ -83,6 +83,7 @@ Ask = Callable[[Upstream, str, JSONObject], Awaitable[JSONObject]]
 """Airlock's own request to one upstream, in the client's era: (upstream, method, params) → result."""
 
 SERVER_NAME: Final = "airlock"
+NOTIFICATION_PREFIX: Final = "notifications/"
 
 
 class Aggregate:
@@ -195,6 +196,16 @@ class Aggregate:
 
     async def _handshake_message(self, exchange: Exchange, session: EndpointSession, message: Message) -> None:
         headers = _session_header(session.id)
+        if message.kind == "notification" and not (message.method or "").startswith(NOTIFICATION_PREFIX):
+            # A request without an id (a `tools/call`, say) could carry no verdict: never passed on.
+            await send_error(
+                exchange.send,
+                400,
+                INVALID_REQUEST,
+                f"Invalid Request: {message.method} must be a request with an id",
+                headers=headers,
+            )
+            return
         if message.kind != "request":
             await self._to_opened_members(exchange, session, message)
             await send_empty(exchange.send, 202, headers)

@@ -66,6 +66,13 @@ def build_notes(calls: Counter[str]) -> Any:
     return server.streamable_http_app(streamable_http_path="/mcp", transport_security=security)
 
 
+INITIALIZE: dict[str, Any] = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "raw", "version": "1"},
+}
+
+
 @pytest.fixture
 def calls() -> Counter[str]:
     return Counter()
@@ -257,3 +264,25 @@ async def test_ending_the_endpoint_session_ends_the_upstream_sessions_it_opened(
     registry = airlock.runtime.sessions
     open_rows = [await registry.get(row_id) for row_id in list(registry._cache)]
     assert [row for row in open_rows if row is not None] == []
+
+
+async def test_a_tool_call_sent_as_a_notification_is_refused_and_reaches_no_upstream(
+    airlock: AirlockUnderTest, market: DemoMarket, calls: Counter[str]
+) -> None:
+    """A notification gets no answer, so it could carry no verdict: not passed on to any upstream session."""
+    task = new_task(market)
+    token = await airlock.agent_token()
+    url = f"{airlock.url}/mcp/{ENDPOINT}"
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(headers=headers, timeout=10) as http:
+        opened = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE})
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+        listed = await http.post(url, headers=session, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        assert listed.status_code == 200  # both upstream sessions are open now
+        for name in ("em_cancel_task", "market__em_cancel_task"):
+            call = {"method": "tools/call", "params": {"name": name, "arguments": {"task_id": task.id, "reason": "x"}}}
+            refused = await http.post(url, headers=session, json={"jsonrpc": "2.0", **call})
+            assert refused.status_code == 400
+            assert refused.json()["error"]["message"] == "Invalid Request: tools/call must be a request with an id"
+    assert market.calls["em_cancel_task"] == 0 and market.tasks[task.id].status == "published"
+    assert sum(calls.values()) == 0
