@@ -366,7 +366,8 @@ class Aggregate:
         merged = _named(message.params, field)
         routed = None
         if merged is not None:
-            routed = self.naming.route_uri(merged) if field.endswith("uri") else self.naming.route_name(merged)
+            uri = _names_a_uri(message.params, field)
+            routed = self.naming.route_uri(merged) if uri else self.naming.route_name(merged)
         if merged is None or routed is None or routed.upstream not in self._upstreams:
             await self._refuse_unknown(exchange, message, headers, merged)
             return
@@ -383,7 +384,7 @@ class Aggregate:
 
     async def _refuse_unknown(self, exchange: Exchange, message: Message, headers: Any, merged: str | None) -> None:
         """A name no upstream's prefix begins: refused as unknown (a tool error for a call), forwarded nowhere."""
-        what = _ROUTED[message.method or ""]
+        what = "resource" if _names_a_uri(message.params, _ROUTED[message.method or ""]) else "prompt"
         if message.method == "tools/call":
             exchange.gateway.audit.record_call(
                 agent=exchange.agent,
@@ -403,7 +404,7 @@ class Aggregate:
             exchange.send,
             200,
             INVALID_PARAMS,
-            f"Invalid params: no upstream of endpoint {self.settings.name!r} has the {what.split('.')[-1]} {merged!r}",
+            f"Invalid params: no upstream of endpoint {self.settings.name!r} has the {what} {merged!r}",
             request_id=message.id,
             headers=headers,
         )
@@ -428,6 +429,12 @@ def _is_modern(exchange: Exchange) -> bool:
 def _empty(exchange: Exchange) -> JSONObject:
     """An empty result, in the exchange's era (2026-07-28 results say they are complete)."""
     return {"resultType": "complete"} if _is_modern(exchange) else {}
+
+
+def _names_a_uri(params: JSONObject, field: str) -> bool:
+    """Whether what the request names is a resource URI (else a tool or prompt name)."""
+    ref = params.get("ref")
+    return field == "uri" or (field == "ref.name" and isinstance(ref, dict) and ref.get("type") == "ref/resource")
 
 
 def _named(params: JSONObject, field: str) -> str | None:

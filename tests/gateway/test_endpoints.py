@@ -21,7 +21,7 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp_types import TextContent, TextResourceContents
+from mcp_types import Completion, PromptReference, ResourceTemplateReference, TextContent, TextResourceContents
 
 from app.demo.upstream import DemoMarket
 from tests.harness import UPSTREAM, AirlockUnderTest, mcp_client, new_task, running_airlock, settings_for_test
@@ -36,8 +36,12 @@ NOTES_POLICY: dict[str, Any] = {
 }
 
 
-def build_notes(calls: Counter[str]) -> Any:
-    """A second upstream: a tool named like one of the market's, one more tool, a resource and a prompt."""
+def build_notes(calls: Counter[str], seen: list[str] | None = None) -> Any:
+    """A second upstream: a tool named like one of the market's, one more tool, resources, a prompt, completions.
+
+    `seen` collects the prompt names and template URIs completions were asked for.
+    """
+    seen = [] if seen is None else seen
     server: MCPServer = MCPServer("notes")
 
     @server.tool(name="em_get_task")
@@ -56,6 +60,17 @@ def build_notes(calls: Counter[str]) -> Any:
     def shopping() -> str:
         """The shopping list."""
         return "eggs, flour"
+
+    @server.resource("note://{name}")
+    def note(name: str) -> str:
+        """Any note, by name."""
+        return f"the note {name}"
+
+    async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
+        seen.append(ref.name if isinstance(ref, PromptReference) else ref.uri)
+        return Completion(values=[f"{argument.value}-week", f"{argument.value}-month"])
+
+    server.completion()(complete)  # type: ignore[no-untyped-call]  # the SDK leaves completion() untyped
 
     @server.prompt(name="summarise")
     def summarise(topic: str) -> str:
@@ -286,3 +301,26 @@ async def test_a_tool_call_sent_as_a_notification_is_refused_and_reaches_no_upst
             assert refused.json()["error"]["message"] == "Invalid Request: tools/call must be a request with an id"
     assert market.calls["em_cancel_task"] == 0 and market.tasks[task.id].status == "published"
     assert sum(calls.values()) == 0
+
+
+async def test_resource_templates_are_prefixed_and_completions_reach_the_upstream_under_its_own_names(
+    tmp_path: Path, upstream_url: str, database_url: str, mode: str
+) -> None:
+    seen: list[str] = []
+    async with serve(build_notes(Counter(), seen)) as notes:
+        async with started(tmp_path, upstream_url, f"{notes}/mcp", database_url) as airlock:
+            async with team_client(airlock, await airlock.agent_token(), mode) as client:
+                templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+                read = await client.read_resource("airlock:notes/note://groceries")
+                by_prompt = await client.complete(
+                    PromptReference(type="ref/prompt", name="notes__summarise"), {"name": "topic", "value": "this"}
+                )
+                by_template = await client.complete(
+                    ResourceTemplateReference(type="ref/resource", uri="airlock:notes/note://{name}"),
+                    {"name": "name", "value": "shop"},
+                )
+    assert templates == ["airlock:notes/note://{name}"]
+    assert isinstance(read.contents[0], TextResourceContents) and read.contents[0].text == "the note groceries"
+    assert by_prompt.completion.values == ["this-week", "this-month"]
+    assert by_template.completion.values == ["shop-week", "shop-month"]
+    assert seen == ["summarise", "note://{name}"]
