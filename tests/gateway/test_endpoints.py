@@ -324,3 +324,22 @@ async def test_resource_templates_are_prefixed_and_completions_reach_the_upstrea
     assert by_prompt.completion.values == ["this-week", "this-month"]
     assert by_template.completion.values == ["shop-week", "shop-month"]
     assert seen == ["summarise", "note://{name}"]
+
+
+async def test_another_agent_presenting_an_endpoint_session_id_gets_404(airlock: AirlockUnderTest) -> None:
+    """The session, and the upstream sessions behind it, belong to the agent that opened it (invariant 4)."""
+    url = f"{airlock.url}/mcp/{ENDPOINT}"
+    accept = {"Accept": "application/json, text/event-stream"}
+    owner = {**accept, "Authorization": f"Bearer {await airlock.agent_token('agent-1')}"}
+    other = {**accept, "Authorization": f"Bearer {await airlock.agent_token('agent-2')}"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        opened = await http.post(
+            url, headers=owner, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE}
+        )
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        assert (await http.post(url, headers={**owner, **session}, json=listing)).status_code == 200
+        stolen = await http.post(url, headers={**other, **session}, json=listing)
+        deleted = await http.delete(url, headers={**other, **session})
+        still = await http.post(url, headers={**owner, **session}, json=listing)
+    assert (stolen.status_code, deleted.status_code, still.status_code) == (404, 404, 200)

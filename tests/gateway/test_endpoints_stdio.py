@@ -18,6 +18,7 @@ import pytest
 from mcp_types import TextContent
 
 from app.demo.upstream import DemoMarket
+from app.protocol import HANDSHAKE_VERSIONS
 from tests.harness import UPSTREAM, AirlockUnderTest, mcp_client, new_task, running_airlock, settings_for_test
 from tests.npmservers import npm_server
 from tests.stdio.conftest import filesystem_policy
@@ -63,6 +64,8 @@ async def test_one_endpoint_lists_the_http_and_the_stdio_servers_tools_and_holds
     task = new_task(market, title="Water the plants")
     token = await airlock.agent_token()
     async with mcp_client(f"{airlock.url}/mcp/team", token, mode=mode) as client:
+        # The stdio server speaks the handshake era only, so the endpoint does too (auto falls back).
+        assert client.protocol_version in HANDSHAKE_VERSIONS
         names = {tool.name for tool in (await client.list_tools()).tools}
         read = await client.call_tool("files__read_text_file", {"path": str(sandbox / "notes.txt")})
         outside = await client.call_tool("files__read_text_file", {"path": "/etc/passwd"})
