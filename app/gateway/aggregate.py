@@ -165,9 +165,10 @@ class Aggregate:
             protocol_version=version,
             initialize_params=dumps(params if isinstance(params, dict) else {}).decode("utf-8"),
         )
+        # No `resources.subscribe`: updates would arrive on upstream GET streams, which an endpoint does not merge.
         result: JSONObject = {
             "protocolVersion": version,
-            "capabilities": {"tools": {}, "prompts": {}, "resources": {"subscribe": True}, "completions": {}},
+            "capabilities": {"tools": {}, "prompts": {}, "resources": {}, "completions": {}},
             "serverInfo": {"name": f"{SERVER_NAME}:{self.settings.name}", "version": "1"},
             "instructions": self._instructions(),
         }
