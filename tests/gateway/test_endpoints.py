@@ -343,3 +343,32 @@ async def test_another_agent_presenting_an_endpoint_session_id_gets_404(airlock:
         deleted = await http.delete(url, headers={**other, **session})
         still = await http.post(url, headers={**owner, **session}, json=listing)
     assert (stolen.status_code, deleted.status_code, still.status_code) == (404, 404, 200)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "Parse error"),
+        (b'[{"jsonrpc": "2.0", "id": 3, "method": "tools/list"}]', 400, "batches are not supported"),
+        (b'{"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"cursor": 7}}', 200, "cursor"),
+        (b'{"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {}}', 200, "no upstream of endpoint"),
+        (b'{"jsonrpc": "2.0", "id": 3, "method": "prompts/get", "params": {"name": ["x"]}}', 200, "no upstream"),
+        (b'{"jsonrpc": "2.0", "id": 3, "method": "completion/complete", "params": {"ref": 1}}', 200, "no upstream"),
+        (b'{"jsonrpc": "2.0", "id": 3, "method": "tasks/list"}', 200, "does not serve tasks/list"),
+    ],
+)
+async def test_a_hostile_or_malformed_request_gets_a_clear_json_rpc_error(
+    airlock: AirlockUnderTest, body: bytes, status: int, message: str
+) -> None:
+    url = f"{airlock.url}/mcp/{ENDPOINT}"
+    headers = {
+        "Authorization": f"Bearer {await airlock.agent_token()}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+    async with httpx.AsyncClient(headers=headers, timeout=10) as http:
+        opened = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE})
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+        answer = await http.post(url, headers=session, content=body)
+    assert answer.status_code == status
+    assert message in answer.json()["error"]["message"]
