@@ -21,9 +21,18 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp_types import Completion, PromptReference, ResourceTemplateReference, TextContent, TextResourceContents
+from mcp_types import (
+    Completion,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    PromptReference,
+    ResourceTemplateReference,
+    TextContent,
+    TextResourceContents,
+)
 
 from app.demo.upstream import DemoMarket
+from tests.gateway.test_sampling import build_summariser
 from tests.harness import UPSTREAM, AirlockUnderTest, mcp_client, new_task, running_airlock, settings_for_test
 from tests.net import serve
 
@@ -372,3 +381,21 @@ async def test_a_hostile_or_malformed_request_gets_a_clear_json_rpc_error(
         answer = await http.post(url, headers=session, content=body)
     assert answer.status_code == status
     assert message in answer.json()["error"]["message"]
+
+
+async def test_a_sampling_request_reaches_the_agent_through_the_endpoint_and_its_answer_the_upstream(
+    tmp_path: Path, upstream_url: str, database_url: str, mode: str
+) -> None:
+    """The summariser (`test_sampling.py`) asks the agent's LLM mid-call; the answer finds its way back."""
+    calls: Counter[str] = Counter()
+    async with serve(build_summariser(calls)) as summariser:
+        async with started(tmp_path, upstream_url, f"{summariser}/mcp", database_url) as airlock:
+
+            async def llm(context: Any, params: CreateMessageRequestParams) -> CreateMessageResult:
+                return CreateMessageResult(role="assistant", model="m", content=TextContent(type="text", text="short"))
+
+            token = await airlock.agent_token()
+            async with team_client(airlock, token, mode, sampling_callback=llm) as client:
+                result = await client.call_tool("notes__summarise", {"text": "a long report"})
+    assert not result.is_error, text_of(result)
+    assert text_of(result) == "m: short" and calls["summarise"] == 1
