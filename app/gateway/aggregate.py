@@ -288,7 +288,11 @@ class Aggregate:
                 logger.warning("endpoint %s: %s left out of server/discover: %s", self.settings.name, name, answer)
                 continue
             results.append(answer)
-        await send_json(exchange.send, 200, result_response(message.id, _discovered(results, self.settings.name)))
+        await send_json(
+            exchange.send,
+            200,
+            result_response(message.id, _discovered(results, self.settings.name, self._instructions())),
+        )
 
     # Both eras.
 
@@ -508,7 +512,7 @@ async def _ask_in_session(
         raise
 
 
-def _discovered(results: list[JSONObject], endpoint: str) -> JSONObject:
+def _discovered(results: list[JSONObject], endpoint: str, instructions: str) -> JSONObject:
     """The endpoint's `server/discover` result: the versions every upstream supports, their capabilities together."""
     versions: list[str] | None = None
     capabilities: JSONObject = {}
@@ -524,5 +528,6 @@ def _discovered(results: list[JSONObject], endpoint: str) -> JSONObject:
         "cacheScope": "private",
         "supportedVersions": versions or [],
         "capabilities": capabilities,
+        "instructions": instructions,
         "_meta": {"io.modelcontextprotocol/serverInfo": {"name": f"{SERVER_NAME}:{endpoint}", "version": "1"}},
     }

@@ -399,3 +399,10 @@ async def test_a_sampling_request_reaches_the_agent_through_the_endpoint_and_its
                 result = await client.call_tool("notes__summarise", {"text": "a long report"})
     assert not result.is_error, text_of(result)
     assert text_of(result) == "m: short" and calls["summarise"] == 1
+
+
+async def test_the_endpoint_tells_the_agent_which_prefix_is_which_server(airlock: AirlockUnderTest, mode: str) -> None:
+    async with team_client(airlock, await airlock.agent_token(), mode) as client:
+        instructions = client.session.discover_result or client.session.initialize_result
+    assert instructions is not None
+    assert "market__ for execution-market, notes__ for notes" in (instructions.instructions or "")
