@@ -37,6 +37,11 @@ Deliberate limits (DO NOT "fix" without reading why):
 - An endpoint session holds one of the agent's `[sessions] max_per_agent` slots, and each
   upstream session it opens one more.
 - The contents of a `resources/read` answer carry the upstream's own URIs.
+
+At ~530 lines this is past the ~400 at which a module is usually split. Both eras share the
+routing and merging here, and each era's front is small; if one grows, the handshake era's front
+(`initialize`, the session checks, passing notifications on) is the piece to move out, with
+`members.py` beside it.
 """
 
 from __future__ import annotations
