@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
+from app.endpoints import EndpointSettings, endpoints_from
 from app.errors import ConfigError
 from app.logs import LOG_FORMATS, LogFormat
 
@@ -256,6 +257,8 @@ class Settings:
     PostgreSQL's `max_connections` (100 by default): keep replicas × 2 × pool_size below it."""
     data_dir: Path = Path("data")
     upstreams: tuple[UpstreamSettings, ...] = ()
+    endpoints: tuple[EndpointSettings, ...] = ()
+    """`[[endpoints]]`: one `/mcp/{name}` in front of several upstreams (`app/endpoints.py`)."""
     max_body_bytes: int = 1_048_576
     max_response_bytes: int = 64 * 1024 * 1024
     """The largest upstream answer (or SSE event) Airlock relays or stores; larger ones get a clear error."""
@@ -338,6 +341,7 @@ _TOP_KEYS: Final = frozenset(
         "database_pool_size",
         "data_dir",
         "upstreams",
+        "endpoints",
         "max_body_bytes",
         "max_response_bytes",
         "allowed_origins",
@@ -394,6 +398,7 @@ def settings_from_document(
         database_pool_size=_positive_int("database_pool_size", _get(document, "database_pool_size", int, 10)),
         data_dir=data_dir,
         upstreams=upstreams,
+        endpoints=endpoints_from(document.get("endpoints", []), [u.name for u in upstreams]),
         max_body_bytes=_positive_int("max_body_bytes", _get(document, "max_body_bytes", int, 1_048_576)),
         max_response_bytes=_positive_int(
             "max_response_bytes", _get(document, "max_response_bytes", int, 64 * 1024 * 1024)

@@ -22,10 +22,12 @@ from typing import Protocol
 from app.gateway.calls import CallContext, serve_tool_call
 from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest, parse_event_id
+from app.gateway.judged import serve_judged_request
 from app.gateway.limits import TooManyHeld
 from app.gateway.relay import UPSTREAM_EVENT_PREFIX, Relayed, Transform, relay
 from app.gateway.respond import end_stream, send_body, send_empty, send_error
 from app.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, dumps, member_text, parse_message
+from app.policy.requests import JUDGED_METHODS
 from app.protocol import DEFAULT_VERSION, LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, Era
 from app.tasks import handlers as tasks
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
@@ -74,6 +76,11 @@ async def _post(exchange: Exchange) -> None:
     session = await _session(exchange)
     if session is None:
         return
+    await serve_in_session(exchange, session, message)
+
+
+async def serve_in_session(exchange: Exchange, session: Session, message: Message) -> None:
+    """Serve one parsed message (not `initialize`) in `session`; also how an endpoint reaches a member (`aggregate.py`)."""
     try:
         await _dispatch(exchange, session, message)
     except UpstreamUnavailable as exc:
@@ -101,6 +108,10 @@ async def _dispatch(exchange: Exchange, session: Session, message: Message) -> N
         and tasks.supports_tasks(session.protocol_version)
     ):
         await tasks.serve_task_request(exchange, message, _session_header(session))
+    elif message.kind == "request" and message.method in JUDGED_METHODS:
+        await serve_judged_request(
+            exchange, message, lambda: _forward(exchange, session, inspect=True), _session_header(session)
+        )
     elif message.kind == "notification" and message.method == "notifications/cancelled":
         await _withdraw_cancelled(exchange, session, message)
         await _forward(exchange, session)
