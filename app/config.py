@@ -262,6 +262,9 @@ class Settings:
     """`[oauth]`: agents may also present OAuth access tokens (None: static tokens only)."""
     webhook: WebhookSettings | None = None
     """`[webhook]`: signed approval events to a URL and a signed decision endpoint (None: off)."""
+    escalation: Mapping[str, EscalationTarget] = field(default_factory=dict)
+    """`[escalation.<name>]`: who is told when an approval is escalated, by the name rules use in
+    `escalate_to` (see `app/approvals/escalation.py`)."""
     config_path: Path | None = None
 
     def upstream(self, name: str) -> UpstreamSettings | None:
@@ -270,6 +273,9 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def __post_init__(self) -> None:
+        _check_escalation_targets(self.escalation, slack=self.slack.enabled, webhook=self.webhook is not None)
 
 
 def load_settings(
@@ -336,6 +342,7 @@ _TOP_KEYS: Final = frozenset(
         "tracing",
         "oauth",
         "webhook",
+        "escalation",
     }
 )
 
@@ -396,6 +403,7 @@ def settings_from_document(
         slack=_slack(document.get("slack", {}), env),
         oauth=_oauth(document.get("oauth"), env, {u.name for u in upstreams}),
         webhook=_webhook(document.get("webhook"), env),
+        escalation=_escalation(document.get("escalation")),
         config_path=config_path,
     )
 
@@ -1107,3 +1115,54 @@ def _webhook_secret(key: str, table: Mapping[str, Any], from_env: str | None, en
             f"the webhook {key.replace('_', ' ')} must be at least {_MIN_WEBHOOK_SECRET} random characters"
         )
     return secret or None
+
+
+# --- [escalation.<name>]: who hears of an escalated approval (docs/policy.md, Escalation) ----------
+
+
+@dataclass(frozen=True)
+class EscalationTarget:
+    """`[escalation.<name>]`: where an approval escalated to `<name>` is announced."""
+
+    name: str
+    slack_channel: str | None = None
+    """`slack_channel`: a Slack channel (name or id) that gets a notice with a link to the approval."""
+    webhook: bool = False
+    """`webhook`: send an `approval.escalated` event to the `[webhook]` URL."""
+
+
+_ESCALATION_KEYS: Final = frozenset({"slack_channel", "webhook"})
+
+
+def _escalation(table: Any) -> dict[str, EscalationTarget]:
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise ConfigError("[escalation] must be a table of targets ([escalation.<name>])")
+    return {name: _escalation_target(name, entry) for name, entry in table.items()}
+
+
+def _escalation_target(name: str, entry: Any) -> EscalationTarget:
+    if not _NAME.match(name):
+        raise ConfigError(f"escalation target name {name!r} must be letters, digits, '.', '_' or '-' (at most 64)")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"[escalation.{name}] must be a table")
+    unknown = sorted(set(entry) - _ESCALATION_KEYS)
+    if unknown:
+        raise ConfigError(f"[escalation.{name}] has an unknown setting {unknown[0]!r}")
+    target = EscalationTarget(
+        name=name,
+        slack_channel=_get(entry, "slack_channel", str, "") or None,
+        webhook=_get(entry, "webhook", bool, False),
+    )
+    if target.slack_channel is None and not target.webhook:
+        raise ConfigError(f"[escalation.{name}] tells nobody: set slack_channel, webhook = true, or both")
+    return target
+
+
+def _check_escalation_targets(targets: Mapping[str, EscalationTarget], *, slack: bool, webhook: bool) -> None:
+    # A target that names a channel Airlock does not run would escalate into the void: refuse it.
+    for target in targets.values():
+        if target.slack_channel is not None and not slack:
+            raise ConfigError(f"[escalation.{target.name}] names a Slack channel, but Slack is not configured")
+        if target.webhook and not webhook:
+            raise ConfigError(f"[escalation.{target.name}] sets webhook = true, but [webhook] is not configured")
