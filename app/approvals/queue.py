@@ -312,6 +312,8 @@ class ApprovalQueue:
         """The new approval row for `request`, pending."""
         decision = request.decision
         timeout = decision.timeout or self._settings.timeout_seconds
+        # An escalation due at or after the expiry would never happen: not scheduled at all.
+        escalates = decision.escalate_after is not None and decision.escalate_after < timeout
         return {
             "id": new_approval_id(),
             "upstream": request.upstream,
@@ -336,6 +338,8 @@ class ApprovalQueue:
             "expires_at": now + timeout,
             "updated_at": now,
             "attach_seq": 0,
+            "escalate_at": now + decision.escalate_after if escalates and decision.escalate_after else None,
+            "escalate_to": decision.escalate_to if escalates else None,
         }
 
     async def withdraw(
