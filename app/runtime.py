@@ -178,6 +178,9 @@ class Runtime:
                 db=self.db,
                 approvals=self.approvals,
                 notifier=self.notifier,
+                escalation_channels={
+                    name: target.slack_channel for name, target in settings.escalation.items() if target.slack_channel
+                },
             ),
             webhook.build(
                 settings.webhook,
