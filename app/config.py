@@ -1038,8 +1038,10 @@ WEBHOOK_EVENTS: Final = (
     "completed",
     "failed",
     "outcome_unknown",
+    "escalated",
 )
-"""Event types the webhook can send: `parked`, then each status an approval can move to."""
+"""Event types the webhook can send: `parked`, then each status an approval can move to, and
+`escalated` (for rules whose escalation target sets `webhook = true`)."""
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,7 @@ class Runtime:
                 db=self.db,
                 approvals=self.approvals,
                 notifier=self.notifier,
+                escalation_targets=frozenset(name for name, target in settings.escalation.items() if target.webhook),
             ),
             inbox.build(
                 public_url=settings.public_url,
