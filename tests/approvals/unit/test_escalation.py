@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from app.approvals.api import approval_json
 from app.approvals.escalation import Escalator
 from app.approvals.model import Approval, Status
 from app.approvals.queue import Attachment, ParkRequest
+from app.approvals.wording import iso
 from app.jsonrpc import arguments_hash
 from app.policy.engine import Decision
 from app.protocol import Era
@@ -90,6 +92,8 @@ async def test_an_undecided_approval_is_escalated_at_escalate_after_and_not_befo
     assert (approval.status, approval.escalated_at) == (Status.PENDING, lifecycle.clock.now())
     [step] = await escalation_steps(lifecycle, approval_id)
     assert step.detail == "Escalated to sre-oncall after 10 min."
+    shown = approval_json(approval, "https://airlock.test")
+    assert (shown["escalate_to"], shown["escalated_at"]) == ("sre-oncall", iso(lifecycle.clock.now()))
 
 
 async def test_channels_are_told_of_the_escalation_after_it_committed(lifecycle: Lifecycle) -> None:
