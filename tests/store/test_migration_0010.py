@@ -7,6 +7,7 @@ SQLite, and on PostgreSQL too under `AIRLOCK_TEST_DATABASE=postgres`.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import command
 
@@ -32,7 +33,7 @@ def columns(url: str, table: str) -> set[str]:
 def test_escalation_columns_come_and_go_and_existing_approvals_never_escalate(empty_database: str) -> None:
     config = alembic_config(empty_database)
     command.upgrade(config, "0007")
-    outbox_row = (
+    outbox_row: tuple[str, dict[str, Any]] = (
         "INSERT INTO slack_outbox (approval_id, channel, next_attempt_at, created_at, updated_at) "
         "VALUES ('apr_old', '#ops', 3.0, 3.0, 3.0)",
         {},
