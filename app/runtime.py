@@ -36,6 +36,7 @@ import aiohttp
 
 from app import inbox, slack, webhook
 from app.approvals.channels import ChannelFanout, LogChannel, ReviewChannel
+from app.approvals.escalation import check_targets
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
 from app.approvals.queue import ApprovalQueue
@@ -122,6 +123,7 @@ class Runtime:
         self.notifier = core.notifier
         self.ledger = core.ledger
         self.policies = PolicyReloader({u.name: u.policy for u in settings.upstreams})
+        check_targets(self.policies, [u.name for u in settings.upstreams], settings.escalation)
         self.queue = ApprovalQueue(self.ledger, settings.approvals)
         self.upstreams: dict[str, Upstream] = {}
         self.sessions = SessionRegistry(self.db, settings.sessions, self.upstreams)

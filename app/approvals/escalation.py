@@ -27,10 +27,14 @@ Time is the ledger's `Clock`, so escalation is tested in virtual time (`tests/ap
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from app.approvals.ledger import Ledger
 from app.approvals.model import Approval
 from app.approvals.wording import escalation_sentence
+from app.errors import ConfigError
+from app.policy.engine import CompiledPolicy
+from app.policy.reloader import PolicyReloader
 from app.store import approvals as approval_store
 
 logger = logging.getLogger("airlock.approvals")
@@ -64,3 +68,34 @@ class Escalator:
             change.touch(approval_id)
         logger.warning("approval %s: no decision in time; escalated to %s", approval_id, row.escalate_to)
         return True
+
+
+def unknown_targets(policy: CompiledPolicy, targets: Collection[str]) -> list[str]:
+    """The `escalate_to` names in `policy` that are not among `targets`, in rule order."""
+    named = (rule.decision.escalate_to for rule in policy.rules)
+    return list(dict.fromkeys(name for name in named if name is not None and name not in targets))
+
+
+def check_targets(policies: PolicyReloader, upstreams: Collection[str], targets: Collection[str]) -> None:
+    """Refuse policies that escalate to targets airlock.toml does not define; watch reloads for them.
+
+    An escalation to an unknown target would tell nobody. At startup that is a `ConfigError`; a
+    reloaded policy is already in force when listeners hear of it, so then it is an error log line.
+
+    Raises:
+        ConfigError: a loaded policy names an unknown target (the first one found).
+    """
+    for upstream in upstreams:
+        unknown = unknown_targets(policies.current(upstream), targets)
+        if unknown:
+            raise ConfigError(_unknown_sentence(upstream, unknown[0]))
+
+    def reloaded(upstream: str, policy: CompiledPolicy) -> None:
+        for name in unknown_targets(policy, targets):
+            logger.error("%s; its approvals escalate without telling anyone", _unknown_sentence(upstream, name))
+
+    policies.add_listener(reloaded)
+
+
+def _unknown_sentence(upstream: str, name: str) -> str:
+    return f"the policy for upstream {upstream!r} escalates to {name!r}, but airlock.toml has no [escalation.{name}]"
