@@ -12,13 +12,19 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from app.config import EscalationTarget
+from app.config import EscalationTarget, WebhookSettings
 from app.demo.upstream import DemoMarket
+from app.store import webhook_outbox as store
+from app.webhook.outbox import Outbox
+from tests.approvals.unit.conftest import Lifecycle, lifecycle
+from tests.approvals.unit.test_escalation import TEN_MINUTES, park
 from tests.harness import DEFAULT_POLICY, running_airlock, settings_for_test
 from tests.net import wait_for
 from tests.webhook.conftest import outbox_of, verifies, with_webhook
 from tests.webhook.receiver import Receiver
 from tests.webhook.test_outbox import FULL_PATH, held_call, types
+
+__all__ = ["lifecycle"]  # the approvals lifecycle fixture, on this test's database
 
 POLICY = {
     **DEFAULT_POLICY,
@@ -57,3 +63,23 @@ async def test_the_receiver_hears_of_the_escalation_once_and_before_the_decision
     assert escalated["approval"]["escalation"]["to"] == "pager"
     assert escalated["approval"]["escalation"]["summary"].startswith("Escalated to pager after ")
     assert receiver.events(approval_id)[-1]["approval"]["escalation"]["to"] == "pager", "later events keep it"
+
+
+async def test_the_escalation_event_is_written_once_and_never_for_an_approval_already_decided(
+    lifecycle: Lifecycle,
+) -> None:
+    settings = WebhookSettings(url="https://hooks.example/", secret="s" * 32)
+    outbox = Outbox(lifecycle.db, settings, "https://airlock.test", escalation_targets=frozenset({"sre-oncall"}))
+    first, late = await park(lifecycle), await park(lifecycle, task="task-2")
+    lifecycle.clock.advance(TEN_MINUTES)
+    await lifecycle.approvals.sweep()
+    await lifecycle.approve(late)
+
+    assert await outbox.write(first) == 2 and await outbox.write(first) == 0
+    await lifecycle.approve(first)
+    await outbox.write(first)
+    await outbox.write(late)
+    async with lifecycle.db.read() as conn:
+        written = {approval_id: await store.for_approval(conn, approval_id) for approval_id in (first, late)}
+    assert [row.event for row in written[first]] == ["escalated", "parked", "approved"]
+    assert [row.event for row in written[late]] == ["parked", "approved"], "decided first: nobody is paged"

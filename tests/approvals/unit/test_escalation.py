@@ -28,8 +28,10 @@ TEN_MINUTES = 600.0
 TIMEOUT = 1800.0
 
 
-async def park(lifecycle: Lifecycle, *, escalate_after: float | None = TEN_MINUTES, timeout: float = TIMEOUT) -> str:
-    arguments = {"task_id": "task-1"}
+async def park(
+    lifecycle: Lifecycle, *, escalate_after: float | None = TEN_MINUTES, timeout: float = TIMEOUT, task: str = "task-1"
+) -> str:
+    arguments = {"task_id": task}
     decision = Decision(
         action="approve",
         rule="rules[0]",
