@@ -4,8 +4,8 @@ Each pass:
 
 1. expires pending approvals whose time is up (on time: the loop sleeps until the next expiry),
    whether or not any agent is connected, and withdraws those a 2026-07-28 client abandoned
-   (a scheduled withdrawal whose process died before carrying it out);
-   Escalates pending approvals whose rule's `escalate_after` has passed, once (`escalation.py`);
+   (a scheduled withdrawal whose process died before carrying it out), and escalates, once,
+   those still pending past their rule's `escalate_after` (`escalation.py`);
 2. marks `executing` rows whose executor's lease lapsed as `outcome_unknown` (a crash mid-call:
    never re-sent);
 3. runs approved calls nobody is holding (an approved call runs when it is approved; its result
