@@ -282,6 +282,9 @@ class Settings:
     """`[webhook]`: signed approval events to a URL and a signed decision endpoint (None: off)."""
     inbox_oidc: InboxOidcSettings | None = None
     """`[inbox.oidc]`: reviewers sign in to the inbox through an OpenID provider (None: tokens only)."""
+    escalation: Mapping[str, EscalationTarget] = field(default_factory=dict)
+    """`[escalation.<name>]`: who is told when an approval is escalated, by the name rules use in
+    `escalate_to` (see `app/approvals/escalation.py`)."""
     config_path: Path | None = None
 
     def upstream(self, name: str) -> UpstreamSettings | None:
@@ -290,6 +293,9 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def __post_init__(self) -> None:
+        _check_escalation_targets(self.escalation, slack=self.slack.enabled, webhook=self.webhook is not None)
 
 
 def load_settings(
@@ -359,6 +365,7 @@ _TOP_KEYS: Final = frozenset(
         "oauth",
         "webhook",
         "inbox",
+        "escalation",
     }
 )
 
@@ -422,6 +429,7 @@ def settings_from_document(
         oauth=_oauth(document.get("oauth"), env, {u.name for u in upstreams}),
         webhook=_webhook(document.get("webhook"), env),
         inbox_oidc=_inbox_oidc(document.get("inbox"), env),
+        escalation=_escalation(document.get("escalation")),
         config_path=config_path,
     )
 
@@ -1118,8 +1126,10 @@ WEBHOOK_EVENTS: Final = (
     "completed",
     "failed",
     "outcome_unknown",
+    "escalated",
 )
-"""Event types the webhook can send: `parked`, then each status an approval can move to."""
+"""Event types the webhook can send: `parked`, then each status an approval can move to, and
+`escalated` (for rules whose escalation target sets `webhook = true`)."""
 
 
 @dataclass(frozen=True)
@@ -1270,3 +1280,52 @@ def _inbox_oidc(table: Any, env: Mapping[str, str]) -> InboxOidcSettings | None:
         allowed_groups=frozenset(groups),
         token_sign_in=_get(oidc, "token_sign_in", bool, True),
     )
+# --- [escalation.<name>]: who hears of an escalated approval (docs/policy.md, Escalation) ----------
+
+
+@dataclass(frozen=True)
+class EscalationTarget:
+    """`[escalation.<name>]`: where an approval escalated to `<name>` is announced."""
+
+    name: str
+    slack_channel: str | None = None
+    """`slack_channel`: a Slack channel (name or id) that gets a notice with a link to the approval."""
+    webhook: bool = False
+    """`webhook`: send an `approval.escalated` event to the `[webhook]` URL."""
+
+
+_ESCALATION_KEYS: Final = frozenset({"slack_channel", "webhook"})
+
+
+def _escalation(table: Any) -> dict[str, EscalationTarget]:
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise ConfigError("[escalation] must be a table of targets ([escalation.<name>])")
+    return {name: _escalation_target(name, entry) for name, entry in table.items()}
+
+
+def _escalation_target(name: str, entry: Any) -> EscalationTarget:
+    if not _NAME.match(name):
+        raise ConfigError(f"escalation target name {name!r} must be letters, digits, '.', '_' or '-' (at most 64)")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"[escalation.{name}] must be a table")
+    unknown = sorted(set(entry) - _ESCALATION_KEYS)
+    if unknown:
+        raise ConfigError(f"[escalation.{name}] has an unknown setting {unknown[0]!r}")
+    target = EscalationTarget(
+        name=name,
+        slack_channel=_get(entry, "slack_channel", str, "") or None,
+        webhook=_get(entry, "webhook", bool, False),
+    )
+    if target.slack_channel is None and not target.webhook:
+        raise ConfigError(f"[escalation.{name}] tells nobody: set slack_channel, webhook = true, or both")
+    return target
+
+
+def _check_escalation_targets(targets: Mapping[str, EscalationTarget], *, slack: bool, webhook: bool) -> None:
+    # A target that names a channel Airlock does not run would escalate into the void: refuse it.
+    for target in targets.values():
+        if target.slack_channel is not None and not slack:
+            raise ConfigError(f"[escalation.{target.name}] names a Slack channel, but Slack is not configured")
+        if target.webhook and not webhook:
+            raise ConfigError(f"[escalation.{target.name}] sets webhook = true, but [webhook] is not configured")

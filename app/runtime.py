@@ -37,6 +37,7 @@ import aiohttp
 
 from app import inbox, slack, tracing, webhook
 from app.approvals.channels import ChannelFanout, LogChannel, ReviewChannel
+from app.approvals.escalation import check_targets
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
 from app.approvals.queue import ApprovalQueue
@@ -124,6 +125,7 @@ class Runtime:
         self.notifier = core.notifier
         self.ledger = core.ledger
         self.policies = PolicyReloader({u.name: u.policy for u in settings.upstreams})
+        check_targets(self.policies, [u.name for u in settings.upstreams], settings.escalation)
         self.queue = ApprovalQueue(self.ledger, settings.approvals)
         self.upstreams: dict[str, Upstream] = {}
         self.sessions = SessionRegistry(self.db, settings.sessions, self.upstreams)
@@ -196,6 +198,9 @@ class Runtime:
                 db=self.db,
                 approvals=self.approvals,
                 notifier=self.notifier,
+                escalation_channels={
+                    name: target.slack_channel for name, target in settings.escalation.items() if target.slack_channel
+                },
             ),
             webhook.build(
                 settings.webhook,
@@ -203,6 +208,7 @@ class Runtime:
                 db=self.db,
                 approvals=self.approvals,
                 notifier=self.notifier,
+                escalation_targets=frozenset(name for name, target in settings.escalation.items() if target.webhook),
             ),
             inbox.build(
                 public_url=settings.public_url,

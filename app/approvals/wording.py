@@ -567,3 +567,29 @@ def task_lost_message(tool: str) -> str:
         f"Outcome unknown: the Airlock process running {tool} stopped before the upstream answered; "
         "it may or may not have taken effect. Check before retrying."
     )
+
+
+# --------------------------------------------------------------------------- escalation
+
+
+def escalation_sentence(approval: Approval, where: str | None = None) -> str | None:
+    """ "Escalated to #sre-oncall after 10 min." once `approval` was escalated; None before.
+
+    Args:
+        where: how the channel names the escalation target (Slack: its channel); default the
+            target's name from airlock.toml.
+    """
+    if approval.escalated_at is None:
+        return None
+    target = where or approval.escalate_to or "another group"
+    return f"Escalated to {target} after {human_duration(approval.escalated_at - approval.created_at)}."
+
+
+def escalation_notice(approval: Approval, voice: Voice, url: str) -> str:
+    """What an escalation target reads: which call waits, for how long nobody decided, and where to review it."""
+    waited = human_duration((approval.escalated_at or approval.created_at) - approval.created_at)
+    return (
+        f"Escalated: {voice.name(approval.agent)} wants to call {voice.name(approval.tool)} on "
+        f"{voice.name(approval.upstream)} ({approval.id}) and nobody has decided in {waited}. "
+        f"Review it at {url} before it expires at {voice.time(approval.expires_at)}."
+    )

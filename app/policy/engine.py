@@ -73,6 +73,9 @@ class Decision:
             (for `reviewers`: any reviewer may decide).
         routing: approve only; each reviewer channel's routing from the rule (its `slack`
             object), as written; empty when the rule has none.
+        escalate_after, escalate_to: approve only; after `escalate_after` seconds without a
+            decision, the approval is escalated to the target named `escalate_to` (airlock.toml
+            `[escalation.<name>]`, see `app/approvals/escalation.py`); None: never.
     """
 
     action: Literal["allow", "deny", "approve", "hidden"]
@@ -85,6 +88,8 @@ class Decision:
     hold: float | None = None
     reviewers: tuple[str, ...] | None = None
     routing: Routing = field(default_factory=dict, hash=False)
+    escalate_after: float | None = None
+    escalate_to: str | None = None
 
 
 class GlobSet:

@@ -119,6 +119,9 @@ approvals = Table(
     Column("continues", String(40)),
     Column("withdraw_at", Float),
     Column("withdraw_seq", Integer),
+    Column("escalate_at", Float),
+    Column("escalate_to", String(64)),
+    Column("escalated_at", Float),
     Index("ix_approvals_status_expires_at", "status", "expires_at"),
     Index("ix_approvals_updated_at", "updated_at"),
     Index("ix_approvals_agent_status", "agent", "status"),
@@ -135,11 +138,15 @@ approvals = Table(
     ),
     Index("uq_approvals_continues", "continues", unique=True),
     Index("ix_approvals_status_withdraw_at", "status", "withdraw_at"),
+    Index("ix_approvals_status_escalate_at", "status", "escalate_at"),
 )
 """One row per parked call. `status` moves only by compare-and-set (see `app/store/approvals.py`);
 the partial unique index keeps one pending approval per identical call even across replicas.
 `routing`: the rule's per-channel routing as JSON (`{"slack": {...}}`, see `Decision.routing`);
-what a channel keeps about its own messages lives in its own table (`slack_outbox`)."""
+what a channel keeps about its own messages lives in its own table (`slack_outbox`).
+`escalate_at`/`escalate_to`: when, and to which `[escalation.<name>]` target, a pending approval is
+escalated (NULL: its rule does not escalate); `escalated_at`: when it was, set once by
+compare-and-set (`app/approvals/escalation.py`)."""
 
 streams = Table(
     "streams",
@@ -224,6 +231,7 @@ slack_outbox = Table(
     Column("last_error", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("escalation_shown", Boolean, nullable=False, server_default=false()),
     Index("ix_slack_outbox_settled_next_attempt_at", "settled", "next_attempt_at"),
 )
 """Slack's durable outbox: one row per approval that has (or should have) a Slack message.
@@ -234,7 +242,9 @@ the posted message's timestamp: the message clicks are checked against (NULL: no
 The wanted state is the approval row itself; `rendered_status` is the status the message in Slack
 shows (NULL: not posted yet). A row is due while the two differ; `settled` marks rows that never
 will again (a finished status is shown, or Airlock gave up). Replicas take a row with a
-compare-and-set lease (`lease_owner`, `lease_until`), see `app/store/slack_outbox.py`."""
+compare-and-set lease (`lease_owner`, `lease_until`), see `app/store/slack_outbox.py`.
+`escalation_shown`: the approval's escalation is in the message, and its escalation target's
+Slack channel (if any) was sent a notice; a row is also due while an escalated approval's is not."""
 
 webhook_outbox = Table(
     "webhook_outbox",

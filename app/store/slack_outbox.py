@@ -38,6 +38,8 @@ class OutboxRow:
     lease_owner: str | None
     lease_until: float | None
     last_error: str | None
+    escalation_shown: bool = False
+    """The message shows the approval's escalation, and the escalation target's channel was told."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +100,12 @@ async def posted(conn: AsyncConnection, approval_id: str, channel: str, ts: str)
 
 
 def _stale() -> Any:
-    """The message does not show the approval's current status."""
-    return or_(slack_outbox.c.rendered_status.is_(None), slack_outbox.c.rendered_status != approvals.c.status)
+    """The message does not show the approval's current status, or its escalation."""
+    return or_(
+        slack_outbox.c.rendered_status.is_(None),
+        slack_outbox.c.rendered_status != approvals.c.status,
+        and_(approvals.c.escalated_at.is_not(None), slack_outbox.c.escalation_shown == false()),
+    )
 
 
 def _unleased(now: float) -> Any:
@@ -154,15 +160,23 @@ async def claim(conn: AsyncConnection, approval_id: str, *, owner: str, now: flo
 
 
 async def rendered(
-    conn: AsyncConnection, approval_id: str, *, owner: str, status: str, settled: bool, now: float
+    conn: AsyncConnection,
+    approval_id: str,
+    *,
+    owner: str,
+    status: str,
+    settled: bool,
+    now: float,
+    escalation_shown: bool = False,
 ) -> bool:
-    """Record that the message now shows `status`, and let go of the row."""
+    """Record that the message now shows `status` (and the escalation, if `escalation_shown`), and let go of the row."""
     result = await conn.execute(
         update(slack_outbox)
         .where(slack_outbox.c.approval_id == approval_id, slack_outbox.c.lease_owner == owner)
         .values(
             rendered_status=status,
             settled=settled,
+            escalation_shown=escalation_shown,
             attempts=0,
             last_error=None,
             next_attempt_at=now,
