@@ -1280,6 +1280,8 @@ def _inbox_oidc(table: Any, env: Mapping[str, str]) -> InboxOidcSettings | None:
         allowed_groups=frozenset(groups),
         token_sign_in=_get(oidc, "token_sign_in", bool, True),
     )
+
+
 # --- [escalation.<name>]: who hears of an escalated approval (docs/policy.md, Escalation) ----------
 
 
