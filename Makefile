@@ -10,6 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 # `make test` runs them a second time on PostgreSQL. `make test-postgres` runs everything there.
 POSTGRES_AGAIN := tests/approvals tests/slack tests/gateway/test_policy_enforcement.py tests/gateway/test_sessions.py \
                   tests/test_audit.py tests/inbox/test_live.py
+POSTGRES_AGAIN += tests/tasks/test_service.py tests/tasks/test_held_tasks.py
 
 help:  ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'

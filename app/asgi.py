@@ -6,7 +6,8 @@ Routes:
 - `/api/approvals…`: the reviewers' JSON API (see `app/approvals/api.py`);
 - routes of the extensions (`/slack/interactions`, `/inbox`), see `app/extension.py`;
 - `/livez`, `/readyz`: liveness, and readiness with named checks (see `app/health.py`);
-- `/metrics`: Prometheus metrics, unless `[metrics] enabled = false` (see `app/metrics.py`);
+- `/metrics`: Prometheus metrics, unless `[metrics] enabled = false` or `listen` moves them to a
+  listener of their own (see `app/metrics.py`);
 - `/healthz`: liveness plus what this process serves (policy versions), for load balancers and tests;
 - `/schemas/policy.json`: the policy document's JSON Schema;
 - `/.well-known/oauth-protected-resource…`: OAuth metadata, with `[oauth]` (see `app/oauth/metadata.py`).
@@ -64,7 +65,11 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         Route("/livez", checks.livez),
         Route("/readyz", checks.readyz),
         Route("/schemas/policy.json", policy_schema),
-        *([Route("/metrics", runtime.metrics.route(runtime.db))] if runtime.metrics is not None else []),
+        *(
+            [Route("/metrics", runtime.metrics.route(runtime.db))]
+            if runtime.metrics is not None and settings.metrics.listen is None
+            else []
+        ),
         *approvals_api.routes(
             credentials=runtime.credentials, approvals=runtime.approvals, public_url=settings.public_url
         ),
@@ -83,7 +88,7 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
         ],
     )
     app.state.runtime = runtime
-    app.state.traces = traces = tracing.build(settings.tracing)
+    app.state.traces = traces = runtime.traces
     endpoint = McpEndpoint(runtime.gateway, runtime.credentials, runtime.upstreams, oauth=runtime.oauth)
     mcp = access_log.wrap(tracing.wrap(RequestTimeout(FailClosed(endpoint), request_timeout), traces), settings)
     return McpFirst(mcp, app)

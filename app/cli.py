@@ -12,6 +12,7 @@ libraries at WARNING unless `--verbose`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -201,15 +202,23 @@ def serve(config_path: Path | None, host: str | None, port: int | None, log_leve
         settings = dataclasses.replace(
             settings, host=host or settings.host, port=settings.port if port is None else port
         )
-    with _listening_socket(settings.host, settings.port) as listener:
+    metrics_listen = settings.metrics.listen if settings.metrics.enabled else None
+    with (
+        _listening_socket(settings.host, settings.port) as listener,
+        _listening_socket(*metrics_listen) if metrics_listen else contextlib.nullcontext() as metrics_listener,
+    ):
         _migrate(settings)
         app = create_app(settings)
+        app.state.runtime.metrics_socket = metrics_listener
         logging.getLogger("airlock").info(
             "Airlock %s listening on http://%s:%d (MCP at /mcp/{upstream})",
             __version__,
             settings.host,
             listener.getsockname()[1],
         )
+        if metrics_listener is not None:
+            metrics_host, metrics_port = metrics_listener.getsockname()[:2]
+            logging.getLogger("airlock").info("metrics at http://%s:%d/metrics", metrics_host, metrics_port)
         # uvicorn's own lifecycle lines (started, shutdown complete) stay at INFO: an operator reads
         # a graceful stop from them, and tests/test_packaging.py does too.
         config = uvicorn.Config(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
+from app.endpoints import EndpointSettings, endpoints_from
 from app.errors import ConfigError
 from app.identity import identity_key
 from app.logs import LOG_FORMATS, LogFormat
@@ -113,6 +114,17 @@ class SessionSettings:
 
 
 @dataclass(frozen=True)
+class TaskSettings:
+    """Held calls as MCP tasks (`[tasks]`, see `docs/tasks.md`)."""
+
+    max_ttl_seconds: float = 7 * 86400.0
+    """The longest a task is kept; a task lives at least as long as its approval can (timeout plus
+    `[approvals] result_retention_seconds`), even when that is longer or the client asked for less."""
+    poll_interval_ms: int = 5000
+    """The `pollInterval` suggested to clients while a task waits for a human."""
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """`[server]`: limits of the HTTP server, so that one client cannot hold what others need.
 
@@ -145,6 +157,9 @@ class MetricsSettings:
 
     enabled: bool = True
     """Serve `/metrics`. It needs no token: firewall it, or keep it behind the proxy."""
+    listen: tuple[str, int] | None = None
+    """`listen = "host:port"`: serve `/metrics` there instead, on a listener of its own (so the
+    MCP port need not expose it); None: on the main listener."""
 
 
 @dataclass(frozen=True)
@@ -243,6 +258,8 @@ class Settings:
     PostgreSQL's `max_connections` (100 by default): keep replicas × 2 × pool_size below it."""
     data_dir: Path = Path("data")
     upstreams: tuple[UpstreamSettings, ...] = ()
+    endpoints: tuple[EndpointSettings, ...] = ()
+    """`[[endpoints]]`: one `/mcp/{name}` in front of several upstreams (`app/endpoints.py`)."""
     max_body_bytes: int = 1_048_576
     max_response_bytes: int = 64 * 1024 * 1024
     """The largest upstream answer (or SSE event) Airlock relays or stores; larger ones get a clear error."""
@@ -254,6 +271,7 @@ class Settings:
     secret_key: str = ""
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
+    tasks: TaskSettings = field(default_factory=TaskSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -266,6 +284,11 @@ class Settings:
     reviewer_groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """`[reviewers.NAME] groups = [...]`: each reviewer's groups, by identity key (`app/identity.py`),
     for a rule's `reviewer_groups` (an OIDC groups claim can fill the same mapping later)."""
+    inbox_oidc: InboxOidcSettings | None = None
+    """`[inbox.oidc]`: reviewers sign in to the inbox through an OpenID provider (None: tokens only)."""
+    escalation: Mapping[str, EscalationTarget] = field(default_factory=dict)
+    """`[escalation.<name>]`: who is told when an approval is escalated, by the name rules use in
+    `escalate_to` (see `app/approvals/escalation.py`)."""
     config_path: Path | None = None
 
     def upstream(self, name: str) -> UpstreamSettings | None:
@@ -274,6 +297,9 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def __post_init__(self) -> None:
+        _check_escalation_targets(self.escalation, slack=self.slack.enabled, webhook=self.webhook is not None)
 
 
 def load_settings(
@@ -325,6 +351,7 @@ _TOP_KEYS: Final = frozenset(
         "database_pool_size",
         "data_dir",
         "upstreams",
+        "endpoints",
         "max_body_bytes",
         "max_response_bytes",
         "allowed_origins",
@@ -334,6 +361,7 @@ _TOP_KEYS: Final = frozenset(
         "slack",
         "agents",
         "sessions",
+        "tasks",
         "server",
         "metrics",
         "logging",
@@ -341,6 +369,8 @@ _TOP_KEYS: Final = frozenset(
         "oauth",
         "webhook",
         "reviewers",
+        "inbox",
+        "escalation",
     }
 )
 
@@ -380,6 +410,7 @@ def settings_from_document(
         database_pool_size=_positive_int("database_pool_size", _get(document, "database_pool_size", int, 10)),
         data_dir=data_dir,
         upstreams=upstreams,
+        endpoints=endpoints_from(document.get("endpoints", []), [u.name for u in upstreams]),
         max_body_bytes=_positive_int("max_body_bytes", _get(document, "max_body_bytes", int, 1_048_576)),
         max_response_bytes=_positive_int(
             "max_response_bytes", _get(document, "max_response_bytes", int, 64 * 1024 * 1024)
@@ -394,6 +425,7 @@ def settings_from_document(
         secret_key=_secret_key(env, data_dir),
         approvals=_approvals(document.get("approvals", {}), document.get("agents", {})),
         sessions=_sessions(document.get("sessions", {})),
+        tasks=_tasks(document.get("tasks", {})),
         server=_server(document.get("server", {})),
         metrics=_metrics(document.get("metrics", {})),
         logging=_logging(document.get("logging", {}), env),
@@ -402,6 +434,8 @@ def settings_from_document(
         oauth=_oauth(document.get("oauth"), env, {u.name for u in upstreams}),
         webhook=_webhook(document.get("webhook"), env),
         reviewer_groups=_reviewer_groups(document.get("reviewers", {})),
+        inbox_oidc=_inbox_oidc(document.get("inbox"), env),
+        escalation=_escalation(document.get("escalation")),
         config_path=config_path,
     )
 
@@ -715,6 +749,21 @@ def _sessions(table: Any) -> SessionSettings:
     )
 
 
+def _tasks(table: Any) -> TaskSettings:
+    if not isinstance(table, dict):
+        raise ConfigError("[tasks] must be a table")
+    unknown = sorted(set(table) - {"max_ttl_seconds", "poll_interval_ms"})
+    if unknown:
+        raise ConfigError(f"[tasks] has an unknown setting {unknown[0]!r}")
+    defaults = TaskSettings()
+    return TaskSettings(
+        max_ttl_seconds=_positive("tasks.max_ttl_seconds", table.get("max_ttl_seconds", defaults.max_ttl_seconds)),
+        poll_interval_ms=_positive_int(
+            "tasks.poll_interval_ms", table.get("poll_interval_ms", defaults.poll_interval_ms)
+        ),
+    )
+
+
 def _server(table: Any) -> ServerSettings:
     if not isinstance(table, dict):
         raise ConfigError("[server] must be a table")
@@ -750,9 +799,22 @@ def _networks(name: str, values: list[Any]) -> tuple[str, ...]:
 
 
 def _metrics(table: Any) -> MetricsSettings:
-    if not isinstance(table, dict) or set(table) - {"enabled"}:
-        raise ConfigError("[metrics] accepts only enabled = true|false")
-    return MetricsSettings(enabled=_flag("metrics.enabled", table.get("enabled", True)))
+    if not isinstance(table, dict) or set(table) - {"enabled", "listen"}:
+        raise ConfigError('[metrics] accepts only enabled = true|false and listen = "host:port"')
+    listen = table.get("listen")
+    return MetricsSettings(
+        enabled=_flag("metrics.enabled", table.get("enabled", True)),
+        listen=None if listen is None else _listen_address("metrics.listen", listen),
+    )
+
+
+def _listen_address(where: str, value: Any) -> tuple[str, int]:
+    """`"host:port"` (`"[::1]:9464"` for IPv6) as (host, port)."""
+    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f'{where} must be "host:port", such as "127.0.0.1:9464", not {value!r}')
+    return host, int(port)
 
 
 def _logging(table: Any, env: Mapping[str, str]) -> LoggingSettings:
@@ -932,13 +994,27 @@ class OAuthSettings:
     jwks_url: str | None = None
     upstream_scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """`[oauth.upstreams.NAME] required_scopes`: replaces `required_scopes` for that endpoint."""
+    introspection_endpoint: str | None = None
+    """RFC 7662: where opaque (non-JWT) access tokens are looked up; None: only JWTs are accepted."""
+    introspection_client_id: str | None = None
+    introspection_client_secret: str = ""
+    """From `AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET`: Airlock authenticates to the endpoint."""
 
     def scopes_for(self, upstream: str) -> tuple[str, ...]:
         return self.upstream_scopes.get(upstream, self.required_scopes)
 
 
 _OAUTH_KEYS: Final = frozenset(
-    {"issuer", "identity_claim", "required_scopes", "leeway_seconds", "jwks_url", "upstreams"}
+    {
+        "issuer",
+        "identity_claim",
+        "required_scopes",
+        "leeway_seconds",
+        "jwks_url",
+        "upstreams",
+        "introspection_endpoint",
+        "introspection_client_id",
+    }
 )
 _MAX_LEEWAY: Final = 60.0
 
@@ -973,7 +1049,27 @@ def _oauth(table: Any, env: Mapping[str, str], upstreams: set[str]) -> OAuthSett
         leeway_seconds=leeway,
         jwks_url=jwks_url,
         upstream_scopes=_upstream_scopes(table.get("upstreams", {}), upstreams),
+        **_introspection(table, env),
     )
+
+
+def _introspection(table: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    endpoint = _get(table, "introspection_endpoint", str, "")
+    if not endpoint:
+        return {}
+    _check_secure_url("oauth.introspection_endpoint", endpoint)
+    client_id = _get(table, "introspection_client_id", str, "")
+    secret = env.get("AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET", "")
+    if not client_id or not secret:
+        raise ConfigError(
+            "oauth.introspection_endpoint needs introspection_client_id, and "
+            "AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET in the environment"
+        )
+    return {
+        "introspection_endpoint": endpoint,
+        "introspection_client_id": client_id,
+        "introspection_client_secret": secret,
+    }
 
 
 def _upstream_scopes(table: Any, upstreams: set[str]) -> dict[str, tuple[str, ...]]:
@@ -1051,8 +1147,10 @@ WEBHOOK_EVENTS: Final = (
     "completed",
     "failed",
     "outcome_unknown",
+    "escalated",
 )
-"""Event types the webhook can send: `parked`, then each status an approval can move to."""
+"""Event types the webhook can send: `parked`, then each status an approval can move to, and
+`escalated` (for rules whose escalation target sets `webhook = true`)."""
 
 
 @dataclass(frozen=True)
@@ -1128,3 +1226,129 @@ def _webhook_secret(key: str, table: Mapping[str, Any], from_env: str | None, en
             f"the webhook {key.replace('_', ' ')} must be at least {_MIN_WEBHOOK_SECRET} random characters"
         )
     return secret or None
+
+
+# --- [inbox.oidc]: reviewers sign in with single sign-on (docs/identity.md) -------------------
+
+REVIEWER_CLAIMS: Final = ("email", "preferred_username", "sub")
+
+
+@dataclass(frozen=True)
+class InboxOidcSettings:
+    """`[inbox.oidc]`: the inbox signs reviewers in through an OpenID provider (authorization code + PKCE).
+
+    The client secret comes only from the environment (`AIRLOCK_INBOX_OIDC_CLIENT_SECRET`). The
+    redirect URI to register at the provider is `<public_url>/inbox/-/sso/callback`.
+    """
+
+    issuer: str
+    """Compared exactly with the ID token's `iss`; its OpenID discovery document names the endpoints."""
+    client_id: str
+    client_secret: str
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    reviewer_claim: str = "email"
+    """The ID token claim whose value is the reviewer's name (`email`, `preferred_username` or `sub`)."""
+    groups_claim: str = "groups"
+    allowed_groups: frozenset[str] = frozenset()
+    """A reviewer must be in at least one of these groups (never empty: single sign-on fails closed)."""
+    token_sign_in: bool = True
+    """False: the sign-in form with reviewer tokens is off, and single sign-on is the only way in."""
+
+
+_INBOX_KEYS: Final = frozenset({"oidc"})
+_INBOX_OIDC_KEYS: Final = frozenset(
+    {"issuer", "client_id", "scopes", "reviewer_claim", "groups_claim", "allowed_groups", "token_sign_in"}
+)
+
+
+def _inbox_oidc(table: Any, env: Mapping[str, str]) -> InboxOidcSettings | None:
+    table = {} if table is None else table
+    if not isinstance(table, dict) or sorted(set(table) - _INBOX_KEYS):
+        raise ConfigError("[inbox] accepts only an [inbox.oidc] table")
+    oidc = table.get("oidc")
+    if oidc is None:
+        return None
+    if not isinstance(oidc, dict):
+        raise ConfigError("[inbox.oidc] must be a table")
+    unknown = sorted(set(oidc) - _INBOX_OIDC_KEYS)
+    if unknown:
+        hint = " (set AIRLOCK_INBOX_OIDC_CLIENT_SECRET instead)" if unknown[0] == "client_secret" else ""
+        raise ConfigError(f"[inbox.oidc] has an unknown setting {unknown[0]!r}{hint}")
+    issuer = _get(oidc, "issuer", str, "")
+    client_id = _get(oidc, "client_id", str, "")
+    secret = env.get("AIRLOCK_INBOX_OIDC_CLIENT_SECRET", "")
+    if not issuer or not client_id or not secret:
+        raise ConfigError(
+            "[inbox.oidc] needs issuer and client_id, and AIRLOCK_INBOX_OIDC_CLIENT_SECRET in the environment"
+        )
+    _check_secure_url("inbox.oidc.issuer", issuer)
+    claim = _get(oidc, "reviewer_claim", str, "email")
+    if claim not in REVIEWER_CLAIMS:
+        raise ConfigError(f"inbox.oidc.reviewer_claim must be one of {', '.join(REVIEWER_CLAIMS)}, not {claim!r}")
+    scopes = _scopes("inbox.oidc.scopes", oidc.get("scopes", ["openid", "email", "profile"]))
+    if "openid" not in scopes:
+        raise ConfigError('inbox.oidc.scopes must include "openid"')
+    groups = _get(oidc, "allowed_groups", list, [])
+    if not groups or not all(isinstance(g, str) and g for g in groups):
+        raise ConfigError('inbox.oidc.allowed_groups must list the groups whose members may review, such as ["sre"]')
+    return InboxOidcSettings(
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=secret,
+        scopes=scopes,
+        reviewer_claim=claim,
+        groups_claim=_get(oidc, "groups_claim", str, "groups") or "groups",
+        allowed_groups=frozenset(groups),
+        token_sign_in=_get(oidc, "token_sign_in", bool, True),
+    )
+
+
+# --- [escalation.<name>]: who hears of an escalated approval (docs/policy.md, Escalation) ----------
+
+
+@dataclass(frozen=True)
+class EscalationTarget:
+    """`[escalation.<name>]`: where an approval escalated to `<name>` is announced."""
+
+    name: str
+    slack_channel: str | None = None
+    """`slack_channel`: a Slack channel (name or id) that gets a notice with a link to the approval."""
+    webhook: bool = False
+    """`webhook`: send an `approval.escalated` event to the `[webhook]` URL."""
+
+
+_ESCALATION_KEYS: Final = frozenset({"slack_channel", "webhook"})
+
+
+def _escalation(table: Any) -> dict[str, EscalationTarget]:
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise ConfigError("[escalation] must be a table of targets ([escalation.<name>])")
+    return {name: _escalation_target(name, entry) for name, entry in table.items()}
+
+
+def _escalation_target(name: str, entry: Any) -> EscalationTarget:
+    if not _NAME.match(name):
+        raise ConfigError(f"escalation target name {name!r} must be letters, digits, '.', '_' or '-' (at most 64)")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"[escalation.{name}] must be a table")
+    unknown = sorted(set(entry) - _ESCALATION_KEYS)
+    if unknown:
+        raise ConfigError(f"[escalation.{name}] has an unknown setting {unknown[0]!r}")
+    target = EscalationTarget(
+        name=name,
+        slack_channel=_get(entry, "slack_channel", str, "") or None,
+        webhook=_get(entry, "webhook", bool, False),
+    )
+    if target.slack_channel is None and not target.webhook:
+        raise ConfigError(f"[escalation.{name}] tells nobody: set slack_channel, webhook = true, or both")
+    return target
+
+
+def _check_escalation_targets(targets: Mapping[str, EscalationTarget], *, slack: bool, webhook: bool) -> None:
+    # A target that names a channel Airlock does not run would escalate into the void: refuse it.
+    for target in targets.values():
+        if target.slack_channel is not None and not slack:
+            raise ConfigError(f"[escalation.{target.name}] names a Slack channel, but Slack is not configured")
+        if target.webhook and not webhook:
+            raise ConfigError(f"[escalation.{target.name}] sets webhook = true, but [webhook] is not configured")

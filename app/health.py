@@ -60,6 +60,7 @@ class Health:
         self._policies = policies
         self._upstream_urls = upstream_urls
         self._reachable: dict[str, tuple[float, Check]] = {}
+        self._database_check: asyncio.Task[bool] | None = None
 
     async def livez(self, _request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -79,14 +80,20 @@ class Health:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def _database(self) -> Check:
-        try:
-            async with asyncio.timeout(CHECK_TIMEOUT):
-                read_only = await self._read_only()
-        except TimeoutError:
+        # The check runs as its own task, and we stop waiting for it after CHECK_TIMEOUT rather
+        # than cancel it: cancelling a query stuck on a lock still waits for the connection's
+        # rollback behind that lock (SQLite's busy_timeout is 30 s), so the probe would hang
+        # instead of answering. One check at a time: a stuck one is reported, not piled onto.
+        if self._database_check is None or self._database_check.done():
+            self._database_check = asyncio.create_task(self._read_only())
+            self._database_check.add_done_callback(_retrieve)
+        check = self._database_check
+        done, _ = await asyncio.wait({check}, timeout=CHECK_TIMEOUT)
+        if not done:
             return Check("database", False, True, f"no answer within {CHECK_TIMEOUT:g} s")
-        except Exception as exc:
+        if (exc := check.exception()) is not None:
             return Check("database", False, True, _one_line(exc))
-        if read_only:
+        if check.result():
             return Check("database", False, True, "the database accepts no writes (read-only)")
         return Check("database", True, True)
 
@@ -133,6 +140,12 @@ async def _tcp_check(name: str, url: str) -> Check:
         return Check(name, False, False, f"cannot connect to {parts.hostname}:{port} ({_one_line(exc)})")
     writer.close()
     return Check(name, True, False)
+
+
+def _retrieve(task: asyncio.Task[bool]) -> None:
+    # A check nobody waits for any more still has its exception read, so it is not logged as lost.
+    if not task.cancelled():
+        task.exception()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,4 +1,5 @@
-"""Prometheus metrics at `GET /metrics` (`[metrics] enabled`, default true), one registry per app.
+"""Prometheus metrics at `GET /metrics` (`[metrics] enabled`, default true), one registry per app,
+on the main listener or on one of its own (`[metrics] listen`).
 
 Instruments (labels are bounded: no argument values, approval ids or agent names):
 
@@ -17,6 +18,16 @@ Instruments (labels are bounded: no argument values, approval ids or agent names
 - `airlock_held_requests`: requests this process holds open for approval.
 - `airlock_policy_reloads_total{upstream,result}`: policy file reloads, `ok` or `failed` (a broken
   file is counted once per distinct content, as it is logged).
+- `airlock_upstream_errors_total{upstream,kind}`: calls the upstream did not answer with a result
+  (`unreachable`, `http` status, JSON-RPC `error`, `too_large`), from the same audited outcomes.
+- `airlock_approval_decision_seconds{upstream,verdict}`: from park to a reviewer's decision.
+- `airlock_approval_result_seconds{upstream,status}`: from the decision to the stored result of the
+  approved call's one execution (`completed`, `failed`, `outcome_unknown`).
+- `airlock_outbox_pending{channel}` and `airlock_outbox_failing{channel}`: Slack and webhook
+  deliveries not yet settled, and those among them whose last attempt failed (all replicas, one
+  query per channel per scrape).
+- `airlock_database_errors_total`: errors the database driver raised (SQLAlchemy's `handle_error`
+  event), whatever the caller did with them.
 
 A per-app `CollectorRegistry`, not the global one: tests build many apps in one process. The
 hot path is one dictionary lookup and two pre-resolved label children per call.
@@ -24,16 +35,19 @@ hot path is one dictionary lookup and two pre-resolved label children per call.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Final
 
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy import func, select
+from sqlalchemy import Table, event, func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.store.db import Database
-from app.store.models import approvals
+from app.store.models import approvals, slack_outbox, webhook_outbox
 
 MAX_TOOLS: Final = 500
 _MAX_TOOL_LENGTH: Final = 128
@@ -52,6 +66,8 @@ _OUTCOMES: Final = frozenset(
         "client disconnected",
     }
 )
+_WAIT_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0, 86400.0)
+"""A human's decision takes seconds to hours."""
 _LATENCY_BUCKETS: Final = (
     0.001,
     0.0025,
@@ -70,6 +86,15 @@ _LATENCY_BUCKETS: Final = (
     60.0,
     300.0,
 )
+
+
+_UPSTREAM_ERRORS: Final = {
+    "upstream unreachable": "unreachable",
+    "result too large": "too_large",
+    "http": "http",
+    "error": "error",
+}
+_OUTBOXES: Final[dict[str, Table]] = {"slack": slack_outbox, "webhook": webhook_outbox}
 
 
 def outcome_label(decision: str, outcome: str | None) -> str:
@@ -123,7 +148,42 @@ class Metrics:
         self._held = Gauge(
             "airlock_held_requests", "Requests this process holds open for approval", registry=self.registry
         )
-        self._children: dict[tuple[str, str, str, str | None], tuple[Counter, Histogram]] = {}
+        self._upstream_errors = Counter(
+            "airlock_upstream_errors",
+            "Calls the upstream did not answer with a result, by kind",
+            ["upstream", "kind"],
+            registry=self.registry,
+        )
+        self._decision_seconds = Histogram(
+            "airlock_approval_decision_seconds",
+            "Seconds from park to a reviewer's decision",
+            ["upstream", "verdict"],
+            buckets=_WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self._result_seconds = Histogram(
+            "airlock_approval_result_seconds",
+            "Seconds from the decision to the stored result of the approved call",
+            ["upstream", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._outbox_pending = Gauge(
+            "airlock_outbox_pending",
+            "Channel deliveries not yet settled (all replicas)",
+            ["channel"],
+            registry=self.registry,
+        )
+        self._outbox_failing = Gauge(
+            "airlock_outbox_failing",
+            "Unsettled channel deliveries whose last attempt failed (all replicas)",
+            ["channel"],
+            registry=self.registry,
+        )
+        self._database_errors = Counter(
+            "airlock_database_errors", "Errors the database driver raised", registry=self.registry
+        )
+        self._children: dict[tuple[str, str, str, str | None], tuple[Counter, Histogram, Counter | None]] = {}
         self._tools: set[str] = set()
 
     def call(self, upstream: str, tool: str, decision: str, outcome: str | None, latency_ms: float | None) -> None:
@@ -135,8 +195,10 @@ class Metrics:
         children[0].inc()
         if latency_ms is not None:
             children[1].observe(latency_ms / 1000)
+        if children[2] is not None:
+            children[2].inc()
 
-    def _resolve(self, key: tuple[str, str, str, str | None]) -> tuple[Counter, Histogram]:
+    def _resolve(self, key: tuple[str, str, str, str | None]) -> tuple[Counter, Histogram, Counter | None]:
         upstream, tool, decision, outcome = key
         tool_label = tool[:_MAX_TOOL_LENGTH]
         if tool_label not in self._tools:
@@ -144,9 +206,12 @@ class Metrics:
                 tool_label = "other"
             else:
                 self._tools.add(tool_label)
+        label = outcome_label(decision, outcome)
+        error_kind = _UPSTREAM_ERRORS.get(label) if decision in ("allow", "approve") else None
         children = (
-            self._calls.labels(upstream, tool_label, decision, outcome_label(decision, outcome)),
+            self._calls.labels(upstream, tool_label, decision, label),
             self._seconds.labels(upstream, decision),
+            None if error_kind is None else self._upstream_errors.labels(upstream, error_kind),
         )
         if tool_label == tool and (outcome is None or outcome in _OUTCOMES):
             self._children[key] = children  # only bounded keys: free text (a long name, an error) is not cached
@@ -155,6 +220,16 @@ class Metrics:
     def approval_finished(self, upstream: str, status: str) -> None:
         self._approvals.labels(upstream, status).inc()
 
+    def approval_decided(self, upstream: str, verdict: str, seconds: float) -> None:
+        self._decision_seconds.labels(upstream, verdict).observe(max(seconds, 0.0))
+
+    def approval_result(self, upstream: str, status: str, seconds: float) -> None:
+        self._result_seconds.labels(upstream, status).observe(max(seconds, 0.0))
+
+    def watch_database(self, db: Database) -> None:
+        """Count every error the database driver raises on `db`'s engine."""
+        event.listen(db.engine.sync_engine, "handle_error", lambda _context: self._database_errors.inc())
+
     def policy_reloaded(self, upstream: str, ok: bool) -> None:
         self._reloads.labels(upstream, "ok" if ok else "failed").inc()
 
@@ -162,17 +237,50 @@ class Metrics:
         """Read `airlock_held_requests` from `total()` at each scrape."""
         self._held.set_function(lambda: float(total()))
 
+    async def render(self, db: Database) -> bytes:
+        """The exposition text: the gauges read from the database first (a few COUNTs), then the registry."""
+        async with db.read() as conn:
+            pending = (
+                await conn.execute(select(func.count()).select_from(approvals).where(approvals.c.status == "pending"))
+            ).scalar_one()
+            for channel, table in _OUTBOXES.items():
+                waiting, failing = (
+                    await conn.execute(
+                        select(func.count(), func.count(table.c.last_error)).where(table.c.settled.is_(False))
+                    )
+                ).one()
+                self._outbox_pending.labels(channel).set(waiting)
+                self._outbox_failing.labels(channel).set(failing)
+        self._pending.set(pending)
+        return generate_latest(self.registry)
+
     def route(self, db: Database) -> Callable[[Request], Awaitable[Response]]:
-        """The `/metrics` handler: counts pending approvals (one COUNT), then renders the registry."""
+        """The `/metrics` handler of the main listener."""
 
         async def metrics(_request: Request) -> Response:
-            async with db.read() as conn:
-                pending = (
-                    await conn.execute(
-                        select(func.count()).select_from(approvals).where(approvals.c.status == "pending")
-                    )
-                ).scalar_one()
-            self._pending.set(pending)
-            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+            return Response(await self.render(db), media_type=CONTENT_TYPE_LATEST)
 
         return metrics
+
+    @asynccontextmanager
+    async def listener(self, db: Database, address: tuple[str, int], sock: socket.socket | None) -> AsyncIterator[None]:
+        """Serve `GET /metrics` on a listener of its own (`[metrics] listen`) while inside.
+
+        aiohttp's server, not a second uvicorn: uvicorn's `serve()` takes over the process's
+        signal handlers, which belong to the main server (its SIGTERM drain). `sock` is the socket
+        `airlock serve` bound before starting, so a taken port was one line; else bind `address`.
+        """
+
+        async def metrics(_request: web.Request) -> web.Response:
+            return web.Response(body=await self.render(db), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, *address)
+        try:
+            await site.start()
+            yield
+        finally:
+            await runner.cleanup()

@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from app import inbox, slack, webhook
+from app import inbox, slack, tracing, webhook
 from app.approvals.channels import ChannelFanout, LogChannel, ReviewChannel
+from app.approvals.escalation import check_targets
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
 from app.approvals.queue import ApprovalQueue
@@ -57,6 +59,7 @@ from app.policy.reloader import PolicyReloader
 from app.sessions import SessionRegistry
 from app.stdio.bridge import StdioBridge
 from app.store.db import Database
+from app.tasks.service import Tasks
 from app.upstream import Upstream, new_client_session
 
 logger = logging.getLogger("airlock")
@@ -122,16 +125,24 @@ class Runtime:
         self.notifier = core.notifier
         self.ledger = core.ledger
         self.policies = PolicyReloader({u.name: u.policy for u in settings.upstreams})
+        check_targets(self.policies, [u.name for u in settings.upstreams], settings.escalation)
         self.queue = ApprovalQueue(self.ledger, settings.approvals)
         self.upstreams: dict[str, Upstream] = {}
         self.sessions = SessionRegistry(self.db, settings.sessions, self.upstreams)
         self.held = HeldLimits(settings.approvals.max_held_per_agent)
         self.drain = Drain()
+        self.metrics_socket: socket.socket | None = None
+        """The `[metrics] listen` socket, when `airlock serve` bound it before starting."""
         if self.metrics is not None:
             self._watch(self.metrics)
         self.interceptor = Interceptor(self.policies, RateLimiter(self.db))
+        self.traces = tracing.build(settings.tracing)
         self.executor = Executor(
-            self.ledger, self.upstreams, self.sessions, lease_seconds=settings.approvals.execution_lease_seconds
+            self.ledger,
+            self.upstreams,
+            self.sessions,
+            lease_seconds=settings.approvals.execution_lease_seconds,
+            traces=self.traces,
         )
         self.sweeper = Sweeper(
             self.ledger,
@@ -148,7 +159,9 @@ class Runtime:
             settings.approvals,
             public_url=settings.public_url,
             groups=settings.reviewer_groups,
+            traces=self.traces,
         )
+        self.tasks = Tasks(self.db, self.approvals, settings.tasks, settings.approvals, public_url=settings.public_url)
         self.gateway = self._build_gateway()
         self._http: aiohttp.ClientSession | None = None
         self.stdio = StdioBridge(settings.upstreams, max_line_bytes=settings.max_response_bytes)
@@ -157,6 +170,7 @@ class Runtime:
 
     def _watch(self, metrics: Metrics) -> None:
         metrics.watch_held(self.held.total)
+        metrics.watch_database(self.db)
         self.policies.add_listener(lambda upstream, _policy: metrics.policy_reloaded(upstream, True))
         self.policies.add_failure_listener(lambda upstream, _problem: metrics.policy_reloaded(upstream, False))
 
@@ -170,6 +184,7 @@ class Runtime:
             sessions=self.sessions,
             approvals=self.approvals,
             drain=self.drain,
+            tasks=self.tasks,
         )
 
     def _build_extensions(self, channels: Sequence[ReviewChannel]) -> list[Extension]:
@@ -184,6 +199,9 @@ class Runtime:
                 db=self.db,
                 approvals=self.approvals,
                 notifier=self.notifier,
+                escalation_channels={
+                    name: target.slack_channel for name, target in settings.escalation.items() if target.slack_channel
+                },
             ),
             webhook.build(
                 settings.webhook,
@@ -191,6 +209,7 @@ class Runtime:
                 db=self.db,
                 approvals=self.approvals,
                 notifier=self.notifier,
+                escalation_targets=frozenset(name for name, target in settings.escalation.items() if target.webhook),
             ),
             inbox.build(
                 public_url=settings.public_url,
@@ -200,6 +219,7 @@ class Runtime:
                 notifier=self.notifier,
                 credentials=self.credentials,
                 upstreams=self.upstreams,
+                oidc=settings.inbox_oidc,
             ),
         ]
         extensions = [extension for extension in built if extension is not None]
@@ -226,13 +246,19 @@ class Runtime:
                 ("approval-sweeper", self.sweeper.run()),
                 ("approval-signals", self.notifier.run()),
                 ("session-janitor", self.sessions.run()),
+                ("task-janitor", self.tasks.run()),
                 *((f"extension-{e.name}", e.run()) for e in self.extensions),
             )
         ]
         for task in tasks:
             task.add_done_callback(_report_crash)
         try:
-            yield self
+            async with AsyncExitStack() as stack:
+                if self.metrics is not None and self.settings.metrics.listen is not None:
+                    await stack.enter_async_context(
+                        self.metrics.listener(self.db, self.settings.metrics.listen, self.metrics_socket)
+                    )
+                yield self
         finally:
             for task in tasks:
                 task.cancel()

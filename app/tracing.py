@@ -17,14 +17,17 @@ Zero cost when off: the middleware is not installed, nothing imports `openteleme
 `upstream_span` reads one context variable. The `opentelemetry-sdk` and OTLP exporter packages
 are the optional `tracing` extra (`pip install 'airlock[tracing]'`).
 
-Not traced yet (known gap, issue 16 item 3): the approval lifecycle after the request that parked
-it (decision, execution) is not linked to that request's span; an approved call's upstream span
-is a child of the request that started the execution, when that request is still being served.
+- The approval lifecycle, which outlives the request that parked the call by minutes or hours:
+  `current_traceparent()` is the parking request's span context, stored with the approval (as the
+  `traceparent` of the headers the approved call is forwarded with); `lifecycle_span(...)` opens
+  the spans of the decision (`approval decide`) and of the execution (`approval execute`, whose
+  upstream request is its child CLIENT span) in their own traces, each with an OpenTelemetry
+  **link** to the parking span, so a trace viewer goes from the held call to what became of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
@@ -154,3 +157,47 @@ def upstream_span(upstream: str, method: str) -> Iterator[dict[str, str]]:
         headers: dict[str, str] = {}
         inject(headers)
         yield headers
+
+
+def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the span being served, or None when tracing is off (or no span is)."""
+    if _current_tracer.get() is None:
+        return None
+    from opentelemetry.propagate import inject
+
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent")
+
+
+@contextmanager
+def lifecycle_span(
+    traces: Traces | None, name: str, *, parked_by: str | None, attributes: Mapping[str, str]
+) -> Iterator[None]:
+    """A span for one step of an approval's lifecycle, linked to the span that parked the call.
+
+    `parked_by` is that span's `traceparent` (from `current_traceparent()` at park time). Upstream
+    requests made inside get their CLIENT span as children of this one. Nothing happens when off.
+    """
+    if traces is None:
+        yield
+        return
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Link, SpanKind, get_current_span
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    links = []
+    if parked_by:
+        parked = get_current_span(TraceContextTextMapPropagator().extract({"traceparent": parked_by}))
+        if parked.get_span_context().is_valid:
+            links.append(Link(parked.get_span_context()))
+    # A new root (the empty Context): the step belongs to the approval, not to whichever request
+    # happens to run it (a reviewer's API call, or a held stream that resumed).
+    with traces.tracer.start_as_current_span(
+        name, context=Context(), kind=SpanKind.INTERNAL, links=links, attributes=dict(attributes)
+    ):
+        token = _current_tracer.set(traces.tracer)
+        try:
+            yield
+        finally:
+            _current_tracer.reset(token)

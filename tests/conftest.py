@@ -20,6 +20,9 @@ from app.store.migrate import upgrade
 from tests.harness import AirlockUnderTest, copy_database, running_airlock, settings_for_test
 from tests.net import serve
 
+# Fixtures other modules define for several test files (`require_nginx`).
+pytest_plugins = ["tests.nginx"]
+
 ON_POSTGRES = os.environ.get("AIRLOCK_TEST_DATABASE", "sqlite") == "postgres"
 
 

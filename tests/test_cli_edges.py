@@ -58,6 +58,15 @@ def test_serve_on_a_port_in_use_refuses_in_one_line_before_it_says_it_listens(
     assert not (tmp_path / "cli.db").exists(), "refused before migrating anything"
 
 
+def test_serve_with_the_metrics_port_in_use_refuses_in_one_line_too(tmp_path: Path, taken_port: int) -> None:
+    config = write_config(tmp_path)
+    with config.open("a", encoding="utf-8") as toml:
+        toml.write(f'\n[metrics]\nlisten = "127.0.0.1:{taken_port}"\n')
+    line = one_line_error(cli("serve", "--config", str(config), "--port", "0"))
+    assert line.startswith(f"airlock: port {taken_port} on 127.0.0.1 is in use; ")
+    assert not (tmp_path / "cli.db").exists(), "refused before migrating anything"
+
+
 # --------------------------------------------------------------------------- database failures
 
 

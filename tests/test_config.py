@@ -25,6 +25,7 @@ from app.config import (
     Settings,
     SlackSettings,
     StdioSettings,
+    TaskSettings,
     UpstreamSettings,
     load_settings,
     settings_from_document,
@@ -367,7 +368,10 @@ def test_the_example_config_names_every_setting_config_py_accepts() -> None:
     assert set(document["approvals"]) == config._APPROVAL_KEYS
     assert set(document["slack"]) == config._SLACK_KEYS
     assert set(document["webhook"]) == config._WEBHOOK_KEYS
+    assert set(document["inbox"]) == config._INBOX_KEYS
+    assert set(document["inbox"]["oidc"]) == config._INBOX_OIDC_KEYS
     assert set(document["sessions"]) == {f.name for f in dataclasses.fields(SessionSettings)}
+    assert set(document["tasks"]) == {f.name for f in dataclasses.fields(TaskSettings)}
     assert set(document["server"]) == {f.name for f in dataclasses.fields(ServerSettings)}
     assert set(document["audit"]) == {"store_arguments", "retention_days"}
     assert [set(agent) for agent in document["agents"].values()] == [{"hold_seconds"}]
@@ -388,13 +392,22 @@ def test_the_defaults_the_example_config_shows_are_the_defaults(tmp_path: Path) 
             "GITHUB_TOKEN": "g",
             "AIRLOCK_WEBHOOK_SECRET": KEY,
             "AIRLOCK_WEBHOOK_DECISION_SECRET": KEY,
+            "AIRLOCK_INBOX_OIDC_CLIENT_SECRET": KEY,
+            "AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET": KEY,
         },
     )
     defaults = Settings()
+    assert loaded.inbox_oidc is not None
+    assert loaded.inbox_oidc == config.InboxOidcSettings(
+        issuer=loaded.inbox_oidc.issuer,
+        client_id=loaded.inbox_oidc.client_id,
+        client_secret=KEY,
+        allowed_groups=loaded.inbox_oidc.allowed_groups,
+    )
     assert loaded.approvals == dataclasses.replace(
         ApprovalSettings(), agent_hold_seconds=loaded.approvals.agent_hold_seconds
     )
-    assert (loaded.sessions, loaded.server) == (SessionSettings(), ServerSettings())
+    assert (loaded.sessions, loaded.server, loaded.tasks) == (SessionSettings(), ServerSettings(), TaskSettings())
     slack_timings = [f.name for f in dataclasses.fields(SlackSettings) if f.name.endswith("_seconds")] + ["api_url"]
     assert {k: getattr(loaded.slack, k) for k in slack_timings} == {
         k: getattr(SlackSettings(), k) for k in slack_timings
@@ -443,3 +456,13 @@ def test_reviewer_groups_are_read_by_identity_for_quorum_rules(tmp_path: Path) -
         env=ENV,
     )
     assert loaded.reviewer_groups == {"alice": frozenset({"sre", "db"}), "bob": frozenset()}
+
+
+def test_tasks_settings_are_read_from_their_table_and_validated(tmp_path: Path) -> None:
+    """Issue 17: `[tasks]` bounds a task's life and suggests the poll interval."""
+    loaded = settings(tmp_path, document(tasks={"max_ttl_seconds": 3600, "poll_interval_ms": 2000}))
+    assert loaded.tasks == TaskSettings(max_ttl_seconds=3600, poll_interval_ms=2000)
+    assert (
+        config_error(tmp_path, document(tasks={"poll_interval": 1})) == "[tasks] has an unknown setting 'poll_interval'"
+    )
+    assert "tasks.poll_interval_ms" in config_error(tmp_path, document(tasks={"poll_interval_ms": 0}))

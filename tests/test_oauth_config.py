@@ -90,6 +90,8 @@ def test_the_example_config_shows_every_oauth_setting_with_its_default(tmp_path:
             "GITHUB_TOKEN": "g",
             "AIRLOCK_WEBHOOK_SECRET": "w" * 32,
             "AIRLOCK_WEBHOOK_DECISION_SECRET": "d" * 32,
+            "AIRLOCK_INBOX_OIDC_CLIENT_SECRET": "i",
+            "AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET": "s",
         },
     ).oauth
     assert loaded is not None
@@ -97,3 +99,25 @@ def test_the_example_config_shows_every_oauth_setting_with_its_default(tmp_path:
     assert set(loaded.upstream_scopes) == {"execution-market"}
     assert Settings().oauth is None and "oauth" in {f.name for f in dataclasses.fields(Settings)}
     assert (ROOT / "airlock.example.toml").is_file()
+
+
+def test_an_introspection_endpoint_takes_a_client_id_and_its_secret_from_the_environment(tmp_path: Path) -> None:
+    oauth = {
+        "issuer": "https://idp.example",
+        "introspection_endpoint": "https://idp.example/token/introspection",
+        "introspection_client_id": "airlock",
+    }
+    loaded = settings(tmp_path, document(oauth=oauth), AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET="s")
+    assert loaded.oauth is not None
+    assert (loaded.oauth.introspection_endpoint, loaded.oauth.introspection_client_id) == (
+        "https://idp.example/token/introspection",
+        "airlock",
+    )
+    assert loaded.oauth.introspection_client_secret == "s"
+    assert "AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET in the environment" in config_error(
+        tmp_path, document(oauth=oauth)
+    )
+    plain = {**oauth, "introspection_endpoint": "http://idp.example/introspect"}
+    assert "must be an https URL" in config_error(
+        tmp_path, document(oauth=plain), AIRLOCK_OAUTH_INTROSPECTION_CLIENT_SECRET="s"
+    )

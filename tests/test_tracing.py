@@ -7,6 +7,7 @@ uvicorn on loopback and the demo upstream behind a recorder of the headers it re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from app.demo.upstream import DemoMarket, build_app
 from app.errors import ConfigError
 from app.tracing import build
 from app.types import Receive, Scope, Send
-from tests.harness import AirlockUnderTest, running_airlock, settings_for_test
+from tests.harness import AirlockUnderTest, new_task, running_airlock, settings_for_test
 from tests.net import serve
 
 AGENT_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -61,7 +62,7 @@ async def _airlock(tmp_path: Path, upstream: str, database_url: str, *, enabled:
 
 def _traceparent(span: ReadableSpan) -> str:
     assert span.context is not None
-    return f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-01"
+    return f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-{span.context.trace_flags:02x}"
 
 
 async def test_a_call_gets_a_server_span_with_its_decision_and_a_child_span_whose_context_reaches_the_upstream(
@@ -91,6 +92,40 @@ async def test_a_call_gets_a_server_span_with_its_decision_and_a_child_span_whos
     assert children and all(s.kind == SpanKind.CLIENT and s.name == "upstream POST" for s in children)
     assert all(_attributes(s)["airlock.upstream"] == "execution-market" for s in children)
     assert {_traceparent(s) for s in children} <= set(recording.traceparents)
+
+
+async def test_a_held_calls_decision_and_execution_are_spans_linked_to_the_request_that_parked_it(
+    tmp_path: Path, recorder: tuple[HeaderRecorder, str], database_url: str, market: DemoMarket
+) -> None:
+    recording, upstream = recorder
+    task = new_task(market)
+    exported = InMemorySpanExporter()
+    async with await _airlock(tmp_path, upstream, database_url, enabled=True) as airlock:
+        airlock.app.state.traces.provider.add_span_processor(SimpleSpanProcessor(exported))
+        async with airlock.client() as client:
+            held = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": task.id, "reason": "dup"}))
+            approval = await airlock.wait_pending()
+            assert (await airlock.decide(approval["id"], "approve")).status_code == 200
+            async with asyncio.timeout(15):
+                assert not (await held).is_error
+        await airlock.wait_status(approval["id"], "completed")
+    spans = exported.get_finished_spans()
+    [parking] = [
+        s for s in spans if s.kind == SpanKind.SERVER and _attributes(s).get("airlock.tool") == "em_cancel_task"
+    ]
+    assert _attributes(parking)["airlock.approval_id"] == approval["id"]
+    [decide] = [s for s in spans if s.name == "approval decide"]
+    [execute] = [s for s in spans if s.name == "approval execute"]
+    for step in (decide, execute):
+        linked = [(link.context.trace_id, link.context.span_id) for link in step.links]
+        assert linked == [(parking.context.trace_id, parking.context.span_id)], f"{step.name} links to the parking span"
+        assert _attributes(step)["airlock.approval_id"] == approval["id"]
+        assert step.parent is None, "each step is its own trace, not a child of whichever request ran it"
+    assert _attributes(decide)["airlock.verdict"] == "approve"
+    [run] = [s for s in spans if s.parent is not None and s.parent.span_id == execute.context.span_id]
+    assert run.kind == SpanKind.CLIENT and _attributes(run)["airlock.tool"] == "em_cancel_task"
+    assert _traceparent(run) in recording.traceparents, "the upstream ran the approved call in the execution's trace"
+    assert market.calls["em_cancel_task"] == 1
 
 
 async def test_with_tracing_off_nothing_is_traced_and_the_upstream_sees_no_traceparent(

@@ -72,6 +72,9 @@ def approval_json(approval: Approval, public_url: str) -> dict[str, Any]:
         "delivered_at": iso(approval.delivered_at),
         "review_url": review_url(public_url, approval.id),
         "continues": approval.continues,
+        "escalate_to": approval.escalate_to,
+        "escalate_at": iso(approval.escalate_at),
+        "escalated_at": iso(approval.escalated_at),
     }
 
 

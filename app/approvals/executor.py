@@ -48,6 +48,7 @@ from app.protocol import MCP_PROTOCOL_VERSION, MCP_SESSION_ID, Era
 from app.sessions import SessionRegistry
 from app.store import approvals as approval_store
 from app.store.approvals import ApprovalRow, Status
+from app.tracing import Traces, lifecycle_span
 from app.upstream import ResponseTooLarge, Upstream, UpstreamResponse, UpstreamUnavailable
 
 logger = logging.getLogger("airlock.executor")
@@ -73,9 +74,16 @@ class Ending:
 
 class Executor:
     def __init__(
-        self, ledger: Ledger, upstreams: Mapping[str, Upstream], sessions: SessionRegistry, *, lease_seconds: float
+        self,
+        ledger: Ledger,
+        upstreams: Mapping[str, Upstream],
+        sessions: SessionRegistry,
+        *,
+        lease_seconds: float,
+        traces: Traces | None = None,
     ) -> None:
         self._ledger = ledger
+        self._traces = traces
         self._upstreams = upstreams
         self._sessions = sessions
         self._lease = lease_seconds
@@ -88,7 +96,13 @@ class Executor:
             return False
         renewer = asyncio.get_running_loop().create_task(self._renew(approval_id))
         try:
-            ending = await self._run(row, publish)
+            with lifecycle_span(
+                self._traces,
+                "approval execute",
+                parked_by=json.loads(row.forward_headers).get("traceparent"),
+                attributes={"airlock.approval_id": row.id, "airlock.upstream": row.upstream, "airlock.tool": row.tool},
+            ):
+                ending = await self._run(row, publish)
         except asyncio.CancelledError:
             # Shutting down mid-call: leave the row `executing`; its lease lapses and the sweeper
             # reports it as outcome_unknown rather than pretending to know.

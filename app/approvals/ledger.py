@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,6 +32,9 @@ from app.store.db import Database
 
 logger = logging.getLogger("airlock.approvals")
 
+EXECUTED: Final[tuple[Status, ...]] = ("completed", "failed", "outcome_unknown")
+"""The statuses an approved call's execution ends in."""
+
 
 @dataclass
 class Change:
@@ -40,6 +43,10 @@ class Change:
     touched: dict[str, bool] = field(default_factory=dict)
     finished: list[tuple[str, Status]] = field(default_factory=list)
     """(upstream, status) of each approval this transaction moved to a final status."""
+    decided: list[tuple[str, Status, float]] = field(default_factory=list)
+    """(upstream, verdict, seconds since park) of each approval a reviewer decided here."""
+    resulted: list[tuple[str, Status, float]] = field(default_factory=list)
+    """(upstream, status, seconds since the decision) of each approved call whose result was stored here."""
 
     def touch(self, approval_id: str, *, parked: bool = False) -> None:
         """Mark `approval_id` as changed by this transaction (`parked`: it is new)."""
@@ -81,6 +88,11 @@ class Change:
         self.touch(approval_id)
         if to in FINISHED:
             self.finished.append((row.upstream, to))
+        if row.decided_at is not None:
+            if to in ("approved", "rejected") and row.decided_at == now:
+                self.decided.append((row.upstream, to, row.decided_at - row.created_at))
+            elif to in EXECUTED:
+                self.resulted.append((row.upstream, to, now - row.decided_at))
         return row
 
 
@@ -116,6 +128,10 @@ class Ledger:
         if self.metrics is not None:
             for upstream, status in change.finished:  # committed: counted once, by the process that moved it
                 self.metrics.approval_finished(upstream, status)
+            for upstream, verdict, seconds in change.decided:
+                self.metrics.approval_decided(upstream, verdict, seconds)
+            for upstream, status, seconds in change.resulted:
+                self.metrics.approval_result(upstream, status, seconds)
         for approval_id in change.touched:
             self.notifier.wake(approval_id)
         if change.touched and self.channels.channels:

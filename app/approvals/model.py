@@ -176,6 +176,12 @@ class Approval:
     """The approval whose `input_required` round this one continues (2026-07-28), if any."""
     withdraw_at: float | None
     withdraw_seq: int | None
+    escalate_at: float | None = None
+    """When it is (or was) escalated if still undecided; None: its rule does not escalate."""
+    escalate_to: str | None = None
+    """The `[escalation.<name>]` target it is escalated to."""
+    escalated_at: float | None = None
+    """When it was escalated (None: not, or not yet)."""
 
     @classmethod
     def from_row(cls, row: ApprovalRow) -> Approval:
@@ -222,6 +228,9 @@ class Approval:
             continues=row.continues,
             withdraw_at=row.withdraw_at,
             withdraw_seq=row.withdraw_seq,
+            escalate_at=row.escalate_at,
+            escalate_to=row.escalate_to,
+            escalated_at=row.escalated_at,
         )
 
     def routing_for(self, channel: str) -> Mapping[str, Any]:

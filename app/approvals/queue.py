@@ -312,6 +312,9 @@ class ApprovalQueue:
         """The new approval row for `request`, pending."""
         decision = request.decision
         timeout = decision.timeout or self._settings.timeout_seconds
+        # An escalation due at or after the expiry would never happen: not scheduled at all.
+        after = decision.escalate_after
+        escalate_after = after if after is not None and after < timeout else None
         return {
             "id": new_approval_id(),
             "upstream": request.upstream,
@@ -338,6 +341,8 @@ class ApprovalQueue:
             "expires_at": now + timeout,
             "updated_at": now,
             "attach_seq": 0,
+            "escalate_at": None if escalate_after is None else now + escalate_after,
+            "escalate_to": None if escalate_after is None else decision.escalate_to,
         }
 
     async def withdraw(

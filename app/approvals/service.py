@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -59,6 +60,7 @@ from app.store import approvals as approval_store
 from app.store import audit as audit_store
 from app.store.audit import AuditRow
 from app.store.streams import StreamRow
+from app.tracing import Traces, current_traceparent, lifecycle_span
 from app.types import RequestId
 
 __all__ = [
@@ -95,13 +97,14 @@ TIMELINE_LIMIT: Final = 1000
 class ApprovalDesk:
     """The approvals service as reviewer channels use it: read, search, trace and decide."""
 
-    def __init__(self, ledger: Ledger, *, groups: ReviewerGroups | None = None) -> None:
+    def __init__(self, ledger: Ledger, *, groups: ReviewerGroups | None = None, traces: Traces | None = None) -> None:
         """Args:
         groups: each reviewer's groups by identity key, for rules that name `reviewer_groups`
             (`Settings.reviewer_groups`); none when omitted.
         """
         self.ledger = ledger
         self.groups: ReviewerGroups = groups if groups is not None else {}
+        self._traces = traces
 
     @property
     def clock(self) -> Clock:
@@ -158,9 +161,17 @@ class ApprovalDesk:
         """Approve or reject as `reviewer` (first decision wins; under a quorum rule an approval that is
         not the last one needed returns the approval still pending, with the vote counted; see
         `decisions.decide` for what it raises)."""
-        return await decide(
-            self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason, groups=self.groups
-        )
+        if self._traces is None:
+            return await decide(
+                self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason, groups=self.groups
+            )
+        row = await self.ledger.get(approval_id)
+        parked_by = None if row is None else Approval.from_row(row).forward_headers.get("traceparent")
+        attributes = {"airlock.approval_id": approval_id, "airlock.verdict": verdict, "airlock.reviewer": reviewer}
+        with lifecycle_span(self._traces, "approval decide", parked_by=parked_by, attributes=attributes):
+            return await decide(
+                self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason, groups=self.groups
+            )
 
     async def refusal(self, approval: Approval, *, reviewer: str, verdict: Verdict) -> DecisionError | None:
         """Why `reviewer` could not decide `approval` now (every rule but the reason), or None.
@@ -181,8 +192,9 @@ class Approvals(ApprovalDesk):
         *,
         public_url: str,
         groups: ReviewerGroups | None = None,
+        traces: Traces | None = None,
     ) -> None:
-        super().__init__(ledger, groups=groups)
+        super().__init__(ledger, groups=groups, traces=traces)
         self.queue = queue
         self.settings = settings
         self.public_url = public_url
@@ -198,6 +210,9 @@ class Approvals(ApprovalDesk):
         Raises:
             TooManyPending: the agent already has `max_pending_per_agent` calls waiting.
         """
+        if (traceparent := current_traceparent()) is not None:
+            # Stored with the call, so its decision and execution link back to this request's span.
+            request = replace(request, forward_headers={**request.forward_headers, "traceparent": traceparent})
         return await self.queue.park(request, priming=priming)
 
     def hold(self, attachment: Attachment, *, resumable: bool) -> Hold:

@@ -4,7 +4,8 @@ Each pass:
 
 1. expires pending approvals whose time is up (on time: the loop sleeps until the next expiry),
    whether or not any agent is connected, and withdraws those a 2026-07-28 client abandoned
-   (a scheduled withdrawal whose process died before carrying it out);
+   (a scheduled withdrawal whose process died before carrying it out), and escalates, once,
+   those still pending past their rule's `escalate_after` (`escalation.py`);
 2. marks `executing` rows whose executor's lease lapsed as `outcome_unknown` (a crash mid-call:
    never re-sent);
 3. runs approved calls nobody is holding (an approved call runs when it is approved; its result
@@ -31,6 +32,7 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.approvals.escalation import Escalator
 from app.approvals.executor import Executor
 from app.approvals.ledger import Ledger
 from app.approvals.queue import ApprovalQueue
@@ -70,6 +72,7 @@ class Sweeper:
         self._ledger = ledger
         self._queue = queue
         self._executor = executor
+        self._escalator = Escalator(ledger)
         self._settings = settings
         self._audit_retention_days = audit_retention_days
         self._kick = asyncio.Event()
@@ -107,9 +110,14 @@ class Sweeper:
             lost = await approval_store.lost_executions(conn, now)
             unclaimed = await approval_store.unclaimed_approved(conn, now - _HOLDER_HEAD_START)
             changes = await approval_store.changed_since(conn, self._last_poll - _POLL_OVERLAP)
-            deadlines = [await approval_store.next_expiry(conn), await approval_store.next_withdrawal(conn)]
+            deadlines = [
+                await approval_store.next_expiry(conn),
+                await approval_store.next_withdrawal(conn),
+                await approval_store.next_escalation(conn),
+            ]
         for approval_id in due:
             await self._queue.expire(approval_id)
+        await self._escalator.escalate_due()
         for approval_id, agent, attach_seq in abandoned:
             await self._queue.withdraw_abandoned(approval_id, agent=agent, attach_seq=attach_seq)
         for approval_id in lost:

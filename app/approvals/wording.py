@@ -532,3 +532,102 @@ def too_large_outcome(size: int | None, limit: int) -> str:
     """The approval's outcome line (status `completed`) for a call whose result was too large to relay."""
     size_text = f"{size} bytes" if size is not None else f"more than {limit} bytes"
     return f"{TOO_LARGE_PREFIX}{size_text}) exceeds max_response_bytes ({limit} bytes) and was not relayed"
+
+
+# --------------------------------------------------------------------------- task status messages
+
+
+def task_message(approval: Approval, url: str, now: float) -> str:
+    """A task's `statusMessage` for the approval behind it (MCP tasks, `app/tasks/`).
+
+    Short and free of argument values; a client that shows a failed task only through this text
+    (the TypeScript SDK's does) still learns who decided, when and why.
+    """
+    outcome = outcome_of(approval)
+    who, when = approval.decided_by or "someone", iso(approval.decided_at)
+    if outcome.kind is Kind.PENDING:
+        return (
+            f"Awaiting human approval {approval.id} (rule {approval.policy_rule}) since {iso(approval.created_at)}; "
+            f"expires in {human_duration(approval.expires_at - now)}; review at {url}. Do not resend; keep polling."
+        )
+    if outcome.kind is Kind.APPROVED:
+        return f"Approved by {who} at {when}; executing."
+    if outcome.kind is Kind.RUNNING:
+        return f"Running {approval.tool} on {approval.upstream}."
+    if outcome.kind is Kind.REJECTED:
+        return f"Rejected by {who} at {when}: {sentence(approval.decision_reason or 'no reason given')} It did not run."
+    if outcome.kind is Kind.EXPIRED:
+        waited = human_duration(approval.expires_at - approval.created_at)
+        return f"No decision within {waited}; not executed."
+    if outcome.kind is Kind.WITHDRAWN:
+        return f"Withdrawn by {who} ({approval.decision_reason or 'the client cancelled it'}); not executed."
+    if outcome.kind is Kind.UNKNOWN:
+        return "Outcome unknown: the call was sent but no reply arrived; it may or may not have taken effect. Check before retrying."
+    if outcome.kind is Kind.UPSTREAM_ERROR:
+        return sentence(f"Upstream error {outcome.detail}")
+    return task_answer_message(outcome)
+
+
+def answer_outcome(stored: StoredResult) -> Outcome:
+    """What an upstream's stored answer says, for a call that ran without an approval (a task's allowed call)."""
+    error = stored.error
+    if error is not None:
+        return Outcome(Kind.UPSTREAM_ERROR, first_line(f"{error.get('code')}: {error.get('message')}"))
+    return _completed(None, stored)
+
+
+def task_answer_message(outcome: Outcome) -> str:
+    """A finished task's `statusMessage` once the tool answered (or could not be reached)."""
+    if outcome.kind is Kind.SUCCEEDED:
+        return "Completed."
+    if outcome.kind in (Kind.TOOL_ERROR, Kind.TOO_LARGE):
+        return sentence(f"Upstream tool reported an error: {outcome.detail}")
+    if outcome.kind is Kind.UPSTREAM_ERROR:
+        return sentence(f"Upstream error {outcome.detail}")
+    return sentence(phrase(outcome)[:1].upper() + phrase(outcome)[1:])
+
+
+def task_running_message(tool: str, upstream: str) -> str:
+    """A task's `statusMessage` while a call the policy allowed runs."""
+    return f"Running {tool} on {upstream}."
+
+
+def task_cancelled_message(started: bool) -> str:
+    """A cancelled task's `statusMessage`: whether the call may still have run."""
+    if started:
+        return "Cancelled after execution started; it may have taken effect (a running call cannot be recalled)."
+    return "Cancelled by the client; not executed."
+
+
+def task_lost_message(tool: str) -> str:
+    """A task's `statusMessage` (and result) when the process running its allowed call died mid-call."""
+    return (
+        f"Outcome unknown: the Airlock process running {tool} stopped before the upstream answered; "
+        "it may or may not have taken effect. Check before retrying."
+    )
+
+
+# --------------------------------------------------------------------------- escalation
+
+
+def escalation_sentence(approval: Approval, where: str | None = None) -> str | None:
+    """ "Escalated to #sre-oncall after 10 min." once `approval` was escalated; None before.
+
+    Args:
+        where: how the channel names the escalation target (Slack: its channel); default the
+            target's name from airlock.toml.
+    """
+    if approval.escalated_at is None:
+        return None
+    target = where or approval.escalate_to or "another group"
+    return f"Escalated to {target} after {human_duration(approval.escalated_at - approval.created_at)}."
+
+
+def escalation_notice(approval: Approval, voice: Voice, url: str) -> str:
+    """What an escalation target reads: which call waits, for how long nobody decided, and where to review it."""
+    waited = human_duration((approval.escalated_at or approval.created_at) - approval.created_at)
+    return (
+        f"Escalated: {voice.name(approval.agent)} wants to call {voice.name(approval.tool)} on "
+        f"{voice.name(approval.upstream)} ({approval.id}) and nobody has decided in {waited}. "
+        f"Review it at {url} before it expires at {voice.time(approval.expires_at)}."
+    )

@@ -33,6 +33,8 @@ from app.jsonrpc import (
 )
 from app.logs import bind
 from app.protocol import Era
+from app.tasks import handlers as tasks
+from app.tasks.model import TaskRequest, requested_task
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 
@@ -47,16 +49,31 @@ class CallContext:
     fetch_catalog: Callable[[], Awaitable[None]]
     resumable: bool
     """Whether the held stream gets event ids and a priming event (handshake era, 2025-11-25+)."""
+    tasks: bool = False
+    """Whether a call with `params.task` gets an MCP task (handshake era, 2025-11-25+; `app/tasks/`)."""
+    upstream_session_id: str | None = None
 
 
 async def serve_tool_call(exchange: Exchange, message: Message, context: CallContext) -> None:
     """Answer a `tools/call`. Raises `MessageError` for an invalid one (the era module answers it)."""
     call = _call_to_judge(exchange, message)
+    task = requested_task(message.params) if context.tasks else None
     gateway = exchange.gateway
     verdict = await gateway.interceptor.judge(exchange.upstream, exchange.agent, call, context.fetch_catalog)
     bind(tool=call.name, decision=verdict.audit_decision)
     audit = gateway.audit
     common = _audit_fields(exchange, call, verdict)
+    if verdict.action == "forward" and task is not None:
+        task_id = await tasks.serve_allowed(
+            exchange,
+            message,
+            context.response_headers,
+            task,
+            tool=call.name,
+            upstream_session_id=context.upstream_session_id,
+        )
+        audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome=f"task {task_id}", **common)
+        return
     if verdict.action == "forward":
         try:
             relayed = await context.forward(True)
@@ -81,7 +98,7 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
             decision=verdict.audit_decision, latency_ms=exchange.elapsed_ms(), outcome="refused", **common
         )
         return
-    await _park(exchange, message, context, verdict, call)
+    await _park(exchange, message, context, verdict, call, task)
 
 
 def _audit_fields(exchange: Exchange, call: ToolCall, verdict: Verdict) -> dict[str, Any]:
@@ -120,11 +137,22 @@ def _call_to_judge(exchange: Exchange, message: Message) -> ToolCall:
 
 
 async def _refuse(exchange: Exchange, message: Message, context: CallContext, text: str) -> None:
+    task = requested_task(message.params) if context.tasks else None
+    if task is not None:
+        await tasks.refuse(exchange, message, context.response_headers, task, text)
+        return
     result = tool_error_result(text, modern=context.era.is_modern)
     await send_json(exchange.send, 200, result_response(message.id, result), context.response_headers)
 
 
-async def _park(exchange: Exchange, message: Message, context: CallContext, verdict: Verdict, call: ToolCall) -> None:
+async def _park(
+    exchange: Exchange,
+    message: Message,
+    context: CallContext,
+    verdict: Verdict,
+    call: ToolCall,
+    task: TaskRequest | None = None,
+) -> None:
     """Park and hold the call, if the agent has a held-request slot left (released however the hold ends)."""
     try:
         slot = exchange.gateway.held.acquire(exchange.agent)
@@ -142,14 +170,19 @@ async def _park(exchange: Exchange, message: Message, context: CallContext, verd
         )
         return
     with slot:
-        await _park_and_hold(exchange, message, context, verdict, call)
+        await _park_and_hold(exchange, message, context, verdict, call, task)
 
 
 async def _park_and_hold(
-    exchange: Exchange, message: Message, context: CallContext, verdict: Verdict, call: ToolCall
+    exchange: Exchange,
+    message: Message,
+    context: CallContext,
+    verdict: Verdict,
+    call: ToolCall,
+    task: TaskRequest | None = None,
 ) -> None:
     gateway = exchange.gateway
-    params_text = member_text(message.raw, "params")
+    params_text = member_text(message.raw, "params") if task is None else tasks.params_for_upstream(message)
     if params_text is None or message.id is None:
         raise MessageError(INVALID_PARAMS, "Invalid params: tools/call needs params", message.id)
     request = ParkRequest(
@@ -191,6 +224,9 @@ async def _park_and_hold(
         approval_id=attachment.approval.id,
         **common,
     )
+    if task is not None:
+        await tasks.answer_held(exchange, message, context.response_headers, attachment, task)
+        return
     hold = gateway.approvals.hold(attachment, resumable=context.resumable)
     await HeldRequest(exchange, hold, headers=context.response_headers).serve()
 

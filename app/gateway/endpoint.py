@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from app.auth import STATIC_TOKEN_PREFIX, WWW_AUTHENTICATE, Credentials, TokenLookupsBusy, bearer_token
 from app.gateway import handshake, modern
+from app.gateway.aggregate import Aggregate
 from app.gateway.exchange import Exchange, Gateway
 from app.gateway.respond import send_error
 from app.jsonrpc import INVALID_REQUEST
@@ -42,6 +43,7 @@ class McpEndpoint:
         self._credentials = credentials
         self._oauth = oauth
         self._upstreams = upstreams
+        self._aggregates = {e.name: Aggregate(e, upstreams) for e in settings.endpoints}
         self._max_body_bytes = settings.max_body_bytes
         self._allowed_origins = {_origin(settings.public_url), *map(_origin, settings.allowed_origins)}
 
@@ -56,13 +58,18 @@ class McpEndpoint:
         if agent is None:
             return
         bind(agent=agent)
-        if upstream is None:
+        aggregate = self._aggregates.get(scope["path_params"]["upstream"]) if upstream is None else None
+        front = aggregate.front if aggregate is not None else upstream
+        if front is None:
             await send_error(
                 send, 404, INVALID_REQUEST, f"Not Found: no upstream named {scope['path_params']['upstream']!r}"
             )
             return
-        exchange = Exchange(scope, receive, send, self._gateway, agent, upstream, headers, raw_headers)
+        exchange = Exchange(scope, receive, send, self._gateway, agent, front, headers, raw_headers)
         if scope["method"] == "POST" and not await _read_post(exchange, self._max_body_bytes):
+            return
+        if aggregate is not None:
+            await aggregate.serve(exchange)  # one endpoint in front of several upstreams
             return
         version = headers.get(MCP_PROTOCOL_VERSION)
         if version is None or version in HANDSHAKE_VERSIONS:

@@ -21,6 +21,7 @@ from app.gateway.limits import HeldLimits
 from app.policy.engine import Decision
 from app.protocol import MCP_PROTOCOL_VERSION
 from app.sessions import SessionRegistry
+from app.tasks.service import Tasks
 from app.types import Receive, Scope, Send
 from app.upstream import Upstream
 
@@ -37,6 +38,8 @@ class Gateway:
     approvals: Approvals
     drain: Drain = field(default_factory=Drain)
     """SIGTERM's drain (`app/drain.py`): held requests and GET streams end when it starts."""
+    tasks: Tasks | None = None
+    """MCP tasks (2025-11-25) for task-augmented calls (`app/tasks/`); None: never offered."""
 
     def hold_seconds(self, agent: str, decision: Decision) -> float:
         """How long to hold this agent's request (`app/approvals/budget.py`)."""

@@ -22,11 +22,14 @@ from typing import Protocol
 from app.gateway.calls import CallContext, serve_tool_call
 from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest, parse_event_id
+from app.gateway.judged import serve_judged_request
 from app.gateway.limits import TooManyHeld
 from app.gateway.relay import UPSTREAM_EVENT_PREFIX, Relayed, Transform, relay
 from app.gateway.respond import end_stream, send_body, send_empty, send_error
 from app.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, dumps, member_text, parse_message
+from app.policy.requests import JUDGED_METHODS
 from app.protocol import DEFAULT_VERSION, LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, Era
+from app.tasks import handlers as tasks
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 PRIMING_SINCE = "2025-11-25"
@@ -73,6 +76,11 @@ async def _post(exchange: Exchange) -> None:
     session = await _session(exchange)
     if session is None:
         return
+    await serve_in_session(exchange, session, message)
+
+
+async def serve_in_session(exchange: Exchange, session: Session, message: Message) -> None:
+    """Serve one parsed message (not `initialize`) in `session`; also how an endpoint reaches a member (`aggregate.py`)."""
     try:
         await _dispatch(exchange, session, message)
     except UpstreamUnavailable as exc:
@@ -90,7 +98,20 @@ async def _dispatch(exchange: Exchange, session: Session, message: Message) -> N
     if message.method == "tools/call":
         await serve_tool_call(exchange, message, _call_context(exchange, session))
     elif message.kind == "request" and message.method == "tools/list":
-        await _forward(exchange, session, transform=interceptor.tools_list_filter(exchange.upstream))
+        transform = interceptor.tools_list_filter(exchange.upstream)
+        if tasks.supports_tasks(session.protocol_version):
+            transform = tasks.with_task_support(transform, interceptor.may_hold_for(exchange.upstream))
+        await _forward(exchange, session, transform=transform)
+    elif (
+        message.kind == "request"
+        and message.method in tasks.TASK_METHODS
+        and tasks.supports_tasks(session.protocol_version)
+    ):
+        await tasks.serve_task_request(exchange, message, _session_header(session))
+    elif message.kind == "request" and message.method in JUDGED_METHODS:
+        await serve_judged_request(
+            exchange, message, lambda: _forward(exchange, session, inspect=True), _session_header(session)
+        )
     elif message.kind == "notification" and message.method == "notifications/cancelled":
         await _withdraw_cancelled(exchange, session, message)
         await _forward(exchange, session)
@@ -117,6 +138,8 @@ def _call_context(exchange: Exchange, session: Session) -> CallContext:
         forward=lambda inspect: _forward(exchange, session, inspect=inspect),
         fetch_catalog=fetch_catalog,
         resumable=session.protocol_version >= PRIMING_SINCE,
+        tasks=tasks.supports_tasks(session.protocol_version),
+        upstream_session_id=session.upstream_session_id,
     )
 
 
@@ -202,7 +225,7 @@ async def _initialize(exchange: Exchange, message: Message) -> None:
         protocol_version=str(result.get("protocolVersion") or DEFAULT_VERSION),
         initialize_params=member_text(message.raw, "params") or "{}",
     )
-    await send_body(exchange.send, 200, dumps(answer), _session_header(session))
+    await send_body(exchange.send, 200, dumps(tasks.with_task_capability(answer)), _session_header(session))
 
 
 async def _withdraw_cancelled(exchange: Exchange, session: Session, message: Message) -> None:

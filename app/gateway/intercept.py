@@ -31,6 +31,7 @@ from app.policy.arguments import ArgumentProblem, SchemaCache
 from app.policy.engine import CompiledPolicy, Decision
 from app.policy.ratelimit import RateLimiter
 from app.policy.reloader import PolicyReloader
+from app.policy.requests import RequestRules
 from app.types import JSONObject
 from app.upstream import Upstream
 
@@ -41,6 +42,8 @@ AnnotationFetch = Callable[[], Awaitable[None]]
 
 CATALOG_RETRY_SECONDS: Final = 30.0
 """After a failed catalog fetch, calls are judged without schemas for this long before the next try."""
+REQUEST_RULES_CACHE: Final = 64
+"""Compiled `requests` rules kept, one per policy version."""
 SCHEMA_RULE: Final = "inputSchema"
 """The `rule` a schema refusal is recorded under."""
 
@@ -63,6 +66,7 @@ class Interceptor:
         self._schemas: dict[str, SchemaCache] = {}
         self._catalog_locks: dict[str, asyncio.Lock] = {}
         self._catalog_retry_at: dict[str, float] = {}
+        self._request_rules: dict[str, RequestRules] = {}
 
     async def judge(
         self, upstream: Upstream, agent: str, call: ToolCall, fetch_annotations: AnnotationFetch
@@ -96,6 +100,18 @@ class Interceptor:
         if decision.action == "approve":
             return Verdict("park", decision, policy, "approve")
         return Verdict("forward", decision, policy, "allow")
+
+    def judge_request(
+        self, upstream: Upstream, agent: str, method: str, target: str | None
+    ) -> tuple[Decision, CompiledPolicy]:
+        """The upstream policy's `requests` verdict on a request that is not a `tools/call` (`app/policy/requests.py`)."""
+        policy = self._policies.current(upstream.name)
+        rules = self._request_rules.get(policy.version)
+        if rules is None:
+            if len(self._request_rules) > REQUEST_RULES_CACHE:
+                self._request_rules.clear()  # old policy versions: rebuilt on demand
+            rules = self._request_rules[policy.version] = RequestRules.from_document(policy.document)
+        return rules.decide(method, target, agent), policy
 
     async def _argument_problem(
         self, upstream: Upstream, call: ToolCall, fetch: AnnotationFetch
@@ -149,6 +165,11 @@ class Interceptor:
             return {**message, "result": self.filter_tools(upstream, message["result"])}
 
         return transform
+
+    def may_hold_for(self, upstream: Upstream) -> Callable[[str], bool]:
+        """Whether the current policy could hold a call to a tool (for `taskSupport`, `app/tasks/`)."""
+        policy = self._policies.current(upstream.name)
+        return policy.may_hold
 
     def filter_tools(self, upstream: Upstream, result: Any) -> Any:
         """Remove hidden tools from a `tools/list` result, and learn every tool's annotations."""

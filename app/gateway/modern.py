@@ -24,9 +24,11 @@ from mcp.shared.inbound import (
 
 from app.gateway.calls import CallContext, serve_tool_call
 from app.gateway.exchange import Exchange
+from app.gateway.judged import serve_judged_request
 from app.gateway.relay import Relayed, Transform, relay
 from app.gateway.respond import send_error
 from app.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, parse_message
+from app.policy.requests import JUDGED_METHODS
 from app.protocol import MCP_PROTOCOL_VERSION, PARAM_HEADER_PREFIX, Era
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
@@ -43,22 +45,34 @@ async def serve(exchange: Exchange) -> None:
             headers=[(b"allow", b"POST")],
         )
         return
+    message = await admit(exchange)
+    if message is not None:
+        await serve_message(exchange, message)
+
+
+async def admit(exchange: Exchange) -> Message | None:
+    """The POST's message if it passes the validation ladder; None when a refusal was already sent."""
     try:
         message = parse_message(exchange.body)
     except MessageError as exc:
         await _reject(exchange, exc.code, exc.message, exc.request_id)
-        return
+        return None
     if message.kind == "response":
         await _reject(
             exchange, INVALID_REQUEST, "Invalid Request: 2026-07-28 clients do not send responses", message.id
         )
-        return
+        return None
     if message.kind == "request":
         rejection = _ladder(exchange, message)
         if rejection is not None:
             _audit_refused_call(exchange, message, rejection.message)
             await _reject(exchange, rejection.code, rejection.message, message.id, rejection.data)
-            return
+            return None
+    return message
+
+
+async def serve_message(exchange: Exchange, message: Message) -> None:
+    """Serve one admitted message; also how an endpoint reaches a member (`aggregate.py`)."""
     try:
         await _dispatch(exchange, message)
     except MessageError as exc:
@@ -90,6 +104,8 @@ async def _dispatch(exchange: Exchange, message: Message) -> None:
         await serve_tool_call(exchange, message, _call_context(exchange, message))
     elif message.method == "tools/list":
         await _forward(exchange, transform=interceptor.tools_list_filter(exchange.upstream))
+    elif message.kind == "request" and message.method in JUDGED_METHODS:
+        await serve_judged_request(exchange, message, lambda: _forward(exchange, inspect=True))
     else:
         await _forward(exchange)
 

@@ -5,7 +5,8 @@ the composition root (`app/runtime.py`) hands it. It adds no review channel (the
 live feed listens to the notifier, which hears every change, see `app/inbox/live.py`) and no
 background work; it only serves routes (`app/inbox/routes.py`).
 
-Modules: `routes` (pages, sign-in, decisions), `session` (the signed cookie), `csrf` (the checks on
+Modules: `routes` (pages, sign-in, decisions), `sso` (single sign-on through an OpenID provider),
+`admission` (who may review, from the provider's claims), `session` (the signed cookie), `csrf` (the checks on
 every POST), `live` (the SSE feed), `history` (the history page's filters), `present` (sentences
 and pretty-printed JSON), `render` (Jinja2), `headers` (CSP and friends).
 """
@@ -21,6 +22,7 @@ from app.approvals.channels import ReviewChannel
 from app.approvals.service import ApprovalDesk
 from app.approvals.signals import Notifier
 from app.auth import Credentials
+from app.config import InboxOidcSettings
 from app.inbox.routes import InboxRoutes, routes
 from app.store.db import Database
 from app.upstream import Upstream
@@ -54,6 +56,7 @@ def build(
     notifier: Notifier,
     credentials: Credentials,
     upstreams: Mapping[str, Upstream],
+    oidc: InboxOidcSettings | None = None,
 ) -> Inbox:
     """The web inbox extension, served under `public_url`'s path.
 
@@ -66,6 +69,7 @@ def build(
         notifier: feeds the live page every approval change this process hears of.
         credentials: checks a reviewer's token at sign-in.
         upstreams: the upstreams by name, for their tools' descriptions (filled when the process starts).
+        oidc: `[inbox.oidc]`: reviewers may also sign in through an OpenID provider (`app/inbox/sso.py`).
     """
     public = urlsplit(public_url)
     prefix = public.path.rstrip("/") + "/inbox"
@@ -79,5 +83,6 @@ def build(
         secret_key=secret_key,
         prefix=prefix,
         secure=public.scheme == "https",
+        oidc=oidc,
     )
     return Inbox(handlers, prefix=prefix)

@@ -6,6 +6,8 @@
     POST /inbox/{approval_id}/approve  csrf_token
     POST /inbox/{approval_id}/reject   csrf_token, reason
     GET  /inbox/-/login                the sign-in form;  POST: name, token, csrf_token
+    GET  /inbox/-/sso/login            single sign-on through the identity provider (`app/inbox/sso.py`)
+    GET  /inbox/-/sso/callback         … and back, with `[inbox.oidc]` configured
     POST /inbox/-/logout               csrf_token
     GET  /inbox/-/events               the live feed (server-sent events, `app/inbox/live.py`)
     GET  /inbox/-/static/…             the stylesheet and the script
@@ -45,12 +47,14 @@ from app.approvals.model import Approval
 from app.approvals.service import AlreadyDecided, ApprovalDesk, DecisionError, Verdict
 from app.approvals.signals import Notifier
 from app.auth import Credentials, token_hash
+from app.config import InboxOidcSettings
 from app.inbox import csrf, present
 from app.inbox.headers import SecurityHeaders
 from app.inbox.history import LIMIT, STATUS_CHOICES, parse_filter
 from app.inbox.live import LiveFeed, since_from
 from app.inbox.render import Templates
 from app.inbox.session import Session, SessionCookie, anonymous_session, reviewer_session
+from app.inbox.sso import CALLBACK_PATH, START_PATH, SingleSignOn
 from app.store import audit as audit_store
 from app.store import tokens as token_store
 from app.store.db import Database
@@ -71,6 +75,7 @@ BAD_CREDENTIALS: Final = (
     "That name and token do not belong to an enabled reviewer. Use the token that "
     "'airlock reviewers add NAME' (or 'airlock reviewers rotate NAME') printed for that name."
 )
+TOKEN_SIGN_IN_OFF: Final = "Signing in with a reviewer token is turned off here: sign in with single sign-on instead."
 SESSION_ENDED: Final = (
     "Your inbox session has ended (it expired, or your reviewer access was disabled or its "
     "token rotated). Sign in again."
@@ -84,6 +89,14 @@ def routes(inbox: InboxRoutes) -> list[BaseRoute]:
         Route("/-/login", inbox.login_form, methods=["GET"]),
         Route("/-/login", inbox.login, methods=["POST"]),
         Route("/-/logout", inbox.logout, methods=["POST"]),
+        *(
+            []
+            if inbox.sso is None
+            else [
+                Route(START_PATH, inbox.sso.start, methods=["GET"]),
+                Route(CALLBACK_PATH, inbox.sso.callback, methods=["GET"]),
+            ]
+        ),
         Route("/-/events", inbox.events, methods=["GET"]),
         Route("/", inbox.pending, methods=["GET"]),
         Route("/history", inbox.history, methods=["GET"]),
@@ -116,6 +129,7 @@ class InboxRoutes:
         secret_key: str,
         prefix: str,
         secure: bool,
+        oidc: InboxOidcSettings | None = None,
     ) -> None:
         self._db = db
         self._approvals = approvals
@@ -126,6 +140,20 @@ class InboxRoutes:
         self._cookie = SessionCookie(secret_key, path=prefix, secure=secure)
         self._templates = Templates(prefix=prefix)
         self.feed = LiveFeed(approvals, notifier)
+        self._token_sign_in = oidc is None or oidc.token_sign_in
+        self.sso = (
+            None
+            if oidc is None
+            else SingleSignOn(
+                oidc,
+                db=db,
+                cookie=self._cookie,
+                templates=self._templates,
+                secret_key=secret_key,
+                redirect_uri=csrf.origin_of(public_url) + prefix + CALLBACK_PATH,
+                safe_next=self._safe_next,
+            )
+        )
 
     # ------------------------------------------------------------------ sessions
 
@@ -217,9 +245,13 @@ class InboxRoutes:
             error=error,
             notice=notice,
             name=name,
+            sso=None if self.sso is None else f"{self._prefix}{START_PATH}",
+            token_sign_in=self._token_sign_in,
         )
 
     async def login(self, request: Request) -> Response:
+        if not self._token_sign_in:
+            return self._refused(request, TOKEN_SIGN_IN_OFF, 403)
         form = await self._form(request)
         session = self._cookie.read(request)
         refused = self._csrf_refusal(request, session, form)

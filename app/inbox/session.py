@@ -1,7 +1,7 @@
 """The inbox session: one signed cookie that names the signed-in reviewer and carries the CSRF token.
 
 The cookie is the whole session (there is no session table): `itsdangerous` signs
-`{reviewer, credential, csrf}` and a timestamp with `settings.secret_key`, so nobody can forge or
+`{reviewer, credential, csrf}` (and, after single sign-on, the reviewer's groups) and a timestamp with `settings.secret_key`, so nobody can forge or
 alter it, and it is refused once older than `SESSION_SECONDS`. Its attributes:
 
 - `HttpOnly` (scripts cannot read it), `Path=` the inbox's own path (only the inbox receives it),
@@ -53,6 +53,8 @@ class Session:
     reviewer: ReviewerName | None = None
     credential: str | None = None
     """SHA-256 (hex) of the reviewer token that signed in; None in an anonymous session."""
+    groups: frozenset[str] = frozenset()
+    """The reviewer's groups, as the identity provider named them at single sign-on (empty otherwise)."""
 
     @property
     def signed_in(self) -> bool:
@@ -67,9 +69,11 @@ def anonymous_session() -> Session:
     return Session(csrf=new_csrf_token(), issued_at=time.time())
 
 
-def reviewer_session(reviewer: ReviewerName, credential: str) -> Session:
+def reviewer_session(reviewer: ReviewerName, credential: str, groups: frozenset[str] = frozenset()) -> Session:
     """A new session for a reviewer who just signed in (with a CSRF token the anonymous one never saw)."""
-    return Session(csrf=new_csrf_token(), issued_at=time.time(), reviewer=reviewer, credential=credential)
+    return Session(
+        csrf=new_csrf_token(), issued_at=time.time(), reviewer=reviewer, credential=credential, groups=groups
+    )
 
 
 def new_csrf_token() -> str:
@@ -103,7 +107,13 @@ class SessionCookie:
 
     def write(self, response: Response, session: Session) -> None:
         value = self._serializer.dumps(
-            {"c": session.csrf, "r": session.reviewer, "k": session.credential, "t": session.issued_at}
+            {
+                "c": session.csrf,
+                "r": session.reviewer,
+                "k": session.credential,
+                "t": session.issued_at,
+                **({"g": sorted(session.groups)} if session.groups else {}),
+            }
         )
         response.set_cookie(
             COOKIE_NAME,
@@ -129,4 +139,6 @@ def _session(payload: object, signed_at: float) -> Session | None:
         reviewer = credential = None
     # Signed like the rest; the whole-second signing time is the fallback for older cookies.
     issued_at = float(issued) if isinstance(issued, int | float) and not isinstance(issued, bool) else signed_at
-    return Session(csrf=csrf, issued_at=issued_at, reviewer=reviewer, credential=credential)
+    groups = payload.get("g")
+    names = frozenset(g for g in groups if isinstance(g, str)) if isinstance(groups, list) and reviewer else frozenset()
+    return Session(csrf=csrf, issued_at=issued_at, reviewer=reviewer, credential=credential, groups=names)

@@ -22,7 +22,12 @@ A validated token is cached (by its text, at most `_CACHE_SIZE`, until its `exp`
 lookup and two set checks, no signature check. Refusals are not cached: a refused token costs one
 signature check at most, and forged `kid`s cannot cost fetches (`app/oauth/jwks.py`).
 
-What this module does not do: opaque tokens (RFC 7662 introspection), reviewer sign-in, or
+Opaque tokens (anything but three dot-separated parts) are looked up at the authorization
+server's introspection endpoint when `[oauth] introspection_endpoint` is set
+(`app/oauth/introspection.py`, RFC 7662), and then checked like a JWT's claims: audience, scopes,
+identity claim. Without it they are refused as not JWTs.
+
+What this module does not do: reviewer sign-in, or
 anything with the upstream: the agent's token never leaves Airlock (`app/upstream.py` forwards
 an allowlist of headers that excludes `Authorization` and cookies).
 """
@@ -39,6 +44,7 @@ import jwt
 
 from app.config import OAuthSettings
 from app.errors import AirlockError
+from app.oauth.introspection import InactiveToken, Introspector
 from app.oauth.jwks import IssuerUnavailable, KeySet, SigningKey
 from app.oauth.metadata import challenge, resource_url
 
@@ -93,6 +99,17 @@ class ResourceServer:
         """
         self.settings = settings
         self.keys = keys or KeySet(settings.issuer, settings.jwks_url)
+        self.introspector = (
+            None
+            if settings.introspection_endpoint is None or settings.introspection_client_id is None
+            else Introspector(
+                settings.introspection_endpoint,
+                settings.introspection_client_id,
+                settings.introspection_client_secret,
+                issuer=settings.issuer,
+                clock=clock,
+            )
+        )
         self._public_url = public_url
         self._clock = clock
         self._cache: dict[str, Grant] = {}
@@ -159,6 +176,8 @@ class ResourceServer:
         return grant
 
     async def _validate(self, token: str, now: float) -> Grant:
+        if self.introspector is not None and token.count(".") != 2:
+            return await self._introspect(self.introspector, token, now)
         try:
             unverified = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
@@ -176,6 +195,19 @@ class ResourceServer:
         if key is None or algorithm not in key.algorithms:
             raise InvalidToken("the token is signed with a key its issuer does not publish")
         claims = self._decode(token, key, algorithm)
+        return Grant(
+            agent=self._identity(claims),
+            audiences=_strings(claims.get("aud")),
+            scopes=frozenset(_scope_list(claims)),
+            until=min(float(claims["exp"]), now + _CACHE_SECONDS),
+        )
+
+    async def _introspect(self, introspector: Introspector, token: str, now: float) -> Grant:
+        """An opaque token, as the authorization server describes it (RFC 7662, `app/oauth/introspection.py`)."""
+        try:
+            claims = await introspector.claims(token)
+        except InactiveToken as exc:
+            raise InvalidToken(str(exc)) from None
         return Grant(
             agent=self._identity(claims),
             audiences=_strings(claims.get("aud")),

@@ -323,6 +323,8 @@ def _semantic_problems(document: Any) -> Iterator[_Problem]:
         when = rule.get("when") if isinstance(rule, dict) else None
         if isinstance(when, dict):
             yield from _condition_problems(("rules", index, "when"), when)
+        if isinstance(rule, dict):
+            yield from _escalation_problems(("rules", index), rule)
 
 
 def _duplicate_ids(rules: list[Any]) -> Iterator[_Problem]:
@@ -338,6 +340,19 @@ def _duplicate_ids(rules: list[Any]) -> Iterator[_Problem]:
             )
         else:
             first_use[rule_id] = index
+
+
+def _escalation_problems(at: Path, rule: dict[str, Any]) -> Iterator[_Problem]:
+    # An escalation at or after the expiry would never happen; say so rather than keep it silently.
+    after, timeout = rule.get("escalate_after"), rule.get("timeout")
+    for present, missing in (("escalate_after", "escalate_to"), ("escalate_to", "escalate_after")):
+        if present in rule and missing not in rule:
+            yield _Problem.at(at, f'"{present}" needs "{missing}" beside it (when, and to whom, to escalate)')
+    numbers = (int, float)
+    if isinstance(after, numbers) and isinstance(timeout, numbers) and after >= timeout:
+        yield _Problem.at(
+            (*at, "escalate_after"), f"must be shorter than the rule's timeout ({timeout:g} s), or it never happens"
+        )
 
 
 def _condition_problems(at: Path, when: dict[str, Any]) -> Iterator[_Problem]:
@@ -415,6 +430,8 @@ def _rule_decision(name: str, rule: dict[str, Any]) -> Decision:
         approvals=int(rule.get("approvals", 1)),
         reviewer_groups=tuple(rule["reviewer_groups"]) if "reviewer_groups" in rule else None,
         routing=_routing(rule),
+        escalate_after=_seconds(rule.get("escalate_after")),
+        escalate_to=rule.get("escalate_to"),
     )
 
 

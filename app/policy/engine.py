@@ -76,6 +76,9 @@ class Decision:
             (None: no group is named).
         routing: approve only; each reviewer channel's routing from the rule (its `slack`
             object), as written; empty when the rule has none.
+        escalate_after, escalate_to: approve only; after `escalate_after` seconds without a
+            decision, the approval is escalated to the target named `escalate_to` (airlock.toml
+            `[escalation.<name>]`, see `app/approvals/escalation.py`); None: never.
     """
 
     action: Literal["allow", "deny", "approve", "hidden"]
@@ -90,6 +93,8 @@ class Decision:
     approvals: int = 1
     reviewer_groups: tuple[str, ...] | None = None
     routing: Routing = field(default_factory=dict, hash=False)
+    escalate_after: float | None = None
+    escalate_to: str | None = None
 
 
 class GlobSet:
@@ -254,6 +259,20 @@ class CompiledPolicy:
         if self.uses_annotations:
             return self._by_class.get(classify_tool(annotations), self._default)
         return self._default
+
+    def may_hold(self, tool: str) -> bool:
+        """Whether some call to `tool`, by some agent with some arguments, could be held for approval.
+
+        An over-approximation (conditions and agents are not evaluated): a tool it names may still
+        never be held, but a tool it does not name never is.
+        """
+        hidden, rules = self._for_tool(tool)
+        if hidden is not None:
+            return False
+        if any(rule.decision.action == "approve" for rule in rules):
+            return True
+        fallbacks = [self._default, *(self._by_class.values() if self.uses_annotations else ())]
+        return any(decision.action == "approve" for decision in fallbacks)
 
     def needs_annotations(self, tool: str, arguments: Mapping[str, Any], agent: str) -> bool:
         """True when evaluate() would consult annotations.

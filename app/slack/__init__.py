@@ -20,7 +20,7 @@ nothing about Slack exists in the process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.routing import BaseRoute, Route
 
@@ -41,11 +41,18 @@ class SlackExtension:
     name = "slack"
 
     def __init__(
-        self, settings: SlackSettings, *, public_url: str, db: Database, approvals: ApprovalDesk, notifier: Notifier
+        self,
+        settings: SlackSettings,
+        *,
+        public_url: str,
+        db: Database,
+        approvals: ApprovalDesk,
+        notifier: Notifier,
+        escalation_channels: Mapping[str, str] | None = None,
     ) -> None:
         self._notifier = notifier
         self.api = SlackApi(settings)
-        self.outbox = Outbox(db, approvals, self.api, settings, public_url)
+        self.outbox = Outbox(db, approvals, self.api, settings, public_url, escalation_channels=escalation_channels)
         self.reviewers = SlackReviewers(settings, db, self.api)
         self.interactions = SlackInteractions(approvals, db, settings, self.api, self.reviewers, public_url)
         self._channels: list[ReviewChannel] = [SlackChannel(self.outbox)]
@@ -74,7 +81,13 @@ class SlackExtension:
 
 
 def build(
-    settings: SlackSettings, *, public_url: str, db: Database, approvals: ApprovalDesk, notifier: Notifier
+    settings: SlackSettings,
+    *,
+    public_url: str,
+    db: Database,
+    approvals: ApprovalDesk,
+    notifier: Notifier,
+    escalation_channels: Mapping[str, str] | None = None,
 ) -> SlackExtension | None:
     """The Slack extension, or None when Slack is not configured.
 
@@ -84,7 +97,15 @@ def build(
         db: the outbox's and the reviewer links' tables.
         approvals: the approvals service that clicks decide through and messages are rendered from.
         notifier: wakes the outbox on every approval change this process hears of.
+        escalation_channels: the Slack channel of each escalation target that has one.
     """
     if not settings.enabled:
         return None
-    return SlackExtension(settings, public_url=public_url, db=db, approvals=approvals, notifier=notifier)
+    return SlackExtension(
+        settings,
+        public_url=public_url,
+        db=db,
+        approvals=approvals,
+        notifier=notifier,
+        escalation_channels=escalation_channels,
+    )

@@ -121,14 +121,19 @@ def slack_date(timestamp: float) -> str:
     return f"<!date^{int(timestamp)}^{{date_short_pretty}} at {{time}}|{iso(timestamp)}>"
 
 
-def approval_message(approval: Approval, public_url: str) -> Message:
-    """The channel message for `approval` in its current status."""
+def approval_message(approval: Approval, public_url: str, *, escalated_to: str | None = None) -> Message:
+    """The channel message for `approval` in its current status.
+
+    Args:
+        escalated_to: how the escalation target is named in Slack (its channel), once escalated.
+    """
     url = review_url(public_url, approval.id)
     blocks: list[dict[str, Any]] = [
         _header(approval),
         _fields(approval),
         *_policy(approval),
         *_arguments(approval, url),
+        *_escalation(approval, escalated_to),
     ]
     if approval.status is Status.PENDING:
         blocks.extend(_mentions(approval))
@@ -141,6 +146,24 @@ def approval_message(approval: Approval, public_url: str) -> Message:
     return Message(text=fallback_text(approval), blocks=blocks)
 
 
+def escalation_message(approval: Approval, public_url: str) -> Message:
+    """The notice an escalation target's Slack channel gets: which call waits, and where to decide it."""
+    url = review_url(public_url, approval.id)
+    text = wording.escalation_notice(approval, VOICE, f"<{escape(url)}|{escape(url)}>")
+    block = {
+        "type": "section",
+        "block_id": _block_id(approval, "escalation-notice"),
+        "text": {"type": "mrkdwn", "text": cut(f":rotating_light: {text}", SECTION_LIMIT)},
+    }
+    fallback = escape(cut(wording.escalation_notice(approval, _PLAIN_NAMES, url), FALLBACK_LIMIT))
+    return Message(text=fallback, blocks=[block])
+
+
+def _escalation(approval: Approval, escalated_to: str | None) -> list[dict[str, Any]]:
+    sentence = wording.escalation_sentence(approval, escalated_to)
+    return [] if sentence is None else [_context(approval, f":rotating_light: {escape(sentence)}", "escalation")]
+
+
 def fallback_text(approval: Approval) -> str:
     """The message's `text`: what notifications and screen readers show (escaped mrkdwn)."""
     return escape(cut(wording.headline(approval, _PLAIN_NAMES), FALLBACK_LIMIT))
@@ -151,7 +174,9 @@ _PLAIN_NAMES: Final = wording.Voice(time=slack_date, name=name)
 
 
 def _block_id(approval: Approval, part: str) -> str:
-    return f"{part}:{approval.id}:{approval.status}"[:255]
+    # An escalation changes the message without changing the status: it needs new block ids too.
+    escalated = ":escalated" if approval.escalated_at is not None else ""
+    return f"{part}:{approval.id}:{approval.status}{escalated}"[:255]
 
 
 def _header(approval: Approval) -> dict[str, Any]:

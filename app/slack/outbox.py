@@ -30,6 +30,12 @@ message that was queued while Slack was down still appears, showing the outcome.
 
 Gives up (settles the row, keeping `last_error`) only when the message is gone (`message_not_found`
 and the like) or the approval finished more than `_GIVE_UP_AFTER` ago and Slack still refuses.
+Escalation (`app/approvals/escalation.py`): a row is also due while its approval was escalated and
+`escalation_shown` is not set. Delivering it updates the message (an "Escalated to #sre-oncall
+after 10 min" line) and, while the approval is still pending, posts a notice to the channel of
+its `[escalation.<name>]` target; then `escalation_shown` is set with the rendered status. The
+same lease and retries apply; a crash between the notice and the record repeats the notice.
+
 A post whose answer is lost (a crash or timeout after Slack accepted it) is posted again: a
 duplicate message is possible, a lost one is not. Clicks on such a duplicate are refused because
 only the stored channel and ts count.
@@ -47,11 +53,11 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from app.approvals.model import Approval, routing_of
+from app.approvals.model import Approval, Status, routing_of
 from app.approvals.service import ApprovalDesk
 from app.approvals.wording import iso
 from app.config import SlackSettings
-from app.slack.blocks import SLACK, approval_message
+from app.slack.blocks import SLACK, approval_message, escalation_message
 from app.slack.webapi import SlackApi, describe, error_code, retry_after
 from app.store import slack_outbox as outbox_store
 from app.store.db import Database
@@ -69,13 +75,22 @@ _GIVE_UP_AFTER: Final = 86400.0
 
 class Outbox:
     def __init__(
-        self, db: Database, approvals: ApprovalDesk, api: SlackApi, settings: SlackSettings, public_url: str
+        self,
+        db: Database,
+        approvals: ApprovalDesk,
+        api: SlackApi,
+        settings: SlackSettings,
+        public_url: str,
+        *,
+        escalation_channels: Mapping[str, str] | None = None,
     ) -> None:
         """Args:
         db: the outbox's table (`app/store/slack_outbox.py`).
         approvals: where the approval each message shows is read.
+        escalation_channels: the Slack channel of each `[escalation.<name>]` target that has one.
         """
         self._db = db
+        self._escalation_channels = dict(escalation_channels or {})
         self._approvals = approvals
         self._api = api
         self._settings = settings
@@ -163,7 +178,9 @@ class Outbox:
         # Read after the claim committed, so the message renders the approval as it is now.
         approval = await self._approvals.get(approval_id)
         assert row is not None and approval is not None
-        if row.ts is not None and row.rendered_status == approval.status and row.rendered_votes == _votes(approval):
+        escalation_due = approval.escalated_at is not None and not row.escalation_shown
+        shown = row.rendered_status == approval.status and row.rendered_votes == _votes(approval)
+        if row.ts is not None and shown and not escalation_due:
             await self._release(approval_id)
             return
         try:
@@ -172,13 +189,16 @@ class Outbox:
             await self._failed(row, approval, exc)
 
     async def _render(self, row: OutboxRow, approval: Approval) -> None:
-        message = approval_message(approval, self._public_url)
+        escalated_to = self._escalation_channels.get(approval.escalate_to or "")
+        message = approval_message(approval, self._public_url, escalated_to=escalated_to)
         timeout = self._settings.api_timeout_seconds
         if row.ts is None:
             channel, ts = await self._api.post_message(row.channel, message, timeout=timeout)
         else:
             channel, ts = row.channel, row.ts
             await self._api.update_message(channel, ts, message, timeout=timeout)
+        if escalated_to is not None and not row.escalation_shown and approval.escalated_at is not None:
+            await self._tell_escalation_channel(escalated_to, approval)
         now = time.time()
         async with self._db.write() as conn:
             if row.ts is None:
@@ -191,8 +211,18 @@ class Outbox:
                 settled=approval.is_finished,
                 now=now,
                 votes=_votes(approval),
+                escalation_shown=approval.escalated_at is not None,
             )
         logger.info("Slack message for approval %s shows %s (%s %s)", approval.id, approval.status, channel, ts)
+
+    async def _tell_escalation_channel(self, channel: str, approval: Approval) -> None:
+        # Only while someone can still decide: an approval decided (or expired) before this row
+        # was worked on shows its escalation in its own message, and nobody else is paged for it.
+        if approval.status is not Status.PENDING:
+            return
+        notice = escalation_message(approval, self._public_url)
+        await self._api.post_message(channel, notice, timeout=self._settings.api_timeout_seconds)
+        logger.info("approval %s escalated: notice posted to %s", approval.id, channel)
 
     async def _failed(self, row: OutboxRow, approval: Approval, error: BaseException) -> None:
         now = time.time()

@@ -77,6 +77,11 @@ class ApprovalRow:
     """The rule's `reviewer_groups` as JSON, or NULL."""
     votes: str | None = None
     """JSON list of the reviewers who approved so far, in order (`approval_votes` holds the votes)."""
+    escalate_at: float | None = None
+    """When a still pending approval is escalated to `escalate_to` (None: its rule does not escalate)."""
+    escalate_to: str | None = None
+    escalated_at: float | None = None
+    """When it was escalated (set once, by `mark_escalated`)."""
 
     @property
     def allowed_reviewers(self) -> tuple[str, ...] | None:
@@ -326,6 +331,45 @@ async def next_expiry(conn: AsyncConnection) -> float | None:
     result = await conn.execute(select(func.min(approvals.c.expires_at)).where(approvals.c.status == "pending"))
     value = result.scalar_one_or_none()
     return None if value is None else float(value)
+
+
+def _escalation_due() -> Condition:
+    return and_(
+        approvals.c.status == "pending", approvals.c.escalate_at.is_not(None), approvals.c.escalated_at.is_(None)
+    )
+
+
+async def due_for_escalation(conn: AsyncConnection, now: float, limit: int = 500) -> list[str]:
+    """Pending approvals whose escalation time has come and that nobody escalated yet."""
+    rows = await conn.execute(
+        select(approvals.c.id).where(_escalation_due(), approvals.c.escalate_at <= now).limit(limit)
+    )
+    return [str(r.id) for r in rows]
+
+
+async def next_escalation(conn: AsyncConnection) -> float | None:
+    result = await conn.execute(select(func.min(approvals.c.escalate_at)).where(_escalation_due()))
+    value = result.scalar_one_or_none()
+    return None if value is None else float(value)
+
+
+async def mark_escalated(conn: AsyncConnection, approval_id: str, now: float) -> bool:
+    """Record that a pending approval was escalated at `now`; True only for the one caller that did it.
+
+    The compare-and-set (still pending, not escalated yet, its time has come, and not expired) is
+    what makes an escalation happen once across replicas, retries and restarts.
+    """
+    result = await conn.execute(
+        update(approvals)
+        .where(
+            approvals.c.id == approval_id,
+            _escalation_due(),
+            approvals.c.escalate_at <= now,
+            approvals.c.expires_at > now,
+        )
+        .values(escalated_at=now, updated_at=now)
+    )
+    return result.rowcount == 1
 
 
 async def lost_executions(conn: AsyncConnection, now: float) -> list[str]:

@@ -122,6 +122,9 @@ approvals = Table(
     Column("quorum", Integer, nullable=False, server_default=text("1")),
     Column("reviewer_groups", Text),
     Column("votes", Text),
+    Column("escalate_at", Float),
+    Column("escalate_to", String(64)),
+    Column("escalated_at", Float),
     Index("ix_approvals_status_expires_at", "status", "expires_at"),
     Index("ix_approvals_updated_at", "updated_at"),
     Index("ix_approvals_agent_status", "agent", "status"),
@@ -138,11 +141,15 @@ approvals = Table(
     ),
     Index("uq_approvals_continues", "continues", unique=True),
     Index("ix_approvals_status_withdraw_at", "status", "withdraw_at"),
+    Index("ix_approvals_status_escalate_at", "status", "escalate_at"),
 )
 """One row per parked call. `status` moves only by compare-and-set (see `app/store/approvals.py`);
 the partial unique index keeps one pending approval per identical call even across replicas.
 `routing`: the rule's per-channel routing as JSON (`{"slack": {...}}`, see `Decision.routing`);
-what a channel keeps about its own messages lives in its own table (`slack_outbox`)."""
+what a channel keeps about its own messages lives in its own table (`slack_outbox`).
+`escalate_at`/`escalate_to`: when, and to which `[escalation.<name>]` target, a pending approval is
+escalated (NULL: its rule does not escalate); `escalated_at`: when it was, set once by
+compare-and-set (`app/approvals/escalation.py`)."""
 
 streams = Table(
     "streams",
@@ -228,6 +235,7 @@ slack_outbox = Table(
     Column("last_error", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("escalation_shown", Boolean, nullable=False, server_default=false()),
     Index("ix_slack_outbox_settled_next_attempt_at", "settled", "next_attempt_at"),
 )
 """Slack's durable outbox: one row per approval that has (or should have) a Slack message.
@@ -239,7 +247,9 @@ The wanted state is the approval row itself; `rendered_status` is the status the
 shows (NULL: not posted yet), and `rendered_votes` the quorum votes it shows (the approval's `votes`).
 A row is due while the two differ; `settled` marks rows that never
 will again (a finished status is shown, or Airlock gave up). Replicas take a row with a
-compare-and-set lease (`lease_owner`, `lease_until`), see `app/store/slack_outbox.py`."""
+compare-and-set lease (`lease_owner`, `lease_until`), see `app/store/slack_outbox.py`.
+`escalation_shown`: the approval's escalation is in the message, and its escalation target's
+Slack channel (if any) was sent a notice; a row is also due while an escalated approval's is not."""
 
 webhook_outbox = Table(
     "webhook_outbox",
@@ -292,3 +302,29 @@ webhook_signatures = Table(
 )
 """Signatures of decision requests already accepted, kept while their timestamp is within the
 tolerance: the same signature again is a replay, on any replica."""
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("agent", String(200), nullable=False),
+    Column("upstream", String(200), nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("approval_id", String(40), unique=True),
+    Column("result", Text),
+    Column("note", Text),
+    Column("lease_until", Float),
+    Column("cancelled_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_tasks_agent_created_at", "agent", "created_at"),
+    Index("ix_tasks_expires_at", "expires_at"),
+)
+"""MCP tasks (2025-11-25) on `tools/call` (see `app/tasks/`): bound to `agent`, unguessable `id`.
+
+A task on a held call is a view of its approval (`approval_id`, one task per approval); one on a
+call the policy allowed keeps the upstream's JSON-RPC answer in `result` (NULL while it runs, while
+the process running it renews `lease_until`); when Airlock answered instead (a refusal, a run whose
+process died), `result` is Airlock's answer and `note` its sentence.
+`cancelled_at`: the agent cancelled it (`tasks/cancel`). After `expires_at` the task is gone."""

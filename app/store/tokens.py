@@ -177,3 +177,20 @@ async def disable_reviewer(conn: AsyncConnection, *, name: str, now: float) -> b
         update(reviewers).where(reviewers.c.name == name, reviewers.c.disabled_at.is_(None)).values(disabled_at=now)
     )
     return result.rowcount == 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewerCredential:
+    name: str
+    token_hash: str
+    disabled_at: float | None
+
+
+async def reviewer_credential(conn: AsyncConnection, name: str) -> ReviewerCredential | None:
+    """A reviewer's stored token hash (what an inbox session carries) and whether they are disabled."""
+    row = (
+        await conn.execute(
+            select(reviewers.c.name, reviewers.c.token_hash, reviewers.c.disabled_at).where(reviewers.c.name == name)
+        )
+    ).first()
+    return None if row is None else ReviewerCredential(str(row.name), str(row.token_hash), row.disabled_at)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Row, case, delete, false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -87,6 +87,16 @@ def _unleased(now: float) -> Any:
     return or_(webhook_outbox.c.lease_until.is_(None), webhook_outbox.c.lease_until < now)
 
 
+ESCALATED_SEQ: Final = 0
+"""The seq of `approval.escalated`, which is not a status: its place is after `parked` (1) and
+before every decision (2 and on), as an approval escalates only while pending."""
+
+
+def _place(seq: Any) -> Any:
+    """An event's place in its approval's order: its seq, except the escalation's, which is 1.5."""
+    return case((seq == ESCALATED_SEQ, 1.5), else_=seq)
+
+
 def _head() -> Any:
     """No earlier event of the same approval is still unsettled."""
     earlier = webhook_outbox.alias("earlier")
@@ -94,7 +104,7 @@ def _head() -> Any:
         select(earlier.c.event_id)
         .where(
             earlier.c.approval_id == webhook_outbox.c.approval_id,
-            earlier.c.seq < webhook_outbox.c.seq,
+            _place(earlier.c.seq) < _place(webhook_outbox.c.seq),
             earlier.c.settled == false(),
         )
         .exists()

@@ -32,10 +32,17 @@ class WebhookExtension:
     name = "webhook"
 
     def __init__(
-        self, settings: WebhookSettings, *, public_url: str, db: Database, approvals: ApprovalDesk, notifier: Notifier
+        self,
+        settings: WebhookSettings,
+        *,
+        public_url: str,
+        db: Database,
+        approvals: ApprovalDesk,
+        notifier: Notifier,
+        escalation_targets: frozenset[str] = frozenset(),
     ) -> None:
         self._notifier = notifier
-        self.outbox = Outbox(db, settings, public_url)
+        self.outbox = Outbox(db, settings, public_url, escalation_targets=escalation_targets)
         self.decisions = WebhookDecisions(approvals, db, settings.decision_secret or settings.secret)
         self._channels: list[ReviewChannel] = [WebhookChannel(self.outbox)]
 
@@ -56,7 +63,13 @@ class WebhookExtension:
 
 
 def build(
-    settings: WebhookSettings | None, *, public_url: str, db: Database, approvals: ApprovalDesk, notifier: Notifier
+    settings: WebhookSettings | None,
+    *,
+    public_url: str,
+    db: Database,
+    approvals: ApprovalDesk,
+    notifier: Notifier,
+    escalation_targets: frozenset[str] = frozenset(),
 ) -> WebhookExtension | None:
     """The webhook extension, or None when `[webhook]` is not configured.
 
@@ -66,7 +79,15 @@ def build(
         db: the outbox's tables and the decision endpoint's replay guard.
         approvals: what decisions go through (`Approvals.decide`, the one decision path).
         notifier: notes every approval change this process hears of for the outbox.
+        escalation_targets: the escalation targets that send `approval.escalated` here.
     """
     if settings is None:
         return None
-    return WebhookExtension(settings, public_url=public_url, db=db, approvals=approvals, notifier=notifier)
+    return WebhookExtension(
+        settings,
+        public_url=public_url,
+        db=db,
+        approvals=approvals,
+        notifier=notifier,
+        escalation_targets=escalation_targets,
+    )

@@ -9,6 +9,11 @@ looked is still announced, in order, worded as of that status.
 Event types: `approval.parked` (pending), then `approval.<status>`. The body's `sequence` is the
 status's place on the path, the same for every attempt and every replica.
 
+`approval.escalated` (`app/approvals/escalation.py`) is not a status: it is written once, at
+`ESCALATED_SEQ` (0), while the approval is still pending, for rules whose `[escalation.<name>]`
+target sets `webhook = true`. The outbox sends it after `parked` and before every decision event
+(`app/store/webhook_outbox.py`), so a receiver never hears of an escalation after the decision.
+
 Pure module: an `Approval` in, bytes out; no I/O.
 """
 
@@ -19,9 +24,21 @@ import json
 from typing import Any, Final
 
 from app.approvals.model import Approval, Status
-from app.approvals.wording import Voice, account, iso, outcome_of, quorum_progress, review_url, title
+from app.approvals.wording import (
+    Voice,
+    account,
+    escalation_sentence,
+    iso,
+    outcome_of,
+    quorum_progress,
+    review_url,
+    title,
+)
+from app.store import webhook_outbox
 
 PARKED: Final = "parked"
+ESCALATED: Final = "escalated"
+ESCALATED_SEQ: Final = webhook_outbox.ESCALATED_SEQ
 
 _PATHS: Final[dict[Status, tuple[Status, ...]]] = {
     Status.PENDING: (Status.PENDING,),
@@ -71,12 +88,18 @@ def as_of(approval: Approval, status: Status) -> Approval:
     return earlier
 
 
-def body(approval: Approval, *, event_id: str, seq: int, public_url: str, now: float) -> bytes:
-    """The JSON body of the event for `approval` (already `as_of` the event's status)."""
+def body(
+    approval: Approval, *, event_id: str, seq: int, public_url: str, now: float, event: str | None = None
+) -> bytes:
+    """The JSON body of the event for `approval` (already `as_of` the event's status).
+
+    Args:
+        event: the event's name when it is not the status's (`ESCALATED`).
+    """
     outcome = outcome_of(approval)
     document: dict[str, Any] = {
         "id": event_id,
-        "type": f"approval.{event_name(approval.status)}",
+        "type": f"approval.{event or event_name(approval.status)}",
         "created": iso(now),
         "sequence": seq,
         "approval": {
@@ -100,6 +123,14 @@ def body(approval: Approval, *, event_id: str, seq: int, public_url: str, now: f
             },
             "outcome": {"kind": outcome.kind.value, "title": title(outcome.kind), "summary": account(approval, _VOICE)},
             "review_url": review_url(public_url, approval.id),
+            "escalation": _escalation(approval),
         },
     }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _escalation(approval: Approval) -> dict[str, Any] | None:
+    """Where and when `approval` was escalated, in words too; None until it was."""
+    if approval.escalated_at is None:
+        return None
+    return {"to": approval.escalate_to, "at": iso(approval.escalated_at), "summary": escalation_sentence(approval)}

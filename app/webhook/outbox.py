@@ -68,8 +68,19 @@ class RetryAfter(Exception):
 
 
 class Outbox:
-    def __init__(self, db: Database, settings: WebhookSettings, public_url: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: WebhookSettings,
+        public_url: str,
+        *,
+        escalation_targets: frozenset[str] = frozenset(),
+    ) -> None:
+        """Args:
+        escalation_targets: the `[escalation.<name>]` targets with `webhook = true`.
+        """
         self._db = db
+        self._escalation_targets = escalation_targets
         self._settings = settings
         self._public_url = public_url
         self._owner = f"{socket.gethostname()[:40]}:{secrets.token_hex(6)}"
@@ -134,26 +145,45 @@ class Outbox:
             return 0
         approval = Approval.from_row(row)
         missing = [
-            (seq, status)
+            self._event(approval, seq, status, now)
             for seq, status in events.steps(approval)
             if seq not in written and events.event_name(status) in self._settings.events
         ]
+        if self._escalation_due(approval, written):
+            missing.append(self._event(approval, events.ESCALATED_SEQ, approval.status, now, event=events.ESCALATED))
         if not missing:
             return 0
         async with self._db.write() as conn:
-            return await store.add(conn, [self._event(approval, seq, status, now) for seq, status in missing])
+            return await store.add(conn, missing)
 
-    def _event(self, approval: Approval, seq: int, status: Status, now: float) -> dict[str, object]:
-        """The outbox row of `approval`'s event at `status`, with a new id and its body."""
+    def _escalation_due(self, approval: Approval, written: set[int]) -> bool:
+        # Only while pending: a receiver that pages people must not page them for a decided call.
+        return (
+            approval.escalated_at is not None
+            and approval.status is Status.PENDING
+            and approval.escalate_to in self._escalation_targets
+            and events.ESCALATED in self._settings.events
+            and events.ESCALATED_SEQ not in written
+        )
+
+    def _event(
+        self, approval: Approval, seq: int, status: Status, now: float, *, event: str | None = None
+    ) -> dict[str, object]:
+        """The outbox row of `approval`'s event at `status` (or `event`), with a new id and its body."""
         event_id = f"evt_{secrets.token_hex(16)}"
         body = events.body(
-            events.as_of(approval, status), event_id=event_id, seq=seq, public_url=self._public_url, now=now
+            events.as_of(approval, status),
+            event_id=event_id,
+            seq=seq,
+            public_url=self._public_url,
+            now=now,
+            event=event,
         )
         return {
             "event_id": event_id,
             "approval_id": approval.id,
             "seq": seq,
-            "event": events.event_name(status),
+            "event": event or events.event_name(status),
             "body": body.decode(),
             "next_attempt_at": now,
             "created_at": now,

@@ -7,7 +7,7 @@ identity, so the same reviewer approving twice counts once on every replica. The
 records the votes its message shows (`rendered_votes`), so each vote updates the message.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0010 (written after 0007; follows 0008 and 0010 since they merged first)
 Create Date: 2026-11-29
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

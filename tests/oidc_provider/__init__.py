@@ -2,7 +2,8 @@
 
 `op.mjs` runs it with the configuration a test writes: its issuer, the resources it mints tokens
 for (Airlock's endpoint URLs: RFC 8707 resource indicators, one audience each), its clients
-(client_credentials) and its signing key, which the test generates, so a test can also sign
+(client_credentials, and authorization-code clients such as the inbox), the accounts
+people sign in with on its own login page (with their email and groups), and its signing key, which the test generates, so a test can also sign
 tokens with the provider's own key (exp/nbf edge cases) and restart it with a new one (rotation).
 
 The package is installed into this directory (`npm ci` from `package-lock.json`) on first use.
@@ -75,8 +76,26 @@ class ProviderKey:
 class OidcProvider:
     """One `node op.mjs` process; `start()` returns once its metadata answers."""
 
-    def __init__(self, workdir: Path, resources: list[str], *, key: ProviderKey | None = None, ttl: int = 600) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        resources: list[str],
+        *,
+        key: ProviderKey | None = None,
+        ttl: int = 600,
+        accounts: dict[str, dict[str, Any]] | None = None,
+        web_clients: list[dict[str, Any]] | None = None,
+        opaque: list[str] | None = None,
+    ) -> None:
+        """Args:
+        accounts: people who can sign in on the provider's login page, by login, with their claims.
+        web_clients: more clients (the inbox, a resource server that introspects), registered as given.
+        opaque: resources whose access tokens are opaque (RFC 7662 introspection) rather than JWTs.
+        """
+        self.opaque = opaque or []
         self.port = free_port()
+        self.accounts = accounts or {}
+        self.web_clients = web_clients or []
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.resources = resources
         self.key = key or ProviderKey(kid=f"key-{self.port}-1")
@@ -140,7 +159,10 @@ class OidcProvider:
                     "scope": SCOPES,
                 }
                 for client, secret in CLIENTS.items()
-            ],
+            ]
+            + self.web_clients,
+            "accounts": self.accounts,
+            "opaque": self.opaque,
         }
 
     async def _answers(self) -> bool:

@@ -15,6 +15,9 @@ from tests.store.test_migration_0006 import empty_database, execute, insert_appr
 
 __all__ = ["empty_database"]
 
+PREVIOUS = "0010"
+"""The revision 0009 follows."""
+
 
 def approval_before_quorums(approval_id: str) -> dict[str, object]:
     return {
@@ -40,7 +43,7 @@ def approval_before_quorums(approval_id: str) -> dict[str, object]:
 
 def test_approvals_parked_before_quorums_need_one_approval_and_survive_down_and_up(empty_database: str) -> None:
     config = alembic_config(empty_database)
-    command.upgrade(config, "0007")
+    command.upgrade(config, PREVIOUS)
     asyncio.run(execute(empty_database, insert_approval(approval_before_quorums("apr_old"))))
 
     command.upgrade(config, "0009")
@@ -53,7 +56,7 @@ def test_approvals_parked_before_quorums_need_one_approval_and_survive_down_and_
     asyncio.run(execute(empty_database, (vote, {})))
     assert asyncio.run(rows(empty_database, "SELECT reviewer FROM approval_votes")) == [{"reviewer": "Alice"}]
 
-    command.downgrade(config, "0007")
+    command.downgrade(config, PREVIOUS)
     assert asyncio.run(rows(empty_database, "SELECT id, status FROM approvals")) == [
         {"id": "apr_old", "status": "pending"}
     ]

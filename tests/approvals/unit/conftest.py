@@ -84,6 +84,9 @@ class _Response:
     async def read(self) -> bytes:
         return json.dumps(self._answer).encode()
 
+    async def answer(self) -> dict[str, Any]:
+        return self._answer
+
 
 @dataclass
 class Lifecycle:

@@ -1,0 +1,95 @@
+"""The TypeScript SDK's 2025-11-25 task client (`client.experimental.tasks.callToolStream`), for tests.
+
+`@modelcontextprotocol/sdk` is pinned in `ts_client/package-lock.json` and installed there with
+`npm ci` on first use, under a file lock so parallel test runs share one install. Without Node.js
+or the registry the test is skipped with the reason, except under `CI=true`, where that is a
+failure (as for PostgreSQL, `tests/pg.py`). `ToolStream` runs `call_tool_stream.mjs` for one
+call and hands the test each message the SDK yields, as it yields it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+CLIENT_DIR: Final = Path(__file__).resolve().parent / "ts_client"
+INSTALL_TIMEOUT: Final = 300
+
+
+def require_client() -> None:
+    """Make sure the pinned SDK is installed, or skip (fail under CI) saying why."""
+    npm = shutil.which("npm")
+    if shutil.which("node") is None or npm is None:
+        _missing("node and npm are not installed")
+        return
+    with open(CLIENT_DIR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (CLIENT_DIR / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json").is_file():
+            return
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=CLIENT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        _missing(f"npm ci failed in {CLIENT_DIR}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true but the TypeScript task client cannot run: {reason}")
+    pytest.skip(
+        f"the task client tests need Node.js and the TypeScript SDK: {reason} (set CI=true to make this a failure)"
+    )
+
+
+class ToolStream:
+    """One `callToolStream` in a `node` child process."""
+
+    def __init__(self, url: str, token: str, tool: str, arguments: dict[str, Any]) -> None:
+        self._argv = [str(CLIENT_DIR / "call_tool_stream.mjs"), url, token, tool, json.dumps(arguments)]
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> ToolStream:
+        node = shutil.which("node")
+        assert node is not None
+        self._process = await asyncio.create_subprocess_exec(
+            node, *self._argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        process = self._process
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    async def next(self, timeout: float = 30) -> dict[str, Any]:
+        """The next message the SDK yielded (fails with the client's stderr if it ended instead)."""
+        assert self._process is not None and self._process.stdout is not None
+        async with asyncio.timeout(timeout):
+            line = await self._process.stdout.readline()
+        if not line:
+            assert self._process.stderr is not None
+            stderr = (await self._process.stderr.read()).decode(errors="replace")
+            raise AssertionError(f"the task client ended early: {stderr[-2000:]}")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    async def until(self, kind: str, timeout: float = 30) -> dict[str, Any]:
+        """Skip messages up to the first of type `kind` (`result` or `error` end the stream)."""
+        while True:
+            message = await self.next(timeout)
+            if message["type"] == kind or message["type"] in ("result", "error"):
+                return message
