@@ -747,7 +747,7 @@ def _approval_text(approval: Approval, steps: list[AuditRow], public_url: str) -
         f"  asked     {_when(approval.created_at)}, expires {_when(approval.expires_at)}",
         f"  review    {wording.review_url(public_url, approval.id)}",
     ]
-    if approval.decided_at is not None:
+    if approval.decided_at is not None or approval.needs_quorum:
         lines.append(f"  decision  {_shown(wording.account(approval, voice))}")
     lines += ["", "What the agent sent:", _indented(reveal(_pretty(approval)))]
     if approval.result is not None:
@@ -817,6 +817,11 @@ def _decide_command(verdict: str) -> Callable[..., None]:
             row, name = _run(run())
         except DecisionError as exc:
             _fail(str(exc))
+            return
+        if row.status == "pending":  # a quorum rule's vote that was not the last one needed
+            from app.approvals.wording import confirmation
+
+            click.echo(reveal(confirmation(row), line=True))
             return
         click.echo(reveal(f"{row.id} {row.status} by {name}: {row.agent} -> {row.tool}", line=True))
 

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from app.endpoints import EndpointSettings, endpoints_from
 from app.errors import ConfigError
+from app.identity import identity_key
 from app.logs import LOG_FORMATS, LogFormat
 
 DEFAULT_CONFIG_FILE: Final = "airlock.toml"
@@ -280,6 +281,9 @@ class Settings:
     """`[oauth]`: agents may also present OAuth access tokens (None: static tokens only)."""
     webhook: WebhookSettings | None = None
     """`[webhook]`: signed approval events to a URL and a signed decision endpoint (None: off)."""
+    reviewer_groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """`[reviewers.NAME] groups = [...]`: each reviewer's groups, by identity key (`app/identity.py`),
+    for a rule's `reviewer_groups` (an OIDC groups claim can fill the same mapping later)."""
     inbox_oidc: InboxOidcSettings | None = None
     """`[inbox.oidc]`: reviewers sign in to the inbox through an OpenID provider (None: tokens only)."""
     escalation: Mapping[str, EscalationTarget] = field(default_factory=dict)
@@ -364,6 +368,7 @@ _TOP_KEYS: Final = frozenset(
         "tracing",
         "oauth",
         "webhook",
+        "reviewers",
         "inbox",
         "escalation",
     }
@@ -428,10 +433,26 @@ def settings_from_document(
         slack=_slack(document.get("slack", {}), env),
         oauth=_oauth(document.get("oauth"), env, {u.name for u in upstreams}),
         webhook=_webhook(document.get("webhook"), env),
+        reviewer_groups=_reviewer_groups(document.get("reviewers", {})),
         inbox_oidc=_inbox_oidc(document.get("inbox"), env),
         escalation=_escalation(document.get("escalation")),
         config_path=config_path,
     )
+
+
+def _reviewer_groups(table: Any) -> dict[str, frozenset[str]]:
+    """`[reviewers.alice] groups = ["sre"]` → {identity_key("alice"): {"sre"}}."""
+    if not isinstance(table, dict):
+        raise ConfigError("[reviewers] must be a table of reviewer names")
+    groups: dict[str, frozenset[str]] = {}
+    for name, entry in table.items():
+        if not isinstance(entry, dict) or set(entry) - {"groups"}:
+            raise ConfigError(f"[reviewers.{name}] accepts only groups")
+        names = entry.get("groups", [])
+        if not isinstance(names, list) or not all(isinstance(g, str) and g for g in names):
+            raise ConfigError(f"reviewers.{name}.groups must be a list of group names")
+        groups[identity_key(name)] = frozenset(names)
+    return groups
 
 
 _KIND_NAMES: Final = {

@@ -102,7 +102,7 @@ def build_core(settings: Settings, *, channels: ChannelFanout | None = None, met
         audit=audit,
         notifier=notifier,
         ledger=ledger,
-        desk=ApprovalDesk(ledger),
+        desk=ApprovalDesk(ledger, groups=settings.reviewer_groups),
     )
 
 
@@ -158,6 +158,7 @@ class Runtime:
             self.sweeper,
             settings.approvals,
             public_url=settings.public_url,
+            groups=settings.reviewer_groups,
             traces=self.traces,
         )
         self.tasks = Tasks(self.db, self.approvals, settings.tasks, settings.approvals, public_url=settings.public_url)

@@ -246,6 +246,9 @@ def test_an_unset_header_reference_is_one_line_naming_the_variable(tmp_path: Pat
         ({"agents": {"bot": {"hold": 1}}}, {}, "[agents.bot] accepts only hold_seconds"),
         ({"agents": {"bot": {"hold_seconds": -5}}}, {}, "agents.bot.hold_seconds must be a positive number"),
         ({"agents": []}, {}, "[agents] must be a table"),
+        ({"reviewers": []}, {}, "[reviewers] must be a table of reviewer names"),
+        ({"reviewers": {"alice": {"team": ["sre"]}}}, {}, "[reviewers.alice] accepts only groups"),
+        ({"reviewers": {"alice": {"groups": "sre"}}}, {}, "reviewers.alice.groups must be a list of group names"),
         ({"slack": 1}, {}, "[slack] must be a table"),
         ({}, {"AIRLOCK_SECRET_KEY": "short"}, "AIRLOCK_SECRET_KEY must be at least 32 random characters"),
         ({}, {"AIRLOCK_SECRET_KEY": "changeme"}, "AIRLOCK_SECRET_KEY must be at least 32 random characters"),
@@ -443,6 +446,16 @@ def test_env_example_lists_every_environment_variable_config_py_reads() -> None:
     read = set(re.findall(r'env\.get\("([A-Z_]+)"', inspect.getsource(config)))
     listed = set(re.findall(r"^#? ?([A-Z_]+)=", (ROOT / ".env.example").read_text(encoding="utf-8"), re.MULTILINE))
     assert read and read - listed == set()
+
+
+def test_reviewer_groups_are_read_by_identity_for_quorum_rules(tmp_path: Path) -> None:
+    """Issue 18, item 2: `[reviewers.NAME] groups`, keyed as identities are compared (NFKC, case folded)."""
+    loaded = settings_from_document(
+        document(reviewers={"Alice": {"groups": ["sre", "db"]}, "bob": {}}),
+        base_dir=tmp_path,
+        env=ENV,
+    )
+    assert loaded.reviewer_groups == {"alice": frozenset({"sre", "db"}), "bob": frozenset()}
 
 
 def test_tasks_settings_are_read_from_their_table_and_validated(tmp_path: Path) -> None:

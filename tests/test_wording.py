@@ -240,3 +240,45 @@ def test_a_cut_at_a_word_ends_after_a_whole_word_when_one_ends_near_the_limit() 
     assert wording.cut("hello world this is a test", 20, at_word=True) == "hello world this…"
     assert wording.cut("x" * 50, 20, at_word=True) == "x" * 19 + "…"
     assert wording.cut("short", 20, at_word=True) == "short"
+
+
+# --- quorum rules (issue 18, item 2) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("quorum", "votes", "progress"),
+    [
+        (1, None, ""),
+        (1, '["bob"]', ""),
+        (2, None, "0 of 2 approvals so far"),
+        (2, '["alice"]', "1 of 2 approvals, by alice"),
+        (3, '["alice", "bob"]', "2 of 3 approvals, by alice and bob"),
+        (3, '["alice", "bob", "carol"]', "3 of 3 approvals, by alice, bob and carol"),
+        (2, '["ali\\u202ece"]', "1 of 2 approvals, by ali\\u202ece"),
+    ],
+)
+def test_a_quorums_progress_names_who_approved_so_far(quorum: int, votes: str | None, progress: str) -> None:
+    assert wording.quorum_progress(decoded(row(), quorum=quorum, votes=votes)) == progress
+
+
+def test_every_channels_account_of_a_quorum_says_how_many_more_approvals_it_waits_for() -> None:
+    waiting = decoded(row(), quorum=3, votes='["alice"]')
+    assert (
+        wording.account(waiting, VOICE) == "Waiting for 2 more approvals (1 of 3 approvals, by alice); expires T+1800."
+    )
+    approved = decoded(row(status="approved", **DECIDED), quorum=2, votes='["alice", "bob"]')
+    assert wording.decision_sentence(approved, VOICE) == (
+        "Approved by bob via Slack at T+60 (2 of 2 approvals, by alice and bob)."
+    )
+    single = decoded(row(status="approved", **DECIDED), votes='["bob"]')
+    assert wording.decision_sentence(single, VOICE) == "Approved by bob via Slack at T+60."
+
+
+def test_an_agent_told_to_call_again_learns_how_many_reviewers_its_call_needs_and_has() -> None:
+    waiting = decoded(row(), quorum=2, votes='["alice"]')
+    text = wording.agent_not_yet(waiting, "https://airlock.test/inbox")
+    assert text.startswith(
+        "2 different human reviewers must approve this exact call to em_cancel_task before it runs, "
+        "and it has 1 of 2 approvals, by alice (approval apr_1, expires "
+    )
+    assert "It has NOT run." in text

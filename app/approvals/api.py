@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from app.approvals.model import Approval, Status
 from app.approvals.service import ApprovalDesk, DecisionError, Verdict
-from app.approvals.wording import iso, outcome_of, phrase, review_url
+from app.approvals.wording import iso, outcome_of, phrase, quorum_progress, review_url
 from app.auth import WWW_AUTHENTICATE, Credentials, bearer_token
 from app.store.audit import AuditRow
 
@@ -34,7 +34,9 @@ def approval_json(approval: Approval, public_url: str) -> dict[str, Any]:
     `outcome_kind` and `outcome_summary` say what became of the call (`app/approvals/wording.py`):
     `"tool_error"` and `"ran; the tool reported an error: …"` for a call whose tool answered
     `isError: true`, which `status` alone (`completed`) does not tell. `outcome` is the executor's
-    raw outcome line, as the audit log records it. `arguments` and `result` are the stored text
+    raw outcome line, as the audit log records it. `quorum` says how many distinct reviewers must
+    approve, who has, and the progress sentence ("1 of 2 approvals, by alice"; null when one
+    approval decides). `arguments` and `result` are the stored text
     itself in the (never expected) case that it is not a JSON object.
     """
     outcome = outcome_of(approval)
@@ -48,6 +50,12 @@ def approval_json(approval: Approval, public_url: str) -> dict[str, Any]:
         "args_sha256": approval.args_hash,
         "policy": {"rule": approval.policy_rule, "reason": approval.policy_reason, "version": approval.policy_version},
         "reviewers": approval.reviewers,
+        "reviewer_groups": approval.reviewer_groups,
+        "quorum": {
+            "needed": approval.quorum,
+            "approvals": list(approval.votes),
+            "progress": quorum_progress(approval) or None,
+        },
         "era": approval.era.value,
         "created_at": iso(approval.created_at),
         "expires_at": iso(approval.expires_at),

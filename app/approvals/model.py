@@ -144,7 +144,13 @@ class Approval:
     policy_reason: str | None
     policy_version: str
     reviewers: tuple[str, ...] | None
-    """Who may decide, by the rule; None: any reviewer."""
+    """Who may decide, by the rule; None: any reviewer (unless `reviewer_groups` names groups)."""
+    reviewer_groups: tuple[str, ...] | None
+    """The groups whose members may decide, by the rule, besides `reviewers`; None: no group named."""
+    quorum: int
+    """How many distinct reviewers must approve (1: the first decision decides)."""
+    votes: tuple[str, ...]
+    """The reviewers who approved so far, in order (all of them, once it is approved)."""
     routing: Mapping[str, Mapping[str, Any]]
     """The rule's routing, by reviewer channel (`{"slack": {"channel": …, "users": […]}}`); each
     channel interprets its own entry (`routing_for`)."""
@@ -199,6 +205,9 @@ class Approval:
             policy_reason=row.policy_reason,
             policy_version=row.policy_version,
             reviewers=_names(row.reviewers),
+            reviewer_groups=_names(row.reviewer_groups),
+            quorum=row.quorum,
+            votes=_names(row.votes) or (),
             routing=routing_of(row.routing),
             status=Status(row.status),
             created_at=row.created_at,
@@ -231,6 +240,11 @@ class Approval:
     @property
     def is_open(self) -> bool:
         return self.status.is_open
+
+    @property
+    def needs_quorum(self) -> bool:
+        """The rule asks for more than one approval."""
+        return self.quorum > 1
 
     @property
     def is_finished(self) -> bool:

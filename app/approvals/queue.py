@@ -334,6 +334,8 @@ class ApprovalQueue:
             "policy_version": request.policy_version,
             "reviewers": None if decision.reviewers is None else json.dumps(list(decision.reviewers)),
             "routing": json.dumps(decision.routing) if decision.routing else None,
+            "quorum": decision.approvals,
+            "reviewer_groups": None if decision.reviewer_groups is None else json.dumps(list(decision.reviewer_groups)),
             "status": "pending",
             "created_at": now,
             "expires_at": now + timeout,

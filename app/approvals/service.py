@@ -41,6 +41,7 @@ from app.approvals.decisions import (
     DecisionError,
     NotAllowed,
     ReasonRequired,
+    ReviewerGroups,
     Verdict,
     Via,
     decide,
@@ -96,8 +97,13 @@ TIMELINE_LIMIT: Final = 1000
 class ApprovalDesk:
     """The approvals service as reviewer channels use it: read, search, trace and decide."""
 
-    def __init__(self, ledger: Ledger, *, traces: Traces | None = None) -> None:
+    def __init__(self, ledger: Ledger, *, groups: ReviewerGroups | None = None, traces: Traces | None = None) -> None:
+        """Args:
+        groups: each reviewer's groups by identity key, for rules that name `reviewer_groups`
+            (`Settings.reviewer_groups`); none when omitted.
+        """
         self.ledger = ledger
+        self.groups: ReviewerGroups = groups if groups is not None else {}
         self._traces = traces
 
     @property
@@ -152,21 +158,27 @@ class ApprovalDesk:
     async def decide(
         self, approval_id: str, *, reviewer: str, verdict: Verdict, via: Via, reason: str | None = None
     ) -> Approval:
-        """Approve or reject as `reviewer` (first decision wins; see `decisions.decide` for what it raises)."""
+        """Approve or reject as `reviewer` (first decision wins; under a quorum rule an approval that is
+        not the last one needed returns the approval still pending, with the vote counted; see
+        `decisions.decide` for what it raises)."""
         if self._traces is None:
-            return await decide(self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason)
+            return await decide(
+                self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason, groups=self.groups
+            )
         row = await self.ledger.get(approval_id)
         parked_by = None if row is None else Approval.from_row(row).forward_headers.get("traceparent")
         attributes = {"airlock.approval_id": approval_id, "airlock.verdict": verdict, "airlock.reviewer": reviewer}
         with lifecycle_span(self._traces, "approval decide", parked_by=parked_by, attributes=attributes):
-            return await decide(self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason)
+            return await decide(
+                self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason, groups=self.groups
+            )
 
     async def refusal(self, approval: Approval, *, reviewer: str, verdict: Verdict) -> DecisionError | None:
         """Why `reviewer` could not decide `approval` now (every rule but the reason), or None.
 
         For a channel that must ask something first; `decide` still checks everything again.
         """
-        return await refusal(self.ledger, approval, reviewer=reviewer, verdict=verdict)
+        return await refusal(self.ledger, approval, reviewer=reviewer, verdict=verdict, groups=self.groups)
 
 
 class Approvals(ApprovalDesk):
@@ -179,9 +191,10 @@ class Approvals(ApprovalDesk):
         settings: ApprovalSettings,
         *,
         public_url: str,
+        groups: ReviewerGroups | None = None,
         traces: Traces | None = None,
     ) -> None:
-        super().__init__(ledger, traces=traces)
+        super().__init__(ledger, groups=groups, traces=traces)
         self.queue = queue
         self.settings = settings
         self.public_url = public_url

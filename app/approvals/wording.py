@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -313,9 +313,35 @@ def result_sentence(outcome: Outcome, voice: Voice | None = None) -> str:
     }[outcome.kind]
 
 
+def quorum_progress(approval: Approval, voice: Voice | None = None) -> str:
+    """How far a quorum rule's approval got: "1 of 2 approvals, by alice" (empty when one approval decides)."""
+    if not approval.needs_quorum:
+        return ""
+    name = voice.name if voice is not None else (lambda text: reveal(text, line=True))
+    count = f"{len(approval.votes)} of {approval.quorum} approvals"
+    return f"{count}, by {_and(name(voter) for voter in approval.votes)}" if approval.votes else f"{count} so far"
+
+
+def votes_missing(approval: Approval) -> int:
+    """How many more approvals a quorum rule's pending approval needs before the call runs."""
+    return max(0, approval.quorum - len(approval.votes))
+
+
+def _and(names: Iterable[str]) -> str:
+    listed = list(names)
+    return ", ".join(listed[:-1]) + " and " + listed[-1] if len(listed) > 1 else "".join(listed)
+
+
 def decision_sentence(approval: Approval, voice: Voice, viewer: str | None = None) -> str:
     """Who decided, how and when (or that nobody has)."""
     at = voice.time(approval.decided_at) if approval.decided_at is not None else "an unknown time"
+    progress = quorum_progress(approval, voice)
+    if approval.status is Status.PENDING and progress:
+        missing = votes_missing(approval)
+        return (
+            f"{voice.strong('Waiting')} for {missing} more approval{'s' if missing != 1 else ''} ({progress}); "
+            f"expires {voice.time(approval.expires_at)}."
+        )
     if approval.status is Status.PENDING:
         return f"{voice.strong('Waiting')} for a decision; expires {voice.time(approval.expires_at)}."
     if approval.status is Status.EXPIRED:
@@ -325,7 +351,7 @@ def decision_sentence(approval: Approval, voice: Voice, viewer: str | None = Non
     who = decider(approval, voice, viewer)
     via = voice.via(approval.decided_via) if approval.decided_via else "an unknown channel"
     verb = "Rejected" if approval.status is Status.REJECTED else "Approved"
-    return f"{voice.strong(verb)} by {who} via {via} at {at}."
+    return f"{voice.strong(verb)} by {who} via {via} at {at}" + (f" ({progress})." if progress else ".")
 
 
 def reason_sentence(approval: Approval, voice: Voice) -> str:
@@ -363,6 +389,12 @@ def headline(approval: Approval, voice: Voice) -> str:
 
 def confirmation(approval: Approval) -> str:
     """What the reviewer who just decided reads."""
+    if approval.status is Status.PENDING:
+        missing = votes_missing(approval)
+        return (
+            f"You approved {approval.tool} for {approval.agent} ({approval.id}): {quorum_progress(approval)}; "
+            f"it runs when {missing} more reviewer{'s' if missing != 1 else ''} approve{'s' if missing == 1 else ''}."
+        )
     verb = "rejected" if approval.status is Status.REJECTED else "approved"
     return f"You {verb} {approval.tool} for {approval.agent} ({approval.id})."
 
@@ -422,7 +454,13 @@ def agent_waiting(approval: Approval, url: str, seconds_left: float) -> str:
 
 def agent_not_yet(approval: Approval, url: str) -> str:
     """The answer to a request whose hold budget ran out before the outcome was known."""
-    if approval.status is Status.PENDING:
+    if approval.status is Status.PENDING and approval.needs_quorum:
+        state = (
+            f"{approval.quorum} different human reviewers must approve this exact call to {approval.tool} before "
+            f"it runs, and it has {quorum_progress(approval)} (approval {approval.id}, expires "
+            f"{iso(approval.expires_at)}). It has NOT run."
+        )
+    elif approval.status is Status.PENDING:
         state = (
             f"A human reviewer must approve this exact call to {approval.tool} before it runs, and "
             f"nobody has decided yet (approval {approval.id}, expires {iso(approval.expires_at)}). It has NOT run."

@@ -112,6 +112,11 @@ def decider(approval: Approval, viewer: str | None) -> str:
     return wording.decider(approval, VOICE, viewer)
 
 
+def quorum(approval: Approval) -> str:
+    """A quorum rule's progress ("1 of 2 approvals, by alice"); empty when one approval decides."""
+    return wording.quorum_progress(approval, VOICE)
+
+
 def outcome(approval: Approval, viewer: str | None = None) -> str:
     """One paragraph: what became of the approval, who decided, how and when."""
     return wording.account(approval, VOICE, viewer)

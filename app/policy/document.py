@@ -62,6 +62,7 @@ _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EMPTY_HINTS: Final = {
     "agents": ' (omit "agents" to apply the rule to every agent)',
     "reviewers": ' (omit "reviewers" to let any reviewer decide)',
+    "reviewer_groups": ' (omit "reviewer_groups" to let any reviewer decide)',
 }
 _JSON_SYNTAX_HINTS: Final = {
     "Expecting value": ("expected a JSON value here (a trailing comma, a comment or an unquoted word?)"),
@@ -426,6 +427,8 @@ def _rule_decision(name: str, rule: dict[str, Any]) -> Decision:
         timeout=_seconds(rule.get("timeout")),
         hold=_seconds(rule.get("hold")),
         reviewers=tuple(reviewers) if reviewers is not None else None,
+        approvals=int(rule.get("approvals", 1)),
+        reviewer_groups=tuple(rule["reviewer_groups"]) if "reviewer_groups" in rule else None,
         routing=_routing(rule),
         escalate_after=_seconds(rule.get("escalate_after")),
         escalate_to=rule.get("escalate_to"),

@@ -71,6 +71,9 @@ class Decision:
             `rules[i]`.
         timeout, hold, reviewers: approve only; None means the gateway's defaults
             (for `reviewers`: any reviewer may decide).
+        approvals, reviewer_groups: approve only; how many distinct reviewers must approve (1:
+            one decision decides), and the groups whose members may decide besides `reviewers`
+            (None: no group is named).
         routing: approve only; each reviewer channel's routing from the rule (its `slack`
             object), as written; empty when the rule has none.
         escalate_after, escalate_to: approve only; after `escalate_after` seconds without a
@@ -87,6 +90,8 @@ class Decision:
     timeout: float | None = None
     hold: float | None = None
     reviewers: tuple[str, ...] | None = None
+    approvals: int = 1
+    reviewer_groups: tuple[str, ...] | None = None
     routing: Routing = field(default_factory=dict, hash=False)
     escalate_after: float | None = None
     escalate_to: str | None = None

@@ -5,6 +5,8 @@ rules that cannot take effect, for `airlock policy check`:
 
 - **shadowed**: an earlier rule already decides every call the rule could match;
 - **hidden**: every tool the rule names is hidden by `hide`, so no rule is consulted for it;
+- **impossible quorum**: a rule needs more approvals than it names reviewers (and names no group),
+  so its calls can only expire;
 - with the upstream's catalog (`lint_against_catalog`): tool patterns that match no tool the
   upstream has, and `when` paths the tool's `inputSchema` does not declare.
 
@@ -27,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from app.identity import identity_key
 from app.policy.conditions import PathSyntaxError, Segment, parse_path
 from app.policy.document import format_location
 
@@ -108,7 +111,24 @@ def lint(document: Mapping[str, Any]) -> list[Finding]:
     rules = _rules(document)
     for index, rule in enumerate(rules):
         findings.extend(_unreachable(index, rule, rules[:index], hide))
+        findings.extend(_impossible_quorum(index, rule))
     return sorted(findings, key=lambda f: (_order(f.location), f.message))
+
+
+def _impossible_quorum(index: int, rule: dict[str, Any]) -> list[Finding]:
+    needed = rule.get("approvals", 1)
+    if "reviewer_groups" in rule or "reviewers" not in rule:
+        return []
+    named = {identity_key(name) for name in rule["reviewers"]}
+    if needed <= len(named):
+        return []
+    return [
+        Finding(
+            f"rules[{index}].approvals",
+            f"needs {needed} approvals but names only {len(named)} reviewer{'s' if len(named) != 1 else ''}"
+            " (and no reviewer_groups): its calls can never be approved, only expire",
+        )
+    ]
 
 
 def _order(location: str) -> tuple[int, str]:

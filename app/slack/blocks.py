@@ -137,6 +137,8 @@ def approval_message(approval: Approval, public_url: str, *, escalated_to: str |
     ]
     if approval.status is Status.PENDING:
         blocks.extend(_mentions(approval))
+        if approval.needs_quorum:  # "Waiting for 1 more approval (1 of 2 approvals, by alice)"
+            blocks.append(_context(approval, outcome_line(approval), "quorum"))
         blocks.append(_buttons(approval))
     else:
         blocks.append(_outcome(approval))

@@ -48,6 +48,7 @@ from starlette.responses import JSONResponse, Response
 from app.approvals.model import Approval
 from app.approvals.outcomes import review_url
 from app.approvals.service import ApprovalDesk, DecisionError
+from app.approvals.wording import confirmation
 from app.config import SlackSettings
 from app.limits import read_body
 from app.slack.blocks import REASON_BLOCK, cut, escape, reject_modal
@@ -175,10 +176,14 @@ class SlackInteractions:
 
     async def _approve(self, click: ButtonClick, reviewer: str) -> Response:
         try:
-            await self._approvals.decide(click.approval_id, reviewer=reviewer, verdict="approve", via="slack")
+            approval = await self._approvals.decide(
+                click.approval_id, reviewer=reviewer, verdict="approve", via="slack"
+            )
         except DecisionError as exc:
             return self._answer(click, exc.sentence())
         logger.info("approval %s approved in Slack by %s (%s)", click.approval_id, reviewer, click.actor.user_id)
+        if approval.status == "pending":  # a quorum vote: the message shows the count once the outbox updates it
+            return self._answer(click, confirmation(approval))
         return Response(status_code=200)
 
     async def _ask_reason(self, click: ButtonClick, reviewer: str, approval: Approval, deadline: float) -> Response:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import socket
@@ -178,7 +179,8 @@ class Outbox:
         approval = await self._approvals.get(approval_id)
         assert row is not None and approval is not None
         escalation_due = approval.escalated_at is not None and not row.escalation_shown
-        if row.ts is not None and row.rendered_status == approval.status and not escalation_due:
+        shown = row.rendered_status == approval.status and row.rendered_votes == _votes(approval)
+        if row.ts is not None and shown and not escalation_due:
             await self._release(approval_id)
             return
         try:
@@ -208,6 +210,7 @@ class Outbox:
                 status=approval.status.value,
                 settled=approval.is_finished,
                 now=now,
+                votes=_votes(approval),
                 escalation_shown=approval.escalated_at is not None,
             )
         logger.info("Slack message for approval %s shows %s (%s %s)", approval.id, approval.status, channel, ts)
@@ -248,3 +251,8 @@ class Outbox:
     async def _release(self, approval_id: str) -> None:
         async with self._db.write() as conn:
             await outbox_store.release(conn, approval_id, owner=self._owner, now=time.time())
+
+
+def _votes(approval: Approval) -> str | None:
+    """The approval's quorum votes as its row stores them (`approvals.votes`), to compare with what a message shows."""
+    return json.dumps(list(approval.votes)) if approval.votes else None

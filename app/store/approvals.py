@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 from sqlalchemy import Row, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import approvals, slack_outbox, streams, webhook_outbox
+from app.store.models import approval_votes, approvals, slack_outbox, streams, webhook_outbox
 
 Status = Literal[
     "pending", "approved", "executing", "completed", "failed", "outcome_unknown", "rejected", "expired", "withdrawn"
@@ -71,6 +71,12 @@ class ApprovalRow:
     withdraw_at: float | None = None
     """When a 2026-07-28 client's closed stream withdraws it, unless attached again since `withdraw_seq`."""
     withdraw_seq: int | None = None
+    quorum: int = 1
+    """How many distinct reviewers must approve (the rule's `approvals`)."""
+    reviewer_groups: str | None = None
+    """The rule's `reviewer_groups` as JSON, or NULL."""
+    votes: str | None = None
+    """JSON list of the reviewers who approved so far, in order (`approval_votes` holds the votes)."""
     escalate_at: float | None = None
     """When a still pending approval is escalated to `escalate_to` (None: its rule does not escalate)."""
     escalate_to: str | None = None
@@ -433,8 +439,8 @@ def _prunable(finished_before: float) -> Condition:
 
 
 async def prune_finished(conn: AsyncConnection, finished_before: float, limit: int) -> int:
-    """Delete up to `limit` finished approvals last changed before `finished_before`, with their Slack
-    and webhook outbox rows; returns how many went.
+    """Delete up to `limit` finished approvals last changed before `finished_before`, with their votes
+    and their Slack and webhook outbox rows; returns how many went.
 
     Never an open one, nor one a stream or a continuing approval still references (those go once
     their stream is purged, or their successor pruned). The caller passes a time already past
@@ -459,5 +465,6 @@ async def prune_finished(conn: AsyncConnection, finished_before: float, limit: i
         return 0
     await conn.execute(delete(slack_outbox).where(slack_outbox.c.approval_id.in_(ids)))
     await conn.execute(delete(webhook_outbox).where(webhook_outbox.c.approval_id.in_(ids)))
+    await conn.execute(delete(approval_votes).where(approval_votes.c.approval_id.in_(ids)))
     result = await conn.execute(delete(approvals).where(approvals.c.id.in_(ids), _prunable(finished_before)))
     return int(result.rowcount or 0)

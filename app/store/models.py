@@ -119,6 +119,9 @@ approvals = Table(
     Column("continues", String(40)),
     Column("withdraw_at", Float),
     Column("withdraw_seq", Integer),
+    Column("quorum", Integer, nullable=False, server_default=text("1")),
+    Column("reviewer_groups", Text),
+    Column("votes", Text),
     Column("escalate_at", Float),
     Column("escalate_to", String(64)),
     Column("escalated_at", Float),
@@ -223,6 +226,7 @@ slack_outbox = Table(
     Column("channel", String(100), nullable=False),
     Column("ts", String(64)),
     Column("rendered_status", String(20)),
+    Column("rendered_votes", Text),
     Column("settled", Boolean, nullable=False, server_default=false()),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", Float, nullable=False),
@@ -240,7 +244,8 @@ slack_outbox = Table(
 the posted message's timestamp: the message clicks are checked against (NULL: not posted yet).
 
 The wanted state is the approval row itself; `rendered_status` is the status the message in Slack
-shows (NULL: not posted yet). A row is due while the two differ; `settled` marks rows that never
+shows (NULL: not posted yet), and `rendered_votes` the quorum votes it shows (the approval's `votes`).
+A row is due while the two differ; `settled` marks rows that never
 will again (a finished status is shown, or Airlock gave up). Replicas take a row with a
 compare-and-set lease (`lease_owner`, `lease_until`), see `app/store/slack_outbox.py`.
 `escalation_shown`: the approval's escalation is in the message, and its escalation target's
@@ -274,6 +279,20 @@ withdrawn 2; executing 3; completed, failed or outcome_unknown 4), so an event i
 however many processes saw the change, and a receiver can order an approval's events by it.
 `body` is the JSON sent, byte for byte, on every attempt. `settled`: delivered (`delivered_at`)
 or given up (`last_error` says why). See `app/store/webhook_outbox.py`."""
+
+approval_votes = Table(
+    "approval_votes",
+    metadata,
+    Column("approval_id", String(40), ForeignKey("approvals.id"), primary_key=True),
+    Column("identity", String(256), primary_key=True),
+    Column("reviewer", String(64), nullable=False),
+    Column("via", String(16), nullable=False),
+    Column("at", Float, nullable=False),
+)
+"""Each approving vote on a quorum rule's approval (`app/store/votes.py`): one per reviewer
+identity (`identity`, `app/identity.py::identity_key`), whatever the channel, so the same
+reviewer approving twice counts once. Written in the transaction that counts it; the approval's
+`votes` column repeats the names in order so every reader shows progress without a join."""
 
 webhook_signatures = Table(
     "webhook_signatures",

@@ -38,6 +38,8 @@ class OutboxRow:
     lease_owner: str | None
     lease_until: float | None
     last_error: str | None
+    rendered_votes: str | None = None
+    """The quorum votes the message shows, as the approval's `votes` column stores them."""
     escalation_shown: bool = False
     """The message shows the approval's escalation, and the escalation target's channel was told."""
 
@@ -100,10 +102,11 @@ async def posted(conn: AsyncConnection, approval_id: str, channel: str, ts: str)
 
 
 def _stale() -> Any:
-    """The message does not show the approval's current status, or its escalation."""
+    """The message does not show the approval's current status, its quorum votes so far, or its escalation."""
     return or_(
         slack_outbox.c.rendered_status.is_(None),
         slack_outbox.c.rendered_status != approvals.c.status,
+        slack_outbox.c.rendered_votes.is_distinct_from(approvals.c.votes),
         and_(approvals.c.escalated_at.is_not(None), slack_outbox.c.escalation_shown == false()),
     )
 
@@ -167,14 +170,17 @@ async def rendered(
     status: str,
     settled: bool,
     now: float,
+    votes: str | None = None,
     escalation_shown: bool = False,
 ) -> bool:
-    """Record that the message now shows `status` (and the escalation, if `escalation_shown`), and let go of the row."""
+    """Record that the message now shows `status` (with the quorum `votes`, as the approval stores
+    them, and the escalation, if `escalation_shown`), and let go of the row."""
     result = await conn.execute(
         update(slack_outbox)
         .where(slack_outbox.c.approval_id == approval_id, slack_outbox.c.lease_owner == owner)
         .values(
             rendered_status=status,
+            rendered_votes=votes,
             settled=settled,
             escalation_shown=escalation_shown,
             attempts=0,

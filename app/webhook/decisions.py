@@ -10,7 +10,7 @@
         │
     decisions.decide(via="webhook") ──✗──▶ 403 / 404 / 400 / 409 with the decision path's sentence
         │
-    200 {"approval_id", "status", "decided_by"}
+    200 {"approval_id", "status", "decided_by", "quorum"}
 
 The signature is the sender's proof of holding the secret (`decision_secret`, else `secret`);
 the `reviewer` it names must be an existing, enabled Airlock reviewer, and every rule of a decision
@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app.approvals.service import ApprovalDesk, DecisionError, Verdict
+from app.approvals.wording import quorum_progress
 from app.limits import read_body
 from app.store import webhook_outbox as store
 from app.store.db import Database
@@ -92,7 +93,12 @@ class WebhookDecisions:
             return _error(exc.status_code, str(exc))
         logger.info("approval %s %s by %s via webhook", approval.id, approval.status, approval.decided_by)
         return JSONResponse(
-            {"approval_id": approval.id, "status": approval.status.value, "decided_by": approval.decided_by}
+            {
+                "approval_id": approval.id,
+                "status": approval.status.value,
+                "decided_by": approval.decided_by,
+                "quorum": quorum_progress(approval) or None,
+            }
         )
 
 

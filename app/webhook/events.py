@@ -24,7 +24,16 @@ import json
 from typing import Any, Final
 
 from app.approvals.model import Approval, Status
-from app.approvals.wording import Voice, account, escalation_sentence, iso, outcome_of, review_url, title
+from app.approvals.wording import (
+    Voice,
+    account,
+    escalation_sentence,
+    iso,
+    outcome_of,
+    quorum_progress,
+    review_url,
+    title,
+)
 from app.store import webhook_outbox
 
 PARKED: Final = "parked"
@@ -73,7 +82,9 @@ def as_of(approval: Approval, status: Status) -> Approval:
         approval, status=status, result=None, outcome=None, finished_at=None, executed_at=None, delivered_at=None
     )
     if status is Status.PENDING:
-        return dataclasses.replace(earlier, decided_by=None, decided_via=None, decided_at=None, decision_reason=None)
+        return dataclasses.replace(
+            earlier, decided_by=None, decided_via=None, decided_at=None, decision_reason=None, votes=()
+        )
     return earlier
 
 
@@ -105,6 +116,11 @@ def body(
             "decided_via": approval.decided_via,
             "decided_at": iso(approval.decided_at),
             "decision_reason": approval.decision_reason,
+            "quorum": {
+                "needed": approval.quorum,
+                "approvals": list(approval.votes),
+                "progress": quorum_progress(approval, _VOICE) or None,
+            },
             "outcome": {"kind": outcome.kind.value, "title": title(outcome.kind), "summary": account(approval, _VOICE)},
             "review_url": review_url(public_url, approval.id),
             "escalation": _escalation(approval),

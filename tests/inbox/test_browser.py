@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import Browser, Page, ViewportSize, expect
 
 from app.demo.upstream import DemoMarket
-from tests.harness import AirlockUnderTest
+from tests.harness import DEFAULT_POLICY, AirlockUnderTest
 from tests.inbox.conftest import held_call
 
 pytestmark = pytest.mark.browser
@@ -208,3 +208,35 @@ async def test_the_history_fits_a_1280_px_screen_and_keeps_each_status_in_view_o
         assert box is not None, "the status is laid out"
         assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE_390["width"], box
         assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE_390["height"], box
+
+
+async def test_a_quorum_vote_keeps_the_card_pending_with_its_progress_until_the_last_approval(
+    page: Page, airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
+    """Issue 18, item 2: each vote, made elsewhere or on the page, shows on the card without a reload,
+    and a half-typed reason survives the update."""
+    policy = {**DEFAULT_POLICY, "rules": [{"tool": "em_cancel_task", "action": "approve", "approvals": 3}]}
+    airlock.set_policy(policy)
+    await sign_in(page, airlock)
+    async with held_call(airlock, market) as (call, approval):
+        card = page.locator(f"#pending > #approval-{approval['id']}")
+        await expect(card.locator(".quorum")).to_have_text("0 of 3 approvals so far")
+        reason = card.get_by_label(re.compile("reason for rejecting"))
+        await reason.fill("half typed")
+        assert (await airlock.decide(approval["id"], "approve", reviewer="carol")).status_code == 200
+        await expect(card.locator(".quorum")).to_have_text("1 of 3 approvals, by carol")
+        await expect(reason).to_have_value("half typed")
+        await card.get_by_role("button", name="Approve").click()
+        await expect(page.locator("#notice")).to_contain_text(
+            "2 of 3 approvals, by carol and alice; it runs when 1 more reviewer approves."
+        )
+        await expect(card.locator(".quorum")).to_have_text("2 of 3 approvals, by carol and alice")
+        await expect(card.get_by_role("button", name="Approve")).to_be_visible()
+        assert market.calls.get("em_cancel_task", 0) == 0
+        assert (await airlock.decide(approval["id"], "approve", reviewer="bob")).status_code == 200
+        moved = page.locator(f"#recent > #approval-{approval['id']}")
+        await expect(moved).to_contain_text("3 of 3 approvals, by carol, alice and bob")
+        await expect(moved.get_by_role("button")).to_have_count(0)
+        async with asyncio.timeout(10):
+            await call
+    assert market.calls["em_cancel_task"] == 1

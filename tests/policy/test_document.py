@@ -190,6 +190,12 @@ def test_load_policy_reads_compiles_and_names_the_file(tmp_path: Path) -> None:
             'rules[0].reviewers: must not be empty (omit "reviewers" to let any reviewer decide)',
         ),
         (
+            rule(action="approve", reviewer_groups=[]),
+            'rules[0].reviewer_groups: must not be empty (omit "reviewer_groups" to let any reviewer decide)',
+        ),
+        (rule(action="approve", approvals=0), "rules[0].approvals: must be at least 1, not 0"),
+        (rule(action="approve", approvals=1.5), "rules[0].approvals: must be a whole number, not the number 1.5"),
+        (
             rule(action="approve", slack={"chanel": "#ops"}),
             'rules[0].slack.chanel: unknown key "chanel"; did you mean "channel"?',
         ),
@@ -210,10 +216,17 @@ def test_a_misspelt_required_key_is_reported_both_as_missing_and_as_unknown() ->
     ]
 
 
-@pytest.mark.parametrize("field", ["timeout", "hold", "reviewers", "slack"])
+@pytest.mark.parametrize("field", ["timeout", "hold", "reviewers", "reviewer_groups", "approvals", "slack"])
 @pytest.mark.parametrize("action", ["allow", "deny"])
 def test_approve_only_fields_on_another_rule_are_an_error(field: str, action: str) -> None:
-    value = {"timeout": 60, "hold": 5, "reviewers": ["alice"], "slack": {"channel": "#ops"}}[field]
+    value = {
+        "timeout": 60,
+        "hold": 5,
+        "reviewers": ["alice"],
+        "reviewer_groups": ["sre"],
+        "approvals": 2,
+        "slack": {"channel": "#ops"},
+    }[field]
     assert problems_of(rule(action=action, **{field: value})) == [
         f'rules[0].{field}: "{field}" is only allowed on approve rules (this rule\'s action is "{action}")'
     ]
@@ -402,3 +415,25 @@ def test_load_policy_reports_schema_problems_with_the_file_name(tmp_path: Path) 
         load_policy(path)
     assert str(caught.value).startswith(f"{path}: invalid policy\n")
     assert len(caught.value.problems) == 2
+
+
+def test_a_quorum_rule_compiles_to_a_decision_needing_that_many_approvals_from_its_names_and_groups() -> None:
+    """Issue 18, item 2: `approvals` defaults to 1, so rules written before quorums decide as before."""
+    compiled = compile_policy(
+        {
+            "version": "1",
+            "rules": [
+                {
+                    "tool": "drop_*",
+                    "action": "approve",
+                    "approvals": 2,
+                    "reviewers": ["alice"],
+                    "reviewer_groups": ["sre"],
+                },
+                {"tool": "*", "action": "approve"},
+            ],
+        }
+    )
+    quorum, single = (rule.decision for rule in compiled.rules)
+    assert (quorum.approvals, quorum.reviewers, quorum.reviewer_groups) == (2, ("alice",), ("sre",))
+    assert (single.approvals, single.reviewers, single.reviewer_groups) == (1, None, None)

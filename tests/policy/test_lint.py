@@ -242,3 +242,28 @@ def test_the_reference_shows_what_check_warns_about_its_example() -> None:
     document = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
     shown = re.search(r"```text\n(.*?)```", section, re.S).group(1).splitlines()  # type: ignore[union-attr]
     assert [f"policy.json: warning: {finding}" for finding in lint(document)] == shown[1:]
+
+
+@pytest.mark.parametrize(
+    ("fields", "finding"),
+    [
+        (
+            {"approvals": 3, "reviewers": ["alice", "bob"]},
+            "rules[0].approvals: needs 3 approvals but names only 2 reviewers (and no reviewer_groups): "
+            "its calls can never be approved, only expire",
+        ),
+        (
+            {"approvals": 2, "reviewers": ["alice", "ALICE"]},
+            "rules[0].approvals: needs 2 approvals but names only 1 reviewer (and no reviewer_groups): "
+            "its calls can never be approved, only expire",
+        ),
+        ({"approvals": 2, "reviewers": ["alice", "bob"]}, None),
+        ({"approvals": 5, "reviewers": ["alice"], "reviewer_groups": ["sre"]}, None),
+        ({"approvals": 5}, None),
+    ],
+)
+def test_a_quorum_larger_than_the_reviewers_it_names_is_reported_as_impossible(
+    fields: dict[str, Any], finding: str | None
+) -> None:
+    document = rules({"tool": "drop_table", "action": "approve", **fields})
+    assert [str(f) for f in lint(document)] == ([finding] if finding else [])

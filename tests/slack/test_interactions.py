@@ -395,3 +395,29 @@ async def test_a_hanging_views_open_is_cut_short_so_slack_gets_its_answer_within
         assert response.status_code == 200
         assert time.monotonic() - started < 3
         assert await still_pending(slack_airlock, row)
+
+
+async def test_a_quorum_click_that_is_not_the_last_is_confirmed_privately_and_the_call_waits_for_the_next(
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
+    """Issue 18, item 2: alice's click counts once however often she clicks; bob's second approval runs it."""
+    slack_airlock.set_policy(
+        {**DEFAULT_POLICY, "rules": [{"tool": "em_cancel_task", "action": "approve", "approvals": 2}]}
+    )
+    async with held_call(slack_airlock, market) as (call, row):
+        await interact(slack_airlock, click_payload(row, "approve", user=ALICE))
+        await wait_for(lambda: len(ephemeral_texts(slack, ALICE)) == 1)
+        assert ephemeral_texts(slack, ALICE)[0].endswith(
+            ": 1 of 2 approvals, by alice; it runs when 1 more reviewer approves."
+        )
+        await interact(slack_airlock, click_payload(row, "approve", user=ALICE))
+        await wait_for(lambda: len(ephemeral_texts(slack, ALICE)) == 2)
+        assert "1 of 2 approvals, by alice;" in ephemeral_texts(slack, ALICE)[1]
+        assert has_buttons(await shows(slack, row, "1 of 2 approvals, by alice"))
+        assert market.calls.get("em_cancel_task", 0) == 0
+        await interact(slack_airlock, click_payload(row, "approve", user=BOB))
+        async with asyncio.timeout(10):
+            result = await call
+    assert not result.is_error and market.calls["em_cancel_task"] == 1
+    assert (await approval_row(slack_airlock, row.id)).votes == '["alice", "bob"]'
+    assert not has_buttons(await shows(slack, row, "2 of 2 approvals, by alice and bob"))

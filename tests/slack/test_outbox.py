@@ -253,3 +253,23 @@ async def test_a_message_deleted_in_slack_is_given_up_on_without_affecting_the_a
     await wait_for(settled, timeout=10)
     assert not result.is_error
     assert len(slack.calls_to("chat.update")) == 1
+
+
+async def test_each_quorum_vote_updates_the_message_which_keeps_its_buttons_until_the_last_one(
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket
+) -> None:
+    """Issue 18, item 2: the message shows "1 of 2 approvals, by alice" after the first vote."""
+    policy = {**DEFAULT_POLICY, "rules": [{"tool": "em_cancel_task", "action": "approve", "approvals": 2}]}
+    airlock = await start_slack_airlock(policy=policy)
+    async with airlock.client() as client:
+        call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": new_task(market).id, "reason": "x"}))
+        approval = await pending_approval(airlock)
+        row = await posted(airlock, approval["id"])
+        assert (await airlock.decide(approval["id"], "approve", reviewer="carol")).json()["status"] == "pending"
+        message = await shows(slack, row, "1 of 2 approvals, by carol")
+        assert has_buttons(message) and "Waiting" in str(message["blocks"])
+        assert (await airlock.decide(approval["id"], "approve", reviewer="dave")).json()["status"] == "approved"
+        async with asyncio.timeout(10):
+            await call
+    done = await shows(slack, row, "2 of 2 approvals, by carol and dave")
+    assert not has_buttons(done) and market.calls["em_cancel_task"] == 1

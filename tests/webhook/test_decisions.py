@@ -16,7 +16,7 @@ import pytest
 
 from app.demo.upstream import DemoMarket
 from app.store import tokens as token_store
-from tests.harness import AirlockUnderTest, new_task
+from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task
 from tests.webhook.conftest import SECRET, StartWebhookAirlock, send_decision, signature_of
 from tests.webhook.receiver import Receiver
 
@@ -37,7 +37,12 @@ async def test_a_signed_approval_runs_the_held_call_and_the_agent_gets_its_resul
             airlock, {"approval_id": approval["id"], "decision": "approve", "reviewer": "bob"}
         )
         assert response.status_code == 200, response.text
-        assert response.json() == {"approval_id": approval["id"], "status": "approved", "decided_by": "bob"}
+        assert response.json() == {
+            "approval_id": approval["id"],
+            "status": "approved",
+            "decided_by": "bob",
+            "quorum": None,
+        }
         async with asyncio.timeout(10):
             result = await call
     assert not result.is_error, text_of(result)
@@ -204,3 +209,34 @@ async def test_a_body_larger_than_any_decision_is_refused_with_413(
     body = json.dumps({"approval_id": "apr_x", "decision": "reject", "reviewer": "bob", "reason": "x" * 20000})
     response = await send_decision(airlock, body.encode())
     assert response.status_code == 413
+
+
+async def test_a_signed_quorum_vote_answers_pending_with_the_progress_and_the_approved_event_names_every_voter(
+    start_webhook_airlock: StartWebhookAirlock, receiver: Receiver, market: DemoMarket
+) -> None:
+    """Issue 18, item 2: a webhook vote counts like any channel's; the call runs after the second."""
+    policy = {**DEFAULT_POLICY, "rules": [{"tool": "em_cancel_task", "action": "approve", "approvals": 2}]}
+    airlock = await start_webhook_airlock(receiver, policy=policy)
+    async with airlock.client() as client:
+        call = asyncio.create_task(client.call_tool("em_cancel_task", {"task_id": new_task(market).id, "reason": "x"}))
+        approval = await airlock.wait_pending()
+        first = await send_decision(airlock, {"approval_id": approval["id"], "decision": "approve", "reviewer": "bob"})
+        assert first.json() == {
+            "approval_id": approval["id"],
+            "status": "pending",
+            "decided_by": None,
+            "quorum": "1 of 2 approvals, by bob",
+        }
+        assert market.calls.get("em_cancel_task", 0) == 0
+        second = await airlock.decide(approval["id"], "approve", reviewer="alice")
+        assert second.json()["status"] == "approved"
+        async with asyncio.timeout(10):
+            await call
+    assert market.calls["em_cancel_task"] == 1
+    await receiver.wait_until(lambda _: len(receiver.events(approval["id"])) == 4)
+    approved = receiver.events(approval["id"])[1]["approval"]
+    assert approved["quorum"] == {
+        "needed": 2,
+        "approvals": ["bob", "alice"],
+        "progress": "2 of 2 approvals, by bob and alice",
+    }

@@ -6,6 +6,7 @@ Provenance: Airlock-defined (docs/webhook.md, "Events"), pure functions over `Ap
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -43,3 +44,18 @@ def test_a_continuation_is_announced_from_approved_on_as_nobody_was_asked() -> N
     continued = Approval.from_row(approval_row(status="executing", continues="apr_0", decided_by="alice"))
     assert events.steps(continued) == [(2, Status.APPROVED), (3, Status.EXECUTING)]
     assert events.steps(Approval.from_row(approval_row()))[0] == (1, Status.PENDING)
+
+
+def test_a_quorum_approvals_events_carry_its_progress_and_the_parked_event_none_of_the_votes() -> None:
+    """Issue 18, item 2: the webhook says "2 of 2 approvals, by alice and bob" as every channel does."""
+    row = approval_row(status="approved", decided_by="bob", decided_via="api", decided_at=1.0)
+    done = Approval.from_row(replace(row, quorum=2, votes='["alice", "bob"]'))
+    parked = json.loads(events.body(events.as_of(done, Status.PENDING), event_id="e1", seq=1, public_url="u", now=2))
+    approved = json.loads(events.body(done, event_id="e2", seq=2, public_url="u", now=2))
+    assert parked["approval"]["quorum"] == {"needed": 2, "approvals": [], "progress": "0 of 2 approvals so far"}
+    assert approved["approval"]["quorum"] == {
+        "needed": 2,
+        "approvals": ["alice", "bob"],
+        "progress": "2 of 2 approvals, by alice and bob",
+    }
+    assert "(2 of 2 approvals, by alice and bob)" in approved["approval"]["outcome"]["summary"]

@@ -87,7 +87,10 @@
     const recent = document.getElementById("recent");
     const existing = document.getElementById("approval-" + approval.id);
     if (approval.pending) {
-      if (existing) return;
+      if (existing) {
+        updateQuorum(existing, element(approval.html));
+        return;
+      }
       insertNewestFirst(pending, element(approval.html));
       announce(approval.message);
     } else {
@@ -109,6 +112,16 @@
     }
     countPending();
     tick();
+  }
+
+  // A quorum vote leaves the call pending: only its progress ("1 of 2 approvals, by alice") changes.
+  // Swap just that line, so a reason the reviewer is typing into the card is kept.
+  function updateQuorum(existing, card) {
+    const shown = existing.querySelector(".quorum");
+    const fresh = card.querySelector(".quorum");
+    if (!shown || !fresh || Number(card.dataset.updated) < Number(existing.dataset.updated)) return;
+    shown.replaceWith(fresh);
+    existing.dataset.updated = card.dataset.updated;
   }
 
   /* ------------------------------------------------------------------ the detail page */

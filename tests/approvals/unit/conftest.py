@@ -112,6 +112,7 @@ class Lifecycle:
         session_id: str | None = None,
         hold_seconds: float = 40.0,
         priming: bool = False,
+        decision: Decision | None = None,
     ) -> Attachment:
         arguments = {"task_id": task}
         request = ParkRequest(
@@ -127,7 +128,7 @@ class Lifecycle:
             session_id=session_id,
             request_id=request_id,
             progress_token=None,
-            decision=Decision(action="approve", rule="rules[0]", rule_id="cancel", reason="irreversible"),
+            decision=decision or Decision(action="approve", rule="rules[0]", rule_id="cancel", reason="irreversible"),
             policy_version="1",
             hold_seconds=hold_seconds,
         )
