@@ -1,4 +1,4 @@
-"""Migration 0009 (quorum) adds the votes table and columns, and removes them again, losing no approval.
+"""Migration 0011 (quorum) adds the votes table and columns, and removes them again, losing no approval.
 
 Provenance: Airlock-defined (issue 18, item 2). Runs the real migrations on SQLite, and on
 PostgreSQL too under `AIRLOCK_TEST_DATABASE=postgres`, up, down and up again.
@@ -16,7 +16,7 @@ from tests.store.test_migration_0006 import empty_database, execute, insert_appr
 __all__ = ["empty_database"]
 
 PREVIOUS = "0010"
-"""The revision 0009 follows."""
+"""The revision 0011 follows."""
 
 
 def approval_before_quorums(approval_id: str) -> dict[str, object]:
@@ -46,7 +46,7 @@ def test_approvals_parked_before_quorums_need_one_approval_and_survive_down_and_
     command.upgrade(config, PREVIOUS)
     asyncio.run(execute(empty_database, insert_approval(approval_before_quorums("apr_old"))))
 
-    command.upgrade(config, "0009")
+    command.upgrade(config, "0011")
     upgraded = asyncio.run(rows(empty_database, "SELECT id, quorum, reviewer_groups, votes FROM approvals"))
     assert upgraded == [{"id": "apr_old", "quorum": 1, "reviewer_groups": None, "votes": None}]
     vote = (
