@@ -55,6 +55,7 @@ from app.approvals.queue import ApprovalQueue, Attachment, ParkRequest, TooManyP
 from app.approvals.sweeper import Sweeper
 from app.clock import Clock
 from app.config import ApprovalSettings
+from app.identity import identity_key
 from app.protocol import Era
 from app.store import approvals as approval_store
 from app.store import audit as audit_store
@@ -156,29 +157,51 @@ class ApprovalDesk:
             return [approval_id for approval_id, _ in await approval_store.changed_since(conn, since)]
 
     async def decide(
-        self, approval_id: str, *, reviewer: str, verdict: Verdict, via: Via, reason: str | None = None
+        self,
+        approval_id: str,
+        *,
+        reviewer: str,
+        verdict: Verdict,
+        via: Via,
+        reason: str | None = None,
+        asserted_groups: frozenset[str] = frozenset(),
     ) -> Approval:
         """Approve or reject as `reviewer` (first decision wins; under a quorum rule an approval that is
         not the last one needed returns the approval still pending, with the vote counted; see
-        `decisions.decide` for what it raises)."""
+        `decisions.decide` for what it raises).
+
+        Args:
+            asserted_groups: groups the reviewer's identity provider asserted at sign-in (the inbox's
+                single sign-on), counted for `reviewer_groups` rules with those airlock.toml gives.
+        """
+        groups = self._groups_with(reviewer, asserted_groups)
         if self._traces is None:
             return await decide(
-                self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason, groups=self.groups
+                self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason, groups=groups
             )
         row = await self.ledger.get(approval_id)
         parked_by = None if row is None else Approval.from_row(row).forward_headers.get("traceparent")
         attributes = {"airlock.approval_id": approval_id, "airlock.verdict": verdict, "airlock.reviewer": reviewer}
         with lifecycle_span(self._traces, "approval decide", parked_by=parked_by, attributes=attributes):
             return await decide(
-                self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason, groups=self.groups
+                self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason, groups=groups
             )
 
-    async def refusal(self, approval: Approval, *, reviewer: str, verdict: Verdict) -> DecisionError | None:
+    async def refusal(
+        self, approval: Approval, *, reviewer: str, verdict: Verdict, asserted_groups: frozenset[str] = frozenset()
+    ) -> DecisionError | None:
         """Why `reviewer` could not decide `approval` now (every rule but the reason), or None.
 
         For a channel that must ask something first; `decide` still checks everything again.
         """
-        return await refusal(self.ledger, approval, reviewer=reviewer, verdict=verdict, groups=self.groups)
+        groups = self._groups_with(reviewer, asserted_groups)
+        return await refusal(self.ledger, approval, reviewer=reviewer, verdict=verdict, groups=groups)
+
+    def _groups_with(self, reviewer: str, asserted: frozenset[str]) -> ReviewerGroups:
+        if not asserted:
+            return self.groups
+        key = identity_key(reviewer)
+        return {**self.groups, key: self.groups.get(key, frozenset()) | asserted}
 
 
 class Approvals(ApprovalDesk):

@@ -389,6 +389,7 @@ class InboxRoutes:
                 verdict=verdict,
                 via="inbox",
                 reason=reason,
+                asserted_groups=session.groups,
             )
         except AlreadyDecided as exc:
             message = present.conflict(exc.approval, session.reviewer)

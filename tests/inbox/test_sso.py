@@ -32,7 +32,7 @@ from app.inbox.session import COOKIE_NAME, SessionCookie
 from app.inbox.sso import CODE_REFUSED, STALE_FLOW, WRONG_STATE
 from app.oauth.id_token import IdTokenVerifier, InvalidIdToken
 from app.store import tokens as token_store
-from tests.harness import AirlockUnderTest, settings_for_test
+from tests.harness import DEFAULT_POLICY, AirlockUnderTest, settings_for_test
 from tests.inbox.conftest import APPROVED, csrf_of, held_call
 from tests.net import free_port, serve
 from tests.oidc_provider import OidcProvider, ProviderKey, require_provider
@@ -413,3 +413,33 @@ async def test_a_tampered_id_token_is_refused(provider: OidcProvider, verifier: 
         await verifier.claims(id_token(provider, key=stranger), "n-1")
     with pytest.raises(InvalidIdToken, match="signed with a key its issuer does not publish"):
         await verifier.claims(id_token(provider, key=ProviderKey(kid="unknown")), "n-1")
+
+
+async def test_groups_the_provider_asserts_count_for_a_rule_that_names_reviewer_groups(
+    start_sso_airlock: StartSsoAirlock, market: DemoMarket
+) -> None:
+    airlock = await start_sso_airlock(allowed_groups=frozenset({"sre", "staff"}))
+    rules = [
+        {**rule, "reviewer_groups": ["sre"]} if rule["id"] == "cancel" else rule for rule in DEFAULT_POLICY["rules"]
+    ]
+    airlock.set_policy({**DEFAULT_POLICY, "rules": rules})
+    async with (
+        httpx.AsyncClient(timeout=10) as mallory,
+        httpx.AsyncClient(timeout=10) as alice,
+    ):
+        await sign_in(mallory, airlock, "mallory")  # staff only: may sign in, but is not in the rule's group
+        await sign_in(alice, airlock, "alice")  # sre, as the provider says; airlock.toml names no groups
+        async with held_call(airlock, market) as (_call, approval):
+            for web in (mallory, alice):
+                page = await web.get(f"{airlock.url}/inbox")
+                decided = await web.post(
+                    f"{airlock.url}/inbox/{approval['id']}/approve",
+                    data={"csrf_token": csrf_of(page.text)},
+                    headers={"accept": "application/json"},
+                )
+                if web is mallory:
+                    assert decided.status_code == 403, decided.text
+                    assert "members of sre" in decided.json()["error"]
+                else:
+                    assert decided.status_code == 200, decided.text
+    assert (await airlock.approval(approval["id"]))["decided_by"] == "alice@example.com"
