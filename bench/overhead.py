@@ -6,7 +6,7 @@ from round to round, so drift of a shared machine hits every target alike; each 
 is the median over the rounds.
 
 The headline is CPU time per call of each process (the load generator, the upstream, the
-gateway), read from /proc around each cell's measured window: on 2 cores those processes share
+gateway), read from /proc (per-thread schedstat, in ns) around each cell's measured window: on 2 cores those processes share
 the CPU, so latency and throughput depend on the harness and the machine's load, and CPU per
 call does much less. Latency and throughput follow, as ratios to direct.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.load import Run, measure
-from bench.procs import cpu_seconds
+from bench.procs import cpu_seconds_precise
 
 ROLES = ("client", "upstream", "gateway")
 
@@ -79,10 +79,10 @@ class CpuWindow:
     used: dict[str, float] = field(default_factory=dict)
 
     def start(self) -> None:
-        self.before = {role: cpu_seconds(pid) for role, pid in self.pids.items()}
+        self.before = {role: cpu_seconds_precise(pid) for role, pid in self.pids.items()}
 
     def stop(self) -> None:
-        self.used = {role: cpu_seconds(pid) - self.before[role] for role, pid in self.pids.items()}
+        self.used = {role: cpu_seconds_precise(pid) - self.before[role] for role, pid in self.pids.items()}
 
     def ms_per_call(self, calls: int) -> dict[str, float]:
         return {role: seconds * 1000 / calls for role, seconds in self.used.items()} if calls else {}

@@ -26,9 +26,30 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far."""
+    """User + system CPU time the process has used so far (clock ticks: 10 ms resolution)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def cpu_seconds_precise(pid: int) -> float:
+    """CPU time of the process's live threads, in nanoseconds' resolution (`/proc/<pid>/task/*/schedstat`).
+
+    Ten-millisecond ticks are too coarse for a short cell on a loaded machine (100 calls in a
+    window: ±0.1 ms per call). A thread that ends inside a window takes its time with it; the
+    processes measured here keep theirs (event loop, database and executor threads). Falls back
+    to `cpu_seconds` where schedstat is missing.
+    """
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return cpu_seconds(pid)
+    for tid in tasks:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended between the listing and the read
+    return total / 1e9 if total else cpu_seconds(pid)
 
 
 def rss_bytes(pid: int) -> int:
