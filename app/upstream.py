@@ -150,12 +150,21 @@ class UpstreamResponse:
 
         aiohttp closes, rather than pools, a connection whose response was released unread.
         """
+        content = self._response.content
+        while content.read_nowait():
+            pass
+        if content.at_eof():
+            return  # the end had already arrived (the usual case): no timer to arm (issue 12)
         try:
             async with asyncio.timeout(timeout):
-                while await self._response.content.readany():
+                while await content.readany():
                     pass
         except TimeoutError:
             self._response.close()
+
+    def read_buffered(self) -> bytes:
+        """What of the body has already arrived and not been read (b"" when nothing has), without waiting."""
+        return self._response.content.read_nowait()
 
     async def read_chunk(self) -> bytes:
         """The next bytes of the body (b"" at its end). Safe to cancel: nothing is lost."""
