@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
+from mcp.shared.inbound import X_MCP_HEADER_KEY
 
 from app.config import UpstreamSettings
 from app.jsonrpc import is_response, json_object
@@ -202,6 +203,10 @@ class ToolCatalog:
     input_schemas: dict[str, Any] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
     """Each tool's `description`, as the upstream wrote it (the inbox shows it to reviewers)."""
+    header_free: set[str] = field(default_factory=set)
+    """Tools whose input schema has no `x-mcp-header` key anywhere, so no `Mcp-Param-*` header can be
+    checked against it: the gateway skips the SDK's validator, which walks the whole schema twice
+    per call to find that out (issue 12). A tool not in the set is always validated."""
     listed: bool = False
 
     def learn(self, tools: list[Any]) -> None:
@@ -218,7 +223,25 @@ class ToolCatalog:
                 schema = tool.get("inputSchema")
                 if self.input_schemas.get(name) != schema:
                     self.input_schemas[name] = schema
+                if _mentions_key(schema, X_MCP_HEADER_KEY):
+                    self.header_free.discard(name)
+                else:
+                    self.header_free.add(name)
         self.listed = True
+
+
+def _mentions_key(value: Any, key: str) -> bool:
+    """Whether any object within `value` (at any depth, in any list) has `key` as a key."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if key in node:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 class Upstream:

@@ -13,6 +13,8 @@ over many iterations). Run it as a script so it measures whichever `app` is impo
 Pieces:
 - `upstream_request`: entering and leaving `Upstream.request` (tracing off) around a stub
   aiohttp session that answers at once: what Airlock adds around each upstream request.
+- `param_headers`: the `Mcp-Param-*` header checks of a 2026-07-28 `tools/call` whose tool's
+  schema declares no `x-mcp-header` (the SDK server's `em_get_task`).
 - `lone_answer`: relaying the commonest upstream answer, a POST's event stream holding only the
   JSON-RPC response and then its end, already received (`relay()` with a stub agent side).
 """
@@ -119,9 +121,39 @@ async def lone_answer() -> Callable[[], Awaitable[None]]:
     return once
 
 
+async def param_headers() -> Callable[[], Awaitable[None]]:
+    """`Mcp-Param-*` checks of a 2026-07-28 `tools/call` whose tool declares none (the SDK server's schema)."""
+    from app.gateway.modern import _check_param_headers
+    from app.jsonrpc import parse_message
+
+    upstream = _upstream()
+    schema = {
+        "type": "object",
+        "properties": {"task_id": {"type": "string", "description": "UUID of the task", "title": "Task Id"}},
+        "required": ["task_id"],
+        "title": "get_taskArguments",
+    }
+    upstream.catalog.learn([{"name": "em_get_task", "inputSchema": schema}])
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"em_get_task","arguments":{"task_id":"x"}}}'
+    message = parse_message(body)
+    headers = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "em_get_task"}
+
+    class _Exchange:
+        pass
+
+    exchange: Any = _Exchange()
+    exchange.upstream, exchange.headers, exchange.raw_headers = upstream, headers, list(headers.items())
+
+    async def once() -> None:
+        _check_param_headers(exchange, message)
+
+    return once
+
+
 PIECES: dict[str, Callable[[], Awaitable[Callable[[], Awaitable[None]]]]] = {
     "upstream_request": upstream_request,
     "lone_answer": lone_answer,
+    "param_headers": param_headers,
 }
 
 
