@@ -15,6 +15,7 @@ Pieces:
   aiohttp session that answers at once: what Airlock adds around each upstream request.
 - `param_headers`: the `Mcp-Param-*` header checks of a 2026-07-28 `tools/call` whose tool's
   schema declares no `x-mcp-header` (the SDK server's `em_get_task`).
+- `media_types`: the `Accept` and `Content-Type` checks of every POST.
 - `lone_answer`: relaying the commonest upstream answer, a POST's event stream holding only the
   JSON-RPC response and then its end, already received (`relay()` with a stub agent side).
 """
@@ -150,10 +151,25 @@ async def param_headers() -> Callable[[], Awaitable[None]]:
     return once
 
 
+async def media_types() -> Callable[[], Awaitable[None]]:
+    """The `Accept` and `Content-Type` checks every POST passes (`app/gateway/endpoint.py`)."""
+    from app.gateway.endpoint import _accepts, _is_utf8_json
+
+    accept, content_type = "application/json, text/event-stream", "application/json"
+
+    async def once() -> None:
+        _accepts(accept, "application/json")
+        _accepts(accept, "text/event-stream")
+        _is_utf8_json(content_type)
+
+    return once
+
+
 PIECES: dict[str, Callable[[], Awaitable[Callable[[], Awaitable[None]]]]] = {
     "upstream_request": upstream_request,
     "lone_answer": lone_answer,
     "param_headers": param_headers,
+    "media_types": media_types,
 }
 
 
