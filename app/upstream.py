@@ -155,7 +155,7 @@ class UpstreamResponse:
         while content.read_nowait():
             pass
         if content.at_eof():
-            return  # the end had already arrived (the usual case): no timer to arm (issue 12)
+            return  # the end had already arrived with the answer: no timer to arm (issue 12)
         try:
             async with asyncio.timeout(timeout):
                 while await content.readany():

@@ -146,8 +146,8 @@ async def _relay_events(
 async def _first_events(response: UpstreamResponse, parser: SSEParser) -> list[SSEEvent]:
     """The stream's first events: those already received, else what arrives within `_FIRST_EVENT_WINDOW`.
 
-    Most answers have arrived whole by the time their headers are read; parsing what is buffered
-    first spares those a timer (issue 12).
+    An answer that arrived together with its headers (some do, more under load) is parsed from
+    what is buffered, without arming a timer (issue 12).
     """
     events = response.feed(parser, response.read_buffered())
     if events:
