@@ -14,7 +14,8 @@ per upstream request, and W3C trace context (`traceparent`) sent to the upstream
   current one, and gives the headers that carry it (`traceparent`) to the upstream.
 
 Zero cost when off: the middleware is not installed, nothing imports `opentelemetry`, and
-`upstream_span` reads one context variable. The `opentelemetry-sdk` and OTLP exporter packages
+`upstream_span` reads one context variable and hands back one shared, empty context manager
+(no generator per upstream request; issue 12). The `opentelemetry-sdk` and OTLP exporter packages
 are the optional `tracing` extra (`pip install 'airlock[tracing]'`).
 
 - The approval lifecycle, which outlives the request that parked the call by minutes or hours:
@@ -28,8 +29,9 @@ are the optional `tracing` extra (`pip install 'airlock[tracing]'`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from app.config import TracingSettings
@@ -139,13 +141,18 @@ def _request_attributes(scope: Scope, status: int) -> dict[str, Any]:
     return attributes
 
 
-@contextmanager
-def upstream_span(upstream: str, method: str) -> Iterator[dict[str, str]]:
-    """A CLIENT span around one upstream request; yields the headers that propagate it ({} when off)."""
+_NO_SPAN: Final[AbstractContextManager[Mapping[str, str]]] = nullcontext(MappingProxyType({}))
+"""What `upstream_span` gives when tracing is off: reusable, and its headers cannot be changed."""
+
+
+def upstream_span(upstream: str, method: str) -> AbstractContextManager[Mapping[str, str]]:
+    """A CLIENT span around one upstream request; yields the headers that propagate it (empty when off)."""
     tracer = _current_tracer.get()
-    if tracer is None:
-        yield {}
-        return
+    return _NO_SPAN if tracer is None else _client_span(tracer, upstream, method)
+
+
+@contextmanager
+def _client_span(tracer: Tracer, upstream: str, method: str) -> Iterator[Mapping[str, str]]:
     from opentelemetry.propagate import inject
     from opentelemetry.trace import SpanKind
 

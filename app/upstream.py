@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
+from mcp.shared.inbound import X_MCP_HEADER_KEY
 
 from app.config import UpstreamSettings
 from app.jsonrpc import is_response, json_object
@@ -150,12 +151,21 @@ class UpstreamResponse:
 
         aiohttp closes, rather than pools, a connection whose response was released unread.
         """
+        content = self._response.content
+        while content.read_nowait():
+            pass
+        if content.at_eof():
+            return  # the end had already arrived with the answer: no timer to arm (issue 12)
         try:
             async with asyncio.timeout(timeout):
-                while await self._response.content.readany():
+                while await content.readany():
                     pass
         except TimeoutError:
             self._response.close()
+
+    def read_buffered(self) -> bytes:
+        """What of the body has already arrived and not been read (b"" when nothing has), without waiting."""
+        return self._response.content.read_nowait()
 
     async def read_chunk(self) -> bytes:
         """The next bytes of the body (b"" at its end). Safe to cancel: nothing is lost."""
@@ -193,6 +203,10 @@ class ToolCatalog:
     input_schemas: dict[str, Any] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
     """Each tool's `description`, as the upstream wrote it (the inbox shows it to reviewers)."""
+    header_free: set[str] = field(default_factory=set)
+    """Tools whose input schema has no `x-mcp-header` key anywhere, so no `Mcp-Param-*` header can be
+    checked against it: the gateway skips the SDK's validator, which walks the whole schema twice
+    per call to find that out (issue 12). A tool not in the set is always validated."""
     listed: bool = False
 
     def learn(self, tools: list[Any]) -> None:
@@ -209,7 +223,25 @@ class ToolCatalog:
                 schema = tool.get("inputSchema")
                 if self.input_schemas.get(name) != schema:
                     self.input_schemas[name] = schema
+                if _mentions_key(schema, X_MCP_HEADER_KEY):
+                    self.header_free.discard(name)
+                else:
+                    self.header_free.add(name)
         self.listed = True
+
+
+def _mentions_key(value: Any, key: str) -> bool:
+    """Whether any object within `value` (at any depth, in any list) has `key` as a key."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if key in node:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 class Upstream:
@@ -231,8 +263,8 @@ class Upstream:
         self.catalog = ToolCatalog()
         self._catalog_lock = asyncio.Lock()
 
-    def _headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        merged = {"user-agent": USER_AGENT, **headers}
+    def _headers(self, headers: Mapping[str, str], traced: Mapping[str, str]) -> dict[str, str]:
+        merged = {"user-agent": USER_AGENT, **headers, **traced}
         merged.update(self.settings.headers)
         return merged
 
@@ -250,26 +282,33 @@ class Upstream:
         Raises:
             UpstreamUnavailable: the connection could not be made (nothing was delivered).
         """
-        async with contextlib.AsyncExitStack() as stack:
-            traced = stack.enter_context(upstream_span(self.name, method))  # {} unless [tracing] is on
-            session = self._session
-            if fresh_connection:
-                session = await stack.enter_async_context(new_client_session(force_close=True))
+        # No exit stack here: this runs once per forwarded call, and a plain `with` costs less (issue 12).
+        with upstream_span(self.name, method) as traced:  # empty unless [tracing] is on
+            owned = new_client_session(force_close=True) if fresh_connection else None
             try:
-                response = await session.request(
-                    method,
-                    self.url,
-                    data=body,
-                    headers=self._headers({**headers, **traced} if traced else headers),
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                )
-            except (aiohttp.ClientConnectorError, aiohttp.ClientConnectorCertificateError) as exc:
-                raise UpstreamUnavailable(f"cannot connect to upstream {self.name!r}: {exc.os_error}") from None
-            try:
-                yield UpstreamResponse(response, self.max_response_bytes)
+                response = await self._send(owned or self._session, method, self._headers(headers, traced), body)
+                try:
+                    yield UpstreamResponse(response, self.max_response_bytes)
+                finally:
+                    response.release()
             finally:
-                response.release()
+                if owned is not None:
+                    await owned.close()
+
+    async def _send(
+        self, session: aiohttp.ClientSession, method: str, headers: Mapping[str, str], body: bytes | None
+    ) -> aiohttp.ClientResponse:
+        try:
+            return await session.request(
+                method,
+                self.url,
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ClientConnectorCertificateError) as exc:
+            raise UpstreamUnavailable(f"cannot connect to upstream {self.name!r}: {exc.os_error}") from None
 
     async def open_session(self, initialize_params: str, protocol_version: str) -> str | None:
         """Run the handshake-era `initialize` upstream with the agent's original parameters.

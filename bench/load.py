@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -130,8 +131,14 @@ async def measure(
     arguments: dict[str, Any],
     warmup: float = 1.0,
     tool_errors_ok: bool = False,
+    on_window: tuple[Callable[[], None], Callable[[], None]] | None = None,
 ) -> Run:
-    """Run `concurrency` workers for `seconds` (after `warmup`); every call's latency is kept."""
+    """Run `concurrency` workers for `seconds` (after `warmup`, and until each has measured a call);
+    every call's latency is kept.
+
+    `on_window`, if given, is called as (start, stop): start when measuring begins, stop once the
+    last measured call has returned, so what it reads (CPU times) covers the measured calls.
+    """
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
@@ -145,17 +152,28 @@ async def measure(
         measure_from = start + warmup
         stop = measure_from + seconds
 
+        async def open_window() -> None:
+            await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+            if on_window:
+                on_window[0]()
+
         async def worker(caller: McpCaller) -> None:
-            while (now := time.perf_counter()) < stop:
+            measured = False
+            # Every worker measures at least one call, so a window shorter than one call (a tiny
+            # smoke run on a loaded machine) still yields figures; longer windows are unaffected.
+            while (now := time.perf_counter()) < stop or not measured:
                 ok = await caller.call()
                 done = time.perf_counter()
                 if now >= measure_from:
+                    measured = True
                     if ok:
                         run.latencies_ms.append((done - now) * 1000)
                     else:
                         run.errors += 1
 
-        await asyncio.gather(*(worker(c) for c in callers))
+        await asyncio.gather(open_window(), *(worker(c) for c in callers))
         run.seconds = time.perf_counter() - measure_from
+        if on_window:
+            on_window[1]()
         await asyncio.gather(*(caller.close() for caller in callers), return_exceptions=True)
         return run

@@ -1,10 +1,12 @@
 """`python -m bench.run` (or `make bench`): measure Airlock's cost, print a table, write JSON.
 
-Starts the demo upstream, Airlock (SQLite) and, unless disabled, IBM ContextForge, each in its own
+Starts the upstreams (the official SDK server, `bench/sdk_upstream.py`, and the demo), the floor
+proxy (`bench/floor.py`), Airlock (SQLite) and, unless disabled, IBM ContextForge, each in its own
 process, then measures:
 
-1. allowed-call overhead (direct / ContextForge / Airlock; both eras; concurrency 1 and 32;
-   p50/p99, throughput, gateway CPU per call);
+1. allowed-call overhead (direct / floor / ContextForge / Airlock, in alternating rounds; both
+   eras; concurrency 1 and 32; CPU ms per call of the client, the upstream and the gateway, then
+   p50/p99 and throughput as ratios to direct);
 2. policy decision cost (seed-sized and 1,000-rule policies);
 3. decision to result (SQLite, one process; and PostgreSQL, held on one replica, decided on another);
 4. holding: memory per held call, and allowed-call latency while N calls are held.
@@ -31,8 +33,16 @@ from app.store.db import Database
 from app.store.migrate import upgrade
 from bench import arguments_cost, decisions, holding, policy_cost
 from bench.load import ToolCallSpec
-from bench.overhead import Target, compare
-from bench.procs import Process, airlock_config, airlock_process, free_port, upstream_process
+from bench.overhead import Target, compare, summarise
+from bench.procs import (
+    Process,
+    airlock_config,
+    airlock_process,
+    floor_process,
+    free_port,
+    sdk_upstream_process,
+    upstream_process,
+)
 
 TASK_ID = "7f1c2a9e-0b5d-4c61-9e2f-5a8d3b6c4e10"  # seeded by the demo upstream
 ALLOWED: ToolCallSpec = {"tool": "em_get_task", "arguments": {"task_id": TASK_ID}}
@@ -46,6 +56,7 @@ POLICY = {
 }
 APPROVALS = {"hold_seconds": 3600, "cancel_grace_seconds": 3600, "safety_poll_seconds": 5}
 TARGETS = {
+    "airlock_cpu_ms_per_call_c32": 0.30,
     "added_latency_p50_ms": 1.0,
     "throughput_ratio_c32": 0.70,
     "memory_per_held_call_kb": 50.0,
@@ -57,7 +68,21 @@ TARGETS = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per overhead cell")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per overhead cell")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[1, 32],
+        help="concurrencies of the overhead cells (e.g. `--concurrency 32` for a quick CPU comparison)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of the overhead cells (medians)")
+    parser.add_argument(
+        "--upstream",
+        choices=("sdk", "demo", "both"),
+        default="both",
+        help="the upstream(s) of the overhead phase: the official SDK server, the demo, or both in turn",
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of calls before each measurement")
     parser.add_argument("--held", type=int, default=10_000, help="calls to hold in the holding phase")
     parser.add_argument("--trials", type=int, default=200, help="decision-to-result trials per backend")
@@ -72,6 +97,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("overhead",),
         default=None,
         help="measure only this phase (a quick before/after comparison on a shared machine)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="TREE",
+        help="also measure Airlock from another checkout (e.g. a `git worktree` of main) in the same rounds",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"), help="where to write JSON")
     return parser.parse_args(argv)
@@ -90,12 +122,74 @@ async def issue_tokens(database_url: str) -> tuple[str, str]:
         await db.dispose()
 
 
-async def start_airlock(name: str, work: Path, database_url: str, upstream_url: str) -> Process:
+async def start_airlock(
+    name: str, work: Path, database_url: str, upstream_url: str, tree: Path | None = None
+) -> Process:
     work.mkdir(parents=True, exist_ok=True)
     config = airlock_config(
         work, database_url=database_url, upstream_url=upstream_url, policy=POLICY, approvals=APPROVALS
     )
-    return await airlock_process(name, config, free_port(), work).start()
+    return await airlock_process(name, config, free_port(), work, tree).start()
+
+
+def port_of(process: Process) -> int:
+    return int(process.health_url.split(":")[2].split("/")[0])
+
+
+def load_now(report: dict[str, Any], phase: str) -> None:
+    """Record and print the machine's load average before a phase: a loaded machine skews latency."""
+    load = [round(x, 2) for x in os.getloadavg()]
+    report.setdefault("load", {})[phase] = load
+    print(f"load average before {phase}: {load[0]} {load[1]} {load[2]} ({os.cpu_count()} cores)", flush=True)
+
+
+async def overhead_phase(kind: str, args: argparse.Namespace, work: Path, upstream: Process) -> list[dict[str, Any]]:
+    """Direct, floor, (ContextForge,) Airlock in front of one upstream, in alternating rounds."""
+    phase = work / kind
+    phase.mkdir(parents=True, exist_ok=True)
+    upstream_url = f"http://127.0.0.1:{port_of(upstream)}/mcp"
+    sqlite_url = f"sqlite+aiosqlite:///{phase}/airlock.db"
+    agent, _ = await issue_tokens(sqlite_url)
+    started: list[Process] = []
+    try:
+        floor = await floor_process(f"floor-{kind}", free_port(), upstream_url, agent, [ALLOWED["tool"]], phase).start()
+        started.append(floor)
+        airlock = await start_airlock(f"airlock-{kind}", phase / "airlock", sqlite_url, upstream_url)
+        started.append(airlock)
+
+        def target(name: str, url: str, token: str | None, pid: int | None = None) -> Target:
+            tool, arguments = ALLOWED["tool"], ALLOWED["arguments"]
+            return Target(
+                name, url, token, tool, arguments, pid, warmup=args.warmup, upstream_pid=upstream.pid, upstream=kind
+            )
+
+        targets = [
+            target("direct", upstream_url, None),
+            target("floor", f"http://127.0.0.1:{port_of(floor)}/mcp", agent, floor.pid),
+        ]
+        if not args.no_contextforge:
+            from bench.contextforge import start_contextforge
+
+            forge, forge_target = await start_contextforge(upstream_url, phase / "contextforge", phase)
+            started.append(forge)
+            forge_target.warmup = max(5.0, args.warmup)  # it opens an upstream session per new client session
+            forge_target.upstream_pid, forge_target.upstream = upstream.pid, kind
+            targets.append(forge_target)
+        if args.baseline is not None:
+            # Same database and token: only the code differs, and both run in the same rounds.
+            base = await start_airlock(f"baseline-{kind}", phase / "baseline", sqlite_url, upstream_url, args.baseline)
+            started.append(base)
+            targets.append(
+                target("baseline", f"http://127.0.0.1:{port_of(base)}/mcp/execution-market", agent, base.pid)
+            )
+        airlock_url = f"http://127.0.0.1:{port_of(airlock)}/mcp/execution-market"
+        targets.append(target("airlock", airlock_url, agent, airlock.pid))
+        print(f"measuring allowed-call overhead against the {kind} upstream …", flush=True)
+        cells = await compare(targets, seconds=args.seconds, rounds=args.rounds, concurrencies=tuple(args.concurrency))
+        return [cell.as_dict() for cell in cells]
+    finally:
+        for process in reversed(started):
+            process.stop()
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,51 +201,62 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "targets": TARGETS,
     }
     try:
-        up_port = free_port()
-        upstream = await upstream_process(up_port, work).start()
-        processes.append(upstream)
-        upstream_url = f"http://127.0.0.1:{up_port}/mcp"
-        sqlite_url = f"sqlite+aiosqlite:///{work}/airlock.db"
-        agent, reviewer = await issue_tokens(sqlite_url)
-        airlock = await start_airlock("airlock", work / "airlock", sqlite_url, upstream_url)
-        processes.append(airlock)
-        airlock_port = int(airlock.health_url.split(":")[2].split("/")[0])
-        targets = [Target("direct", upstream_url, None, pid=upstream.pid, **ALLOWED)]
-        if not args.no_contextforge:
-            from bench.contextforge import start_contextforge
-
-            forge, forge_target = await start_contextforge(upstream_url, work / "contextforge", work)
-            forge_target.warmup = 5.0  # it opens an upstream session on each new client session's first call
-            processes.append(forge)
-            targets.append(forge_target)
-        airlock_mcp = f"http://127.0.0.1:{airlock_port}/mcp/execution-market"
-        targets.append(Target("airlock", airlock_mcp, agent, pid=airlock.pid, **ALLOWED))
-        print("measuring allowed-call overhead …", flush=True)
-        for target in targets:
-            target.warmup = max(target.warmup, args.warmup) if target.name == "contextforge" else args.warmup
-        report["overhead"] = [m.as_dict() for m in await compare(targets, seconds=args.seconds)]
+        upstreams = {
+            "sdk": lambda: sdk_upstream_process(free_port(), work),
+            "demo": lambda: upstream_process(free_port(), work),
+        }
+        kinds = ("sdk", "demo") if args.upstream == "both" else (args.upstream,)
+        running: dict[str, Process] = {}
+        for kind in kinds if args.only == "overhead" else (*kinds, "demo"):
+            if kind not in running:
+                running[kind] = await upstreams[kind]().start()
+                processes.append(running[kind])
+        cells: list[dict[str, Any]] = []
+        for kind in kinds:
+            load_now(report, f"overhead ({kind} upstream)")
+            cells += await overhead_phase(kind, args, work, running[kind])
+        report["overhead_rounds"] = cells
+        report["overhead"] = summarise(cells)
         if args.only == "overhead":
             return report
-        print("measuring policy decisions …", flush=True)
-        report["policy_decision"] = policy_cost.run()
-        print("measuring argument validation …", flush=True)
-        report["argument_validation"] = arguments_cost.run()
-        print("measuring decision to result (SQLite) …", flush=True)
-        base = f"http://127.0.0.1:{airlock_port}"
-        report["decision_to_result_sqlite"] = await decisions.run(
-            base, base, agent, reviewer, upstream_url, trials=args.trials
-        )
-        if not args.no_postgres:
-            print("measuring decision to result (two replicas on PostgreSQL) …", flush=True)
-            report["decision_to_result_replicas"] = await replicas_phase(args, work, upstream_url, processes)
-        print(f"holding {args.held} calls …", flush=True)
-        report["holding"] = await holding.run(
-            airlock_mcp, agent, airlock.pid, count=args.held, allowed=ALLOWED, seconds=args.seconds, warmup=args.warmup
-        )
+        await later_phases(args, work, running["demo"], processes, report)
     finally:
         for process in reversed(processes):
             process.stop()
     return report
+
+
+async def later_phases(
+    args: argparse.Namespace, work: Path, upstream: Process, processes: list[Process], report: dict[str, Any]
+) -> None:
+    """Policy and argument costs, decision to result, holding: against the demo upstream."""
+    upstream_url = f"http://127.0.0.1:{port_of(upstream)}/mcp"
+    sqlite_url = f"sqlite+aiosqlite:///{work}/airlock.db"
+    agent, reviewer = await issue_tokens(sqlite_url)
+    airlock = await start_airlock("airlock", work / "airlock", sqlite_url, upstream_url)
+    processes.append(airlock)
+    airlock_port = port_of(airlock)
+    airlock_mcp = f"http://127.0.0.1:{airlock_port}/mcp/execution-market"
+    load_now(report, "policy and argument costs")
+    print("measuring policy decisions …", flush=True)
+    report["policy_decision"] = policy_cost.run()
+    print("measuring argument validation …", flush=True)
+    report["argument_validation"] = arguments_cost.run()
+    load_now(report, "decision to result (SQLite)")
+    print("measuring decision to result (SQLite) …", flush=True)
+    base = f"http://127.0.0.1:{airlock_port}"
+    report["decision_to_result_sqlite"] = await decisions.run(
+        base, base, agent, reviewer, upstream_url, trials=args.trials
+    )
+    if not args.no_postgres:
+        load_now(report, "decision to result (replicas)")
+        print("measuring decision to result (two replicas on PostgreSQL) …", flush=True)
+        report["decision_to_result_replicas"] = await replicas_phase(args, work, upstream_url, processes)
+    load_now(report, "holding")
+    print(f"holding {args.held} calls …", flush=True)
+    report["holding"] = await holding.run(
+        airlock_mcp, agent, airlock.pid, count=args.held, allowed=ALLOWED, seconds=args.seconds, warmup=args.warmup
+    )
 
 
 async def replicas_phase(
@@ -197,16 +302,22 @@ def machine() -> dict[str, Any]:
 def verdicts(report: dict[str, Any]) -> dict[str, Any]:
     """Each target: the measured figure and whether it is met."""
     out: dict[str, Any] = {}
-    cells = {(m["target"], m["era"], m["concurrency"]): m for m in report.get("overhead", [])}
-    for era in ("modern", "legacy"):
-        direct1, airlock1 = cells.get(("direct", era, 1)), cells.get(("airlock", era, 1))
-        if direct1 and airlock1:
-            added = airlock1["p50_ms"] - direct1["p50_ms"]
-            out[f"added_latency_p50_ms[{era}]"] = _verdict(added, TARGETS["added_latency_p50_ms"], below=True)
-        direct32, airlock32 = cells.get(("direct", era, 32)), cells.get(("airlock", era, 32))
-        if direct32 and airlock32 and direct32["throughput"]:
-            ratio = airlock32["throughput"] / direct32["throughput"]
-            out[f"throughput_ratio_c32[{era}]"] = _verdict(ratio, TARGETS["throughput_ratio_c32"], below=False)
+    for m in report.get("overhead", []):
+        if m["target"] != "airlock":
+            continue
+        where = f"[{m['era']}, {m['upstream']}]"
+        if m["concurrency"] == 1 and "added_p50_ms" in m:
+            out[f"added_latency_p50_ms{where}"] = _verdict(
+                m["added_p50_ms"], TARGETS["added_latency_p50_ms"], below=True
+            )
+        if m["concurrency"] == 32 and m.get("throughput_ratio") is not None:
+            ratio = m["throughput_ratio"]
+            out[f"throughput_ratio_c32{where}"] = _verdict(ratio, TARGETS["throughput_ratio_c32"], below=False)
+        if m["concurrency"] == 32 and m["gateway_cpu_ms_per_call"] is not None:
+            cpu = m["gateway_cpu_ms_per_call"]
+            out[f"airlock_cpu_ms_per_call_c32{where}"] = _verdict(
+                cpu, TARGETS["airlock_cpu_ms_per_call_c32"], below=True
+            )
     if "holding" in report:
         held = report["holding"]
         out["memory_per_held_call_kb"] = _verdict(
@@ -229,23 +340,42 @@ def _verdict(value: float, target: float, *, below: bool) -> dict[str, Any]:
     return {"value": round(value, 3), "target": target, "met": value <= target if below else value >= target}
 
 
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:+.2f}"
+
+
 def table(report: dict[str, Any]) -> str:
     lines = [
         f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
         f"Python {report['machine']['python']}, {report['machine']['date']}",
         "",
-        "| era | c | target | p50 ms | p99 ms | calls/s | gateway CPU ms/call |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        f"Load average before each phase: {report.get('load', {})}",
+        "",
+        "CPU ms per call, per process (median over rounds; lower is better):",
+        "",
+        "| upstream | era | c | target | client | upstream | gateway | total |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for m in report.get("overhead", []):
-        cpu = (
-            ""
-            if m["target"] == "direct" or m["gateway_cpu_ms_per_call"] is None
-            else f"{m['gateway_cpu_ms_per_call']:.2f}"
-        )
+        cpu = m["cpu_ms_per_call"]
+        cells = [f"{cpu[role]:.3f}" if role in cpu else "" for role in ("client", "upstream", "gateway")]
         lines.append(
-            f"| {m['era']} | {m['concurrency']} | {m['target']} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
-            f"{m['throughput']:.0f} | {cpu} |"
+            f"| {m['upstream']} | {m['era']} | {m['concurrency']} | {m['target']} | {' | '.join(cells)} | "
+            f"{sum(cpu.values()):.3f} |"
+        )
+    lines += [
+        "",
+        "Latency and throughput (median over rounds), and as compared with direct:",
+        "",
+        "| upstream | era | c | target | p50 ms | p99 ms | calls/s | added p50 | added p99 | share of direct |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in report.get("overhead", []):
+        ratio = m.get("throughput_ratio")
+        lines.append(
+            f"| {m['upstream']} | {m['era']} | {m['concurrency']} | {m['target']} | {m['p50_ms']:.2f} | "
+            f"{m['p99_ms']:.2f} | {m['throughput']:.0f} | {_ms(m.get('added_p50_ms'))} | "
+            f"{_ms(m.get('added_p99_ms'))} | {'' if ratio is None else f'{ratio:.0%}'} |"
         )
     lines += ["", "| target | measured | goal | met |", "|---|---:|---:|---|"]
     for name, verdict in report.get("verdicts", {}).items():

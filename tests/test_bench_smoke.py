@@ -24,9 +24,11 @@ def test_the_benchmark_harness_runs_every_phase_and_reports_every_figure(tmp_pat
             "--no-contextforge",
             "--no-postgres",
             "--seconds",
-            "0.3",
+            "0.2",
+            "--rounds",
+            "2",
             "--warmup",
-            "0.1",
+            "0.3",
             "--held",
             "20",
             "--trials",
@@ -41,11 +43,22 @@ def test_the_benchmark_harness_runs_every_phase_and_reports_every_figure(tmp_pat
     )
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
     report = json.loads(out.read_text())
-    cells = {(m["target"], m["era"], m["concurrency"]) for m in report["overhead"]}
-    assert cells == {(t, e, c) for t in ("direct", "airlock") for e in ("modern", "legacy") for c in (1, 32)}
-    assert all(m["errors"] == 0 and m["calls"] > 0 for m in report["overhead"])
+    cells = {(m["upstream"], m["target"], m["era"], m["concurrency"]) for m in report["overhead"]}
+    assert cells == {
+        (u, t, e, c)
+        for u in ("sdk", "demo")
+        for t in ("direct", "floor", "airlock")
+        for e in ("modern", "legacy")
+        for c in (1, 32)
+    }
+    assert [m for m in report["overhead_rounds"] if m["errors"] or not m["calls"]] == []
+    assert len(report["overhead_rounds"]) == 2 * len(cells)
+    gateways = [m for m in report["overhead"] if m["target"] != "direct"]
+    assert all(set(m["cpu_ms_per_call"]) == {"client", "upstream", "gateway"} for m in gateways)
+    assert set(report["load"]) >= {"overhead (sdk upstream)", "overhead (demo upstream)", "holding"}
     assert report["holding"]["held_calls"] == 20 and report["holding"]["memory_per_held_call_kb"] is not None
     assert report["decision_to_result_sqlite"]["trials"] == 3
     assert report["policy_decision"]["rules_1000_last_rule_us"] > 0
     assert set(report["verdicts"]) >= {"memory_per_held_call_kb", "decision_to_result_p99_sqlite_ms"}
     assert "| target | measured | goal | met |" in completed.stdout
+    assert "| upstream | era | c | target | client | upstream | gateway | total |" in completed.stdout

@@ -11,6 +11,7 @@ validates the version itself and names the ones it serves.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from app.auth import STATIC_TOKEN_PREFIX, WWW_AUTHENTICATE, Credentials, TokenLookupsBusy, bearer_token
@@ -165,6 +166,19 @@ async def _read_post(exchange: Exchange, limit: int) -> bool:
 
 
 def _is_utf8_json(content_type: str) -> bool:
+    # Clients send the same few header values on every call: parse each once (issue 12). Only
+    # short values are cached, so an agent's odd headers cannot fill memory.
+    return _utf8_json_cached(content_type) if len(content_type) <= _CACHED_CHARS else _utf8_json(content_type)
+
+
+def _accepts(accept: str, media_type: str) -> bool:
+    return _accepts_cached(accept, media_type) if len(accept) <= _CACHED_CHARS else _media_listed(accept, media_type)
+
+
+_CACHED_CHARS = 200
+
+
+def _utf8_json(content_type: str) -> bool:
     """`application/json`, with no charset or UTF-8's.
 
     The body is parsed as UTF-8 and forwarded with this header: an upstream that honoured another
@@ -180,6 +194,10 @@ def _is_utf8_json(content_type: str) -> bool:
     return True
 
 
-def _accepts(accept: str, media_type: str) -> bool:
+def _media_listed(accept: str, media_type: str) -> bool:
     kinds = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
     return media_type in kinds or "*/*" in kinds or f"{media_type.split('/')[0]}/*" in kinds
+
+
+_utf8_json_cached = lru_cache(maxsize=256)(_utf8_json)
+_accepts_cached = lru_cache(maxsize=256)(_media_listed)

@@ -119,7 +119,7 @@ def _check_param_headers(exchange: Exchange, message: Message) -> None:
     name = message.params.get("name")
     schema = exchange.upstream.catalog.input_schemas.get(name) if isinstance(name, str) else None
     arguments = message.params.get("arguments")
-    if schema is None or not isinstance(arguments, dict):
+    if schema is None or not isinstance(arguments, dict) or name in exchange.upstream.catalog.header_free:
         return
     rejection = validate_mcp_param_headers(schema, arguments, exchange.headers)
     if rejection is not None:

@@ -126,15 +126,7 @@ async def _relay_events(
     held: list[SSEEvent] = []
     if not lone_answer_as_json:
         return await _pump_events(exchange, response, parser, held, headers, transform, inspect, cancel_on_disconnect)
-    try:
-        async with asyncio.timeout(_FIRST_EVENT_WINDOW):
-            while not held:
-                chunk = await response.read_chunk()
-                if not chunk:
-                    break
-                held.extend(response.feed(parser, chunk))
-    except TimeoutError:
-        pass
+    held.extend(await _first_events(response, parser))
     answer = _lone_answer(held[0]) if len(held) == 1 else None
     if answer is not None:
         final = transform(answer) if transform is not None else answer
@@ -149,6 +141,27 @@ async def _relay_events(
         await send_body(exchange.send, 200, body, headers)
         return Relayed(200, final if (transform is not None or inspect) else None)
     return await _pump_events(exchange, response, parser, held, headers, transform, inspect, cancel_on_disconnect)
+
+
+async def _first_events(response: UpstreamResponse, parser: SSEParser) -> list[SSEEvent]:
+    """The stream's first events: those already received, else what arrives within `_FIRST_EVENT_WINDOW`.
+
+    An answer that arrived together with its headers (some do, more under load) is parsed from
+    what is buffered, without arming a timer (issue 12).
+    """
+    events = response.feed(parser, response.read_buffered())
+    if events:
+        return events
+    try:
+        async with asyncio.timeout(_FIRST_EVENT_WINDOW):
+            while not events:
+                chunk = await response.read_chunk()
+                if not chunk:
+                    break
+                events.extend(response.feed(parser, chunk))
+    except TimeoutError:
+        pass
+    return events
 
 
 async def _pump_events(
