@@ -145,8 +145,15 @@ def floor_process(name: str, port: int, upstream_url: str, token: str, allowed: 
 
 
 def airlock_config(
-    work: Path, *, database_url: str, upstream_url: str, policy: dict[str, Any], approvals: dict[str, Any] | None = None
+    work: Path,
+    *,
+    database_url: str,
+    upstream_url: str,
+    policy: dict[str, Any],
+    approvals: dict[str, Any] | None = None,
+    extra: str = "",
 ) -> Path:
+    """An airlock.toml for one benchmarked process; `extra` is appended (tables such as `[metrics]`)."""
     policy_path = work / "policy.json"
     policy_path.write_text(json.dumps(policy), encoding="utf-8")
     approvals = {"max_pending_per_agent": 100000, **(approvals or {})}
@@ -165,7 +172,7 @@ def airlock_config(
         f"policy = {json.dumps(str(policy_path))}",
     ]
     config = work / "airlock.toml"
-    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
     return config
 
 

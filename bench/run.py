@@ -55,6 +55,13 @@ POLICY = {
     ],
 }
 APPROVALS = {"hold_seconds": 3600, "cancel_grace_seconds": 3600, "safety_poll_seconds": 5}
+VARIANTS: dict[str, str] = {
+    "airlock, metrics off": "\n[metrics]\nenabled = false\n",
+    # Spans are made and ended, but not exported (no OTLP collector here): the export's own cost,
+    # batched in a background thread, is not in these figures.
+    "airlock, tracing on": '\n[tracing]\nenabled = true\nexporter = "none"\n',
+}
+"""Airlock configured otherwise, measured next to the default (`airlock`: metrics on, tracing off)."""
 TARGETS = {
     "airlock_cpu_ms_per_call_c32": 0.30,
     "added_latency_p50_ms": 1.0,
@@ -105,6 +112,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="TREE",
         help="also measure Airlock from another checkout (e.g. a `git worktree` of main) in the same rounds",
     )
+    parser.add_argument(
+        "--no-variants",
+        action="store_true",
+        help="skip Airlock with metrics off and with tracing on (measured by default, in the same rounds)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"), help="where to write JSON")
     return parser.parse_args(argv)
 
@@ -123,11 +135,11 @@ async def issue_tokens(database_url: str) -> tuple[str, str]:
 
 
 async def start_airlock(
-    name: str, work: Path, database_url: str, upstream_url: str, tree: Path | None = None
+    name: str, work: Path, database_url: str, upstream_url: str, tree: Path | None = None, extra: str = ""
 ) -> Process:
     work.mkdir(parents=True, exist_ok=True)
     config = airlock_config(
-        work, database_url=database_url, upstream_url=upstream_url, policy=POLICY, approvals=APPROVALS
+        work, database_url=database_url, upstream_url=upstream_url, policy=POLICY, approvals=APPROVALS, extra=extra
     )
     return await airlock_process(name, config, free_port(), work, tree).start()
 
@@ -182,6 +194,15 @@ async def overhead_phase(kind: str, args: argparse.Namespace, work: Path, upstre
             targets.append(
                 target("baseline", f"http://127.0.0.1:{port_of(base)}/mcp/execution-market", agent, base.pid)
             )
+        if not args.no_variants:
+            # What observability costs per call: the default has metrics on and tracing off.
+            for name, extra in VARIANTS.items():
+                slug = name.replace(", ", "-").replace(" ", "-")
+                variant = await start_airlock(f"{slug}-{kind}", phase / slug, sqlite_url, upstream_url, extra=extra)
+                started.append(variant)
+                targets.append(
+                    target(name, f"http://127.0.0.1:{port_of(variant)}/mcp/execution-market", agent, variant.pid)
+                )
         airlock_url = f"http://127.0.0.1:{port_of(airlock)}/mcp/execution-market"
         targets.append(target("airlock", airlock_url, agent, airlock.pid))
         print(f"measuring allowed-call overhead against the {kind} upstream …", flush=True)
