@@ -94,10 +94,15 @@ class AuditLog:
         arguments: Any,
         approval_id: str | None = None,
         detail: str | None = None,
+        upstream_ms: float | None = None,
     ) -> None:
-        """Queue one call decision for the next batch (never blocks, never raises); count it in the metrics."""
+        """Queue one call decision for the next batch (never blocks, never raises); count it in the metrics.
+
+        `upstream_ms` is the part of `latency_ms` spent on the upstream's request and the relay of its
+        answer, for a forwarded call (the metrics' split of upstream and gateway-added time).
+        """
         if self._metrics is not None:
-            self._metrics.call(upstream, tool, decision, outcome, latency_ms)
+            self._metrics.call(upstream, tool, decision, outcome, latency_ms, upstream_ms)
         if len(self._queue) >= _MAX_QUEUE:
             self._dropped += 1
             return

@@ -18,6 +18,9 @@ Instruments (labels are bounded: no argument values, approval ids or agent names
 - `airlock_held_requests`: requests this process holds open for approval.
 - `airlock_policy_reloads_total{upstream,result}`: policy file reloads, `ok` or `failed` (a broken
   file is counted once per distinct content, as it is logged).
+- `airlock_upstream_seconds{upstream}` and `airlock_gateway_seconds{upstream}`: a forwarded call's
+  time split in two: from sending it upstream to the end of the relayed answer, and the rest
+  (authentication, parsing, policy, Airlock's own work before and after).
 - `airlock_upstream_errors_total{upstream,kind}`: calls the upstream did not answer with a result
   (`unreachable`, `http` status, JSON-RPC `error`, `too_large`), from the same audited outcomes.
 - `airlock_approval_decision_seconds{upstream,verdict}`: from park to a reviewer's decision.
@@ -66,6 +69,8 @@ _OUTCOMES: Final = frozenset(
         "client disconnected",
     }
 )
+_GATEWAY_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
+"""Airlock's own share of an allowed call is a fraction of a millisecond when all is well."""
 _WAIT_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0, 86400.0)
 """A human's decision takes seconds to hours."""
 _LATENCY_BUCKETS: Final = (
@@ -183,10 +188,33 @@ class Metrics:
         self._database_errors = Counter(
             "airlock_database_errors", "Errors the database driver raised", registry=self.registry
         )
+        self._upstream_seconds = Histogram(
+            "airlock_upstream_seconds",
+            "Seconds of a forwarded call spent on the upstream's request and the relay of its answer",
+            ["upstream"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._gateway_seconds = Histogram(
+            "airlock_gateway_seconds",
+            "Seconds a forwarded call spent in Airlock itself (its whole time minus the upstream's)",
+            ["upstream"],
+            buckets=_GATEWAY_BUCKETS,
+            registry=self.registry,
+        )
+        self._split: dict[str, tuple[Histogram, Histogram]] = {}
         self._children: dict[tuple[str, str, str, str | None], tuple[Counter, Histogram, Counter | None]] = {}
         self._tools: set[str] = set()
 
-    def call(self, upstream: str, tool: str, decision: str, outcome: str | None, latency_ms: float | None) -> None:
+    def call(
+        self,
+        upstream: str,
+        tool: str,
+        decision: str,
+        outcome: str | None,
+        latency_ms: float | None,
+        upstream_ms: float | None = None,
+    ) -> None:
         """Count one audited call decision (never raises for odd values)."""
         key = (upstream, tool, decision, outcome)
         children = self._children.get(key)
@@ -195,6 +223,15 @@ class Metrics:
         children[0].inc()
         if latency_ms is not None:
             children[1].observe(latency_ms / 1000)
+            if upstream_ms is not None:
+                split = self._split.get(upstream)
+                if split is None:
+                    split = self._split[upstream] = (
+                        self._upstream_seconds.labels(upstream),
+                        self._gateway_seconds.labels(upstream),
+                    )
+                split[0].observe(upstream_ms / 1000)
+                split[1].observe(max(latency_ms - upstream_ms, 0.0) / 1000)
         if children[2] is not None:
             children[2].inc()
 

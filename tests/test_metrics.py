@@ -258,3 +258,25 @@ def test_an_ipv6_metrics_listen_address_is_understood(tmp_path: Path) -> None:
         require_upstreams=False,
     )
     assert settings.metrics.listen == ("::1", 9464)
+
+
+async def test_a_forwarded_calls_time_splits_into_the_upstreams_and_airlocks_own(
+    airlock: AirlockUnderTest, market: DemoMarket
+) -> None:
+    task = new_task(market)
+    market.delay = 0.05  # the upstream takes at least this long to answer
+    before = await scrape(airlock)
+    async with airlock.client() as client:
+        for _ in range(2):
+            assert not (await client.call_tool("em_get_task", {"task_id": task.id})).is_error
+    after = await scrape(airlock)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("airlock_upstream_seconds_count", upstream=UPSTREAM) == 2
+    assert moved("airlock_gateway_seconds_count", upstream=UPSTREAM) == 2
+    upstream_seconds = moved("airlock_upstream_seconds_sum", upstream=UPSTREAM)
+    assert upstream_seconds >= 2 * market.delay
+    whole = moved("airlock_request_seconds_sum", upstream=UPSTREAM, decision="allow")
+    assert upstream_seconds + moved("airlock_gateway_seconds_sum", upstream=UPSTREAM) == pytest.approx(whole)

@@ -7,6 +7,7 @@ verdict, the refusal result, parking, holding and the audit entry, happens here 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,7 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
         audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome=f"task {task_id}", **common)
         return
     if verdict.action == "forward":
+        sent = time.perf_counter()
         try:
             relayed = await context.forward(True)
         except UpstreamUnavailable as exc:
@@ -89,7 +91,14 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
             await _refuse(exchange, message, context, too_large_text(call.name, exc.size, exc.limit))
             audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome="result too large", **common)
             return
-        audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome=_outcome(relayed), **common)
+        upstream_ms = (time.perf_counter() - sent) * 1000.0
+        audit.record_call(
+            decision="allow",
+            latency_ms=exchange.elapsed_ms(),
+            upstream_ms=upstream_ms,
+            outcome=_outcome(relayed),
+            **common,
+        )
         return
     if verdict.action == "refuse":
         assert verdict.text is not None
