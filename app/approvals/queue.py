@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.approvals.continuation import Continuation, continues
 from app.approvals.ledger import Change, Ledger
-from app.approvals.model import Approval
+from app.approvals.model import Approval, grant_policy_json
 from app.config import ApprovalSettings
 from app.jsonrpc import canonical_json
 from app.policy.engine import Decision
@@ -343,6 +343,7 @@ class ApprovalQueue:
             "attach_seq": 0,
             "escalate_at": None if escalate_after is None else now + escalate_after,
             "escalate_to": None if escalate_after is None else decision.escalate_to,
+            "grant_policy": None if decision.grants is None else grant_policy_json(decision.grants),
         }
 
     async def withdraw(
