@@ -413,6 +413,24 @@ class ApprovalQueue:
             )
         return row is not None
 
+    async def in_flight(self, *, agent: str, upstream: str, tool: str, args_hash: str) -> bool:
+        """Whether an identical call would attach to an approval (open, or its outcome undelivered).
+
+        A scoped grant never covers such a call: it is the agent's retry of the call in flight,
+        which must attach and get that one outcome, not run a second time (`grants.py`).
+        """
+        async with self._ledger.db.read() as conn:
+            existing = await approval_store.find_attachable(
+                conn,
+                agent=agent,
+                upstream=upstream,
+                tool=tool,
+                args_hash=args_hash,
+                now=self._ledger.clock.now(),
+                retention=self._settings.result_retention_seconds,
+            )
+        return existing is not None
+
     async def stream(self, stream_id: str) -> StreamRow | None:
         """A held stream by id (None when unknown or purged)."""
         async with self._ledger.db.read() as conn:

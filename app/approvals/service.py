@@ -253,9 +253,17 @@ class Approvals(ApprovalDesk):
         """The live grant that lets `agent` make this call without parking, or None (`grants.py`).
 
         The gateway asks only for a call its policy sends to a rule that offers grants; the lookup
-        reads the database every time, so a revocation is in force at once on every replica.
+        reads the database every time, so a revocation is in force at once on every replica. A
+        covered call identical to one still in flight gets None: it attaches to that one instead.
         """
-        return await self.grants.covering(agent=agent, upstream=upstream, tool=tool, args_hash=args_hash)
+        grant = await self.grants.covering(agent=agent, upstream=upstream, tool=tool, args_hash=args_hash)
+        if grant is None:
+            return None
+        # The agent's retry of a call still held (or whose outcome it has not received) attaches to
+        # it and gets that one outcome: a grant never makes it run twice (invariant 3).
+        if await self.queue.in_flight(agent=agent, upstream=upstream, tool=tool, args_hash=args_hash):
+            return None
+        return grant
 
     async def park(self, request: ParkRequest, *, priming: bool) -> Attachment:
         """Park a call durably, or attach it to the identical open one, or replay its delivered outcome.
