@@ -186,10 +186,8 @@ async def test_two_reviewers_approving_with_grants_at_once_leave_one_approval_an
     parked = await lifecycle.park(decision=GRANTING)
     results = await asyncio.gather(
         *(
-            lifecycle.approvals.decide(
-                parked.approval.id, reviewer=name, verdict="approve", via="api", grant=GrantRequest(minutes, scope)
-            )
-            for name, minutes, scope in ((REVIEWER, 10, "identical"), ("dave", 60, "tool"))
+            lifecycle.approvals.decide(parked.approval.id, reviewer=name, verdict="approve", via="api", grant=grant)
+            for name, grant in ((REVIEWER, GrantRequest(10, "identical")), ("dave", GrantRequest(60, "tool")))
         ),
         return_exceptions=True,
     )
