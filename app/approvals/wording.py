@@ -712,3 +712,23 @@ def grant_not_found(grant_id: str) -> str:
 
 def grant_already_revoked(*, grant_id: str, by: str | None, at: float | None) -> str:
     return f"grant {grant_id} was already revoked by {reveal(by or 'someone', line=True)} at {iso(at)}"
+
+
+GRANT_DURATIONS: Final = (15, 30, 60, 120, 240, 480, 1440)
+"""The grant lengths a channel offers (minutes), each no longer than the rule's `max_minutes`."""
+
+
+def grant_durations(longest: int) -> list[int]:
+    """The grant lengths to offer under a rule allowing `longest` minutes (`longest` itself last)."""
+    return [minutes for minutes in GRANT_DURATIONS if minutes < longest] + [longest]
+
+
+def grant_offer(scope: str) -> str:
+    """How a channel offers a grant of `scope` beside its approve button, before the duration."""
+    if scope == "tool":
+        return "and allow any call of this tool from this agent for"
+    return "and allow identical calls from this agent for"
+
+
+def grant_minutes_invalid() -> str:
+    return "a grant's length must be a whole number of minutes"
