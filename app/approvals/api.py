@@ -41,7 +41,8 @@ def approval_json(approval: Approval, public_url: str) -> dict[str, Any]:
     `isError: true`, which `status` alone (`completed`) does not tell. `outcome` is the executor's
     raw outcome line, as the audit log records it. `quorum` says how many distinct reviewers must
     approve, who has, and the progress sentence ("1 of 2 approvals, by alice"; null when one
-    approval decides). `arguments` and `result` are the stored text
+    approval decides). `grants_offered` is what a reviewer may grant with the approval
+    (`{"max_minutes": N, "scope": [...]}`, null: none). `arguments` and `result` are the stored text
     itself in the (never expected) case that it is not a JSON object.
     """
     outcome = outcome_of(approval)
@@ -80,6 +81,9 @@ def approval_json(approval: Approval, public_url: str) -> dict[str, Any]:
         "escalate_to": approval.escalate_to,
         "escalate_at": iso(approval.escalate_at),
         "escalated_at": iso(approval.escalated_at),
+        "grants_offered": None
+        if approval.grant_policy is None or approval.needs_quorum
+        else {"max_minutes": approval.grant_policy.max_minutes, "scope": list(approval.grant_policy.scopes)},
     }
 
 

@@ -15,8 +15,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mcp.client import Client
 
+from app.approvals.service import Grant
 from app.demo.upstream import DemoMarket
 from tests.conftest import StartAirlock
 from tests.harness import DEFAULT_POLICY, AirlockUnderTest
@@ -215,3 +217,39 @@ async def test_the_cli_refuses_a_grant_it_cannot_read_in_one_line(tmp_path: Path
     config = str(write_config(tmp_path, database_url))
     result = await acli("approvals", "approve", "apr_x", "--as", "bob", "--grant", "soon", "--config", config)
     assert one_line_error(result) == "airlock: --grant: 'soon' is not a duration such as 30m or 2h"
+
+
+async def test_a_grant_revoked_on_one_replica_covers_nothing_on_the_other_at_once(
+    start_airlock: StartAirlock, market: DemoMarket
+) -> None:
+    replica_a = await start_airlock(policy=granting_policy("identical", "tool"))
+    replica_b = await start_airlock()
+    replica_b.tokens = replica_a.tokens  # one database: credentials issued on either work on both
+    async with replica_a.client() as client:
+        grant = (await approve_held(replica_a, client, LARGE, grant_minutes=30, grant_scope="tool"))["grant"]
+        async with replica_b.api(await replica_b.reviewer_token("bob")) as on_b:
+            assert (await on_b.post(f"/api/grants/{grant['id']}/revoke")).status_code == 200
+        await parked_then_rejected(replica_a, client, "em_publish_task", other(title="Right after the revoke"))
+    assert market.calls["em_publish_task"] == 1
+
+
+async def test_only_calls_sent_to_a_rule_that_offers_grants_look_for_one(
+    start_airlock: StartAirlock, market: DemoMarket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    airlock = await start_airlock(policy=granting_policy())
+    approvals = airlock.runtime.approvals
+    looked: list[str] = []
+    real = approvals.covering_grant
+
+    async def counted(**call: str) -> Grant | None:
+        looked.append(call["tool"])
+        return await real(**call)
+
+    monkeypatch.setattr(approvals, "covering_grant", counted)
+    async with airlock.client() as client:
+        assert not (await client.call_tool("em_list_tasks", {})).is_error
+        assert not (await client.call_tool("em_publish_task", other(bounty_usd=5))).is_error
+        await parked_then_rejected(airlock, client, "em_cancel_task", {"task_id": "t-1", "reason": "duplicate"})
+        await parked_then_rejected(airlock, client, "em_publish_task", LARGE)
+    assert looked == ["em_publish_task"]
+    assert (await airlock.approvals("all"))[0]["grants_offered"] == {"max_minutes": 60, "scope": ["identical"]}
