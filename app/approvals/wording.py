@@ -732,3 +732,16 @@ def grant_offer(scope: str) -> str:
 
 def grant_minutes_invalid() -> str:
     return "a grant's length must be a whole number of minutes"
+
+
+def grant_button(minutes: int) -> str:
+    """A one-click channel's (Slack's) approve-with-grant button: identical calls, the rule's longest grant."""
+    return f"Approve + identical calls for {human_duration(minutes * 60.0)}"
+
+
+def grant_button_confirm(approval: Approval, minutes: int) -> str:
+    """The confirmation that button asks for."""
+    return (
+        f"{reveal(approval.agent, line=True)} will run {reveal(approval.tool, line=True)} with the arguments "
+        f"shown, now and again, with the same arguments, without asking, for {human_duration(minutes * 60.0)}."
+    )
