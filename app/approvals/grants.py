@@ -15,7 +15,8 @@ the approval when it is parked, so what a reviewer may grant is what the rule sa
   `approve` by a rule that offers grants: an allowed call never reaches here, and neither does an
   approve rule without `grants`, so those paths gain no database round trip.
 - **Never broader than chosen, never across agents**: the lookup matches the agent, upstream and
-  tool exactly, and the arguments hash too unless the grant is tool-wide.
+  tool exactly, and the arguments hash too unless the grant is tool-wide; and the call must be
+  decided by the rule the approval was parked under (its `policy_rule`).
 - **Revocation is at once, everywhere**: every lookup reads the database (no cache), and an
   expired grant is dead by comparison with the clock, on every replica.
 
@@ -161,12 +162,17 @@ class Grants:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
 
-    async def covering(self, *, agent: str, upstream: str, tool: str, args_hash: str) -> Grant | None:
-        """The live grant that lets this agent make this call now, or None."""
+    async def covering(self, *, agent: str, upstream: str, tool: str, args_hash: str, rule: str) -> Grant | None:
+        """The live grant that lets this agent make this call now, under policy rule `rule`, or None.
+
+        `rule` is the matching rule's id or position, as approvals record it (`policy_rule`): a grant
+        given under one rule never covers a call another rule decides (a stricter one below a
+        different `when`, or the same tool after a policy edit moved it).
+        """
         now = self._ledger.clock.now()
         async with self._ledger.db.read() as conn:
             row = await grant_store.covering(
-                conn, agent=agent, upstream=upstream, tool=tool, args_hash=args_hash, now=now
+                conn, agent=agent, upstream=upstream, tool=tool, args_hash=args_hash, rule=rule, now=now
             )
         return None if row is None else Grant.from_row(row)
 

@@ -249,14 +249,14 @@ class Approvals(ApprovalDesk):
         self._executor = executor
         self._sweeper = sweeper
 
-    async def covering_grant(self, *, agent: str, upstream: str, tool: str, args_hash: str) -> Grant | None:
+    async def covering_grant(self, *, agent: str, upstream: str, tool: str, args_hash: str, rule: str) -> Grant | None:
         """The live grant that lets `agent` make this call without parking, or None (`grants.py`).
 
         The gateway asks only for a call its policy sends to a rule that offers grants; the lookup
         reads the database every time, so a revocation is in force at once on every replica. A
         covered call identical to one still in flight gets None: it attaches to that one instead.
         """
-        grant = await self.grants.covering(agent=agent, upstream=upstream, tool=tool, args_hash=args_hash)
+        grant = await self.grants.covering(agent=agent, upstream=upstream, tool=tool, args_hash=args_hash, rule=rule)
         if grant is None:
             return None
         # The agent's retry of a call still held (or whose outcome it has not received) attaches to

@@ -112,7 +112,11 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
         # Only an approve rule that offers grants costs this lookup (app/approvals/grants.py).
         args_hash = arguments_hash(call.arguments)
         grant = await gateway.approvals.covering_grant(
-            agent=exchange.agent, upstream=exchange.upstream.name, tool=call.name, args_hash=args_hash
+            agent=exchange.agent,
+            upstream=exchange.upstream.name,
+            tool=call.name,
+            args_hash=args_hash,
+            rule=verdict.decision.rule_id or verdict.decision.rule,
         )
         if grant is not None:
             await _forward_granted(exchange, message, context, call, grant, common)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Row, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import grants
+from app.store.models import approvals, grants
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,17 @@ async def of_approval(conn: AsyncConnection, approval_id: str) -> GrantRow | Non
 
 
 async def covering(
-    conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str, now: float
+    conn: AsyncConnection, *, agent: str, upstream: str, tool: str, args_hash: str, rule: str, now: float
 ) -> GrantRow | None:
-    """The live grant (unexpired, unrevoked) that covers this exact call, the one expiring last."""
+    """The live grant (unexpired, unrevoked) that covers this exact call, the one expiring last.
+
+    Only a grant given with an approval parked under `rule` (the approval's `policy_rule`) counts.
+    """
     query = (
         select(*_COLUMNS)
+        .join(approvals, approvals.c.id == grants.c.approval_id)
         .where(
+            approvals.c.policy_rule == rule,
             grants.c.agent == agent,
             grants.c.upstream == upstream,
             grants.c.tool == tool,

@@ -253,3 +253,23 @@ async def test_only_calls_sent_to_a_rule_that_offers_grants_look_for_one(
         await parked_then_rejected(airlock, client, "em_publish_task", LARGE)
     assert looked == ["em_publish_task"]
     assert (await airlock.approvals("all"))[0]["grants_offered"] == {"max_minutes": 60, "scope": ["identical"]}
+
+
+async def test_a_tool_grant_never_covers_a_call_another_rule_decides(
+    start_airlock: StartAirlock, market: DemoMarket
+) -> None:
+    policy = granting_policy("identical", "tool")
+    huge = {
+        "id": "huge-bounty",
+        "tool": "em_publish_task",
+        "when": {"bounty_usd": {"gt": 1000}},
+        "action": "approve",
+        "grants": {"max_minutes": 60, "scope": ["identical", "tool"]},
+    }
+    policy["rules"].insert(1, huge)
+    airlock = await start_airlock(policy=policy)
+    async with airlock.client() as client:
+        await approve_held(airlock, client, LARGE, grant_minutes=30, grant_scope="tool")
+        stricter = await parked_then_rejected(airlock, client, "em_publish_task", other(bounty_usd=5000))
+    assert stricter["policy"]["rule"] == "huge-bounty"
+    assert market.calls["em_publish_task"] == 1

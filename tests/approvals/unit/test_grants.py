@@ -46,10 +46,10 @@ async def approve_with(
 
 
 async def covering(
-    lifecycle: Lifecycle, *, task: str = "task-1", agent: str = AGENT, tool: str = "cancel_task"
+    lifecycle: Lifecycle, *, task: str = "task-1", agent: str = AGENT, tool: str = "cancel_task", rule: str = "cancel"
 ) -> Grant | None:
     return await lifecycle.approvals.grants.covering(
-        agent=agent, upstream=UPSTREAM, tool=tool, args_hash=task_hash(task)
+        agent=agent, upstream=UPSTREAM, tool=tool, args_hash=task_hash(task), rule=rule
     )
 
 
@@ -78,6 +78,7 @@ async def test_a_tool_grant_covers_any_arguments_of_that_tool_from_that_agent_on
     assert await covering(lifecycle, task="task-2") == grant
     assert await covering(lifecycle, agent="agent-2") is None
     assert await covering(lifecycle, tool="publish_task") is None
+    assert await covering(lifecycle, task="task-2", rule="rules[3]") is None, "another rule decided this call"
 
 
 async def test_a_grant_ends_when_it_expires(lifecycle: Lifecycle) -> None:
@@ -214,11 +215,11 @@ async def test_the_agents_retry_of_a_call_still_in_flight_is_not_covered_so_it_a
     await approve_with(lifecycle, parked, GrantRequest(30))
     # Approved, not yet run or delivered: an identical call is the agent's retry of this one.
     covered = await lifecycle.approvals.covering_grant(
-        agent=AGENT, upstream=UPSTREAM, tool="cancel_task", args_hash=task_hash("task-1")
+        agent=AGENT, upstream=UPSTREAM, tool="cancel_task", args_hash=task_hash("task-1"), rule="cancel"
     )
     assert covered is None
     other = await lifecycle.approvals.covering_grant(
-        agent=AGENT, upstream=UPSTREAM, tool="cancel_task", args_hash=task_hash("task-2")
+        agent=AGENT, upstream=UPSTREAM, tool="cancel_task", args_hash=task_hash("task-2"), rule="cancel"
     )
     assert other is None  # identical scope: other arguments were never covered
 
