@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from mcp.client import Client
 
+from app.approvals.outcomes import APPROVAL_META_KEY
 from app.approvals.service import Grant
 from app.demo.upstream import DemoMarket
 from tests.conftest import StartAirlock
@@ -139,7 +140,11 @@ async def test_after_revocation_a_covered_call_is_parked_again_and_a_replayed_re
         async with airlock.api(await airlock.agent_token("agent-1")) as as_agent:
             by_agent = await as_agent.post(f"/api/grants/{grant['id']}/revoke")
         await parked_then_rejected(airlock, client, "em_publish_task", other(title="After the revoke"))
+        async with asyncio.timeout(10):
+            # Without a grant, the identical call soon after gets the delivered outcome again: no run.
+            replay = await client.call_tool("em_publish_task", LARGE)
     assert [g["id"] for g in listed] == [grant["id"]]
+    assert replay.meta is not None and replay.meta[APPROVAL_META_KEY]["replay"] is True
     assert revoked.status_code == 200 and revoked.json()["revoked_by"] == "bob"
     assert replayed.status_code == 409 and "already revoked by bob" in replayed.json()["error"]
     assert by_agent.status_code == 403
