@@ -750,6 +750,8 @@ def _approval_text(approval: Approval, steps: list[AuditRow], public_url: str) -
     ]
     if approval.decided_at is not None or approval.needs_quorum:
         lines.append(f"  decision  {_shown(wording.account(approval, voice))}")
+    if approval.status == "pending" and (offered := wording.grants_offered(approval)) is not None:
+        lines.append(f"  grants    {offered} (approve with --grant DURATION)")
     lines += ["", "What the agent sent:", _indented(reveal(_pretty(approval)))]
     if approval.result is not None:
         lines += ["", "Result:", _indented(reveal(_result_text(approval.result)))]

@@ -745,3 +745,13 @@ def grant_button_confirm(approval: Approval, minutes: int) -> str:
         f"{reveal(approval.agent, line=True)} will run {reveal(approval.tool, line=True)} with the arguments "
         f"shown, now and again, with the same arguments, without asking, for {human_duration(minutes * 60.0)}."
     )
+
+
+def grants_offered(approval: Approval) -> str | None:
+    """What a reviewer may grant with `approval` ("identical calls or any call of the tool, up to
+    60 min"), or None when its rule offers no grant."""
+    policy = approval.grant_policy
+    if policy is None or approval.needs_quorum:
+        return None
+    covers = " or ".join(GRANT_SCOPES.get(scope, scope) for scope in policy.scopes)
+    return f"{covers}, up to {human_duration(policy.max_minutes * 60.0)}"

@@ -185,6 +185,7 @@ async def test_the_cli_approves_with_a_grant_lists_it_and_revokes_it(
     async with airlock.client() as client:
         call = asyncio.create_task(client.call_tool("em_publish_task", LARGE))
         approval = await airlock.wait_pending()
+        shown = await acli("approvals", "show", approval["id"], "--config", config)
         approved = await acli(
             "approvals",
             "approve",
@@ -211,6 +212,10 @@ async def test_the_cli_approves_with_a_grant_lists_it_and_revokes_it(
         replayed = await acli("grants", "revoke", grant_id, "--as", "bob", "--config", config)
         after = await acli("grants", "list", "--config", config)
         await parked_then_rejected(airlock, client, "em_publish_task", other(title="After the revoke"))
+    assert (
+        "  grants    identical calls or any call of the tool, up to 60 min (approve with --grant DURATION)"
+        in shown.stdout
+    )
     assert listed.stdout.strip() == granted
     assert revoked.stdout == f"grant {grant_id} revoked by bob\n"
     assert f"airlock: grant {grant_id} was already revoked by bob at " in one_line_error(replayed)
