@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from app.demo.upstream import DemoMarket
-from tests.harness import AirlockUnderTest, new_task, running_airlock
+from tests.conftest import StartAirlock
+from tests.harness import UPSTREAM, AirlockUnderTest, new_task, running_airlock
 from tests.rawmcp import final_message, modern_envelope, modern_headers
 
 EXTENSION = "io.modelcontextprotocol/tasks"
@@ -273,4 +274,36 @@ async def test_a_plain_modern_held_call_still_waits_on_its_stream_as_before(
         message = await final_message(held)
     assert message["result"]["resultType"] == "complete"
     assert message["result"]["structuredContent"]["status"] == "cancelled"
+    assert market.calls["em_cancel_task"] == 1
+
+
+async def test_an_expired_task_completes_with_an_error_result_saying_no_one_decided(
+    start_airlock: StartAirlock, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    airlock = await start_airlock(approvals={"timeout_seconds": 1})
+    session = await agent(airlock, http)
+    task = handle(await session.call("em_cancel_task", cancel_arguments(market)))
+    approval = await airlock.wait_pending()
+    await airlock.wait_status(approval["id"], "expired")
+    done = (await session.get(task["taskId"]))["result"]
+    assert done["status"] == "completed" and done["result"]["isError"] is True
+    assert "No decision within" in done["statusMessage"] and "not executed" in done["statusMessage"]
+    assert market.calls["em_cancel_task"] == 0
+
+
+async def test_on_a_merged_endpoint_a_held_call_is_a_task_too_and_tasks_get_needs_no_routing(
+    start_airlock: StartAirlock, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    endpoint = {"name": "team", "upstreams": [UPSTREAM], "prefixes": {UPSTREAM: "market"}}
+    airlock = await start_airlock(endpoints=[endpoint])
+    session = ModernAgent(http, f"{airlock.url}/mcp/team", await airlock.agent_token())
+    discovered = await session.request("server/discover", {})
+    assert discovered.json()["result"]["capabilities"]["extensions"][EXTENSION] == {}
+    task = handle(await session.call("market__em_cancel_task", cancel_arguments(market)))
+    approval = await airlock.wait_pending()
+    assert (await session.get(task["taskId"]))["result"]["status"] == "working"
+    await airlock.decide(approval["id"])
+    await airlock.wait_status(approval["id"], "completed")
+    done = (await session.get(task["taskId"]))["result"]
+    assert done["status"] == "completed" and done["result"]["structuredContent"]["status"] == "cancelled"
     assert market.calls["em_cancel_task"] == 1
