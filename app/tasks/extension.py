@@ -26,8 +26,7 @@ Deliberate departure: the `params` stored for the approval (and sent upstream on
 are re-encoded without the tasks extension in the client's capabilities, because the task is
 Airlock's, not the upstream's; the arguments judged are the arguments sent.
 
-Not here: `notifications/tasks` over `subscriptions/listen` (clients poll `tasks/get`); a merged
-endpoint's `server/discover` (`app/gateway/aggregate.py`) does not advertise the extension yet.
+Not here: `notifications/tasks` over `subscriptions/listen` (clients poll `tasks/get`).
 """
 
 from __future__ import annotations
