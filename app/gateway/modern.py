@@ -105,7 +105,7 @@ async def _dispatch(exchange: Exchange, message: Message) -> None:
         await serve_tool_call(exchange, message, _call_context(exchange, message))
     elif message.method == "tools/list":
         await _forward(exchange, transform=interceptor.tools_list_filter(exchange.upstream))
-    elif message.method in extension.TASK_METHODS and exchange.gateway.tasks is not None:
+    elif message.kind == "request" and message.method in extension.TASK_METHODS and exchange.gateway.tasks is not None:
         await extension.serve_task_request(exchange, message)
     elif message.method == "server/discover" and _offers_tasks(exchange, message):
         await _forward(exchange, transform=extension.with_extension)

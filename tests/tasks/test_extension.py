@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from app.jsonrpc import parse_message
-from app.tasks.extension import EXTENSION, declares, params_for_upstream, with_extension
+from app.store.tasks import TaskRow
+from app.tasks.extension import EXTENSION, declares, params_for_upstream, status_of, with_extension
+from app.tasks.model import TaskView
 
 CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 
@@ -52,3 +54,36 @@ def test_the_upstream_is_sent_the_call_without_the_tasks_extension_and_nothing_e
     upstream = json.loads(params_for_upstream(parse_message(raw)))
     assert upstream == params({"extensions": {"x/other": {"k": 2}}, "roots": {}})
     assert EXTENSION in sent["_meta"][CAPABILITIES]["extensions"], "the request itself is not changed"
+
+
+def row(*, cancelled_at: float | None = None) -> TaskRow:
+    return TaskRow(
+        id="tsk_x",
+        agent="a",
+        upstream="u",
+        tool="t",
+        approval_id=None,
+        result=None,
+        note=None,
+        lease_until=None,
+        cancelled_at=cancelled_at,
+        created_at=0.0,
+        updated_at=0.0,
+        expires_at=10.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "cancelled_at", "status"),
+    [
+        (None, None, "working"),
+        ({"result": {"content": [], "isError": True}}, None, "completed"),
+        ({"result": {"content": []}}, None, "completed"),
+        ({"error": {"code": -32000, "message": "boom"}}, None, "failed"),
+        (None, 5.0, "cancelled"),
+    ],
+)
+def test_a_tool_error_is_a_completed_task_and_only_a_json_rpc_error_fails_it(
+    outcome: dict[str, Any] | None, cancelled_at: float | None, status: str
+) -> None:
+    assert status_of(TaskView(row(cancelled_at=cancelled_at), None), outcome) == status

@@ -307,3 +307,18 @@ async def test_on_a_merged_endpoint_a_held_call_is_a_task_too_and_tasks_get_need
     done = (await session.get(task["taskId"]))["result"]
     assert done["status"] == "completed" and done["result"]["structuredContent"]["status"] == "cancelled"
     assert market.calls["em_cancel_task"] == 1
+
+
+async def test_a_tasks_cancel_sent_as_a_notification_withdraws_nothing(
+    airlock: AirlockUnderTest, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    session = await agent(airlock, http)
+    task = handle(await session.call("em_cancel_task", cancel_arguments(market)))
+    body = {
+        "jsonrpc": "2.0",
+        "method": "tasks/cancel",
+        "params": {"taskId": task["taskId"], "_meta": session.envelope()},
+    }
+    await http.post(session.url, json=body, headers=modern_headers(session.token, "tasks/cancel", task["taskId"]))
+    assert (await session.get(task["taskId"]))["result"]["status"] == "working", "only a request can cancel"
+    assert (await airlock.approvals("pending"))[0]["status"] == "pending"
