@@ -276,7 +276,8 @@ class Tasks:
         approval = view.approval
         if approval is None or not approval.is_finished:
             return None
-        await self._approvals.mark_delivered(approval.id, stream_id=f"task {view.id}")
+        if approval.delivered_at is None:  # polled again and again: write once
+            await self._approvals.mark_delivered(approval.id, stream_id=f"task {view.id}")
         return final_message(approval, self.public_url, modern=True)
 
     async def wait(self, task_id: str, agent: str) -> TaskView:

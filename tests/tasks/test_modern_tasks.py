@@ -322,3 +322,15 @@ async def test_a_tasks_cancel_sent_as_a_notification_withdraws_nothing(
     await http.post(session.url, json=body, headers=modern_headers(session.token, "tasks/cancel", task["taskId"]))
     assert (await session.get(task["taskId"]))["result"]["status"] == "working", "only a request can cancel"
     assert (await airlock.approvals("pending"))[0]["status"] == "pending"
+
+
+async def test_reading_a_finished_task_counts_as_delivery_once_however_often_it_is_polled(
+    airlock: AirlockUnderTest, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    session = await agent(airlock, http)
+    task = handle(await session.call("em_cancel_task", cancel_arguments(market)))
+    approval = await airlock.wait_pending()
+    await airlock.decide(approval["id"], "reject", reviewer="bob", reason="no")
+    for _ in range(3):
+        assert (await session.get(task["taskId"]))["result"]["status"] == "completed"
+    assert await airlock.steps(approval["id"], "delivered") == 1
