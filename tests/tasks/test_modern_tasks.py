@@ -334,3 +334,18 @@ async def test_reading_a_finished_task_counts_as_delivery_once_however_often_it_
     for _ in range(3):
         assert (await session.get(task["taskId"]))["result"]["status"] == "completed"
     assert await airlock.steps(approval["id"], "delivered") == 1
+
+
+async def test_an_approved_call_the_tool_answers_with_an_error_is_a_completed_task_carrying_that_error(
+    airlock: AirlockUnderTest, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    session = await agent(airlock, http)
+    task = handle(await session.call("em_cancel_task", {"task_id": "no-such-task", "reason": "x"}))
+    approval = await airlock.wait_pending()
+    await airlock.decide(approval["id"])
+    await airlock.wait_status(approval["id"], "completed")
+    done = (await session.get(task["taskId"]))["result"]
+    assert done["status"] == "completed", "2026: not failed (that is for JSON-RPC errors only)"
+    assert done["result"]["isError"] is True and "no-such-task" in done["result"]["content"][0]["text"]
+    assert done["statusMessage"].startswith("Upstream tool reported an error")
+    assert market.calls["em_cancel_task"] == 1
