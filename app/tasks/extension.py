@@ -26,7 +26,7 @@ Deliberate departure: the `params` stored for the approval (and sent upstream on
 are re-encoded without the tasks extension in the client's capabilities, because the task is
 Airlock's, not the upstream's; the arguments judged are the arguments sent.
 
-Not here: `notifications/tasks` over `subscriptions/listen` (clients poll `tasks/get`).
+Not here: `notifications/tasks` over `subscriptions/listen` (`listen.py`).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ async def answer_held(exchange: Exchange, message: Message, headers: Headers, at
     The approval is committed by now (`Approvals.park`), and so is the task once `for_held`
     returns, so a `tasks/get` sent the moment the client reads this resolves.
     """
-    tasks = _tasks(exchange)
+    tasks = tasks_of(exchange)
     view = await tasks.for_held(attachment, TaskRequest(ttl_ms=None))
     handle = {"resultType": "task", **task_fields(tasks, view, "working")}
     await send_json(exchange.send, 200, result_response(message.id, handle), headers)
@@ -180,7 +180,7 @@ async def serve_task_request(exchange: Exchange, message: Message) -> None:
 
 
 async def _serve(exchange: Exchange, message: Message, task_id: str) -> None:
-    tasks = _tasks(exchange)
+    tasks = tasks_of(exchange)
     if message.method == "tasks/get":
         answer = await detailed(tasks, await tasks.view(task_id, exchange.agent))
     elif message.method == "tasks/cancel":
@@ -206,7 +206,7 @@ async def _fail(exchange: Exchange, message: Message, code: int, text: str, data
     await send_error(exchange.send, status, code, text, request_id=message.id, data=data)
 
 
-def _tasks(exchange: Exchange) -> Tasks:
+def tasks_of(exchange: Exchange) -> Tasks:
     tasks = exchange.gateway.tasks
     if tasks is None:
         raise MessageError(INTERNAL_ERROR, "Internal error: tasks are not available", None)

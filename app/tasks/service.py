@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -292,6 +292,23 @@ class Tasks:
                     return view
                 await self.clock.wait(changed, poll)
                 changed.clear()
+
+    async def follow(self, task_id: str, agent: str) -> AsyncIterator[TaskView]:
+        """`agent`'s task now, then again whenever it may have changed, until it is terminal.
+
+        Raises:
+            TaskNotFound: no such task for this agent (also when it vanishes meanwhile).
+        """
+        view = await self.view(task_id, agent)
+        poll = self._approval_settings.safety_poll_seconds
+        with self._changes(view) as changed:
+            while True:
+                changed.clear()
+                view = await self.view(task_id, agent)
+                yield view
+                if view.is_terminal:
+                    return
+                await self.clock.wait(changed, poll)
 
     @contextlib.contextmanager
     def _changes(self, view: TaskView) -> Iterator[asyncio.Event]:

@@ -10,6 +10,7 @@ the overview page's -32003) and Airlock-defined (issue 17, item 2; `../shared/re
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,13 +21,14 @@ import pytest
 from app.demo.upstream import DemoMarket
 from tests.conftest import StartAirlock
 from tests.harness import UPSTREAM, AirlockUnderTest, new_task, running_airlock
-from tests.rawmcp import final_message, modern_envelope, modern_headers
+from tests.rawmcp import EventReader, final_message, modern_envelope, modern_headers
 
 EXTENSION = "io.modelcontextprotocol/tasks"
 CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 NOT_FOUND = -32602
 MISSING_CAPABILITY = -32021
 HEADER_MISMATCH = -32020
+SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 
 _ids = itertools.count(1)
 
@@ -349,3 +351,48 @@ async def test_an_approved_call_the_tool_answers_with_an_error_is_a_completed_ta
     assert done["result"]["isError"] is True and "no-such-task" in done["result"]["content"][0]["text"]
     assert done["statusMessage"].startswith("Upstream tool reported an error")
     assert market.calls["em_cancel_task"] == 1
+
+
+async def test_a_task_only_listen_stream_reports_the_agents_own_tasks_until_they_end(
+    airlock: AirlockUnderTest, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    session = await agent(airlock, http)
+    task = handle(await session.call("em_cancel_task", cancel_arguments(market)))
+    others = handle(await (await agent(airlock, http, "other")).call("em_cancel_task", cancel_arguments(market)))
+    ids = [task["taskId"], others["taskId"], "tsk_" + "A" * 32]
+    params = {"notifications": {"taskIds": ids}, "_meta": session.envelope()}
+    body = {"jsonrpc": "2.0", "id": 41, "method": "subscriptions/listen", "params": params}
+    headers = modern_headers(session.token, "subscriptions/listen")
+    async with http.stream("POST", session.url, json=body, headers=headers) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        reader = EventReader(stream)
+        async with asyncio.timeout(20):
+            acknowledged = await reader.next_message()
+            assert acknowledged["method"] == "notifications/subscriptions/acknowledged"
+            assert acknowledged["params"]["notifications"] == {"taskIds": [task["taskId"]]}, "only the agent's own"
+            assert acknowledged["params"]["_meta"] == {SUBSCRIPTION_ID: 41}
+            working = await reader.next_message()
+            assert working["method"] == "notifications/tasks" and working["params"]["status"] == "working"
+            pending = next(a for a in await airlock.approvals("pending") if a["id"] in task["statusMessage"])
+            await airlock.decide(pending["id"])
+            while (update := await reader.next_message())["params"]["status"] == "working":
+                assert "result" not in update["params"]
+    done = update["params"]
+    assert done["taskId"] == task["taskId"] and done["status"] == "completed"
+    assert done["result"]["structuredContent"]["status"] == "cancelled" and done["_meta"] == {SUBSCRIPTION_ID: 41}
+    assert market.calls["em_cancel_task"] == 1
+
+
+async def test_a_listen_stream_that_asks_for_more_than_tasks_is_relayed_to_the_upstream_as_before(
+    airlock: AirlockUnderTest, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    session = await agent(airlock, http)
+    task = handle(await session.call("em_cancel_task", cancel_arguments(market)))
+    params = {"notifications": {"taskIds": [task["taskId"]], "toolsListChanged": True}, "_meta": session.envelope()}
+    body = {"jsonrpc": "2.0", "id": 42, "method": "subscriptions/listen", "params": params}
+    headers = modern_headers(session.token, "subscriptions/listen")
+    async with http.stream("POST", session.url, json=body, headers=headers) as stream:
+        async with asyncio.timeout(20):
+            acknowledged = await EventReader(stream).next_message()
+    assert acknowledged["method"] == "notifications/subscriptions/acknowledged"
+    assert "taskIds" not in acknowledged["params"]["notifications"], "the client knows to poll tasks/get"
