@@ -78,7 +78,7 @@ from app.jsonrpc import (
 )
 from app.protocol import DEFAULT_VERSION, HANDSHAKE_VERSIONS, MCP_NAME, MCP_SESSION_ID
 from app.sessions import SessionRegistry
-from app.tasks import extension
+from app.tasks import extension, listen
 from app.types import JSONObject, Send
 from app.types import Message as AsgiMessage
 from app.upstream import ResponseTooLarge, Upstream, UpstreamUnavailable, forwardable_headers
@@ -263,6 +263,10 @@ class Aggregate:
         if message.method in extension.TASK_METHODS and exchange.gateway.tasks is not None:
             # A task is the agent's, not an upstream's: no routing (`app/tasks/extension.py`).
             await extension.serve_task_request(exchange, message)
+            return
+        task_ids = listen.task_ids_only(message.params) if message.method == "subscriptions/listen" else None
+        if task_ids is not None and exchange.gateway.tasks is not None and extension.declares(message.params):
+            await listen.serve_listen(exchange, message, task_ids)
             return
         meta = message.params.get("_meta")
         envelope = {"_meta": meta} if isinstance(meta, dict) else {}

@@ -304,6 +304,13 @@ async def test_on_a_merged_endpoint_a_held_call_is_a_task_too_and_tasks_get_need
     task = handle(await session.call("market__em_cancel_task", cancel_arguments(market)))
     approval = await airlock.wait_pending()
     assert (await session.get(task["taskId"]))["result"]["status"] == "working"
+    params = {"notifications": {"taskIds": [task["taskId"]]}, "_meta": session.envelope()}
+    body = {"jsonrpc": "2.0", "id": 43, "method": "subscriptions/listen", "params": params}
+    headers = modern_headers(session.token, "subscriptions/listen")
+    async with http.stream("POST", session.url, json=body, headers=headers) as stream:
+        async with asyncio.timeout(20):
+            acknowledged = await EventReader(stream).next_message()
+    assert acknowledged["params"]["notifications"] == {"taskIds": [task["taskId"]]}
     await airlock.decide(approval["id"])
     await airlock.wait_status(approval["id"], "completed")
     done = (await session.get(task["taskId"]))["result"]
