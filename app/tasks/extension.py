@@ -148,7 +148,9 @@ async def answer_held(exchange: Exchange, message: Message, headers: Headers, at
     """
     tasks = tasks_of(exchange)
     view = await tasks.for_held(attachment, TaskRequest(ttl_ms=None))
-    handle = {"resultType": "task", **task_fields(tasks, view, "working")}
+    # A retry may find the approval already decided: the handle then says so (the result is for tasks/get).
+    status = status_of(view, await tasks.outcome(view))
+    handle = {"resultType": "task", **task_fields(tasks, view, status)}
     await send_json(exchange.send, 200, result_response(message.id, handle), headers)
 
 

@@ -403,3 +403,20 @@ async def test_a_listen_stream_that_asks_for_more_than_tasks_is_relayed_to_the_u
             acknowledged = await EventReader(stream).next_message()
     assert acknowledged["method"] == "notifications/subscriptions/acknowledged"
     assert "taskIds" not in acknowledged["params"]["notifications"], "the client knows to poll tasks/get"
+
+
+async def test_an_identical_call_after_the_decision_gets_the_same_task_as_it_now_is_and_runs_nothing_again(
+    airlock: AirlockUnderTest, http: httpx.AsyncClient, market: DemoMarket
+) -> None:
+    session = await agent(airlock, http)
+    arguments = cancel_arguments(market)
+    first = handle(await session.call("em_cancel_task", arguments))
+    approval = await airlock.wait_pending()
+    await airlock.decide(approval["id"])
+    await airlock.wait_status(approval["id"], "completed")
+    again = handle(await session.call("em_cancel_task", arguments))
+    assert again["taskId"] == first["taskId"] and again["status"] == "completed" and "result" not in again
+    assert (await session.get(first["taskId"]))["result"]["status"] == "completed"
+    once_more = handle(await session.call("em_cancel_task", arguments))
+    assert once_more["taskId"] == first["taskId"], "after delivery too: the same task, not a second run"
+    assert market.calls["em_cancel_task"] == 1
