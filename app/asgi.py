@@ -71,7 +71,10 @@ def create_app(settings: Settings, *, channels: Sequence[ReviewChannel] = ()) ->
             else []
         ),
         *approvals_api.routes(
-            credentials=runtime.credentials, approvals=runtime.approvals, public_url=settings.public_url
+            credentials=runtime.credentials,
+            approvals=runtime.approvals,
+            public_url=settings.public_url,
+            oidc=settings.inbox_oidc,
         ),
         *policy_api.routes(runtime.credentials, runtime.policies, runtime.upstreams),
         *(route for extension in runtime.extensions for route in extension.routes()),

@@ -248,6 +248,12 @@ class Credentials:
         async with self._db.read() as conn:
             return await token_store.reviewer_for_token(conn, token_hash(token))
 
+    async def reviewer_enabled(self, name: str) -> bool:
+        """Whether `name` is a reviewer here and not disabled (never cached, like `reviewer_for`)."""
+        async with self._db.read() as conn:
+            row = await token_store.reviewer_named(conn, name)
+        return row is not None and row.disabled_at is None
+
     async def issue_agent_token(self, agent: str, *, label: str | None = None) -> IssuedToken:
         """A new token for `agent`. Raises `NameCollision` (see the module docstring)."""
         token = new_token(AGENT_TOKEN_PREFIX)

@@ -223,6 +223,10 @@ class SlackSettings:
     for users not linked with `airlock reviewers add NAME --slack-user U…` (that link wins)."""
     usergroup_cache_seconds: float = 60.0
     """`usergroup_cache_seconds`: how long members of a rule's Slack user group are remembered."""
+    reviewers_by_email: bool = False
+    """`reviewers_by_email`: a Slack user no reviewer is linked to is the reviewer named by their
+    Slack profile's e-mail (`users.info`, scope `users:read.email`), as single sign-on to the inbox
+    names reviewers by e-mail (`[inbox.oidc] reviewer_claim = "email"`)."""
     retry_initial_seconds: float = 1.0
     """`retry_initial_seconds`: first delay before a failed Slack post/update is retried (doubles each time)."""
     retry_max_seconds: float = 300.0
@@ -867,6 +871,7 @@ _SLACK_KEYS: Final = frozenset(
         "mode",
         "app_token",
         "socket_connections",
+        "reviewers_by_email",
         *_SLACK_SECONDS,
     }
 )
@@ -897,6 +902,7 @@ def _slack(table: Any, env: Mapping[str, str]) -> SlackSettings:
         mode=mode,
         app_token=_app_token(table, env, mode),
         socket_connections=_socket_connections(table.get("socket_connections", defaults.socket_connections)),
+        reviewers_by_email=_flag("slack.reviewers_by_email", table.get("reviewers_by_email", False)),
         **{key: _positive(f"slack.{key}", table.get(key, getattr(defaults, key))) for key in _SLACK_SECONDS},
     )
     _check_http_url("slack api_url", settings.api_url)

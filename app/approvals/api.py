@@ -10,7 +10,11 @@
     POST /api/approvals/{id}/reject    {"reason": "..."} required      400 without one
 
 Reviewers authenticate with the token `airlock reviewers add NAME` printed, as
-`Authorization: Bearer <token>`. Agent tokens are refused (403): agents never decide. The rules
+`Authorization: Bearer <token>`, or, with `[inbox.oidc]`, with an OAuth access token from that
+identity provider issued for Airlock's `public_url` (`app/oauth/reviewer_tokens.py`), read as at
+inbox sign-in: its `reviewer_claim` names an existing, enabled reviewer, one of `allowed_groups`
+must be among its groups, and those groups count for rules that name `reviewer_groups`. Agent
+tokens are refused (403): agents never decide. The rules
 about the decision itself (an enabled reviewer, no self-approval, the rule's reviewers, a reason
 to reject) are `decide`'s, the same for every channel; their refusals come back as
 `{"error": "<one sentence>"}` with the exception's status code.
@@ -19,6 +23,7 @@ to reject) are `decide`'s, the same for every channel; their refusals come back 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -30,6 +35,10 @@ from app.approvals.model import Approval, Status
 from app.approvals.service import ApprovalDesk, DecisionError, Grant, GrantError, GrantRequest, Verdict
 from app.approvals.wording import grant_summary, iso, outcome_of, phrase, quorum_progress, review_url
 from app.auth import WWW_AUTHENTICATE, Credentials, bearer_token
+from app.config import InboxOidcSettings
+from app.inbox.admission import Refused, admit
+from app.oauth.jwks import IssuerUnavailable
+from app.oauth.reviewer_tokens import InvalidReviewerToken, ReviewerTokens
 from app.store.audit import AuditRow
 
 
@@ -131,8 +140,10 @@ def timeline_json(entry: AuditRow) -> dict[str, Any]:
     }
 
 
-def routes(*, credentials: Credentials, approvals: ApprovalDesk, public_url: str) -> list[BaseRoute]:
-    api = ApprovalsApi(credentials=credentials, approvals=approvals, public_url=public_url)
+def routes(
+    *, credentials: Credentials, approvals: ApprovalDesk, public_url: str, oidc: InboxOidcSettings | None = None
+) -> list[BaseRoute]:
+    api = ApprovalsApi(credentials=credentials, approvals=approvals, public_url=public_url, oidc=oidc)
     return [
         Route("/api/approvals", api.list, methods=["GET"]),
         Route("/api/approvals/{approval_id}", api.show, methods=["GET"]),
@@ -148,22 +159,59 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
+@dataclass(frozen=True, slots=True)
+class ApiReviewer:
+    name: str
+    groups: frozenset[str] = frozenset()
+    """The groups an identity provider's access token asserted (none for a reviewer token)."""
+
+
 class ApprovalsApi:
-    def __init__(self, *, credentials: Credentials, approvals: ApprovalDesk, public_url: str) -> None:
+    def __init__(
+        self,
+        *,
+        credentials: Credentials,
+        approvals: ApprovalDesk,
+        public_url: str,
+        oidc: InboxOidcSettings | None = None,
+    ) -> None:
         self._credentials = credentials
         self._approvals = approvals
         self._public_url = public_url
+        self._oidc = oidc
+        self._tokens = None if oidc is None else ReviewerTokens(oidc, public_url)
 
-    async def _reviewer(self, request: Request) -> str | JSONResponse:
+    async def _reviewer(self, request: Request) -> ApiReviewer | JSONResponse:
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
             return _error(401, "send a reviewer token as 'Authorization: Bearer <token>'")
         reviewer = await self._credentials.reviewer_for(token)
         if reviewer is not None:
-            return reviewer
+            return ApiReviewer(reviewer)
+        if self._tokens is not None and token.count(".") == 2:
+            return await self._oauth_reviewer(token)
         if await self._credentials.agent_for(token) is not None:
             return _error(403, "agent tokens cannot review or decide approvals")
         return _error(401, "unknown or disabled reviewer token")
+
+    async def _oauth_reviewer(self, token: str) -> ApiReviewer | JSONResponse:
+        assert self._tokens is not None and self._oidc is not None
+        try:
+            claims = await self._tokens.claims(token)
+        except InvalidReviewerToken as exc:
+            return _error(401, f"access token refused: {exc}")
+        except IssuerUnavailable as exc:
+            return _error(503, f"cannot check the access token now: {exc}")
+        admitted = admit(claims, self._oidc)
+        if isinstance(admitted, Refused):
+            return _error(403, admitted.message)
+        if not await self._credentials.reviewer_enabled(admitted.name):
+            return _error(
+                403,
+                f"{admitted.name} is not an enabled reviewer here: sign in to the inbox once, "
+                "or ask an administrator (`airlock reviewers enable`)",
+            )
+        return ApiReviewer(admitted.name, admitted.groups)
 
     async def list(self, request: Request) -> JSONResponse:
         reviewer = await self._reviewer(request)
@@ -221,10 +269,11 @@ class ApprovalsApi:
         try:
             approval = await self._approvals.decide(
                 request.path_params["approval_id"],
-                reviewer=reviewer,
+                reviewer=reviewer.name,
                 verdict=verdict,
                 via="api",
                 reason=reason,
+                asserted_groups=reviewer.groups,
                 grant=grant,
             )
         except DecisionError as exc:
@@ -250,7 +299,7 @@ class ApprovalsApi:
         if isinstance(reviewer, JSONResponse):
             return reviewer
         try:
-            grant = await self._approvals.grants.revoke(request.path_params["grant_id"], by=reviewer)
+            grant = await self._approvals.grants.revoke(request.path_params["grant_id"], by=reviewer.name)
         except GrantError as exc:
             return _error(exc.status_code, str(exc))
         return JSONResponse(grant_json(grant))

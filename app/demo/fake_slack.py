@@ -134,6 +134,8 @@ class FakeSlack:
         self._socket: socket.socket | None = None
         self.calls: list[Call] = []
         self.usergroups: dict[str, list[str]] = {}
+        self.emails: dict[str, str] = {}
+        """The e-mail on each user's profile (`users.info`)."""
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._scripts: dict[str, deque[Reply]] = {}
         self._failing: Reply | None = None
@@ -228,6 +230,10 @@ class FakeSlack:
             if group not in self.usergroups:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": self.usergroups[group]}
+        if method == "users.info":
+            user = str(body.get("user", ""))
+            profile = {"email": self.emails[user]} if user in self.emails else {}
+            return {"ok": True, "user": {"id": user, "profile": profile}}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{time.time():.6f}"}
         return {"ok": True}

@@ -78,6 +78,7 @@ from app.jsonrpc import (
 )
 from app.protocol import DEFAULT_VERSION, HANDSHAKE_VERSIONS, MCP_NAME, MCP_SESSION_ID
 from app.sessions import SessionRegistry
+from app.tasks import extension, listen
 from app.types import JSONObject, Send
 from app.types import Message as AsgiMessage
 from app.upstream import ResponseTooLarge, Upstream, UpstreamUnavailable, forwardable_headers
@@ -259,6 +260,14 @@ class Aggregate:
         if message.method == "server/discover":
             await self._discover(exchange, message)
             return
+        if message.method in extension.TASK_METHODS and exchange.gateway.tasks is not None:
+            # A task is the agent's, not an upstream's: no routing (`app/tasks/extension.py`).
+            await extension.serve_task_request(exchange, message)
+            return
+        task_ids = listen.task_ids_only(message.params) if message.method == "subscriptions/listen" else None
+        if task_ids is not None and exchange.gateway.tasks is not None and extension.declares(message.params):
+            await listen.serve_listen(exchange, message, task_ids)
+            return
         meta = message.params.get("_meta")
         envelope = {"_meta": meta} if isinstance(meta, dict) else {}
 
@@ -293,11 +302,10 @@ class Aggregate:
                 logger.warning("endpoint %s: %s left out of server/discover: %s", self.settings.name, name, answer)
                 continue
             results.append(answer)
-        await send_json(
-            exchange.send,
-            200,
-            result_response(message.id, _discovered(results, self.settings.name, self._instructions())),
-        )
+        answer = result_response(message.id, _discovered(results, self.settings.name, self._instructions()))
+        if exchange.gateway.tasks is not None and extension.declares(message.params):
+            answer = extension.with_extension(answer)
+        await send_json(exchange.send, 200, answer)
 
     # Both eras.
 

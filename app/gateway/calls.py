@@ -35,6 +35,7 @@ from app.jsonrpc import (
 )
 from app.logs import bind
 from app.protocol import Era
+from app.tasks import extension
 from app.tasks import handlers as tasks
 from app.tasks.model import TaskRequest, requested_task
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
@@ -54,6 +55,9 @@ class CallContext:
     tasks: bool = False
     """Whether a call with `params.task` gets an MCP task (handshake era, 2025-11-25+; `app/tasks/`)."""
     upstream_session_id: str | None = None
+    modern_tasks: bool = False
+    """Whether a parked call is answered with a 2026-07-28 task handle (the request declares
+    `io.modelcontextprotocol/tasks`; `app/tasks/extension.py`)."""
 
 
 async def serve_tool_call(exchange: Exchange, message: Message, context: CallContext) -> None:
@@ -206,6 +210,8 @@ async def _park_and_hold(
 ) -> None:
     gateway = exchange.gateway
     params_text = member_text(message.raw, "params") if task is None else tasks.params_for_upstream(message)
+    if context.modern_tasks:
+        params_text = extension.params_for_upstream(message)
     if params_text is None or message.id is None:
         raise MessageError(INVALID_PARAMS, "Invalid params: tools/call needs params", message.id)
     request = ParkRequest(
@@ -249,6 +255,9 @@ async def _park_and_hold(
     )
     if task is not None:
         await tasks.answer_held(exchange, message, context.response_headers, attachment, task)
+        return
+    if context.modern_tasks:
+        await extension.answer_held(exchange, message, context.response_headers, attachment)
         return
     hold = gateway.approvals.hold(attachment, resumable=context.resumable)
     await HeldRequest(exchange, hold, headers=context.response_headers).serve()

@@ -30,6 +30,7 @@ from app.gateway.respond import send_error
 from app.jsonrpc import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, Message, MessageError, parse_message
 from app.policy.requests import JUDGED_METHODS
 from app.protocol import MCP_PROTOCOL_VERSION, PARAM_HEADER_PREFIX, Era
+from app.tasks import extension, listen
 from app.upstream import ResponseTooLarge, UpstreamUnavailable, forwardable_headers
 
 _ENVELOPE_HEADERS: Final = ("accept", "content-type", MCP_PROTOCOL_VERSION)
@@ -104,6 +105,16 @@ async def _dispatch(exchange: Exchange, message: Message) -> None:
         await serve_tool_call(exchange, message, _call_context(exchange, message))
     elif message.method == "tools/list":
         await _forward(exchange, transform=interceptor.tools_list_filter(exchange.upstream))
+    elif message.kind == "request" and message.method in extension.TASK_METHODS and exchange.gateway.tasks is not None:
+        await extension.serve_task_request(exchange, message)
+    elif (
+        message.method == "subscriptions/listen"
+        and _offers_tasks(exchange, message)
+        and _listens_to_tasks_only(message)
+    ):
+        await listen.serve_listen(exchange, message, listen.task_ids_only(message.params) or [])
+    elif message.method == "server/discover" and _offers_tasks(exchange, message):
+        await _forward(exchange, transform=extension.with_extension)
     elif message.kind == "request" and message.method in JUDGED_METHODS:
         await serve_judged_request(exchange, message, lambda: _forward(exchange, inspect=True))
     else:
@@ -164,7 +175,18 @@ def _call_context(exchange: Exchange, message: Message) -> CallContext:
         forward=lambda inspect: _forward(exchange, inspect=inspect),
         fetch_catalog=fetch_catalog,
         resumable=False,
+        modern_tasks=_offers_tasks(exchange, message),
     )
+
+
+def _listens_to_tasks_only(message: Message) -> bool:
+    """Whether this `subscriptions/listen` asks for task notifications only (`app/tasks/listen.py`)."""
+    return message.kind == "request" and listen.task_ids_only(message.params) is not None
+
+
+def _offers_tasks(exchange: Exchange, message: Message) -> bool:
+    """Whether this request gets the tasks extension: it declares it, and tasks are on (`app/tasks/extension.py`)."""
+    return exchange.gateway.tasks is not None and extension.declares(message.params)
 
 
 def _envelope_meta(message: Message) -> dict[str, object]:

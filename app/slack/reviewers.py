@@ -7,7 +7,10 @@ clicker, shown as an ephemeral note; nothing changes):
    `user.team_id` on org-wide installs; the clicker's own `user.team_id` must be allowed too, which
    keeps Slack Connect guests from other organisations out);
 2. the Slack user maps to a reviewer: a reviewer linked with `airlock reviewers add NAME
-   --slack-user U…` (disabled reviewers do not count), else the `[slack] reviewers` map;
+   --slack-user U…` (disabled reviewers do not count), else the `[slack] reviewers` map, else, with
+   `[slack] reviewers_by_email`, the enabled reviewer named by the e-mail on the user's Slack
+   profile (the name single sign-on to the inbox gives them; looked up once per
+   `usergroup_cache_seconds`, and a lookup that fails refuses);
 3. when the approval's rule names Slack `users` and/or `usergroups`, the user is one of those users
    or a member of one of those groups (`usergroups.users.list`, cached briefly; a lookup that fails
    refuses, it does not allow).
@@ -50,6 +53,7 @@ class SlackReviewers:
         self._db = db
         self._api = api
         self._groups: dict[str, tuple[frozenset[str], float]] = {}
+        self._emails: dict[str, tuple[str | None, float]] = {}
 
     def check_origin(self, actor: Actor) -> Refused | None:
         """Step 1: refuse payloads for another app or from a workspace Airlock does not serve."""
@@ -60,11 +64,20 @@ class SlackReviewers:
             return Refused("Airlock accepts decisions only from its own Slack workspace; nothing was changed.")
         return None
 
-    async def reviewer(self, user_id: str) -> str | Refused:
-        """Step 2: the Airlock reviewer name for a Slack user."""
+    async def reviewer(self, user_id: str, *, deadline: float | None = None) -> str | Refused:
+        """Step 2: the Airlock reviewer name for a Slack user.
+
+        Args:
+            deadline: `time.monotonic()` by which a profile lookup (`reviewers_by_email`) must answer.
+        """
         async with self._db.read() as conn:
             name = await token_store.reviewer_for_slack_user(conn, user_id)
         name = name or self._settings.reviewer_users.get(user_id)
+        if name is None and self._settings.reviewers_by_email:
+            found = await self._reviewer_by_email(user_id, deadline or time.monotonic() + 3.0)
+            if isinstance(found, Refused):
+                return found
+            name = found
         if name is None:
             return Refused(
                 "You are not an Airlock reviewer, so your click changed nothing. An admin can add you "
@@ -100,9 +113,30 @@ class SlackReviewers:
             "your click changed nothing."
         )
 
+    async def _reviewer_by_email(self, user_id: str, deadline: float) -> str | Refused | None:
+        cached = self._emails.get(user_id)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            email = cached[0]
+        else:
+            try:
+                email = await self._api.user_email(user_id, timeout=max(0.05, deadline - now))
+            except Exception as exc:
+                logger.warning("could not read Slack user %s's profile: %s", user_id, describe(exc))
+                return Refused(
+                    "Airlock could not look up your Slack profile just now; nothing was changed. "
+                    "Please try again in a moment."
+                )
+            self._emails[user_id] = (email, now + self._settings.usergroup_cache_seconds)
+        if email is None:
+            return None
+        async with self._db.read() as conn:
+            row = await token_store.reviewer_named(conn, email)
+        return email if row is not None and row.disabled_at is None else None
+
     async def authorize(self, actor: Actor, approval: Approval, *, deadline: float) -> str | Refused:
         """Steps 2 and 3 (step 1 comes first, before the approval is read)."""
-        reviewer = await self.reviewer(actor.user_id)
+        reviewer = await self.reviewer(actor.user_id, deadline=deadline)
         if isinstance(reviewer, Refused):
             return reviewer
         return await self.check_routing(actor.user_id, approval, deadline=deadline) or reviewer

@@ -64,6 +64,14 @@ class SlackApi:
         users = response.get("users") or []
         return frozenset(str(user) for user in users)
 
+    async def user_email(self, user: str, *, timeout: float) -> str | None:
+        """The e-mail on `user`'s Slack profile (None when it shows none); needs `users:read.email`."""
+        async with asyncio.timeout(timeout):
+            response = await self._client.users_info(user=user)
+        profile = (response.get("user") or {}).get("profile") or {}
+        email = profile.get("email")
+        return email if isinstance(email, str) and email else None
+
 
 def retry_after(error: BaseException) -> float | None:
     """The seconds a 429 answer asks us to wait (`Retry-After`), or None for any other failure."""

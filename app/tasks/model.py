@@ -144,6 +144,11 @@ class TaskView:
         )
         return task.model_dump(by_alias=True, mode="json", exclude_none=True)
 
+    @property
+    def updated_at(self) -> float:
+        """When the task (its row or its approval) last changed."""
+        return self._updated_at()
+
     def _updated_at(self) -> float:
         if self.approval is None:
             return self.row.updated_at

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -253,6 +253,33 @@ class Tasks:
         self._settled.setdefault(task_id, asyncio.Event()).set()
         return await self.view(task_id, agent)
 
+    async def withdraw(self, task_id: str, agent: str) -> TaskView:
+        """Cancel `agent`'s task the 2026-07-28 way: withdraw a pending approval; otherwise change nothing.
+
+        The extension's `tasks/cancel` is cooperative: once a call was approved it runs to its own
+        end (completed or failed), so no cancellation is recorded on the row (`TaskView.status`
+        would then say `cancelled` for a call that ran).
+
+        Raises:
+            TaskNotFound: no such task for this agent.
+        """
+        view = await self.view(task_id, agent)
+        if view.approval is not None and view.approval.is_open:
+            await self._approvals.withdraw(view.approval.id, by=agent, reason="the client cancelled the task")
+        return await self.view(task_id, agent)
+
+    async def outcome(self, view: TaskView) -> dict[str, Any] | None:
+        """A finished held call's `result` or `error` member in the 2026-07-28 shape (None while open).
+
+        The same member a plain 2026-07-28 call would have received; reading it counts as delivery.
+        """
+        approval = view.approval
+        if approval is None or not approval.is_finished:
+            return None
+        if approval.delivered_at is None:  # polled again and again: write once
+            await self._approvals.mark_delivered(approval.id, stream_id=f"task {view.id}")
+        return final_message(approval, self.public_url, modern=True)
+
     async def wait(self, task_id: str, agent: str) -> TaskView:
         """`agent`'s task once it is terminal (unbounded: the caller bounds it)."""
         view = await self.view(task_id, agent)
@@ -265,6 +292,23 @@ class Tasks:
                     return view
                 await self.clock.wait(changed, poll)
                 changed.clear()
+
+    async def follow(self, task_id: str, agent: str) -> AsyncIterator[TaskView]:
+        """`agent`'s task now, then again whenever it may have changed, until it is terminal.
+
+        Raises:
+            TaskNotFound: no such task for this agent (also when it vanishes meanwhile).
+        """
+        view = await self.view(task_id, agent)
+        poll = self._approval_settings.safety_poll_seconds
+        with self._changes(view) as changed:
+            while True:
+                changed.clear()
+                view = await self.view(task_id, agent)
+                yield view
+                if view.is_terminal:
+                    return
+                await self.clock.wait(changed, poll)
 
     @contextlib.contextmanager
     def _changes(self, view: TaskView) -> Iterator[asyncio.Event]:

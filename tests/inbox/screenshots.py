@@ -2,7 +2,8 @@
 
 Starts the demo upstream and an Airlock on a scratch SQLite database, holds a few calls made by the
 official `mcp` SDK client, signs in as a reviewer in Debian's Chromium, and saves
-`inbox.png` (the pending page, one call decided by another reviewer while it is open),
+`inbox.png` (the pending page, one call decided by another reviewer while it is open, one with
+the first of the two approvals its rule needs),
 `inbox-phone.png` (the same at 390 px wide), `inbox-detail.png` (an approved call's detail page:
 timeline and result) and `inbox-history.png` (the history at 1280 px) into OUTPUT_DIR (default:
 `docs/`). Not a test: run it by hand when the pages change.
@@ -21,12 +22,17 @@ from playwright.async_api import Page, ViewportSize, async_playwright, expect
 
 from app.demo.upstream import DemoMarket, build_app
 from app.store.migrate import upgrade
-from tests.harness import AirlockUnderTest, new_task, running_airlock, settings_for_test
+from tests.harness import DEFAULT_POLICY, AirlockUnderTest, new_task, running_airlock, settings_for_test
 from tests.inbox.conftest import CHROMIUM, CHROMIUM_ARGS, held_call
 from tests.net import serve
 
 DOCS = Path(__file__).parents[2] / "docs"
 VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
+# The default policy, with the large-bounty rule needing two reviewers (the pending page shows a quorum's progress).
+POLICY: dict[str, Any] = {
+    **DEFAULT_POLICY,
+    "rules": [{**rule, "approvals": 2} if rule["id"] == "large-bounty" else rule for rule in DEFAULT_POLICY["rules"]],
+}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
@@ -38,7 +44,7 @@ async def take(output: Path) -> None:
         market = DemoMarket(examples=False)
         async with AsyncExitStack() as stack:
             upstream = await stack.enter_async_context(serve(build_app(market)))
-            settings = settings_for_test(tmp, f"{upstream}/mcp", f"sqlite+aiosqlite:///{database}")
+            settings = settings_for_test(tmp, f"{upstream}/mcp", f"sqlite+aiosqlite:///{database}", policy=POLICY)
             airlock = await stack.enter_async_context(running_airlock(settings))
             await _screenshots(airlock, market, stack, output)
 
@@ -69,6 +75,9 @@ async def _screenshots(airlock: AirlockUnderTest, market: DemoMarket, stack: Asy
         page = await browser.new_page(base_url=airlock.url, viewport=VIEWPORT)
         await _sign_in(page, airlock)
         first_call, first = held[0]
+        _publish_call, publish = held[1]
+        await airlock.decide(publish["id"], "approve", reviewer="carol")
+        await expect(page.locator(f"#approval-{publish['id']}")).to_contain_text("1 of 2 approvals")
         await airlock.decide(first["id"], "approve", reviewer="bob")
         await expect(page.locator(f"#recent > #approval-{first['id']}")).to_contain_text("Approved by bob")
         await first_call

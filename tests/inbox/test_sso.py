@@ -11,6 +11,7 @@ the forms it is shown.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -21,7 +22,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 from starlette.requests import Request
 
 from app.asgi import create_app
@@ -320,6 +321,42 @@ async def test_a_reviewer_signs_in_through_the_providers_pages_in_chromium(
         await expect(page.locator(".who")).to_have_text("Signed in as alice@example.com")
     finally:
         await context.close()
+
+
+async def _sso_in_chromium(page: Page, login: str) -> None:
+    await page.goto("/inbox")
+    await page.get_by_role("link", name="Sign in with single sign-on").click()
+    await page.locator("input[name=login]").fill(login)
+    await page.locator("input[name=password]").fill("any password")
+    await page.locator("button[type=submit]").click()
+    await page.get_by_role("button", name="Continue").click()
+
+
+async def test_in_chromium_a_person_outside_the_allowed_groups_is_refused_and_a_group_restricted_rule_admits_alice(
+    airlock: AirlockUnderTest, browser: Browser, market: DemoMarket
+) -> None:
+    rules = [{**r, "reviewer_groups": ["sre"]} if r["id"] == "cancel" else r for r in DEFAULT_POLICY["rules"]]
+    airlock.set_policy({**DEFAULT_POLICY, "rules": rules})
+    outsider = await browser.new_context(base_url=airlock.url)
+    reviewer = await browser.new_context(base_url=airlock.url)
+    try:
+        page = await outsider.new_page()
+        await _sso_in_chromium(page, "mallory")  # staff only; the inbox admits sre
+        await expect(page.locator("main")).to_contain_text("none of the groups allowed to review here (sre)")
+        await page.goto("/inbox")
+        await expect(page).to_have_url(re.compile(r"/inbox/-/login"))
+        page = await reviewer.new_page()
+        await _sso_in_chromium(page, "alice")
+        async with held_call(airlock, market) as (call, approval):
+            card = page.locator(f"#approval-{approval['id']}")
+            await card.get_by_role("button", name="Approve").click()
+            await expect(page.locator(f"#recent > #approval-{approval['id']}")).to_contain_text(
+                "Approved by you (alice@example.com)"
+            )
+            assert not (await call).is_error
+    finally:
+        await outsider.close()
+        await reviewer.close()
 
 
 # --------------------------------------------------------------------------- forged and replayed answers

@@ -421,3 +421,47 @@ async def test_a_quorum_click_that_is_not_the_last_is_confirmed_privately_and_th
     assert not result.is_error and market.calls["em_cancel_task"] == 1
     assert (await approval_row(slack_airlock, row.id)).votes == '["alice", "bob"]'
     assert not has_buttons(await shows(slack, row, "2 of 2 approvals, by alice and bob"))
+
+
+async def test_with_reviewers_by_email_a_slack_user_is_the_reviewer_their_profile_email_names(
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket
+) -> None:
+    """The reviewer single sign-on to the inbox names by e-mail decides from Slack without a link."""
+    slack.emails["U0DANA"] = "dana@example.com"
+    slack.emails["U0ERIN"] = "erin@example.com"  # no reviewer has that name
+    airlock = await start_slack_airlock(slack_table={"reviewers_by_email": True})
+    await airlock.reviewer_token("dana@example.com")
+    async with held_call(airlock, market) as (call, row):
+        await interact(airlock, click_payload(row, "approve", user="U0ERIN"))
+        await wait_for(lambda: len(ephemeral_texts(slack, "U0ERIN")) == 1)
+        assert "not an Airlock reviewer" in ephemeral_texts(slack, "U0ERIN")[0]
+        assert await still_pending(airlock, row)
+        await interact(airlock, click_payload(row, "approve", user="U0DANA"))
+        async with asyncio.timeout(10):
+            assert not (await call).is_error
+    assert (await airlock.approval(row.id))["decided_by"] == "dana@example.com"
+    assert market.calls["em_cancel_task"] == 1
+
+
+async def test_without_reviewers_by_email_profiles_are_never_read(
+    slack_airlock: AirlockUnderTest, slack: FakeSlack, market: DemoMarket
+) -> None:
+    slack.emails["U0DANA"] = "dana@example.com"
+    await slack_airlock.reviewer_token("dana@example.com")
+    async with held_call(slack_airlock, market) as (_call, row):
+        await interact(slack_airlock, click_payload(row, "approve", user="U0DANA"))
+        await wait_for(lambda: len(ephemeral_texts(slack, "U0DANA")) == 1)
+        assert await still_pending(slack_airlock, row)
+    assert slack.calls_to("users.info") == []
+
+
+async def test_a_failed_profile_lookup_refuses_the_click(
+    start_slack_airlock: StartSlackAirlock, slack: FakeSlack, market: DemoMarket
+) -> None:
+    slack.script("users.info", Reply.error("missing_scope"))
+    airlock = await start_slack_airlock(slack_table={"reviewers_by_email": True})
+    async with held_call(airlock, market) as (_call, row):
+        await interact(airlock, click_payload(row, "approve", user="U0DANA"))
+        await wait_for(lambda: len(ephemeral_texts(slack, "U0DANA")) == 1)
+        assert await still_pending(airlock, row)
+    assert "could not look up your Slack profile" in ephemeral_texts(slack, "U0DANA")[0]

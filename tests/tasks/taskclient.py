@@ -24,26 +24,30 @@ CLIENT_DIR: Final = Path(__file__).resolve().parent / "ts_client"
 INSTALL_TIMEOUT: Final = 300
 
 
-def require_client() -> None:
-    """Make sure the pinned SDK is installed, or skip (fail under CI) saying why."""
+def require_client(client_dir: Path = CLIENT_DIR, package: str = "sdk") -> None:
+    """Make sure the pinned client in `client_dir` is installed, or skip (fail under CI) saying why.
+
+    Args:
+        package: the `@modelcontextprotocol/` package whose presence says the install is done.
+    """
     npm = shutil.which("npm")
     if shutil.which("node") is None or npm is None:
         _missing("node and npm are not installed")
         return
-    with open(CLIENT_DIR / ".install.lock", "w") as lock:
+    with open(client_dir / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (CLIENT_DIR / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json").is_file():
+        if (client_dir / "node_modules" / "@modelcontextprotocol" / package / "package.json").is_file():
             return
         done = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=CLIENT_DIR,
+            cwd=client_dir,
             capture_output=True,
             text=True,
             timeout=INSTALL_TIMEOUT,
             check=False,
         )
     if done.returncode != 0:
-        _missing(f"npm ci failed in {CLIENT_DIR}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        _missing(f"npm ci failed in {client_dir}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
 def _missing(reason: str) -> None:
@@ -55,10 +59,19 @@ def _missing(reason: str) -> None:
 
 
 class ToolStream:
-    """One `callToolStream` in a `node` child process."""
+    """One call by a real client script (by default `callToolStream`) in a `node` child process."""
 
-    def __init__(self, url: str, token: str, tool: str, arguments: dict[str, Any]) -> None:
-        self._argv = [str(CLIENT_DIR / "call_tool_stream.mjs"), url, token, tool, json.dumps(arguments)]
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        script: Path = CLIENT_DIR / "call_tool_stream.mjs",
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self._argv = [str(script), url, token, tool, json.dumps(arguments), *extra]
         self._process: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> ToolStream:
