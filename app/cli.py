@@ -34,6 +34,7 @@ from app.approvals.model import Status
 from app.errors import AirlockError, ConfigError, PolicyError
 
 if TYPE_CHECKING:
+    from app.approvals.grants import Grant, GrantRequest
     from app.approvals.model import Approval
     from app.approvals.service import ApprovalDesk
     from app.auth import Credentials, IssuedToken
@@ -749,6 +750,8 @@ def _approval_text(approval: Approval, steps: list[AuditRow], public_url: str) -
     ]
     if approval.decided_at is not None or approval.needs_quorum:
         lines.append(f"  decision  {_shown(wording.account(approval, voice))}")
+    if approval.status == "pending" and (offered := wording.grants_offered(approval)) is not None:
+        lines.append(f"  grants    {offered} (approve with --grant DURATION)")
     lines += ["", "What the agent sent:", _indented(reveal(_pretty(approval)))]
     if approval.result is not None:
         lines += ["", "Result:", _indented(reveal(_result_text(approval.result)))]
@@ -798,23 +801,35 @@ def _decide_command(verdict: str) -> Callable[..., None]:
         + (" Required: every rejection needs a reason." if verdict == "reject" else ""),
     )
     @_friendly
-    def command(config_path: Path | None, approval_id: str, reviewer: str | None, reason: str | None) -> None:
+    def command(
+        config_path: Path | None,
+        approval_id: str,
+        reviewer: str | None,
+        reason: str | None,
+        grant: str | None = None,
+        scope: str = "identical",
+    ) -> None:
         from app.approvals.service import DecisionError
         from app.reveal import reveal
 
-        async def run() -> tuple[Approval, str]:
+        request = None if grant is None else _grant_request(grant, scope)
+
+        async def run() -> tuple[Approval, str, str | None]:
             async with _core(config_path) as core:
                 name = reviewer or await _only_reviewer(core.db)
-                return await core.desk.decide(
+                decided = await core.desk.decide(
                     approval_id,
                     reviewer=name,
                     verdict=verdict,  # type: ignore[arg-type]
                     via="cli",
                     reason=reason,
-                ), name
+                    grant=request,
+                )
+                given = None if request is None else await core.desk.grants.of_approval(decided.id)
+                return decided, name, None if given is None else _grant_line(given)
 
         try:
-            row, name = _run(run())
+            row, name, granted = _run(run())
         except DecisionError as exc:
             _fail(str(exc))
             return
@@ -824,6 +839,24 @@ def _decide_command(verdict: str) -> Callable[..., None]:
             click.echo(reveal(confirmation(row), line=True))
             return
         click.echo(reveal(f"{row.id} {row.status} by {name}: {row.agent} -> {row.tool}", line=True))
+        if granted is not None:
+            click.echo(granted)
+
+    if verdict == "approve":
+        command = click.option(
+            "--scope",
+            type=click.Choice(["identical", "tool"]),
+            default="identical",
+            show_default=True,
+            help="With --grant: identical calls only, or any call of the tool (where the rule offers it).",
+        )(command)
+        command = click.option(
+            "--grant",
+            default=None,
+            metavar="DURATION",
+            help="Also allow the same agent's identical calls (or, with --scope tool, calls of the tool) "
+            "for this long without asking, e.g. 30m or 2h, where the policy rule offers grants.",
+        )(command)
 
     command.__doc__ = (
         "Approve a held call: the gateway runs it (once) and the agent gets the result."
@@ -855,6 +888,93 @@ async def _only_reviewer(db: Database) -> str:
 
 approvals.command("approve")(_decide_command("approve"))
 approvals.command("reject")(_decide_command("reject"))
+
+
+def _grant_request(duration: str, scope: str) -> GrantRequest:
+    from app.approvals.grants import GrantRequest, minutes_of, scope_of
+
+    try:
+        minutes = minutes_of(duration)
+    except ValueError as exc:
+        raise ConfigError(f"--grant: {exc}") from None
+    known = scope_of(scope)
+    if known is None:
+        raise ConfigError("--scope must be identical or tool")
+    return GrantRequest(minutes, known)
+
+
+def _grant_line(grant: Grant) -> str:
+    from app.approvals.wording import grant_summary
+
+    return grant_summary(
+        grant_id=grant.id,
+        scope=grant.scope,
+        agent=grant.agent,
+        upstream=grant.upstream,
+        tool=grant.tool,
+        expires_at=grant.expires_at,
+        created_by=grant.created_by,
+    )
+
+
+# --------------------------------------------------------------------------- grants
+
+
+@main.group()
+def grants() -> None:
+    """List and revoke scoped grants (approvals that let an agent repeat a call for a while)."""
+
+
+@grants.command("list")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API's GET /api/grants.")
+@_friendly
+def grants_list(config_path: Path | None, as_json: bool) -> None:
+    """List live grants (neither expired nor revoked), newest first."""
+    from app.approvals.api import grant_json
+
+    async def run() -> list[Grant]:
+        async with _desk(config_path) as desk:
+            return await desk.grants.live()
+
+    live = _run(run())
+    if as_json:
+        click.echo(json.dumps({"grants": [grant_json(grant) for grant in live]}, indent=2))
+        return
+    if not live:
+        click.echo("no live grants")
+    for grant in live:
+        click.echo(_grant_line(grant))
+
+
+@grants.command("revoke")
+@CONFIG_OPTION
+@click.argument("grant_id")
+@click.option(
+    "--as",
+    "reviewer",
+    default=None,
+    envvar="AIRLOCK_REVIEWER",
+    help="The reviewer revoking (recorded in the audit log). Default: $AIRLOCK_REVIEWER, else the only enabled one.",
+)
+@_friendly
+def grants_revoke(config_path: Path | None, grant_id: str, reviewer: str | None) -> None:
+    """Revoke a grant at once: the agent's next covered call is held for a reviewer again."""
+    from app.approvals.service import GrantError
+    from app.approvals.wording import grant_revoked
+
+    async def run() -> Grant:
+        async with _core(config_path) as core:
+            name = reviewer or await _only_reviewer(core.db)
+            return await core.desk.grants.revoke(grant_id, by=name)
+
+    try:
+        grant = _run(run())
+    except GrantError as exc:
+        _fail(str(exc))
+        return
+    assert grant.revoked_by is not None
+    click.echo(grant_revoked(grant_id=grant.id, by=grant.revoked_by))
 
 
 # --------------------------------------------------------------------------- audit

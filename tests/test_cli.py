@@ -106,6 +106,9 @@ EXPECTED_COMMANDS = {
     ("approvals", "show"),
     ("approvals", "approve"),
     ("approvals", "reject"),
+    ("grants",),
+    ("grants", "list"),
+    ("grants", "revoke"),
 }
 
 

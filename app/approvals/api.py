@@ -3,6 +3,10 @@
     GET  /api/approvals?status=pending,approved|all&agent=&tool=&upstream=&limit=   list, newest first
     GET  /api/approvals/{id}                                            one approval and its timeline
     POST /api/approvals/{id}/approve   {"reason": "..."} optional      first decision wins; 409 after
+                                       {"grant_minutes": N, "grant_scope": "identical"|"tool"}
+                                       optional: a scoped grant with it (`app/approvals/grants.py`)
+    GET  /api/grants                                                    live grants, newest first
+    POST /api/grants/{id}/revoke                                        404 unknown, 409 already revoked
     POST /api/approvals/{id}/reject    {"reason": "..."} required      400 without one
 
 Reviewers authenticate with the token `airlock reviewers add NAME` printed, as
@@ -26,9 +30,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from app.approvals.grants import scope_of
 from app.approvals.model import Approval, Status
-from app.approvals.service import ApprovalDesk, DecisionError, Verdict
-from app.approvals.wording import iso, outcome_of, phrase, quorum_progress, review_url
+from app.approvals.service import ApprovalDesk, DecisionError, Grant, GrantError, GrantRequest, Verdict
+from app.approvals.wording import grant_summary, iso, outcome_of, phrase, quorum_progress, review_url
 from app.auth import WWW_AUTHENTICATE, Credentials, bearer_token
 from app.config import InboxOidcSettings
 from app.inbox.admission import Refused, admit
@@ -45,7 +50,8 @@ def approval_json(approval: Approval, public_url: str) -> dict[str, Any]:
     `isError: true`, which `status` alone (`completed`) does not tell. `outcome` is the executor's
     raw outcome line, as the audit log records it. `quorum` says how many distinct reviewers must
     approve, who has, and the progress sentence ("1 of 2 approvals, by alice"; null when one
-    approval decides). `arguments` and `result` are the stored text
+    approval decides). `grants_offered` is what a reviewer may grant with the approval
+    (`{"max_minutes": N, "scope": [...]}`, null: none). `arguments` and `result` are the stored text
     itself in the (never expected) case that it is not a JSON object.
     """
     outcome = outcome_of(approval)
@@ -84,6 +90,9 @@ def approval_json(approval: Approval, public_url: str) -> dict[str, Any]:
         "escalate_to": approval.escalate_to,
         "escalate_at": iso(approval.escalate_at),
         "escalated_at": iso(approval.escalated_at),
+        "grants_offered": None
+        if approval.grant_policy is None or approval.needs_quorum
+        else {"max_minutes": approval.grant_policy.max_minutes, "scope": list(approval.grant_policy.scopes)},
     }
 
 
@@ -92,6 +101,33 @@ def _result_json(approval: Approval) -> Any:
     if stored is None:
         return None
     return stored.message if stored.message is not None else stored.text
+
+
+def grant_json(grant: Grant) -> dict[str, Any]:
+    """A grant as the API and the CLI show it; `summary` is the one-line sentence (`wording.py`)."""
+    return {
+        "id": grant.id,
+        "scope": grant.scope,
+        "agent": grant.agent,
+        "upstream": grant.upstream,
+        "tool": grant.tool,
+        "args_sha256": grant.args_hash,
+        "created_by": grant.created_by,
+        "approval_id": grant.approval_id,
+        "created_at": iso(grant.created_at),
+        "expires_at": iso(grant.expires_at),
+        "revoked_at": iso(grant.revoked_at),
+        "revoked_by": grant.revoked_by,
+        "summary": grant_summary(
+            grant_id=grant.id,
+            scope=grant.scope,
+            agent=grant.agent,
+            upstream=grant.upstream,
+            tool=grant.tool,
+            expires_at=grant.expires_at,
+            created_by=grant.created_by,
+        ),
+    }
 
 
 def timeline_json(entry: AuditRow) -> dict[str, Any]:
@@ -113,6 +149,8 @@ def routes(
         Route("/api/approvals/{approval_id}", api.show, methods=["GET"]),
         Route("/api/approvals/{approval_id}/approve", api.approve, methods=["POST"]),
         Route("/api/approvals/{approval_id}/reject", api.reject, methods=["POST"]),
+        Route("/api/grants", api.list_grants, methods=["GET"]),
+        Route("/api/grants/{grant_id}/revoke", api.revoke_grant, methods=["POST"]),
     ]
 
 
@@ -220,9 +258,14 @@ class ApprovalsApi:
         reviewer = await self._reviewer(request)
         if isinstance(reviewer, JSONResponse):
             return reviewer
-        reason = await _reason(request)
+        body = await _body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        reason, grant = _reason(body), _grant(body)
         if isinstance(reason, JSONResponse):
             return reason
+        if isinstance(grant, JSONResponse):
+            return grant
         try:
             approval = await self._approvals.decide(
                 request.path_params["approval_id"],
@@ -231,6 +274,7 @@ class ApprovalsApi:
                 via="api",
                 reason=reason,
                 asserted_groups=reviewer.groups,
+                grant=grant,
             )
         except DecisionError as exc:
             extra: dict[str, Any] = {}
@@ -238,18 +282,56 @@ class ApprovalsApi:
             if current is not None:
                 extra["approval"] = approval_json(current, self._public_url)
             return _error(exc.status_code, str(exc), **extra)
-        return JSONResponse(approval_json(approval, self._public_url))
+        answer = approval_json(approval, self._public_url)
+        if grant is not None:
+            given = await self._approvals.grants.of_approval(approval.id)
+            answer["grant"] = None if given is None else grant_json(given)
+        return JSONResponse(answer)
+
+    async def list_grants(self, request: Request) -> JSONResponse:
+        reviewer = await self._reviewer(request)
+        if isinstance(reviewer, JSONResponse):
+            return reviewer
+        return JSONResponse({"grants": [grant_json(grant) for grant in await self._approvals.grants.live()]})
+
+    async def revoke_grant(self, request: Request) -> JSONResponse:
+        reviewer = await self._reviewer(request)
+        if isinstance(reviewer, JSONResponse):
+            return reviewer
+        try:
+            grant = await self._approvals.grants.revoke(request.path_params["grant_id"], by=reviewer.name)
+        except GrantError as exc:
+            return _error(exc.status_code, str(exc))
+        return JSONResponse(grant_json(grant))
 
 
-async def _reason(request: Request) -> str | JSONResponse | None:
+async def _body(request: Request) -> dict[str, Any] | JSONResponse:
     body = await request.body()
     if not body.strip():
-        return None
+        return {}
     try:
         payload = json.loads(body)
     except ValueError:
         return _error(400, 'the body must be JSON, e.g. {"reason": "..."}')
-    if not isinstance(payload, dict) or not isinstance(payload.get("reason", ""), str | None):
+    if not isinstance(payload, dict):
+        return _error(400, 'the body must be a JSON object, e.g. {"reason": "..."}')
+    return payload
+
+
+def _reason(payload: dict[str, Any]) -> str | JSONResponse | None:
+    if not isinstance(payload.get("reason", ""), str | None):
         return _error(400, "reason must be a string")
     reason = payload.get("reason")
     return reason if isinstance(reason, str) else None
+
+
+def _grant(payload: dict[str, Any]) -> GrantRequest | JSONResponse | None:
+    minutes, scope = payload.get("grant_minutes"), payload.get("grant_scope", "identical")
+    if minutes is None:
+        return None if "grant_scope" not in payload else _error(400, "grant_scope needs grant_minutes")
+    if type(minutes) is not int:
+        return _error(400, "grant_minutes must be a whole number of minutes")
+    known = scope_of(scope) if isinstance(scope, str) else None
+    if known is None:
+        return _error(400, 'grant_scope must be "identical" or "tool"')
+    return GrantRequest(minutes, known)

@@ -36,6 +36,8 @@ from typing import Final, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.approvals import grants
+from app.approvals.grants import GrantRequest
 from app.approvals.ledger import Change, Ledger
 from app.approvals.model import Approval
 from app.approvals.wording import already_decided, quorum_progress
@@ -83,6 +85,10 @@ class ReasonRequired(DecisionError):
     """A rejection without a reason."""
 
 
+class GrantRefused(DecisionError):
+    """A grant the approval's rule does not permit (`grants.py`): nothing was decided."""
+
+
 @dataclass
 class AlreadyDecided(DecisionError):
     approval: Approval
@@ -101,6 +107,7 @@ async def decide(
     via: Via,
     reason: str | None = None,
     groups: ReviewerGroups = NO_GROUPS,
+    grant: GrantRequest | None = None,
 ) -> Approval:
     """Approve or reject a pending approval as `reviewer`; returns the approval after the decision.
 
@@ -109,6 +116,8 @@ async def decide(
 
     Args:
         groups: each reviewer's groups, for a rule's `reviewer_groups`.
+        grant: a scoped grant to give with the approval (`grants.py`), written in the same
+            transaction, so it exists exactly when the approval was committed.
 
     Raises:
         ApprovalNotFound: no such approval.
@@ -116,6 +125,7 @@ async def decide(
             one's own call is refused), or the matching rule names other reviewers or groups.
         ReasonRequired: a rejection without a reason.
         AlreadyDecided: someone decided first, or it expired or was withdrawn (HTTP 409).
+        GrantRefused: `grant` with a rejection, or one the rule does not permit.
     """
     now = ledger.clock.now()
     reason = (reason or "").strip()[:REASON_MAX_LENGTH] or None
@@ -128,6 +138,8 @@ async def decide(
             if row.status != "pending" or row.expires_at <= now:
                 raise AlreadyDecided(Approval.from_row(row))  # the more useful answer: no reason would have helped
             raise ReasonRequired("a rejection needs a reason: the agent is told who rejected its call and why")
+        if grant is not None:
+            _check_grant(Approval.from_row(row), verdict, grant)
         if verdict == "approve":
             decided = await _approve(change, approval_id, reviewer=reviewer, via=via, reason=reason, now=now)
         else:
@@ -136,7 +148,15 @@ async def decide(
             current = await approval_store.get(change.conn, approval_id)
             assert current is not None
             raise AlreadyDecided(Approval.from_row(current))
+        if grant is not None and decided.status == "approved":
+            await grants.create(change, decided, grant, reviewer=reviewer, now=now)
     return Approval.from_row(decided)
+
+
+def _check_grant(approval: Approval, verdict: Verdict, grant: GrantRequest) -> None:
+    problem = grants.rejection_refusal() if verdict == "reject" else grants.refusal(approval, grant)
+    if problem is not None:
+        raise GrantRefused(problem)
 
 
 async def _approve(

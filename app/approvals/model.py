@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
+from app.policy.engine import GrantPolicy, GrantScope
 from app.protocol import Era
 from app.store.approvals import ApprovalRow
 from app.types import JSONObject
@@ -182,6 +183,8 @@ class Approval:
     """The `[escalation.<name>]` target it is escalated to."""
     escalated_at: float | None = None
     """When it was escalated (None: not, or not yet)."""
+    grant_policy: GrantPolicy | None = None
+    """The scoped grants its rule lets a reviewer give with the approval (None: none)."""
 
     @classmethod
     def from_row(cls, row: ApprovalRow) -> Approval:
@@ -231,6 +234,7 @@ class Approval:
             escalate_at=row.escalate_at,
             escalate_to=row.escalate_to,
             escalated_at=row.escalated_at,
+            grant_policy=grant_policy_of(row.grant_policy),
         )
 
     def routing_for(self, channel: str) -> Mapping[str, Any]:
@@ -281,3 +285,20 @@ def _names(text: str | None) -> tuple[str, ...] | None:
     except (ValueError, RecursionError):
         return ()
     return tuple(str(name) for name in value) if isinstance(value, list) else ()
+
+
+def grant_policy_json(policy: GrantPolicy) -> str:
+    """A rule's `grants` as stored with its approvals."""
+    return json.dumps({"max_minutes": policy.max_minutes, "scope": list(policy.scopes)})
+
+
+def grant_policy_of(text: str | None) -> GrantPolicy | None:
+    """The stored `grants` decoded; anything malformed offers no grant (fail closed)."""
+    value = None if text is None else _object(text)
+    if value is None:
+        return None
+    minutes, scopes = value.get("max_minutes"), value.get("scope")
+    if type(minutes) is not int or minutes < 1 or not isinstance(scopes, list):
+        return None
+    known: tuple[GrantScope, ...] = tuple(scope for scope in ("identical", "tool") if scope in scopes)
+    return GrantPolicy(minutes, known) if known else None

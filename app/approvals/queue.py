@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.approvals.continuation import Continuation, continues
 from app.approvals.ledger import Change, Ledger
-from app.approvals.model import Approval
+from app.approvals.model import Approval, grant_policy_json
 from app.config import ApprovalSettings
 from app.jsonrpc import canonical_json
 from app.policy.engine import Decision
@@ -343,6 +343,7 @@ class ApprovalQueue:
             "attach_seq": 0,
             "escalate_at": None if escalate_after is None else now + escalate_after,
             "escalate_to": None if escalate_after is None else decision.escalate_to,
+            "grant_policy": None if decision.grants is None else grant_policy_json(decision.grants),
         }
 
     async def withdraw(
@@ -411,6 +412,24 @@ class ApprovalQueue:
                 finished_at=now,
             )
         return row is not None
+
+    async def in_flight(self, *, agent: str, upstream: str, tool: str, args_hash: str) -> bool:
+        """Whether an identical call would attach to an approval (open, or its outcome undelivered).
+
+        A scoped grant never covers such a call: it is the agent's retry of the call in flight,
+        which must attach and get that one outcome, not run a second time (`grants.py`).
+        """
+        async with self._ledger.db.read() as conn:
+            existing = await approval_store.find_attachable(
+                conn,
+                agent=agent,
+                upstream=upstream,
+                tool=tool,
+                args_hash=args_hash,
+                now=self._ledger.clock.now(),
+                retention=self._settings.result_retention_seconds,
+            )
+        return existing is not None
 
     async def stream(self, stream_id: str) -> StreamRow | None:
         """A held stream by id (None when unknown or purged)."""

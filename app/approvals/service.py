@@ -39,6 +39,7 @@ from app.approvals.decisions import (
     AlreadyDecided,
     ApprovalNotFound,
     DecisionError,
+    GrantRefused,
     NotAllowed,
     ReasonRequired,
     ReviewerGroups,
@@ -48,6 +49,7 @@ from app.approvals.decisions import (
     refusal,
 )
 from app.approvals.executor import Executor, Publish
+from app.approvals.grants import Grant, GrantAlreadyRevoked, GrantError, GrantRequest, Grants
 from app.approvals.hold import Hold, HoldEvent, Outcome, Pending, Progress, Relayed, Replayed, Waiting
 from app.approvals.ledger import Ledger
 from app.approvals.model import Approval
@@ -72,6 +74,11 @@ __all__ = [
     "Attachment",
     "Continuation",
     "DecisionError",
+    "Grant",
+    "GrantAlreadyRevoked",
+    "GrantError",
+    "GrantRefused",
+    "GrantRequest",
     "Hold",
     "HoldEvent",
     "NotAllowed",
@@ -106,6 +113,7 @@ class ApprovalDesk:
         self.ledger = ledger
         self.groups: ReviewerGroups = groups if groups is not None else {}
         self._traces = traces
+        self.grants = Grants(ledger)
 
     @property
     def clock(self) -> Clock:
@@ -165,6 +173,7 @@ class ApprovalDesk:
         via: Via,
         reason: str | None = None,
         asserted_groups: frozenset[str] = frozenset(),
+        grant: GrantRequest | None = None,
     ) -> Approval:
         """Approve or reject as `reviewer` (first decision wins; under a quorum rule an approval that is
         not the last one needed returns the approval still pending, with the vote counted; see
@@ -173,18 +182,34 @@ class ApprovalDesk:
         Args:
             asserted_groups: groups the reviewer's identity provider asserted at sign-in (the inbox's
                 single sign-on), counted for `reviewer_groups` rules with those airlock.toml gives.
+            grant: a scoped grant to give with the approval (`grants.py`); `self.grants` reads and
+                revokes grants.
         """
         groups = self._groups_with(reviewer, asserted_groups)
         if self._traces is None:
             return await decide(
-                self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason, groups=groups
+                self.ledger,
+                approval_id,
+                reviewer=reviewer,
+                verdict=verdict,
+                via=via,
+                reason=reason,
+                groups=groups,
+                grant=grant,
             )
         row = await self.ledger.get(approval_id)
         parked_by = None if row is None else Approval.from_row(row).forward_headers.get("traceparent")
         attributes = {"airlock.approval_id": approval_id, "airlock.verdict": verdict, "airlock.reviewer": reviewer}
         with lifecycle_span(self._traces, "approval decide", parked_by=parked_by, attributes=attributes):
             return await decide(
-                self.ledger, approval_id, reviewer=reviewer, verdict=verdict, via=via, reason=reason, groups=groups
+                self.ledger,
+                approval_id,
+                reviewer=reviewer,
+                verdict=verdict,
+                via=via,
+                reason=reason,
+                groups=groups,
+                grant=grant,
             )
 
     async def refusal(
@@ -223,6 +248,22 @@ class Approvals(ApprovalDesk):
         self.public_url = public_url
         self._executor = executor
         self._sweeper = sweeper
+
+    async def covering_grant(self, *, agent: str, upstream: str, tool: str, args_hash: str, rule: str) -> Grant | None:
+        """The live grant that lets `agent` make this call without parking, or None (`grants.py`).
+
+        The gateway asks only for a call its policy sends to a rule that offers grants; the lookup
+        reads the database every time, so a revocation is in force at once on every replica. A
+        covered call identical to one still in flight gets None: it attaches to that one instead.
+        """
+        grant = await self.grants.covering(agent=agent, upstream=upstream, tool=tool, args_hash=args_hash, rule=rule)
+        if grant is None:
+            return None
+        # The agent's retry of a call still held (or whose outcome it has not received) attaches to
+        # it and gets that one outcome: a grant never makes it run twice (invariant 3).
+        if await self.queue.in_flight(agent=agent, upstream=upstream, tool=tool, args_hash=args_hash):
+            return None
+        return grant
 
     async def park(self, request: ParkRequest, *, priming: bool) -> Attachment:
         """Park a call durably, or attach it to the identical open one, or replay its delivered outcome.

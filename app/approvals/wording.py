@@ -631,3 +631,127 @@ def escalation_notice(approval: Approval, voice: Voice, url: str) -> str:
         f"{voice.name(approval.upstream)} ({approval.id}) and nobody has decided in {waited}. "
         f"Review it at {url} before it expires at {voice.time(approval.expires_at)}."
     )
+
+
+# --------------------------------------------------------------------------- scoped grants
+
+
+GRANT_SCOPES: Final = {
+    "identical": "identical calls",
+    "tool": "any call of the tool",
+}
+"""What each grant scope covers, as a reviewer chooses it."""
+
+
+def grant_not_offered(approval: Approval) -> str:
+    """Why a grant was refused on an approval whose rule offers none."""
+    return (
+        f"the policy rule for {reveal(approval.tool, line=True)} ({reveal(approval.policy_rule, line=True)}) "
+        "offers no grants; approve without one, or add `grants` to the rule"
+    )
+
+
+def grant_on_quorum(approval: Approval) -> str:
+    """Why a grant was refused on a quorum rule's approval."""
+    return (
+        f"the policy rule for {reveal(approval.tool, line=True)} needs {approval.quorum} approvals, so it offers "
+        "no grants: a grant would let one reviewer's yes stand for calls that need several"
+    )
+
+
+def grant_scope_refused(approval: Approval, scope: str, offered: Iterable[str]) -> str:
+    """Why a grant of a scope the rule does not offer was refused."""
+    return (
+        f"the policy rule for {reveal(approval.tool, line=True)} offers grants for "
+        f"{_and(GRANT_SCOPES.get(name, name) for name in offered)} only, not {reveal(scope, line=True)}"
+    )
+
+
+def grant_too_long(approval: Approval, minutes: int, longest: int) -> str:
+    """Why a grant longer than the rule allows (or not positive) was refused."""
+    if minutes < 1:
+        return "a grant lasts at least 1 minute"
+    return (
+        f"the policy rule for {reveal(approval.tool, line=True)} allows grants of at most {longest} min, "
+        f"not {minutes} min"
+    )
+
+
+def grant_with_rejection() -> str:
+    return "a grant comes only with an approval, not with a rejection"
+
+
+def grant_summary(
+    *, grant_id: str, scope: str, agent: str, upstream: str, tool: str, expires_at: float, created_by: str
+) -> str:
+    """One grant in a line: what it covers, for whom, until when, given by whom."""
+    covers = "identical calls of" if scope == "identical" else "every call of"
+    return (
+        f"grant {grant_id}: {covers} {reveal(tool, line=True)} on {reveal(upstream, line=True)} by agent "
+        f"{reveal(agent, line=True)}, until {iso(expires_at)}, given by {reveal(created_by, line=True)}"
+    )
+
+
+def grant_given(*, grant_id: str, scope: str, minutes: int) -> str:
+    """The audit step of an approval that came with a grant."""
+    return f"with grant {grant_id}: {GRANT_SCOPES.get(scope, scope)} for {minutes} min"
+
+
+def granted_call(*, grant_id: str, approval_id: str, created_by: str) -> str:
+    """The audit detail of a call allowed by a grant instead of parked."""
+    return f"allowed by grant {grant_id} (given by {reveal(created_by, line=True)} with approval {approval_id})"
+
+
+def grant_revoked(*, grant_id: str, by: str) -> str:
+    return f"grant {grant_id} revoked by {reveal(by, line=True)}"
+
+
+def grant_not_found(grant_id: str) -> str:
+    return f"no grant {reveal(grant_id, line=True)}"
+
+
+def grant_already_revoked(*, grant_id: str, by: str | None, at: float | None) -> str:
+    return f"grant {grant_id} was already revoked by {reveal(by or 'someone', line=True)} at {iso(at)}"
+
+
+GRANT_DURATIONS: Final = (15, 30, 60, 120, 240, 480, 1440)
+"""The grant lengths a channel offers (minutes), each no longer than the rule's `max_minutes`."""
+
+
+def grant_durations(longest: int) -> list[int]:
+    """The grant lengths to offer under a rule allowing `longest` minutes (`longest` itself last)."""
+    return [minutes for minutes in GRANT_DURATIONS if minutes < longest] + [longest]
+
+
+def grant_offer(scope: str) -> str:
+    """How a channel offers a grant of `scope` beside its approve button, before the duration."""
+    if scope == "tool":
+        return "and allow any call of this tool from this agent for"
+    return "and allow identical calls from this agent for"
+
+
+def grant_minutes_invalid() -> str:
+    return "a grant's length must be a whole number of minutes"
+
+
+def grant_button(minutes: int) -> str:
+    """A one-click channel's (Slack's) approve-with-grant button: identical calls, the rule's longest grant."""
+    return f"Approve + identical calls for {human_duration(minutes * 60.0)}"
+
+
+def grant_button_confirm(approval: Approval, minutes: int) -> str:
+    """The confirmation that button asks for."""
+    return (
+        f"{reveal(approval.agent, line=True)} will run {reveal(approval.tool, line=True)} with the arguments "
+        f"shown, now and again, with the same arguments, without asking, for {human_duration(minutes * 60.0)}."
+    )
+
+
+def grants_offered(approval: Approval) -> str | None:
+    """What a reviewer may grant with `approval` ("identical calls or any call of the tool, up to
+    60 min"), or None when its rule offers no grant."""
+    policy = approval.grant_policy
+    if policy is None or approval.needs_quorum:
+        return None
+    covers = " or ".join(GRANT_SCOPES.get(scope, scope) for scope in policy.scopes)
+    return f"{covers}, up to {human_duration(policy.max_minutes * 60.0)}"

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.approvals.outcomes import too_large_text
-from app.approvals.service import Attachment, ParkRequest, TooManyPending, continuation_of
+from app.approvals.service import Attachment, Grant, ParkRequest, TooManyPending, continuation_of
+from app.approvals.wording import granted_call
 from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest
 from app.gateway.intercept import Verdict
@@ -111,6 +112,19 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
             decision=verdict.audit_decision, latency_ms=exchange.elapsed_ms(), outcome="refused", **common
         )
         return
+    if task is None and verdict.decision.grants is not None:
+        # Only an approve rule that offers grants costs this lookup (app/approvals/grants.py).
+        args_hash = arguments_hash(call.arguments)
+        grant = await gateway.approvals.covering_grant(
+            agent=exchange.agent,
+            upstream=exchange.upstream.name,
+            tool=call.name,
+            args_hash=args_hash,
+            rule=verdict.decision.rule_id or verdict.decision.rule,
+        )
+        if grant is not None:
+            await _forward_granted(exchange, message, context, call, grant, common)
+            return
     await _park(exchange, message, context, verdict, call, task)
 
 
@@ -247,6 +261,27 @@ async def _park_and_hold(
         return
     hold = gateway.approvals.hold(attachment, resumable=context.resumable)
     await HeldRequest(exchange, hold, headers=context.response_headers).serve()
+
+
+async def _forward_granted(
+    exchange: Exchange, message: Message, context: CallContext, call: ToolCall, grant: Grant, common: dict[str, Any]
+) -> None:
+    """Forward a call a live grant covers, as an allowed call, audited with the grant's id."""
+    audit = exchange.gateway.audit
+    detail = granted_call(grant_id=grant.id, approval_id=grant.approval_id, created_by=grant.created_by)
+    bind(decision="allow", grant_id=grant.id)
+    fields = {**common, "decision": "allow", "approval_id": grant.approval_id, "detail": detail}
+    try:
+        relayed = await context.forward(True)
+    except UpstreamUnavailable as exc:
+        await _refuse(exchange, message, context, f"The upstream server is unreachable ({exc}). The call did not run.")
+        audit.record_call(latency_ms=exchange.elapsed_ms(), outcome="upstream unreachable", **fields)
+        return
+    except ResponseTooLarge as exc:
+        await _refuse(exchange, message, context, too_large_text(call.name, exc.size, exc.limit))
+        audit.record_call(latency_ms=exchange.elapsed_ms(), outcome="result too large", **fields)
+        return
+    audit.record_call(latency_ms=exchange.elapsed_ms(), outcome=_outcome(relayed), **fields)
 
 
 def _parked_outcome(attachment: Attachment) -> str:

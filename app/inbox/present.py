@@ -164,3 +164,24 @@ def announcement(approval: Approval, viewer: str | None) -> str:
 
 def timeline_label(entry: AuditRow) -> str:
     return entry.event.replace("_", " ")
+
+
+def grant_offers(approval: Approval) -> list[tuple[str, str]]:
+    """The grant scopes the approve form offers, as (value, words); empty when the rule offers none."""
+    policy = approval.grant_policy
+    if policy is None or approval.needs_quorum:
+        return []
+    return [(scope, wording.grant_offer(scope)) for scope in policy.scopes]
+
+
+def grant_durations(approval: Approval) -> list[tuple[int, str]]:
+    """The grant lengths the approve form offers, as (minutes, words)."""
+    policy = approval.grant_policy
+    if policy is None:
+        return []
+    return [(minutes, human_duration(minutes * 60.0)) for minutes in wording.grant_durations(policy.max_minutes)]
+
+
+def grant_covers(scope: str) -> str:
+    """What a grant of `scope` covers, in the words every channel uses."""
+    return wording.GRANT_SCOPES.get(scope, scope)

@@ -3,7 +3,9 @@
     GET  /inbox                        pending approvals, newest first, updated live
     GET  /inbox/history                decided approvals and the audit log, filtered
     GET  /inbox/{approval_id}          one approval: arguments, timeline, result; Approve/Reject while pending
-    POST /inbox/{approval_id}/approve  csrf_token
+    POST /inbox/{approval_id}/approve  csrf_token; grant_minutes and grant_scope for a scoped grant
+    GET  /inbox/grants                 live scoped grants, each with a revoke button
+    POST /inbox/grants/{grant_id}/revoke  csrf_token
     POST /inbox/{approval_id}/reject   csrf_token, reason
     GET  /inbox/-/login                the sign-in form;  POST: name, token, csrf_token
     GET  /inbox/-/sso/login            single sign-on through the identity provider (`app/inbox/sso.py`)
@@ -43,9 +45,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from app.approvals.grants import GrantRequest, scope_of
 from app.approvals.model import Approval
-from app.approvals.service import AlreadyDecided, ApprovalDesk, DecisionError, Verdict
+from app.approvals.service import AlreadyDecided, ApprovalDesk, DecisionError, GrantError, Verdict
 from app.approvals.signals import Notifier
+from app.approvals.wording import grant_minutes_invalid
 from app.auth import Credentials, token_hash
 from app.config import InboxOidcSettings
 from app.inbox import csrf, present
@@ -100,6 +104,8 @@ def routes(inbox: InboxRoutes) -> list[BaseRoute]:
         Route("/-/events", inbox.events, methods=["GET"]),
         Route("/", inbox.pending, methods=["GET"]),
         Route("/history", inbox.history, methods=["GET"]),
+        Route("/grants", inbox.grants, methods=["GET"]),
+        Route("/grants/{grant_id}/revoke", inbox.revoke_grant, methods=["POST"]),
         Route("/{approval_id}", inbox.detail, methods=["GET"]),
         Route("/{approval_id}/approve", inbox.approve, methods=["POST"]),
         Route("/{approval_id}/reject", inbox.reject, methods=["POST"]),
@@ -382,6 +388,9 @@ class InboxRoutes:
             return self._refused(request, refused, 403)
         approval_id = request.path_params["approval_id"]
         reason = str(form.get("reason") or "")
+        grant = _grant_of(form) if verdict == "approve" else None
+        if isinstance(grant, str):
+            return await self._not_decided(request, session, approval_id, grant, 400)
         try:
             decided = await self._approvals.decide(
                 approval_id,
@@ -390,6 +399,7 @@ class InboxRoutes:
                 via="inbox",
                 reason=reason,
                 asserted_groups=session.groups,
+                grant=grant,
             )
         except AlreadyDecided as exc:
             message = present.conflict(exc.approval, session.reviewer)
@@ -420,6 +430,39 @@ class InboxRoutes:
                 body["approval"] = self.event_payload(current, session)
             return JSONResponse(body, status_code=status_code)
         return await self._detail_page(session, approval_id, error=message, status_code=status_code)
+
+    # ------------------------------------------------------------------ grants
+
+    async def grants(self, request: Request) -> Response:
+        session = await self._signed_in(request)
+        if session is None:
+            return self._to_sign_in(request)
+        return await self._grants_page(session)
+
+    async def _grants_page(self, session: Session, *, error: str | None = None, status_code: int = 200) -> Response:
+        return self._templates.page(
+            "grants.html",
+            status_code=status_code,
+            session=session,
+            now=time.time(),
+            current="grants",
+            grants=await self._approvals.grants.live(),
+            error=error,
+        )
+
+    async def revoke_grant(self, request: Request) -> Response:
+        form = await self._form(request)
+        session = await self._signed_in(request)
+        if session is None or session.reviewer is None:
+            return self._refused(request, SESSION_ENDED, 401)
+        refused = self._csrf_refusal(request, session, form)
+        if refused is not None:
+            return self._refused(request, refused, 403)
+        try:
+            await self._approvals.grants.revoke(request.path_params["grant_id"], by=session.reviewer)
+        except GrantError as exc:
+            return await self._grants_page(session, error=str(exc), status_code=exc.status_code)
+        return RedirectResponse(f"{self._prefix}/grants", status_code=303)
 
     # ------------------------------------------------------------------ live feed
 
@@ -457,6 +500,17 @@ class InboxRoutes:
             "html": html,
             "message": present.announcement(approval, session.reviewer),
         }
+
+
+def _grant_of(form: FormData) -> GrantRequest | str | None:
+    """The grant the approve form asks for (None: none chosen), or why it cannot be read."""
+    minutes, scope = form.get("grant_minutes"), form.get("grant_scope") or "identical"
+    if not isinstance(minutes, str) or minutes in ("", "0"):
+        return None
+    known = scope_of(scope) if isinstance(scope, str) else None
+    if not minutes.isdecimal() or len(minutes) > 5 or known is None:
+        return grant_minutes_invalid()
+    return GrantRequest(int(minutes), known)
 
 
 def _wants_json(request: Request) -> bool:

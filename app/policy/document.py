@@ -43,7 +43,17 @@ from jsonschema import Draft202012Validator, ValidationError
 
 from app.errors import PolicyError, PolicyProblem
 from app.policy.conditions import OPERATORS, PathSyntaxError, compile_when, parse_path
-from app.policy.engine import Action, CompiledPolicy, CompiledRule, Decision, GlobSet, RateLimit, Routing, ToolClass
+from app.policy.engine import (
+    Action,
+    CompiledPolicy,
+    CompiledRule,
+    Decision,
+    GlobSet,
+    GrantPolicy,
+    RateLimit,
+    Routing,
+    ToolClass,
+)
 
 ROUTED_CHANNELS: Final = ("slack",)
 """Rule keys that route an approval to a reviewer channel; `Decision.routing` keeps them by name."""
@@ -325,6 +335,12 @@ def _semantic_problems(document: Any) -> Iterator[_Problem]:
             yield from _condition_problems(("rules", index, "when"), when)
         if isinstance(rule, dict):
             yield from _escalation_problems(("rules", index), rule)
+            if "grants" in rule and isinstance(rule.get("approvals"), int) and rule["approvals"] > 1:
+                # A grant is one reviewer's yes standing in for future calls: never for a quorum rule.
+                yield _Problem.at(
+                    ("rules", index, "grants"),
+                    "a rule that needs several approvals cannot offer grants (one reviewer's yes)",
+                )
 
 
 def _duplicate_ids(rules: list[Any]) -> Iterator[_Problem]:
@@ -432,7 +448,14 @@ def _rule_decision(name: str, rule: dict[str, Any]) -> Decision:
         routing=_routing(rule),
         escalate_after=_seconds(rule.get("escalate_after")),
         escalate_to=rule.get("escalate_to"),
+        grants=_grants(rule.get("grants")),
     )
+
+
+def _grants(grants: dict[str, Any] | None) -> GrantPolicy | None:
+    if grants is None:
+        return None
+    return GrantPolicy(int(grants["max_minutes"]), tuple(grants.get("scope", ["identical"])))
 
 
 def _seconds(value: float | None) -> float | None:

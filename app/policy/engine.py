@@ -56,6 +56,18 @@ Routing: TypeAlias = Mapping[str, Mapping[str, Any]]
 The engine does not read it: each reviewer channel interprets its own entry. Treat it as read-only."""
 
 
+GrantScope: TypeAlias = Literal["identical", "tool"]
+"""What a scoped grant covers: calls with the same arguments, or any call of the same tool."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrantPolicy:
+    """An approve rule's `grants`: the longest grant a reviewer may give, and the scopes offered."""
+
+    max_minutes: int
+    scopes: tuple[GrantScope, ...] = ("identical",)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What the policy says about one call.
@@ -79,6 +91,8 @@ class Decision:
         escalate_after, escalate_to: approve only; after `escalate_after` seconds without a
             decision, the approval is escalated to the target named `escalate_to` (airlock.toml
             `[escalation.<name>]`, see `app/approvals/escalation.py`); None: never.
+        grants: approve only; the scoped grants a reviewer may give with an approval
+            (`app/approvals/grants.py`); None: none offered.
     """
 
     action: Literal["allow", "deny", "approve", "hidden"]
@@ -95,6 +109,7 @@ class Decision:
     routing: Routing = field(default_factory=dict, hash=False)
     escalate_after: float | None = None
     escalate_to: str | None = None
+    grants: GrantPolicy | None = None
 
 
 class GlobSet:

@@ -41,6 +41,8 @@ from app.reveal import reveal
 SLACK: Final = "slack"
 """This channel's name in a rule's routing (`Approval.routing_for`): the policy's `slack` object."""
 APPROVE_ACTION: Final = "airlock_approve"
+APPROVE_GRANT_ACTION: Final = "airlock_approve_grant"
+"""Approve with a grant of identical calls for the rule's longest grant (`app/approvals/grants.py`)."""
 REJECT_ACTION: Final = "airlock_reject"
 REJECT_CALLBACK: Final = "airlock_reject_reason"
 REASON_BLOCK: Final = "airlock_reason"
@@ -280,6 +282,7 @@ def _buttons(approval: Approval) -> dict[str, Any]:
                 "text": {"type": "plain_text", "text": "Approve"},
                 "confirm": confirm,
             },
+            *_grant_button(approval, value),
             {
                 "type": "button",
                 "action_id": REJECT_ACTION,
@@ -289,6 +292,22 @@ def _buttons(approval: Approval) -> dict[str, Any]:
             },
         ],
     }
+
+
+def _grant_button(approval: Approval, value: str) -> list[dict[str, Any]]:
+    """The approve-with-grant button, where the rule offers grants (identical calls only: one click
+    cannot say more, and a tool-wide grant is for channels that let the reviewer choose)."""
+    policy = approval.grant_policy
+    if policy is None or approval.needs_quorum:
+        return []
+    confirm = {
+        "title": {"type": "plain_text", "text": "Approve with a grant?"},
+        "text": {"type": "plain_text", "text": cut(wording.grant_button_confirm(approval, policy.max_minutes), 300)},
+        "confirm": {"type": "plain_text", "text": "Approve"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
+    text = {"type": "plain_text", "text": cut(wording.grant_button(policy.max_minutes), 75)}
+    return [{"type": "button", "action_id": APPROVE_GRANT_ACTION, "value": value, "text": text, "confirm": confirm}]
 
 
 def _outcome(approval: Approval) -> dict[str, Any]:

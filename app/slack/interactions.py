@@ -47,7 +47,7 @@ from starlette.responses import JSONResponse, Response
 
 from app.approvals.model import Approval
 from app.approvals.outcomes import review_url
-from app.approvals.service import ApprovalDesk, DecisionError
+from app.approvals.service import ApprovalDesk, DecisionError, GrantRequest
 from app.approvals.wording import confirmation
 from app.config import SlackSettings
 from app.limits import read_body
@@ -143,7 +143,7 @@ class SlackInteractions:
             return self._answer(click, checked.message)
         reviewer, approval = checked
         if click.verdict == "approve":
-            return await self._approve(click, reviewer)
+            return await self._approve(click, reviewer, approval)
         return await self._ask_reason(click, reviewer, approval, deadline)
 
     async def _authorize(
@@ -174,10 +174,13 @@ class SlackInteractions:
         async with self._db.read() as conn:
             return await outbox_store.message(conn, approval_id)
 
-    async def _approve(self, click: ButtonClick, reviewer: str) -> Response:
+    async def _approve(self, click: ButtonClick, reviewer: str, shown: Approval) -> Response:
+        # The button offered the rule's longest grant of identical calls; `decide` checks it again.
+        policy = shown.grant_policy
+        grant = GrantRequest(policy.max_minutes if policy is not None else 0) if click.grant else None
         try:
             approval = await self._approvals.decide(
-                click.approval_id, reviewer=reviewer, verdict="approve", via="slack"
+                click.approval_id, reviewer=reviewer, verdict="approve", via="slack", grant=grant
             )
         except DecisionError as exc:
             return self._answer(click, exc.sentence())

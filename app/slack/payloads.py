@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs
 
-from app.slack.blocks import APPROVE_ACTION, REASON_BLOCK, REASON_INPUT, REJECT_ACTION, REJECT_CALLBACK
+from app.slack.blocks import (
+    APPROVE_ACTION,
+    APPROVE_GRANT_ACTION,
+    REASON_BLOCK,
+    REASON_INPUT,
+    REJECT_ACTION,
+    REJECT_CALLBACK,
+)
 
 
 class PayloadError(ValueError):
@@ -41,6 +48,8 @@ class ButtonClick:
     channel_id: str | None
     message_ts: str | None
     trigger_id: str | None
+    grant: bool = False
+    """Approve with the rule's grant of identical calls (the approve-with-grant button)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +71,11 @@ class Ignored:
 
 Interaction = ButtonClick | ReasonSubmitted | Ignored
 
-_VERDICTS: dict[str, Literal["approve", "reject"]] = {APPROVE_ACTION: "approve", REJECT_ACTION: "reject"}
+_VERDICTS: dict[str, Literal["approve", "reject"]] = {
+    APPROVE_ACTION: "approve",
+    APPROVE_GRANT_ACTION: "approve",
+    REJECT_ACTION: "reject",
+}
 
 
 def parse_interaction(body: bytes) -> Interaction:
@@ -135,6 +148,7 @@ def _click(payload: dict[str, Any]) -> Interaction:
         channel_id=_str(channel.get("id")) or _str(container.get("channel_id")),
         message_ts=_str(container.get("message_ts")) or _str(_object(payload.get("message")).get("ts")),
         trigger_id=_str(payload.get("trigger_id")),
+        grant=action.get("action_id") == APPROVE_GRANT_ACTION,
     )
 
 

@@ -82,6 +82,8 @@ class ApprovalRow:
     escalate_to: str | None = None
     escalated_at: float | None = None
     """When it was escalated (set once, by `mark_escalated`)."""
+    grant_policy: str | None = None
+    """The rule's `grants` as JSON, or NULL: the rule offers no grants."""
 
     @property
     def allowed_reviewers(self) -> tuple[str, ...] | None:

@@ -125,6 +125,7 @@ approvals = Table(
     Column("escalate_at", Float),
     Column("escalate_to", String(64)),
     Column("escalated_at", Float),
+    Column("grant_policy", Text),
     Index("ix_approvals_status_expires_at", "status", "expires_at"),
     Index("ix_approvals_updated_at", "updated_at"),
     Index("ix_approvals_agent_status", "agent", "status"),
@@ -149,7 +150,9 @@ the partial unique index keeps one pending approval per identical call even acro
 what a channel keeps about its own messages lives in its own table (`slack_outbox`).
 `escalate_at`/`escalate_to`: when, and to which `[escalation.<name>]` target, a pending approval is
 escalated (NULL: its rule does not escalate); `escalated_at`: when it was, set once by
-compare-and-set (`app/approvals/escalation.py`)."""
+compare-and-set (`app/approvals/escalation.py`).
+`grant_policy`: the rule's `grants` as JSON (`{"max_minutes": N, "scope": [...]}`), NULL when the
+rule offers none (`app/approvals/grants.py`)."""
 
 streams = Table(
     "streams",
@@ -328,3 +331,24 @@ call the policy allowed keeps the upstream's JSON-RPC answer in `result` (NULL w
 the process running it renews `lease_until`); when Airlock answered instead (a refusal, a run whose
 process died), `result` is Airlock's answer and `note` its sentence.
 `cancelled_at`: the agent cancelled it (`tasks/cancel`). After `expires_at` the task is gone."""
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agent", String(200), nullable=False),
+    Column("upstream", String(200), nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("args_hash", String(64)),
+    Column("created_by", String(64), nullable=False),
+    Column("approval_id", String(40), ForeignKey("approvals.id"), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("revoked_by", String(64)),
+    Index("ix_grants_call", "agent", "upstream", "tool", "expires_at"),
+)
+"""Scoped grants (`app/approvals/grants.py`, `app/store/grants.py`): a reviewer's approval that also
+lets the same agent make the same call (`args_hash` set: identical arguments) or any call of the
+same tool (`args_hash` NULL) until `expires_at`, unless revoked (`revoked_at`, set once by
+compare-and-set). At most one grant per approval (`approval_id` is unique)."""
