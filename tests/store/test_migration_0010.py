@@ -1,54 +1,65 @@
-"""Migration 0010 adds the escalation columns without touching existing approvals, and drops them again.
+"""Migration 0010 (quorum) adds the votes table and columns, and removes them again, losing no approval.
 
-Provenance: Airlock-defined (issue 18 item 3). Runs the real migrations up, down and up on
-SQLite, and on PostgreSQL too under `AIRLOCK_TEST_DATABASE=postgres`.
+Provenance: Airlock-defined (issue 18, item 2). Runs the real migrations on SQLite, and on
+PostgreSQL too under `AIRLOCK_TEST_DATABASE=postgres`, up, down and up again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from alembic import command
 
 from app.store.migrate import alembic_config
-from tests.store.test_migration_0006 import approval, empty_database, execute, insert_approval, rows
+from tests.store.test_migration_0006 import empty_database, execute, insert_approval, rows
 
-__all__ = ["empty_database"]  # the fixture, shared with the 0006 test
+__all__ = ["empty_database"]
 
-ESCALATION_COLUMNS = ("escalate_at", "escalate_to", "escalated_at")
-
-
-def without_slack_columns(approval_id: str) -> dict[str, object]:
-    values = approval(approval_id, status="pending")
-    for column in ("slack_routing", "slack_channel", "slack_ts"):
-        del values[column]
-    return values
+PREVIOUS = "0009"
+"""The revision 0010 follows."""
 
 
-def columns(url: str, table: str) -> set[str]:
-    return set(asyncio.run(rows(url, f"SELECT * FROM {table} LIMIT 1"))[0])
+def approval_before_quorums(approval_id: str) -> dict[str, object]:
+    return {
+        "id": approval_id,
+        "upstream": "market",
+        "tool": "em_cancel_task",
+        "agent": "agent-1",
+        "arguments": "{}",
+        "args_hash": approval_id,
+        "params": "{}",
+        "forward_headers": "{}",
+        "era": "modern",
+        "protocol_version": "2026-07-28",
+        "request_id": "1",
+        "policy_rule": "cancel",
+        "policy_version": "v1",
+        "status": "pending",
+        "created_at": 1.0,
+        "expires_at": 2.0,
+        "updated_at": 3.0,
+    }
 
 
-def test_escalation_columns_come_and_go_and_existing_approvals_never_escalate(empty_database: str) -> None:
+def test_approvals_parked_before_quorums_need_one_approval_and_survive_down_and_up(empty_database: str) -> None:
     config = alembic_config(empty_database)
-    command.upgrade(config, "0007")
-    outbox_row: tuple[str, dict[str, Any]] = (
-        "INSERT INTO slack_outbox (approval_id, channel, next_attempt_at, created_at, updated_at) "
-        "VALUES ('apr_old', '#ops', 3.0, 3.0, 3.0)",
-        {},
+    command.upgrade(config, PREVIOUS)
+    asyncio.run(execute(empty_database, insert_approval(approval_before_quorums("apr_old"))))
+
+    command.upgrade(config, "0010")
+    upgraded = asyncio.run(rows(empty_database, "SELECT id, quorum, reviewer_groups, votes FROM approvals"))
+    assert upgraded == [{"id": "apr_old", "quorum": 1, "reviewer_groups": None, "votes": None}]
+    vote = (
+        "INSERT INTO approval_votes (approval_id, identity, reviewer, via, at) "
+        "VALUES ('apr_old', 'alice', 'Alice', 'api', 2.5)"
     )
-    asyncio.run(execute(empty_database, insert_approval(without_slack_columns("apr_old")), outbox_row))
+    asyncio.run(execute(empty_database, (vote, {})))
+    assert asyncio.run(rows(empty_database, "SELECT reviewer FROM approval_votes")) == [{"reviewer": "Alice"}]
 
-    command.upgrade(config, "0010")
-    [old] = asyncio.run(rows(empty_database, "SELECT escalate_at, escalate_to, escalated_at FROM approvals"))
-    assert old == dict.fromkeys(ESCALATION_COLUMNS), "an approval parked before 0010 has no escalation"
-    [shown] = asyncio.run(rows(empty_database, "SELECT escalation_shown FROM slack_outbox"))
-    assert not shown["escalation_shown"]
-
-    command.downgrade(config, "0007")
-    assert not set(ESCALATION_COLUMNS) & columns(empty_database, "approvals")
-    assert "escalation_shown" not in columns(empty_database, "slack_outbox")
-
-    command.upgrade(config, "0010")
-    assert set(ESCALATION_COLUMNS) <= columns(empty_database, "approvals")
+    command.downgrade(config, PREVIOUS)
+    assert asyncio.run(rows(empty_database, "SELECT id, status FROM approvals")) == [
+        {"id": "apr_old", "status": "pending"}
+    ]
+    command.upgrade(config, "head")
+    assert asyncio.run(rows(empty_database, "SELECT id, quorum FROM approvals")) == [{"id": "apr_old", "quorum": 1}]
+    assert asyncio.run(rows(empty_database, "SELECT * FROM approval_votes")) == []

@@ -1,6 +1,7 @@
-"""Migration 0011 (quorum) adds the votes table and columns, and removes them again, losing no approval.
+"""Migration 0011 (grants) adds the grants table and the approvals' `grant_policy`, and removes them
+again, losing no approval.
 
-Provenance: Airlock-defined (issue 18, item 2). Runs the real migrations on SQLite, and on
+Provenance: Airlock-defined (issue 18, item 4). Runs the real migrations on SQLite, and on
 PostgreSQL too under `AIRLOCK_TEST_DATABASE=postgres`, up, down and up again.
 """
 
@@ -12,54 +13,39 @@ from alembic import command
 
 from app.store.migrate import alembic_config
 from tests.store.test_migration_0006 import empty_database, execute, insert_approval, rows
+from tests.store.test_migration_0010 import approval_before_quorums
 
 __all__ = ["empty_database"]
 
 PREVIOUS = "0010"
 """The revision 0011 follows."""
 
-
-def approval_before_quorums(approval_id: str) -> dict[str, object]:
-    return {
-        "id": approval_id,
-        "upstream": "market",
-        "tool": "em_cancel_task",
-        "agent": "agent-1",
-        "arguments": "{}",
-        "args_hash": approval_id,
-        "params": "{}",
-        "forward_headers": "{}",
-        "era": "modern",
-        "protocol_version": "2026-07-28",
-        "request_id": "1",
-        "policy_rule": "cancel",
-        "policy_version": "v1",
-        "status": "pending",
-        "created_at": 1.0,
-        "expires_at": 2.0,
-        "updated_at": 3.0,
-    }
+GRANT = (
+    "INSERT INTO grants (id, agent, upstream, tool, args_hash, created_by, approval_id, created_at, expires_at) "
+    "VALUES ('grt_1', 'agent-1', 'market', 'em_cancel_task', NULL, 'alice', 'apr_old', 2.5, 3.5)"
+)
 
 
-def test_approvals_parked_before_quorums_need_one_approval_and_survive_down_and_up(empty_database: str) -> None:
+def test_approvals_parked_before_grants_offer_none_and_survive_down_and_up(empty_database: str) -> None:
     config = alembic_config(empty_database)
     command.upgrade(config, PREVIOUS)
     asyncio.run(execute(empty_database, insert_approval(approval_before_quorums("apr_old"))))
 
     command.upgrade(config, "0011")
-    upgraded = asyncio.run(rows(empty_database, "SELECT id, quorum, reviewer_groups, votes FROM approvals"))
-    assert upgraded == [{"id": "apr_old", "quorum": 1, "reviewer_groups": None, "votes": None}]
-    vote = (
-        "INSERT INTO approval_votes (approval_id, identity, reviewer, via, at) "
-        "VALUES ('apr_old', 'alice', 'Alice', 'api', 2.5)"
-    )
-    asyncio.run(execute(empty_database, (vote, {})))
-    assert asyncio.run(rows(empty_database, "SELECT reviewer FROM approval_votes")) == [{"reviewer": "Alice"}]
+    assert asyncio.run(rows(empty_database, "SELECT id, grant_policy FROM approvals")) == [
+        {"id": "apr_old", "grant_policy": None}
+    ]
+    asyncio.run(execute(empty_database, (GRANT, {})))
+    assert asyncio.run(rows(empty_database, "SELECT id, args_hash, revoked_at FROM grants")) == [
+        {"id": "grt_1", "args_hash": None, "revoked_at": None}
+    ]
 
     command.downgrade(config, PREVIOUS)
     assert asyncio.run(rows(empty_database, "SELECT id, status FROM approvals")) == [
         {"id": "apr_old", "status": "pending"}
     ]
     command.upgrade(config, "head")
-    assert asyncio.run(rows(empty_database, "SELECT id, quorum FROM approvals")) == [{"id": "apr_old", "quorum": 1}]
-    assert asyncio.run(rows(empty_database, "SELECT * FROM approval_votes")) == []
+    assert asyncio.run(rows(empty_database, "SELECT id, grant_policy FROM approvals")) == [
+        {"id": "apr_old", "grant_policy": None}
+    ]
+    assert asyncio.run(rows(empty_database, "SELECT * FROM grants")) == []

@@ -5,8 +5,8 @@ every approval parked before this: no grant is offered on it), and each grant a 
 row of `grants`, bound to one agent, upstream and tool (and, for an identical-call grant, one
 arguments hash), time-boxed and revocable.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-29
 """
 
@@ -17,14 +17,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
-down_revision: str | None = "0011"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Plain ALTER TABLE, as in 0011: the approvals table is referenced by other tables' foreign keys.
+    # Plain ALTER TABLE, as in 0010: the approvals table is referenced by other tables' foreign keys.
     op.add_column("approvals", sa.Column("grant_policy", sa.Text(), nullable=True))
     op.create_table(
         "grants",

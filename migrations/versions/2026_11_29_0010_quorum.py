@@ -6,8 +6,8 @@ approved so far (`votes`); each approving vote is a row of `approval_votes`, uni
 identity, so the same reviewer approving twice counts once on every replica. The Slack outbox
 records the votes its message shows (`rendered_votes`), so each vote updates the message.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-29
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -4,7 +4,7 @@ When, and to whom, a pending approval is escalated (`approvals.escalate_at`, `es
 when it was (`escalated_at`, set once by compare-and-set, see `app/approvals/escalation.py`); and
 whether an approval's Slack message shows its escalation (`slack_outbox.escalation_shown`).
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-11-29
 """
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
