@@ -11,8 +11,8 @@ times the function each MCP request awaits to learn its agent, in a tight loop, 
   costs.
 
 The keys come from memory (a `KeySet` whose fetch returns them), so no fetch is timed: fetches
-are counted and rate-limited by `app/oauth/jwks.py`, not per call. This is a microbenchmark, not part
-of `make bench` (which measures whole calls over HTTP).
+are counted and rate-limited by `app/oauth/jwks.py`, not per call. `make bench` runs it too
+(`agent_authentication` in the JSON, a line under the tables); alone:
 
     .venv/bin/python -m bench.oauth_cost [--calls 20000]
 """

@@ -77,7 +77,7 @@ class Process:
         assert self.process is not None
         return self.process.pid
 
-    async def start(self, timeout: float = 60) -> Process:
+    async def start(self, timeout: float = 120) -> Process:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
         deadline = time.monotonic() + timeout

@@ -31,7 +31,7 @@ from typing import Any
 from app.auth import Credentials
 from app.store.db import Database
 from app.store.migrate import upgrade
-from bench import arguments_cost, decisions, holding, policy_cost
+from bench import arguments_cost, decisions, holding, oauth_cost, policy_cost
 from bench.load import ToolCallSpec
 from bench.overhead import Target, compare, summarise
 from bench.procs import (
@@ -263,6 +263,8 @@ async def later_phases(
     report["policy_decision"] = policy_cost.run()
     print("measuring argument validation …", flush=True)
     report["argument_validation"] = arguments_cost.run()
+    print("measuring agent authentication (static token, JWT) …", flush=True)
+    report["agent_authentication"] = await oauth_cost.measure(max(200, args.trials * 25))
     load_now(report, "decision to result (SQLite)")
     print("measuring decision to result (SQLite) …", flush=True)
     base = f"http://127.0.0.1:{airlock_port}"
@@ -410,6 +412,12 @@ def table(report: dict[str, Any]) -> str:
             "",
             "Argument validation against inputSchema (µs per call): "
             + ", ".join(f"{k} {v}" for k, v in validation.items()),
+        ]
+    authentication = report.get("agent_authentication", {}).get("us_per_call", {})
+    if authentication:
+        lines += [
+            "",
+            "Agent authentication (µs per call): " + ", ".join(f"{k} {v:.1f}" for k, v in authentication.items()),
         ]
     return "\n".join(lines)
 
