@@ -37,8 +37,9 @@ from app.approvals.wording import grant_summary, iso, outcome_of, phrase, quorum
 from app.auth import WWW_AUTHENTICATE, Credentials, bearer_token
 from app.config import InboxOidcSettings
 from app.inbox.admission import Refused, admit
+from app.oauth.access_token import InvalidToken
 from app.oauth.jwks import IssuerUnavailable
-from app.oauth.reviewer_tokens import InvalidReviewerToken, ReviewerTokens
+from app.oauth.reviewer_tokens import ReviewerTokens
 from app.store.audit import AuditRow
 
 
@@ -198,7 +199,7 @@ class ApprovalsApi:
         assert self._tokens is not None and self._oidc is not None
         try:
             claims = await self._tokens.claims(token)
-        except InvalidReviewerToken as exc:
+        except InvalidToken as exc:
             return _error(401, f"access token refused: {exc}")
         except IssuerUnavailable as exc:
             return _error(503, f"cannot check the access token now: {exc}")

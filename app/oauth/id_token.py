@@ -27,11 +27,10 @@ from typing import Any, Final
 import jwt
 
 from app.errors import AirlockError
+from app.oauth.access_token import ACCESS_TOKEN_TYPES, ALGORITHMS
 from app.oauth.jwks import KeySet
 
-ALGORITHMS: Final = ("RS256", "PS256", "ES256", "EdDSA")
 LEEWAY_SECONDS: Final = 30
-_ACCESS_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
 
 
 class InvalidIdToken(AirlockError):
@@ -58,7 +57,7 @@ class IdTokenVerifier:
         except jwt.PyJWTError:
             raise InvalidIdToken("it is not a JWT") from None
         header, payload = unverified["header"], unverified["payload"]
-        if str(header.get("typ", "")).lower() in _ACCESS_TOKEN_TYPES:
+        if str(header.get("typ", "")).lower() in ACCESS_TOKEN_TYPES:
             raise InvalidIdToken("it is an access token, not an ID token")
         algorithm = header.get("alg")
         if algorithm not in ALGORITHMS:

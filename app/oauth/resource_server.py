@@ -12,10 +12,9 @@ and the audit log, exactly like a static token's agent name) or a `Refusal` the 
   lacking some (the challenge lists all of them, as the 2026-07-28 spec asks);
 - 503 when the issuer's keys cannot be fetched and none are cached (the token may be good).
 
-Checks, in order: header `typ` is `at+jwt` (so an ID token never passes), `alg` on `ALGORITHMS`,
-the unverified `iss` is the configured issuer (before any key lookup, so tokens from elsewhere
-never cause a fetch), the key by `kid` (`app/oauth/jwks.py`), then PyJWT verifies the signature, `iss`,
-`exp` and `nbf` with the leeway; `aud` and scopes are checked per endpoint.
+The token's own checks (`typ`, `alg`, issuer before any key lookup, key, signature, `exp`/`nbf`
+with the leeway) are `app/oauth/access_token.py`'s, shared with reviewers' tokens; `aud` and
+scopes are checked here, per endpoint.
 
 A validated token is cached (by its text, at most `_CACHE_SIZE`, until its `exp` or
 `_CACHE_SECONDS` after validation, whichever is first), so an allowed call's path does a dict
@@ -27,8 +26,7 @@ server's introspection endpoint when `[oauth] introspection_endpoint` is set
 (`app/oauth/introspection.py`, RFC 7662), and then checked like a JWT's claims: audience, scopes,
 identity claim. Without it they are refused as not JWTs.
 
-What this module does not do: reviewer sign-in, or
-anything with the upstream: the agent's token never leaves Airlock (`app/upstream.py` forwards
+What this module does not do: reviewer sign-in, or anything with the upstream: the agent's token never leaves Airlock (`app/upstream.py` forwards
 an allowlist of headers that excludes `Authorization` and cookies).
 """
 
@@ -40,16 +38,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import jwt
-
 from app.config import OAuthSettings
-from app.errors import AirlockError
+from app.oauth import access_token
+from app.oauth.access_token import InvalidToken
 from app.oauth.introspection import InactiveToken, Introspector
-from app.oauth.jwks import IssuerUnavailable, KeySet, SigningKey
+from app.oauth.jwks import IssuerUnavailable, KeySet
 from app.oauth.metadata import challenge, resource_url
 
-ALGORITHMS: Final = ("RS256", "PS256", "ES256", "EdDSA")
-ACCESS_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
 _CACHE_SECONDS: Final = 60.0
 _CACHE_SIZE: Final = 10_000
 _MAX_IDENTITY_LENGTH: Final = 256
@@ -57,10 +52,6 @@ _MAX_IDENTITY_LENGTH: Final = 256
 Headers = list[tuple[bytes, bytes]]
 
 logger = logging.getLogger("airlock.oauth")
-
-
-class InvalidToken(AirlockError):
-    """A sent token that is not a valid access token from the configured issuer (one fixed sentence)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,23 +169,9 @@ class ResourceServer:
     async def _validate(self, token: str, now: float) -> Grant:
         if self.introspector is not None and token.count(".") != 2:
             return await self._introspect(self.introspector, token, now)
-        try:
-            unverified = jwt.decode_complete(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise InvalidToken("the token is not a JWT access token") from None
-        header, unverified_issuer = unverified["header"], unverified["payload"].get("iss")
-        if str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
-            raise InvalidToken("the token is not an access token (its typ is not at+jwt)")
-        algorithm = header.get("alg")
-        if algorithm not in ALGORITHMS:
-            raise InvalidToken(f"the token's signing algorithm is not one of {', '.join(ALGORITHMS)}")
-        if unverified_issuer != self.settings.issuer:
-            raise InvalidToken(f"the token was not issued by {self.settings.issuer}")
-        kid = header.get("kid")
-        key = await self.keys.key(kid if isinstance(kid, str) else None)
-        if key is None or algorithm not in key.algorithms:
-            raise InvalidToken("the token is signed with a key its issuer does not publish")
-        claims = self._decode(token, key, algorithm)
+        claims = await access_token.claims(
+            token, self.keys, issuer=self.settings.issuer, leeway=self.settings.leeway_seconds
+        )
         return Grant(
             agent=self._identity(claims),
             audiences=_strings(claims.get("aud")),
@@ -214,28 +191,6 @@ class ResourceServer:
             scopes=frozenset(_scope_list(claims)),
             until=min(float(claims["exp"]), now + _CACHE_SECONDS),
         )
-
-    def _decode(self, token: str, key: SigningKey, algorithm: str) -> dict[str, Any]:
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key.key,
-                algorithms=[algorithm],
-                issuer=self.settings.issuer,
-                leeway=self.settings.leeway_seconds,
-                options={"require": ["exp", "iss", "aud"], "verify_aud": False},
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("the token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise InvalidToken("the token is not valid yet") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise InvalidToken(f"the token has no {exc.claim} claim") from None
-        except jwt.InvalidSignatureError:
-            raise InvalidToken("the token's signature does not verify") from None
-        except jwt.PyJWTError:
-            raise InvalidToken("the token is malformed") from None
-        return claims
 
     def _identity(self, claims: dict[str, Any]) -> str:
         claim = self.settings.identity_claim
