@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.approvals.outcomes import too_large_text
-from app.approvals.service import Attachment, Grant, ParkRequest, TooManyPending, continuation_of
+from app.approvals.service import Attachment, ParkRequest, TooManyPending, continuation_of
 from app.approvals.wording import granted_call
 from app.gateway.exchange import Exchange
 from app.gateway.holding import HeldRequest
@@ -81,33 +81,11 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
         audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome=f"task {task_id}", **common)
         return
     if verdict.action == "forward":
-        sent = time.perf_counter()
-        try:
-            relayed = await context.forward(True)
-        except UpstreamUnavailable as exc:
-            await _refuse(
-                exchange, message, context, f"The upstream server is unreachable ({exc}). The call did not run."
-            )
-            audit.record_call(
-                decision="allow", latency_ms=exchange.elapsed_ms(), outcome="upstream unreachable", **common
-            )
-            return
-        except ResponseTooLarge as exc:
-            await _refuse(exchange, message, context, too_large_text(call.name, exc.size, exc.limit))
-            audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome="result too large", **common)
-            return
-        upstream_ms = (time.perf_counter() - sent) * 1000.0
-        audit.record_call(
-            decision="allow",
-            latency_ms=exchange.elapsed_ms(),
-            upstream_ms=upstream_ms,
-            outcome=_outcome(relayed),
-            **common,
-        )
+        await _forward_allowed(exchange, message, context, call, common)
         return
     if verdict.action == "refuse":
         assert verdict.text is not None
-        await _refuse(exchange, message, context, verdict.text)
+        await _refuse(exchange, message, context, verdict.text, task)
         audit.record_call(
             decision=verdict.audit_decision, latency_ms=exchange.elapsed_ms(), outcome="refused", **common
         )
@@ -123,7 +101,11 @@ async def serve_tool_call(exchange: Exchange, message: Message, context: CallCon
             rule=verdict.decision.rule_id or verdict.decision.rule,
         )
         if grant is not None:
-            await _forward_granted(exchange, message, context, call, grant, common)
+            # Forwarded as an allowed call, audited with the grant and the approval that made it.
+            bind(decision="allow", grant_id=grant.id)
+            detail = granted_call(grant_id=grant.id, approval_id=grant.approval_id, created_by=grant.created_by)
+            fields = {**common, "approval_id": grant.approval_id, "detail": detail}
+            await _forward_allowed(exchange, message, context, call, fields)
             return
     await _park(exchange, message, context, verdict, call, task)
 
@@ -163,8 +145,32 @@ def _call_to_judge(exchange: Exchange, message: Message) -> ToolCall:
         raise
 
 
-async def _refuse(exchange: Exchange, message: Message, context: CallContext, text: str) -> None:
-    task = requested_task(message.params) if context.tasks else None
+async def _forward_allowed(
+    exchange: Exchange, message: Message, context: CallContext, call: ToolCall, fields: dict[str, Any]
+) -> None:
+    """Forward an allowed (or granted) call, relay the upstream's answer, and audit it with `fields`."""
+    audit = exchange.gateway.audit
+    sent = time.perf_counter()
+    try:
+        relayed = await context.forward(True)
+    except UpstreamUnavailable as exc:
+        await _refuse(exchange, message, context, f"The upstream server is unreachable ({exc}). The call did not run.")
+        audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome="upstream unreachable", **fields)
+        return
+    except ResponseTooLarge as exc:
+        await _refuse(exchange, message, context, too_large_text(call.name, exc.size, exc.limit))
+        audit.record_call(decision="allow", latency_ms=exchange.elapsed_ms(), outcome="result too large", **fields)
+        return
+    upstream_ms = (time.perf_counter() - sent) * 1000.0
+    audit.record_call(
+        decision="allow", latency_ms=exchange.elapsed_ms(), upstream_ms=upstream_ms, outcome=_outcome(relayed), **fields
+    )
+
+
+async def _refuse(
+    exchange: Exchange, message: Message, context: CallContext, text: str, task: TaskRequest | None = None
+) -> None:
+    """The refusal as a tool error result, or as a failed task for a task-augmented call."""
     if task is not None:
         await tasks.refuse(exchange, message, context.response_headers, task, text)
         return
@@ -188,7 +194,7 @@ async def _park(
             f"This call to {call.name} needs a human's approval, but {exc} waiting for approval. "
             "It did not run; wait for one of them to finish, then call again."
         )
-        await _refuse(exchange, message, context, text)
+        await _refuse(exchange, message, context, text, task)
         exchange.gateway.audit.record_call(
             decision="approve",
             latency_ms=exchange.elapsed_ms(),
@@ -209,9 +215,13 @@ async def _park_and_hold(
     task: TaskRequest | None = None,
 ) -> None:
     gateway = exchange.gateway
-    params_text = member_text(message.raw, "params") if task is None else tasks.params_for_upstream(message)
+    params_text: str | None
     if context.modern_tasks:
         params_text = extension.params_for_upstream(message)
+    elif task is not None:
+        params_text = tasks.params_for_upstream(message)
+    else:
+        params_text = member_text(message.raw, "params")
     if params_text is None or message.id is None:
         raise MessageError(INVALID_PARAMS, "Invalid params: tools/call needs params", message.id)
     request = ParkRequest(
@@ -240,7 +250,7 @@ async def _park_and_hold(
             f"This call to {call.name} needs a human's approval, but you already have {exc.limit} calls "
             "waiting for review. It did not run; wait for those to be decided first."
         )
-        await _refuse(exchange, message, context, text)
+        await _refuse(exchange, message, context, text, task)
         gateway.audit.record_call(
             decision="approve", latency_ms=exchange.elapsed_ms(), outcome="too many pending", **common
         )
@@ -261,27 +271,6 @@ async def _park_and_hold(
         return
     hold = gateway.approvals.hold(attachment, resumable=context.resumable)
     await HeldRequest(exchange, hold, headers=context.response_headers).serve()
-
-
-async def _forward_granted(
-    exchange: Exchange, message: Message, context: CallContext, call: ToolCall, grant: Grant, common: dict[str, Any]
-) -> None:
-    """Forward a call a live grant covers, as an allowed call, audited with the grant's id."""
-    audit = exchange.gateway.audit
-    detail = granted_call(grant_id=grant.id, approval_id=grant.approval_id, created_by=grant.created_by)
-    bind(decision="allow", grant_id=grant.id)
-    fields = {**common, "decision": "allow", "approval_id": grant.approval_id, "detail": detail}
-    try:
-        relayed = await context.forward(True)
-    except UpstreamUnavailable as exc:
-        await _refuse(exchange, message, context, f"The upstream server is unreachable ({exc}). The call did not run.")
-        audit.record_call(latency_ms=exchange.elapsed_ms(), outcome="upstream unreachable", **fields)
-        return
-    except ResponseTooLarge as exc:
-        await _refuse(exchange, message, context, too_large_text(call.name, exc.size, exc.limit))
-        audit.record_call(latency_ms=exchange.elapsed_ms(), outcome="result too large", **fields)
-        return
-    audit.record_call(latency_ms=exchange.elapsed_ms(), outcome=_outcome(relayed), **fields)
 
 
 def _parked_outcome(attachment: Attachment) -> str:
