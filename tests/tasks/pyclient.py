@@ -11,7 +11,6 @@ process and hands the test each step as it happens (created, each polled status,
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+
+from tests.tasks.taskclient import ClientProcess
 
 PINNED: Final = "mcp==1.30.0"
 INSTALL_TIMEOUT: Final = 300
@@ -82,36 +83,12 @@ def _missing(reason: str) -> None:
     pytest.skip(f"the Python 1.x task client cannot be installed: {reason} (set CI=true to make this a failure)")
 
 
-class TaskCall:
+class TaskCall(ClientProcess):
     """One `call_tool_as_task` → `poll_task` → `get_task_result` in a child process."""
 
     def __init__(self, python: Path, url: str, token: str, tool: str, arguments: dict[str, Any]) -> None:
-        self._argv = [str(python), "-c", SCRIPT, url, token, tool, json.dumps(arguments)]
-        self._process: asyncio.subprocess.Process | None = None
-
-    async def __aenter__(self) -> TaskCall:
-        self._process = await asyncio.create_subprocess_exec(
-            *self._argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        process = self._process
-        if process is not None and process.returncode is None:
-            process.kill()
-            await process.wait()
-
-    async def next(self, timeout: float = 30) -> dict[str, Any]:
-        """The next step (fails with the client's stderr if it ended instead)."""
-        assert self._process is not None and self._process.stdout is not None
-        async with asyncio.timeout(timeout):
-            line = await self._process.stdout.readline()
-        if not line:
-            assert self._process.stderr is not None
-            stderr = (await self._process.stderr.read()).decode(errors="replace")
-            raise AssertionError(f"the Python task client ended early: {stderr[-2000:]}")
-        step: dict[str, Any] = json.loads(line)
-        return step
+        argv = [str(python), "-c", SCRIPT, url, token, tool, json.dumps(arguments)]
+        super().__init__(argv, "the Python task client")
 
     async def until_result(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Every polled status, then the result."""

@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import pytest
 
@@ -58,7 +58,40 @@ def _missing(reason: str) -> None:
     )
 
 
-class ToolStream:
+class ClientProcess:
+    """A real task client in a child process that prints one JSON object per step, as it happens."""
+
+    def __init__(self, argv: list[str], name: str) -> None:
+        self._argv = argv
+        self._name = name
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Self:
+        self._process = await asyncio.create_subprocess_exec(
+            *self._argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        process = self._process
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    async def next(self, timeout: float = 30) -> dict[str, Any]:
+        """The next step the client printed (fails with the client's stderr if it ended instead)."""
+        assert self._process is not None and self._process.stdout is not None
+        async with asyncio.timeout(timeout):
+            line = await self._process.stdout.readline()
+        if not line:
+            assert self._process.stderr is not None
+            stderr = (await self._process.stderr.read()).decode(errors="replace")
+            raise AssertionError(f"{self._name} ended early: {stderr[-2000:]}")
+        step: dict[str, Any] = json.loads(line)
+        return step
+
+
+class ToolStream(ClientProcess):
     """One call by a real client script (by default `callToolStream`) in a `node` child process."""
 
     def __init__(
@@ -71,34 +104,9 @@ class ToolStream:
         script: Path = CLIENT_DIR / "call_tool_stream.mjs",
         extra: tuple[str, ...] = (),
     ) -> None:
-        self._argv = [str(script), url, token, tool, json.dumps(arguments), *extra]
-        self._process: asyncio.subprocess.Process | None = None
-
-    async def __aenter__(self) -> ToolStream:
         node = shutil.which("node")
         assert node is not None
-        self._process = await asyncio.create_subprocess_exec(
-            node, *self._argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        process = self._process
-        if process is not None and process.returncode is None:
-            process.kill()
-            await process.wait()
-
-    async def next(self, timeout: float = 30) -> dict[str, Any]:
-        """The next message the SDK yielded (fails with the client's stderr if it ended instead)."""
-        assert self._process is not None and self._process.stdout is not None
-        async with asyncio.timeout(timeout):
-            line = await self._process.stdout.readline()
-        if not line:
-            assert self._process.stderr is not None
-            stderr = (await self._process.stderr.read()).decode(errors="replace")
-            raise AssertionError(f"the task client ended early: {stderr[-2000:]}")
-        message: dict[str, Any] = json.loads(line)
-        return message
+        super().__init__([node, str(script), url, token, tool, json.dumps(arguments), *extra], "the task client")
 
     async def until(self, kind: str, timeout: float = 30) -> dict[str, Any]:
         """Skip messages up to the first of type `kind` (`result` or `error` end the stream)."""
