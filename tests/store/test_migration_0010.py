@@ -12,6 +12,7 @@ from alembic import command
 
 from app.store.migrate import alembic_config
 from tests.store.test_migration_0006 import empty_database, execute, insert_approval, rows
+from tests.store.test_migration_0009 import without_slack_columns
 
 __all__ = ["empty_database"]
 
@@ -19,32 +20,10 @@ PREVIOUS = "0009"
 """The revision 0010 follows."""
 
 
-def approval_before_quorums(approval_id: str) -> dict[str, object]:
-    return {
-        "id": approval_id,
-        "upstream": "market",
-        "tool": "em_cancel_task",
-        "agent": "agent-1",
-        "arguments": "{}",
-        "args_hash": approval_id,
-        "params": "{}",
-        "forward_headers": "{}",
-        "era": "modern",
-        "protocol_version": "2026-07-28",
-        "request_id": "1",
-        "policy_rule": "cancel",
-        "policy_version": "v1",
-        "status": "pending",
-        "created_at": 1.0,
-        "expires_at": 2.0,
-        "updated_at": 3.0,
-    }
-
-
 def test_approvals_parked_before_quorums_need_one_approval_and_survive_down_and_up(empty_database: str) -> None:
     config = alembic_config(empty_database)
     command.upgrade(config, PREVIOUS)
-    asyncio.run(execute(empty_database, insert_approval(approval_before_quorums("apr_old"))))
+    asyncio.run(execute(empty_database, insert_approval(without_slack_columns("apr_old"))))
 
     command.upgrade(config, "0010")
     upgraded = asyncio.run(rows(empty_database, "SELECT id, quorum, reviewer_groups, votes FROM approvals"))

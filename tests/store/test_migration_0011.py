@@ -13,7 +13,7 @@ from alembic import command
 
 from app.store.migrate import alembic_config
 from tests.store.test_migration_0006 import empty_database, execute, insert_approval, rows
-from tests.store.test_migration_0010 import approval_before_quorums
+from tests.store.test_migration_0009 import without_slack_columns
 
 __all__ = ["empty_database"]
 
@@ -29,7 +29,7 @@ GRANT = (
 def test_approvals_parked_before_grants_offer_none_and_survive_down_and_up(empty_database: str) -> None:
     config = alembic_config(empty_database)
     command.upgrade(config, PREVIOUS)
-    asyncio.run(execute(empty_database, insert_approval(approval_before_quorums("apr_old"))))
+    asyncio.run(execute(empty_database, insert_approval(without_slack_columns("apr_old"))))
 
     command.upgrade(config, "0011")
     assert asyncio.run(rows(empty_database, "SELECT id, grant_policy FROM approvals")) == [
