@@ -6,7 +6,7 @@ same argument, a result of the same size), served over Streamable HTTP by the SD
 uvicorn with the SDK's defaults: the stateful session manager, SSE answers to POSTs in the
 handshake era, DNS-rebinding protection for a loopback host.
 
-Boundary: no state, no other tools, nothing Airlock-specific. `GET /healthz` answers 200 so the
+Boundary: no state, no other tools, nothing Airlock-specific but the demo's `Task` model. `GET /healthz` answers 200 so the
 harness can tell it has started.
 
 Deliberate departures from `MCPServer.run("streamable-http")`: uvicorn logs at WARNING with no
@@ -21,33 +21,17 @@ from typing import Annotated, Final
 import uvicorn
 from mcp.server import MCPServer
 from mcp_types import ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+from app.demo.upstream import Task  # the demo's own model: results of the same size either way
 
 TOOL: Final = "em_get_task"
 TASK_ID: Final = "7f1c2a9e-0b5d-4c61-9e2f-5a8d3b6c4e10"
 HEALTH_PATH: Final = "/healthz"
 MCP_PATH: Final = "/mcp"
-
-
-class Task(BaseModel):
-    """What the tool returns: the demo's task, so results are the same size either way."""
-
-    id: str
-    title: str
-    description: str
-    bounty_usd: float
-    deadline_hours: int
-    status: str = "published"
-    agent_id: str | None = None
-    worker_id: str | None = None
-    submission: str | None = None
-    rating: int | None = None
-    rating_comment: str | None = None
-    cancel_reason: str | None = None
-    created_at: str = "2026-11-29T00:00:00+00:00"
 
 
 def _task(task_id: str) -> Task:
@@ -58,6 +42,7 @@ def _task(task_id: str) -> Task:
         bounty_usd=12.5,
         deadline_hours=48,
         agent_id="bench-agent",
+        created_at="2026-11-29T00:00:00+00:00",
     )
 
 
