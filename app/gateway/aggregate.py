@@ -152,14 +152,7 @@ class Aggregate:
         await self._handshake_message(exchange, session, message)
 
     async def _initialize(self, exchange: Exchange, message: Message) -> None:
-        if MCP_SESSION_ID in exchange.headers:
-            await send_error(
-                exchange.send,
-                400,
-                INVALID_REQUEST,
-                "Bad Request: initialize must not carry a session id",
-                request_id=message.id,
-            )
+        if await handshake.refused_initialize(exchange, message):
             return
         requested = message.params.get("protocolVersion")
         version = requested if isinstance(requested, str) and requested in HANDSHAKE_VERSIONS else DEFAULT_VERSION

@@ -163,7 +163,7 @@ async def _forward_allowed(
         return
     upstream_ms = (time.perf_counter() - sent) * 1000.0
     audit.record_call(
-        decision="allow", latency_ms=exchange.elapsed_ms(), upstream_ms=upstream_ms, outcome=_outcome(relayed), **fields
+        decision="allow", latency_ms=exchange.elapsed_ms(), upstream_ms=upstream_ms, outcome=relayed.outcome(), **fields
     )
 
 
@@ -279,16 +279,3 @@ def _parked_outcome(attachment: Attachment) -> str:
     if not attachment.created:
         return "attached"
     return "parked" if attachment.approval.continues is None else f"continues {attachment.approval.continues}"
-
-
-def _outcome(relayed: Relayed) -> str:
-    if relayed.disconnected:
-        return "client disconnected"
-    final = relayed.final
-    if final is None:
-        return f"HTTP {relayed.status}"
-    if "error" in final:
-        error = final["error"] if isinstance(final["error"], dict) else {}
-        return f"error {error.get('code')}"
-    result = final.get("result")
-    return "tool error" if isinstance(result, dict) and result.get("isError") else "ok"

@@ -182,15 +182,22 @@ async def _forward(
         )
 
 
+async def refused_initialize(exchange: Exchange, message: Message) -> bool:
+    """Refuse (400) an `initialize` that carries a session id; True when refused. Also for endpoints."""
+    if MCP_SESSION_ID not in exchange.headers:
+        return False
+    await send_error(
+        exchange.send,
+        400,
+        INVALID_REQUEST,
+        "Bad Request: initialize must not carry a session id",
+        request_id=message.id,
+    )
+    return True
+
+
 async def _initialize(exchange: Exchange, message: Message) -> None:
-    if MCP_SESSION_ID in exchange.headers:
-        await send_error(
-            exchange.send,
-            400,
-            INVALID_REQUEST,
-            "Bad Request: initialize must not carry a session id",
-            request_id=message.id,
-        )
+    if await refused_initialize(exchange, message):
         return
     headers = forwardable_headers(exchange.headers)
     try:

@@ -53,20 +53,10 @@ async def serve_judged_request(
         )
         return
     relayed = await forward()
-    audit(_outcome(relayed))
+    audit(relayed.outcome())
 
 
 def denial_text(method: str, target: str | None, decision: Decision) -> str:
     what = f"{method} of {target}" if target is not None else method
     why = decision.reason or f"the policy denies it ({decision.rule})"
     return f"Airlock policy denied {what}: {why}. It was not sent to the server; do not retry it unchanged."
-
-
-def _outcome(relayed: Relayed) -> str:
-    if relayed.disconnected:
-        return "client disconnected"
-    final = relayed.final
-    if final is None:
-        return f"HTTP {relayed.status}"
-    error = final.get("error")
-    return f"error {error.get('code')}" if isinstance(error, dict) else "ok"

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from app.gateway.handshake import Session
 from app.protocol import MCP_PROTOCOL_VERSION, MCP_SESSION_ID
 from app.sessions import SessionRegistry
 from app.types import JSONObject
@@ -30,19 +31,9 @@ OPENED_LIMIT: Final = 50_000
 _POST_DRAIN_SECONDS: Final = 1.0
 
 
-class EndpointSession(Protocol):
-    """What this module reads of a session (`app/sessions.py` keeps them; the gateway reads no store)."""
+class EndpointSession(Session, Protocol):
+    """A handshake-era session, plus what its `initialize` asked (replayed to each member upstream)."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def agent(self) -> str: ...
-    @property
-    def upstream(self) -> str: ...
-    @property
-    def upstream_session_id(self) -> str | None: ...
-    @property
-    def protocol_version(self) -> str: ...
     @property
     def initialize_params(self) -> str: ...
 

@@ -51,6 +51,19 @@ class Relayed:
     final: JSONObject | None = None
     disconnected: bool = False
 
+    def outcome(self) -> str:
+        """How the audit log words it: `ok`, `tool error`, `error <code>`, `HTTP <status>` or `client disconnected`."""
+        if self.disconnected:
+            return "client disconnected"
+        final = self.final
+        if final is None:
+            return f"HTTP {self.status}"
+        if "error" in final:
+            error = final["error"] if isinstance(final["error"], dict) else {}
+            return f"error {error.get('code')}"
+        result = final.get("result")
+        return "tool error" if isinstance(result, dict) and result.get("isError") else "ok"
+
 
 async def relay(
     exchange: Exchange,
