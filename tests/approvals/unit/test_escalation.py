@@ -9,7 +9,6 @@ concurrent sweepers and a real rolled-back transaction.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -17,12 +16,9 @@ import pytest
 from app.approvals.api import approval_json
 from app.approvals.escalation import Escalator
 from app.approvals.model import Approval, Status
-from app.approvals.queue import Attachment, ParkRequest
 from app.approvals.wording import iso
-from app.jsonrpc import arguments_hash
 from app.policy.engine import Decision
-from app.protocol import Era
-from tests.approvals.unit.conftest import AGENT, UPSTREAM, Lifecycle
+from tests.approvals.unit.conftest import Lifecycle
 
 TEN_MINUTES = 600.0
 TIMEOUT = 1800.0
@@ -31,7 +27,6 @@ TIMEOUT = 1800.0
 async def park(
     lifecycle: Lifecycle, *, escalate_after: float | None = TEN_MINUTES, timeout: float = TIMEOUT, task: str = "task-1"
 ) -> str:
-    arguments = {"task_id": task}
     decision = Decision(
         action="approve",
         rule="rules[0]",
@@ -41,24 +36,7 @@ async def park(
         escalate_after=escalate_after,
         escalate_to="sre-oncall" if escalate_after is not None else None,
     )
-    request = ParkRequest(
-        upstream=UPSTREAM,
-        tool="cancel_task",
-        agent=AGENT,
-        arguments=arguments,
-        args_hash=arguments_hash(arguments),
-        params_text=json.dumps({"name": "cancel_task", "arguments": arguments}),
-        forward_headers={},
-        era=Era.MODERN,
-        protocol_version="2026-07-28",
-        session_id=None,
-        request_id=1,
-        progress_token=None,
-        decision=decision,
-        policy_version="1",
-        hold_seconds=40.0,
-    )
-    attachment: Attachment = await lifecycle.approvals.park(request, priming=False)
+    attachment = await lifecycle.park(task=task, decision=decision)
     return attachment.approval.id
 
 
